@@ -1,0 +1,213 @@
+// Command gatehouse is the whole appliance in one binary. As PID 1 (/init in
+// the image) it boots and runs the appliance; run by hand it is the CLI.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gatehouse/config"
+	"gatehouse/console"
+	"gatehouse/control"
+	"gatehouse/init/pid1"
+)
+
+// version is stamped by the Makefile.
+var version = "dev"
+
+const usage = `usage: gatehouse COMMAND [ARGS]
+
+  run --config FILE --state DIR   run the appliance as an ordinary process (host mode)
+  config validate FILE            check a config file; exit status 2 if it is invalid
+  config default                  print the built-in default config
+  status [--format text|json]     state of the running instance (--json = --format json)
+  logs SERVICE [-n N]             a service's recent output
+  poweroff | reboot               stop all services in order, then power off or reboot
+  version                         print the version
+
+Commands that talk to a running instance use its control socket: --socket PATH,
+or --state DIR for one in host mode (default ` + control.DefaultSocket + `).
+`
+
+func main() {
+	if os.Getpid() == 1 {
+		pid1.Main(version) // never returns
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// exitError carries an exit status with its message.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(args[1:], stdout)
+	case "config":
+		err = cmdConfig(args[1:], stdout, stderr)
+	case "status":
+		err = cmdStatus(args[1:], stdout)
+	case "logs":
+		err = cmdLogs(args[1:], stdout)
+	case "poweroff", "reboot":
+		err = cmdShutdown(args[0], args[1:], stdout)
+	case "version":
+		fmt.Fprintln(stdout, "gatehouse", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "gatehouse: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(stderr, ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "gatehouse:", err)
+	return 1
+}
+
+func cmdRun(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	cfg := fs.String("config", "", "config file")
+	state := fs.String("state", "", "state directory (holds the control socket)")
+	shell := fs.Bool("console", false, "serve the diagnostics shell on standard input")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2}
+	}
+	if *cfg == "" || *state == "" {
+		return &exitError{2, errors.New("gatehouse run: --config and --state are required")}
+	}
+	if err := os.MkdirAll(*state, 0o700); err != nil {
+		return err
+	}
+	opts := pid1.Options{Version: version, ConfigPath: *cfg, StateDir: *state, Out: stdout, Started: time.Now()}
+	if *shell {
+		opts.Console = os.Stdin
+	}
+	if _, err := pid1.Run(opts); err != nil {
+		var cerrs config.Errors
+		if errors.As(err, &cerrs) {
+			return &exitError{2, err}
+		}
+		return err
+	}
+	return nil
+}
+
+func cmdConfig(args []string, stdout, stderr io.Writer) error {
+	switch {
+	case len(args) == 1 && args[0] == "default":
+		_, err := stdout.Write(config.DefaultYAML())
+		return err
+	case len(args) == 2 && args[0] == "validate":
+		_, warns, err := config.Load(args[1])
+		for _, w := range warns {
+			fmt.Fprintf(stderr, "%s (warning)\n", w)
+		}
+		if err != nil {
+			return &exitError{2, err}
+		}
+		fmt.Fprintf(stdout, "%s: valid\n", args[1])
+		return nil
+	}
+	return &exitError{2, errors.New("usage: gatehouse config validate FILE | gatehouse config default")}
+}
+
+// socketFlags adds --socket and --state to fs and returns the socket path.
+func socketFlags(fs *flag.FlagSet) func() string {
+	sock := fs.String("socket", "", "control socket of the instance")
+	state := fs.String("state", "", "state directory of an instance in host mode")
+	return func() string {
+		switch {
+		case *sock != "":
+			return *sock
+		case *state != "":
+			return filepath.Join(*state, "control.sock")
+		}
+		return control.DefaultSocket
+	}
+}
+
+func cmdStatus(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	format := fs.String("format", "text", "text or json")
+	asJSON := fs.Bool("json", false, "same as --format json")
+	sock := socketFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2}
+	}
+	if *asJSON {
+		*format = "json"
+	}
+	if *format != "text" && *format != "json" {
+		return &exitError{2, fmt.Errorf("unknown format %q (text or json)", *format)}
+	}
+	resp, err := control.Call(sock(), control.Request{Verb: "status"})
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(resp.Status)
+	}
+	console.WriteStatus(stdout, *resp.Status)
+	return nil
+}
+
+func cmdLogs(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
+	n := fs.Int("n", 50, "lines")
+	sock := socketFlags(fs)
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return &exitError{2, errors.New("usage: gatehouse logs SERVICE [-n N]")}
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return &exitError{code: 2}
+	}
+	resp, err := control.Call(sock(), control.Request{Verb: "logs", Service: args[0], Lines: *n})
+	if err != nil {
+		return err
+	}
+	for _, l := range resp.Lines {
+		fmt.Fprintln(stdout, l)
+	}
+	return nil
+}
+
+func cmdShutdown(action string, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet(action, flag.ContinueOnError)
+	sock := socketFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2}
+	}
+	if _, err := control.Call(sock(), control.Request{Verb: action}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: services are stopping\n", action)
+	return nil
+}

@@ -1,0 +1,98 @@
+// Package config is the appliance's one configuration file: its typed model,
+// the strict loader and the validation that names file:line:column and the
+// field path of every problem.
+//
+// Sections are added by the issues that implement them. A top-level key whose
+// subsystem this build does not implement yet is recognised but rejected, so
+// an operator is never led to believe a feature is running when it is not.
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Config describes the whole appliance.
+type Config struct {
+	Hostname   string      `yaml:"hostname"`
+	Interfaces []Interface `yaml:"interfaces"`
+	Routes     []Route     `yaml:"routes"`
+	DNS        DNS         `yaml:"dns"`
+	NTP        NTP         `yaml:"ntp"`
+	Monitoring Monitoring  `yaml:"monitoring"`
+	Shutdown   Shutdown    `yaml:"shutdown"`
+
+	// Sections of the appliance this build does not implement yet. They are
+	// part of the file's shape so that their errors read like every other.
+	Firewall Unimplemented `yaml:"firewall"`
+	SSH      Unimplemented `yaml:"ssh"`
+	SMTP     Unimplemented `yaml:"smtp"`
+	Fetch    Unimplemented `yaml:"fetch"`
+	SNMP     Unimplemented `yaml:"snmp"`
+	NRPE     Unimplemented `yaml:"nrpe"`
+	Syslog   Unimplemented `yaml:"syslog"`
+	Cluster  Unimplemented `yaml:"cluster"`
+}
+
+// Interface is one network interface, matched by name or MAC address.
+type Interface struct {
+	Name      string   `yaml:"name"`
+	MAC       string   `yaml:"mac"`
+	DHCP      bool     `yaml:"dhcp"`
+	Addresses []Prefix `yaml:"addresses"`
+	MTU       int      `yaml:"mtu"`
+	VLANs     []VLAN   `yaml:"vlans"`
+}
+
+// VLAN is an 802.1Q sub-interface of its parent Interface.
+type VLAN struct {
+	ID        int      `yaml:"id"`
+	Addresses []Prefix `yaml:"addresses"`
+	MTU       int      `yaml:"mtu"`
+}
+
+// Route is a static route. To is a prefix or the word "default".
+type Route struct {
+	To  string `yaml:"to"`
+	Via string `yaml:"via"`
+}
+
+// DNS is the resolver configuration.
+type DNS struct {
+	Servers  []string `yaml:"servers"`
+	Search   []string `yaml:"search"`
+	Resolver string   `yaml:"resolver"` // builtin | system
+}
+
+// NTP lists the time servers.
+type NTP struct {
+	Servers []string `yaml:"servers"`
+}
+
+// Monitoring names the hosts that watch the appliance; later issues always
+// allow them to reach SSH, SNMP and NRPE.
+type Monitoring struct {
+	Hosts []string `yaml:"hosts"`
+}
+
+// Shutdown bounds how long services get to stop before they are killed.
+type Shutdown struct {
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Defaults that apply when a key is absent.
+const (
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Prefix is an address with its prefix length, such as 192.0.2.10/24.
+type Prefix struct{ netip.Prefix }
+
+// Duration is a Go duration string such as 90s or 15m.
+type Duration struct{ time.Duration }
+
+// Unimplemented marks a section this build does not provide yet.
+type Unimplemented struct{ set bool }
+
+// Set reports whether the section appears in the file.
+func (u Unimplemented) Set() bool { return u.set }

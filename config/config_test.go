@@ -1,0 +1,144 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExampleAndDefaultValidate(t *testing.T) {
+	for _, f := range []string{"example.yaml", "default.yaml"} {
+		c, _, err := Load(f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if c.Hostname == "" {
+			t.Errorf("%s: no hostname after defaults", f)
+		}
+	}
+	if got := Default().Shutdown.Timeout.Duration; got != 10*time.Second {
+		t.Errorf("default shutdown timeout = %v, want 10s", got)
+	}
+}
+
+func TestExampleWarnsAboutUnappliedSections(t *testing.T) {
+	_, warns, err := Load("example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, w := range warns {
+		paths = append(paths, w.Path)
+	}
+	if got := strings.Join(paths, ","); got != "interfaces,routes,dns,ntp,monitoring" {
+		t.Errorf("warnings for %s, want interfaces,routes,dns,ntp,monitoring", got)
+	}
+}
+
+// Each bad file must produce exactly the listed errors, as file:line:col: path: message.
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"unknown top-level key", "hostname: gw1\nfoo: 1\n",
+			[]string{`f.yaml:2:1: foo: unknown key "foo"`}},
+		{"unknown nested key", "interfaces:\n  - name: eth0\n    adresses: [192.0.2.1/24]\n",
+			[]string{`f.yaml:3:5: interfaces[0].adresses: unknown key "adresses"`}},
+		{"wrong type", "interfaces:\n  - name: eth0\n    mtu: big\n",
+			[]string{`f.yaml:3:10: interfaces[0].mtu: expected a whole number, got a string`}},
+		{"list where mapping expected", "dns: [1.1.1.1]\n",
+			[]string{`f.yaml:1:6: dns: expected a mapping, got a list`}},
+		{"bad prefix", "interfaces:\n  - name: eth0\n    addresses: [192.0.2.1/24, 300.1.1.1/24]\n",
+			[]string{`f.yaml:3:31: interfaces[0].addresses[1]: "300.1.1.1/24" is not an address with prefix length (like 192.0.2.10/24 or 2001:db8::10/64)`}},
+		{"bad duration", "shutdown:\n  timeout: soon\n",
+			[]string{`f.yaml:2:12: shutdown.timeout: "soon" is not a duration (like 90s, 15m or 1h30m)`}},
+		{"duplicate key", "hostname: a\nhostname: b\n",
+			[]string{`f.yaml:2:1: hostname: mapping key "hostname" already defined at [1:1]`}},
+		{"syntax", "hostname: [a\n", nil},
+		{"several semantic errors in file order",
+			"hostname: -bad\ninterfaces:\n  - name: eth0\n    addresses: [192.0.2.1/24, 192.0.2.1/16]\n    vlans: [{id: 5000}]\nroutes:\n  - {to: default, via: \"2001:db8::1\"}\n",
+			[]string{
+				`f.yaml:1:11: hostname: "-bad" is not a valid host name (letters, digits and '-', labels of at most 63 characters)`,
+				`f.yaml:4:31: interfaces[0].addresses[1]: address 192.0.2.1 is already given at interfaces[0].addresses[0]`,
+				`f.yaml:5:18: interfaces[0].vlans[0].id: VLAN id 5000 is out of range (1 to 4094)`,
+				`f.yaml:7:24: routes[0].via: gateway 2001:db8::1 is not of the same address family as default`,
+			}},
+		{"name and mac", "interfaces:\n  - name: eth0\n    mac: \"52:54:00:00:00:01\"\n",
+			[]string{`f.yaml:3:10: interfaces[0].mac: give either name or mac, not both`}},
+		{"neither name nor mac", "interfaces:\n  - dhcp: true\n",
+			[]string{`f.yaml:2:5: interfaces[0]: give the interface a name or a mac`}},
+		{"duplicate interface", "interfaces:\n  - name: eth0\n  - name: eth0\n",
+			[]string{`f.yaml:3:11: interfaces[1].name: interface eth0 is already configured at interfaces[0]`}},
+		{"unimplemented section", "hostname: gw1\nsmtp:\n  hostname: mx.example.com\n",
+			[]string{`f.yaml:2:1: smtp: this build of gatehouse does not implement the smtp section yet; remove it`}},
+		{"shutdown timeout out of range", "shutdown: {timeout: 1h}\n",
+			[]string{`f.yaml:1:21: shutdown.timeout: 1h0m0s is out of range (1s to 5m)`}},
+		{"bad dns resolver", "dns: {resolver: bind}\n",
+			[]string{`f.yaml:1:17: dns.resolver: "bind" is not one of builtin, system`}},
+		{"two documents", "hostname: a\n---\nhostname: b\n",
+			[]string{`f.yaml:1:1: one YAML document expected, found 2`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, err := Parse("f.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("no error; config %+v", c)
+			}
+			if c != nil {
+				t.Errorf("config returned along with errors")
+			}
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("error is %T, not config.Errors", err)
+			}
+			if tt.want == nil { // syntax errors: only the placement is ours
+				if errs[0].Line == 0 || !strings.HasPrefix(errs[0].Error(), "f.yaml:1:") {
+					t.Errorf("syntax error not placed: %v", err)
+				}
+				return
+			}
+			var got []string
+			for _, e := range errs {
+				got = append(got, e.Error())
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestEmptyFileIsDefault(t *testing.T) {
+	c, _, err := Parse("empty.yaml", []byte("# nothing\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hostname != "gatehouse" {
+		t.Errorf("hostname %q, want default", c.Hostname)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, _, err := Load("/nonexistent/gatehouse.yaml")
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("err = %v, want not-exist", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"hostname: a\n", "interfaces: [{name: eth0, addresses: [1.2.3.4/8]}]\n", "dns: [1]\n", defaultYAML2()} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, _, err := Parse("fuzz.yaml", []byte(s))
+		if (c == nil) == (err == nil) {
+			t.Fatalf("config %v with error %v", c, err)
+		}
+	})
+}
+
+func defaultYAML2() string { return string(defaultYAML) }

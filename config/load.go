@@ -1,0 +1,365 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
+)
+
+// Error is one problem in a config file, placed for a person to find it.
+type Error struct {
+	File   string
+	Line   int
+	Column int
+	Path   string // field path, such as interfaces[0].addresses[1]
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Column)
+	}
+	b.WriteString(": ")
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in one file, in file order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads and validates the config file at path.
+func Load(path string) (*Config, []*Error, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates one config file. It returns the config and
+// its warnings, or an Errors value naming every problem it found.
+// Unknown keys, duplicate keys and values of the wrong type are errors.
+func Parse(name string, data []byte) (*Config, []*Error, error) {
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		// Index a lenient parse, if there is one, to name the field.
+		var idx *index
+		if f, lerr := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey()); lerr == nil {
+			idx = indexFile(f)
+		}
+		return nil, nil, Errors{yamlError(name, idx, err)}
+	}
+	idx := indexFile(file)
+	var c Config
+	if len(file.Docs) > 1 {
+		return nil, nil, Errors{{File: name, Line: 1, Column: 1, Msg: "one YAML document expected, found " + fmt.Sprint(len(file.Docs))}}
+	}
+	if len(file.Docs) == 1 && file.Docs[0].Body != nil {
+		if err := yaml.NodeToValue(file.Docs[0].Body, &c, yaml.DisallowUnknownField()); err != nil {
+			return nil, nil, Errors{yamlError(name, idx, err)}
+		}
+	}
+	c.applyDefaults()
+	errs, warns := c.validate()
+	place := func(list []problem) []*Error {
+		out := make([]*Error, 0, len(list))
+		for _, p := range list {
+			line, col := idx.positionOf(p.path)
+			out = append(out, &Error{File: name, Line: line, Column: col, Path: p.path, Msg: p.msg})
+		}
+		sort.SliceStable(out, func(i, j int) bool {
+			if out[i].Line != out[j].Line {
+				return out[i].Line < out[j].Line
+			}
+			return out[i].Column < out[j].Column
+		})
+		return out
+	}
+	if len(errs) > 0 {
+		return nil, place(warns), Errors(place(errs))
+	}
+	return &c, place(warns), nil
+}
+
+// yamlError turns a decoder error into an Error with a position and a path.
+func yamlError(name string, idx *index, err error) *Error {
+	var pe *posError
+	if errors.As(err, &pe) {
+		e := &Error{File: name, Line: pe.tok.Position.Line, Column: pe.tok.Position.Column, Msg: pe.msg}
+		e.Path = idx.pathAt(pe.tok.Position)
+		return e
+	}
+	var ye yaml.Error
+	if !errors.As(err, &ye) {
+		return &Error{File: name, Msg: err.Error()}
+	}
+	tok := ye.GetToken()
+	e := &Error{File: name, Msg: ye.GetMessage()}
+	if tok != nil && tok.Position != nil {
+		e.Line, e.Column = tok.Position.Line, tok.Position.Column
+		e.Path = idx.pathAt(tok.Position)
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		e.Msg = fmt.Sprintf("expected %s, got %s", kindName(te.DstType), kindName(te.SrcType))
+	}
+	var ne *yaml.UnexpectedNodeTypeError
+	if errors.As(err, &ne) {
+		e.Msg = fmt.Sprintf("expected %s, got %s", nodeTypeName(ne.Expected), nodeTypeName(ne.Actual))
+	}
+	var ue *yaml.UnknownFieldError
+	if errors.As(err, &ue) && tok != nil {
+		e.Msg = fmt.Sprintf("unknown key %q", tok.Value)
+	}
+	return e
+}
+
+func kindName(t reflect.Type) string {
+	if t == nil {
+		return "nothing"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "a mapping"
+	case reflect.Pointer:
+		return kindName(t.Elem())
+	}
+	return t.String()
+}
+
+func nodeTypeName(t ast.NodeType) string {
+	switch t {
+	case ast.MappingType, ast.MappingValueType:
+		return "a mapping"
+	case ast.SequenceType:
+		return "a list"
+	case ast.StringType, ast.LiteralType:
+		return "a string"
+	case ast.IntegerType:
+		return "a whole number"
+	case ast.BoolType:
+		return "true or false"
+	case ast.NullType:
+		return "nothing"
+	}
+	return t.String()
+}
+
+// posError is returned by the value types' decoders: it carries the token so
+// the loader can place the error.
+type posError struct {
+	tok *token.Token
+	msg string
+}
+
+func (e *posError) Error() string { return e.msg }
+
+func scalar(node ast.Node) (string, *posError) {
+	switch n := node.(type) {
+	case *ast.StringNode:
+		return n.Value, nil
+	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.LiteralNode:
+		return node.GetToken().Value, nil
+	}
+	return "", &posError{tok: node.GetToken(), msg: "expected a string"}
+}
+
+// UnmarshalYAML decodes an address with prefix length.
+func (p *Prefix) UnmarshalYAML(node ast.Node) error {
+	s, perr := scalar(node)
+	if perr != nil {
+		return perr
+	}
+	pfx, err := netip.ParsePrefix(s)
+	if err != nil {
+		return &posError{tok: node.GetToken(), msg: fmt.Sprintf("%q is not an address with prefix length (like 192.0.2.10/24 or 2001:db8::10/64)", s)}
+	}
+	p.Prefix = pfx
+	return nil
+}
+
+// MarshalYAML writes the prefix in its usual text form.
+func (p Prefix) MarshalYAML() (any, error) { return p.String(), nil }
+
+// UnmarshalYAML decodes a duration such as 90s or 15m.
+func (d *Duration) UnmarshalYAML(node ast.Node) error {
+	s, perr := scalar(node)
+	if perr != nil {
+		return perr
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return &posError{tok: node.GetToken(), msg: fmt.Sprintf("%q is not a duration (like 90s, 15m or 1h30m)", s)}
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the duration in Go's notation.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// UnmarshalYAML records that the section was given.
+func (u *Unimplemented) UnmarshalYAML(node ast.Node) error {
+	if _, isNull := node.(*ast.NullNode); isNull {
+		return nil
+	}
+	u.set = true
+	return nil
+}
+
+// index maps field paths to positions in the file and back.
+type index struct {
+	locs []loc
+}
+
+type loc struct {
+	path      string
+	line, col int
+}
+
+func indexFile(f *ast.File) *index {
+	idx := &index{}
+	for _, d := range f.Docs {
+		idx.walk(d.Body, "")
+	}
+	return idx
+}
+
+func (idx *index) add(path string, tok *token.Token) {
+	if tok == nil || tok.Position == nil {
+		return
+	}
+	idx.locs = append(idx.locs, loc{path: path, line: tok.Position.Line, col: tok.Position.Column})
+}
+
+func join(parent, key string) string {
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
+}
+
+func (idx *index) walk(node ast.Node, path string) {
+	switch n := node.(type) {
+	case nil:
+	case *ast.MappingNode:
+		for _, v := range n.Values {
+			idx.walk(v, path)
+		}
+	case *ast.MappingValueNode:
+		key := n.Key.GetToken().Value
+		p := join(path, key)
+		// A scalar's errors are about its value, so its value's
+		// position comes first; a section's errors point at its key.
+		switch n.Value.(type) {
+		case *ast.MappingNode, *ast.MappingValueNode, *ast.SequenceNode:
+			idx.add(p, n.Key.GetToken())
+			idx.add(p, n.Value.GetToken())
+		default:
+			idx.add(p, n.Value.GetToken())
+			idx.add(p, n.Key.GetToken())
+		}
+		idx.walk(n.Value, p)
+	case *ast.SequenceNode:
+		for i, v := range n.Values {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			idx.add(p, startToken(v))
+			idx.walk(v, p)
+		}
+	case *ast.TagNode:
+		idx.walk(n.Value, path)
+	case *ast.AnchorNode:
+		idx.walk(n.Value, path)
+	}
+}
+
+// startToken is where a node begins as a reader sees it: a block mapping
+// begins at its first key, not at its first ':'.
+func startToken(n ast.Node) *token.Token {
+	switch m := n.(type) {
+	case *ast.MappingValueNode:
+		return m.Key.GetToken()
+	case *ast.MappingNode:
+		if !m.IsFlowStyle && len(m.Values) > 0 {
+			return m.Values[0].Key.GetToken()
+		}
+	}
+	return n.GetToken()
+}
+
+// pathAt names the field at a position: the deepest path that starts there,
+// or else the nearest one before it.
+func (idx *index) pathAt(pos *token.Position) string {
+	if idx == nil || pos == nil {
+		return ""
+	}
+	best, bestExact := "", false
+	bestLine, bestCol := 0, 0
+	for _, l := range idx.locs {
+		exact := l.line == pos.Line && l.col == pos.Column
+		switch {
+		case exact && (!bestExact || len(l.path) > len(best)):
+			best, bestExact = l.path, true
+		case !bestExact && (l.line < pos.Line || l.line == pos.Line && l.col <= pos.Column) &&
+			(l.line > bestLine || l.line == bestLine && l.col >= bestCol):
+			best, bestLine, bestCol = l.path, l.line, l.col
+		}
+	}
+	return best
+}
+
+// positionOf finds where a field is written; for a field that is absent, where
+// its nearest written parent is.
+func (idx *index) positionOf(path string) (line, col int) {
+	for p := path; p != ""; p = parentPath(p) {
+		for _, l := range idx.locs {
+			if l.path == p {
+				return l.line, l.col
+			}
+		}
+	}
+	return 0, 0
+}
+
+func parentPath(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}

@@ -1,0 +1,221 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// problem is a finding before it is placed in the file.
+type problem struct {
+	path string
+	msg  string
+}
+
+type checker struct {
+	errs, warns []problem
+}
+
+func (c *checker) errf(path, format string, args ...any) {
+	c.errs = append(c.errs, problem{path, fmt.Sprintf(format, args...)})
+}
+
+func (c *checker) warnf(path, format string, args ...any) {
+	c.warns = append(c.warns, problem{path, fmt.Sprintf(format, args...)})
+}
+
+func (c *Config) applyDefaults() {
+	if c.Hostname == "" {
+		c.Hostname = "gatehouse"
+	}
+	if c.Shutdown.Timeout.Duration == 0 {
+		c.Shutdown.Timeout.Duration = DefaultShutdownTimeout
+	}
+}
+
+// validate checks what the decoder cannot: values, references and
+// combinations. It returns errors and warnings as field paths.
+func (c *Config) validate() (errs, warns []problem) {
+	var ck checker
+	if !validHostname(c.Hostname) {
+		ck.errf("hostname", "%q is not a valid host name (letters, digits and '-', labels of at most 63 characters)", c.Hostname)
+	}
+	c.checkInterfaces(&ck)
+	c.checkRoutes(&ck)
+	c.checkDNS(&ck)
+	for i, s := range c.NTP.Servers {
+		if !validHost(s) {
+			ck.errf(fmt.Sprintf("ntp.servers[%d]", i), "%q is neither an IP address nor a host name", s)
+		}
+	}
+	for i, h := range c.Monitoring.Hosts {
+		if !validHostOrPrefix(h) {
+			ck.errf(fmt.Sprintf("monitoring.hosts[%d]", i), "%q is not an IP address, a CIDR prefix or a host name", h)
+		}
+	}
+	if t := c.Shutdown.Timeout.Duration; t < time.Second || t > 5*time.Minute {
+		ck.errf("shutdown.timeout", "%s is out of range (1s to 5m)", t)
+	}
+
+	// Sections that are checked but not applied yet, and sections not
+	// implemented at all: say so instead of doing nothing quietly.
+	for _, s := range []struct {
+		key string
+		set bool
+	}{
+		{"interfaces", len(c.Interfaces) > 0}, {"routes", len(c.Routes) > 0},
+		{"dns", len(c.DNS.Servers)+len(c.DNS.Search) > 0 || c.DNS.Resolver != ""},
+		{"ntp", len(c.NTP.Servers) > 0}, {"monitoring", len(c.Monitoring.Hosts) > 0},
+	} {
+		if s.set {
+			ck.warnf(s.key, "checked but not applied by this build yet")
+		}
+	}
+	for _, s := range []struct {
+		key string
+		u   Unimplemented
+	}{
+		{"firewall", c.Firewall}, {"ssh", c.SSH}, {"smtp", c.SMTP}, {"fetch", c.Fetch},
+		{"snmp", c.SNMP}, {"nrpe", c.NRPE}, {"syslog", c.Syslog}, {"cluster", c.Cluster},
+	} {
+		if s.u.Set() {
+			ck.errf(s.key, "this build of gatehouse does not implement the %s section yet; remove it", s.key)
+		}
+	}
+	return ck.errs, ck.warns
+}
+
+func (c *Config) checkInterfaces(ck *checker) {
+	names := map[string]string{}
+	macs := map[string]string{}
+	addrs := map[netip.Addr]string{}
+	checkAddrs := func(path string, list []Prefix) {
+		for j, a := range list {
+			p := fmt.Sprintf("%s.addresses[%d]", path, j)
+			if prev, dup := addrs[a.Addr()]; dup {
+				ck.errf(p, "address %s is already given at %s", a.Addr(), prev)
+				continue
+			}
+			addrs[a.Addr()] = p
+		}
+	}
+	checkMTU := func(path string, mtu int) {
+		if mtu != 0 && (mtu < 68 || mtu > 65535) {
+			ck.errf(path+".mtu", "%d is out of range (68 to 65535)", mtu)
+		}
+	}
+	for i, ifc := range c.Interfaces {
+		path := fmt.Sprintf("interfaces[%d]", i)
+		switch {
+		case ifc.Name == "" && ifc.MAC == "":
+			ck.errf(path, "give the interface a name or a mac")
+		case ifc.Name != "" && ifc.MAC != "":
+			ck.errf(path+".mac", "give either name or mac, not both")
+		case ifc.Name != "":
+			if len(ifc.Name) > 15 || strings.ContainsAny(ifc.Name, "/: \t") {
+				ck.errf(path+".name", "%q is not a valid interface name (at most 15 characters, no '/', ':' or spaces)", ifc.Name)
+			} else if prev, dup := names[ifc.Name]; dup {
+				ck.errf(path+".name", "interface %s is already configured at %s", ifc.Name, prev)
+			}
+			names[ifc.Name] = path
+		default:
+			hw, err := net.ParseMAC(ifc.MAC)
+			if err != nil || len(hw) != 6 {
+				ck.errf(path+".mac", "%q is not an Ethernet MAC address (like 52:54:00:12:34:56)", ifc.MAC)
+			} else if prev, dup := macs[hw.String()]; dup {
+				ck.errf(path+".mac", "MAC %s is already configured at %s", hw, prev)
+			} else {
+				macs[hw.String()] = path
+			}
+		}
+		checkAddrs(path, ifc.Addresses)
+		checkMTU(path, ifc.MTU)
+		ids := map[int]bool{}
+		for j, v := range ifc.VLANs {
+			vp := fmt.Sprintf("%s.vlans[%d]", path, j)
+			if v.ID < 1 || v.ID > 4094 {
+				ck.errf(vp+".id", "VLAN id %d is out of range (1 to 4094)", v.ID)
+			} else if ids[v.ID] {
+				ck.errf(vp+".id", "VLAN id %d is configured twice on this interface", v.ID)
+			}
+			ids[v.ID] = true
+			checkAddrs(vp, v.Addresses)
+			checkMTU(vp, v.MTU)
+		}
+	}
+}
+
+func (c *Config) checkRoutes(ck *checker) {
+	for i, r := range c.Routes {
+		path := fmt.Sprintf("routes[%d]", i)
+		var fam4 bool
+		if r.To == "default" || r.To == "default6" {
+			fam4 = r.To == "default"
+		} else if p, err := netip.ParsePrefix(r.To); err != nil {
+			ck.errf(path+".to", "%q is not a prefix (like 10.0.0.0/8) or \"default\" / \"default6\"", r.To)
+			continue
+		} else {
+			fam4 = p.Addr().Is4()
+		}
+		via, err := netip.ParseAddr(r.Via)
+		if err != nil {
+			ck.errf(path+".via", "%q is not an IP address", r.Via)
+			continue
+		}
+		if via.Is4() != fam4 {
+			ck.errf(path+".via", "gateway %s is not of the same address family as %s", via, r.To)
+		}
+	}
+}
+
+func (c *Config) checkDNS(ck *checker) {
+	for i, s := range c.DNS.Servers {
+		if _, err := netip.ParseAddr(s); err != nil {
+			ck.errf(fmt.Sprintf("dns.servers[%d]", i), "%q is not an IP address", s)
+		}
+	}
+	for i, s := range c.DNS.Search {
+		if !validHostname(s) {
+			ck.errf(fmt.Sprintf("dns.search[%d]", i), "%q is not a domain name", s)
+		}
+	}
+	switch c.DNS.Resolver {
+	case "", "builtin", "system":
+	default:
+		ck.errf("dns.resolver", "%q is not one of builtin, system", c.DNS.Resolver)
+	}
+}
+
+func validHostname(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validHost(s string) bool {
+	if _, err := netip.ParseAddr(s); err == nil {
+		return true
+	}
+	return validHostname(s) && strings.ContainsAny(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+}
+
+func validHostOrPrefix(s string) bool {
+	if _, err := netip.ParsePrefix(s); err == nil {
+		return true
+	}
+	return validHost(s)
+}

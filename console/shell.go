@@ -1,0 +1,183 @@
+// Package console is the diagnostics shell of the serial console (and later
+// of the SSH shell), and the log format the console shows during boot.
+package console
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"gatehouse/control"
+	"gatehouse/netcfg"
+)
+
+// Prompt is what the shell prints when it waits for a command.
+const Prompt = "gatehouse> "
+
+// Shell reads commands from In and answers on Out.
+type Shell struct {
+	Backend control.Backend
+	In      io.Reader
+	Out     io.Writer
+}
+
+type command struct {
+	name string
+	args string
+	help string
+	run  func(s *Shell, args []string) error
+}
+
+// table is the whole command set, in the order help lists it. (A function,
+// not a variable, because help itself reads it.)
+func table() []command {
+	return []command{
+		{"help", "", "list the commands", (*Shell).help},
+		{"status", "", "version, uptime, data disk and every service's state", (*Shell).status},
+		{"logs", "SERVICE [N]", "the last N (default 50) output lines of a service (kernel: the kernel log)", (*Shell).logs},
+		{"ip", "", "interfaces, addresses and routes", (*Shell).ip},
+		{"poweroff", "", "stop all services and power off", shutdownCmd("poweroff")},
+		{"reboot", "", "stop all services and reboot", shutdownCmd("reboot")},
+	}
+}
+
+// Run serves until In ends or ctx is done. Nothing is printed until the
+// first line is read: pressing Enter on a busy boot console brings up the
+// prompt.
+func (s *Shell) Run(ctx context.Context) error {
+	lines := make(chan string)
+	errc := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(s.In)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+		errc <- sc.Err()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errc:
+			return err
+		case line := <-lines:
+			s.Exec(line)
+			fmt.Fprint(s.Out, Prompt)
+		}
+	}
+}
+
+// Exec runs one command line.
+func (s *Shell) Exec(line string) {
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return
+	}
+	for _, c := range table() {
+		if c.name == f[0] {
+			if err := c.run(s, f[1:]); err != nil {
+				fmt.Fprintf(s.Out, "%s: %v\n", f[0], err)
+			}
+			return
+		}
+	}
+	fmt.Fprintf(s.Out, "unknown command %q; try help\n", f[0])
+}
+
+func (s *Shell) help(_ []string) error {
+	for _, c := range table() {
+		fmt.Fprintf(s.Out, "  %-22s %s\n", strings.TrimSpace(c.name+" "+c.args), c.help)
+	}
+	return nil
+}
+
+func (s *Shell) status(_ []string) error {
+	WriteStatus(s.Out, s.Backend.Status())
+	return nil
+}
+
+func (s *Shell) logs(args []string) error {
+	if len(args) == 0 || len(args) > 2 {
+		return fmt.Errorf("usage: logs SERVICE [N]")
+	}
+	n := 50
+	if len(args) == 2 {
+		v, err := strconv.Atoi(args[1])
+		if err != nil || v <= 0 {
+			return fmt.Errorf("%q is not a positive number", args[1])
+		}
+		n = v
+	}
+	lines, err := s.Backend.Logs(args[0], n)
+	if err != nil {
+		return err
+	}
+	for _, l := range lines {
+		fmt.Fprintln(s.Out, l)
+	}
+	return nil
+}
+
+func (s *Shell) ip(_ []string) error { return netcfg.Describe(s.Out) }
+
+func shutdownCmd(action string) func(*Shell, []string) error {
+	return func(s *Shell, _ []string) error {
+		fmt.Fprintf(s.Out, "%s: stopping services\n", action)
+		return s.Backend.Shutdown(action)
+	}
+}
+
+// WriteStatus prints a status for people: the console's and the CLI's
+// `status` share it.
+func WriteStatus(w io.Writer, st control.Status) {
+	if st.Emergency != "" {
+		fmt.Fprintf(w, "EMERGENCY SHELL: %s\n", st.Emergency)
+	}
+	ready := "not ready"
+	if st.Ready {
+		ready = fmt.Sprintf("ready in %d ms", st.ReadyMS)
+	}
+	fmt.Fprintf(w, "gatehouse %s on %s (%s), up %s, %s\n", st.Version, st.Hostname, st.Mode,
+		(time.Duration(st.UptimeS * float64(time.Second))).Round(time.Second), ready)
+	fmt.Fprintf(w, "config:   %s\n", st.Config)
+	for _, warn := range st.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", warn)
+	}
+	switch {
+	case st.Data.Mounted && !st.Data.ReadOnly:
+		fmt.Fprintf(w, "data:     %s on /data, read-write\n", st.Data.Device)
+	case st.Data.Mounted:
+		fmt.Fprintf(w, "data:     %s on /data, READ-ONLY\n", st.Data.Device)
+	default:
+		fmt.Fprintf(w, "data:     NOT MOUNTED\n")
+	}
+	if st.Data.Problem != "" {
+		fmt.Fprintf(w, "  problem: %s\n", st.Data.Problem)
+	}
+	fmt.Fprintf(w, "orphans reaped: %d\n", st.Orphans)
+	if len(st.Services) == 0 {
+		fmt.Fprintln(w, "services: none configured")
+		return
+	}
+	fmt.Fprintf(w, "%-12s %-9s %7s %8s %9s  %s\n", "SERVICE", "STATE", "PID", "RESTARTS", "SINCE", "LAST EXIT / STATUS")
+	for _, sv := range st.Services {
+		pid := "-"
+		if sv.PID != 0 {
+			pid = strconv.Itoa(sv.PID)
+		}
+		note := sv.Status
+		if sv.LastExit != "" {
+			note = strings.TrimSpace("last: " + sv.LastExit + "  " + note)
+		}
+		fmt.Fprintf(w, "%-12s %-9s %7s %8d %9s  %s\n", sv.Name, sv.Phase, pid, sv.Restarts,
+			time.Since(sv.Since).Round(time.Second), note)
+	}
+}

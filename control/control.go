@@ -1,0 +1,169 @@
+// Package control is the appliance's control socket: a Unix socket over
+// which the CLI (and later the SSH shell and cluster peers) ask the running
+// instance for its status and tell it what to do. One JSON request per
+// connection, one JSON response.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gatehouse/init/supervisor"
+)
+
+// DefaultSocket is where PID 1 listens. Host mode listens in its state dir.
+const DefaultSocket = "/run/gatehouse/control.sock"
+
+// Request is one call.
+type Request struct {
+	Verb    string `json:"verb"`              // status | logs | poweroff | reboot
+	Service string `json:"service,omitempty"` // for logs
+	Lines   int    `json:"lines,omitempty"`   // for logs; 0 means all kept
+}
+
+// Response answers a Request.
+type Response struct {
+	Error  string   `json:"error,omitempty"`
+	Status *Status  `json:"status,omitempty"`
+	Lines  []string `json:"lines,omitempty"`
+}
+
+// Status is what the appliance reports about itself.
+type Status struct {
+	Version   string             `json:"version"`
+	Hostname  string             `json:"hostname"`
+	Mode      string             `json:"mode"` // pid1 | host | emergency
+	StartedAt time.Time          `json:"started_at"`
+	UptimeS   float64            `json:"uptime_s"`
+	Ready     bool               `json:"ready"`
+	ReadyMS   int64              `json:"ready_ms,omitempty"`
+	Config    string             `json:"config"`
+	Warnings  []string           `json:"warnings,omitempty"`
+	Data      Data               `json:"data"`
+	Orphans   int64              `json:"orphans_reaped"`
+	Services  []supervisor.State `json:"services"`
+	Emergency string             `json:"emergency,omitempty"` // why PID 1 is in its emergency shell
+}
+
+// Data describes the persistent data disk.
+type Data struct {
+	Mounted  bool   `json:"mounted"`
+	Device   string `json:"device,omitempty"`
+	ReadOnly bool   `json:"read_only"`
+	Problem  string `json:"problem,omitempty"`
+}
+
+// Backend is what the socket, the console and the SSH shell act on: the
+// running appliance, or the emergency shell's reduced view of it.
+type Backend interface {
+	Status() Status
+	Logs(service string, lines int) ([]string, error)
+	Shutdown(action string) error // "poweroff" or "reboot"
+}
+
+// Serve answers requests on a Unix socket at path until ctx ends. The socket
+// is mode 0600: only root may steer the appliance.
+func Serve(ctx context.Context, path string, b Backend, log *slog.Logger) error {
+	log = log.With("subsystem", "control")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	os.Remove(path) // a stale socket from a previous run
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control: listen %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return fmt.Errorf("control: chmod %s: %w", path, err)
+	}
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("control: accept: %w", err)
+		}
+		go func() {
+			defer func() {
+				if r := recover(); r != nil {
+					log.Error("control request panicked", "panic", r)
+				}
+			}()
+			handle(c, b, log)
+		}()
+	}
+}
+
+func handle(c net.Conn, b Backend, log *slog.Logger) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	var req Request
+	var resp Response
+	if err := json.NewDecoder(c).Decode(&req); err != nil {
+		resp.Error = "bad request: " + err.Error()
+	} else {
+		resp = Answer(b, req)
+		if req.Verb == "poweroff" || req.Verb == "reboot" {
+			log.Info("shutdown requested over control socket", "action", req.Verb)
+		}
+	}
+	json.NewEncoder(c).Encode(&resp)
+}
+
+// Answer carries out one request against b.
+func Answer(b Backend, req Request) Response {
+	switch req.Verb {
+	case "status":
+		st := b.Status()
+		return Response{Status: &st}
+	case "logs":
+		lines, err := b.Logs(req.Service, req.Lines)
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{Lines: lines}
+	case "poweroff", "reboot":
+		if err := b.Shutdown(req.Verb); err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{}
+	}
+	return Response{Error: fmt.Sprintf("unknown verb %q", req.Verb)}
+}
+
+// Call sends one request to the socket at path.
+func Call(path string, req Request) (*Response, error) {
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no gatehouse is running with control socket %s", path)
+		}
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := json.NewEncoder(c).Encode(&req); err != nil {
+		return nil, fmt.Errorf("control: send: %w", err)
+	}
+	var resp Response
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		return nil, fmt.Errorf("control: read answer: %w", err)
+	}
+	if resp.Error != "" {
+		return &resp, errors.New(resp.Error)
+	}
+	return &resp, nil
+}

@@ -1,0 +1,372 @@
+// Package pid1 is the appliance's init: as PID 1 it mounts, loads modules,
+// finds the data disk, sets the host name and brings up loopback; in PID 1
+// and in host mode alike it then loads the config, supervises the services,
+// serves the control socket and the console, and shuts down in order.
+package pid1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gatehouse/config"
+	"gatehouse/console"
+	"gatehouse/control"
+	"gatehouse/init/kmsg"
+	"gatehouse/init/logring"
+	"gatehouse/init/reaper"
+	"gatehouse/init/supervisor"
+	"gatehouse/netcfg"
+
+	"golang.org/x/sys/unix"
+)
+
+// Options say how to run.
+type Options struct {
+	Version    string
+	PID1       bool
+	ConfigPath string    // host mode: the config file; PID 1: found on /data or in the image
+	StateDir   string    // host mode: where state and the control socket live
+	Console    io.Reader // where the diagnostics shell reads; nil for none
+	Out        io.Writer // the console: boot steps, the ready line, the shell
+	Started    time.Time // when the process started
+}
+
+// Config files PID 1 looks for, in order; the built-in default comes last.
+var pid1Configs = []string{"/data/gatehouse.yaml", "/etc/gatehouse/gatehouse.yaml"}
+
+// appliance is the running system; it is the control.Backend.
+type appliance struct {
+	opts      Options
+	log       *slog.Logger
+	out       *console.LogHandler
+	cfg       *config.Config
+	cfgFrom   string
+	warnings  []string
+	data      dataDisk
+	modules   *modules      // nil in host mode
+	kernelLog *logring.Ring // nil in host mode
+	reaper    *reaper.Reaper
+	sup       *supervisor.Supervisor
+	readyMS   atomic.Int64
+	shutdown  chan string
+
+	shutdownOnce sync.Once
+}
+
+// Run boots (in PID 1) and runs the appliance until a shutdown is asked for.
+// It returns the action asked for: "poweroff", "reboot" or, in host mode,
+// "exit". An error means nothing could be started.
+func Run(opts Options) (string, error) {
+	var mountErr error
+	if opts.PID1 {
+		mountErr = mountAll(earlyMounts)
+		if ago, ok := execOffset(); ok {
+			opts.Started = time.Now().Add(-ago)
+		}
+	}
+	h := console.NewLogHandler(opts.Out, opts.Started, slog.LevelInfo)
+	a := &appliance{opts: opts, out: h, log: slog.New(h), shutdown: make(chan string, 1)}
+	step := a.log.With("subsystem", "init")
+	if opts.PID1 {
+		if mountErr != nil {
+			step.Error("mounting pseudo file systems", "err", mountErr)
+		}
+		step.Info("mounted /proc /sys /dev /dev/pts /run /tmp")
+		// Ctrl-Alt-Del sends PID 1 SIGINT instead of rebooting at once.
+		unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGUSR2)
+	defer signal.Stop(sigs)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a.reaper = reaper.New(a.log)
+	if !opts.PID1 {
+		if err := reaper.BecomeSubreaper(); err != nil {
+			step.Warn("orphans of services will not be reaped here", "err", err)
+		}
+	}
+	go a.reaper.Run(ctx)
+	sup, err := supervisor.New(supervisor.Options{Reaper: a.reaper, Log: a.log})
+	if err != nil {
+		return "", err
+	}
+	a.sup = sup
+	if opts.PID1 {
+		a.kernelLog = logring.New(1000)
+		go guard(a.log, "kernel log", func() {
+			if err := kmsg.Follow(ctx, a.kernelLog); err != nil {
+				step.Warn("kernel log", "err", err)
+			}
+		})
+		loUp := make(chan error, 1) // loopback needs nothing else
+		go func() { loUp <- netcfg.LoopbackUp() }()
+		blockDrivers := make(chan struct{})
+		if mods, err := openModules(); err != nil {
+			step.Warn("kernel modules", "err", err)
+			close(blockDrivers)
+		} else {
+			mods.load(step)
+			a.modules = mods
+			blockDrivers = mods.data
+		}
+		a.data = mountData(blockDrivers, 2*time.Second)
+		a.reportData(step)
+		if err := a.loadConfig(step); err != nil {
+			return "", err // not reached: PID 1 falls back to the built-in default
+		}
+		if err := unix.Sethostname([]byte(a.cfg.Hostname)); err != nil {
+			step.Error("set host name", "err", err)
+		}
+		if err := <-loUp; err != nil {
+			step.Error("loopback", "err", err)
+		}
+		step.Info("host name set, loopback up", "hostname", a.cfg.Hostname)
+	} else if err := a.loadConfig(step); err != nil {
+		sup.Stop(context.Background())
+		return "", err
+	}
+	if err := sup.Add(a.services()...); err != nil {
+		step.Error("services", "err", err)
+	}
+
+	sock := control.DefaultSocket
+	if !opts.PID1 {
+		sock = filepath.Join(opts.StateDir, "control.sock")
+	}
+	go guard(a.log, "control socket", func() {
+		if err := control.Serve(ctx, sock, a, a.log); err != nil {
+			step.Error("control socket", "err", err)
+		}
+	})
+	go guard(a.log, "ready watch", func() { a.watchReady(ctx) })
+	if opts.Console != nil {
+		sh := &console.Shell{Backend: a, In: opts.Console, Out: h}
+		go guard(a.log, "console", func() { sh.Run(ctx) })
+	}
+
+	action := a.waitForShutdown(sigs)
+	step.Info("shutting down", "action", action)
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), a.cfg.Shutdown.Timeout.Duration)
+	sup.Stop(stopCtx)
+	stopCancel()
+	if opts.PID1 {
+		a.killRemaining(step)
+		if a.data.mounted {
+			if err := unmountData(); err != nil {
+				step.Error("data disk", "err", err)
+			} else {
+				fmt.Fprintln(h, "gatehouse: /data unmounted cleanly")
+			}
+		}
+		unix.Sync()
+	}
+	return action, nil
+}
+
+func (a *appliance) reportData(log *slog.Logger) {
+	d := a.data
+	switch {
+	case d.mounted && !d.readOnly:
+		log.Info("data disk mounted on /data", "device", d.device)
+	default:
+		// Loud: an appliance without its data disk keeps no queue, no keys
+		// and no config across a reboot.
+		banner := strings.Repeat("!", 72)
+		fmt.Fprintf(a.out, "%s\nWARNING: /data is READ-ONLY: %s\nNothing will be kept across a reboot. Attach a disk labelled %s.\n%s\n",
+			banner, d.problem, DataLabel, banner)
+	}
+}
+
+// loadConfig reads the config. In PID 1 an invalid file is reported and the
+// next candidate is used, so the appliance always boots to a console; in host
+// mode an invalid file is an error.
+func (a *appliance) loadConfig(log *slog.Logger) error {
+	var candidates []string
+	if a.opts.PID1 {
+		candidates = pid1Configs
+	} else {
+		candidates = []string{a.opts.ConfigPath}
+	}
+	for _, path := range candidates {
+		cfg, warns, err := config.Load(path)
+		if errors.Is(err, os.ErrNotExist) && a.opts.PID1 {
+			continue
+		}
+		if err != nil {
+			if !a.opts.PID1 {
+				return err
+			}
+			log.Error("config is invalid; ignoring it", "file", path)
+			for _, line := range strings.Split(err.Error(), "\n") {
+				fmt.Fprintf(a.out, "  %s\n", line)
+			}
+			a.warnings = append(a.warnings, path+" is invalid and was ignored")
+			continue
+		}
+		a.useConfig(cfg, path, warns, log)
+		return nil
+	}
+	a.useConfig(config.Default(), config.DefaultName, nil, log)
+	return nil
+}
+
+func (a *appliance) useConfig(cfg *config.Config, from string, warns []*config.Error, log *slog.Logger) {
+	a.cfg, a.cfgFrom = cfg, from
+	for _, w := range warns {
+		a.warnings = append(a.warnings, w.Error())
+		log.Warn(w.Error())
+	}
+	log.Info("config loaded", "file", from)
+}
+
+// services are what the config asks for. Each subsystem that runs as a
+// service (smtp, fetch, snmp, ...) adds itself here as its issue lands, as
+// this binary started with its own verb, so that a crash in one never
+// takes down PID 1 or the others.
+func (a *appliance) services() []supervisor.Service {
+	return nil
+}
+
+// watchReady prints the ready line once every service is up, and says what
+// it is waiting for if that takes long.
+func (a *appliance) watchReady(ctx context.Context) {
+	slow := time.NewTimer(30 * time.Second)
+	defer slow.Stop()
+	for {
+		select {
+		case <-a.sup.Ready():
+			ms := a.sinceStart().Milliseconds()
+			a.readyMS.Store(ms)
+			fmt.Fprintf(a.out, "gatehouse: ready in %d ms\n", ms)
+			return
+		case <-slow.C:
+			var waiting []string
+			for _, s := range a.sup.Snapshot() {
+				if s.Phase != supervisor.Running {
+					waiting = append(waiting, s.Name+" ("+string(s.Phase)+")")
+				}
+			}
+			a.log.Warn("not ready after 30s", "subsystem", "init", "waiting_for", strings.Join(waiting, ", "))
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// sinceStart is the time since the process started (for PID 1: since the
+// kernel ran /init).
+func (a *appliance) sinceStart() time.Duration { return time.Since(a.opts.Started) }
+
+func (a *appliance) waitForShutdown(sigs <-chan os.Signal) string {
+	for {
+		select {
+		case action := <-a.shutdown:
+			return action
+		case sig := <-sigs:
+			if !a.opts.PID1 {
+				return "exit"
+			}
+			// busybox init's conventions: TERM reboots, USR2 powers off,
+			// INT is Ctrl-Alt-Del.
+			switch sig {
+			case unix.SIGUSR2:
+				return "poweroff"
+			case unix.SIGTERM, unix.SIGINT:
+				return "reboot"
+			}
+		}
+	}
+}
+
+// killRemaining ends whatever is left once the services have stopped.
+// kill(-1) spares PID 1 itself; it is only ever called as PID 1.
+func (a *appliance) killRemaining(log *slog.Logger) {
+	if userProcesses() == 0 {
+		return
+	}
+	unix.Kill(-1, unix.SIGTERM)
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if userProcesses() == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	log.Warn("processes left after SIGTERM; killing them", "count", userProcesses())
+	unix.Kill(-1, unix.SIGKILL)
+	for range 50 {
+		if userProcesses() == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Status implements control.Backend.
+func (a *appliance) Status() control.Status {
+	host, _ := os.Hostname()
+	mode := "host"
+	if a.opts.PID1 {
+		mode = "pid1"
+	}
+	st := control.Status{
+		Version: a.opts.Version, Hostname: host, Mode: mode,
+		StartedAt: a.opts.Started, UptimeS: a.sinceStart().Seconds(),
+		ReadyMS: a.readyMS.Load(), Config: a.cfgFrom, Warnings: a.warnings,
+		Data:     control.Data{Mounted: a.data.mounted, Device: a.data.device, ReadOnly: a.data.readOnly, Problem: a.data.problem},
+		Orphans:  a.reaper.Orphans(),
+		Services: a.sup.Snapshot(),
+	}
+	st.Ready = st.ReadyMS > 0
+	if !a.opts.PID1 {
+		st.Data = control.Data{Mounted: true, Device: a.opts.StateDir}
+	}
+	return st
+}
+
+// KernelLog is the name under which Logs serves the kernel's log.
+const KernelLog = "kernel"
+
+// Logs implements control.Backend.
+func (a *appliance) Logs(service string, n int) ([]string, error) {
+	if service == KernelLog && a.kernelLog != nil {
+		return a.kernelLog.Last(n), nil
+	}
+	return a.sup.Logs(service, n)
+}
+
+// Shutdown implements control.Backend: it asks for the shutdown and returns;
+// the main loop carries it out.
+func (a *appliance) Shutdown(action string) error {
+	if action != "poweroff" && action != "reboot" {
+		return fmt.Errorf("unknown shutdown action %q", action)
+	}
+	if !a.opts.PID1 {
+		action = "exit"
+	}
+	a.shutdownOnce.Do(func() { a.shutdown <- action })
+	return nil
+}
+
+// guard runs f, turning a panic into a log line: no goroutine of PID 1 may
+// take the process (and with it the kernel) down.
+func guard(log *slog.Logger, what string, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("recovered from panic", "subsystem", "init", "in", what, "panic", fmt.Sprint(r))
+		}
+	}()
+	f()
+}

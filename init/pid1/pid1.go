@@ -1,0 +1,92 @@
+package pid1
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"gatehouse/console"
+	"gatehouse/control"
+
+	"golang.org/x/sys/unix"
+)
+
+// Main is the life of PID 1. It never returns: it ends in reboot(2), or, if
+// anything goes wrong, in the emergency shell on the console. (PID 1 exiting
+// would panic the kernel.)
+func Main(version string) {
+	started := time.Now()
+	var reason string
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				reason = fmt.Sprintf("panic: %v", r)
+				fmt.Fprintf(os.Stdout, "gatehouse: PID 1 %s\n%s\n", reason, debug.Stack())
+			}
+		}()
+		action, err := Run(Options{Version: version, PID1: true, Console: os.Stdin, Out: os.Stdout, Started: started})
+		if err != nil {
+			reason = err.Error()
+			return
+		}
+		halt(action)
+	}()
+	emergency(version, started, reason)
+}
+
+// halt ends the machine. RB_POWER_OFF under QEMU ends QEMU.
+func halt(action string) {
+	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
+	if action == "reboot" {
+		cmd = unix.LINUX_REBOOT_CMD_RESTART
+	}
+	fmt.Fprintf(os.Stdout, "gatehouse: %s\n", action)
+	unix.Sync()
+	if err := unix.Reboot(cmd); err != nil {
+		fmt.Fprintf(os.Stdout, "gatehouse: reboot(2): %v\n", err)
+	}
+}
+
+// emergency is the last resort: a diagnostics shell on the console that can
+// still show status and power off or reboot cleanly.
+func emergency(version string, started time.Time, reason string) {
+	fmt.Fprintf(os.Stdout, "gatehouse: EMERGENCY SHELL (%s); type help\n%s", reason, console.Prompt)
+	b := &emergencyBackend{version: version, started: started, reason: reason}
+	for {
+		func() {
+			defer func() { recover() }()
+			sh := &console.Shell{Backend: b, In: os.Stdin, Out: os.Stdout}
+			sh.Run(context.Background())
+		}()
+		time.Sleep(time.Second) // the console went away; never exit
+	}
+}
+
+type emergencyBackend struct {
+	version string
+	started time.Time
+	reason  string
+}
+
+func (b *emergencyBackend) Status() control.Status {
+	host, _ := os.Hostname()
+	return control.Status{Version: b.version, Hostname: host, Mode: "emergency", StartedAt: b.started,
+		UptimeS: time.Since(b.started).Seconds(), Emergency: b.reason, Data: control.Data{Mounted: isMounted("/data")}}
+}
+
+func (b *emergencyBackend) Logs(string, int) ([]string, error) {
+	return nil, fmt.Errorf("no services run in the emergency shell")
+}
+
+func (b *emergencyBackend) Shutdown(action string) error {
+	unix.Kill(-1, unix.SIGKILL)
+	if isMounted("/data") {
+		if err := unmountData(); err != nil {
+			fmt.Fprintln(os.Stdout, "gatehouse:", err)
+		}
+	}
+	halt(action)
+	return nil
+}

@@ -1,0 +1,510 @@
+// Package supervisor runs the appliance's services as child processes, the
+// way Postfix's master(8) runs its daemons: each in its own process, so that
+// a crash, a panic or a leak in one never takes the others (or PID 1) down.
+//
+// Services start in dependency order: one starts when every service it needs
+// is ready. A service that exits is restarted after an exponential backoff
+// that resets once it has run stably. Shutdown stops services in the reverse
+// order, each with a deadline. The supervisor owns every service's state; the
+// CLI, the console and later SNMP, NRPE and the cluster read Snapshot.
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"gatehouse/init/logring"
+	"gatehouse/init/reaper"
+)
+
+// Service is what to run and how.
+type Service struct {
+	Name    string
+	Needs   []string // names of services that must be ready first
+	Command []string // argv; Command[0] is a path
+	Env     []string // added to a minimal environment
+	Dir     string
+	// Notify services say when they are ready by writing "READY=1" to the
+	// file descriptor named by $NOTIFY_FD (see Notify); others count as
+	// ready as soon as they run.
+	Notify      bool
+	Credential  *syscall.Credential // run as this user and group, if set
+	AmbientCaps []uintptr           // capabilities kept when Credential drops root
+}
+
+// Backoff is the restart policy.
+type Backoff struct {
+	Initial time.Duration // first delay after a crash
+	Max     time.Duration // cap of the doubling delay
+	Stable  time.Duration // a run this long resets the delay to Initial
+}
+
+// next is the delay before the next start, given the previous delay (zero
+// before the first restart) and how long the service ran this time.
+func (b Backoff) next(prev, ran time.Duration) time.Duration {
+	if prev == 0 || ran >= b.Stable {
+		return b.Initial
+	}
+	return min(2*prev, b.Max)
+}
+
+// DefaultBackoff restarts quickly at first and at most once a minute.
+var DefaultBackoff = Backoff{Initial: 500 * time.Millisecond, Max: time.Minute, Stable: time.Minute}
+
+// Options configure a Supervisor.
+type Options struct {
+	Reaper   *reaper.Reaper
+	Log      *slog.Logger
+	Backoff  Backoff
+	LogLines int // lines of output kept per service; default 200
+}
+
+// Phase is where a service is in its life.
+type Phase string
+
+// The phases a service goes through.
+const (
+	Waiting    Phase = "waiting"  // for the services it needs
+	Starting   Phase = "starting" // running, not ready yet
+	Running    Phase = "running"  // ready
+	BackingOff Phase = "backoff"  // exited; restarting after a delay
+	Stopping   Phase = "stopping"
+	Stopped    Phase = "stopped"
+)
+
+// State is a snapshot of one service.
+type State struct {
+	Name      string        `json:"name"`
+	Phase     Phase         `json:"phase"`
+	PID       int           `json:"pid,omitempty"`
+	Restarts  int           `json:"restarts"`
+	Since     time.Time     `json:"since"`
+	LastExit  string        `json:"last_exit,omitempty"`
+	NextStart time.Duration `json:"next_start_ns,omitempty"` // backoff delay, in backoff
+	Status    string        `json:"status,omitempty"`        // last STATUS= the service sent
+}
+
+// Supervisor runs services. Services are added in groups (PID 1 adds its
+// own before the config is read, then those the config asks for); a group
+// may need services of earlier groups.
+type Supervisor struct {
+	opts    Options
+	log     *slog.Logger
+	stopped chan struct{}
+
+	mu       sync.Mutex
+	order    []*unit // dependency order
+	units    map[string]*unit
+	stopping bool
+}
+
+type unit struct {
+	svc   Service
+	needs []*unit
+	ready chan struct{} // closed the first time the service is ready
+	exit  chan struct{} // closed when the run loop has ended
+
+	lines *logring.Ring // recent output
+
+	mu    sync.Mutex
+	state State
+	child *reaper.Child
+}
+
+// New returns a Supervisor with no services.
+func New(opts Options) (*Supervisor, error) {
+	if opts.Reaper == nil {
+		return nil, errors.New("supervisor: no reaper")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Backoff == (Backoff{}) {
+		opts.Backoff = DefaultBackoff
+	}
+	if opts.LogLines <= 0 {
+		opts.LogLines = 200
+	}
+	return &Supervisor{opts: opts, log: opts.Log.With("subsystem", "supervisor"), units: map[string]*unit{},
+		stopped: make(chan struct{})}, nil
+}
+
+// Add checks the services (unique names, known needs, no cycles), orders
+// them after their needs and starts them. On error nothing is added.
+func (s *Supervisor) Add(services ...Service) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return errors.New("supervisor: stopping")
+	}
+	added := map[string]*unit{}
+	for _, svc := range services {
+		if svc.Name == "" || len(svc.Command) == 0 {
+			return fmt.Errorf("supervisor: service %q has no name or no command", svc.Name)
+		}
+		if s.units[svc.Name] != nil || added[svc.Name] != nil {
+			return fmt.Errorf("supervisor: service %q defined twice", svc.Name)
+		}
+		added[svc.Name] = &unit{svc: svc, ready: make(chan struct{}), exit: make(chan struct{}),
+			lines: logring.New(s.opts.LogLines), state: State{Name: svc.Name, Phase: Waiting, Since: time.Now()}}
+	}
+	for _, svc := range services {
+		u := added[svc.Name]
+		for _, n := range svc.Needs {
+			dep := added[n]
+			if dep == nil {
+				dep = s.units[n]
+			}
+			if dep == nil {
+				return fmt.Errorf("supervisor: service %q needs unknown service %q", svc.Name, n)
+			}
+			u.needs = append(u.needs, dep)
+		}
+	}
+	// Depth-first topological order of the new services, in the order they
+	// were given; services added earlier are placed already.
+	var order []*unit
+	mark := map[*unit]int{} // 1 visiting, 2 done
+	var visit func(u *unit, path []string) error
+	visit = func(u *unit, path []string) error {
+		if added[u.svc.Name] != u {
+			return nil
+		}
+		switch mark[u] {
+		case 1:
+			return fmt.Errorf("supervisor: dependency cycle: %s", strings.Join(append(path, u.svc.Name), " -> "))
+		case 2:
+			return nil
+		}
+		mark[u] = 1
+		for _, d := range u.needs {
+			if err := visit(d, append(path, u.svc.Name)); err != nil {
+				return err
+			}
+		}
+		mark[u] = 2
+		order = append(order, u)
+		return nil
+	}
+	for _, svc := range services {
+		if err := visit(added[svc.Name], nil); err != nil {
+			return err
+		}
+	}
+	for _, u := range order {
+		s.units[u.svc.Name] = u
+		s.order = append(s.order, u)
+		go s.run(u)
+	}
+	return nil
+}
+
+func (s *Supervisor) all() []*unit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.order)
+}
+
+// Order is the start order; shutdown uses its reverse.
+func (s *Supervisor) Order() []string {
+	var names []string
+	for _, u := range s.all() {
+		names = append(names, u.svc.Name)
+	}
+	return names
+}
+
+// Ready returns a channel that is closed once every service added so far
+// has been ready at least once.
+func (s *Supervisor) Ready() <-chan struct{} {
+	ch := make(chan struct{})
+	units := s.all()
+	go func() {
+		for _, u := range units {
+			<-u.ready
+		}
+		close(ch)
+	}()
+	return ch
+}
+
+func (s *Supervisor) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
+
+// run is one service's life: wait for its needs, then run and restart it
+// until the supervisor stops.
+func (s *Supervisor) run(u *unit) {
+	defer close(u.exit)
+	log := s.log.With("service", u.svc.Name)
+	for _, d := range u.needs {
+		select {
+		case <-d.ready:
+		case <-s.stopped:
+			u.setPhase(Stopped)
+			return
+		}
+	}
+	delay := time.Duration(0)
+	for {
+		started := time.Now()
+		exit, err := s.runOnce(u, log)
+		if s.isStopping() {
+			u.setPhase(Stopped)
+			return
+		}
+		ran := time.Since(started)
+		delay = s.opts.Backoff.next(delay, ran)
+		msg := exit
+		if err != nil {
+			msg = err.Error()
+		}
+		u.mu.Lock()
+		u.state.Phase, u.state.Since, u.state.PID = BackingOff, time.Now(), 0
+		u.state.LastExit, u.state.NextStart = msg, delay
+		u.mu.Unlock()
+		log.Warn("service exited; restarting after backoff", "exit", msg, "ran", ran.Round(time.Millisecond), "backoff", delay)
+		select {
+		case <-time.After(delay):
+		case <-s.stopped:
+			u.setPhase(Stopped)
+			return
+		}
+		u.mu.Lock()
+		u.state.Restarts++
+		u.mu.Unlock()
+	}
+}
+
+// runOnce starts the service and waits for it to exit.
+func (s *Supervisor) runOnce(u *unit, log *slog.Logger) (string, error) {
+	out, outW, err := os.Pipe()
+	if err != nil {
+		return "", fmt.Errorf("supervisor: %s: output pipe: %w", u.svc.Name, err)
+	}
+	cmd := exec.Command(u.svc.Command[0], u.svc.Command[1:]...)
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin"}, u.svc.Env...)
+	cmd.Dir = u.svc.Dir
+	cmd.Stdout, cmd.Stderr = outW, outW
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:     true,            // signals to the service reach its own children too
+		Pdeathsig:   syscall.SIGKILL, // in host mode, never outlive the supervisor
+		Credential:  u.svc.Credential,
+		AmbientCaps: u.svc.AmbientCaps,
+	}
+	var notify, notifyW *os.File
+	if u.svc.Notify {
+		if notify, notifyW, err = os.Pipe(); err != nil {
+			out.Close()
+			outW.Close()
+			return "", fmt.Errorf("supervisor: %s: notify pipe: %w", u.svc.Name, err)
+		}
+		cmd.ExtraFiles = []*os.File{notifyW}
+		cmd.Env = append(cmd.Env, "NOTIFY_FD=3")
+	}
+	u.setPhase(Starting)
+	child, err := s.opts.Reaper.Start(cmd)
+	outW.Close()
+	if notifyW != nil {
+		notifyW.Close()
+	}
+	if err != nil {
+		out.Close()
+		if notify != nil {
+			notify.Close()
+		}
+		return "", fmt.Errorf("start: %w", err)
+	}
+	u.mu.Lock()
+	u.child = child
+	u.state.PID = child.Pid()
+	u.mu.Unlock()
+	log.Info("service started", "pid", child.Pid())
+	if s.isStopping() { // Stop may have looked before u.child was set
+		syscall.Kill(-child.Pid(), syscall.SIGTERM)
+	}
+
+	var readers sync.WaitGroup
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		// A service's own output is logged as its own subsystem.
+		u.collect(out, s.opts.Log.With("subsystem", u.svc.Name))
+	}()
+	if notify != nil {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			u.readNotify(notify, log)
+		}()
+	} else {
+		u.markReady(log)
+	}
+	exit := child.Wait()
+	// The service's own children may hold the pipes open; do not wait on them.
+	done := make(chan struct{})
+	go func() { readers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		out.Close()
+		if notify != nil {
+			notify.Close()
+		}
+	}
+	u.mu.Lock()
+	u.child = nil
+	u.mu.Unlock()
+	return exit.String(), nil
+}
+
+func (u *unit) setPhase(p Phase) {
+	u.mu.Lock()
+	u.state.Phase, u.state.Since = p, time.Now()
+	if p == Stopped {
+		u.state.PID = 0
+	}
+	u.mu.Unlock()
+}
+
+func (u *unit) markReady(log *slog.Logger) {
+	u.mu.Lock()
+	first := u.state.Phase == Starting
+	if first {
+		u.state.Phase, u.state.Since = Running, time.Now()
+	}
+	u.mu.Unlock()
+	select {
+	case <-u.ready:
+	default:
+		close(u.ready)
+	}
+	if first {
+		log.Info("service ready")
+	}
+}
+
+func (u *unit) readNotify(r io.ReadCloser, log *slog.Logger) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "READY=1":
+			u.markReady(log)
+		case strings.HasPrefix(line, "STATUS="):
+			u.mu.Lock()
+			u.state.Status = strings.TrimPrefix(line, "STATUS=")
+			u.mu.Unlock()
+		}
+	}
+}
+
+// collect keeps the service's output lines and passes them to the log.
+func (u *unit) collect(r io.ReadCloser, log *slog.Logger) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 64*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		u.lines.Add(line)
+		log.Info(line)
+	}
+}
+
+// signal sends sig to the service's whole process group, so that whatever it
+// started goes too.
+func (u *unit) signal(sig syscall.Signal) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.child == nil {
+		return
+	}
+	select {
+	case <-u.child.Done():
+		return
+	default:
+	}
+	if sig == syscall.SIGTERM {
+		u.state.Phase, u.state.Since = Stopping, time.Now()
+	}
+	syscall.Kill(-u.child.Pid(), sig)
+}
+
+// Logs returns up to n of the service's most recent output lines, oldest first.
+func (s *Supervisor) Logs(name string, n int) ([]string, error) {
+	s.mu.Lock()
+	u := s.units[name]
+	s.mu.Unlock()
+	if u == nil {
+		return nil, fmt.Errorf("no service %q", name)
+	}
+	return u.lines.Last(n), nil
+}
+
+// Snapshot returns every service's state, in start order.
+func (s *Supervisor) Snapshot() []State {
+	units := s.all()
+	out := make([]State, 0, len(units))
+	for _, u := range units {
+		u.mu.Lock()
+		out = append(out, u.state)
+		u.mu.Unlock()
+	}
+	return out
+}
+
+// Stop stops every service in reverse dependency order: a service is sent
+// SIGTERM only once every service that needs it has stopped, and SIGKILL if
+// it has not exited when ctx ends. It returns the names in the order they
+// stopped.
+func (s *Supervisor) Stop(ctx context.Context) []string {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopping = true
+	close(s.stopped)
+	s.mu.Unlock()
+
+	var stoppedOrder []string
+	for _, u := range slices.Backward(s.all()) {
+		u.signal(syscall.SIGTERM)
+		select {
+		case <-u.exit:
+		case <-ctx.Done():
+			s.log.Warn("service did not stop in time; killing it", "service", u.svc.Name)
+			u.signal(syscall.SIGKILL)
+			<-u.exit
+		}
+		stoppedOrder = append(stoppedOrder, u.svc.Name)
+		s.log.Info("service stopped", "service", u.svc.Name)
+	}
+	return stoppedOrder
+}
+
+// Notify tells the supervisor something about this process, when it runs as
+// a Notify service: "READY=1" once it serves, "STATUS=..." at any time. It is
+// a no-op outside a supervisor.
+func Notify(line string) error {
+	if os.Getenv("NOTIFY_FD") != "3" {
+		return nil
+	}
+	f := os.NewFile(3, "notify")
+	_, err := f.Write([]byte(line + "\n"))
+	return err
+}

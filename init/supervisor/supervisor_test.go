@@ -1,0 +1,321 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"gatehouse/init/reaper"
+)
+
+// The test binary doubles as the services under test: with HELPER set it
+// behaves as the named kind of service instead of running tests.
+func TestMain(m *testing.M) {
+	if kind := os.Getenv("HELPER"); kind != "" {
+		helper(kind)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func record(event string) {
+	f, err := os.OpenFile(os.Getenv("JOURNAL"), os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Fprintf(f, "%s %s %d\n", event, os.Getenv("NAME"), time.Now().UnixNano())
+	f.Close()
+}
+
+func helper(kind string) {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	record("start")
+	switch kind {
+	case "steady": // ready after a pause, then serves until SIGTERM
+		time.Sleep(100 * time.Millisecond)
+		record("ready")
+		Notify("STATUS=serving")
+		Notify("READY=1")
+		<-term
+		record("stop")
+	case "crash":
+		fmt.Println("about to crash")
+		os.Exit(3)
+	case "stubborn": // ignores SIGTERM
+		signal.Ignore(syscall.SIGTERM)
+		Notify("READY=1")
+		select {}
+	case "chatty":
+		for i := range 500 {
+			fmt.Printf("line %d\n", i)
+		}
+		Notify("READY=1")
+		<-term
+	}
+}
+
+type world struct {
+	journal string
+	reaper  *reaper.Reaper
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	r := reaper.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go r.Run(ctx)
+	return &world{journal: filepath.Join(t.TempDir(), "journal"), reaper: r}
+}
+
+func (w *world) svc(name, kind string, needs ...string) Service {
+	exe, _ := os.Executable()
+	return Service{Name: name, Needs: needs, Command: []string{exe}, Notify: true,
+		Env: []string{"HELPER=" + kind, "NAME=" + name, "JOURNAL=" + w.journal}}
+}
+
+func (w *world) start(t *testing.T, b Backoff, svcs ...Service) *Supervisor {
+	t.Helper()
+	s, err := New(Options{Reaper: w.reaper, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Backoff: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(svcs...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Stop(ctx)
+	})
+	return s
+}
+
+// events returns the journal's "event name" pairs in order, with times.
+func (w *world) events() (evs []string, at []int64) {
+	b, _ := os.ReadFile(w.journal)
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var ev, name string
+		var ns int64
+		if _, err := fmt.Sscan(l, &ev, &name, &ns); err == nil {
+			evs = append(evs, ev+" "+name)
+			at = append(at, ns)
+		}
+	}
+	return evs, at
+}
+
+func waitReady(t *testing.T, s *Supervisor) {
+	t.Helper()
+	select {
+	case <-s.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("not ready: %+v", s.Snapshot())
+	}
+}
+
+func TestDependencyOrder(t *testing.T) {
+	w := newWorld(t)
+	// Given in the wrong order on purpose: web needs app, app needs db.
+	s := w.start(t, DefaultBackoff, w.svc("web", "steady", "app"), w.svc("app", "steady", "db"), w.svc("db", "steady"))
+	if got := strings.Join(s.Order(), ","); got != "db,app,web" {
+		t.Fatalf("order %s, want db,app,web", got)
+	}
+	waitReady(t, s)
+	evs, _ := w.events()
+	want := []string{"start db", "ready db", "start app", "ready app", "start web", "ready web"}
+	if !slices.Equal(evs, want) {
+		t.Errorf("events %q, want %q (a service started before its needs were ready)", evs, want)
+	}
+	for _, st := range s.Snapshot() {
+		if st.Phase != Running || st.PID == 0 || st.Status != "serving" {
+			t.Errorf("%s: %+v, want running with a pid and status", st.Name, st)
+		}
+	}
+}
+
+func TestShutdownInReverseOrder(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t, DefaultBackoff, w.svc("web", "steady", "app"), w.svc("app", "steady", "db"), w.svc("db", "steady"))
+	waitReady(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if got := strings.Join(s.Stop(ctx), ","); got != "web,app,db" {
+		t.Errorf("stop order %s, want web,app,db", got)
+	}
+	evs, _ := w.events()
+	var stops []string
+	for _, e := range evs {
+		if strings.HasPrefix(e, "stop ") {
+			stops = append(stops, strings.TrimPrefix(e, "stop "))
+		}
+	}
+	if got := strings.Join(stops, ","); got != "web,app,db" {
+		t.Errorf("services saw SIGTERM in order %s, want web,app,db", got)
+	}
+	for _, st := range s.Snapshot() {
+		if st.Phase != Stopped {
+			t.Errorf("%s is %s after Stop", st.Name, st.Phase)
+		}
+	}
+}
+
+func TestCrashRestartsWithBackoffAndIsolation(t *testing.T) {
+	w := newWorld(t)
+	b := Backoff{Initial: 20 * time.Millisecond, Max: 80 * time.Millisecond, Stable: time.Hour}
+	s := w.start(t, b, w.svc("steady", "steady"), w.svc("crasher", "crash"))
+	deadline := time.Now().Add(20 * time.Second)
+	var crasher, steady State
+	for time.Now().Before(deadline) {
+		snap := s.Snapshot()
+		steady, crasher = snap[0], snap[1]
+		if crasher.Restarts >= 5 && steady.Phase == Running {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if crasher.Restarts < 5 {
+		t.Fatalf("crasher restarted %d times, want >= 5: %+v", crasher.Restarts, crasher)
+	}
+	if crasher.LastExit != "exit status 3" {
+		t.Errorf("crasher last exit %q", crasher.LastExit)
+	}
+	evs, at := w.events()
+	var steadyStarts int
+	var crashTimes []int64
+	for i, e := range evs {
+		switch e {
+		case "start steady":
+			steadyStarts++
+		case "start crasher":
+			crashTimes = append(crashTimes, at[i])
+		}
+	}
+	if steadyStarts != 1 || steady.Phase != Running || steady.Restarts != 0 {
+		t.Errorf("steady service disturbed by the crasher: %d starts, %+v", steadyStarts, steady)
+	}
+	// Restarts never come sooner than the backoff allows: 20, 40, 80, 80 ms.
+	for i := 1; i < len(crashTimes) && i <= 4; i++ {
+		min := b.Initial << (i - 1)
+		if min > b.Max {
+			min = b.Max
+		}
+		if gap := time.Duration(crashTimes[i] - crashTimes[i-1]); gap < min {
+			t.Errorf("restart %d came %v after the previous start, backoff was %v", i, gap, min)
+		}
+	}
+	logs, _ := s.Logs("crasher", 1)
+	if len(logs) != 1 || logs[0] != "about to crash" {
+		t.Errorf("crasher logs %q", logs)
+	}
+}
+
+func TestBackoffSequence(t *testing.T) {
+	b := Backoff{Initial: time.Second, Max: 8 * time.Second, Stable: time.Minute}
+	var got []time.Duration
+	d := time.Duration(0)
+	for _, ran := range []time.Duration{0, 0, 0, 0, 0, 0, 2 * time.Minute, 0} {
+		d = b.next(d, ran)
+		got = append(got, d)
+	}
+	want := []time.Duration{1, 2, 4, 8, 8, 8, 1, 2}
+	for i := range want {
+		if got[i] != want[i]*time.Second {
+			t.Fatalf("delays %v, want %v seconds", got, want)
+		}
+	}
+}
+
+func TestStopKillsAfterDeadline(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t, DefaultBackoff, w.svc("stubborn", "stubborn"))
+	waitReady(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan []string)
+	go func() { done <- s.Stop(ctx) }()
+	select {
+	case got := <-done:
+		if len(got) != 1 {
+			t.Errorf("stopped %v", got)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Stop never returned for a service that ignores SIGTERM")
+	}
+}
+
+func TestLogsKeepTheLastLines(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t, DefaultBackoff, w.svc("chatty", "chatty"))
+	waitReady(t, s)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		lines, err := s.Logs("chatty", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(lines) == 200 && lines[199] == "line 499" {
+			if lines[0] != "line 300" {
+				t.Errorf("oldest kept line %q, want line 300", lines[0])
+			}
+			last, _ := s.Logs("chatty", 3)
+			if strings.Join(last, ",") != "line 497,line 498,line 499" {
+				t.Errorf("last 3: %q", last)
+			}
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("output never collected")
+}
+
+func TestNewRejectsBadGraphs(t *testing.T) {
+	r := reaper.New(slog.Default())
+	for name, svcs := range map[string][]Service{
+		"cycle":     {{Name: "a", Command: []string{"x"}, Needs: []string{"b"}}, {Name: "b", Command: []string{"x"}, Needs: []string{"a"}}},
+		"unknown":   {{Name: "a", Command: []string{"x"}, Needs: []string{"nope"}}},
+		"duplicate": {{Name: "a", Command: []string{"x"}}, {Name: "a", Command: []string{"x"}}},
+		"nocommand": {{Name: "a"}},
+	} {
+		s, _ := New(Options{Reaper: r})
+		if err := s.Add(svcs...); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		if len(s.Order()) != 0 {
+			t.Errorf("%s: services added despite the error: %v", name, s.Order())
+		}
+	}
+}
+
+func TestNoServicesIsReadyAtOnce(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t, DefaultBackoff)
+	waitReady(t, s)
+}
+
+// A later group may need services of an earlier one; it starts after them.
+func TestAddLaterGroupNeedsEarlier(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t, DefaultBackoff, w.svc("base", "steady"))
+	if err := s.Add(w.svc("top", "steady", "base")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(w.svc("base", "steady")); err == nil {
+		t.Error("a second service named base was accepted")
+	}
+	waitReady(t, s)
+	evs, _ := w.events()
+	if want := []string{"start base", "ready base", "start top", "ready top"}; !slices.Equal(evs, want) {
+		t.Errorf("events %q, want %q", evs, want)
+	}
+}
