@@ -152,10 +152,12 @@ func WriteStatus(w io.Writer, st control.Status) {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
 	}
 	switch {
+	case st.Data.Device == "" && st.Data.Mounted: // host mode
+		fmt.Fprintf(w, "data:     %s (state directory)\n", st.Data.Path)
 	case st.Data.Mounted && !st.Data.ReadOnly:
-		fmt.Fprintf(w, "data:     %s on /data, read-write\n", st.Data.Device)
+		fmt.Fprintf(w, "data:     %s on %s, read-write\n", st.Data.Device, st.Data.Path)
 	case st.Data.Mounted:
-		fmt.Fprintf(w, "data:     %s on /data, READ-ONLY\n", st.Data.Device)
+		fmt.Fprintf(w, "data:     %s on %s, READ-ONLY\n", st.Data.Device, st.Data.Path)
 	default:
 		fmt.Fprintf(w, "data:     NOT MOUNTED\n")
 	}

@@ -54,6 +54,7 @@ type Status struct {
 
 // Data describes the persistent data disk.
 type Data struct {
+	Path     string `json:"path"` // /data, or the state directory in host mode
 	Mounted  bool   `json:"mounted"`
 	Device   string `json:"device,omitempty"`
 	ReadOnly bool   `json:"read_only"`

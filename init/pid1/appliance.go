@@ -325,13 +325,13 @@ func (a *appliance) Status() control.Status {
 		Version: a.opts.Version, Hostname: host, Mode: mode,
 		StartedAt: a.opts.Started, UptimeS: a.sinceStart().Seconds(),
 		ReadyMS: a.readyMS.Load(), Config: a.cfgFrom, Warnings: a.warnings,
-		Data:     control.Data{Mounted: a.data.mounted, Device: a.data.device, ReadOnly: a.data.readOnly, Problem: a.data.problem},
+		Data:     control.Data{Path: "/data", Mounted: a.data.mounted, Device: a.data.device, ReadOnly: a.data.readOnly, Problem: a.data.problem},
 		Orphans:  a.reaper.Orphans(),
 		Services: a.sup.Snapshot(),
 	}
 	st.Ready = st.ReadyMS > 0
 	if !a.opts.PID1 {
-		st.Data = control.Data{Mounted: true, Device: a.opts.StateDir}
+		st.Data = control.Data{Path: a.opts.StateDir, Mounted: true}
 	}
 	return st
 }

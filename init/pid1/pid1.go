@@ -18,22 +18,28 @@ import (
 // would panic the kernel.)
 func Main(version string) {
 	started := time.Now()
-	var reason string
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				reason = fmt.Sprintf("panic: %v", r)
-				fmt.Fprintf(os.Stdout, "gatehouse: PID 1 %s\n%s\n", reason, debug.Stack())
-			}
-		}()
-		action, err := Run(Options{Version: version, PID1: true, Console: os.Stdin, Out: os.Stdout, Started: started})
-		if err != nil {
-			reason = err.Error()
-			return
-		}
-		halt(action)
-	}()
+	reason := boot(func() (string, error) {
+		return Run(Options{Version: version, PID1: true, Console: os.Stdin, Out: os.Stdout, Started: started})
+	}, halt)
 	emergency(version, started, reason)
+}
+
+// boot runs the appliance and then halts the machine as asked. It returns
+// only if that failed, saying why: an error, a panic, or a halt that did not
+// halt.
+func boot(run func() (string, error), halt func(action string)) (reason string) {
+	defer func() {
+		if r := recover(); r != nil {
+			reason = fmt.Sprintf("panic: %v", r)
+			fmt.Fprintf(os.Stdout, "gatehouse: PID 1 %s\n%s\n", reason, debug.Stack())
+		}
+	}()
+	action, err := run()
+	if err != nil {
+		return err.Error()
+	}
+	halt(action)
+	return action + " did not happen"
 }
 
 // halt ends the machine. RB_POWER_OFF under QEMU ends QEMU.
@@ -73,7 +79,7 @@ type emergencyBackend struct {
 func (b *emergencyBackend) Status() control.Status {
 	host, _ := os.Hostname()
 	return control.Status{Version: b.version, Hostname: host, Mode: "emergency", StartedAt: b.started,
-		UptimeS: time.Since(b.started).Seconds(), Emergency: b.reason, Data: control.Data{Mounted: isMounted("/data")}}
+		UptimeS: time.Since(b.started).Seconds(), Emergency: b.reason, Data: control.Data{Path: "/data", Mounted: isMounted("/data")}}
 }
 
 func (b *emergencyBackend) Logs(string, int) ([]string, error) {

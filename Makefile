@@ -1,0 +1,45 @@
+# Gatehouse. `make` builds the binary; `make run` boots the appliance in
+# QEMU; `make test` runs every test, the QEMU boot tests included.
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: all build/gatehouse deps kernel image run test unit e2e bench-boot lint clean
+
+all: build/gatehouse
+
+# Static, stripped, version stamped.
+build/gatehouse:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/gatehouse
+
+deps:
+	@./test/deps.sh
+
+# Debian's cloud kernel, unpacked under build/kernel (never installed).
+kernel: deps
+	@./image/fetch-kernel.sh build/kernel
+
+image: build/gatehouse kernel
+	$(GO) run ./image/mkimage -kernel build/kernel -binary build/gatehouse -out build/image
+
+run: image
+	$(GO) run ./image/runqemu -image build/image
+
+lint:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/
+
+unit:
+	$(GO) test -race ./...
+
+e2e: image
+	GATEHOUSE_IMAGE=$(CURDIR)/build/image $(GO) test -tags e2e -count=1 -v ./test/
+
+test: deps lint unit e2e
+
+bench-boot: image
+	$(GO) run ./test/bootbench -image build/image -binary build/gatehouse -n 5
+
+clean:
+	rm -rf build

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func call(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestConfigValidateExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("hostname: gw1\n"), 0o644)
+	os.WriteFile(bad, []byte("hostname: gw1\ninterfaces:\n  - name: eth0\n    mtu: 10\n"), 0o644)
+
+	if code, out, _ := call("config", "validate", good); code != 0 || !strings.Contains(out, "valid") {
+		t.Errorf("good config: exit %d, %q", code, out)
+	}
+	code, _, errOut := call("config", "validate", bad)
+	if code != 2 || !strings.Contains(errOut, bad+":4:10: interfaces[0].mtu: 10 is out of range (68 to 65535)") {
+		t.Errorf("bad config: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, _ := call("config", "validate", filepath.Join(dir, "missing.yaml")); code != 2 {
+		t.Errorf("missing file: exit %d, want 2", code)
+	}
+}
+
+// The default config printed by the CLI is itself a valid config file.
+func TestConfigDefaultRoundTrips(t *testing.T) {
+	code, out, _ := call("config", "default")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	f := filepath.Join(t.TempDir(), "default.yaml")
+	os.WriteFile(f, []byte(out), 0o644)
+	if code, _, errOut := call("config", "validate", f); code != 0 {
+		t.Errorf("default does not validate: %s", errOut)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"config"}, {"run"}, {"status", "--format", "xml"}, {"logs"}} {
+		if code, _, _ := call(args...); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+	}
+}
+
+func TestStatusWithoutInstance(t *testing.T) {
+	code, _, errOut := call("status", "--state", t.TempDir())
+	if code != 1 || !strings.Contains(errOut, "no gatehouse is running") {
+		t.Errorf("exit %d, %q", code, errOut)
+	}
+}
