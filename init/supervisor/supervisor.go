@@ -38,9 +38,7 @@ type Service struct {
 	// Notify services say when they are ready by writing "READY=1" to the
 	// file descriptor named by $NOTIFY_FD (see Notify); others count as
 	// ready as soon as they run.
-	Notify      bool
-	Credential  *syscall.Credential // run as this user and group, if set
-	AmbientCaps []uintptr           // capabilities kept when Credential drops root
+	Notify bool
 }
 
 // Backoff is the restart policy.
@@ -300,10 +298,8 @@ func (s *Supervisor) runOnce(u *unit, log *slog.Logger) (string, error) {
 	cmd.Dir = u.svc.Dir
 	cmd.Stdout, cmd.Stderr = outW, outW
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:     true,            // signals to the service reach its own children too
-		Pdeathsig:   syscall.SIGKILL, // in host mode, never outlive the supervisor
-		Credential:  u.svc.Credential,
-		AmbientCaps: u.svc.AmbientCaps,
+		Setpgid:   true,            // signals to the service reach its own children too
+		Pdeathsig: syscall.SIGKILL, // in host mode, never outlive the supervisor
 	}
 	var notify, notifyW *os.File
 	if u.svc.Notify {
