@@ -20,13 +20,13 @@ import (
 type Options struct {
 	Kernel    string
 	Initramfs string
-	Data      string // data disk image; "" for none
-	DataBus   string // "nvme" (default) or "virtio"
-	Append    string // extra kernel command line
-	MemoryMiB int    // default 512
-	CPUs      int    // default 2
-	Nics      []string
-	Monitor   string // path of a Unix socket for the QEMU monitor; "" for none
+	Data      string   // data disk image; "" for none
+	DataBus   string   // "nvme" (default) or "virtio"
+	Append    string   // extra kernel command line
+	MemoryMiB int      // default 512
+	CPUs      int      // default 2
+	Nics      []string // netdev specs, each given a virtio NIC, e.g. "user,hostfwd=tcp:127.0.0.1:2525-:25"
+	Monitor   string   // path of a Unix socket for the QEMU monitor; "" for none
 	Log       io.Writer
 }
 
@@ -71,8 +71,10 @@ func (o Options) Args(interactive bool) []string {
 	if len(o.Nics) == 0 {
 		args = append(args, "-nic", "none")
 	}
-	for _, n := range o.Nics {
-		args = append(args, "-nic", n)
+	for i, n := range o.Nics {
+		// No option ROM: iPXE would add a second to every boot.
+		args = append(args, "-netdev", fmt.Sprintf("%s,id=n%d", n, i),
+			"-device", fmt.Sprintf("virtio-net-pci,netdev=n%d,romfile=", i))
 	}
 	return args
 }

@@ -24,7 +24,7 @@ func main() {
 		Initramfs: filepath.Join(*dir, "initramfs.cpio.gz"),
 		Data:      filepath.Join(*dir, "data.img"),
 		MemoryMiB: *mem,
-		Nics:      []string{"user,model=virtio-net-pci,hostfwd=tcp:" + *smtp + "-:25"},
+		Nics:      []string{"user,hostfwd=tcp:" + *smtp + "-:25"},
 	}
 	path, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
