@@ -41,32 +41,38 @@ type Interface struct {
 	DHCP      bool     `yaml:"dhcp"`
 	Addresses []Prefix `yaml:"addresses"`
 	MTU       int      `yaml:"mtu"`
+	AcceptRA  bool     `yaml:"accept_ra"` // accept IPv6 router advertisements
 	VLANs     []VLAN   `yaml:"vlans"`
 }
 
-// VLAN is an 802.1Q sub-interface of its parent Interface.
+// VLAN is an 802.1Q sub-interface of its parent Interface, named
+// <parent>.<id>.
 type VLAN struct {
 	ID        int      `yaml:"id"`
+	DHCP      bool     `yaml:"dhcp"`
 	Addresses []Prefix `yaml:"addresses"`
 	MTU       int      `yaml:"mtu"`
 }
 
-// Route is a static route. To is a prefix or the word "default".
+// Route is a static route. To is a prefix, or "default" (IPv4) or
+// "default6" (IPv6).
 type Route struct {
-	To  string `yaml:"to"`
-	Via string `yaml:"via"`
+	To     string `yaml:"to"`
+	Via    string `yaml:"via"`
+	Dev    string `yaml:"dev"`    // optional: a configured interface or VLAN
+	Metric int    `yaml:"metric"` // optional
 }
 
 // DNS is the resolver configuration.
 type DNS struct {
-	Servers  []string `yaml:"servers"`
+	Servers  []string `yaml:"servers"` // none: the servers DHCP names
 	Search   []string `yaml:"search"`
-	Resolver string   `yaml:"resolver"` // builtin | system
+	Resolver string   `yaml:"resolver"` // system (default) | builtin
 }
 
 // NTP lists the time servers.
 type NTP struct {
-	Servers []string `yaml:"servers"`
+	Servers []string `yaml:"servers"` // none: the servers DHCP names, if any
 }
 
 // Monitoring names the hosts that watch the appliance; later issues always

@@ -30,6 +30,9 @@ func (c *Config) applyDefaults() {
 	if c.Hostname == "" {
 		c.Hostname = "gatehouse"
 	}
+	if c.DNS.Resolver == "" {
+		c.DNS.Resolver = "system"
+	}
 	if c.Shutdown.Timeout.Duration == 0 {
 		c.Shutdown.Timeout.Duration = DefaultShutdownTimeout
 	}
@@ -61,17 +64,11 @@ func (c *Config) validate() (errs, warns []problem) {
 
 	// Sections that are checked but not applied yet, and sections not
 	// implemented at all: say so instead of doing nothing quietly.
-	for _, s := range []struct {
-		key string
-		set bool
-	}{
-		{"interfaces", len(c.Interfaces) > 0}, {"routes", len(c.Routes) > 0},
-		{"dns", len(c.DNS.Servers)+len(c.DNS.Search) > 0 || c.DNS.Resolver != ""},
-		{"ntp", len(c.NTP.Servers) > 0}, {"monitoring", len(c.Monitoring.Hosts) > 0},
-	} {
-		if s.set {
-			ck.warnf(s.key, "checked but not applied by this build yet")
-		}
+	if len(c.Monitoring.Hosts) > 0 {
+		ck.warnf("monitoring", "checked but not applied by this build yet")
+	}
+	if c.Cluster.Set() && len(c.NTP.Servers) == 0 {
+		ck.errf("cluster", "a cluster needs ntp.servers: its nodes must agree on the time")
 	}
 	for _, s := range []struct {
 		key string
@@ -147,9 +144,32 @@ func (c *Config) checkInterfaces(ck *checker) {
 	}
 }
 
+// LinkNames are the names of the configured links that have names: the
+// interfaces given by name and their VLANs (<parent>.<id>).
+func (c *Config) LinkNames() map[string]bool {
+	names := map[string]bool{}
+	for _, ifc := range c.Interfaces {
+		if ifc.Name == "" {
+			continue
+		}
+		names[ifc.Name] = true
+		for _, v := range ifc.VLANs {
+			names[fmt.Sprintf("%s.%d", ifc.Name, v.ID)] = true
+		}
+	}
+	return names
+}
+
 func (c *Config) checkRoutes(ck *checker) {
+	links := c.LinkNames()
 	for i, r := range c.Routes {
 		path := fmt.Sprintf("routes[%d]", i)
+		if r.Dev != "" && !links[r.Dev] {
+			ck.errf(path+".dev", "%q is not a configured interface or VLAN (give interfaces by name to route through them)", r.Dev)
+		}
+		if r.Metric < 0 {
+			ck.errf(path+".metric", "%d is negative", r.Metric)
+		}
 		var fam4 bool
 		if r.To == "default" || r.To == "default6" {
 			fam4 = r.To == "default"
@@ -182,9 +202,9 @@ func (c *Config) checkDNS(ck *checker) {
 		}
 	}
 	switch c.DNS.Resolver {
-	case "", "builtin", "system":
+	case "builtin", "system":
 	default:
-		ck.errf("dns.resolver", "%q is not one of builtin, system", c.DNS.Resolver)
+		ck.errf("dns.resolver", "%q is not one of system, builtin", c.DNS.Resolver)
 	}
 }
 
