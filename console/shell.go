@@ -7,12 +7,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"gatehouse/control"
 	"gatehouse/netcfg"
+	dnssvc "gatehouse/services/dns"
+	"gatehouse/services/ntp"
+
+	mdns "github.com/miekg/dns"
 )
 
 // Prompt is what the shell prints when it waits for a command.
@@ -40,6 +45,9 @@ func table() []command {
 		{"status", "", "version, uptime, data disk and every service's state", (*Shell).status},
 		{"logs", "SERVICE [N]", "the last N (default 50) output lines of a service (kernel: the kernel log)", (*Shell).logs},
 		{"ip", "", "interfaces, addresses and routes", (*Shell).ip},
+		{"dns", "NAME [TYPE]", "look NAME up (A, AAAA, MX, ...) as the relay would", (*Shell).dns},
+		{"ntp", "", "time servers, offset and sync state", (*Shell).ntp},
+		{"reload", "", "read the config again and apply it", (*Shell).reload},
 		{"poweroff", "", "stop all services and power off", shutdownCmd("poweroff")},
 		{"reboot", "", "stop all services and reboot", shutdownCmd("reboot")},
 	}
@@ -128,6 +136,63 @@ func (s *Shell) logs(args []string) error {
 
 func (s *Shell) ip(_ []string) error { return netcfg.Describe(s.Out) }
 
+func (s *Shell) ntp(_ []string) error {
+	st := s.Backend.Status()
+	if _, ok := detail[ntp.Status](st, "ntp"); !ok {
+		return fmt.Errorf("the ntp service has not reported yet")
+	}
+	writeNTP(s.Out, st)
+	return nil
+}
+
+func (s *Shell) reload(_ []string) error {
+	if err := s.Backend.Reload(); err != nil {
+		return fmt.Errorf("refused, nothing changed:\n%w", err)
+	}
+	fmt.Fprintln(s.Out, "config reloaded")
+	return nil
+}
+
+// dns asks the resolver the relay uses: the built-in one when it runs,
+// else the first server in resolv.conf.
+func (s *Shell) dns(args []string) error {
+	if len(args) == 0 || len(args) > 2 {
+		return fmt.Errorf("usage: dns NAME [TYPE]")
+	}
+	qtype := mdns.TypeA
+	if len(args) == 2 {
+		t, ok := mdns.StringToType[strings.ToUpper(args[1])]
+		if !ok {
+			return fmt.Errorf("unknown record type %q", args[1])
+		}
+		qtype = t
+	}
+	d, ok := detail[dnssvc.Status](s.Backend.Status(), "dns")
+	if !ok {
+		return fmt.Errorf("the dns service has not reported yet")
+	}
+	server := d.Listen
+	if server == "" {
+		if len(d.Servers) == 0 {
+			return fmt.Errorf("no DNS servers known")
+		}
+		server = net.JoinHostPort(d.Servers[0], "53")
+	}
+	m := new(mdns.Msg)
+	m.SetQuestion(mdns.Fqdn(args[0]), qtype)
+	m.SetEdns0(1232, false)
+	c := &mdns.Client{Timeout: 5 * time.Second}
+	resp, rtt, err := c.Exchange(m, server)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.Out, ";; %s from %s in %v\n", mdns.RcodeToString[resp.Rcode], server, rtt.Round(time.Microsecond))
+	for _, rr := range resp.Answer {
+		fmt.Fprintln(s.Out, rr.String())
+	}
+	return nil
+}
+
 func shutdownCmd(action string) func(*Shell, []string) error {
 	return func(s *Shell, _ []string) error {
 		fmt.Fprintf(s.Out, "%s: stopping services\n", action)
@@ -182,4 +247,10 @@ func WriteStatus(w io.Writer, st control.Status) {
 		fmt.Fprintf(w, "%-12s %-9s %7s %8d %9s  %s\n", sv.Name, sv.Phase, pid, sv.Restarts,
 			time.Since(sv.Since).Round(time.Second), note)
 	}
+	if len(st.Conditions) > 0 {
+		fmt.Fprintf(w, "conditions: %s\n", strings.Join(st.Conditions, " "))
+	}
+	writeNetwork(w, st)
+	writeDNS(w, st)
+	writeNTP(w, st)
 }

@@ -28,6 +28,8 @@ func (f *fake) Logs(svc string, n int) ([]string, error) {
 
 func (f *fake) Shutdown(a string) error { f.shutdown = append(f.shutdown, a); return nil }
 
+func (f *fake) Reload() error { return errors.New("reload: not here") }
+
 func TestShell(t *testing.T) {
 	b := &fake{}
 	var out strings.Builder

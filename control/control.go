@@ -23,7 +23,7 @@ const DefaultSocket = "/run/gatehouse/control.sock"
 
 // Request is one call.
 type Request struct {
-	Verb    string `json:"verb"`              // status | logs | poweroff | reboot
+	Verb    string `json:"verb"`              // status | logs | reload | poweroff | reboot
 	Service string `json:"service,omitempty"` // for logs
 	Lines   int    `json:"lines,omitempty"`   // for logs; 0 means all kept
 }
@@ -37,19 +37,20 @@ type Response struct {
 
 // Status is what the appliance reports about itself.
 type Status struct {
-	Version   string             `json:"version"`
-	Hostname  string             `json:"hostname"`
-	Mode      string             `json:"mode"` // pid1 | host | emergency
-	StartedAt time.Time          `json:"started_at"`
-	UptimeS   float64            `json:"uptime_s"`
-	Ready     bool               `json:"ready"`
-	ReadyMS   int64              `json:"ready_ms,omitempty"`
-	Config    string             `json:"config"`
-	Warnings  []string           `json:"warnings,omitempty"`
-	Data      Data               `json:"data"`
-	Orphans   int64              `json:"orphans_reaped"`
-	Services  []supervisor.State `json:"services"`
-	Emergency string             `json:"emergency,omitempty"` // why PID 1 is in its emergency shell
+	Version    string             `json:"version"`
+	Hostname   string             `json:"hostname"`
+	Mode       string             `json:"mode"` // pid1 | host | emergency
+	StartedAt  time.Time          `json:"started_at"`
+	UptimeS    float64            `json:"uptime_s"`
+	Ready      bool               `json:"ready"`
+	ReadyMS    int64              `json:"ready_ms,omitempty"`
+	Config     string             `json:"config"`
+	Warnings   []string           `json:"warnings,omitempty"`
+	Data       Data               `json:"data"`
+	Orphans    int64              `json:"orphans_reaped"`
+	Services   []supervisor.State `json:"services"`
+	Conditions []string           `json:"conditions,omitempty"` // e.g. clock-synced
+	Emergency  string             `json:"emergency,omitempty"`  // why PID 1 is in its emergency shell
 }
 
 // Data describes the persistent data disk.
@@ -67,6 +68,7 @@ type Backend interface {
 	Status() Status
 	Logs(service string, lines int) ([]string, error)
 	Shutdown(action string) error // "poweroff" or "reboot"
+	Reload() error                // read the config again; an invalid one changes nothing
 }
 
 // Serve answers requests on a Unix socket at path until ctx ends. The socket
@@ -136,6 +138,11 @@ func Answer(b Backend, req Request) Response {
 			return Response{Error: err.Error()}
 		}
 		return Response{Lines: lines}
+	case "reload":
+		if err := b.Reload(); err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{}
 	case "poweroff", "reboot":
 		if err := b.Shutdown(req.Verb); err != nil {
 			return Response{Error: err.Error()}

@@ -93,6 +93,40 @@ func (m *Manager) Apply(want State) (Changes, Problems, error) {
 	return ch, probs, nil
 }
 
+// VLANName is the kernel name of VLAN id on parent: parent.id, or vlanID
+// where that would exceed the kernel's 15 characters.
+func VLANName(parent string, id int) string {
+	name := fmt.Sprintf("%s.%d", parent, id)
+	if len(name) > 15 {
+		name = fmt.Sprintf("vlan%d", id)
+	}
+	return name
+}
+
+// KernelName finds the kernel's name for a configured link, or "" if it is
+// not there.
+func KernelName(l Link) string {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return ""
+	}
+	if l.VLANID != 0 {
+		parent := Link{Name: l.Parent}
+		if mac, err := net.ParseMAC(l.Parent); err == nil {
+			parent = Link{MAC: mac}
+		}
+		p := findLink(links, parent)
+		if p == nil {
+			return ""
+		}
+		l = Link{Name: VLANName(p.Attrs().Name, l.VLANID)}
+	}
+	if kl := findLink(links, l); kl != nil {
+		return kl.Attrs().Name
+	}
+	return ""
+}
+
 func findLink(links []netlink.Link, l Link) netlink.Link {
 	for _, kl := range links {
 		a := kl.Attrs()
@@ -107,10 +141,7 @@ func findLink(links []netlink.Link, l Link) netlink.Link {
 }
 
 func (m *Manager) ensureVLAN(links []netlink.Link, parent netlink.Link, l Link, ch *Changes) (netlink.Link, error) {
-	name := fmt.Sprintf("%s.%d", parent.Attrs().Name, l.VLANID)
-	if len(name) > 15 {
-		name = fmt.Sprintf("vlan%d", l.VLANID)
-	}
+	name := VLANName(parent.Attrs().Name, l.VLANID)
 	for _, kl := range links {
 		if kl.Attrs().Name != name {
 			continue

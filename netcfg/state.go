@@ -81,18 +81,17 @@ func (r Route) String() string {
 
 // Lease is what a DHCP server granted on one link.
 type Lease struct {
-	Link       string // link key
-	Address    netip.Prefix
-	Router     netip.Addr
-	DNS        []netip.Addr
-	NTP        []netip.Addr
-	Domain     string
-	Server     netip.Addr
-	Obtained   time.Time
-	Renew      time.Time // T1
-	Rebind     time.Time // T2
-	Expires    time.Time
-	RenewCount int
+	Link     string // link key
+	Address  netip.Prefix
+	Router   netip.Addr
+	DNS      []netip.Addr
+	NTP      []netip.Addr
+	Domain   string
+	Server   netip.Addr
+	Obtained time.Time
+	Renew    time.Time // T1
+	Rebind   time.Time // T2
+	Expires  time.Time
 }
 
 // DHCPMetric is the metric of routes learned from DHCP: static routes

@@ -27,6 +27,7 @@ const usage = `usage: gatehouse COMMAND [ARGS]
   run --config FILE --state DIR   run the appliance as an ordinary process (host mode)
   config validate FILE            check a config file; exit status 2 if it is invalid
   config default                  print the built-in default config
+  config reload                   have the running instance read its config again
   status [--format text|json]     state of the running instance (--json = --format json)
   logs SERVICE [-n N]             a service's recent output
   poweroff | reboot               stop all services in order, then power off or reboot
@@ -68,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdLogs(args[1:], stdout)
 	case "poweroff", "reboot":
 		err = cmdShutdown(args[0], args[1:], stdout)
+	case "service": // how the supervisor starts the appliance's services
+		err = cmdService(args[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, "gatehouse", version)
 	case "help", "-h", "--help":
@@ -95,6 +98,11 @@ func cmdRun(args []string, stdout io.Writer) error {
 	cfg := fs.String("config", "", "config file")
 	state := fs.String("state", "", "state directory (holds the control socket)")
 	shell := fs.Bool("console", false, "serve the diagnostics shell on standard input")
+	var serviceArgs []string
+	fs.Func("service-arg", "pass an argument to every service (repeatable), e.g. --service-arg=--ntp-min-poll=2s", func(s string) error {
+		serviceArgs = append(serviceArgs, s)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
 	}
@@ -104,7 +112,12 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if err := os.MkdirAll(*state, 0o700); err != nil {
 		return err
 	}
-	opts := pid1.Options{Version: version, ConfigPath: *cfg, StateDir: *state, Out: stdout, Started: time.Now()}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	opts := pid1.Options{Version: version, ConfigPath: *cfg, StateDir: *state, Out: stdout, Started: time.Now(),
+		Binary: self, ServiceArgs: serviceArgs}
 	if *shell {
 		opts.Console = os.Stdin
 	}
@@ -120,6 +133,17 @@ func cmdRun(args []string, stdout io.Writer) error {
 
 func cmdConfig(args []string, stdout, stderr io.Writer) error {
 	switch {
+	case len(args) >= 1 && args[0] == "reload":
+		fs := flag.NewFlagSet("config reload", flag.ContinueOnError)
+		sock := socketFlags(fs)
+		if err := fs.Parse(args[1:]); err != nil {
+			return &exitError{code: 2}
+		}
+		if _, err := control.Call(sock(), control.Request{Verb: "reload"}); err != nil {
+			return &exitError{2, fmt.Errorf("reload refused; the running config is unchanged:\n%w", err)}
+		}
+		fmt.Fprintln(stdout, "config reloaded")
+		return nil
 	case len(args) == 1 && args[0] == "default":
 		_, err := stdout.Write(config.DefaultYAML())
 		return err
@@ -134,7 +158,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s: valid\n", args[1])
 		return nil
 	}
-	return &exitError{2, errors.New("usage: gatehouse config validate FILE | gatehouse config default")}
+	return &exitError{2, errors.New("usage: gatehouse config validate FILE | config default | config reload")}
 }
 
 // socketFlags adds --socket and --state to fs and returns the socket path.

@@ -39,6 +39,10 @@ type Options struct {
 	Console    io.Reader // where the diagnostics shell reads; nil for none
 	Out        io.Writer // the console: boot steps, the ready line, the shell
 	Started    time.Time // when the process started
+	// Binary is the gatehouse binary the services run from (`gatehouse
+	// service NAME`); empty: run no services (tests of PID 1 itself).
+	Binary      string
+	ServiceArgs []string // extra arguments for every service (host-mode tests)
 }
 
 // Config files PID 1 looks for, in order; the built-in default comes last.
@@ -46,12 +50,16 @@ var pid1Configs = []string{"/data/gatehouse.yaml", "/etc/gatehouse/gatehouse.yam
 
 // appliance is the running system; it is the control.Backend.
 type appliance struct {
-	opts      Options
-	log       *slog.Logger
-	out       *console.LogHandler
-	cfg       *config.Config
-	cfgFrom   string
-	warnings  []string
+	opts   Options
+	log    *slog.Logger
+	out    *console.LogHandler
+	runDir string // shared with the services: their config copy, network.json
+
+	mu       sync.Mutex // guards the config: Reload replaces it
+	cfg      *config.Config
+	cfgFrom  string
+	warnings []string
+
 	data      dataDisk
 	modules   *modules      // nil in host mode
 	kernelLog *logring.Ring // nil in host mode
@@ -75,7 +83,10 @@ func Run(opts Options) (string, error) {
 		}
 	}
 	h := console.NewLogHandler(opts.Out, opts.Started, slog.LevelInfo)
-	a := &appliance{opts: opts, out: h, log: slog.New(h), shutdown: make(chan string, 1)}
+	a := &appliance{opts: opts, out: h, log: slog.New(h), shutdown: make(chan string, 1), runDir: "/run/gatehouse"}
+	if !opts.PID1 {
+		a.runDir = opts.StateDir
+	}
 	step := a.log.With("subsystem", "init")
 	if opts.PID1 {
 		if mountErr != nil {
@@ -158,7 +169,10 @@ func Run(opts Options) (string, error) {
 
 	action := a.waitForShutdown(sigs)
 	step.Info("shutting down", "action", action)
-	stopCtx, stopCancel := context.WithTimeout(context.Background(), a.cfg.Shutdown.Timeout.Duration)
+	a.mu.Lock()
+	timeout := a.cfg.Shutdown.Timeout.Duration
+	a.mu.Unlock()
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), timeout)
 	sup.Stop(stopCtx)
 	stopCancel()
 	if opts.PID1 {
@@ -193,13 +207,8 @@ func (a *appliance) reportData(log *slog.Logger) {
 // next candidate is used, so the appliance always boots to a console; in host
 // mode an invalid file is an error.
 func (a *appliance) loadConfig(log *slog.Logger) error {
-	var candidates []string
-	if a.opts.PID1 {
-		candidates = pid1Configs
-	} else {
-		candidates = []string{a.opts.ConfigPath}
-	}
-	for _, path := range candidates {
+	var warnings []string
+	for _, path := range a.candidates() {
 		cfg, warns, err := config.Load(path)
 		if errors.Is(err, os.ErrNotExist) && a.opts.PID1 {
 			continue
@@ -212,23 +221,85 @@ func (a *appliance) loadConfig(log *slog.Logger) error {
 			for _, line := range strings.Split(err.Error(), "\n") {
 				fmt.Fprintf(a.out, "  %s\n", line)
 			}
-			a.warnings = append(a.warnings, path+" is invalid and was ignored")
+			warnings = append(warnings, path+" is invalid and was ignored")
 			continue
 		}
-		a.useConfig(cfg, path, warns, log)
-		return nil
+		return a.useConfig(cfg, path, warns, warnings, log)
 	}
-	a.useConfig(config.Default(), config.DefaultName, nil, log)
+	return a.useConfig(config.Default(), config.DefaultName, nil, warnings, log)
+}
+
+func (a *appliance) candidates() []string {
+	if a.opts.PID1 {
+		return pid1Configs
+	}
+	return []string{a.opts.ConfigPath}
+}
+
+// useConfig makes cfg the running config, and copies it to the run
+// directory, where the services read it: they always see the one that
+// PID 1 validated.
+func (a *appliance) useConfig(cfg *config.Config, from string, warns []*config.Error, warnings []string, log *slog.Logger) error {
+	data := config.DefaultYAML()
+	if from != config.DefaultName {
+		var err error
+		if data, err = os.ReadFile(from); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(a.runDir, 0o755); err != nil {
+		return err
+	}
+	tmp := filepath.Join(a.runDir, "config.yaml.tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("runtime config: %w", err)
+	}
+	if err := os.Rename(tmp, a.runtimeConfig()); err != nil {
+		return fmt.Errorf("runtime config: %w", err)
+	}
+	for _, w := range warns {
+		warnings = append(warnings, w.Error())
+		log.Warn(w.Error())
+	}
+	a.mu.Lock()
+	a.cfg, a.cfgFrom, a.warnings = cfg, from, warnings
+	a.mu.Unlock()
+	log.Info("config loaded", "file", from)
 	return nil
 }
 
-func (a *appliance) useConfig(cfg *config.Config, from string, warns []*config.Error, log *slog.Logger) {
-	a.cfg, a.cfgFrom = cfg, from
-	for _, w := range warns {
-		a.warnings = append(a.warnings, w.Error())
-		log.Warn(w.Error())
+func (a *appliance) runtimeConfig() string { return filepath.Join(a.runDir, "config.yaml") }
+
+// Reload implements control.Backend: it reads the config again and, if it
+// is valid, has every service converge to it. An invalid file changes
+// nothing.
+func (a *appliance) Reload() error {
+	log := a.log.With("subsystem", "init")
+	path := ""
+	for _, p := range a.candidates() {
+		if _, err := os.Stat(p); err == nil {
+			path = p
+			break
+		}
 	}
-	log.Info("config loaded", "file", from)
+	if path == "" {
+		return fmt.Errorf("no config file to reload (looked for %s)", strings.Join(a.candidates(), ", "))
+	}
+	cfg, warns, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	if err := a.useConfig(cfg, path, warns, nil, log); err != nil {
+		return err
+	}
+	if a.opts.PID1 {
+		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+			log.Error("set host name", "err", err)
+		}
+	}
+	a.sup.SignalAll(unix.SIGHUP)
+	log.Info("config reloaded; services told", "file", path)
+	return nil
 }
 
 // services are what the config asks for. Each subsystem that runs as a
@@ -236,7 +307,21 @@ func (a *appliance) useConfig(cfg *config.Config, from string, warns []*config.E
 // this binary started with its own verb, so that a crash in one never
 // takes down PID 1 or the others.
 func (a *appliance) services() []supervisor.Service {
-	return nil
+	if a.opts.Binary == "" {
+		return nil
+	}
+	svc := func(name string, needs ...string) supervisor.Service {
+		args := []string{a.opts.Binary, "service", name, "--config", a.runtimeConfig(), "--run", a.runDir}
+		if a.opts.PID1 {
+			args = append(args, "--appliance")
+		}
+		return supervisor.Service{Name: name, Needs: needs, Command: append(args, a.opts.ServiceArgs...), Notify: true}
+	}
+	return []supervisor.Service{
+		svc("network"),
+		svc("dns", "network"),
+		svc("ntp", "network"),
+	}
 }
 
 // watchReady prints the ready line once every service is up, and says what
@@ -321,10 +406,13 @@ func (a *appliance) Status() control.Status {
 	if a.opts.PID1 {
 		mode = "pid1"
 	}
+	a.mu.Lock()
+	from, warnings := a.cfgFrom, a.warnings
+	a.mu.Unlock()
 	st := control.Status{
 		Version: a.opts.Version, Hostname: host, Mode: mode,
 		StartedAt: a.opts.Started, UptimeS: a.sinceStart().Seconds(),
-		ReadyMS: a.readyMS.Load(), Config: a.cfgFrom, Warnings: a.warnings,
+		ReadyMS: a.readyMS.Load(), Config: from, Warnings: warnings, Conditions: a.sup.Conditions(),
 		Data:     control.Data{Path: "/data", Mounted: a.data.mounted, Device: a.data.device, ReadOnly: a.data.readOnly, Problem: a.data.problem},
 		Orphans:  a.reaper.Orphans(),
 		Services: a.sup.Snapshot(),

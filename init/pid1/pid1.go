@@ -19,7 +19,7 @@ import (
 func Main(version string) {
 	started := time.Now()
 	reason := boot(func() (string, error) {
-		return Run(Options{Version: version, PID1: true, Console: os.Stdin, Out: os.Stdout, Started: started})
+		return Run(Options{Version: version, PID1: true, Console: os.Stdin, Out: os.Stdout, Started: started, Binary: "/init"})
 	}, halt)
 	emergency(version, started, reason)
 }
@@ -84,6 +84,10 @@ func (b *emergencyBackend) Status() control.Status {
 
 func (b *emergencyBackend) Logs(string, int) ([]string, error) {
 	return nil, fmt.Errorf("no services run in the emergency shell")
+}
+
+func (b *emergencyBackend) Reload() error {
+	return fmt.Errorf("the emergency shell runs no config")
 }
 
 func (b *emergencyBackend) Shutdown(action string) error {

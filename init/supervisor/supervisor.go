@@ -12,6 +12,7 @@ package supervisor
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,7 @@ import (
 type Service struct {
 	Name    string
 	Needs   []string // names of services that must be ready first
+	After   []string // conditions (see Condition) that must hold first
 	Command []string // argv; Command[0] is a path
 	Env     []string // added to a minimal environment
 	Dir     string
@@ -83,14 +85,15 @@ const (
 
 // State is a snapshot of one service.
 type State struct {
-	Name      string        `json:"name"`
-	Phase     Phase         `json:"phase"`
-	PID       int           `json:"pid,omitempty"`
-	Restarts  int           `json:"restarts"`
-	Since     time.Time     `json:"since"`
-	LastExit  string        `json:"last_exit,omitempty"`
-	NextStart time.Duration `json:"next_start_ns,omitempty"` // backoff delay, in backoff
-	Status    string        `json:"status,omitempty"`        // last STATUS= the service sent
+	Name      string          `json:"name"`
+	Phase     Phase           `json:"phase"`
+	PID       int             `json:"pid,omitempty"`
+	Restarts  int             `json:"restarts"`
+	Since     time.Time       `json:"since"`
+	LastExit  string          `json:"last_exit,omitempty"`
+	NextStart time.Duration   `json:"next_start_ns,omitempty"` // backoff delay, in backoff
+	Status    string          `json:"status,omitempty"`        // last STATUS= the service sent
+	Detail    json.RawMessage `json:"detail,omitempty"`        // last DETAIL= the service sent: its own status as JSON
 }
 
 // Supervisor runs services. Services are added in groups (PID 1 adds its
@@ -105,6 +108,7 @@ type Supervisor struct {
 	order    []*unit // dependency order
 	units    map[string]*unit
 	stopping bool
+	conds    map[string]chan struct{} // closed once set
 }
 
 type unit struct {
@@ -135,7 +139,7 @@ func New(opts Options) (*Supervisor, error) {
 		opts.LogLines = 200
 	}
 	return &Supervisor{opts: opts, log: opts.Log.With("subsystem", "supervisor"), units: map[string]*unit{},
-		stopped: make(chan struct{})}, nil
+		stopped: make(chan struct{}), conds: map[string]chan struct{}{}}, nil
 }
 
 // Add checks the services (unique names, known needs, no cycles), orders
@@ -248,9 +252,16 @@ func (s *Supervisor) isStopping() bool {
 func (s *Supervisor) run(u *unit) {
 	defer close(u.exit)
 	log := s.log.With("service", u.svc.Name)
+	waits := make([]<-chan struct{}, 0, len(u.needs)+len(u.svc.After))
 	for _, d := range u.needs {
+		waits = append(waits, d.ready)
+	}
+	for _, c := range u.svc.After {
+		waits = append(waits, s.Condition(c))
+	}
+	for _, w := range waits {
 		select {
-		case <-d.ready:
+		case <-w:
 		case <-s.stopped:
 			u.setPhase(Stopped)
 			return
@@ -344,7 +355,7 @@ func (s *Supervisor) runOnce(u *unit, log *slog.Logger) (string, error) {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			u.readNotify(notify, log)
+			u.readNotify(notify, log, s.setCondition)
 		}()
 	} else {
 		u.markReady(log)
@@ -393,9 +404,10 @@ func (u *unit) markReady(log *slog.Logger) {
 	}
 }
 
-func (u *unit) readNotify(r io.ReadCloser, log *slog.Logger) {
+func (u *unit) readNotify(r io.ReadCloser, log *slog.Logger, setCondition func(name, by string)) {
 	defer r.Close()
 	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 4<<20)
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
@@ -405,6 +417,15 @@ func (u *unit) readNotify(r io.ReadCloser, log *slog.Logger) {
 			u.mu.Lock()
 			u.state.Status = strings.TrimPrefix(line, "STATUS=")
 			u.mu.Unlock()
+		case strings.HasPrefix(line, "CONDITION="):
+			setCondition(strings.TrimPrefix(line, "CONDITION="), u.svc.Name)
+		case strings.HasPrefix(line, "DETAIL="):
+			d := json.RawMessage(strings.TrimPrefix(line, "DETAIL="))
+			if json.Valid(d) {
+				u.mu.Lock()
+				u.state.Detail = d
+				u.mu.Unlock()
+			}
 		}
 	}
 }
@@ -418,6 +439,66 @@ func (u *unit) collect(r io.ReadCloser, log *slog.Logger) {
 		line := sc.Text()
 		u.lines.Add(line)
 		log.Info(line)
+	}
+}
+
+// Condition returns a channel that is closed once the named condition
+// holds, such as "clock-synced" from the time service. Conditions, once
+// set, stay set.
+func (s *Supervisor) Condition(name string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.conds[name]
+	if c == nil {
+		c = make(chan struct{})
+		s.conds[name] = c
+	}
+	return c
+}
+
+func (s *Supervisor) setCondition(name, by string) {
+	s.mu.Lock()
+	c := s.conds[name]
+	if c == nil {
+		c = make(chan struct{})
+		s.conds[name] = c
+	}
+	select {
+	case <-c:
+		s.mu.Unlock()
+		return
+	default:
+	}
+	close(c)
+	s.mu.Unlock()
+	s.log.Info("condition holds", "condition", name, "service", by)
+}
+
+// Conditions lists the conditions that hold.
+func (s *Supervisor) Conditions() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for name, c := range s.conds {
+		select {
+		case <-c:
+			out = append(out, name)
+		default:
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// SignalAll sends sig to every running service (SIGHUP: re-read the config).
+func (s *Supervisor) SignalAll(sig syscall.Signal) {
+	for _, u := range s.all() {
+		u.mu.Lock()
+		c := u.child
+		u.mu.Unlock()
+		if c != nil {
+			c.Signal(sig)
+		}
 	}
 }
 
@@ -493,14 +574,48 @@ func (s *Supervisor) Stop(ctx context.Context) []string {
 	return stoppedOrder
 }
 
-// Notify tells the supervisor something about this process, when it runs as
-// a Notify service: "READY=1" once it serves, "STATUS=..." at any time. It is
-// a no-op outside a supervisor.
-func Notify(line string) error {
+// Notifier is a service's end of the notify pipe: how it tells the
+// supervisor that it is ready and what its state is.
+type Notifier struct {
+	mu sync.Mutex
+	f  *os.File // nil outside a supervisor: every call is then a no-op
+}
+
+// NewNotifier opens the pipe named by $NOTIFY_FD, if any.
+func NewNotifier() *Notifier {
 	if os.Getenv("NOTIFY_FD") != "3" {
+		return &Notifier{}
+	}
+	return &Notifier{f: os.NewFile(3, "notify")}
+}
+
+func (n *Notifier) send(line string) error {
+	if n == nil || n.f == nil {
 		return nil
 	}
-	f := os.NewFile(3, "notify")
-	_, err := f.Write([]byte(line + "\n"))
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, err := n.f.Write([]byte(line + "\n"))
 	return err
+}
+
+// Ready says the service serves.
+func (n *Notifier) Ready() error { return n.send("READY=1") }
+
+// Status sets the service's one-line status.
+func (n *Notifier) Status(s string) error {
+	return n.send("STATUS=" + strings.ReplaceAll(s, "\n", " "))
+}
+
+// Condition says that a condition holds from now on (see
+// Supervisor.Condition).
+func (n *Notifier) Condition(name string) error { return n.send("CONDITION=" + name) }
+
+// Detail sets the service's full status, as JSON.
+func (n *Notifier) Detail(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return n.send("DETAIL=" + string(b))
 }

@@ -44,22 +44,31 @@ func helper(kind string) {
 	case "steady": // ready after a pause, then serves until SIGTERM
 		time.Sleep(100 * time.Millisecond)
 		record("ready")
-		Notify("STATUS=serving")
-		Notify("READY=1")
+		n := NewNotifier()
+		n.Status("serving")
+		n.Detail(map[string]int{"answers": 42})
+		n.Ready()
 		<-term
 		record("stop")
+	case "syncer": // sets a condition after a while
+		time.Sleep(100 * time.Millisecond)
+		record("synced")
+		n := NewNotifier()
+		n.Ready()
+		n.Condition("clock-synced")
+		<-term
 	case "crash":
 		fmt.Println("about to crash")
 		os.Exit(3)
 	case "stubborn": // ignores SIGTERM
 		signal.Ignore(syscall.SIGTERM)
-		Notify("READY=1")
+		NewNotifier().Ready()
 		select {}
 	case "chatty":
 		for i := range 500 {
 			fmt.Printf("line %d\n", i)
 		}
-		Notify("READY=1")
+		NewNotifier().Ready()
 		<-term
 	}
 }
@@ -138,7 +147,7 @@ func TestDependencyOrder(t *testing.T) {
 		t.Errorf("events %q, want %q (a service started before its needs were ready)", evs, want)
 	}
 	for _, st := range s.Snapshot() {
-		if st.Phase != Running || st.PID == 0 || st.Status != "serving" {
+		if st.Phase != Running || st.PID == 0 || st.Status != "serving" || string(st.Detail) != `{"answers":42}` {
 			t.Errorf("%s: %+v, want running with a pid and status", st.Name, st)
 		}
 	}
@@ -317,5 +326,23 @@ func TestAddLaterGroupNeedsEarlier(t *testing.T) {
 	evs, _ := w.events()
 	if want := []string{"start base", "ready base", "start top", "ready top"}; !slices.Equal(evs, want) {
 		t.Errorf("events %q, want %q", evs, want)
+	}
+}
+
+// A service that is After a condition starts only once another service
+// has said that it holds.
+func TestAfterCondition(t *testing.T) {
+	w := newWorld(t)
+	waiter := w.svc("cluster", "steady")
+	waiter.After = []string{"clock-synced"}
+	s := w.start(t, DefaultBackoff, waiter, w.svc("ntp", "syncer"))
+	waitReady(t, s)
+	evs, _ := w.events()
+	iSynced, iStart := slices.Index(evs, "synced ntp"), slices.Index(evs, "start cluster")
+	if iSynced < 0 || iStart < iSynced {
+		t.Errorf("events %q: cluster started before the clock was synced", evs)
+	}
+	if got := s.Conditions(); !slices.Equal(got, []string{"clock-synced"}) {
+		t.Errorf("conditions %v", got)
 	}
 }

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"time"
+
+	"gatehouse/init/supervisor"
+	"gatehouse/services/dns"
+	"gatehouse/services/network"
+	"gatehouse/services/ntp"
+
+	"golang.org/x/sys/unix"
+)
+
+// cmdService runs one of the appliance's services. The supervisor starts
+// them as `gatehouse service NAME --config FILE --run DIR`; SIGTERM stops
+// one, SIGHUP has it re-read the config.
+func cmdService(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp --config FILE --run DIR")}
+	}
+	name := args[0]
+	fs := flag.NewFlagSet("service "+name, flag.ContinueOnError)
+	cfg := fs.String("config", "", "config file")
+	run := fs.String("run", "", "run directory shared by the services")
+	onAppliance := fs.Bool("appliance", false, "running under PID 1: own /etc/resolv.conf and the clock")
+	dnsListen := fs.String("dns-listen", "127.0.0.1:53", "address of the built-in resolver")
+	ntpPoll := fs.Duration("ntp-min-poll", ntp.MinPoll, "shortest NTP poll interval")
+	if err := fs.Parse(args[1:]); err != nil {
+		return &exitError{code: 2}
+	}
+	if *cfg == "" || *run == "" {
+		return &exitError{2, errors.New("gatehouse service: --config and --run are required")}
+	}
+	// The supervisor timestamps and labels each line; the service adds
+	// only level, message and attributes.
+	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
+	defer stop()
+	reload := make(chan struct{}, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, unix.SIGHUP)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	n := supervisor.NewNotifier()
+	switch name {
+	case "network":
+		return network.Run(ctx, network.Options{Config: *cfg, RunDir: *run, Log: log, Notify: n, Reload: reload})
+	case "dns":
+		resolv := filepath.Join(*run, "resolv.conf")
+		if *onAppliance {
+			resolv = "/etc/resolv.conf"
+		}
+		return dns.Run(ctx, dns.Options{Config: *cfg, RunDir: *run, ResolvConf: resolv, Listen: *dnsListen, Log: log, Notify: n, Reload: reload})
+	case "ntp":
+		return ntp.Run(ctx, ntp.Options{Config: *cfg, RunDir: *run, SetClock: *onAppliance, MinPoll: max(*ntpPoll, time.Second), Log: log, Notify: n, Reload: reload})
+	}
+	return &exitError{2, fmt.Errorf("unknown service %q", name)}
+}

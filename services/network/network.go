@@ -1,0 +1,323 @@
+// Package network is the network service: it converges links, addresses
+// and routes to the config, keeps a DHCP lease on every interface that asks
+// for one, follows link events, and re-reads the config on SIGHUP. What DHCP
+// learned (DNS and NTP servers, domain) is published in network.json for
+// the dns and ntp services.
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"gatehouse/config"
+	"gatehouse/init/supervisor"
+	"gatehouse/netcfg"
+)
+
+// StateFile is where the service publishes its state, in the run directory.
+const StateFile = "network.json"
+
+// Options configure the service.
+type Options struct {
+	Config string // config file
+	RunDir string // where StateFile and netcfg's records live
+	Log    *slog.Logger
+	Notify *supervisor.Notifier
+	Reload <-chan struct{} // a receive means: re-read the config
+}
+
+// Status is what the service reports (DETAIL and StateFile).
+type Status struct {
+	Updated  time.Time       `json:"updated"`
+	Links    []LinkStatus    `json:"links"`
+	Routes   []string        `json:"routes"`
+	Problems netcfg.Problems `json:"problems,omitempty"`
+	Changes  uint64          `json:"changes"` // netlink writes since start
+	// Learned from DHCP, for the dns and ntp services.
+	DNS    []netip.Addr `json:"dns,omitempty"`
+	NTP    []netip.Addr `json:"ntp,omitempty"`
+	Domain string       `json:"domain,omitempty"`
+}
+
+// LinkStatus is one configured link.
+type LinkStatus struct {
+	Key       string   `json:"key"`
+	Name      string   `json:"name,omitempty"`
+	State     string   `json:"state"` // up, down, missing
+	MTU       int      `json:"mtu,omitempty"`
+	Addresses []string `json:"addresses,omitempty"`
+	DHCP      *DHCP    `json:"dhcp,omitempty"`
+}
+
+// DHCP is one interface's lease.
+type DHCP struct {
+	State     string     `json:"state"` // selecting, bound, renewing, rebinding, expired
+	Address   string     `json:"address,omitempty"`
+	Router    string     `json:"router,omitempty"`
+	Server    string     `json:"server,omitempty"`
+	Obtained  *time.Time `json:"obtained,omitempty"`
+	Renew     *time.Time `json:"renew,omitempty"`
+	Rebind    *time.Time `json:"rebind,omitempty"`
+	Expires   *time.Time `json:"expires,omitempty"`
+	Renewals  int        `json:"renewals"`
+	LastError string     `json:"last_error,omitempty"`
+}
+
+type service struct {
+	opts Options
+	mgr  *netcfg.Manager
+	kick chan struct{}
+
+	mu       sync.Mutex
+	cfg      *config.Config
+	leases   map[string]netcfg.Lease
+	renewals map[string]int
+	clients  map[string]*dhcpRun // by link key
+	changes  uint64
+	probs    netcfg.Problems
+}
+
+type dhcpRun struct {
+	c      *netcfg.DHCP
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Run serves until ctx ends; then it releases its DHCP leases.
+func Run(ctx context.Context, o Options) error {
+	cfg, _, err := config.Load(o.Config)
+	if err != nil {
+		return err
+	}
+	s := &service{opts: o, mgr: netcfg.NewManager(filepath.Join(o.RunDir, "netcfg-owned.json")),
+		kick: make(chan struct{}, 1), cfg: cfg, leases: map[string]netcfg.Lease{},
+		renewals: map[string]int{}, clients: map[string]*dhcpRun{}}
+	s.reconcile(ctx)
+	o.Notify.Ready()
+
+	updates := make(chan netlink.LinkUpdate, 64)
+	addrs := make(chan netlink.AddrUpdate, 64)
+	done := make(chan struct{})
+	defer close(done)
+	if err := netlink.LinkSubscribe(updates, done); err != nil {
+		o.Log.Warn("cannot follow link events; reconciling periodically only", "err", err)
+	}
+	if err := netlink.AddrSubscribe(addrs, done); err != nil {
+		o.Log.Warn("cannot follow address events", "err", err)
+	}
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			s.stopDHCP()
+			return nil
+		case <-o.Reload:
+			c, _, err := config.Load(o.Config)
+			if err != nil {
+				o.Log.Error("new config rejected; keeping the running one", "err", err)
+				continue
+			}
+			s.mu.Lock()
+			s.cfg = c
+			s.mu.Unlock()
+			o.Log.Info("config reloaded")
+			s.reconcile(ctx)
+		case <-updates:
+			debounce = time.After(100 * time.Millisecond)
+		case <-addrs:
+			debounce = time.After(100 * time.Millisecond)
+		case <-s.kick:
+			s.reconcile(ctx)
+		case <-debounce:
+			debounce = nil
+			s.reconcile(ctx)
+		case <-tick.C:
+			s.reconcile(ctx)
+		}
+	}
+}
+
+// reconcile converges the kernel, starts and stops DHCP clients, and
+// publishes the status.
+func (s *service) reconcile(ctx context.Context) {
+	s.mu.Lock()
+	cfg := s.cfg
+	want := netcfg.Desired(cfg, s.leases)
+	s.mu.Unlock()
+	ch, probs, err := s.mgr.Apply(want)
+	if err != nil {
+		s.opts.Log.Error("apply", "err", err)
+	}
+	if len(ch) > 0 {
+		s.opts.Log.Info("network changed", "changes", ch.String())
+	}
+	s.mu.Lock()
+	s.changes += uint64(len(ch))
+	s.probs = probs
+	s.mu.Unlock()
+	s.syncDHCP(ctx, want)
+	s.publish(want)
+}
+
+// syncDHCP runs a client on every present link that wants DHCP.
+func (s *service) syncDHCP(ctx context.Context, want netcfg.State) {
+	wanted := map[string]string{} // key -> kernel name
+	for _, l := range want.Links {
+		if !l.DHCP {
+			continue
+		}
+		if name := netcfg.KernelName(l); name != "" {
+			wanted[l.Key()] = name
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, name := range wanted {
+		if s.clients[key] != nil {
+			continue
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		c := &netcfg.DHCP{Iface: name, Key: key, Log: s.opts.Log, Changed: s.leaseChanged}
+		r := &dhcpRun{c: c, cancel: cancel, done: make(chan struct{})}
+		s.clients[key] = r
+		go func() {
+			defer close(r.done)
+			c.Run(cctx)
+		}()
+	}
+	for key, r := range s.clients {
+		if _, ok := wanted[key]; !ok {
+			r.cancel()
+			delete(s.clients, key)
+		}
+	}
+}
+
+func (s *service) leaseChanged(key string, l *netcfg.Lease) {
+	s.mu.Lock()
+	if l == nil {
+		delete(s.leases, key)
+	} else {
+		if old, ok := s.leases[key]; ok && old.Address == l.Address {
+			s.renewals[key]++
+		}
+		s.leases[key] = *l
+	}
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *service) stopDHCP() {
+	s.mu.Lock()
+	runs := make([]*dhcpRun, 0, len(s.clients))
+	for _, r := range s.clients {
+		r.cancel()
+		runs = append(runs, r)
+	}
+	s.mu.Unlock()
+	for _, r := range runs {
+		select {
+		case <-r.done:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	// Leases are released; take their addresses and routes away now.
+	s.mu.Lock()
+	cfg := s.cfg
+	s.leases = map[string]netcfg.Lease{}
+	s.mu.Unlock()
+	s.mgr.Apply(netcfg.Desired(cfg, nil))
+}
+
+func (s *service) publish(want netcfg.State) {
+	st := Status{Updated: time.Now()}
+	s.mu.Lock()
+	st.Changes, st.Problems = s.changes, s.probs
+	for _, l := range want.Links {
+		ls := LinkStatus{Key: l.Key(), State: "missing"}
+		if name := netcfg.KernelName(l); name != "" {
+			if kl, err := netlink.LinkByName(name); err == nil {
+				a := kl.Attrs()
+				ls.Name, ls.MTU, ls.State = a.Name, a.MTU, a.OperState.String()
+				as, _ := netlink.AddrList(kl, 0)
+				for _, ad := range as {
+					ls.Addresses = append(ls.Addresses, ad.IPNet.String())
+				}
+			}
+		}
+		if r := s.clients[l.Key()]; r != nil {
+			state, lastErr := r.c.Status()
+			d := &DHCP{State: state, LastError: lastErr, Renewals: s.renewals[l.Key()]}
+			if lease, ok := s.leases[l.Key()]; ok {
+				d.Address, d.Router, d.Server = lease.Address.String(), lease.Router.String(), lease.Server.String()
+				d.Obtained, d.Renew, d.Rebind, d.Expires = &lease.Obtained, &lease.Renew, &lease.Rebind, &lease.Expires
+			}
+			ls.DHCP = d
+		}
+		st.Links = append(st.Links, ls)
+	}
+	keys := make([]string, 0, len(s.leases))
+	for k := range s.leases {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		l := s.leases[k]
+		st.DNS = append(st.DNS, l.DNS...)
+		st.NTP = append(st.NTP, l.NTP...)
+		if st.Domain == "" {
+			st.Domain = l.Domain
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range want.Routes {
+		st.Routes = append(st.Routes, r.String())
+	}
+	s.opts.Notify.Detail(st)
+	if err := writeJSON(filepath.Join(s.opts.RunDir, StateFile), st); err != nil {
+		s.opts.Log.Warn("publish state", "err", err)
+	}
+	summary := fmt.Sprintf("%d links", len(st.Links))
+	if len(st.Problems) > 0 {
+		summary += "; " + st.Problems.String()
+	}
+	s.opts.Notify.Status(summary)
+}
+
+// writeJSON replaces file atomically.
+func writeJSON(file string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, file)
+}
+
+// ReadState reads what the network service published in runDir.
+func ReadState(runDir string) (Status, error) {
+	var st Status
+	b, err := os.ReadFile(filepath.Join(runDir, StateFile))
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(b, &st)
+}
