@@ -119,7 +119,7 @@ type Discipline struct {
 	MinPoll  time.Duration
 	MaxPoll  time.Duration
 	OnStatus func(Status)
-	OnSynced func() // called once, at the first sync
+	OnSynced func()                     // called once, at the first sync
 	Query    func(server string) Sample // default Query; tests use fakes
 
 	mu      sync.Mutex
