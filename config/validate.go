@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -49,8 +50,16 @@ func (c *Config) validate() (errs, warns []problem) {
 	c.checkRoutes(&ck)
 	c.checkDNS(&ck)
 	for i, s := range c.NTP.Servers {
-		if !validHost(s) {
-			ck.errf(fmt.Sprintf("ntp.servers[%d]", i), "%q is neither an IP address nor a host name", s)
+		host := s
+		if h, port, err := net.SplitHostPort(s); err == nil {
+			if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+				ck.errf(fmt.Sprintf("ntp.servers[%d]", i), "%q: port out of range", s)
+				continue
+			}
+			host = h
+		}
+		if !validHost(host) {
+			ck.errf(fmt.Sprintf("ntp.servers[%d]", i), "%q is neither an IP address nor a host name (a port may follow: host:123)", s)
 		}
 	}
 	for i, h := range c.Monitoring.Hosts {

@@ -18,6 +18,7 @@ import (
 	"gatehouse/services/ntp"
 
 	mdns "github.com/miekg/dns"
+	"github.com/u-root/u-root/pkg/rtc"
 )
 
 // Prompt is what the shell prints when it waits for a command.
@@ -47,6 +48,7 @@ func table() []command {
 		{"ip", "", "interfaces, addresses and routes", (*Shell).ip},
 		{"dns", "NAME [TYPE]", "look NAME up (A, AAAA, MX, ...) as the relay would", (*Shell).dns},
 		{"ntp", "", "time servers, offset and sync state", (*Shell).ntp},
+		{"date", "", "the system clock and the RTC, in UTC", (*Shell).date},
 		{"reload", "", "read the config again and apply it", (*Shell).reload},
 		{"poweroff", "", "stop all services and power off", shutdownCmd("poweroff")},
 		{"reboot", "", "stop all services and reboot", shutdownCmd("reboot")},
@@ -142,6 +144,23 @@ func (s *Shell) ntp(_ []string) error {
 		return fmt.Errorf("the ntp service has not reported yet")
 	}
 	writeNTP(s.Out, st)
+	return nil
+}
+
+func (s *Shell) date(_ []string) error {
+	fmt.Fprintf(s.Out, "system: %s\n", time.Now().UTC().Format(time.RFC3339Nano))
+	r, err := rtc.OpenRTC()
+	if err != nil {
+		fmt.Fprintf(s.Out, "rtc:    unavailable (%v)\n", err)
+		return nil
+	}
+	defer r.Close()
+	t, err := r.Read()
+	if err != nil {
+		fmt.Fprintf(s.Out, "rtc:    unreadable (%v)\n", err)
+		return nil
+	}
+	fmt.Fprintf(s.Out, "rtc:    %s\n", t.UTC().Format(time.RFC3339))
 	return nil
 }
 

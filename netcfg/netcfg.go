@@ -62,7 +62,7 @@ func Describe(w io.Writer) error {
 	}
 	for _, r := range routes {
 		dst := "default"
-		if r.Dst != nil {
+		if ones, _ := r.Dst.Mask.Size(); r.Dst != nil && ones > 0 {
 			dst = r.Dst.String()
 		}
 		line := "  " + dst

@@ -6,6 +6,7 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,5 +190,60 @@ func TestBootWithoutDataDiskCtrlAltDel(t *testing.T) {
 	expect(t, v, `gatehouse: reboot`)
 	if err := v.Wait(stepTimeout); err != nil {
 		t.Fatalf("QEMU did not exit after Ctrl-Alt-Del: %v", err)
+	}
+}
+
+// Network and time on the real appliance: DHCP from QEMU's user network, a
+// VLAN (the host kernel of the CI machine has no 802.1Q, the image's does),
+// and NTP against chrony on the host's loopback, reached through QEMU's
+// 10.0.2.2. The guest's clock starts in 2020: the time service must step
+// it, and write the RTC.
+func TestBootNetworkVLANAndClockStep(t *testing.T) {
+	dir := t.TempDir()
+	port := 20000 + os.Getpid()%20000
+	conf := filepath.Join(dir, "chrony.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("local stratum 8\nport %d\nbindaddress 127.0.0.1\nallow 127.0.0.1\ncmdport 0\npidfile %s/chronyd.pid\ndriftfile %s/drift\n", port, dir, dir)), 0o644)
+	chrony := exec.Command("chronyd", "-x", "-d", "-f", conf) // -x: never touch the host's clock
+	if err := chrony.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { chrony.Process.Kill(); chrony.Wait() }()
+
+	img := dataDisk(t, map[string]string{"gatehouse.yaml": fmt.Sprintf(`
+hostname: gw-net
+interfaces:
+  - name: eth0
+    dhcp: true
+    vlans: [{id: 100, addresses: [10.100.0.2/24]}]
+ntp:
+  servers: ["10.0.2.2:%d"]
+`, port)})
+	v := boot(t, qemu.Options{Data: img, Nics: []string{"user"}, Extra: []string{"-rtc", "base=2020-01-01T00:00:00"}})
+	waitReady(t, v)
+	// These may come before or after the ready line.
+	for _, re := range []string{`ntp: level=WARN msg="stepping the clock" offset=\d+h`, `ntp: level=INFO msg="RTC written"`,
+		`condition holds service=ntp condition=clock-synced`, `network: level=INFO msg="wall clock stepped; lease times shown anew"`} {
+		if err := v.Seen(re, stepTimeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	command(t, v, "ntp")
+	expect(t, v, fmt.Sprintf(`ntp: synced to 10\.0\.2\.2:%d, stratum 8, .*; sets the clock; .* 1 steps`, port))
+	command(t, v, "date")
+	year := fmt.Sprint(time.Now().UTC().Year())
+	expect(t, v, `system: `+year+`-`)
+	expect(t, v, `rtc:    `+year+`-`)
+	command(t, v, "ip")
+	expect(t, v, `eth0\s+\S+\s+mtu 1500\s+52:54:00:12:34:56 10\.0\.2\.15/24`)
+	expect(t, v, `eth0\.100\s+\S+\s+mtu 1500\s+52:54:00:12:34:56 10\.100\.0\.2/24`)
+	expect(t, v, `default via 10\.0\.2\.2 dev eth0`)
+	command(t, v, "status")
+	expect(t, v, `conditions: clock-synced modules-loaded`)
+	expect(t, v, `dhcp bound 10\.0\.2\.15/24 from 10\.0\.2\.2, router 10\.0\.2\.2, renew in \d+h`)
+	command(t, v, "poweroff")
+	expect(t, v, `gatehouse: /data unmounted cleanly`)
+	if err := v.Wait(stepTimeout); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -7,6 +7,9 @@ packages=(
   kmod              # depmod, for the kernel's modules.dep
   e2fsprogs         # mkfs.ext4, dumpe2fs, e2fsck: the data disk
   ca-certificates   # the CA bundle the image carries
+  iproute2          # ip netns, veth: the tests' network namespaces
+  dnsmasq-base      # DHCP and DNS peer (the binary only: no service)
+  chrony            # NTP peer, run with -x so it never sets the clock
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -16,5 +19,14 @@ done
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 echo "deps: installing ${missing[*]}"
+# Packages such as chrony would start their daemon on this host, and
+# chronyd would then steer the host's clock: forbid service starts while
+# installing (the usual policy-rc.d), and restore what was there.
+policy=/usr/sbin/policy-rc.d
+saved=""
+if [ -e "$policy" ]; then saved=$(mktemp) && $sudo cp -p "$policy" "$saved"; fi
+printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod 755 "$policy"
+restore() { if [ -n "$saved" ]; then $sudo mv "$saved" "$policy"; else $sudo rm -f "$policy"; fi; }
+trap restore EXIT
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

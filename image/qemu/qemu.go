@@ -27,6 +27,7 @@ type Options struct {
 	CPUs      int      // default 2
 	Nics      []string // netdev specs, each given a virtio NIC, e.g. "user,hostfwd=tcp:127.0.0.1:2525-:25"
 	Monitor   string   // path of a Unix socket for the QEMU monitor; "" for none
+	Extra     []string // more QEMU arguments
 	Log       io.Writer
 }
 
@@ -45,6 +46,9 @@ func (o Options) Args(interactive bool) []string {
 		"-kernel", o.Kernel, "-initrd", o.Initramfs,
 		"-append", strings.TrimSpace("console=ttyS0 panic=-1 quiet " + o.Append),
 	}
+	// Entropy: without it getrandom(2), and with it every DHCP transaction
+	// id and TLS key, waits for the kernel's pool, for many seconds under TCG.
+	args = append(args, "-device", "virtio-rng-pci")
 	if _, err := os.Stat("/dev/kvm"); err == nil {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
 	} else {
@@ -76,7 +80,7 @@ func (o Options) Args(interactive bool) []string {
 		args = append(args, "-netdev", fmt.Sprintf("%s,id=n%d", n, i),
 			"-device", fmt.Sprintf("virtio-net-pci,netdev=n%d,romfile=", i))
 	}
-	return args
+	return append(args, o.Extra...)
 }
 
 // VM is a running QEMU with its console.
@@ -190,6 +194,19 @@ func (v *VM) Output() string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return string(v.out)
+}
+
+// Seen waits until re matches anywhere in the output, before or after the
+// last match, without moving where Expect searches from.
+func (v *VM) Seen(re string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for v.Count(re) == 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("qemu: %q not seen within %v", re, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
 }
 
 // Count is how often re matches the whole output so far.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -131,6 +132,10 @@ func Run(opts Options) (string, error) {
 			mods.load(step)
 			a.modules = mods
 			blockDrivers = mods.data
+			go func() {
+				<-mods.done
+				sup.SetCondition(ModulesLoaded)
+			}()
 		}
 		a.data = mountData(blockDrivers, 2*time.Second)
 		a.reportData(step)
@@ -317,8 +322,16 @@ func (a *appliance) services() []supervisor.Service {
 		}
 		return supervisor.Service{Name: name, Needs: needs, Command: append(args, a.opts.ServiceArgs...), Notify: true}
 	}
+	netsvc := svc("network")
+	a.mu.Lock()
+	vlans := slices.ContainsFunc(a.cfg.Interfaces, func(i config.Interface) bool { return len(i.VLANs) > 0 })
+	a.mu.Unlock()
+	if a.modules != nil && vlans {
+		// VLANs need 8021q: configure links once the modules are in.
+		netsvc.After = []string{ModulesLoaded}
+	}
 	return []supervisor.Service{
-		svc("network"),
+		netsvc,
 		svc("dns", "network"),
 		svc("ntp", "network"),
 	}
@@ -423,6 +436,10 @@ func (a *appliance) Status() control.Status {
 	}
 	return st
 }
+
+// ModulesLoaded is the condition that holds once the image's kernel
+// modules have all been tried.
+const ModulesLoaded = "modules-loaded"
 
 // KernelLog is the name under which Logs serves the kernel's log.
 const KernelLog = "kernel"

@@ -456,6 +456,10 @@ func (s *Supervisor) Condition(name string) <-chan struct{} {
 	return c
 }
 
+// SetCondition says that a condition holds, on behalf of PID 1 itself
+// (such as "modules-loaded").
+func (s *Supervisor) SetCondition(name string) { s.setCondition(name, "init") }
+
 func (s *Supervisor) setCondition(name, by string) {
 	s.mu.Lock()
 	c := s.conds[name]

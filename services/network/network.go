@@ -117,6 +117,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	tick := time.NewTicker(30 * time.Second)
 	defer tick.Stop()
+	// Lease times are shown as wall time; when NTP steps the clock (at
+	// boot, by years), show them again on the new clock.
+	stepCheck := time.NewTicker(2 * time.Second)
+	defer stepCheck.Stop()
+	last := time.Now()
 	var debounce <-chan time.Time
 	for {
 		select {
@@ -145,6 +150,13 @@ func Run(ctx context.Context, o Options) error {
 			s.reconcile(ctx)
 		case <-tick.C:
 			s.reconcile(ctx)
+		case <-stepCheck.C:
+			now := time.Now()
+			if skew := now.Round(0).Sub(last.Round(0)) - now.Sub(last); skew > time.Second || skew < -time.Second {
+				o.Log.Info("wall clock stepped; lease times shown anew", "by", skew.Round(time.Second))
+				s.reconcile(ctx)
+			}
+			last = now
 		}
 	}
 }
@@ -265,7 +277,7 @@ func (s *service) publish(want netcfg.State) {
 			d := &DHCP{State: state, LastError: lastErr, Renewals: s.renewals[l.Key()]}
 			if lease, ok := s.leases[l.Key()]; ok {
 				d.Address, d.Router, d.Server = lease.Address.String(), lease.Router.String(), lease.Server.String()
-				d.Obtained, d.Renew, d.Rebind, d.Expires = &lease.Obtained, &lease.Renew, &lease.Rebind, &lease.Expires
+				d.Obtained, d.Renew, d.Rebind, d.Expires = wall(lease.Obtained), wall(lease.Renew), wall(lease.Rebind), wall(lease.Expires)
 			}
 			ls.DHCP = d
 		}
@@ -297,6 +309,14 @@ func (s *service) publish(want netcfg.State) {
 		summary += "; " + st.Problems.String()
 	}
 	s.opts.Notify.Status(summary)
+}
+
+// wall re-reads t on today's wall clock. Lease times run on the monotonic
+// clock (a step of the wall clock, as NTP makes at boot, must not expire a
+// lease); for people they are shown as wall time as of now.
+func wall(t time.Time) *time.Time {
+	w := time.Now().Add(time.Until(t)).Round(time.Second)
+	return &w
 }
 
 // writeJSON replaces file atomically.

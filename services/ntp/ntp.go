@@ -127,6 +127,7 @@ type Discipline struct {
 	servers []string
 	kick    chan struct{}
 	synced  bool
+	fails   int // polls in a row without a usable answer
 }
 
 // SetServers replaces the servers and polls at once.
@@ -212,8 +213,12 @@ func (d *Discipline) pollOnce(poll time.Duration) time.Duration {
 		if time.Since(d.st.LastSync) > 4*d.MaxPoll {
 			d.st.Synced = false
 		}
-		next = d.MinPoll
+		// At boot the network may not be up yet: try again soon, then
+		// back off to the normal interval.
+		next = min(2*time.Second<<min(d.fails, 10), d.MinPoll)
+		d.fails++
 	default:
+		d.fails = 0
 		d.st.LastError = ""
 		d.st.Server, d.st.Stratum, d.st.Offset, d.st.RTT = best.Server, best.Stratum, best.Offset, best.RTT
 		action, err := d.correct(best.Offset)
@@ -259,11 +264,11 @@ func (d *Discipline) correct(offset time.Duration) (string, error) {
 		return "none (clock not ours to set)", nil
 	}
 	if abs(offset) >= StepThreshold {
+		d.Log.Warn("stepping the clock", "offset", offset)
 		if err := d.Clock.Step(offset); err != nil {
 			return "", fmt.Errorf("step clock by %v: %w", offset, err)
 		}
 		d.st.Steps++
-		d.Log.Warn("clock stepped", "offset", offset)
 		return "step", nil
 	}
 	if err := d.Clock.Slew(offset); err != nil {
