@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build/gatehouse deps kernel image run test unit e2e bench-boot lint clean
+.PHONY: all build/gatehouse deps kernel image run test unit e2e bench-boot bench-net lint clean
 
 all: build/gatehouse
 
@@ -33,13 +33,20 @@ lint:
 unit:
 	$(GO) test -race ./...
 
+# Boots the image in QEMU and builds network namespaces with dnsmasq and
+# chrony: needs root.
 e2e: image
-	GATEHOUSE_IMAGE=$(CURDIR)/build/image $(GO) test -tags e2e -count=1 -v ./test/
+	GATEHOUSE_IMAGE=$(CURDIR)/build/image GATEHOUSE_BIN=$(CURDIR)/build/gatehouse \
+		$(GO) test -tags e2e -count=1 -timeout 20m -v ./test/
 
 test: deps lint unit e2e
 
 bench-boot: image
 	$(GO) run ./test/bootbench -image build/image -binary build/gatehouse -n 5
+
+# Needs root: it works in a network namespace of its own.
+bench-net: deps build/gatehouse
+	$(GO) run ./test/netbench -binary build/gatehouse
 
 clean:
 	rm -rf build

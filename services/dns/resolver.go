@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 )
 
 // Resolver is a caching forwarder. It answers from its cache while answers
@@ -77,18 +79,31 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 
 // Resolve answers req from the cache or the upstreams.
 func (r *Resolver) Resolve(req *dns.Msg, tcp bool) *dns.Msg {
+	if m := r.fromCache(req); m != nil {
+		return m
+	}
+	return r.resolveMiss(req, tcp)
+}
+
+// fromCache answers req if the cache can (or req is not a query it
+// serves); nil means ask the upstreams.
+func (r *Resolver) fromCache(req *dns.Msg) *dns.Msg {
 	r.queries.Add(1)
 	if len(req.Question) != 1 || req.Opcode != dns.OpcodeQuery {
 		m := new(dns.Msg)
 		m.SetRcode(req, dns.RcodeNotImplemented)
 		return m
 	}
-	q := req.Question[0]
-	now := r.now()
-	if m, fresh := r.cache.get(q, now, false); fresh {
+	if m, fresh := r.cache.get(req.Question[0], r.now(), false); fresh {
 		r.hits.Add(1)
 		return reply(req, m)
 	}
+	return nil
+}
+
+func (r *Resolver) resolveMiss(req *dns.Msg, tcp bool) *dns.Msg {
+	q := req.Question[0]
+	now := r.now()
 	r.misses.Add(1)
 	up, reached, err := r.forward(req, tcp)
 	r.upstreamDown.Store(!reached)
@@ -104,13 +119,14 @@ func (r *Resolver) Resolve(req *dns.Msg, tcp bool) *dns.Msg {
 	if up != nil { // an upstream's own SERVFAIL or REFUSED, passed on
 		return reply(req, up)
 	}
+
 	m := new(dns.Msg)
 	m.SetRcode(req, dns.RcodeServerFailure)
 	return m
 }
 
-func reply(req, m *dns.Msg) *dns.Msg {
-	out := m.Copy()
+// reply makes m, a copy of its own, the answer to req.
+func reply(req, out *dns.Msg) *dns.Msg {
 	out.Id = req.Id
 	out.Response = true
 	out.RecursionAvailable = true
@@ -178,22 +194,94 @@ func (r *Resolver) Serve(ctx context.Context, addr string, ready chan<- struct{}
 		udp.Close()
 		return fmt.Errorf("dns: listen tcp %s: %w", addr, err)
 	}
-	us := &dns.Server{PacketConn: udp, Handler: r}
 	ts := &dns.Server{Listener: tcp, Handler: r}
-	errc := make(chan error, 2)
-	go func() { errc <- us.ActivateAndServe() }()
+	errc := make(chan error, 1+udpReaders)
 	go func() { errc <- ts.ActivateAndServe() }()
+	fds, err := r.serveUDP(udp.(*net.UDPConn), errc)
+	if err != nil {
+		udp.Close()
+		ts.Shutdown()
+		return err
+	}
 	if ready != nil {
 		close(ready)
 	}
 	select {
 	case <-ctx.Done():
-		us.Shutdown()
-		ts.Shutdown()
-		return nil
-	case err := <-errc:
-		us.Shutdown()
-		ts.Shutdown()
-		return fmt.Errorf("dns: serve: %w", err)
+		err = nil
+	case err = <-errc:
+		err = fmt.Errorf("dns: serve: %w", err)
 	}
+	ts.Shutdown()
+	for _, fd := range fds {
+		unix.Shutdown(fd, unix.SHUT_RDWR) // wakes the blocked readers
+	}
+	udp.Close()
+	return err
+}
+
+// udpReaders is how many threads read queries. One: several blocked on
+// the same socket wake each other for every packet, which costs more than
+// a cached answer; misses are forwarded off the reading thread anyway.
+const udpReaders = 1
+
+// serveUDP answers UDP queries on threads that block in recvfrom(2)
+// themselves: the Go netpoller's hand-off costs more than a cached answer
+// takes to make, and the relay's lookups are latency bound. Each reader
+// gets its own dup of the socket, in blocking mode.
+func (r *Resolver) serveUDP(conn *net.UDPConn, errc chan<- error) ([]int, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	var dupErr error
+	raw.Control(func(fd uintptr) {
+		for range udpReaders {
+			nfd, err := unix.Dup(int(fd))
+			if err != nil {
+				dupErr = err
+				return
+			}
+			fds = append(fds, nfd)
+		}
+	})
+	if dupErr != nil {
+		return nil, fmt.Errorf("dns: dup socket: %w", dupErr)
+	}
+	for _, fd := range fds {
+		// O_NONBLOCK is on the shared file description: clear it once for
+		// all; the Go side of conn is not read from.
+		unix.SetNonblock(fd, false)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the reader
+			defer unix.Close(fd)
+			buf := make([]byte, 65535)
+			for {
+				n, from, err := unix.Recvfrom(fd, buf, 0)
+				if err == unix.EINTR {
+					continue
+				}
+				if err != nil || n == 0 {
+					return // shut down
+				}
+				req := new(dns.Msg)
+				if req.Unpack(buf[:n]) != nil || req.Response {
+					continue
+				}
+				send := func(m *dns.Msg) {
+					if out, err := m.PackBuffer(make([]byte, 0, 512)); err == nil {
+						unix.Sendto(fd, out, 0, from)
+					}
+				}
+				if m := r.fromCache(req); m != nil {
+					send(m)
+					continue
+				}
+				// A miss waits for an upstream: not on this thread.
+				go send(r.resolveMiss(req, false))
+			}
+		}()
+	}
+	return fds, nil
 }

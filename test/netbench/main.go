@@ -1,0 +1,204 @@
+// Command netbench measures the network subsystem (`make bench-net`), each
+// against the real alternative in the same run, inside a private network
+// namespace it creates and removes:
+//
+//   - reconcile: re-applying an unchanged state of 8 interfaces and 50
+//     routes: netlink writes (must be 0) and time per reconcile;
+//   - DNS: latency of a cached answer from the built-in resolver (the
+//     `gatehouse service dns` process) and from dnsmasq's cache, both
+//     forwarding to the same upstream, asked by the same client.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"gatehouse/netcfg"
+)
+
+func main() {
+	bin := flag.String("binary", "build/gatehouse", "the gatehouse binary")
+	n := flag.Int("n", 20000, "DNS queries per resolver")
+	flag.Parse()
+	if err := run(*bin, *n); err != nil {
+		fmt.Fprintln(os.Stderr, "netbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin string, n int) error {
+	bin, _ = filepath.Abs(bin)
+	dir, err := os.MkdirTemp("", "netbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	name := fmt.Sprintf("ghbench%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns add: %v: %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", name).Run()
+
+	// Everything below runs on this thread, inside the namespace.
+	runtime.LockOSThread()
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		return err
+	}
+	if err := netns.Set(h); err != nil {
+		return err
+	}
+	if err := benchReconcile(dir); err != nil {
+		return err
+	}
+	return benchDNS(dir, name, bin, n)
+}
+
+func benchReconcile(dir string) error {
+	lo, _ := netlink.LinkByName("lo")
+	netlink.LinkSetUp(lo)
+	var st netcfg.State
+	for i := range 8 {
+		a, b := fmt.Sprintf("eth%d", i), fmt.Sprintf("peer%d", i)
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a}, PeerName: b}); err != nil {
+			return fmt.Errorf("veth: %w", err)
+		}
+		pb, _ := netlink.LinkByName(b)
+		netlink.LinkSetUp(pb)
+		st.Links = append(st.Links, netcfg.Link{Name: a, MTU: 1500, Addresses: []netcfg.Address{
+			{Prefix: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.2/24", 10+i))},
+			{Prefix: netip.MustParsePrefix(fmt.Sprintf("2001:db8:%d::2/64", 10+i))}}})
+	}
+	for i := range 50 {
+		st.Routes = append(st.Routes, netcfg.Route{Dst: netip.MustParsePrefix(fmt.Sprintf("172.%d.%d.0/24", 16+i/10, i%10)),
+			Gw: netip.MustParseAddr(fmt.Sprintf("10.%d.0.1", 10+i%8))})
+	}
+	m := netcfg.NewManager(filepath.Join(dir, "owned.json"))
+	ch, probs, err := m.Apply(st)
+	if err != nil || len(probs) > 0 {
+		return fmt.Errorf("first apply: %v %v", err, probs)
+	}
+	first := len(ch)
+	const rounds = 200
+	var times []time.Duration
+	writes := 0
+	for range rounds {
+		t0 := time.Now()
+		ch, _, err := m.Apply(st)
+		times = append(times, time.Since(t0))
+		if err != nil {
+			return err
+		}
+		writes += len(ch)
+	}
+	slices.Sort(times)
+	fmt.Printf("reconcile_links=8\nreconcile_routes=50\nreconcile_first_writes=%d\n", first)
+	fmt.Printf("reconcile_unchanged_writes=%d\n", writes)
+	fmt.Printf("reconcile_unchanged_p50_ms=%.3f\n", ms(times[len(times)/2]))
+	fmt.Printf("reconcile_unchanged_p99_ms=%.3f\n", ms(times[len(times)*99/100]))
+	return nil
+}
+
+func benchDNS(dir, ns, bin string, n int) error {
+	for _, a := range []string{"127.0.0.2/8", "127.0.0.3/8"} {
+		lo, _ := netlink.LinkByName("lo")
+		netlink.AddrAdd(lo, prefixNet(a))
+	}
+	start := func(log string, args ...string) (*exec.Cmd, error) {
+		cmd := exec.Command(args[0], args[1:]...)
+		f, _ := os.Create(filepath.Join(dir, log))
+		cmd.Stdout, cmd.Stderr = f, f
+		return cmd, cmd.Start()
+	}
+	common := []string{"dnsmasq", "--keep-in-foreground", "--no-hosts", "--conf-file=/dev/null", "--bind-interfaces", "--user=root"}
+	up, err := start("upstream.log", append(common, "--no-resolv", "--listen-address=127.0.0.2",
+		"--address=/mail.example.test/192.0.2.25", "--local-ttl=3600", "--pid-file="+dir+"/up.pid")...)
+	if err != nil {
+		return fmt.Errorf("dnsmasq: %w", err)
+	}
+	defer kill(up)
+	cache, err := start("cache.log", append(common, "--no-resolv", "--listen-address=127.0.0.3", "--server=127.0.0.2",
+		"--cache-size=10000", "--pid-file="+dir+"/cache.pid")...)
+	if err != nil {
+		return err
+	}
+	defer kill(cache)
+	cfg := filepath.Join(dir, "gatehouse.yaml")
+	os.WriteFile(cfg, []byte("dns:\n  servers: [127.0.0.2]\n  resolver: builtin\n"), 0o644)
+	gh, err := start("gatehouse.log", bin, "service", "dns", "--config", cfg, "--run", dir, "--dns-listen", "127.0.0.1:53")
+	if err != nil {
+		return err
+	}
+	defer kill(gh)
+	time.Sleep(time.Second)
+
+	measure := func(server string) ([]time.Duration, error) {
+		c := &dns.Client{Timeout: 2 * time.Second}
+		m := new(dns.Msg)
+		m.SetQuestion("mail.example.test.", dns.TypeA)
+		if _, _, err := c.Exchange(m, server); err != nil { // warm the cache
+			return nil, fmt.Errorf("%s: %w", server, err)
+		}
+		conn, err := c.Dial(server)
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		lat := make([]time.Duration, 0, n)
+		for range n {
+			t0 := time.Now()
+			r, _, err := c.ExchangeWithConn(m, conn)
+			if err != nil || len(r.Answer) != 1 {
+				return nil, fmt.Errorf("%s: %v %v", server, err, r)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		slices.Sort(lat)
+		return lat, nil
+	}
+	// Alternate the two so neither gets the quieter machine.
+	var ghLat, dmLat []time.Duration
+	for range 2 {
+		g, err := measure("127.0.0.1:53")
+		if err != nil {
+			return err
+		}
+		d, err := measure("127.0.0.3:53")
+		if err != nil {
+			return err
+		}
+		ghLat, dmLat = append(ghLat, g...), append(dmLat, d...)
+	}
+	slices.Sort(ghLat)
+	slices.Sort(dmLat)
+	p := func(l []time.Duration, q int) float64 { return us(l[len(l)*q/100]) }
+	fmt.Printf("dns_queries=%d\n", len(ghLat))
+	fmt.Printf("gatehouse_dns_cached_p50_us=%.1f\ngatehouse_dns_cached_p99_us=%.1f\n", p(ghLat, 50), p(ghLat, 99))
+	fmt.Printf("dnsmasq_dns_cached_p50_us=%.1f\ndnsmasq_dns_cached_p99_us=%.1f\n", p(dmLat, 50), p(dmLat, 99))
+	fmt.Printf("dns_cached_p99_ratio=%.2f\n", p(ghLat, 99)/p(dmLat, 99))
+	return nil
+}
+
+func kill(c *exec.Cmd) {
+	c.Process.Kill()
+	c.Wait()
+}
+
+func prefixNet(s string) *netlink.Addr {
+	a, _ := netlink.ParseAddr(s)
+	return a
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
