@@ -31,7 +31,7 @@ lint:
 	$(GO) vet -tags e2e ./test/
 
 unit:
-	$(GO) test -race ./...
+	$(GO) test -race -count=1 ./...
 
 # Boots the image in QEMU and builds network namespaces with dnsmasq and
 # chrony: needs root.

@@ -230,8 +230,13 @@ func (d *DHCP) unicastClient(ctx context.Context, leased net.IP, server *net.UDP
 	return c, nil
 }
 
+// release tells the server the address is free again, unicast from the
+// leased address (RFC 2131 §4.4.6).
 func (d *DHCP) release(cur *nclient4.Lease, log *slog.Logger) {
-	c, err := d.client(nil)
+	server := &net.UDPAddr{IP: cur.ACK.ServerIdentifier(), Port: nclient4.ServerPort}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c, err := d.unicastClient(ctx, cur.ACK.YourIPAddr, server)
 	if err != nil {
 		log.Warn("DHCP release", "err", err)
 		return

@@ -160,6 +160,17 @@ routes:
 		t.Errorf("changed config: events\n%s", got)
 	}
 
+	// A link taken down behind its back is brought up again: the service
+	// follows link events.
+	ipIn(t, w.appl, "link", "set", "a0", "down")
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(ipIn(t, w.appl, "link", "show", "a0"), ",UP") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out := ipIn(t, w.appl, "link", "show", "a0"); !strings.Contains(out, ",UP") {
+		t.Errorf("a0 left down:\n%s", out)
+	}
+
 	// An invalid config is refused and changes nothing.
 	w.config(t, "interfaces:\n  - name: a0\n    addresses: [10.77.0.300/24]\n")
 	out, err := gatehouseCmd(t, w, "config", "reload")
@@ -264,6 +275,32 @@ ntp:
 	out, err := gatehouseCmd(t, w, "status")
 	if err != nil || !regexp.MustCompile(`ntp: synced to 10\.77\.0\.1, stratum 8, offset -?[0-9.]+[µnm]?s`).MatchString(out) {
 		t.Errorf("status text: %v\n%s", err, out)
+	}
+}
+
+// Stopping the appliance releases its lease, so the server can hand the
+// address out again at once.
+func TestDHCPReleaseOnShutdown(t *testing.T) {
+	t.Parallel()
+	w := newNetWorld(t)
+	w.dnsmasq(t)
+	w.gatehouse(t, "interfaces:\n  - name: a0\n    dhcp: true\n")
+	st := w.waitFor(t, "DHCP lease", 60*time.Second, func(st *control.Status) bool {
+		d := dhcpOf(t, st)
+		return d != nil && d.State == "bound"
+	})
+	addr := strings.Split(dhcpOf(t, st).Address, "/")[0]
+	w.gatehose.Process.Signal(syscall.SIGTERM)
+	w.gatehose.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(w.log("dnsmasq.log"), "DHCPRELEASE(r0) "+addr) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(w.log("dnsmasq.log"), "DHCPRELEASE(r0) "+addr) {
+		t.Errorf("no DHCPRELEASE for %s in dnsmasq's log", addr)
+	}
+	if out := ipIn(t, w.appl, "-4", "addr", "show", "a0"); strings.Contains(out, addr) {
+		t.Errorf("released address still on a0:\n%s", out)
 	}
 }
 
