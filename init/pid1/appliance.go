@@ -315,12 +315,12 @@ func (a *appliance) services() []supervisor.Service {
 	if a.opts.Binary == "" {
 		return nil
 	}
-	svc := func(name string, needs ...string) supervisor.Service {
+	svc := func(name string) supervisor.Service {
 		args := []string{a.opts.Binary, "service", name, "--config", a.runtimeConfig(), "--run", a.runDir}
 		if a.opts.PID1 {
 			args = append(args, "--appliance")
 		}
-		return supervisor.Service{Name: name, Needs: needs, Command: append(args, a.opts.ServiceArgs...), Notify: true}
+		return supervisor.Service{Name: name, Command: append(args, a.opts.ServiceArgs...), Notify: true}
 	}
 	netsvc := svc("network")
 	a.mu.Lock()
@@ -330,11 +330,9 @@ func (a *appliance) services() []supervisor.Service {
 		// VLANs need 8021q: configure links once the modules are in.
 		netsvc.After = []string{ModulesLoaded}
 	}
-	return []supervisor.Service{
-		netsvc,
-		svc("dns", "network"),
-		svc("ntp", "network"),
-	}
+	// dns and ntp follow what network publishes whenever it comes: they
+	// need not wait for it, and all three start at once.
+	return []supervisor.Service{netsvc, svc("dns"), svc("ntp")}
 }
 
 // watchReady prints the ready line once every service is up, and says what
