@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"reflect"
@@ -362,4 +363,17 @@ func parentPath(p string) string {
 		return ""
 	}
 	return p[:i]
+}
+
+// Reread loads the config again for a service told to reload. PID 1 has
+// validated the file already; should it be invalid after all, the error is
+// logged and the service keeps running with what it has (ok is false).
+func Reread(path string, log *slog.Logger) (*Config, bool) {
+	c, _, err := Load(path)
+	if err != nil {
+		log.Error("new config rejected; keeping the running one", "err", err)
+		return nil, false
+	}
+	log.Info("config reloaded")
+	return c, true
 }

@@ -129,15 +129,13 @@ func Run(ctx context.Context, o Options) error {
 			s.stopDHCP()
 			return nil
 		case <-o.Reload:
-			c, _, err := config.Load(o.Config)
-			if err != nil {
-				o.Log.Error("new config rejected; keeping the running one", "err", err)
+			c, ok := config.Reread(o.Config, o.Log)
+			if !ok {
 				continue
 			}
 			s.mu.Lock()
 			s.cfg = c
 			s.mu.Unlock()
-			o.Log.Info("config reloaded")
 			s.reconcile(ctx)
 		case <-updates:
 			debounce = time.After(100 * time.Millisecond)

@@ -70,9 +70,8 @@ func Run(ctx context.Context, o Options) error {
 		case <-ctx.Done():
 			return nil
 		case <-o.Reload:
-			c, _, err := config.Load(o.Config)
-			if err != nil {
-				o.Log.Error("new config rejected; keeping the running one", "err", err)
+			c, ok := config.Reread(o.Config, o.Log)
+			if !ok {
 				continue
 			}
 			cfg = c
