@@ -21,17 +21,17 @@ type Config struct {
 	NTP        NTP         `yaml:"ntp"`
 	Monitoring Monitoring  `yaml:"monitoring"`
 	Shutdown   Shutdown    `yaml:"shutdown"`
+	Firewall   Firewall    `yaml:"firewall"`
 
 	// Sections of the appliance this build does not implement yet. They are
 	// part of the file's shape so that their errors read like every other.
-	Firewall Unimplemented `yaml:"firewall"`
-	SSH      Unimplemented `yaml:"ssh"`
-	SMTP     Unimplemented `yaml:"smtp"`
-	Fetch    Unimplemented `yaml:"fetch"`
-	SNMP     Unimplemented `yaml:"snmp"`
-	NRPE     Unimplemented `yaml:"nrpe"`
-	Syslog   Unimplemented `yaml:"syslog"`
-	Cluster  Unimplemented `yaml:"cluster"`
+	SSH     Unimplemented `yaml:"ssh"`
+	SMTP    Unimplemented `yaml:"smtp"`
+	Fetch   Unimplemented `yaml:"fetch"`
+	SNMP    Unimplemented `yaml:"snmp"`
+	NRPE    Unimplemented `yaml:"nrpe"`
+	Syslog  Unimplemented `yaml:"syslog"`
+	Cluster Unimplemented `yaml:"cluster"`
 }
 
 // Interface is one network interface, matched by name or MAC address.
@@ -80,6 +80,29 @@ type NTP struct {
 type Monitoring struct {
 	Hosts []string `yaml:"hosts"`
 }
+
+// Firewall is the appliance's own packet filter: default deny inbound,
+// open for the declared communication paths.
+type Firewall struct {
+	Backend string `yaml:"backend"` // auto (default) | nftables | iptables
+	Egress  string `yaml:"egress"`  // open (default) | restricted: only declared outbound paths
+	Paths   []Path `yaml:"paths"`   // beyond those the enabled services imply
+}
+
+// Path is one communication path, a row of the table the seeds print for
+// network administrators.
+type Path struct {
+	Function    string      `yaml:"function"`
+	Direction   string      `yaml:"direction"` // in | out
+	Proto       string      `yaml:"proto"`     // tcp | udp | icmp
+	Ports       []PortRange `yaml:"ports"`     // 25 or "10045-10049"; none for icmp
+	Peers       []string    `yaml:"peers"`     // addresses, prefixes, ranges (192.168.0.1-50), host names; none: anyone
+	Description string      `yaml:"description"`
+	Optional    bool        `yaml:"optional"` // the seeds' "(optional)"; paths are required unless marked
+}
+
+// PortRange is a port or an inclusive range of ports.
+type PortRange struct{ From, To uint16 }
 
 // Shutdown bounds how long services get to stop before they are killed.
 type Shutdown struct {

@@ -84,6 +84,18 @@ func TestErrors(t *testing.T) {
 		{"cluster without ntp", "cluster: {peers: [a]}\n",
 			[]string{`f.yaml:1:1: cluster: a cluster needs ntp.servers: its nodes must agree on the time`,
 				`f.yaml:1:1: cluster: this build of gatehouse does not implement the cluster section yet; remove it`}},
+		{"bad port range", "firewall:\n  paths:\n    - {function: x, direction: in, proto: tcp, ports: [\"20-10\"]}\n",
+			[]string{`f.yaml:3:56: firewall.paths[0].ports[0]: "20-10" is not a port (1-65535) or a range of ports like 10045-10049`}},
+		{"bad peer range and icmp ports",
+			"firewall:\n  paths:\n    - {function: x, direction: in, proto: icmp, ports: [1]}\n    - {function: y, direction: sideways, proto: tcp, ports: [22], peers: [192.168.0.50-1]}\n",
+			[]string{`f.yaml:3:49: firewall.paths[0].ports: an icmp path has no ports`,
+				`f.yaml:4:32: firewall.paths[1].direction: "sideways" is not in or out`,
+				`f.yaml:4:75: firewall.paths[1].peers[0]: "192.168.0.50-1": the range ends before it starts`}},
+		{"overlapping paths",
+			"firewall:\n  paths:\n    - {function: Admin, direction: in, proto: tcp, ports: [8443], peers: [192.168.0.0/24]}\n    - {function: Admin2, direction: in, proto: tcp, ports: [\"8000-9000\"], peers: [192.168.0.1-50]}\n",
+			[]string{`f.yaml:4:7: firewall.paths[1]: overlaps firewall.paths[0] (Admin): the same in tcp traffic is allowed twice`}},
+		{"iptables not yet", "firewall: {backend: iptables}\n",
+			[]string{`f.yaml:1:21: firewall.backend: the iptables backend is not in this build yet; use nftables or auto`}},
 		{"two documents", "hostname: a\n---\nhostname: b\n",
 			[]string{`f.yaml:1:1: one YAML document expected, found 2`}},
 	}
@@ -147,3 +159,30 @@ func FuzzParse(f *testing.F) {
 }
 
 func defaultYAML2() string { return string(defaultYAML) }
+
+func TestParsePeer(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7":               "192.0.2.7-192.0.2.7",
+		"192.0.2.0/24":            "192.0.2.0-192.0.2.255",
+		"192.168.0.1-50":          "192.168.0.1-192.168.0.50",
+		"192.168.0.1-192.168.1.2": "192.168.0.1-192.168.1.2",
+		"2001:db8::/126":          "2001:db8::-2001:db8::3",
+		"mx.example.com":          "host mx.example.com",
+		"192.168.0.1-2001:db8::1": "error",
+		"192.168.0.1-300":         "error",
+		"not a host":              "error",
+	} {
+		p, err := ParsePeer(in)
+		got := "error"
+		switch {
+		case err != nil:
+		case p.Host != "":
+			got = "host " + p.Host
+		default:
+			got = p.Ranges[0].From.String() + "-" + p.Ranges[0].To.String()
+		}
+		if got != want {
+			t.Errorf("ParsePeer(%q) = %s (%v), want %s", in, got, err, want)
+		}
+	}
+}

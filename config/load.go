@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -233,6 +234,37 @@ func (d *Duration) UnmarshalYAML(node ast.Node) error {
 
 // MarshalYAML writes the duration in Go's notation.
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// UnmarshalYAML decodes 25 or "10045-10049".
+func (p *PortRange) UnmarshalYAML(node ast.Node) error {
+	s, perr := scalar(node)
+	if perr != nil {
+		return perr
+	}
+	bad := &posError{tok: node.GetToken(), msg: fmt.Sprintf("%q is not a port (1-65535) or a range of ports like 10045-10049", s)}
+	lo, hi, isRange := strings.Cut(s, "-")
+	if !isRange {
+		hi = lo
+	}
+	a, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	b, err2 := strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
+	if err1 != nil || err2 != nil || a == 0 || b == 0 || a > b {
+		return bad
+	}
+	p.From, p.To = uint16(a), uint16(b)
+	return nil
+}
+
+// String is the port or range as written.
+func (p PortRange) String() string {
+	if p.From == p.To {
+		return strconv.Itoa(int(p.From))
+	}
+	return fmt.Sprintf("%d-%d", p.From, p.To)
+}
+
+// MarshalYAML writes the port or range.
+func (p PortRange) MarshalYAML() (any, error) { return p.String(), nil }
 
 // UnmarshalYAML records that the section was given.
 func (u *Unimplemented) UnmarshalYAML(node ast.Node) error {

@@ -34,6 +34,12 @@ func (c *Config) applyDefaults() {
 	if c.DNS.Resolver == "" {
 		c.DNS.Resolver = "system"
 	}
+	if c.Firewall.Backend == "" {
+		c.Firewall.Backend = "auto"
+	}
+	if c.Firewall.Egress == "" {
+		c.Firewall.Egress = "open"
+	}
 	if c.Shutdown.Timeout.Duration == 0 {
 		c.Shutdown.Timeout.Duration = DefaultShutdownTimeout
 	}
@@ -49,6 +55,7 @@ func (c *Config) validate() (errs, warns []problem) {
 	c.checkInterfaces(&ck)
 	c.checkRoutes(&ck)
 	c.checkDNS(&ck)
+	c.checkFirewall(&ck)
 	for i, s := range c.NTP.Servers {
 		host := s
 		if h, port, err := net.SplitHostPort(s); err == nil {
@@ -83,7 +90,7 @@ func (c *Config) validate() (errs, warns []problem) {
 		key string
 		u   Unimplemented
 	}{
-		{"firewall", c.Firewall}, {"ssh", c.SSH}, {"smtp", c.SMTP}, {"fetch", c.Fetch},
+		{"ssh", c.SSH}, {"smtp", c.SMTP}, {"fetch", c.Fetch},
 		{"snmp", c.SNMP}, {"nrpe", c.NRPE}, {"syslog", c.Syslog}, {"cluster", c.Cluster},
 	} {
 		if s.u.Set() {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"gatehouse/console"
 	"gatehouse/control"
 	"gatehouse/init/pid1"
+	"gatehouse/paths"
 )
 
 // version is stamped by the Makefile.
@@ -30,6 +32,9 @@ const usage = `usage: gatehouse COMMAND [ARGS]
   config reload                   have the running instance read its config again
   status [--format text|json]     state of the running instance (--json = --format json)
   logs SERVICE [-n N]             a service's recent output
+  paths [--config FILE] [--format text|md|csv|json]
+                                  the communication-path table (firewall openings) of the
+                                  running config, or of FILE
   poweroff | reboot               stop all services in order, then power off or reboot
   version                         print the version
 
@@ -67,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdStatus(args[1:], stdout)
 	case "logs":
 		err = cmdLogs(args[1:], stdout)
+	case "paths":
+		err = cmdPaths(args[1:], stdout)
 	case "poweroff", "reboot":
 		err = cmdShutdown(args[0], args[1:], stdout)
 	case "service": // how the supervisor starts the appliance's services
@@ -201,6 +208,31 @@ func cmdStatus(args []string, stdout io.Writer) error {
 	}
 	console.WriteStatus(stdout, *resp.Status)
 	return nil
+}
+
+func cmdPaths(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("paths", flag.ContinueOnError)
+	file := fs.String("config", "", "config file (default: the running config)")
+	format := fs.String("format", "text", "text, md, csv or json")
+	state := fs.String("state", "", "state directory of an instance in host mode")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2}
+	}
+	if !slices.Contains(paths.Formats, *format) {
+		return &exitError{2, fmt.Errorf("unknown format %q (text, md, csv or json)", *format)}
+	}
+	if *file == "" {
+		// The running config: the copy PID 1 validated and the services use.
+		*file = filepath.Join(filepath.Dir(control.DefaultSocket), "config.yaml")
+		if *state != "" {
+			*file = filepath.Join(*state, "config.yaml")
+		}
+	}
+	cfg, _, err := config.Load(*file)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	return paths.Write(stdout, paths.Table(cfg), *format)
 }
 
 func cmdLogs(args []string, stdout io.Writer) error {

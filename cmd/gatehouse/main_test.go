@@ -60,3 +60,14 @@ func TestStatusWithoutInstance(t *testing.T) {
 		t.Errorf("exit %d, %q", code, errOut)
 	}
 }
+
+func TestPathsFormats(t *testing.T) {
+	code, out, errOut := call("paths", "--config", "../../config/example.yaml", "--format", "csv")
+	if code != 0 || !strings.HasPrefix(out, "Function,Port,Source,Target,Description,Required\n") ||
+		!strings.Contains(out, `Administration access,TCP 8443,"192.168.0.1-50, admin.example.com",Appliance,`) {
+		t.Errorf("exit %d, %s\n%s", code, errOut, out)
+	}
+	if code, _, _ := call("paths", "--config", "../../config/example.yaml", "--format", "xml"); code != 2 {
+		t.Errorf("unknown format: exit %d", code)
+	}
+}

@@ -1,0 +1,116 @@
+// Package paths is the appliance's communication-path table: every flow it
+// needs through a firewall, in the form the seeds print for customers'
+// network administrators. It is derived from the config (the paths the
+// enabled services imply, plus the operator's own), and the firewall is
+// built from it, so the table handed to the network team and the rules
+// the appliance enforces cannot drift apart.
+package paths
+
+import (
+	"slices"
+	"strings"
+
+	"gatehouse/config"
+)
+
+// Path is one row.
+type Path struct {
+	Function    string             `json:"function"`
+	Direction   string             `json:"direction"` // in | out
+	Proto       string             `json:"proto"`     // tcp | udp | icmp
+	Ports       []config.PortRange `json:"-"`
+	PortText    string             `json:"ports"`
+	Peers       []string           `json:"peers"`   // empty: anyone
+	PeerText    string             `json:"-"`       // how the table names the peers
+	Description string             `json:"description"`
+	Required    bool               `json:"required"`
+	Origin      string             `json:"origin"` // "config", or the service that needs the path
+}
+
+// Source and Target are the table's columns: the appliance on one side,
+// the peers on the other.
+func (p Path) Source() string {
+	if p.Direction == "in" {
+		return p.PeerText
+	}
+	return "Appliance"
+}
+
+// Target is the receiving side of the path.
+func (p Path) Target() string {
+	if p.Direction == "out" {
+		return p.PeerText
+	}
+	return "Appliance"
+}
+
+// Port is the protocol and ports as the seeds write them: "TCP 25".
+func (p Path) Port() string {
+	s := strings.ToUpper(p.Proto)
+	if p.PortText != "" {
+		s += " " + p.PortText
+	}
+	return s
+}
+
+// Table derives the full table from c: the services' paths first, then the
+// operator's.
+func Table(c *config.Config) []Path {
+	var t []Path
+	add := func(p Path) {
+		var ports []string
+		for _, r := range p.Ports {
+			ports = append(ports, r.String())
+		}
+		p.PortText = strings.Join(ports, ", ")
+		if p.PeerText == "" {
+			p.PeerText = strings.Join(p.Peers, ", ")
+			if p.PeerText == "" {
+				p.PeerText = "any"
+			}
+		}
+		t = append(t, p)
+	}
+	port := func(n uint16) []config.PortRange { return []config.PortRange{{From: n, To: n}} }
+
+	if slices.ContainsFunc(c.Interfaces, func(i config.Interface) bool {
+		return i.DHCP || slices.ContainsFunc(i.VLANs, func(v config.VLAN) bool { return v.DHCP })
+	}) {
+		add(Path{Function: "Address configuration (DHCP)", Direction: "out", Proto: "udp", Ports: port(67),
+			PeerText: "DHCP server", Description: "Obtain and renew the appliance's address by DHCP.", Required: true, Origin: "network"})
+	}
+	dnsText := "Name server (DHCP-provided)"
+	if len(c.DNS.Servers) > 0 {
+		dnsText = ""
+	}
+	for _, proto := range []string{"udp", "tcp"} {
+		add(Path{Function: "Name resolution", Direction: "out", Proto: proto, Ports: port(53), Peers: c.DNS.Servers,
+			PeerText: dnsText, Description: "DNS lookups: MX, A and AAAA for mail delivery, and every host name in the config.",
+			Required: true, Origin: "dns"})
+	}
+	ntpPeers, ntpText := hostsOnly(c.NTP.Servers), ""
+	if len(ntpPeers) == 0 {
+		ntpText = "Time server (DHCP-provided)"
+	}
+	add(Path{Function: "Time synchronisation", Direction: "out", Proto: "udp", Ports: port(123), Peers: ntpPeers,
+		PeerText: ntpText, Description: "NTP; mandatory in a cluster.", Required: c.Cluster.Set(), Origin: "ntp"})
+
+	for _, p := range c.Firewall.Paths {
+		add(Path{Function: p.Function, Direction: p.Direction, Proto: p.Proto, Ports: p.Ports, Peers: p.Peers,
+			Description: p.Description, Required: !p.Optional, Origin: "config"})
+	}
+	return t
+}
+
+// hostsOnly drops a :port from NTP server names (the table lists hosts;
+// the port is the path's).
+func hostsOnly(servers []string) []string {
+	var out []string
+	for _, s := range servers {
+		if i := strings.LastIndex(s, ":"); i > 0 && !strings.Contains(s[:i], ":") {
+			s = s[:i]
+		}
+		out = append(out, s)
+	}
+	return out
+}
