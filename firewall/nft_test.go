@@ -1,0 +1,143 @@
+package firewall
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"testing"
+
+	"github.com/vishvananda/netns"
+
+	"gatehouse/config"
+	"gatehouse/paths"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+type fakeResolver map[string][]netip.Addr
+
+func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if a, ok := f[host]; ok {
+		return a, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+// inNetns runs f on a thread inside a new, empty network namespace, so
+// nothing touches the host's firewall. The thread is thrown away after.
+func inNetns(t *testing.T, f func(nsName string)) {
+	t.Helper()
+	name := "ghfw" + filepath.Base(t.TempDir())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", name).Run()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		h, err := netns.GetFromName(name)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			t.Error(err)
+			return
+		}
+		f(name)
+	}()
+	<-done
+}
+
+func exampleRuleset(t *testing.T) Ruleset {
+	t.Helper()
+	c, _, err := config.Load("../config/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Firewall.Egress = "restricted"
+	rs, err := Build(context.Background(), c, paths.Table(c),
+		fakeResolver{"admin.example.com": {netip.MustParseAddr("198.51.100.7")}, "0.pool.ntp.org": {netip.MustParseAddr("192.0.2.123")},
+			"1.pool.ntp.org": {netip.MustParseAddr("2001:db8::123")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// The installed table, as nft lists it, against a golden file.
+func TestGoldenNftRuleset(t *testing.T) {
+	rs := exampleRuleset(t)
+	inNetns(t, func(ns string) {
+		if err := (NFT{}).Apply(rs); err != nil {
+			t.Fatal(err)
+		}
+		// Twice: the replace works on an existing table too.
+		if err := (NFT{}).Apply(rs); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "inet", TableName).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list: %v: %s", err, out)
+		}
+		// Counters change with traffic; the golden file has them at zero.
+		out = regexp.MustCompile(`counter packets \d+ bytes \d+`).ReplaceAll(out, []byte("counter packets 0 bytes 0"))
+		golden := filepath.Join("testdata", "example.nft")
+		if *update {
+			os.MkdirAll("testdata", 0o755)
+			os.WriteFile(golden, out, 0o644)
+			return
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out, want) {
+			t.Errorf("nft list table differs from %s:\n%s", golden, out)
+		}
+	})
+}
+
+func TestOtherTablesUntouched(t *testing.T) {
+	inNetns(t, func(ns string) {
+		nft := func(args ...string) string {
+			out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("nft %v: %v: %s", args, err, out)
+			}
+			return string(out)
+		}
+		nft("add", "table", "inet", "other")
+		nft("add", "chain", "inet", "other", "c", "{ type filter hook input priority 10; policy accept; }")
+		nft("add", "rule", "inet", "other", "c", "tcp", "dport", "9", "accept")
+		if err := (NFT{}).Apply(exampleRuleset(t)); err != nil {
+			t.Fatal(err)
+		}
+		if err := (NFT{}).Remove(); err != nil {
+			t.Fatal(err)
+		}
+		if out := nft("list", "ruleset"); !regexp.MustCompile(`table inet other[\s\S]*tcp dport 9 accept`).MatchString(out) || regexp.MustCompile(`gatehouse`).MatchString(out) {
+			t.Errorf("ruleset after apply and remove:\n%s", out)
+		}
+	})
+}
+
+func TestUnresolvableHostFailsTheBuild(t *testing.T) {
+	c, _, err := config.Parse("f.yaml", []byte("firewall:\n  paths:\n    - {function: Admin, direction: in, proto: tcp, ports: [22], peers: [gone.example.com]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Build(context.Background(), c, paths.Table(c), fakeResolver{})
+	if err == nil || !regexp.MustCompile(`path "Admin": host name gone.example.com does not resolve`).MatchString(err.Error()) {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -1,0 +1,80 @@
+// Package firewall turns the communication-path table into the appliance's
+// packet filter: inbound denied unless a path allows it, loopback, replies
+// and essential ICMP always allowed, outbound open or restricted to the
+// declared paths, drops counted and logged at a bounded rate.
+package firewall
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"gatehouse/config"
+	"gatehouse/paths"
+)
+
+// Ruleset is what the backend installs.
+type Ruleset struct {
+	In, Out          []Rule
+	RestrictEgress   bool
+	DHCPClient       bool // accept DHCP replies (udp 67 -> 68)
+	ResolvedAt       time.Time
+	UnresolvedErrors []string
+}
+
+// Rule lets one path's traffic through.
+type Rule struct {
+	Function string
+	Proto    string // tcp | udp | icmp
+	Ports    []config.PortRange
+	V4, V6   []config.AddrRange // peers; both empty and Any: anyone
+	Any      bool
+}
+
+// Resolver looks host names up; the firewall re-resolves them on each build.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Build makes the ruleset for a table. A host name that does not resolve
+// fails the build, naming its path: a rule that silently lost its peer
+// would lock out whoever it was for.
+func Build(ctx context.Context, c *config.Config, table []paths.Path, r Resolver) (Ruleset, error) {
+	rs := Ruleset{RestrictEgress: c.Firewall.Egress == "restricted", ResolvedAt: time.Now()}
+	rs.DHCPClient = slices.ContainsFunc(table, func(p paths.Path) bool { return p.Origin == "network" })
+	for _, p := range table {
+		rule := Rule{Function: p.Function, Proto: p.Proto, Ports: p.Ports, Any: len(p.Peers) == 0}
+		for _, s := range p.Peers {
+			peer, err := config.ParsePeer(s)
+			if err != nil {
+				return Ruleset{}, fmt.Errorf("firewall: path %q: %w", p.Function, err)
+			}
+			if peer.Host != "" {
+				lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				addrs, err := r.LookupNetIP(lctx, "ip", peer.Host)
+				cancel()
+				if err != nil || len(addrs) == 0 {
+					return Ruleset{}, fmt.Errorf("firewall: path %q: host name %s does not resolve: %v", p.Function, peer.Host, err)
+				}
+				for _, a := range addrs {
+					peer.Ranges = append(peer.Ranges, config.AddrRange{From: a.Unmap(), To: a.Unmap()})
+				}
+			}
+			for _, ar := range peer.Ranges {
+				if ar.From.Is4() {
+					rule.V4 = append(rule.V4, ar)
+				} else {
+					rule.V6 = append(rule.V6, ar)
+				}
+			}
+		}
+		if p.Direction == "in" {
+			rs.In = append(rs.In, rule)
+		} else {
+			rs.Out = append(rs.Out, rule)
+		}
+	}
+	return rs, nil
+}
