@@ -83,9 +83,7 @@ func (c *Config) validate() (errs, warns []problem) {
 	if len(c.Monitoring.Hosts) > 0 {
 		ck.warnf("monitoring", "checked but not applied by this build yet")
 	}
-	if len(c.Firewall.Paths) > 0 || c.Firewall.Egress != "open" {
-		ck.warnf("firewall", "checked and shown by `gatehouse paths`, but not enforced by this build yet")
-	}
+
 	if c.Cluster.Set() && len(c.NTP.Servers) == 0 {
 		ck.errf("cluster", "a cluster needs ntp.servers: its nodes must agree on the time")
 	}

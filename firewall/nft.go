@@ -270,4 +270,3 @@ func logPrefix(p string) []expr.Any {
 func counter() []expr.Any { return []expr.Any{&expr.Counter{}} }
 func accept() []expr.Any  { return []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}} }
 func drop() []expr.Any    { return []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}} }
-

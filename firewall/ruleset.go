@@ -38,6 +38,41 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
+// BuildLenient is Build that leaves out peers whose names do not resolve
+// (and a path all of whose peers are such): narrower, never wider. For a
+// first install, when the strict build failed and nothing is in place.
+func BuildLenient(ctx context.Context, c *config.Config, table []paths.Path, r Resolver) Ruleset {
+	var kept []paths.Path
+	for _, p := range table {
+		var peers []string
+		for _, s := range p.Peers {
+			peer, err := config.ParsePeer(s)
+			if err != nil {
+				continue
+			}
+			if peer.Host != "" {
+				lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_, err = r.LookupNetIP(lctx, "ip", peer.Host)
+				cancel()
+				if err != nil {
+					continue
+				}
+			}
+			peers = append(peers, s)
+		}
+		if len(p.Peers) > 0 && len(peers) == 0 {
+			continue
+		}
+		p.Peers = peers
+		kept = append(kept, p)
+	}
+	rs, err := Build(ctx, c, kept, r)
+	if err != nil { // a name stopped resolving in between: the safest table
+		rs, _ = Build(ctx, c, nil, r)
+	}
+	return rs
+}
+
 // Build makes the ruleset for a table. A host name that does not resolve
 // fails the build, naming its path: a rule that silently lost its peer
 // would lock out whoever it was for.

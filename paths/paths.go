@@ -20,8 +20,8 @@ type Path struct {
 	Proto       string             `json:"proto"`     // tcp | udp | icmp
 	Ports       []config.PortRange `json:"-"`
 	PortText    string             `json:"ports"`
-	Peers       []string           `json:"peers"`   // empty: anyone
-	PeerText    string             `json:"-"`       // how the table names the peers
+	Peers       []string           `json:"peers"` // empty: anyone
+	PeerText    string             `json:"-"`     // how the table names the peers
 	Description string             `json:"description"`
 	Required    bool               `json:"required"`
 	Origin      string             `json:"origin"` // "config", or the service that needs the path

@@ -10,6 +10,8 @@ packages=(
   iproute2          # ip netns, veth: the tests' network namespaces
   dnsmasq-base      # DHCP and DNS peer (the binary only: no service)
   chrony            # NTP peer, run with -x so it never sets the clock
+  nftables          # nft: read back what the firewall installed
+  iputils-ping      # ICMP through the firewall
 )
 missing=()
 for p in "${packages[@]}"; do

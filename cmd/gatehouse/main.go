@@ -105,6 +105,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 	cfg := fs.String("config", "", "config file")
 	state := fs.String("state", "", "state directory (holds the control socket)")
 	shell := fs.Bool("console", false, "serve the diagnostics shell on standard input")
+	withFirewall := fs.Bool("firewall", false, "enforce the firewall in this network namespace (always on as PID 1)")
 	var serviceArgs []string
 	fs.Func("service-arg", "pass an argument to every service (repeatable), e.g. --service-arg=--ntp-min-poll=2s", func(s string) error {
 		serviceArgs = append(serviceArgs, s)
@@ -124,7 +125,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 		return err
 	}
 	opts := pid1.Options{Version: version, ConfigPath: *cfg, StateDir: *state, Out: stdout, Started: time.Now(),
-		Binary: self, ServiceArgs: serviceArgs}
+		Binary: self, ServiceArgs: serviceArgs, Firewall: *withFirewall}
 	if *shell {
 		opts.Console = os.Stdin
 	}

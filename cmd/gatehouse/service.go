@@ -14,6 +14,7 @@ import (
 
 	"gatehouse/init/supervisor"
 	"gatehouse/services/dns"
+	"gatehouse/services/firewall"
 	"gatehouse/services/network"
 	"gatehouse/services/ntp"
 
@@ -25,7 +26,7 @@ import (
 // one, SIGHUP has it re-read the config.
 func cmdService(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp --config FILE --run DIR")}
+		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall --config FILE --run DIR")}
 	}
 	name := args[0]
 	fs := flag.NewFlagSet("service "+name, flag.ContinueOnError)
@@ -71,6 +72,8 @@ func cmdService(args []string, stdout io.Writer) error {
 			resolv = "/etc/resolv.conf"
 		}
 		return dns.Run(ctx, dns.Options{Config: *cfg, RunDir: *run, ResolvConf: resolv, Listen: *dnsListen, Log: log, Notify: n, Reload: reload})
+	case "firewall":
+		return firewall.Run(ctx, firewall.Options{Config: *cfg, Log: log, Notify: n, Reload: reload})
 	case "ntp":
 		return ntp.Run(ctx, ntp.Options{Config: *cfg, RunDir: *run, SetClock: *onAppliance, MinPoll: max(*ntpPoll, time.Second), Log: log, Notify: n, Reload: reload})
 	}

@@ -44,6 +44,10 @@ type Options struct {
 	// service NAME`); empty: run no services (tests of PID 1 itself).
 	Binary      string
 	ServiceArgs []string // extra arguments for every service (host-mode tests)
+	// Firewall enforces the firewall in host mode too; PID 1 always does.
+	// Off by default, so that `gatehouse run` on a workstation does not
+	// firewall the workstation.
+	Firewall bool
 }
 
 // Config files PID 1 looks for, in order; the built-in default comes last.
@@ -332,7 +336,11 @@ func (a *appliance) services() []supervisor.Service {
 	}
 	// dns and ntp follow what network publishes whenever it comes: they
 	// need not wait for it, and all three start at once.
-	return []supervisor.Service{netsvc, svc("dns"), svc("ntp")}
+	svcs := []supervisor.Service{netsvc, svc("dns"), svc("ntp")}
+	if a.opts.PID1 || a.opts.Firewall {
+		svcs = append([]supervisor.Service{svc("firewall")}, svcs...)
+	}
+	return svcs
 }
 
 // watchReady prints the ready line once every service is up, and says what

@@ -1,0 +1,148 @@
+// Package firewall is the firewall service: it builds the appliance's
+// packet filter from the communication-path table, installs it atomically,
+// re-resolves host-name peers, and re-applies on SIGHUP. Stopping the
+// service leaves the rules in place: a crash must never open the box.
+package firewall
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"reflect"
+	"slices"
+	"time"
+
+	"gatehouse/config"
+	fw "gatehouse/firewall"
+	"gatehouse/init/supervisor"
+	"gatehouse/paths"
+)
+
+// Options configure the service.
+type Options struct {
+	Config string
+	Log    *slog.Logger
+	Notify *supervisor.Notifier
+	Reload <-chan struct{}
+}
+
+// Status is what the service reports.
+type Status struct {
+	Backend    string    `json:"backend"`
+	Applied    time.Time `json:"applied"`
+	In         []string  `json:"in"`  // one line per inbound rule
+	Out        []string  `json:"out"` // one line per outbound rule; empty with open egress
+	Egress     string    `json:"egress"`
+	LastError  string    `json:"last_error,omitempty"`
+	Applies    int       `json:"applies"`
+	ResolvedAt time.Time `json:"resolved_at"`
+}
+
+// Run keeps the firewall in line with the config until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	cfg, _, err := config.Load(o.Config)
+	if err != nil {
+		return err
+	}
+	backend := fw.NFT{}
+	var installed *fw.Ruleset
+	st := Status{Backend: "nftables"}
+	apply := func() {
+		rs, err := fw.Build(ctx, cfg, paths.Table(cfg), net.DefaultResolver)
+		if err != nil {
+			st.LastError = err.Error()
+			o.Log.Error("firewall not rebuilt", "err", err)
+			if installed != nil {
+				return // keep what is in place
+			}
+			// Nothing is in place yet: install what does resolve rather
+			// than leave the appliance open.
+			rs = fw.BuildLenient(ctx, cfg, paths.Table(cfg), net.DefaultResolver)
+		} else {
+			st.LastError = ""
+		}
+		if installed != nil && sameRules(*installed, rs) {
+			return // nothing changed: no write at all
+		}
+		if err := backend.Apply(rs); err != nil {
+			st.LastError = err.Error()
+			o.Log.Error("firewall not applied", "err", err)
+			return
+		}
+		installed = &rs
+		st.Applied, st.ResolvedAt, st.Applies = time.Now(), rs.ResolvedAt, st.Applies+1
+		st.In, st.Out, st.Egress = describe(rs.In), describe(rs.Out), cfg.Firewall.Egress
+		o.Log.Info("firewall applied", "in", len(rs.In), "out", len(rs.Out), "egress", cfg.Firewall.Egress)
+	}
+	publish := func() {
+		o.Notify.Detail(st)
+		msg := fmt.Sprintf("%s: %d inbound paths, egress %s", st.Backend, len(st.In), st.Egress)
+		if st.LastError != "" {
+			msg += "; ERROR: " + st.LastError
+		}
+		o.Notify.Status(msg)
+	}
+	apply()
+	if installed == nil {
+		return fmt.Errorf("firewall: nothing installed: %s", st.LastError)
+	}
+	publish()
+	o.Notify.Ready()
+	// Host names are looked up again: often while something is wrong,
+	// every few minutes otherwise.
+	for {
+		wait := 5 * time.Minute
+		if st.LastError != "" {
+			wait = 30 * time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return nil // the rules stay
+		case <-o.Reload:
+			c, ok := config.Reread(o.Config, o.Log)
+			if !ok {
+				continue
+			}
+			cfg = c
+		case <-time.After(wait):
+		}
+		apply()
+		publish()
+	}
+}
+
+func sameRules(a, b fw.Ruleset) bool {
+	a.ResolvedAt, b.ResolvedAt = time.Time{}, time.Time{}
+	return reflect.DeepEqual(a, b)
+}
+
+// describe renders rules for status and `firewall show`.
+func describe(rules []fw.Rule) []string {
+	var out []string
+	for _, r := range rules {
+		peers := "any"
+		if !r.Any {
+			peers = ""
+			for _, a := range slices.Concat(r.V4, r.V6) {
+				if peers != "" {
+					peers += ", "
+				}
+				if a.From == a.To {
+					peers += a.From.String()
+				} else {
+					peers += a.From.String() + "-" + a.To.String()
+				}
+			}
+		}
+		ports := ""
+		for i, p := range r.Ports {
+			if i > 0 {
+				ports += ","
+			}
+			ports += p.String()
+		}
+		out = append(out, fmt.Sprintf("%s %s from/to %s accept  # %s", r.Proto, ports, peers, r.Function))
+	}
+	return out
+}

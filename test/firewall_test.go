@@ -1,0 +1,209 @@
+//go:build e2e
+
+package test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"gatehouse/control"
+	fwsvc "gatehouse/services/firewall"
+)
+
+// listen opens TCP echo listeners on the appliance for the test's probes.
+func listen(t *testing.T, ns string, ports ...int) {
+	t.Helper()
+	for _, p := range ports {
+		var l net.Listener
+		inNS(t, ns, func() {
+			var err error
+			if l, err = net.Listen("tcp", fmt.Sprintf(":%d", p)); err != nil {
+				t.Fatal(err)
+			}
+		})
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() { io.Copy(c, c); c.Close() }()
+			}
+		}()
+	}
+}
+
+// reach says how a TCP connection from ns to addr fares: "open",
+// "blocked" (no answer: dropped) or "refused".
+func reach(t *testing.T, ns, addr string) string {
+	result := ""
+	inNS(t, ns, func() {
+		c, err := net.DialTimeout("tcp", addr, 700*time.Millisecond)
+		var ne net.Error
+		switch {
+		case err == nil:
+			c.Close()
+			result = "open"
+		case errors.As(err, &ne) && ne.Timeout():
+			result = "blocked"
+		default:
+			result = "refused"
+		}
+	})
+	return result
+}
+
+// Real connections from two other hosts to the appliance's ports: every
+// declared path works, for the declared peers only, and nothing else.
+func TestFirewallPathsRealTraffic(t *testing.T) {
+	t.Parallel()
+	w := newNetWorld(t)
+	admin := w.appl + "x"
+	run(t, "ip", "netns", "add", admin)
+	t.Cleanup(func() { run(t, "ip", "netns", "del", admin) })
+	run(t, "ip", "link", "add", "b0", "netns", admin, "type", "veth", "peer", "name", "a1", "netns", w.appl)
+	run(t, "ip", "-n", admin, "addr", "add", "10.78.0.1/24", "dev", "b0")
+	run(t, "ip", "-n", admin, "link", "set", "b0", "up")
+	listen(t, w.appl, 8443, 10046, 2222)
+	cfg := `
+interfaces:
+  - {name: a0, addresses: [10.77.0.2/24]}
+  - {name: a1, addresses: [10.78.0.2/24]}
+firewall:
+  paths:
+    - {function: Administration, direction: in, proto: tcp, ports: [8443], peers: [10.78.0.1]}
+    - {function: Public service, direction: in, proto: tcp, ports: ["10045-10049"]}
+`
+	w.gatehouse(t, cfg, "--firewall")
+	w.waitFor(t, "firewall applied", 30*time.Second, func(st *control.Status) bool {
+		f, ok := detailOf[fwsvc.Status](t, st, "firewall")
+		return ok && f.Applies >= 1
+	})
+	// Addresses may still be on their way: wait until the public path answers.
+	deadline := time.Now().Add(10 * time.Second)
+	for reach(t, w.router, "10.77.0.2:10046") != "open" && time.Now().Before(deadline) {
+	}
+
+	for _, c := range []struct{ from, to, want string }{
+		{w.router, "10.77.0.2:10046", "open"},    // public path, anyone
+		{w.router, "10.77.0.2:8443", "blocked"},  // admin path, not for the internet
+		{w.router, "10.77.0.2:2222", "blocked"},  // no path
+		{admin, "10.78.0.2:8443", "open"},        // admin path, its peer
+		{admin, "10.78.0.2:10046", "open"},       // public path
+		{admin, "10.78.0.2:2222", "blocked"},     // no path
+		{w.router, "10.77.0.2:10050", "blocked"}, // just past the range
+	} {
+		if got := reach(t, c.from, c.to); got != c.want {
+			t.Errorf("%s -> %s: %s, want %s", c.from, c.to, got, c.want)
+		}
+	}
+	if out, err := nsExec(w.router, "ping", "-c", "1", "-W", "2", "10.77.0.2"); err != nil {
+		t.Errorf("ping (ICMP essentials) failed: %v\n%s", err, out)
+	}
+
+	// An established connection survives a re-apply that closes its path;
+	// new connections on it are refused from then on.
+	var conn net.Conn
+	inNS(t, admin, func() {
+		var err error
+		if conn, err = net.DialTimeout("tcp", "10.78.0.2:8443", time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer conn.Close()
+	w.config(t, strings.Replace(cfg, "    - {function: Administration, direction: in, proto: tcp, ports: [8443], peers: [10.78.0.1]}\n", "", 1))
+	if out, err := gatehouseCmd(t, w, "config", "reload"); err != nil {
+		t.Fatalf("reload: %v %s", err, out)
+	}
+	w.waitFor(t, "firewall re-applied", 30*time.Second, func(st *control.Status) bool {
+		f, _ := detailOf[fwsvc.Status](t, st, "firewall")
+		return f.Applies >= 2
+	})
+	if got := reach(t, admin, "10.78.0.2:8443"); got != "blocked" {
+		t.Errorf("closed admin path: %s, want blocked", got)
+	}
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	fmt.Fprintln(conn, "still there")
+	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || line != "still there\n" {
+		t.Errorf("established connection cut by the re-apply: %q %v", line, err)
+	}
+}
+
+func nsExec(ns string, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// While the firewall is replaced 200 times, a blocked port never answers
+// and an established connection is never cut: there is no moment without
+// rules.
+func TestFirewallReplaceIsAtomic(t *testing.T) {
+	t.Parallel()
+	w := newNetWorld(t)
+	listen(t, w.appl, 10046, 2222)
+	base := "interfaces:\n  - {name: a0, addresses: [10.77.0.2/24]}\nfirewall:\n  paths:\n    - {function: Public, direction: in, proto: tcp, ports: [10046]}\n"
+	extra := base + "    - {function: Other, direction: in, proto: tcp, ports: [9999]}\n"
+	w.gatehouse(t, base, "--firewall")
+	deadline := time.Now().Add(10 * time.Second)
+	for reach(t, w.router, "10.77.0.2:10046") != "open" && time.Now().Before(deadline) {
+	}
+	var conn net.Conn
+	inNS(t, w.router, func() {
+		var err error
+		if conn, err = net.DialTimeout("tcp", "10.77.0.2:10046", time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer conn.Close()
+
+	stop := make(chan struct{})
+	leaks := make(chan string, 100)
+	go func() { // the prober: the blocked port, as fast as it goes
+		for {
+			select {
+			case <-stop:
+				close(leaks)
+				return
+			default:
+			}
+			if r := reach(t, w.router, "10.77.0.2:2222"); r != "blocked" {
+				leaks <- r
+			}
+		}
+	}()
+	rd := bufio.NewReader(conn)
+	for i := range 200 {
+		cfg := base
+		if i%2 == 0 {
+			cfg = extra
+		}
+		w.config(t, cfg)
+		if out, err := gatehouseCmd(t, w, "config", "reload"); err != nil {
+			t.Fatalf("reload %d: %v %s", i, err, out)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(conn, "ping %d\n", i)
+		if line, err := rd.ReadString('\n'); err != nil || line != fmt.Sprintf("ping %d\n", i) {
+			t.Fatalf("established connection broken at re-apply %d: %q %v", i, line, err)
+		}
+	}
+	close(stop)
+	for r := range leaks {
+		t.Errorf("the blocked port was %s during a re-apply", r)
+	}
+	st, err := w.status(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := detailOf[fwsvc.Status](t, st, "firewall"); f.Applies < 150 {
+		t.Errorf("only %d applies for 200 alternating reloads", f.Applies)
+	}
+}
