@@ -9,6 +9,7 @@ import (
 
 	"gatehouse/control"
 	"gatehouse/services/dns"
+	fwsvc "gatehouse/services/firewall"
 	"gatehouse/services/network"
 	"gatehouse/services/ntp"
 )
@@ -103,4 +104,28 @@ func writeNTP(w io.Writer, st control.Status) {
 	if n.LastError != "" {
 		fmt.Fprintf(w, "  last error: %s\n", n.LastError)
 	}
+}
+
+// WriteFirewall prints what the firewall service installed.
+func WriteFirewall(w io.Writer, st control.Status) bool {
+	f, ok := detail[fwsvc.Status](st, "firewall")
+	if !ok {
+		return false
+	}
+	fmt.Fprintf(w, "firewall: %s, applied %s ago (%d times), egress %s\n", f.Backend,
+		time.Since(f.Applied).Round(time.Second), f.Applies, f.Egress)
+	if f.LastError != "" {
+		fmt.Fprintf(w, "  ERROR: %s\n", f.LastError)
+	}
+	fmt.Fprintln(w, "  inbound (default drop; replies, loopback and essential ICMP pass):")
+	for _, r := range f.In {
+		fmt.Fprintf(w, "    %s\n", r)
+	}
+	if f.Egress == "restricted" {
+		fmt.Fprintln(w, "  outbound (default drop):")
+		for _, r := range f.Out {
+			fmt.Fprintf(w, "    %s\n", r)
+		}
+	}
+	return true
 }

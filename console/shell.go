@@ -15,6 +15,7 @@ import (
 	"gatehouse/control"
 	"gatehouse/netcfg"
 	dnssvc "gatehouse/services/dns"
+	fwsvc "gatehouse/services/firewall"
 	"gatehouse/services/ntp"
 
 	mdns "github.com/miekg/dns"
@@ -49,6 +50,7 @@ func table() []command {
 		{"dns", "NAME [TYPE]", "look NAME up (A, AAAA, MX, ...) as the relay would", (*Shell).dns},
 		{"ntp", "", "time servers, offset and sync state", (*Shell).ntp},
 		{"date", "", "the system clock and the RTC, in UTC", (*Shell).date},
+		{"firewall", "", "the rules the firewall installed", (*Shell).firewall},
 		{"reload", "", "read the config again and apply it", (*Shell).reload},
 		{"poweroff", "", "stop all services and power off", shutdownCmd("poweroff")},
 		{"reboot", "", "stop all services and reboot", shutdownCmd("reboot")},
@@ -164,6 +166,13 @@ func (s *Shell) date(_ []string) error {
 	return nil
 }
 
+func (s *Shell) firewall(_ []string) error {
+	if !WriteFirewall(s.Out, s.Backend.Status()) {
+		return fmt.Errorf("the firewall service has not reported (host mode runs it only with --firewall)")
+	}
+	return nil
+}
+
 func (s *Shell) reload(_ []string) error {
 	if err := s.Backend.Reload(); err != nil {
 		return fmt.Errorf("refused, nothing changed:\n%w", err)
@@ -272,4 +281,11 @@ func WriteStatus(w io.Writer, st control.Status) {
 	writeNetwork(w, st)
 	writeDNS(w, st)
 	writeNTP(w, st)
+	if f, ok := detail[fwsvc.Status](st, "firewall"); ok {
+		fmt.Fprintf(w, "firewall: %s, %d inbound paths, egress %s", f.Backend, len(f.In), f.Egress)
+		if f.LastError != "" {
+			fmt.Fprintf(w, "; ERROR: %s", f.LastError)
+		}
+		fmt.Fprintln(w)
+	}
 }

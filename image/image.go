@@ -21,10 +21,15 @@ import (
 // Modules are the kernel modules the image carries and PID 1 loads at boot,
 // with their dependencies: virtio devices, VLANs, and netfilter for the
 // firewall.
+//
+// They load in this order: the firewall waits for them before the
+// appliance is ready, so netfilter comes right after the disk.
 var Modules = []string{
-	"virtio_pci", "virtio_blk", "virtio_net", "virtio_rng",
-	"8021q",
+	"virtio_pci", "virtio_blk",
 	"nf_tables", "nft_ct", "nft_limit", "nft_log", "nft_reject_inet",
+	"nf_log_syslog", // the logger behind nft's log: no modprobe at boot to autoload it
+	"virtio_net", "virtio_rng",
+	"8021q",
 }
 
 // Spec is what goes into an image.

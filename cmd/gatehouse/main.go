@@ -36,6 +36,7 @@ const usage = `usage: gatehouse COMMAND [ARGS]
                                   the communication-path table (firewall openings) of the
                                   running config, or of FILE
   poweroff | reboot               stop all services in order, then power off or reboot
+  firewall show                   the rules the firewall installed
   version                         print the version
 
 Commands that talk to a running instance use its control socket: --socket PATH,
@@ -74,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdLogs(args[1:], stdout)
 	case "paths":
 		err = cmdPaths(args[1:], stdout)
+	case "firewall":
+		err = cmdFirewall(args[1:], stdout)
 	case "poweroff", "reboot":
 		err = cmdShutdown(args[0], args[1:], stdout)
 	case "service": // how the supervisor starts the appliance's services
@@ -234,6 +237,25 @@ func cmdPaths(args []string, stdout io.Writer) error {
 		return &exitError{2, err}
 	}
 	return paths.Write(stdout, paths.Table(cfg), *format)
+}
+
+func cmdFirewall(args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "show" {
+		return &exitError{2, errors.New("usage: gatehouse firewall show")}
+	}
+	fs := flag.NewFlagSet("firewall show", flag.ContinueOnError)
+	sock := socketFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return &exitError{code: 2}
+	}
+	resp, err := control.Call(sock(), control.Request{Verb: "status"})
+	if err != nil {
+		return err
+	}
+	if !console.WriteFirewall(stdout, *resp.Status) {
+		return errors.New("no firewall is running (host mode runs it only with --firewall)")
+	}
+	return nil
 }
 
 func cmdLogs(args []string, stdout io.Writer) error {

@@ -338,7 +338,11 @@ func (a *appliance) services() []supervisor.Service {
 	// need not wait for it, and all three start at once.
 	svcs := []supervisor.Service{netsvc, svc("dns"), svc("ntp")}
 	if a.opts.PID1 || a.opts.Firewall {
-		svcs = append([]supervisor.Service{svc("firewall")}, svcs...)
+		fw := svc("firewall")
+		if a.modules != nil {
+			fw.After = []string{ModulesLoaded} // nf_tables
+		}
+		svcs = append([]supervisor.Service{fw}, svcs...)
 	}
 	return svcs
 }
