@@ -6,6 +6,7 @@ package dns
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -30,6 +31,15 @@ type entry struct {
 	msg     *dns.Msg
 	stored  time.Time
 	expires time.Time
+	// The packed answer as of one second, without and with EDNS: most
+	// hits only copy it and patch the id, flags and question.
+	wire [2]atomic.Pointer[wireAnswer]
+}
+
+type wireAnswer struct {
+	second int64
+	size   int
+	b      []byte
 }
 
 // cache holds answers for their TTL and, after that, for serve-stale.
@@ -42,6 +52,17 @@ func newCache() *cache { return &cache{entries: map[cacheKey]*entry{}} }
 
 func keyOf(q dns.Question) cacheKey {
 	return cacheKey{strings.ToLower(q.Name), q.Qtype, q.Qclass}
+}
+
+// fresh returns the entry for q if its answer is still fresh.
+func (c *cache) fresh(q dns.Question, now time.Time) *entry {
+	c.mu.Lock()
+	e := c.entries[keyOf(q)]
+	c.mu.Unlock()
+	if e == nil || !now.Before(e.expires) {
+		return nil
+	}
+	return e
 }
 
 // get returns a copy of the cached answer with TTLs counted down, and

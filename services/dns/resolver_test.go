@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -151,5 +152,73 @@ func BenchmarkCachedAnswer(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		r.Resolve(m, false)
+	}
+}
+
+// The packed fast path answers exactly as the general path would: the
+// query's id, flags and letter case, TTLs counted down, EDNS only if asked.
+func TestFastAnswer(t *testing.T) {
+	u := startUpstream(t)
+	r := NewResolver([]string{u.addr})
+	now := time.Now()
+	r.now = func() time.Time { return now }
+	ask(r, "mail.example.test.") // fills the cache
+	now = now.Add(10 * time.Second)
+	for _, edns := range []bool{false, true} {
+		q := new(dns.Msg)
+		q.SetQuestion("MaIl.ExAmPlE.tEsT.", dns.TypeA)
+		q.Id = 0x1234
+		if edns {
+			q.SetEdns0(4096, false)
+		}
+		wire, _ := q.Pack()
+		out := r.fastAnswer(q, wire, now)
+		if out == nil {
+			t.Fatal("no fast answer for a cached name")
+		}
+		m := new(dns.Msg)
+		if err := m.Unpack(out); err != nil {
+			t.Fatal(err)
+		}
+		if m.Id != 0x1234 || !m.Response || !m.RecursionDesired || m.Question[0].Name != "MaIl.ExAmPlE.tEsT." {
+			t.Errorf("header/question %v", m)
+		}
+		if len(m.Answer) != 1 || m.Answer[0].Header().Ttl != 290 {
+			t.Errorf("answer %v", m.Answer)
+		}
+		if (m.IsEdns0() != nil) != edns {
+			t.Errorf("EDNS asked %v, OPT in answer %v", edns, m.IsEdns0() != nil)
+		}
+	}
+	q := new(dns.Msg)
+	q.SetQuestion("other.example.test.", dns.TypeA)
+	wire, _ := q.Pack()
+	if r.fastAnswer(q, wire, now) != nil {
+		t.Error("fast answer for a name never asked")
+	}
+}
+
+// Garbage and empty datagrams never silence the resolver.
+func TestServeSurvivesBadDatagrams(t *testing.T) {
+	u := startUpstream(t)
+	r := NewResolver([]string{u.addr})
+	addr := "127.0.0.1:15353"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan struct{})
+	go r.Serve(ctx, addr, ready)
+	<-ready
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write(nil)
+	c.Write([]byte{1, 2, 3})
+	c.Close()
+	m := new(dns.Msg)
+	m.SetQuestion("mail.example.test.", dns.TypeA)
+	resp, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, addr)
+	if err != nil || len(resp.Answer) != 1 {
+		t.Fatalf("after bad datagrams: %v %v", resp, err)
 	}
 }
