@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -35,6 +36,8 @@ const usage = `usage: gatehouse COMMAND [ARGS]
   paths [--config FILE] [--format text|md|csv|json]
                                   the communication-path table (firewall openings) of the
                                   running config, or of FILE
+  paths check [--config FILE] [--format text|json]
+                                  test every outbound path; exit 1 if a required one is closed
   poweroff | reboot               stop all services in order, then power off or reboot
   firewall show                   the rules the firewall installed
   version                         print the version
@@ -215,15 +218,20 @@ func cmdStatus(args []string, stdout io.Writer) error {
 }
 
 func cmdPaths(args []string, stdout io.Writer) error {
+	check := len(args) > 0 && args[0] == "check"
+	if check {
+		args = args[1:]
+	}
 	fs := flag.NewFlagSet("paths", flag.ContinueOnError)
+	timeout := fs.Duration("timeout", 3*time.Second, "paths check: how long to wait for each peer")
 	file := fs.String("config", "", "config file (default: the running config)")
 	format := fs.String("format", "text", "text, md, csv or json")
 	state := fs.String("state", "", "state directory of an instance in host mode")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
 	}
-	if !slices.Contains(paths.Formats, *format) {
-		return &exitError{2, fmt.Errorf("unknown format %q (text, md, csv or json)", *format)}
+	if !slices.Contains(paths.Formats, *format) || check && *format != "text" && *format != "json" {
+		return &exitError{2, fmt.Errorf("unknown format %q (text, md, csv or json; check: text or json)", *format)}
 	}
 	if *file == "" {
 		// The running config: the copy PID 1 validated and the services use.
@@ -236,7 +244,18 @@ func cmdPaths(args []string, stdout io.Writer) error {
 	if err != nil {
 		return &exitError{2, err}
 	}
-	return paths.Write(stdout, paths.Table(cfg), *format)
+	if !check {
+		return paths.Write(stdout, paths.Table(cfg), *format)
+	}
+	results := paths.Check(context.Background(), paths.Table(cfg), *timeout)
+	ok, err := paths.WriteResults(stdout, results, *format)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return &exitError{1, errors.New("paths check: a required path is not open")}
+	}
+	return nil
 }
 
 func cmdFirewall(args []string, stdout io.Writer) error {
