@@ -30,6 +30,10 @@ func (f *fake) Shutdown(a string) error { f.shutdown = append(f.shutdown, a); re
 
 func (f *fake) Reload() error { return errors.New("reload: not here") }
 
+func (f *fake) Apply(string, time.Duration) error { return errors.New("apply: not here") }
+
+func (f *fake) Confirm() error { return errors.New("confirm: not here") }
+
 func TestShell(t *testing.T) {
 	b := &fake{}
 	var out strings.Builder

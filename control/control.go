@@ -26,6 +26,8 @@ type Request struct {
 	Verb    string `json:"verb"`              // status | logs | reload | poweroff | reboot
 	Service string `json:"service,omitempty"` // for logs
 	Lines   int    `json:"lines,omitempty"`   // for logs; 0 means all kept
+	File    string `json:"file,omitempty"`    // for apply: a config file on the appliance
+	Within  string `json:"within,omitempty"`  // for apply: confirm within this duration; "0s": no rollback
 }
 
 // Response answers a Request.
@@ -69,6 +71,10 @@ type Backend interface {
 	Logs(service string, lines int) ([]string, error)
 	Shutdown(action string) error // "poweroff" or "reboot"
 	Reload() error                // read the config again; an invalid one changes nothing
+	// Apply installs a new config; unless confirmWithin is 0, the previous
+	// one comes back if Confirm does not follow in time.
+	Apply(file string, confirmWithin time.Duration) error
+	Confirm() error
 }
 
 // Serve answers requests on a Unix socket at path until ctx ends. The socket
@@ -138,6 +144,20 @@ func Answer(b Backend, req Request) Response {
 			return Response{Error: err.Error()}
 		}
 		return Response{Lines: lines}
+	case "apply":
+		within, err := time.ParseDuration(req.Within)
+		if err != nil {
+			return Response{Error: fmt.Sprintf("confirm within: %v", err)}
+		}
+		if err := b.Apply(req.File, within); err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{}
+	case "confirm":
+		if err := b.Confirm(); err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{}
 	case "reload":
 		if err := b.Reload(); err != nil {
 			return Response{Error: err.Error()}

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -61,17 +63,24 @@ func reach(t *testing.T, ns, addr string) string {
 	return result
 }
 
-// Real connections from two other hosts to the appliance's ports: every
-// declared path works, for the declared peers only, and nothing else.
-func TestFirewallPathsRealTraffic(t *testing.T) {
-	t.Parallel()
-	w := newNetWorld(t)
+// addAdmin adds an "admin" namespace, 10.78.0.1, wired to the appliance's
+// a1 (10.78.0.2 in the configs).
+func addAdmin(t *testing.T, w *netWorld) string {
 	admin := w.appl + "x"
 	run(t, "ip", "netns", "add", admin)
 	t.Cleanup(func() { run(t, "ip", "netns", "del", admin) })
 	run(t, "ip", "link", "add", "b0", "netns", admin, "type", "veth", "peer", "name", "a1", "netns", w.appl)
 	run(t, "ip", "-n", admin, "addr", "add", "10.78.0.1/24", "dev", "b0")
 	run(t, "ip", "-n", admin, "link", "set", "b0", "up")
+	return admin
+}
+
+// Real connections from two other hosts to the appliance's ports: every
+// declared path works, for the declared peers only, and nothing else.
+func TestFirewallPathsRealTraffic(t *testing.T) {
+	t.Parallel()
+	w := newNetWorld(t)
+	admin := addAdmin(t, w)
 	listen(t, w.appl, 8443, 10046, 2222)
 	cfg := `
 interfaces:
@@ -205,5 +214,50 @@ func TestFirewallReplaceIsAtomic(t *testing.T) {
 	}
 	if f, _ := detailOf[fwsvc.Status](t, st, "firewall"); f.Applies < 150 {
 		t.Errorf("only %d applies for 200 alternating reloads", f.Applies)
+	}
+}
+
+// Commit-confirm: a config that locks the administrator out is rolled back
+// by itself when nobody confirms it; a confirmed one stays.
+func TestFirewallLockoutRollsBack(t *testing.T) {
+	t.Parallel()
+	w := newNetWorld(t)
+	admin := addAdmin(t, w)
+	listen(t, w.appl, 8443)
+	good := `
+interfaces:
+  - {name: a0, addresses: [10.77.0.2/24]}
+  - {name: a1, addresses: [10.78.0.2/24]}
+firewall:
+  paths:
+    - {function: Administration, direction: in, proto: tcp, ports: [8443], peers: [10.78.0.1]}
+`
+	w.gatehouse(t, good, "--firewall")
+	deadline := time.Now().Add(10 * time.Second)
+	for reach(t, admin, "10.78.0.2:8443") != "open" && time.Now().Before(deadline) {
+	}
+	lockout := filepath.Join(w.dir, "lockout.yaml")
+	os.WriteFile(lockout, []byte(strings.Replace(good, "peers: [10.78.0.1]", "peers: [10.99.0.1]", 1)), 0o644)
+
+	// Not confirmed: locked out, then let back in.
+	if out, err := gatehouseCmd(t, w, "config", "apply", lockout, "--confirm-within", "3s"); err != nil {
+		t.Fatalf("apply: %v %s", err, out)
+	}
+	w.waitFor(t, "lockout applied", 10*time.Second, func(*control.Status) bool { return reach(t, admin, "10.78.0.2:8443") == "blocked" })
+	w.waitFor(t, "rolled back", 20*time.Second, func(*control.Status) bool { return reach(t, admin, "10.78.0.2:8443") == "open" })
+	if !strings.Contains(w.log("gatehouse.log"), "applied config rolled back") {
+		t.Error("the rollback is not in the log")
+	}
+
+	// Confirmed: it stays, past the deadline.
+	if out, err := gatehouseCmd(t, w, "config", "apply", lockout, "--confirm-within", "2s"); err != nil {
+		t.Fatalf("apply: %v %s", err, out)
+	}
+	if out, err := gatehouseCmd(t, w, "config", "confirm"); err != nil {
+		t.Fatalf("confirm: %v %s", err, out)
+	}
+	time.Sleep(3 * time.Second)
+	if got := reach(t, admin, "10.78.0.2:8443"); got != "blocked" {
+		t.Errorf("confirmed config did not stay: admin port %s", got)
 	}
 }

@@ -31,6 +31,9 @@ const usage = `usage: gatehouse COMMAND [ARGS]
   config validate FILE            check a config file; exit status 2 if it is invalid
   config default                  print the built-in default config
   config reload                   have the running instance read its config again
+  config apply FILE [--confirm-within 120s]
+                                  install FILE as the config now; it is rolled back unless
+  config confirm                  ... this follows in time (0s: no rollback)
   status [--format text|json]     state of the running instance (--json = --format json)
   logs SERVICE [-n N]             a service's recent output
   paths [--config FILE] [--format text|md|csv|json]
@@ -147,6 +150,37 @@ func cmdRun(args []string, stdout io.Writer) error {
 
 func cmdConfig(args []string, stdout, stderr io.Writer) error {
 	switch {
+	case len(args) >= 2 && args[0] == "apply":
+		fs := flag.NewFlagSet("config apply", flag.ContinueOnError)
+		within := fs.Duration("confirm-within", 120*time.Second, "roll back unless `gatehouse config confirm` follows in time; 0: no rollback")
+		sock := socketFlags(fs)
+		if err := fs.Parse(args[2:]); err != nil {
+			return &exitError{code: 2}
+		}
+		file, err := filepath.Abs(args[1])
+		if err != nil {
+			return err
+		}
+		if _, err := control.Call(sock(), control.Request{Verb: "apply", File: file, Within: within.String()}); err != nil {
+			return &exitError{2, fmt.Errorf("apply refused; the running config is unchanged:\n%w", err)}
+		}
+		if *within > 0 {
+			fmt.Fprintf(stdout, "config applied; run `gatehouse config confirm` within %s or it is rolled back\n", within)
+		} else {
+			fmt.Fprintln(stdout, "config applied")
+		}
+		return nil
+	case len(args) >= 1 && args[0] == "confirm":
+		fs := flag.NewFlagSet("config confirm", flag.ContinueOnError)
+		sock := socketFlags(fs)
+		if err := fs.Parse(args[1:]); err != nil {
+			return &exitError{code: 2}
+		}
+		if _, err := control.Call(sock(), control.Request{Verb: "confirm"}); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "config confirmed")
+		return nil
 	case len(args) >= 1 && args[0] == "reload":
 		fs := flag.NewFlagSet("config reload", flag.ContinueOnError)
 		sock := socketFlags(fs)
@@ -172,7 +206,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s: valid\n", args[1])
 		return nil
 	}
-	return &exitError{2, errors.New("usage: gatehouse config validate FILE | config default | config reload")}
+	return &exitError{2, errors.New("usage: gatehouse config validate FILE | default | reload | apply FILE [--confirm-within D] | confirm")}
 }
 
 // socketFlags adds --socket and --state to fs and returns the socket path.

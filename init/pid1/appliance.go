@@ -65,6 +65,9 @@ type appliance struct {
 	cfgFrom  string
 	warnings []string
 
+	applyMu sync.Mutex  // commit-confirm
+	pending *time.Timer // the rollback of an unconfirmed apply
+
 	data      dataDisk
 	modules   *modules      // nil in host mode
 	kernelLog *logring.Ring // nil in host mode
@@ -143,6 +146,7 @@ func Run(opts Options) (string, error) {
 		}
 		a.data = mountData(blockDrivers, 2*time.Second)
 		a.reportData(step)
+		a.rollbackAtStart()
 		if err := a.loadConfig(step); err != nil {
 			return "", err // not reached: PID 1 falls back to the built-in default
 		}
@@ -153,9 +157,12 @@ func Run(opts Options) (string, error) {
 			step.Error("loopback", "err", err)
 		}
 		step.Info("host name set, loopback up", "hostname", a.cfg.Hostname)
-	} else if err := a.loadConfig(step); err != nil {
-		sup.Stop(context.Background())
-		return "", err
+	} else {
+		a.rollbackAtStart()
+		if err := a.loadConfig(step); err != nil {
+			sup.Stop(context.Background())
+			return "", err
+		}
 	}
 	if err := sup.Add(a.services()...); err != nil {
 		step.Error("services", "err", err)

@@ -3,6 +3,7 @@ package pid1
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -76,5 +77,85 @@ func TestHostModeInvalidConfigStartsNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "control.sock")); err == nil {
 		t.Error("control socket created for an invalid config")
+	}
+}
+
+// Commit-confirm: an applied config comes back out unless confirmed in
+// time; a confirmed one stays; an invalid one changes nothing; and an
+// apply never confirmed before a restart is undone at the start.
+func TestApplyConfirmRollback(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gatehouse.yaml")
+	orig := "hostname: gw-a\nshutdown: {timeout: 2s}\n"
+	os.WriteFile(cfg, []byte(orig), 0o644)
+	next := filepath.Join(dir, "next.yaml")
+	os.WriteFile(next, []byte("hostname: gw-b\n"), 0o644)
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("hostname: gw-c\nbogus: 1\n"), 0o644)
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Run(Options{Version: "t", ConfigPath: cfg, StateDir: dir, Out: io.Discard, Started: time.Now()})
+	}()
+	sock := filepath.Join(dir, "control.sock")
+	call := func(req control.Request) error {
+		_, err := control.Call(sock, req)
+		return err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for call(control.Request{Verb: "status"}) != nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	content := func() string { b, _ := os.ReadFile(cfg); return string(b) }
+
+	if err := call(control.Request{Verb: "apply", File: bad, Within: "1s"}); err == nil || content() != orig {
+		t.Fatalf("invalid apply: err %v, config now %q", err, content())
+	}
+	if err := call(control.Request{Verb: "apply", File: next, Within: "300ms"}); err != nil {
+		t.Fatal(err)
+	}
+	if content() != "hostname: gw-b\n" {
+		t.Fatalf("not applied: %q", content())
+	}
+	if err := call(control.Request{Verb: "apply", File: next, Within: "1s"}); err == nil {
+		t.Error("a second apply while one waits for confirmation was accepted")
+	}
+	time.Sleep(time.Second) // past the deadline: rolled back
+	if content() != orig {
+		t.Fatalf("not rolled back: %q", content())
+	}
+	if _, err := os.Stat(cfg + rollbackSuffix); err == nil {
+		t.Error("rollback file left behind")
+	}
+
+	if err := call(control.Request{Verb: "apply", File: next, Within: "500ms"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(control.Request{Verb: "confirm"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if content() != "hostname: gw-b\n" {
+		t.Fatalf("confirmed config rolled back: %q", content())
+	}
+	if err := call(control.Request{Verb: "confirm"}); err == nil {
+		t.Error("confirm with nothing pending succeeded")
+	}
+
+	// Unconfirmed when the appliance stops: undone at the next start.
+	if err := call(control.Request{Verb: "apply", File: bad, Within: "0s"}); err == nil {
+		t.Error("invalid apply accepted")
+	}
+	os.WriteFile(next, []byte("hostname: gw-d\n"), 0o644)
+	if err := call(control.Request{Verb: "apply", File: next, Within: "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	call(control.Request{Verb: "poweroff"})
+	<-done
+	a := &appliance{opts: Options{ConfigPath: cfg}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	a.rollbackAtStart()
+	if content() != "hostname: gw-b\n" {
+		t.Errorf("unconfirmed apply survived a restart: %q", content())
 	}
 }

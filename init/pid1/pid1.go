@@ -90,6 +90,12 @@ func (b *emergencyBackend) Reload() error {
 	return fmt.Errorf("the emergency shell runs no config")
 }
 
+func (b *emergencyBackend) Apply(string, time.Duration) error {
+	return fmt.Errorf("the emergency shell runs no config")
+}
+
+func (b *emergencyBackend) Confirm() error { return fmt.Errorf("the emergency shell runs no config") }
+
 func (b *emergencyBackend) Shutdown(action string) error {
 	unix.Kill(-1, unix.SIGKILL)
 	if isMounted("/data") {

@@ -1,0 +1,167 @@
+package pid1
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"gatehouse/config"
+)
+
+// Commit-confirm: a new config is applied at once, and the previous one is
+// kept beside it until `config confirm`. If the confirmation does not come
+// in time (the operator has locked himself out, say), or the appliance
+// restarts first, the previous config comes back. The file next to the
+// config is the record of an unconfirmed apply, so a reboot rolls back too.
+
+// rollbackSuffix names the saved previous config.
+const rollbackSuffix = ".rollback"
+
+// configTarget is the file an applied config replaces.
+func (a *appliance) configTarget() string {
+	if a.opts.PID1 {
+		return pid1Configs[0]
+	}
+	return a.opts.ConfigPath
+}
+
+// Apply implements control.Backend.
+func (a *appliance) Apply(file string, confirmWithin time.Duration) error {
+	if _, _, err := config.Load(file); err != nil {
+		return err // nothing changed
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	target := a.configTarget()
+	rollback := target + rollbackSuffix
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	if a.pending != nil {
+		return errors.New("an applied config is waiting for confirmation: confirm it first, or wait for the rollback")
+	}
+	old, err := os.ReadFile(target)
+	if errors.Is(err, os.ErrNotExist) {
+		old = nil // the built-in default was running: rolling back removes the file
+	} else if err != nil {
+		return err
+	}
+	if confirmWithin > 0 {
+		// An empty rollback file stands for "there was no config file".
+		if err := writeFileSync(rollback, old); err != nil {
+			return fmt.Errorf("save the running config: %w", err)
+		}
+	}
+	if err := writeFileSync(target, data); err != nil {
+		return fmt.Errorf("install the new config: %w", err)
+	}
+	if err := a.Reload(); err != nil {
+		a.restore(target, old)
+		return fmt.Errorf("applied config did not load, previous one restored: %w", err)
+	}
+	if confirmWithin <= 0 {
+		return nil
+	}
+	t := time.AfterFunc(confirmWithin, func() { a.rollback("not confirmed within " + confirmWithin.String()) })
+	a.pending = t
+	a.log.Warn("config applied; it is rolled back unless confirmed", "subsystem", "init", "within", confirmWithin)
+	return nil
+}
+
+// Confirm implements control.Backend.
+func (a *appliance) Confirm() error {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	if a.pending == nil {
+		return errors.New("no applied config is waiting for confirmation")
+	}
+	if !a.pending.Stop() {
+		return errors.New("too late: the config is being rolled back")
+	}
+	a.pending = nil
+	os.Remove(a.configTarget() + rollbackSuffix)
+	a.log.Info("applied config confirmed", "subsystem", "init")
+	return nil
+}
+
+func (a *appliance) rollback(why string) {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	a.pending = nil
+	target := a.configTarget()
+	old, err := os.ReadFile(target + rollbackSuffix)
+	if err != nil {
+		a.log.Error("rollback: the saved config is gone", "subsystem", "init", "err", err)
+		return
+	}
+	a.restore(target, old)
+	if err := a.Reload(); err != nil {
+		a.log.Error("rollback: reload", "subsystem", "init", "err", err)
+	}
+	a.log.Warn("applied config rolled back", "subsystem", "init", "why", why)
+}
+
+// restore puts the previous config back; nil means there was none.
+func (a *appliance) restore(target string, old []byte) {
+	if len(old) == 0 {
+		os.Remove(target)
+	} else if err := writeFileSync(target, old); err != nil {
+		a.log.Error("restore the previous config", "subsystem", "init", "err", err)
+	}
+	os.Remove(target + rollbackSuffix)
+}
+
+// rollbackAtStart undoes an apply that was never confirmed before the
+// appliance stopped.
+func (a *appliance) rollbackAtStart() {
+	target := a.configTarget()
+	old, err := os.ReadFile(target + rollbackSuffix)
+	if err != nil {
+		return
+	}
+	a.restore(target, old)
+	a.log.Warn("an applied config was never confirmed; the previous one is restored", "subsystem", "init")
+}
+
+// writeFileSync replaces file durably: written, synced, renamed, directory
+// synced.
+func writeFileSync(file string, data []byte) error {
+	tmp := file + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return err
+	}
+	if d, err := os.Open(dirOf(file)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func dirOf(file string) string {
+	for i := len(file) - 1; i >= 0; i-- {
+		if file[i] == '/' {
+			if i == 0 {
+				return "/"
+			}
+			return file[:i]
+		}
+	}
+	return "."
+}
