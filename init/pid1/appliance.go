@@ -140,6 +140,8 @@ func Run(opts Options) (string, error) {
 			a.modules = mods
 			blockDrivers = mods.data
 			go func() {
+				<-mods.netfilter
+				sup.SetCondition(NetfilterLoaded)
 				<-mods.done
 				sup.SetCondition(ModulesLoaded)
 			}()
@@ -347,7 +349,7 @@ func (a *appliance) services() []supervisor.Service {
 	if a.opts.PID1 || a.opts.Firewall {
 		fw := svc("firewall")
 		if a.modules != nil {
-			fw.After = []string{ModulesLoaded} // nf_tables
+			fw.After = []string{NetfilterLoaded}
 		}
 		svcs = append([]supervisor.Service{fw}, svcs...)
 	}
@@ -454,9 +456,12 @@ func (a *appliance) Status() control.Status {
 	return st
 }
 
-// ModulesLoaded is the condition that holds once the image's kernel
-// modules have all been tried.
-const ModulesLoaded = "modules-loaded"
+// Conditions PID 1 sets as the image's kernel modules load: netfilter's
+// first (the firewall waits for them), then all.
+const (
+	NetfilterLoaded = "netfilter-loaded"
+	ModulesLoaded   = "modules-loaded"
+)
 
 // KernelLog is the name under which Logs serves the kernel's log.
 const KernelLog = "kernel"

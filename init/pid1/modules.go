@@ -28,18 +28,19 @@ var dataModules = []string{"virtio_pci", "virtio_blk"}
 
 // modules is the boot's kernel module loading.
 type modules struct {
-	prober *kmodule.Prober
-	names  []string
-	data   chan struct{} // closed when dataModules have been tried
-	done   chan struct{} // closed when every listed module has been tried
-	loaded []string
-	failed []string
-	took   time.Duration
+	prober    *kmodule.Prober
+	names     []string
+	data      chan struct{} // closed when dataModules have been tried
+	netfilter chan struct{} // closed when the nf* modules have been tried
+	done      chan struct{} // closed when every listed module has been tried
+	loaded    []string
+	failed    []string
+	took      time.Duration
 }
 
 // openModules reads the image's module list and modules.dep.
 func openModules() (*modules, error) {
-	m := &modules{data: make(chan struct{}), done: make(chan struct{})}
+	m := &modules{data: make(chan struct{}), netfilter: make(chan struct{}), done: make(chan struct{})}
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
 		return nil, fmt.Errorf("uname: %w", err)
@@ -66,22 +67,27 @@ func openModules() (*modules, error) {
 // that fails is reported and skipped: the appliance boots with what it has.
 func (m *modules) load(log *slog.Logger) {
 	start := time.Now()
-	var early, late []string
+	var early, netfilter, late []string
 	for _, n := range m.names {
-		if slices.Contains(dataModules, n) {
+		switch {
+		case slices.Contains(dataModules, n):
 			early = append(early, n)
-		} else {
+		case strings.HasPrefix(n, "nf"):
+			netfilter = append(netfilter, n)
+		default:
 			late = append(late, n)
 		}
 	}
 	go func() {
 		defer close(m.done)
-		// Nothing on the boot's critical path waits for these unless the
-		// data disk is on virtio: load them at the lowest CPU priority.
 		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
 		m.probe(early, log)
 		close(m.data)
+		// The firewall waits for netfilter before the appliance is ready.
+		m.probe(netfilter, log)
+		close(m.netfilter)
+		// Nothing waits for the rest: lowest CPU priority.
+		unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
 		m.probe(late, log)
 		m.took = time.Since(start)
 		log.Info("loaded kernel modules", "loaded", len(m.loaded), "failed", len(m.failed), "took", m.took.Round(time.Millisecond))
