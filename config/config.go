@@ -22,10 +22,10 @@ type Config struct {
 	Monitoring Monitoring  `yaml:"monitoring"`
 	Shutdown   Shutdown    `yaml:"shutdown"`
 	Firewall   Firewall    `yaml:"firewall"`
+	SSH        SSH         `yaml:"ssh"`
 
 	// Sections of the appliance this build does not implement yet. They are
 	// part of the file's shape so that their errors read like every other.
-	SSH     Unimplemented `yaml:"ssh"`
 	SMTP    Unimplemented `yaml:"smtp"`
 	Fetch   Unimplemented `yaml:"fetch"`
 	SNMP    Unimplemented `yaml:"snmp"`
@@ -87,6 +87,21 @@ type Firewall struct {
 	Backend string `yaml:"backend"` // auto (default) | nftables | iptables
 	Egress  string `yaml:"egress"`  // open (default) | restricted: only declared outbound paths
 	Paths   []Path `yaml:"paths"`   // beyond those the enabled services imply
+}
+
+// SSH is the diagnostics shell over SSH: public keys only, from the
+// allowlist and the monitoring hosts only.
+type SSH struct {
+	Port           int      `yaml:"port"`            // default 22
+	Allow          []string `yaml:"allow"`           // addresses, prefixes, ranges, host names
+	AuthorizedKeys []string `yaml:"authorized_keys"` // authorized_keys lines; none: the shell is off
+	Ban            Ban      `yaml:"ban"`
+}
+
+// Ban bans a source after repeated authentication failures.
+type Ban struct {
+	After int      `yaml:"after"` // failures; default 5
+	For   Duration `yaml:"for"`   // default 15m
 }
 
 // Path is one communication path, a row of the table the seeds print for

@@ -34,6 +34,15 @@ func (c *Config) applyDefaults() {
 	if c.DNS.Resolver == "" {
 		c.DNS.Resolver = "system"
 	}
+	if c.SSH.Port == 0 {
+		c.SSH.Port = 22
+	}
+	if c.SSH.Ban.After == 0 {
+		c.SSH.Ban.After = 5
+	}
+	if c.SSH.Ban.For.Duration == 0 {
+		c.SSH.Ban.For.Duration = 15 * time.Minute
+	}
 	if c.Firewall.Backend == "" {
 		c.Firewall.Backend = "auto"
 	}
@@ -56,6 +65,7 @@ func (c *Config) validate() (errs, warns []problem) {
 	c.checkRoutes(&ck)
 	c.checkDNS(&ck)
 	c.checkFirewall(&ck)
+	c.checkSSH(&ck)
 	for i, s := range c.NTP.Servers {
 		host := s
 		if h, port, err := net.SplitHostPort(s); err == nil {
@@ -91,7 +101,7 @@ func (c *Config) validate() (errs, warns []problem) {
 		key string
 		u   Unimplemented
 	}{
-		{"ssh", c.SSH}, {"smtp", c.SMTP}, {"fetch", c.Fetch},
+		{"smtp", c.SMTP}, {"fetch", c.Fetch},
 		{"snmp", c.SNMP}, {"nrpe", c.NRPE}, {"syslog", c.Syslog}, {"cluster", c.Cluster},
 	} {
 		if s.u.Set() {

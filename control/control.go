@@ -195,3 +195,49 @@ func Call(path string, req Request) (*Response, error) {
 	}
 	return &resp, nil
 }
+
+// Client is a Backend on the far side of the socket: what the SSH shell,
+// a separate process, acts on.
+type Client struct{ Socket string }
+
+// Status implements Backend.
+func (c Client) Status() Status {
+	resp, err := Call(c.Socket, Request{Verb: "status"})
+	if err != nil || resp.Status == nil {
+		return Status{Mode: "unreachable", Emergency: fmt.Sprintf("control socket: %v", err)}
+	}
+	return *resp.Status
+}
+
+// Logs implements Backend.
+func (c Client) Logs(service string, lines int) ([]string, error) {
+	resp, err := Call(c.Socket, Request{Verb: "logs", Service: service, Lines: lines})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Lines, nil
+}
+
+// Shutdown implements Backend.
+func (c Client) Shutdown(action string) error {
+	_, err := Call(c.Socket, Request{Verb: action})
+	return err
+}
+
+// Reload implements Backend.
+func (c Client) Reload() error {
+	_, err := Call(c.Socket, Request{Verb: "reload"})
+	return err
+}
+
+// Apply implements Backend.
+func (c Client) Apply(file string, within time.Duration) error {
+	_, err := Call(c.Socket, Request{Verb: "apply", File: file, Within: within.String()})
+	return err
+}
+
+// Confirm implements Backend.
+func (c Client) Confirm() error {
+	_, err := Call(c.Socket, Request{Verb: "confirm"})
+	return err
+}

@@ -3,6 +3,7 @@ package firewall
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -183,7 +184,7 @@ func (b *builder) peers(ranges []config.AddrRange, any bool, fam int, off uint32
 	b.sets++
 	set := &nftables.Set{Table: b.t, Name: fmt.Sprintf("peers%d", b.sets), KeyType: kt, Interval: true, Constant: true}
 	var elems []nftables.SetElement
-	for _, r := range ranges {
+	for _, r := range merge(ranges) {
 		elems = append(elems, nftables.SetElement{Key: r.From.AsSlice()})
 		if next := r.To.Next(); next.IsValid() {
 			elems = append(elems, nftables.SetElement{Key: next.AsSlice(), IntervalEnd: true})
@@ -198,6 +199,28 @@ func (b *builder) peers(ranges []config.AddrRange, any bool, fam int, off uint32
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: size},
 		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
 	}
+}
+
+// merge sorts ranges and joins overlapping and adjacent ones: an interval
+// set refuses overlapping elements (EEXIST), and an administrator's
+// address inside the monitoring prefix is an ordinary config.
+func merge(ranges []config.AddrRange) []config.AddrRange {
+	rs := slices.Clone(ranges)
+	slices.SortFunc(rs, func(a, b config.AddrRange) int { return a.From.Compare(b.From) })
+	var out []config.AddrRange
+	for _, r := range rs {
+		if n := len(out); n > 0 {
+			last := &out[n-1]
+			if next := last.To.Next(); !next.IsValid() || !next.Less(r.From) { // overlaps or touches
+				if last.To.Less(r.To) {
+					last.To = r.To
+				}
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func (b *builder) anonSet(kt nftables.SetDatatype, keys []byte) *nftables.Set {

@@ -141,3 +141,20 @@ func TestUnresolvableHostFailsTheBuild(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestMergeRanges(t *testing.T) {
+	r := func(a, b string) config.AddrRange {
+		return config.AddrRange{From: netip.MustParseAddr(a), To: netip.MustParseAddr(b)}
+	}
+	got := merge([]config.AddrRange{r("198.51.100.0", "198.51.100.15"), r("10.0.0.5", "10.0.0.5"), r("198.51.100.7", "198.51.100.7"),
+		r("10.0.0.6", "10.0.0.9"), r("10.0.0.20", "10.0.0.30")})
+	want := []config.AddrRange{r("10.0.0.5", "10.0.0.9"), r("10.0.0.20", "10.0.0.30"), r("198.51.100.0", "198.51.100.15")}
+	if len(got) != len(want) {
+		t.Fatalf("merge: %v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("merge[%d] = %v, want %v", i, got[i], want[i])
+		}
+	}
+}

@@ -95,6 +95,16 @@ func Table(c *config.Config) []Path {
 	add(Path{Function: "Time synchronisation", Direction: "out", Proto: "udp", Ports: port(123), Peers: ntpPeers,
 		PeerText: ntpText, Description: "NTP; mandatory in a cluster.", Required: c.Cluster.Set(), Origin: "ntp"})
 
+	if c.SSHEnabled() {
+		// Seed 003: the monitoring hosts are always allowed in, with the
+		// administrators' addresses.
+		peers := append(append([]string(nil), c.SSH.Allow...), c.Monitoring.Hosts...)
+		if len(peers) > 0 { // nobody listed: nobody gets through
+			add(Path{Function: "Diagnostics shell (SSH)", Direction: "in", Proto: "tcp",
+				Ports: port(uint16(c.SSH.Port)), Peers: peers,
+				Description: "SSH for administrators and monitoring; public keys only.", Required: false, Origin: "ssh"})
+		}
+	}
 	for _, p := range c.Firewall.Paths {
 		add(Path{Function: p.Function, Direction: p.Direction, Proto: p.Proto, Ports: p.Ports, Peers: p.Peers,
 			Description: p.Description, Required: !p.Optional, Origin: "config"})

@@ -12,11 +12,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"gatehouse/control"
 	"gatehouse/init/supervisor"
 	"gatehouse/services/dns"
 	"gatehouse/services/firewall"
 	"gatehouse/services/network"
 	"gatehouse/services/ntp"
+	sshsvc "gatehouse/services/ssh"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,7 +28,7 @@ import (
 // one, SIGHUP has it re-read the config.
 func cmdService(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall --config FILE --run DIR")}
+		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh --config FILE --run DIR")}
 	}
 	name := args[0]
 	fs := flag.NewFlagSet("service "+name, flag.ContinueOnError)
@@ -72,6 +74,13 @@ func cmdService(args []string, stdout io.Writer) error {
 			resolv = "/etc/resolv.conf"
 		}
 		return dns.Run(ctx, dns.Options{Config: *cfg, RunDir: *run, ResolvConf: resolv, Listen: *dnsListen, Log: log, Notify: n, Reload: reload})
+	case "ssh":
+		keyDir := filepath.Join(*run, "ssh")
+		sock := filepath.Join(*run, "control.sock")
+		if *onAppliance {
+			keyDir, sock = "/data/ssh", control.DefaultSocket
+		}
+		return sshsvc.Run(ctx, sshsvc.Options{Config: *cfg, KeyDir: keyDir, Control: sock, Log: log, Notify: n, Reload: reload})
 	case "firewall":
 		return firewall.Run(ctx, firewall.Options{Config: *cfg, Log: log, Notify: n, Reload: reload})
 	case "ntp":

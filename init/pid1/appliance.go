@@ -346,6 +346,12 @@ func (a *appliance) services() []supervisor.Service {
 	// dns and ntp follow what network publishes whenever it comes: they
 	// need not wait for it, and all three start at once.
 	svcs := []supervisor.Service{netsvc, svc("dns"), svc("ntp")}
+	a.mu.Lock()
+	sshOn := a.cfg.SSHEnabled()
+	a.mu.Unlock()
+	if sshOn {
+		svcs = append(svcs, svc("ssh"))
+	}
 	if a.opts.PID1 || a.opts.Firewall {
 		fw := svc("firewall")
 		if a.modules != nil {

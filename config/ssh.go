@@ -1,0 +1,29 @@
+package config
+
+import (
+	"fmt"
+
+	"golang.org/x/crypto/ssh"
+)
+
+func (c *Config) checkSSH(ck *checker) {
+	if c.SSH.Port < 1 || c.SSH.Port > 65535 {
+		ck.errf("ssh.port", "%d is out of range (1 to 65535)", c.SSH.Port)
+	}
+	for i, s := range c.SSH.Allow {
+		if _, err := ParsePeer(s); err != nil {
+			ck.errf(fmt.Sprintf("ssh.allow[%d]", i), "%v", err)
+		}
+	}
+	for i, k := range c.SSH.AuthorizedKeys {
+		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
+			ck.errf(fmt.Sprintf("ssh.authorized_keys[%d]", i), "not an authorized_keys line: %v", err)
+		}
+	}
+	if c.SSH.Ban.After < 1 {
+		ck.errf("ssh.ban.after", "%d: ban after at least one failure", c.SSH.Ban.After)
+	}
+}
+
+// SSHEnabled says whether the SSH shell runs: only with someone to let in.
+func (c *Config) SSHEnabled() bool { return len(c.SSH.AuthorizedKeys) > 0 }
