@@ -12,6 +12,7 @@ packages=(
   chrony            # NTP peer, run with -x so it never sets the clock
   nftables          # nft: read back what the firewall installed
   iputils-ping      # ICMP through the firewall
+  openssh-client    # ssh, ssh-keygen: the SSH shell's real client
 )
 missing=()
 for p in "${packages[@]}"; do
