@@ -10,13 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"testing"
-
-	"github.com/vishvananda/netns"
 
 	"gatehouse/config"
 	"gatehouse/paths"
+	"gatehouse/test/netnstest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -39,23 +37,7 @@ func inNetns(t *testing.T, f func(nsName string)) {
 		t.Fatalf("ip netns add: %v: %s", err, out)
 	}
 	defer exec.Command("ip", "netns", "del", name).Run()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			t.Error(err)
-			return
-		}
-		f(name)
-	}()
-	<-done
+	netnstest.In(t, name, func() { f(name) })
 }
 
 func exampleRuleset(t *testing.T) Ruleset {

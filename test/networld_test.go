@@ -10,14 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"gatehouse/control"
+	"gatehouse/test/netnstest"
 )
 
 // netWorld is two network namespaces joined by a veth pair: a "router"
@@ -172,28 +170,9 @@ func (w *netWorld) waitFor(t *testing.T, what string, limit time.Duration, ok fu
 	return nil
 }
 
-// inNS runs f on a thread in namespace ns: the test's own sockets (a DNS
-// query, say) then live in the appliance's network.
-func inNS(t *testing.T, ns string, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		h, err := netns.GetFromName(ns)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			t.Error(err)
-			return
-		}
-		f()
-	}()
-	<-done
-}
+// inNS runs f in namespace ns: the test's own sockets (a DNS query, say)
+// then live in that network.
+func inNS(t *testing.T, ns string, f func()) { netnstest.In(t, ns, f) }
 
 func ipIn(t *testing.T, ns string, args ...string) string {
 	return run(t, "ip", append([]string{"-n", ns}, args...)...)
