@@ -27,9 +27,6 @@ type Exit struct {
 	Status unix.WaitStatus
 }
 
-// Success reports a zero exit status.
-func (e Exit) Success() bool { return e.Status.Exited() && e.Status.ExitStatus() == 0 }
-
 func (e Exit) String() string {
 	switch {
 	case e.Status.Exited():
