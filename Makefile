@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build/gatehouse deps kernel image run test unit e2e bench-boot bench-net lint clean
+.PHONY: all build/gatehouse deps kernel image run test unit e2e bench-boot bench-net bench-firewall lint clean
 
 all: build/gatehouse
 
@@ -47,6 +47,10 @@ bench-boot: image
 # Needs root: it works in a network namespace of its own.
 bench-net: deps build/gatehouse
 	$(GO) run ./test/netbench -binary build/gatehouse
+
+# Needs root and iptables-restore: a namespace of its own.
+bench-firewall: deps
+	$(GO) run ./test/fwbench
 
 clean:
 	rm -rf build

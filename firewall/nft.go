@@ -8,6 +8,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"gatehouse/config"
@@ -24,7 +25,7 @@ type NFT struct{}
 // kernel swaps old for new atomically, so there is no moment with no
 // rules, or half of them.
 func (NFT) Apply(rs Ruleset) error {
-	c, err := nftables.New()
+	c, err := nftables.New(nftables.WithSockOptions(bigBuffers))
 	if err != nil {
 		return fmt.Errorf("firewall: nftables: %w", err)
 	}
@@ -45,6 +46,28 @@ func (NFT) Apply(rs Ruleset) error {
 		return fmt.Errorf("firewall: apply nftables batch: %w", err)
 	}
 	return nil
+}
+
+// bigBuffers lets a whole ruleset go in one batch: thousands of peer
+// addresses make a message larger than the default socket buffer
+// (EMSGSIZE). Root may exceed wmem_max with the FORCE options.
+func bigBuffers(c *netlink.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		const size = 32 << 20
+		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size); serr != nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, size)
+		}
+		unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }
 
 // Remove deletes the gatehouse table, if it is there.

@@ -140,3 +140,26 @@ func TestMergeRanges(t *testing.T) {
 		}
 	}
 }
+
+// Thousands of peers go in one batch (once, this failed with EMSGSIZE).
+func TestLargeRulesetInOneBatch(t *testing.T) {
+	var rs Ruleset
+	a := netip.MustParseAddr("10.0.0.1")
+	for i := range 200 {
+		r := Rule{Function: "p", Proto: "tcp", Ports: []config.PortRange{{From: uint16(10000 + i), To: uint16(10000 + i)}}}
+		for range 25 {
+			r.V4 = append(r.V4, config.AddrRange{From: a, To: a})
+			a = a.Next().Next()
+		}
+		rs.In = append(rs.In, r)
+	}
+	inNetns(t, func(ns string) {
+		if err := (NFT{}).Apply(rs); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "set", "inet", TableName, "peers200").CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte(a.Prev().Prev().String())) {
+			t.Errorf("last set: %v\n%s", err, out)
+		}
+	})
+}

@@ -13,6 +13,7 @@ packages=(
   nftables          # nft: read back what the firewall installed
   iputils-ping      # ICMP through the firewall
   openssh-client    # ssh, ssh-keygen: the SSH shell's real client
+  iptables          # iptables-restore: the baseline of make bench-firewall
 )
 missing=()
 for p in "${packages[@]}"; do
