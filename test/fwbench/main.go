@@ -11,14 +11,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"gatehouse/config"
 	"gatehouse/firewall"
+	"gatehouse/test/netnstest"
 )
 
 func main() {
@@ -34,18 +32,11 @@ func main() {
 
 func run(nPaths, nPeers, rounds int) error {
 	name := fmt.Sprintf("ghfwbench%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip netns add: %v: %s", err, out)
-	}
-	defer exec.Command("ip", "netns", "del", name).Run()
-	runtime.LockOSThread()
-	h, err := netns.GetFromName(name)
+	remove, err := netnstest.Enter(name)
 	if err != nil {
 		return err
 	}
-	if err := netns.Set(h); err != nil {
-		return err
-	}
+	defer remove()
 
 	// The same paths for both: distinct ports, distinct peer addresses.
 	var rs firewall.Ruleset

@@ -16,15 +16,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"gatehouse/netcfg"
+	"gatehouse/test/netnstest"
 )
 
 func main() {
@@ -45,20 +44,11 @@ func run(bin string, n int) error {
 	}
 	defer os.RemoveAll(dir)
 	name := fmt.Sprintf("ghbench%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip netns add: %v: %s", err, out)
-	}
-	defer exec.Command("ip", "netns", "del", name).Run()
-
-	// Everything below runs on this thread, inside the namespace.
-	runtime.LockOSThread()
-	h, err := netns.GetFromName(name)
+	remove, err := netnstest.Enter(name)
 	if err != nil {
 		return err
 	}
-	if err := netns.Set(h); err != nil {
-		return err
-	}
+	defer remove()
 	if err := benchReconcile(dir); err != nil {
 		return err
 	}

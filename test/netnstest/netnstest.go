@@ -3,6 +3,8 @@
 package netnstest
 
 import (
+	"fmt"
+	"os/exec"
 	"runtime"
 	"testing"
 
@@ -31,4 +33,25 @@ func In(t testing.TB, name string, f func()) {
 		f()
 	}()
 	<-done
+}
+
+// Enter creates the named namespace and moves the calling goroutine's
+// thread into it for good, for programs (the benchmarks) that run wholly
+// inside one. The returned function deletes the namespace.
+func Enter(name string) (remove func(), err error) {
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, out)
+	}
+	remove = func() { exec.Command("ip", "netns", "del", name).Run() }
+	runtime.LockOSThread() // never unlocked: the thread stays in the namespace
+	h, err := netns.GetFromName(name)
+	if err == nil {
+		err = netns.Set(h)
+		h.Close()
+	}
+	if err != nil {
+		remove()
+		return nil, err
+	}
+	return remove, nil
 }
