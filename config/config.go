@@ -26,7 +26,8 @@ type Config struct {
 
 	// Sections of the appliance this build does not implement yet. They are
 	// part of the file's shape so that their errors read like every other.
-	SMTP    Unimplemented `yaml:"smtp"`
+	SMTP *SMTP `yaml:"smtp"` // nil: no relay
+
 	Fetch   Unimplemented `yaml:"fetch"`
 	SNMP    Unimplemented `yaml:"snmp"`
 	NRPE    Unimplemented `yaml:"nrpe"`
@@ -134,6 +135,9 @@ type Prefix struct{ netip.Prefix }
 
 // Duration is a Go duration string such as 90s or 15m.
 type Duration struct{ time.Duration }
+
+// Size is a number of bytes, written as 25MiB, 10MB or 1000000.
+type Size struct{ Bytes int64 }
 
 // Unimplemented marks a section this build does not provide yet.
 type Unimplemented struct{ set bool }

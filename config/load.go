@@ -224,13 +224,68 @@ func (d *Duration) UnmarshalYAML(node ast.Node) error {
 	if perr != nil {
 		return perr
 	}
-	v, err := time.ParseDuration(s)
+	v, err := parseDuration(s)
 	if err != nil || v < 0 {
-		return &posError{tok: node.GetToken(), msg: fmt.Sprintf("%q is not a duration (like 90s, 15m or 1h30m)", s)}
+		return &posError{tok: node.GetToken(), msg: fmt.Sprintf("%q is not a duration (like 90s, 15m, 1h30m or 5d)", s)}
 	}
 	d.Duration = v
 	return nil
 }
+
+// parseDuration is time.ParseDuration plus a leading count of days ("5d",
+// "1d12h"): queue lifetimes are written in days, as in Postfix.
+func parseDuration(s string) (time.Duration, error) {
+	if i := strings.IndexByte(s, 'd'); i > 0 {
+		days, err := strconv.ParseUint(s[:i], 10, 16)
+		if err != nil {
+			return 0, err
+		}
+		rest := time.Duration(0)
+		if s[i+1:] != "" {
+			if rest, err = time.ParseDuration(s[i+1:]); err != nil {
+				return 0, err
+			}
+		}
+		return time.Duration(days)*24*time.Hour + rest, nil
+	}
+	return time.ParseDuration(s)
+}
+
+// UnmarshalYAML decodes a size such as 25MiB, 10MB, 512KiB or 1000000.
+func (z *Size) UnmarshalYAML(node ast.Node) error {
+	s, perr := scalar(node)
+	if perr != nil {
+		return perr
+	}
+	v, ok := parseSize(s)
+	if !ok {
+		return &posError{tok: node.GetToken(), msg: fmt.Sprintf("%q is not a size (like 25MiB, 10MB, 512KiB or a number of bytes)", s)}
+	}
+	z.Bytes = v
+	return nil
+}
+
+func parseSize(s string) (int64, bool) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"kB", 1e3}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 || v > (1<<40)/mult {
+		return 0, false
+	}
+	return v * mult, true
+}
+
+// MarshalYAML writes the size in bytes.
+func (z Size) MarshalYAML() (any, error) { return z.Bytes, nil }
 
 // MarshalYAML writes the duration in Go's notation.
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }

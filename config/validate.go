@@ -49,6 +49,7 @@ func (c *Config) applyDefaults() {
 	if c.Firewall.Egress == "" {
 		c.Firewall.Egress = "open"
 	}
+	c.smtpDefaults()
 	if c.Shutdown.Timeout.Duration == 0 {
 		c.Shutdown.Timeout.Duration = DefaultShutdownTimeout
 	}
@@ -66,6 +67,7 @@ func (c *Config) validate() (errs, warns []problem) {
 	c.checkDNS(&ck)
 	c.checkFirewall(&ck)
 	c.checkSSH(&ck)
+	c.checkSMTP(&ck)
 	for i, s := range c.NTP.Servers {
 		host := s
 		if h, port, err := net.SplitHostPort(s); err == nil {
@@ -101,7 +103,7 @@ func (c *Config) validate() (errs, warns []problem) {
 		key string
 		u   Unimplemented
 	}{
-		{"smtp", c.SMTP}, {"fetch", c.Fetch},
+		{"fetch", c.Fetch},
 		{"snmp", c.SNMP}, {"nrpe", c.NRPE}, {"syslog", c.Syslog}, {"cluster", c.Cluster},
 	} {
 		if s.u.Set() {

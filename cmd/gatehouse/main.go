@@ -41,6 +41,12 @@ const usage = `usage: gatehouse COMMAND [ARGS]
                                   running config, or of FILE
   paths check [--config FILE] [--format text|json]
                                   test every outbound path; exit 1 if a required one is closed
+  queue list [--format text|json]   the mail queue, like mailq ('*' delivering, '!' held)
+  queue show ID | flush | hold ID | release ID | delete ID
+                                  inspect one message; retry all deferred now; hold, release
+                                  or delete one (like postqueue -f, postsuper -h/-H/-d)
+  smtp hash-password              read a password on stdin, print its bcrypt hash for smtp.users
+  smtp pop-auth ADDRESS           authorise ADDRESS to relay for smtp.pop_before_smtp.window
   poweroff | reboot               stop all services in order, then power off or reboot
   firewall show                   the rules the firewall installed
   version                         print the version
@@ -83,6 +89,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdPaths(args[1:], stdout)
 	case "firewall":
 		err = cmdFirewall(args[1:], stdout)
+	case "queue":
+		err = cmdQueue(args[1:], stdout)
+	case "smtp":
+		err = cmdSMTP(args[1:], os.Stdin, stdout)
 	case "poweroff", "reboot":
 		err = cmdShutdown(args[0], args[1:], stdout)
 	case "service": // how the supervisor starts the appliance's services

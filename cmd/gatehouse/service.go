@@ -18,6 +18,7 @@ import (
 	"gatehouse/services/firewall"
 	"gatehouse/services/network"
 	"gatehouse/services/ntp"
+	smtpsvc "gatehouse/services/smtp"
 	sshsvc "gatehouse/services/ssh"
 
 	"golang.org/x/sys/unix"
@@ -28,7 +29,7 @@ import (
 // one, SIGHUP has it re-read the config.
 func cmdService(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh --config FILE --run DIR")}
+		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp --config FILE --run DIR")}
 	}
 	name := args[0]
 	fs := flag.NewFlagSet("service "+name, flag.ContinueOnError)
@@ -81,6 +82,15 @@ func cmdService(args []string, stdout io.Writer) error {
 			keyDir, sock = "/data/ssh", control.DefaultSocket
 		}
 		return sshsvc.Run(ctx, sshsvc.Options{Config: *cfg, KeyDir: keyDir, Control: sock, Log: log, Notify: n, Reload: reload})
+	case "smtp":
+		o := smtpsvc.Options{Config: *cfg, QueueDir: filepath.Join(*run, "queue"), TLSDir: filepath.Join(*run, "tls"),
+			ResolvConf: filepath.Join(*run, "resolv.conf"), Socket: filepath.Join(*run, smtpsvc.SocketName), Log: log, Notify: n, Reload: reload}
+		if *onAppliance {
+			o.QueueDir, o.TLSDir, o.ResolvConf = "/data/queue", "/data/tls", "/etc/resolv.conf"
+		} else if _, err := os.Stat(o.ResolvConf); err != nil {
+			o.ResolvConf = "/etc/resolv.conf" // no dns service in this instance
+		}
+		return smtpsvc.Run(ctx, o)
 	case "firewall":
 		return firewall.Run(ctx, firewall.Options{Config: *cfg, Log: log, Notify: n, Reload: reload})
 	case "ntp":

@@ -352,6 +352,12 @@ func (a *appliance) services() []supervisor.Service {
 	if sshOn {
 		svcs = append(svcs, svc("ssh"))
 	}
+	a.mu.Lock()
+	smtpOn := a.cfg.SMTPEnabled()
+	a.mu.Unlock()
+	if smtpOn {
+		svcs = append(svcs, svc("smtp"))
+	}
 	if a.opts.PID1 || a.opts.Firewall {
 		fw := svc("firewall")
 		if a.modules != nil {

@@ -69,7 +69,7 @@ func TestHostModeStatusAndShutdown(t *testing.T) {
 func TestHostModeInvalidConfigStartsNothing(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(cfg, []byte("hostname: ok\nsmtp: {}\n"), 0o644)
+	os.WriteFile(cfg, []byte("hostname: ok\nshutdown: {timeout: 1h}\n"), 0o644)
 	_, err := Run(Options{ConfigPath: cfg, StateDir: dir, Out: io.Discard, Started: time.Now()})
 	var errs config.Errors
 	if !errors.As(err, &errs) {

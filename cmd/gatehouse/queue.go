@@ -1,0 +1,118 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"gatehouse/queue"
+	smtpsvc "gatehouse/services/smtp"
+)
+
+// relaySocket is the relay's own socket, next to the control socket.
+func relaySocket(controlSock string) string {
+	return filepath.Join(filepath.Dir(controlSock), smtpsvc.SocketName)
+}
+
+// cmdQueue is mailq and postsuper: list, show, flush, hold, release, delete.
+func cmdQueue(args []string, stdout io.Writer) error {
+	usage := &exitError{2, errors.New("usage: gatehouse queue list [--format text|json] | show ID | flush | hold ID | release ID | delete ID")}
+	if len(args) == 0 {
+		return usage
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("queue "+verb, flag.ContinueOnError)
+	format := fs.String("format", "text", "text or json")
+	sock := socketFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return &exitError{code: 2}
+	}
+	req := smtpsvc.Request{Verb: verb}
+	switch verb {
+	case "list", "flush":
+		if fs.NArg() != 0 {
+			return usage
+		}
+	case "show", "hold", "release", "delete":
+		if fs.NArg() != 1 {
+			return usage
+		}
+		req.ID = strings.TrimRight(fs.Arg(0), "*!")
+	default:
+		return usage
+	}
+	if *format != "text" && *format != "json" {
+		return &exitError{2, fmt.Errorf("unknown format %q (text or json)", *format)}
+	}
+	resp, err := smtpsvc.Call(relaySocket(sock()), req)
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		switch verb {
+		case "list":
+			if resp.List == nil {
+				resp.List = []queue.Info{}
+			}
+			return enc.Encode(resp.List)
+		case "show":
+			return enc.Encode(resp.Info)
+		}
+		return enc.Encode(resp)
+	}
+	switch verb {
+	case "list":
+		queue.WriteList(stdout, resp.List)
+	case "show":
+		queue.WriteInfo(stdout, *resp.Info)
+	case "flush":
+		fmt.Fprintf(stdout, "%d deferred message(s) scheduled for delivery now\n", resp.Flushed)
+	default:
+		fmt.Fprintf(stdout, "%s: %s\n", req.ID, map[string]string{"hold": "on hold", "release": "released", "delete": "deleted"}[verb])
+	}
+	return nil
+}
+
+// cmdSMTP holds the relay's helper commands.
+func cmdSMTP(args []string, stdin io.Reader, stdout io.Writer) error {
+	usage := &exitError{2, errors.New("usage: gatehouse smtp hash-password (reads the password from stdin) | pop-auth ADDRESS")}
+	if len(args) == 0 {
+		return usage
+	}
+	switch args[0] {
+	case "hash-password":
+		b, err := io.ReadAll(io.LimitReader(stdin, 1024))
+		if err != nil {
+			return err
+		}
+		pw := strings.TrimRight(string(b), "\r\n")
+		if pw == "" {
+			return &exitError{2, errors.New("gatehouse smtp hash-password: no password on stdin")}
+		}
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, string(h))
+		return nil
+	case "pop-auth":
+		// Called by (or for) the internal POP/IMAP server after a
+		// successful login: the address may relay for smtp.pop_before_smtp.window.
+		fs := flag.NewFlagSet("smtp pop-auth", flag.ContinueOnError)
+		sock := socketFlags(fs)
+		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 1 {
+			return usage
+		}
+		_, err := smtpsvc.Call(relaySocket(sock()), smtpsvc.Request{Verb: "pop-auth", Addr: fs.Arg(0)})
+		return err
+	}
+	return usage
+}

@@ -1,0 +1,479 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// SMTP is the mail relay. The vocabulary follows Postfix where Postfix has
+// a word for it (trusted networks = mynetworks, managed domains =
+// relay_domains, transport, smarthost = relayhost, TLS security levels).
+type SMTP struct {
+	Hostname string    `yaml:"hostname"` // banner and Received headers; default: the appliance's hostname
+	Listen   Listen    `yaml:"listen"`
+	TLS      SMTPFiles `yaml:"tls"`
+
+	Domains         []MailDomain `yaml:"domains"`          // managed domains: accepted from anyone
+	TrustedNetworks []string     `yaml:"trusted_networks"` // may relay anywhere (Postfix mynetworks)
+	Users           []MailUser   `yaml:"users"`            // AUTH users (submission)
+	PopBeforeSMTP   PopBefore    `yaml:"pop_before_smtp"`
+
+	RejectUnauthenticatedLocalSenders *bool    `yaml:"reject_unauthenticated_local_senders"` // default true
+	LocalSenderExceptions             []string `yaml:"local_sender_exceptions"`
+
+	DefaultRoute      string             `yaml:"default_route"` // mx (default) | a connector name
+	Transport         []TransportEntry   `yaml:"transport"`     // routes by recipient domain
+	Connectors        []Connector        `yaml:"connectors"`
+	InboundConnectors []InboundConnector `yaml:"inbound_connectors"`
+	Rules             []HeaderRule       `yaml:"rules"`
+	TLSPolicy         []TLSPolicyEntry   `yaml:"tls_policy"`
+	OutboundTLS       string             `yaml:"outbound_tls"` // level for direct MX delivery; default may
+
+	Limits       MailLimits `yaml:"limits"`
+	Queue        QueueConf  `yaml:"queue"`
+	BareNewlines string     `yaml:"bare_newlines"` // reject (default) | normalize
+}
+
+// Listen are the relay's listeners; "off" disables one.
+type Listen struct {
+	SMTP       string `yaml:"smtp"`       // MX and relay, default :25
+	Submission string `yaml:"submission"` // STARTTLS then AUTH, default :587
+	SMTPS      string `yaml:"smtps"`      // implicit TLS, default :465
+}
+
+// SMTPFiles name the relay's certificate and extra trusted CAs.
+type SMTPFiles struct {
+	Cert   string `yaml:"cert"`    // PEM; generated (self-signed) when absent
+	Key    string `yaml:"key"`     //
+	CAFile string `yaml:"ca_file"` // extra CAs trusted for outbound verify/secure
+}
+
+// MailDomain is a managed domain and the internal server it goes to.
+type MailDomain struct {
+	Name       string   `yaml:"name"`
+	Subdomains bool     `yaml:"subdomains"`
+	NextHop    string   `yaml:"next_hop"`   // "[10.0.0.5]:25" (no MX lookup) or "host" / "host:port" (MX lookup)
+	TLS        string   `yaml:"tls"`        // none | may (default) | encrypt | verify | secure
+	Recipients []string `yaml:"recipients"` // optional: the only valid local parts or addresses
+}
+
+// MailUser may AUTH and send as its addresses.
+type MailUser struct {
+	Login        string   `yaml:"login"`
+	PasswordHash string   `yaml:"password_hash"` // bcrypt
+	Addresses    []string `yaml:"addresses"`     // the senders this login may use
+}
+
+// PopBefore authorises a client address for a while after a POP/IMAP login.
+type PopBefore struct {
+	Window Duration `yaml:"window"` // 0: off
+}
+
+// TransportEntry routes mail for a recipient domain to a connector.
+type TransportEntry struct {
+	Domain     string `yaml:"domain"`
+	Subdomains bool   `yaml:"subdomains"`
+	Connector  string `yaml:"connector"` // a connector name, or "mx"
+}
+
+// Connector is an outbound route: a smart host.
+type Connector struct {
+	Name      string    `yaml:"name"`
+	Smarthost string    `yaml:"smarthost"` // "[host]:port" or "host:port"
+	TLS       string    `yaml:"tls"`       // default may
+	Auth      *SMTPAuth `yaml:"auth"`
+}
+
+// SMTPAuth are credentials for a smart host.
+type SMTPAuth struct {
+	User         string `yaml:"user"`
+	PasswordFile string `yaml:"password_file"`
+}
+
+// InboundConnector names a sender that may relay: by network, by TLS
+// client certificate subject, and optionally only with a header value.
+type InboundConnector struct {
+	Name             string         `yaml:"name"`
+	Networks         []string       `yaml:"networks"`
+	TLSClientSubject string         `yaml:"tls_client_subject"` // CN of a verified client certificate
+	RequireHeader    *HeaderMatcher `yaml:"require_header"`
+}
+
+// HeaderMatcher is a header and the value it must have.
+type HeaderMatcher struct {
+	Name  string `yaml:"name"`
+	Value string `yaml:"value"`
+}
+
+// HeaderRule routes mail from inside (trusted, authenticated, connectors)
+// whose header contains a value to a connector.
+type HeaderRule struct {
+	Header    string `yaml:"header"`
+	Contains  string `yaml:"contains"` // case-insensitive
+	Connector string `yaml:"connector"`
+}
+
+// TLSPolicyEntry sets the TLS level for one destination domain.
+type TLSPolicyEntry struct {
+	Destination string `yaml:"destination"`
+	Level       string `yaml:"level"`
+}
+
+// MailLimits bound what one client can make the relay do.
+type MailLimits struct {
+	MessageSize          Size     `yaml:"message_size"`           // default 25MiB
+	Recipients           int      `yaml:"recipients"`             // per message, default 100
+	Connections          int      `yaml:"connections"`            // in total, default 1000
+	ConnectionsPerClient int      `yaml:"connections_per_client"` // default 50 (Postfix smtpd_client_connection_count_limit)
+	IdleTimeout          Duration `yaml:"idle_timeout"`           // per read, default 5m (RFC 5321 4.5.3.2)
+	MaxHops              int      `yaml:"max_hops"`               // Received headers before a loop is assumed, default 50
+}
+
+// QueueConf are the retry rules of the queue.
+type QueueConf struct {
+	Lifetime     Duration `yaml:"lifetime"`      // default 5d
+	MinBackoff   Duration `yaml:"min_backoff"`   // default 5m
+	MaxBackoff   Duration `yaml:"max_backoff"`   // default 1h
+	DelayWarning Duration `yaml:"delay_warning"` // 0 (default): none
+	Concurrency  int      `yaml:"concurrency"`   // connections per destination, default 20
+}
+
+// TLS levels for outbound delivery, as Postfix names them.
+var tlsLevels = map[string]bool{"none": true, "may": true, "encrypt": true, "verify": true, "secure": true}
+
+func (c *Config) smtpDefaults() {
+	s := c.SMTP
+	if s == nil {
+		return
+	}
+	if s.Hostname == "" {
+		s.Hostname = c.Hostname
+	}
+	def := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	def(&s.Listen.SMTP, ":25")
+	def(&s.Listen.Submission, ":587")
+	def(&s.Listen.SMTPS, ":465")
+	def(&s.DefaultRoute, "mx")
+	def(&s.OutboundTLS, "may")
+	def(&s.BareNewlines, "reject")
+	for i := range s.Domains {
+		def(&s.Domains[i].TLS, "may")
+	}
+	for i := range s.Connectors {
+		def(&s.Connectors[i].TLS, "may")
+	}
+	if s.RejectUnauthenticatedLocalSenders == nil {
+		t := true
+		s.RejectUnauthenticatedLocalSenders = &t
+	}
+	l := &s.Limits
+	if l.MessageSize.Bytes == 0 {
+		l.MessageSize.Bytes = 25 << 20
+	}
+	defInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defInt(&l.Recipients, 100)
+	defInt(&l.Connections, 1000)
+	defInt(&l.ConnectionsPerClient, 50)
+	defInt(&l.MaxHops, 50)
+	defInt(&s.Queue.Concurrency, 20)
+	defDur := func(v *Duration, d time.Duration) {
+		if v.Duration == 0 {
+			v.Duration = d
+		}
+	}
+	defDur(&l.IdleTimeout, 5*time.Minute)
+	defDur(&s.Queue.Lifetime, 5*24*time.Hour)
+	defDur(&s.Queue.MinBackoff, 5*time.Minute)
+	defDur(&s.Queue.MaxBackoff, time.Hour)
+}
+
+func (c *Config) checkSMTP(ck *checker) {
+	s := c.SMTP
+	if s == nil {
+		return
+	}
+	if !validHostname(s.Hostname) {
+		ck.errf("smtp.hostname", "%q is not a valid host name", s.Hostname)
+	}
+	for key, v := range map[string]string{"smtp": s.Listen.SMTP, "submission": s.Listen.Submission, "smtps": s.Listen.SMTPS} {
+		if v == "off" {
+			continue
+		}
+		if _, err := ParseListen(v); err != nil {
+			ck.errf("smtp.listen."+key, "%v", err)
+		}
+	}
+	if (s.TLS.Cert == "") != (s.TLS.Key == "") {
+		ck.errf("smtp.tls", "give both cert and key, or neither (a self-signed certificate is generated)")
+	}
+	domains := map[string]string{}
+	for i, d := range s.Domains {
+		p := fmt.Sprintf("smtp.domains[%d]", i)
+		name := strings.ToLower(strings.TrimSuffix(d.Name, "."))
+		if !validDomain(name) {
+			ck.errf(p+".name", "%q is not a domain name", d.Name)
+		} else if prev, dup := domains[name]; dup {
+			ck.errf(p+".name", "domain %s is already managed at %s", name, prev)
+		}
+		domains[name] = p
+		if d.NextHop == "" {
+			ck.errf(p+".next_hop", "a managed domain needs the next hop its mail goes to, like \"[10.0.0.5]:25\"")
+		} else if _, err := ParseNextHop(d.NextHop); err != nil {
+			ck.errf(p+".next_hop", "%v", err)
+		}
+		if !tlsLevels[d.TLS] {
+			ck.errf(p+".tls", "%q is not a TLS level (none, may, encrypt, verify, secure)", d.TLS)
+		}
+		for j, r := range d.Recipients {
+			if r == "" || strings.ContainsAny(r, " \t<>") || strings.Count(r, "@") > 1 {
+				ck.errf(fmt.Sprintf("%s.recipients[%d]", p, j), "%q is not a local part or address", r)
+			}
+		}
+	}
+	for i, n := range s.TrustedNetworks {
+		if _, err := ParsePeer(n); err != nil {
+			ck.errf(fmt.Sprintf("smtp.trusted_networks[%d]", i), "%v", err)
+		}
+	}
+	logins := map[string]string{}
+	for i, u := range s.Users {
+		p := fmt.Sprintf("smtp.users[%d]", i)
+		if u.Login == "" || strings.ContainsAny(u.Login, " \t\x00") {
+			ck.errf(p+".login", "%q is not a login name", u.Login)
+		} else if prev, dup := logins[u.Login]; dup {
+			ck.errf(p+".login", "login %s is already given at %s", u.Login, prev)
+		}
+		logins[u.Login] = p
+		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+			ck.errf(p+".password_hash", "not a bcrypt hash (create one with: gatehouse smtp hash-password): %v", err)
+		}
+		if len(u.Addresses) == 0 {
+			ck.errf(p+".addresses", "list the sender addresses this login may use")
+		}
+		for j, a := range u.Addresses {
+			if !validMailbox(a) {
+				ck.errf(fmt.Sprintf("%s.addresses[%d]", p, j), "%q is not a mail address", a)
+			}
+		}
+	}
+	for i, a := range s.LocalSenderExceptions {
+		if !validMailbox(a) {
+			ck.errf(fmt.Sprintf("smtp.local_sender_exceptions[%d]", i), "%q is not a mail address", a)
+		}
+	}
+	connectors := map[string]string{}
+	for i, cn := range s.Connectors {
+		p := fmt.Sprintf("smtp.connectors[%d]", i)
+		switch {
+		case cn.Name == "" || strings.ContainsAny(cn.Name, " \t:[]"):
+			ck.errf(p+".name", "%q is not a connector name", cn.Name)
+		case cn.Name == "mx":
+			ck.errf(p+".name", "\"mx\" is reserved for direct delivery")
+		case connectors[cn.Name] != "":
+			ck.errf(p+".name", "connector %s is already defined at %s", cn.Name, connectors[cn.Name])
+		}
+		connectors[cn.Name] = p
+		if _, err := ParseNextHop(cn.Smarthost); err != nil {
+			ck.errf(p+".smarthost", "%v", err)
+		}
+		if !tlsLevels[cn.TLS] {
+			ck.errf(p+".tls", "%q is not a TLS level (none, may, encrypt, verify, secure)", cn.TLS)
+		}
+		if cn.Auth != nil {
+			if cn.Auth.User == "" {
+				ck.errf(p+".auth.user", "a user is required")
+			}
+			if cn.Auth.PasswordFile == "" {
+				ck.errf(p+".auth.password_file", "a password file is required (the password is never written in this file)")
+			}
+			if cn.TLS == "none" || cn.TLS == "may" {
+				ck.errf(p+".tls", "AUTH to a smart host needs tls encrypt, verify or secure: the password must not cross the network in clear")
+			}
+		}
+	}
+	route := func(path, name string) {
+		if name != "mx" && connectors[name] == "" {
+			ck.errf(path, "%q is neither \"mx\" nor a connector in smtp.connectors", name)
+		}
+	}
+	route("smtp.default_route", s.DefaultRoute)
+	for i, t := range s.Transport {
+		p := fmt.Sprintf("smtp.transport[%d]", i)
+		if !validDomain(strings.ToLower(t.Domain)) {
+			ck.errf(p+".domain", "%q is not a domain name", t.Domain)
+		}
+		route(p+".connector", t.Connector)
+	}
+	for i, r := range s.Rules {
+		p := fmt.Sprintf("smtp.rules[%d]", i)
+		if !validFieldName(r.Header) {
+			ck.errf(p+".header", "%q is not a header field name", r.Header)
+		}
+		if r.Contains == "" {
+			ck.errf(p+".contains", "give the text the header must contain")
+		}
+		route(p+".connector", r.Connector)
+	}
+	for i, ic := range s.InboundConnectors {
+		p := fmt.Sprintf("smtp.inbound_connectors[%d]", i)
+		if ic.Name == "" {
+			ck.errf(p+".name", "a name is required")
+		}
+		if len(ic.Networks) == 0 && ic.TLSClientSubject == "" {
+			ck.errf(p, "give networks, tls_client_subject or both: who may use this connector")
+		}
+		for j, n := range ic.Networks {
+			if _, err := ParsePeer(n); err != nil {
+				ck.errf(fmt.Sprintf("%s.networks[%d]", p, j), "%v", err)
+			}
+		}
+		if h := ic.RequireHeader; h != nil {
+			if !validFieldName(h.Name) {
+				ck.errf(p+".require_header.name", "%q is not a header field name", h.Name)
+			}
+			if h.Value == "" {
+				ck.errf(p+".require_header.value", "give the value the header must have")
+			}
+		}
+	}
+	if !tlsLevels[s.OutboundTLS] {
+		ck.errf("smtp.outbound_tls", "%q is not a TLS level (none, may, encrypt, verify, secure)", s.OutboundTLS)
+	}
+	for i, t := range s.TLSPolicy {
+		p := fmt.Sprintf("smtp.tls_policy[%d]", i)
+		if !validDomain(strings.ToLower(t.Destination)) {
+			ck.errf(p+".destination", "%q is not a domain name", t.Destination)
+		}
+		if !tlsLevels[t.Level] {
+			ck.errf(p+".level", "%q is not a TLS level (none, may, encrypt, verify, secure)", t.Level)
+		}
+	}
+	l := s.Limits
+	if l.MessageSize.Bytes < 1024 {
+		ck.errf("smtp.limits.message_size", "%d bytes is too small (at least 1KiB)", l.MessageSize.Bytes)
+	}
+	for key, v := range map[string]int{"recipients": l.Recipients, "connections": l.Connections, "connections_per_client": l.ConnectionsPerClient, "max_hops": l.MaxHops} {
+		if v < 1 {
+			ck.errf("smtp.limits."+key, "%d: must be at least 1", v)
+		}
+	}
+	if l.ConnectionsPerClient > l.Connections {
+		ck.errf("smtp.limits.connections_per_client", "%d is more than connections (%d)", l.ConnectionsPerClient, l.Connections)
+	}
+	if l.IdleTimeout.Duration < time.Second {
+		ck.errf("smtp.limits.idle_timeout", "%s is too short (at least 1s)", l.IdleTimeout.Duration)
+	}
+	q := s.Queue
+	if q.MinBackoff.Duration > q.MaxBackoff.Duration {
+		ck.errf("smtp.queue.min_backoff", "%s is longer than max_backoff (%s)", q.MinBackoff.Duration, q.MaxBackoff.Duration)
+	}
+	if q.Lifetime.Duration < time.Second {
+		ck.errf("smtp.queue.lifetime", "%s is too short", q.Lifetime.Duration)
+	}
+	if q.Concurrency < 1 || q.Concurrency > 1000 {
+		ck.errf("smtp.queue.concurrency", "%d is out of range (1 to 1000)", q.Concurrency)
+	}
+	if s.BareNewlines != "reject" && s.BareNewlines != "normalize" {
+		ck.errf("smtp.bare_newlines", "%q: reject or normalize", s.BareNewlines)
+	}
+}
+
+// NextHop is where a route delivers: a host and port, and whether MX
+// records are looked up (Postfix: [host] means no MX lookup).
+type NextHop struct {
+	Host  string
+	Port  uint16
+	NoMX  bool
+	Given string
+}
+
+// String is the next hop as Postfix writes it.
+func (h NextHop) String() string { return h.Given }
+
+// ParseNextHop reads "[host]:port", "[host]", "host:port" or "host".
+func ParseNextHop(s string) (NextHop, error) {
+	h := NextHop{Given: s, Port: 25}
+	rest := s
+	if strings.HasPrefix(rest, "[") {
+		end := strings.IndexByte(rest, ']')
+		if end < 0 {
+			return h, fmt.Errorf("%q: missing ']'", s)
+		}
+		h.Host, h.NoMX, rest = rest[1:end], true, rest[end+1:]
+	} else if i := strings.LastIndexByte(rest, ':'); i >= 0 && !strings.Contains(rest[:i], ":") {
+		h.Host, rest = rest[:i], rest[i:]
+	} else {
+		h.Host, rest = rest, ""
+	}
+	if rest != "" {
+		p, ok := strings.CutPrefix(rest, ":")
+		n, err := strconv.ParseUint(p, 10, 16)
+		if !ok || err != nil || n == 0 {
+			return h, fmt.Errorf("%q: the port after the host must be 1 to 65535", s)
+		}
+		h.Port = uint16(n)
+	}
+	if _, err := netip.ParseAddr(h.Host); err == nil {
+		h.NoMX = true
+	} else if !validHostname(h.Host) {
+		return h, fmt.Errorf("%q is not a next hop like \"[10.0.0.5]:25\", \"[mail.example.com]\" or \"example.com\"", s)
+	}
+	return h, nil
+}
+
+// ParseListen checks a listen address such as ":25" or "192.0.2.1:25".
+func ParseListen(s string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q is not a listen address like \":25\" or \"192.0.2.1:25\" (or \"off\")", s)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return netip.AddrPort{}, fmt.Errorf("%q: port out of range", s)
+	}
+	a := netip.IPv6Unspecified()
+	if host != "" {
+		if a, err = netip.ParseAddr(host); err != nil {
+			return netip.AddrPort{}, fmt.Errorf("%q: the host must be an IP address or empty", s)
+		}
+	}
+	return netip.AddrPortFrom(a, uint16(n)), nil
+}
+
+func validDomain(s string) bool {
+	return strings.Contains(s, ".") && validHostname(s) || s == "localhost"
+}
+
+func validMailbox(s string) bool {
+	i := strings.LastIndexByte(s, '@')
+	return i > 0 && !strings.ContainsAny(s, " \t<>\r\n") && validDomain(strings.ToLower(s[i+1:]))
+}
+
+func validFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 33 || s[i] > 126 || s[i] == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// Enabled reports whether the relay runs.
+func (c *Config) SMTPEnabled() bool { return c.SMTP != nil }

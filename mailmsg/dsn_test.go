@@ -1,0 +1,404 @@
+package mailmsg
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
+	"net/textproto"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	arrival = time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	attempt = time.Date(2025, 3, 4, 6, 0, 0, 0, time.FixedZone("", 3600))
+	sent    = time.Date(2025, 3, 5, 5, 6, 7, 0, time.UTC)
+)
+
+const origHeader = "Received: from client.example (client.example [192.0.2.7])\r\n\tby mx.example.com\r\nFrom: Sender <sender@example.org>\r\nSubject: hello\r\n\r\n"
+
+func testDSN() DSN {
+	return DSN{
+		ReportingMTA: "mx.example.com",
+		From:         "MAILER-DAEMON@mx.example.com",
+		To:           "sender@example.org",
+		Arrival:      arrival,
+		EnvelopeID:   "Q1234",
+		Recipients: []DSNRecipient{{
+			Address:     "nobody@example.net",
+			Action:      "failed",
+			Status:      "5.1.1",
+			Diagnostic:  "smtp; 550 5.1.1 no such user",
+			RemoteMTA:   "dns; mx.example.net",
+			LastAttempt: attempt,
+		}, {
+			Address: "slow@example.net",
+			Action:  "delayed",
+			Status:  "4.4.1",
+		}},
+		OriginalHeader: []byte(origHeader),
+		Date:           sent,
+		MessageID:      "dsn.Q1234@mx.example.com",
+	}
+}
+
+// parsedDSN is a DSN as a receiving mail program sees it.
+type parsedDSN struct {
+	header     mail.Header
+	text       string                 // the human-readable part
+	perMessage textproto.MIMEHeader   // delivery-status per-message fields
+	recipients []textproto.MIMEHeader // delivery-status per-recipient blocks
+	original   *string                // the text/rfc822-headers part, nil if absent
+}
+
+// parseDSN parses a DSN back with net/mail and mime/multipart, failing the
+// test on anything a mail program would object to.
+func parseDSN(t *testing.T, msg []byte) parsedDSN {
+	t.Helper()
+	checkLines(t, msg)
+	m, err := mail.ReadMessage(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatalf("mail.ReadMessage: %v", err)
+	}
+	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatalf("Content-Type: %v", err)
+	}
+	if mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("Content-Type %q, want multipart/report; report-type=delivery-status", m.Header.Get("Content-Type"))
+	}
+	p := parsedDSN{header: m.Header}
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	for i := 0; ; i++ {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			if i < 2 {
+				t.Fatalf("only %d parts", i)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatalf("part %d: %v", i+1, err)
+		}
+		body, err := io.ReadAll(part)
+		if err != nil {
+			t.Fatalf("part %d: %v", i+1, err)
+		}
+		ct, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
+		switch {
+		case i == 0 && ct == "text/plain":
+			p.text = string(body)
+		case i == 1 && ct == "message/delivery-status":
+			p.perMessage, p.recipients = parseDeliveryStatus(t, body)
+		case i == 2 && ct == "text/rfc822-headers":
+			s := string(body)
+			p.original = &s
+		default:
+			t.Fatalf("part %d has Content-Type %q", i+1, ct)
+		}
+	}
+	return p
+}
+
+// parseDeliveryStatus splits a message/delivery-status body into its blocks.
+func parseDeliveryStatus(t *testing.T, body []byte) (textproto.MIMEHeader, []textproto.MIMEHeader) {
+	t.Helper()
+	var blocks []textproto.MIMEHeader
+	for _, b := range strings.Split(string(body), "\r\n\r\n") {
+		r := textproto.NewReader(bufio.NewReader(strings.NewReader(b + "\r\n\r\n")))
+		h, err := r.ReadMIMEHeader()
+		if err != nil {
+			t.Fatalf("delivery-status block %q: %v", b, err)
+		}
+		blocks = append(blocks, h)
+	}
+	return blocks[0], blocks[1:]
+}
+
+// checkLines checks that every line ends in CRLF and is at most 998 octets.
+func checkLines(t *testing.T, msg []byte) {
+	t.Helper()
+	if !bytes.HasSuffix(msg, []byte("\r\n")) {
+		t.Errorf("message does not end in CRLF")
+	}
+	for i, line := range strings.Split(string(msg), "\r\n") {
+		if strings.ContainsAny(line, "\r\n") {
+			t.Errorf("line %d %q contains a bare CR or LF", i+1, line)
+		}
+		if len(line) > 998 {
+			t.Errorf("line %d is %d octets long", i+1, len(line))
+		}
+		for _, c := range []byte(line) {
+			if c >= 0x80 || c == 0 {
+				t.Errorf("line %d %q is not 7bit", i+1, line)
+				break
+			}
+		}
+	}
+}
+
+func TestDSN(t *testing.T) {
+	p := parseDSN(t, testDSN().Bytes())
+
+	for name, want := range map[string]string{
+		"From":           "MAILER-DAEMON@mx.example.com",
+		"To":             "sender@example.org",
+		"Subject":        "Undelivered Mail Returned to Sender",
+		"Date":           "Wed, 05 Mar 2025 05:06:07 +0000",
+		"Message-Id":     "<dsn.Q1234@mx.example.com>",
+		"Auto-Submitted": "auto-replied",
+		"Mime-Version":   "1.0",
+	} {
+		if got := p.header.Get(name); got != want {
+			t.Errorf("header %s = %q, want %q", name, got, want)
+		}
+	}
+	if to, err := p.header.AddressList("To"); err != nil || len(to) != 1 || to[0].Address != "sender@example.org" {
+		t.Errorf("To: %v, %v", to, err)
+	}
+	if d, err := p.header.Date(); err != nil || !d.Equal(sent) {
+		t.Errorf("Date: %v, %v", d, err)
+	}
+
+	for _, s := range []string{"mx.example.com", "<nobody@example.net>: 5.1.1 smtp; 550 5.1.1 no such user", "<slow@example.net>: 4.4.1"} {
+		if !strings.Contains(p.text, s) {
+			t.Errorf("text part does not mention %q:\n%s", s, p.text)
+		}
+	}
+
+	wantMessage := map[string]string{
+		"Reporting-Mta":        "dns; mx.example.com",
+		"Original-Envelope-Id": "Q1234",
+		"Arrival-Date":         "Tue, 04 Mar 2025 05:06:07 +0000",
+	}
+	checkFields(t, "per-message", p.perMessage, wantMessage)
+	if len(p.recipients) != 2 {
+		t.Fatalf("%d recipient blocks, want 2", len(p.recipients))
+	}
+	checkFields(t, "recipient 1", p.recipients[0], map[string]string{
+		"Final-Recipient":   "rfc822; nobody@example.net",
+		"Action":            "failed",
+		"Status":            "5.1.1",
+		"Remote-Mta":        "dns; mx.example.net",
+		"Diagnostic-Code":   "smtp; 550 5.1.1 no such user",
+		"Last-Attempt-Date": "Tue, 04 Mar 2025 06:00:00 +0100",
+	})
+	checkFields(t, "recipient 2", p.recipients[1], map[string]string{
+		"Final-Recipient": "rfc822; slow@example.net",
+		"Action":          "delayed",
+		"Status":          "4.4.1",
+	})
+
+	if p.original == nil {
+		t.Fatal("no text/rfc822-headers part")
+	}
+	// The line end before the boundary belongs to the boundary.
+	if want := strings.TrimSuffix(origHeader, "\r\n"); *p.original != want {
+		t.Errorf("original header part %q, want %q", *p.original, want)
+	}
+}
+
+// checkFields checks that h has exactly the fields in want.
+func checkFields(t *testing.T, what string, h textproto.MIMEHeader, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if got := h.Values(k); len(got) != 1 || got[0] != v {
+			t.Errorf("%s: %s = %q, want %q", what, k, got, v)
+		}
+	}
+	for k := range h {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: unexpected field %s: %q", what, k, h[k])
+		}
+	}
+}
+
+func TestDSNDelayedOnlyAndOptionalFields(t *testing.T) {
+	d := testDSN()
+	d.Recipients = d.Recipients[1:]
+	d.EnvelopeID = ""
+	d.Arrival = time.Time{}
+	d.OriginalHeader = nil
+	p := parseDSN(t, d.Bytes())
+	if got := p.header.Get("Subject"); got != "Delayed Mail (still being retried)" {
+		t.Errorf("Subject %q", got)
+	}
+	checkFields(t, "per-message", p.perMessage, map[string]string{"Reporting-Mta": "dns; mx.example.com"})
+	if p.original != nil {
+		t.Errorf("text/rfc822-headers part present without OriginalHeader")
+	}
+	if strings.Contains(p.text, "attached") {
+		t.Errorf("text part speaks of an attachment that is not there:\n%s", p.text)
+	}
+}
+
+// Values from input (a remote server's reply, a sender address) must not be
+// able to add header lines or delivery-status fields.
+func TestDSNInjection(t *testing.T) {
+	d := testDSN()
+	d.To = "sender@example.org\r\nBcc: victim@example.com"
+	d.MessageID = "id@x\nX-Injected: 1"
+	d.Recipients[0].Diagnostic = "smtp; 550 no\r\nX-Injected: 2\r\n\r\nFinal-Recipient: rfc822; evil@example.com"
+	d.Recipients[0].Address = "nobody@example.net\rAction: delivered"
+	d.Recipients[1].Status = "4.4.1\n\nX-Injected: 3"
+	d.Recipients[1].Diagnostic = "smtp; 450 caf\xc3\xa9\x00\x7f"
+	p := parseDSN(t, d.Bytes())
+	for k := range p.header {
+		if k == "Bcc" || k == "X-Injected" {
+			t.Errorf("injected header %s: %q", k, p.header[k])
+		}
+	}
+	if len(p.recipients) != 2 {
+		t.Fatalf("%d recipient blocks, want 2", len(p.recipients))
+	}
+	for i, r := range p.recipients {
+		if r.Get("X-Injected") != "" || len(r.Values("Action")) != 1 || len(r.Values("Final-Recipient")) != 1 {
+			t.Errorf("recipient %d: injected fields: %q", i+1, r)
+		}
+	}
+	if got, want := p.recipients[0].Get("Diagnostic-Code"), "smtp; 550 no X-Injected: 2 Final-Recipient: rfc822; evil@example.com"; got != want {
+		t.Errorf("Diagnostic-Code %q, want %q", got, want)
+	}
+	if got, want := p.recipients[1].Get("Diagnostic-Code"), "smtp; 450 caf??"; got != want {
+		t.Errorf("Diagnostic-Code %q, want %q", got, want)
+	}
+}
+
+func TestDSNLongLines(t *testing.T) {
+	words := "smtp; 550 5.7.1" + strings.Repeat(" policy", 300)
+	token := strings.Repeat("x", 2500)
+	d := testDSN()
+	d.Recipients[0].Diagnostic = words
+	d.Recipients[1].Diagnostic = "smtp; " + token
+	d.ReportingMTA = strings.Repeat("h", 1500)
+	d.OriginalHeader = []byte("Subject: " + strings.Repeat("long ", 300) + "\nX-Token: " + token + "\r\nX-8bit: caf\xc3\xa9 =\r\n\r\n")
+	p := parseDSN(t, d.Bytes()) // checks the line lengths
+
+	// Folding at spaces is undone by unfolding.
+	if got := p.recipients[0].Get("Diagnostic-Code"); got != words {
+		t.Errorf("Diagnostic-Code %q, want %q", got, words)
+	}
+	// A word too long for any line is split, losing nothing but gaining spaces.
+	got := p.recipients[1].Get("Diagnostic-Code")
+	if strings.ReplaceAll(got, " ", "") != "smtp;"+token {
+		t.Errorf("Diagnostic-Code %q lost part of the token", got)
+	}
+	// The original header survives whole, with CRLF line ends.
+	want := strings.ReplaceAll(string(d.OriginalHeader), "\r\n", "\n")
+	want = strings.TrimSuffix(strings.ReplaceAll(want, "\n", "\r\n"), "\r\n")
+	if p.original == nil {
+		t.Fatal("no text/rfc822-headers part")
+	}
+	if *p.original != want {
+		t.Errorf("original header part %q, want %q", *p.original, want)
+	}
+}
+
+// The boundary must not occur in the content.
+func TestDSNBoundary(t *testing.T) {
+	d := testDSN()
+	d.Recipients[0].Diagnostic = "smtp; 550 --" + boundaryOf(t, d.Bytes())
+	d.OriginalHeader = append(d.OriginalHeader, "X-B: --dsn-\r\n"...)
+	msg := d.Bytes()
+	b := boundaryOf(t, msg)
+	body := msg[bytes.Index(msg, []byte("\r\n\r\n")):]
+	if n := bytes.Count(body, []byte(b)); n != 4 { // 3 parts + the closing delimiter
+		t.Errorf("boundary %q occurs %d times in the body, want 4", b, n)
+	}
+	parseDSN(t, msg)
+	if !bytes.Equal(msg, d.Bytes()) {
+		t.Error("Bytes is not deterministic")
+	}
+}
+
+// A part that contains a candidate boundary makes freeBoundary move on to
+// the next one. Through chooseBoundary that cannot be provoked, since the
+// candidates depend on the content.
+func TestFreeBoundary(t *testing.T) {
+	seed := []byte("0123456789abcdef")
+	parts := [][]byte{[]byte("a"), []byte("b")}
+	seen := map[string]bool{}
+	for range 3 {
+		c := freeBoundary(parts, seed)
+		if anyContains(parts, c) || seen[c] {
+			t.Fatalf("boundary %q occurs in the content or was refused before", c)
+		}
+		seen[c] = true
+		parts[1] = append(parts[1], "\r\n--"+c...)
+	}
+}
+
+func boundaryOf(t *testing.T, msg []byte) string {
+	t.Helper()
+	m, err := mail.ReadMessage(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return params["boundary"]
+}
+
+func TestDSNQuotedLocalPart(t *testing.T) {
+	d := testDSN()
+	d.To = "a@b@example.org" // "a@b"@example.org, unquoted by go-smtp
+	d.Recipients[0].Address = `x"y@example.net`
+	p := parseDSN(t, d.Bytes())
+	if got := p.header.Get("To"); got != `"a@b"@example.org` {
+		t.Errorf("To %q", got)
+	}
+	if to, err := p.header.AddressList("To"); err != nil || len(to) != 1 {
+		t.Errorf("To does not parse: %v %v", to, err)
+	}
+	if got := p.recipients[0].Get("Final-Recipient"); got != `rfc822; "x\"y"@example.net` {
+		t.Errorf("Final-Recipient %q", got)
+	}
+}
+
+func TestWriteFolded(t *testing.T) {
+	var b bytes.Buffer
+	writeField(&b, "Empty", "  \r\n ")
+	writeField(&b, "Short", "a  b\tc")
+	writeField(&b, "X", strings.Repeat("abcdefghi ", 10))
+	want := "Empty:\r\nShort: a b c\r\n" +
+		"X: abcdefghi abcdefghi abcdefghi abcdefghi abcdefghi abcdefghi abcdefghi\r\n" +
+		" abcdefghi abcdefghi abcdefghi\r\n"
+	if b.String() != want {
+		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
+	}
+}
+
+// Whatever the input, the DSN must be a well-formed message with exactly the
+// fields Bytes writes.
+func FuzzDSN(f *testing.F) {
+	f.Add("sender@example.org", "nobody@example.net", "smtp; 550 5.1.1 no such user", []byte(origHeader))
+	f.Add("a@b@c\r\nBcc: x", "x\ny@z", "smtp;\r\n\r\nX: 1"+strings.Repeat("y", 1200), []byte("Subject: \xff\rX: y\n\n"))
+	f.Fuzz(func(t *testing.T, to, rcpt, diag string, orig []byte) {
+		d := testDSN()
+		d.To = to
+		d.Recipients[0].Address = rcpt
+		d.Recipients[0].Diagnostic = diag
+		d.Recipients[1].RemoteMTA = diag
+		d.OriginalHeader = orig
+		p := parseDSN(t, d.Bytes())
+		if len(p.recipients) != 2 {
+			t.Fatalf("%d recipient blocks, want 2", len(p.recipients))
+		}
+		for _, r := range p.recipients {
+			for k, v := range r {
+				if len(v) != 1 {
+					t.Fatalf("field %s occurs %d times", k, len(v))
+				}
+			}
+		}
+		if (p.original != nil) != (len(orig) > 0) {
+			t.Fatalf("text/rfc822-headers part present: %v, original header %q", p.original != nil, orig)
+		}
+	})
+}

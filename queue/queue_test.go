@@ -1,0 +1,370 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeTransport records what it delivers; reply decides per recipient.
+type fakeTransport struct {
+	mu      sync.Mutex
+	got     map[string]string // "id to" -> data
+	opens   int
+	openErr error
+	reply   func(rcpt string) Result
+}
+
+func (f *fakeTransport) Open(ctx context.Context, route string) (Session, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.opens++
+	if f.openErr != nil {
+		return nil, f.openErr
+	}
+	return fakeSession{f}, nil
+}
+
+type fakeSession struct{ f *fakeTransport }
+
+func (s fakeSession) Send(ctx context.Context, m *Outgoing) ([]Result, error) {
+	b, err := io.ReadAll(m.Data)
+	if err != nil {
+		return nil, err
+	}
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	var res []Result
+	for _, r := range m.Rcpts {
+		x := Result{OK: true, Text: "250 ok"}
+		if s.f.reply != nil {
+			x = s.f.reply(r)
+		}
+		if x.OK {
+			s.f.got[m.ID+" "+r] = string(b)
+		}
+		res = append(res, x)
+	}
+	return res, nil
+}
+func (s fakeSession) Close() error { return nil }
+
+func (f *fakeTransport) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.got)
+}
+
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func enqueue(t *testing.T, s *Store, q *Queue, from string, data string, rcpts ...string) string {
+	t.Helper()
+	w, err := s.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, data)
+	env := &Envelope{From: from, Arrived: time.Now()}
+	for _, r := range rcpts {
+		env.Rcpts = append(env.Rcpts, Rcpt{Addr: r, Route: "mx:" + r[strings.IndexByte(r, '@')+1:]})
+	}
+	if err := w.Commit(env); err != nil {
+		t.Fatal(err)
+	}
+	if q != nil {
+		q.Add(*env)
+	}
+	return env.ID
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+var fastPolicy = Policy{Lifetime: time.Hour, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Concurrency: 4, Linger: 10 * time.Millisecond}
+
+func TestDeliverAndRemove(t *testing.T) {
+	dir := t.TempDir()
+	s, loaded, probs := OpenStore(dir)
+	if len(loaded) != 0 || len(probs) != 0 {
+		t.Fatal(loaded, probs)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr := &fakeTransport{got: map[string]string{}}
+	q := New(ctx, s, nil, tr, fastPolicy, func(Notice) error { return nil }, testLog(t))
+	var ids []string
+	for i := range 50 {
+		ids = append(ids, enqueue(t, s, q, "a@x.example", fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", i), "u@one.example", "v@two.example"))
+	}
+	waitFor(t, "100 deliveries", func() bool { return tr.count() == 100 })
+	waitFor(t, "empty queue", func() bool { return q.Stats().Depth == 0 })
+	if got := tr.got[ids[7]+" v@two.example"]; got != "Subject: 7\r\n\r\nbody\r\n" {
+		t.Fatalf("data delivered: %q", got)
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "msg"))
+	if len(ents) != 0 {
+		t.Fatalf("%d files left in msg/", len(ents))
+	}
+	if c := q.Stats().Counters; c.Received != 50 || c.Delivered != 100 {
+		t.Fatalf("counters %+v", c)
+	}
+}
+
+func TestRetryBounceAndExpire(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _ := OpenStore(dir)
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	tries := map[string]int{}
+	tr := &fakeTransport{got: map[string]string{}, reply: func(r string) Result {
+		mu.Lock()
+		defer mu.Unlock()
+		tries[r]++
+		switch {
+		case strings.HasPrefix(r, "later"): // fails twice, then works
+			if tries[r] < 3 {
+				return Result{Text: "451 try again", Status: "4.3.0"}
+			}
+			return Result{OK: true}
+		case strings.HasPrefix(r, "nouser"):
+			return Result{Permanent: true, Text: "550 no such user", Status: "5.1.1"}
+		default: // never works
+			return Result{Text: "421 busy", Status: "4.4.2"}
+		}
+	}}
+	var notices []Notice
+	var nmu sync.Mutex
+	pol := fastPolicy
+	pol.Lifetime = 300 * time.Millisecond
+	q := New(ctx, s, nil, tr, pol, func(n Notice) error {
+		nmu.Lock()
+		defer nmu.Unlock()
+		notices = append(notices, n)
+		return nil
+	}, testLog(t))
+	enqueue(t, s, q, "sender@x.example", "m\r\n", "later@a.example", "nouser@b.example", "never@c.example")
+	waitFor(t, "queue empty", func() bool { return q.Stats().Depth == 0 })
+	nmu.Lock()
+	defer nmu.Unlock()
+	if len(notices) != 2 {
+		t.Fatalf("notices %+v", notices)
+	}
+	if n := notices[0]; len(n.Rcpts) != 1 || n.Envelope.Rcpts[n.Rcpts[0]].Addr != "nouser@b.example" || !strings.Contains(n.State.Rcpts[n.Rcpts[0]].LastError, "5.1.1") {
+		t.Fatalf("first notice %+v", n)
+	}
+	if n := notices[1]; len(n.Rcpts) != 1 || n.Envelope.Rcpts[n.Rcpts[0]].Addr != "never@c.example" || !strings.Contains(n.State.Rcpts[n.Rcpts[0]].LastError, "expired") {
+		t.Fatalf("second notice %+v", n)
+	}
+	if tr.count() != 1 {
+		t.Fatalf("delivered %v", tr.got)
+	}
+	if tries["later@a.example"] != 3 {
+		t.Fatalf("later tried %d times", tries["later@a.example"])
+	}
+}
+
+func TestNullSenderGetsNoNotice(t *testing.T) {
+	s, _, _ := OpenStore(t.TempDir())
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr := &fakeTransport{got: map[string]string{}, reply: func(string) Result { return Result{Permanent: true, Text: "550 no"} }}
+	called := false
+	q := New(ctx, s, nil, tr, fastPolicy, func(Notice) error { called = true; return nil }, testLog(t))
+	enqueue(t, s, q, "", "bounce\r\n", "x@a.example")
+	waitFor(t, "queue empty", func() bool { return q.Stats().Depth == 0 })
+	if called {
+		t.Fatal("a bounce of a bounce was generated")
+	}
+}
+
+func TestRecoveryAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _ := OpenStore(dir)
+	// Three accepted messages and one that never got its 250.
+	a := enqueue(t, s, nil, "a@x.example", "one\r\n", "u@one.example")
+	b := enqueue(t, s, nil, "a@x.example", "two\r\n", "u@one.example", "v@two.example")
+	enqueue(t, s, nil, "a@x.example", "three\r\n", "u@one.example")
+	w, _ := s.Create()
+	io.WriteString(w, "half a mess")
+	// b's first recipient was delivered before the crash.
+	st := State{Rcpts: []RcptState{{Status: Sent}, {}}}
+	if err := s.SaveState(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	// A stray state file of a message already removed.
+	os.WriteFile(filepath.Join(dir, "state", "GONE"), []byte("{}"), 0o600)
+	// A damaged message file.
+	os.WriteFile(filepath.Join(dir, "msg", "BROKEN"), []byte("data without trailer"), 0o600)
+	s.Close() // the process dies here; nothing else is written
+
+	s2, loaded, probs := OpenStore(dir)
+	defer s2.Close()
+	if len(loaded) != 3 {
+		t.Fatalf("loaded %d messages, want 3", len(loaded))
+	}
+	if len(probs) != 1 || !strings.Contains(probs[0].Error(), "BROKEN") {
+		t.Fatalf("problems %v", probs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "corrupt", "BROKEN")); err != nil {
+		t.Fatal("damaged file not moved to corrupt/")
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(ents) != 0 {
+		t.Fatal("partial message left in tmp/")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "GONE")); err == nil {
+		t.Fatal("orphan state kept")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr := &fakeTransport{got: map[string]string{}}
+	q := New(ctx, s2, loaded, tr, fastPolicy, func(Notice) error { return nil }, testLog(t))
+	waitFor(t, "queue empty", func() bool { return q.Stats().Depth == 0 })
+	if tr.count() != 3 {
+		t.Fatalf("delivered %v", tr.got)
+	}
+	if _, dup := tr.got[b+" u@one.example"]; dup {
+		t.Fatal("recipient delivered before the crash was delivered again")
+	}
+	if tr.got[a+" u@one.example"] != "one\r\n" {
+		t.Fatalf("got %q", tr.got[a+" u@one.example"])
+	}
+}
+
+func TestHoldReleaseDeleteFlush(t *testing.T) {
+	s, _, _ := OpenStore(t.TempDir())
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	up := false
+	tr := &fakeTransport{got: map[string]string{}, reply: func(string) Result {
+		mu.Lock()
+		defer mu.Unlock()
+		if up {
+			return Result{OK: true}
+		}
+		return Result{Text: "451 down"}
+	}}
+	pol := fastPolicy
+	pol.MinBackoff, pol.MaxBackoff = time.Hour, time.Hour
+	q := New(ctx, s, nil, tr, pol, func(Notice) error { return nil }, testLog(t))
+	a := enqueue(t, s, q, "a@x.example", "a\r\n", "u@one.example")
+	b := enqueue(t, s, q, "a@x.example", "b\r\n", "u@one.example")
+	c := enqueue(t, s, q, "a@x.example", "c\r\n", "u@one.example")
+	waitFor(t, "three deferred", func() bool { return q.Stats().Deferred == 3 })
+	if err := q.Hold(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Delete(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Delete(b); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	if n := q.Flush(); n != 1 {
+		t.Fatalf("flushed %d, want 1 (one held, one deleted)", n)
+	}
+	waitFor(t, "c delivered", func() bool { return tr.count() == 1 })
+	if _, ok := tr.got[c+" u@one.example"]; !ok {
+		t.Fatal(tr.got)
+	}
+	in, err := q.Get(a)
+	if err != nil || !in.Hold {
+		t.Fatalf("held message: %+v %v", in, err)
+	}
+	if err := q.Release(a); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "queue empty", func() bool { return q.Stats().Depth == 0 })
+	if tr.count() != 2 {
+		t.Fatal(tr.got)
+	}
+}
+
+func TestDeadDestinationDefersAllAtOnce(t *testing.T) {
+	s, _, _ := OpenStore(t.TempDir())
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr := &fakeTransport{got: map[string]string{}, openErr: errors.New("connection refused")}
+	pol := fastPolicy
+	pol.MinBackoff, pol.MaxBackoff, pol.Concurrency = time.Hour, time.Hour, 1
+	q := New(ctx, s, nil, tr, pol, func(Notice) error { return nil }, testLog(t))
+	for range 20 {
+		enqueue(t, s, q, "a@x.example", "m\r\n", "u@down.example")
+	}
+	waitFor(t, "all deferred", func() bool { return q.Stats().Deferred == 20 })
+	if tr.opens > 2 {
+		t.Fatalf("%d connection attempts to a dead destination for 20 messages", tr.opens)
+	}
+	for _, in := range q.List() {
+		if !strings.Contains(in.Error, "connection refused") {
+			t.Fatalf("last error %q", in.Error)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	p := Policy{MinBackoff: 5 * time.Minute, MaxBackoff: time.Hour}
+	want := []time.Duration{5 * time.Minute, 10 * time.Minute, 20 * time.Minute, 40 * time.Minute, time.Hour, time.Hour}
+	for i, w := range want {
+		if got := backoff(p, i+1); got != w {
+			t.Errorf("attempt %d: %s, want %s", i+1, got, w)
+		}
+	}
+}
+
+func FuzzDecodeTrailer(f *testing.F) {
+	f.Add([]byte("data{\"id\":\"X\",\"rcpts\":[{\"addr\":\"a@b\"}],\"size\":4}\x00\x00\x00\x2dGHQ1"))
+	f.Add([]byte("GHQ1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		env, err := DecodeTrailer(strings.NewReader(string(b)), int64(len(b)))
+		if err == nil && (env.Size < 0 || env.Size > int64(len(b)) || len(env.Rcpts) == 0) {
+			t.Fatalf("accepted an inconsistent envelope %+v", env)
+		}
+	})
+}
+
+func BenchmarkCommit(b *testing.B) {
+	s, _, _ := OpenStore(b.TempDir())
+	defer s.Close()
+	data := []byte(strings.Repeat("x", 4000) + "\r\n")
+	b.SetBytes(int64(len(data)))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			w, err := s.Create()
+			if err != nil {
+				b.Fatal(err)
+			}
+			w.Write(data)
+			if err := w.Commit(&Envelope{From: "a@b", Rcpts: []Rcpt{{Addr: "c@d", Route: "mx:d"}}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

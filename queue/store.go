@@ -1,0 +1,423 @@
+// Package queue is the relay's durable mail queue: a message is on disk and
+// fsynced, file and directory, before the relay says 250, and a crash at any
+// moment neither loses an accepted message nor delivers a half-written one.
+//
+// Layout under the queue directory:
+//
+//	tmp/<id>    being received; removed at start-up (never acknowledged)
+//	msg/<id>    accepted: the message data, then the envelope, then a trailer
+//	state/<id>  per-recipient delivery state, replaced atomically; absent
+//	            while nothing has been tried
+//	corrupt/    files that failed their check at start-up, kept for a human
+//
+// A message exists once its rename into msg/ is on disk; it is gone once
+// msg/<id> is unlinked. Everything else is derived from those two facts.
+package queue
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// trailerMagic ends every message file: the envelope's length then "GHQ1".
+const trailerMagic = "GHQ1"
+
+// maxEnvelope bounds the envelope a file may claim, so a damaged trailer
+// cannot make start-up allocate gigabytes.
+const maxEnvelope = 16 << 20
+
+// Envelope is what the relay knows about a message besides its bytes.
+type Envelope struct {
+	ID      string    `json:"id"`
+	From    string    `json:"from"` // "" is the null sender
+	Rcpts   []Rcpt    `json:"rcpts"`
+	Arrived time.Time `json:"arrived"`
+	Size    int64     `json:"size"`             // bytes of message data
+	Client  string    `json:"client,omitempty"` // address the message came from, for logs
+	Login   string    `json:"login,omitempty"`  // authenticated user, if any
+	DSN     bool      `json:"dsn,omitempty"`    // a bounce we generated: never bounce it again
+	Source  string    `json:"source,omitempty"` // smtp, submission, fetch:<account>, dsn
+}
+
+// Rcpt is one recipient and the route chosen for it when it was accepted.
+type Rcpt struct {
+	Addr  string `json:"addr"`
+	Route string `json:"route"` // "domain:<managed domain>", "connector:<name>" or "mx:<domain>"
+}
+
+// Status of one recipient.
+const (
+	Pending = ""
+	Sent    = "sent"
+	Failed  = "failed" // permanently; a DSN was or will be sent
+)
+
+// RcptState is the delivery state of one recipient.
+type RcptState struct {
+	Status    string    `json:"status,omitempty"`
+	Attempts  int       `json:"attempts,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	LastTry   time.Time `json:"last_try,omitzero"`
+	RemoteMTA string    `json:"remote_mta,omitempty"`
+	Notified  bool      `json:"notified,omitempty"` // the sender has its DSN
+}
+
+// State is the delivery state of a message.
+type State struct {
+	Rcpts    []RcptState `json:"rcpts"`
+	NextTry  time.Time   `json:"next_try,omitzero"`
+	Hold     bool        `json:"hold,omitempty"`
+	Warned   bool        `json:"warned,omitempty"` // delay warning sent
+	Attempts int         `json:"attempts,omitempty"`
+}
+
+// Store is the queue directory.
+type Store struct {
+	dir    string
+	msgDir *os.File // kept open for group-committed fsyncs
+	seq    atomic.Uint64
+	prefix string
+
+	commits chan chan error
+	closed  chan struct{}
+	once    sync.Once
+}
+
+// OpenStore opens (creating if needed) the queue directory, removes
+// unacknowledged partial files, and returns every queued message with its
+// state. Files that fail their check are moved to corrupt/ and reported.
+func OpenStore(dir string) (*Store, []Loaded, []error) {
+	var problems []error
+	for _, sub := range []string{"tmp", "msg", "state", "corrupt"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, nil, []error{fmt.Errorf("queue: %w", err)}
+		}
+	}
+	// Nothing in tmp/ was ever acknowledged: the 250 comes after the rename.
+	if ents, err := os.ReadDir(filepath.Join(dir, "tmp")); err == nil {
+		for _, e := range ents {
+			os.Remove(filepath.Join(dir, "tmp", e.Name()))
+		}
+	}
+	md, err := os.Open(filepath.Join(dir, "msg"))
+	if err != nil {
+		return nil, nil, []error{fmt.Errorf("queue: %w", err)}
+	}
+	var rnd [3]byte
+	rand.Read(rnd[:])
+	s := &Store{dir: dir, msgDir: md, prefix: strings.ToUpper(hex.EncodeToString(rnd[:])), commits: make(chan chan error, 256), closed: make(chan struct{})}
+	go s.committer()
+
+	ents, err := md.ReadDir(-1)
+	if err != nil {
+		return nil, nil, []error{fmt.Errorf("queue: %w", err)}
+	}
+	var loaded []Loaded
+	have := map[string]bool{}
+	for _, e := range ents {
+		id := e.Name()
+		env, err := s.readEnvelope(id)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("queue: message %s moved to corrupt/: %w", id, err))
+			os.Rename(s.path("msg", id), s.path("corrupt", id))
+			continue
+		}
+		st, err := s.readState(id, len(env.Rcpts))
+		if err != nil {
+			problems = append(problems, fmt.Errorf("queue: message %s: state unreadable, retrying all recipients not known as sent: %w", id, err))
+			st = State{Rcpts: make([]RcptState, len(env.Rcpts))}
+		}
+		have[id] = true
+		loaded = append(loaded, Loaded{Envelope: env, State: st})
+	}
+	// State without a message: the message was delivered and removed
+	// before its state was.
+	if ents, err := os.ReadDir(filepath.Join(dir, "state")); err == nil {
+		for _, e := range ents {
+			if !have[e.Name()] {
+				os.Remove(filepath.Join(dir, "state", e.Name()))
+			}
+		}
+	}
+	return s, loaded, problems
+}
+
+// Loaded is a message found at start-up.
+type Loaded struct {
+	Envelope Envelope
+	State    State
+}
+
+// Close stops the committer.
+func (s *Store) Close() error {
+	s.once.Do(func() { close(s.closed) })
+	return s.msgDir.Close()
+}
+
+func (s *Store) path(sub, id string) string { return filepath.Join(s.dir, sub, id) }
+
+// NewID returns a queue id: sortable by time, unique across restarts.
+func (s *Store) NewID() string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(time.Now().UnixMicro()))
+	return strings.ToUpper(hex.EncodeToString(b[2:])) + s.prefix + fmt.Sprintf("%06X", s.seq.Add(1)&0xffffff)
+}
+
+// Writer receives one message into tmp/.
+type Writer struct {
+	s    *Store
+	id   string
+	f    *os.File
+	n    int64
+	done bool
+}
+
+// Create starts a message. Write its data, then Commit or Abort.
+func (s *Store) Create() (*Writer, error) {
+	id := s.NewID()
+	f, err := os.OpenFile(s.path("tmp", id), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	return &Writer{s: s, id: id, f: f}, nil
+}
+
+// ID is the queue id the message will have.
+func (w *Writer) ID() string { return w.id }
+
+// Size is the number of data bytes written so far.
+func (w *Writer) Size() int64 { return w.n }
+
+func (w *Writer) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+// Commit makes the message durable: envelope and trailer written, file
+// fsynced, renamed into msg/, directory fsynced (shared with concurrent
+// commits). Only after Commit returns nil may the relay say 250.
+func (w *Writer) Commit(env *Envelope) error {
+	if w.done {
+		return errors.New("queue: message already committed or aborted")
+	}
+	w.done = true
+	env.ID, env.Size = w.id, w.n
+	js, err := json.Marshal(env)
+	if err != nil {
+		w.abort()
+		return fmt.Errorf("queue: %w", err)
+	}
+	var tr [8]byte
+	binary.BigEndian.PutUint32(tr[:4], uint32(len(js)))
+	copy(tr[4:], trailerMagic)
+	if _, err := w.f.Write(append(js, tr[:]...)); err != nil {
+		w.abort()
+		return fmt.Errorf("queue: write %s: %w", w.id, err)
+	}
+	if err := w.f.Sync(); err != nil {
+		w.abort()
+		return fmt.Errorf("queue: fsync %s: %w", w.id, err)
+	}
+	if err := w.f.Close(); err != nil {
+		w.abort()
+		return fmt.Errorf("queue: %w", err)
+	}
+	if err := os.Rename(w.s.path("tmp", w.id), w.s.path("msg", w.id)); err != nil {
+		os.Remove(w.s.path("tmp", w.id))
+		return fmt.Errorf("queue: %w", err)
+	}
+	if err := w.s.syncDir(); err != nil {
+		// The message may or may not survive a power cut: do not promise it.
+		os.Remove(w.s.path("msg", w.id))
+		return fmt.Errorf("queue: fsync directory: %w", err)
+	}
+	return nil
+}
+
+// Abort drops the message.
+func (w *Writer) Abort() {
+	if !w.done {
+		w.done = true
+		w.abort()
+	}
+}
+
+func (w *Writer) abort() {
+	w.f.Close()
+	os.Remove(w.s.path("tmp", w.id))
+}
+
+// syncDir waits for an fsync of msg/ that started after the caller's
+// rename. Concurrent callers share one fsync (group commit).
+func (s *Store) syncDir() error {
+	done := make(chan error, 1)
+	select {
+	case s.commits <- done:
+	case <-s.closed:
+		return errors.New("queue closed")
+	}
+	return <-done
+}
+
+func (s *Store) committer() {
+	for {
+		var batch []chan error
+		select {
+		case d := <-s.commits:
+			batch = append(batch, d)
+		case <-s.closed:
+			return
+		}
+	drain:
+		for {
+			select {
+			case d := <-s.commits:
+				batch = append(batch, d)
+			default:
+				break drain
+			}
+		}
+		err := s.msgDir.Sync()
+		for _, d := range batch {
+			d <- err
+		}
+	}
+}
+
+// Open returns a reader of the message's data.
+func (s *Store) Open(id string, size int64) (io.ReadCloser, error) {
+	f, err := os.Open(s.path("msg", id))
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(f, size), f}, nil
+}
+
+// SaveState replaces the message's delivery state atomically.
+func (s *Store) SaveState(id string, st *State) error {
+	js, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	tmp := s.path("state", "."+id)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	_, err = f.Write(js)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, s.path("state", id))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("queue: save state of %s: %w", id, err)
+	}
+	return nil
+}
+
+// Remove deletes a message: its data first (the fact that it exists), then
+// its state.
+func (s *Store) Remove(id string) error {
+	if err := os.Remove(s.path("msg", id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("queue: %w", err)
+	}
+	os.Remove(s.path("state", id))
+	return nil
+}
+
+func (s *Store) readEnvelope(id string) (Envelope, error) {
+	var env Envelope
+	f, err := os.Open(s.path("msg", id))
+	if err != nil {
+		return env, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return env, err
+	}
+	env, err = DecodeTrailer(f, fi.Size())
+	if err != nil {
+		return env, err
+	}
+	if env.ID != id {
+		return env, fmt.Errorf("envelope names id %q", env.ID)
+	}
+	return env, nil
+}
+
+// DecodeTrailer reads the envelope at the end of a message file of the
+// given size and checks that it accounts for every byte.
+func DecodeTrailer(r io.ReaderAt, size int64) (Envelope, error) {
+	var env Envelope
+	if size < 8 {
+		return env, fmt.Errorf("file of %d bytes has no trailer", size)
+	}
+	var tr [8]byte
+	if _, err := r.ReadAt(tr[:], size-8); err != nil {
+		return env, err
+	}
+	if string(tr[4:]) != trailerMagic {
+		return env, errors.New("trailer magic missing")
+	}
+	n := int64(binary.BigEndian.Uint32(tr[:4]))
+	if n > maxEnvelope || n > size-8 {
+		return env, fmt.Errorf("envelope length %d does not fit the file", n)
+	}
+	js := make([]byte, n)
+	if _, err := r.ReadAt(js, size-8-n); err != nil {
+		return env, err
+	}
+	d := json.NewDecoder(bytes.NewReader(js))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&env); err != nil {
+		return env, fmt.Errorf("envelope: %w", err)
+	}
+	if env.Size != size-8-n {
+		return env, fmt.Errorf("envelope says %d data bytes, file holds %d", env.Size, size-8-n)
+	}
+	if len(env.Rcpts) == 0 {
+		return env, errors.New("envelope has no recipients")
+	}
+	return env, nil
+}
+
+func (s *Store) readState(id string, n int) (State, error) {
+	st := State{Rcpts: make([]RcptState, n)}
+	js, err := os.ReadFile(s.path("state", id))
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(js, &st); err != nil {
+		return State{Rcpts: make([]RcptState, n)}, err
+	}
+	if len(st.Rcpts) != n {
+		return State{Rcpts: make([]RcptState, n)}, fmt.Errorf("state has %d recipients, envelope %d", len(st.Rcpts), n)
+	}
+	return st, nil
+}

@@ -1,0 +1,374 @@
+package smtp
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// smtpConn is the relay's outbound SMTP client. go-smtp's client cannot
+// send EHLO with our name before STARTTLS nor pipeline, so the few commands
+// a relay needs (RFC 5321, 3207, 2920, 4954) are spoken here.
+type smtpConn struct {
+	conn    net.Conn
+	r       *bufio.Reader
+	w       *bufio.Writer
+	ext     map[string]string
+	timeout time.Duration
+	isTLS   bool
+}
+
+// replyError is a reply from the server that is not the one expected.
+type replyError struct {
+	Code     int
+	Enhanced string // "5.1.1", or "" when the server sent none
+	Text     string
+}
+
+func (e *replyError) Error() string {
+	if e.Enhanced != "" {
+		return fmt.Sprintf("%d %s %s", e.Code, e.Enhanced, e.Text)
+	}
+	return fmt.Sprintf("%d %s", e.Code, e.Text)
+}
+
+func newSMTPConn(c net.Conn, timeout time.Duration) *smtpConn {
+	return &smtpConn{conn: c, r: bufio.NewReaderSize(c, 4096), w: bufio.NewWriterSize(c, 32<<10), timeout: timeout}
+}
+
+// reply reads one (possibly multi-line) reply.
+func (c *smtpConn) reply() (int, string, error) {
+	c.conn.SetReadDeadline(time.Now().Add(c.timeout))
+	var lines []string
+	code := 0
+	for {
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			return 0, "", err
+		}
+		if len(line) > 4096 {
+			return 0, "", errors.New("reply line too long")
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if len(line) < 3 {
+			return 0, "", fmt.Errorf("malformed reply %q", line)
+		}
+		n, err := strconv.Atoi(line[:3])
+		if err != nil || n < 200 || n > 599 || code != 0 && n != code {
+			return 0, "", fmt.Errorf("malformed reply %q", line)
+		}
+		code = n
+		more := len(line) > 3 && line[3] == '-'
+		if len(line) > 4 {
+			lines = append(lines, line[4:])
+		} else {
+			lines = append(lines, "")
+		}
+		if !more {
+			return code, strings.Join(lines, "\n"), nil
+		}
+		if len(lines) > 100 {
+			return 0, "", errors.New("reply has too many lines")
+		}
+	}
+}
+
+// expect reads a reply and turns a code other than want into a replyError.
+func (c *smtpConn) expect(want int) (string, error) {
+	code, text, err := c.reply()
+	if err != nil {
+		return "", err
+	}
+	if code != want {
+		return text, toReplyError(code, text)
+	}
+	return text, nil
+}
+
+func toReplyError(code int, text string) *replyError {
+	e := &replyError{Code: code, Text: strings.ReplaceAll(text, "\n", " ")}
+	if f, rest, ok := strings.Cut(e.Text, " "); ok && len(f) >= 5 && f[1] == '.' && f[0] == byte('0'+code/100) {
+		e.Enhanced, e.Text = f, rest
+	}
+	return e
+}
+
+func (c *smtpConn) send(format string, args ...any) error {
+	c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	fmt.Fprintf(c.w, format+"\r\n", args...)
+	return c.w.Flush()
+}
+
+func (c *smtpConn) cmd(want int, format string, args ...any) (string, error) {
+	if err := c.send(format, args...); err != nil {
+		return "", err
+	}
+	return c.expect(want)
+}
+
+// greet reads the banner and says EHLO (HELO if EHLO is refused).
+func (c *smtpConn) greet(name string) error {
+	if _, err := c.expect(220); err != nil {
+		return err
+	}
+	return c.hello(name)
+}
+
+func (c *smtpConn) hello(name string) error {
+	text, err := c.cmd(250, "EHLO %s", name)
+	var re *replyError
+	if errors.As(err, &re) && re.Code >= 500 {
+		c.ext = map[string]string{}
+		_, err = c.cmd(250, "HELO %s", name)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	c.ext = map[string]string{}
+	for i, l := range strings.Split(text, "\n") {
+		if i == 0 {
+			continue // the greeting line
+		}
+		k, v, _ := strings.Cut(l, " ")
+		c.ext[strings.ToUpper(k)] = v
+	}
+	return nil
+}
+
+func (c *smtpConn) has(ext string) bool {
+	_, ok := c.ext[ext]
+	return ok
+}
+
+// startTLS upgrades the connection and says EHLO again (RFC 3207).
+func (c *smtpConn) startTLS(cfg *tls.Config, name string) error {
+	if _, err := c.cmd(220, "STARTTLS"); err != nil {
+		return err
+	}
+	tc := tls.Client(c.conn, cfg)
+	tc.SetDeadline(time.Now().Add(c.timeout))
+	if err := tc.Handshake(); err != nil {
+		return err
+	}
+	tc.SetDeadline(time.Time{})
+	c.conn, c.isTLS = tc, true
+	c.r.Reset(tc)
+	c.w.Reset(tc)
+	return c.hello(name)
+}
+
+// auth logs in with PLAIN, or LOGIN when that is all the server offers.
+func (c *smtpConn) auth(user, pass string) error {
+	mechs := " " + strings.ToUpper(c.ext["AUTH"]) + " "
+	switch {
+	case strings.Contains(mechs, " PLAIN "):
+		ir := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
+		_, err := c.cmd(235, "AUTH PLAIN %s", ir)
+		return err
+	case strings.Contains(mechs, " LOGIN "):
+		if _, err := c.cmd(334, "AUTH LOGIN"); err != nil {
+			return err
+		}
+		if _, err := c.cmd(334, "%s", base64.StdEncoding.EncodeToString([]byte(user))); err != nil {
+			return err
+		}
+		_, err := c.cmd(235, "%s", base64.StdEncoding.EncodeToString([]byte(pass)))
+		return err
+	}
+	return fmt.Errorf("the server offers no AUTH mechanism we speak (PLAIN, LOGIN): %q", c.ext["AUTH"])
+}
+
+// transaction is the outcome of one MAIL transaction.
+type transaction struct {
+	mail  error
+	rcpts []error // nil: accepted
+	data  error   // the reply after the message (or to DATA)
+	reply string  // the final 250 text
+}
+
+// deliver runs MAIL, RCPT..., DATA, pipelined when the server offers it.
+// A non-nil error means the connection is broken.
+func (c *smtpConn) deliver(from string, rcpts []string, size int64, data io.Reader) (*transaction, error) {
+	t := &transaction{rcpts: make([]error, len(rcpts))}
+	mail := fmt.Sprintf("MAIL FROM:<%s>", from)
+	if c.has("SIZE") {
+		mail += fmt.Sprintf(" SIZE=%d", size)
+	}
+	if c.has("8BITMIME") {
+		mail += " BODY=8BITMIME"
+	}
+	pipelined := c.has("PIPELINING")
+	c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	c.w.WriteString(mail + "\r\n")
+	if !pipelined {
+		if err := c.w.Flush(); err != nil {
+			return nil, err
+		}
+		if _, err := c.expect(250); err != nil {
+			return c.failMail(t, err)
+		}
+	}
+	for i, r := range rcpts {
+		fmt.Fprintf(c.w, "RCPT TO:<%s>\r\n", r)
+		if !pipelined {
+			if err := c.w.Flush(); err != nil {
+				return nil, err
+			}
+			if _, err := c.expect(250); err != nil {
+				if !isReply(err) {
+					return nil, err
+				}
+				t.rcpts[i] = err
+			}
+		}
+	}
+	if pipelined {
+		c.w.WriteString("DATA\r\n")
+		if err := c.w.Flush(); err != nil {
+			return nil, err
+		}
+		if _, err := c.expect(250); err != nil {
+			if !isReply(err) {
+				return nil, err
+			}
+			t.mail = err
+		}
+		for i := range rcpts {
+			if _, err := c.expect(250); err != nil {
+				if !isReply(err) {
+					return nil, err
+				}
+				if t.rcpts[i] == nil {
+					t.rcpts[i] = err
+				}
+			}
+		}
+	}
+	accepted := 0
+	for _, e := range t.rcpts {
+		if e == nil {
+			accepted++
+		}
+	}
+	if t.mail == nil && !pipelined && accepted == 0 {
+		return t, c.reset()
+	}
+	if !pipelined {
+		if err := c.send("DATA"); err != nil {
+			return nil, err
+		}
+	}
+	_, err := c.expect(354)
+	if err != nil {
+		if !isReply(err) {
+			return nil, err
+		}
+		t.data = err
+		if t.mail != nil || accepted == 0 {
+			t.data = nil // the failure is the sender's or every recipient's
+		}
+		return t, c.reset()
+	}
+	if t.mail != nil || accepted == 0 {
+		// A server that says 354 with no valid recipient gets an empty
+		// message, which it must not deliver (RFC 2920 3.1).
+		if err := c.send("."); err != nil {
+			return nil, err
+		}
+		c.reply()
+		return t, c.reset()
+	}
+	if err := c.writeData(data); err != nil {
+		return nil, err
+	}
+	text, err := c.expect(250)
+	if err != nil {
+		if !isReply(err) {
+			return nil, err
+		}
+		t.data = err
+		return t, nil
+	}
+	t.reply = text
+	return t, nil
+}
+
+func (c *smtpConn) failMail(t *transaction, err error) (*transaction, error) {
+	if !isReply(err) {
+		return nil, err
+	}
+	t.mail = err
+	return t, c.reset()
+}
+
+func (c *smtpConn) reset() error {
+	_, err := c.cmd(250, "RSET")
+	if isReply(err) {
+		return fmt.Errorf("RSET refused: %w", err)
+	}
+	return err
+}
+
+func isReply(err error) bool {
+	var re *replyError
+	return errors.As(err, &re)
+}
+
+// writeData sends the message dot-stuffed and terminated (RFC 5321
+// 4.5.2). The queue holds CRLF line ends only.
+func (c *smtpConn) writeData(data io.Reader) error {
+	buf := make([]byte, 32<<10)
+	bol := true // at the beginning of a line
+	last := [2]byte{'\r', '\n'}
+	for {
+		n, err := data.Read(buf)
+		chunk := buf[:n]
+		for len(chunk) > 0 {
+			if bol && chunk[0] == '.' {
+				c.w.WriteByte('.')
+			}
+			i := strings.IndexByte(string(chunk), '\n') // no allocation: the compiler elides the conversion
+			if i < 0 {
+				c.w.Write(chunk)
+				bol = false
+				chunk = nil
+				break
+			}
+			c.w.Write(chunk[:i+1])
+			chunk = chunk[i+1:]
+			bol = true
+		}
+		if n >= 2 {
+			last = [2]byte{buf[n-2], buf[n-1]}
+		} else if n == 1 {
+			last = [2]byte{last[1], buf[0]}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	}
+	if last != [2]byte{'\r', '\n'} {
+		c.w.WriteString("\r\n")
+	}
+	c.w.WriteString(".\r\n")
+	c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	return c.w.Flush()
+}
+
+func (c *smtpConn) quit() {
+	c.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	c.cmd(221, "QUIT")
+	c.conn.Close()
+}

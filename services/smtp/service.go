@@ -1,0 +1,391 @@
+// Package smtp is the mail relay: listeners on 25, 587 and 465 built on
+// go-smtp with the hardening it lacks (per-read idle timeouts, connection
+// limits, bare line-end rejection, pipelining before the greeting), a relay
+// policy decided at MAIL and RCPT like Postfix's restrictions, the durable
+// queue, and delivery by MX or next hop with per-destination TLS levels.
+package smtp
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"gatehouse/config"
+	"gatehouse/init/supervisor"
+	"gatehouse/mailmsg"
+	"gatehouse/queue"
+)
+
+// Options configure the service.
+type Options struct {
+	Config     string
+	QueueDir   string // /data/queue on the appliance
+	TLSDir     string // where a generated certificate is kept
+	ResolvConf string // the resolvers for MX lookups
+	Socket     string // the relay's control socket (queue commands)
+	Log        *slog.Logger
+	Notify     *supervisor.Notifier
+	Reload     <-chan struct{}
+}
+
+// Service is the running relay.
+type Service struct {
+	opts Options
+	log  *slog.Logger
+
+	mu    sync.RWMutex
+	cfg   *config.SMTP
+	pol   *Policy
+	pool  *x509.CertPool
+	store *queue.Store
+	q     *queue.Queue
+	certs certStore
+	lim   *connLimits
+	pop   *PopAuth
+	count struct {
+		accepted, rejected, authFailed atomic.Int64
+	}
+	servers []*gosmtp.Server
+}
+
+func (s *Service) policy() *Policy {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pol
+}
+
+func (s *Service) config() *config.SMTP {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cfg
+}
+
+func (s *Service) roots() *x509.CertPool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pool
+}
+
+// trustPool is the system roots plus the configured extra CAs.
+func trustPool(caFile string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("smtp: tls.ca_file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("smtp: tls.ca_file %s holds no PEM certificate", caFile)
+		}
+	}
+	return pool, nil
+}
+
+func queuePolicy(c *config.SMTP) queue.Policy {
+	return queue.Policy{Lifetime: c.Queue.Lifetime.Duration, MinBackoff: c.Queue.MinBackoff.Duration,
+		MaxBackoff: c.Queue.MaxBackoff.Duration, DelayWarning: c.Queue.DelayWarning.Duration, Concurrency: c.Queue.Concurrency}
+}
+
+// Run serves until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	full, _, err := config.Load(o.Config)
+	if err != nil {
+		return err
+	}
+	if full.SMTP == nil {
+		return errors.New("smtp: no smtp section in the config")
+	}
+	c := full.SMTP
+	s := &Service{opts: o, log: o.Log, cfg: c, pop: NewPopAuth()}
+	if s.pool, err = trustPool(c.TLS.CAFile); err != nil {
+		return err
+	}
+	s.pol = NewPolicy(ctx, c, s.pop, o.Log)
+	if err := s.loadCert(c); err != nil {
+		return err
+	}
+
+	store, loaded, problems := queue.OpenStore(o.QueueDir)
+	if store == nil {
+		return problems[0]
+	}
+	defer store.Close()
+	for _, p := range problems {
+		o.Log.Error("queue", "err", p)
+	}
+	s.store = store
+	tr := &transport{svc: s, log: o.Log, dial: (&net.Dialer{Timeout: 30 * time.Second}).DialContext}
+	qctx, qcancel := context.WithCancel(context.Background())
+	s.q = queue.New(qctx, store, loaded, tr, queuePolicy(c), s.notice, o.Log)
+	defer func() { qcancel(); s.q.Wait() }()
+	o.Log.Info("queue opened", "dir", o.QueueDir, "messages", len(loaded))
+
+	s.lim = newConnLimits(c.Limits.Connections, c.Limits.ConnectionsPerClient)
+	listen := map[string]string{"smtp": c.Listen.SMTP, "submission": c.Listen.Submission, "smtps": c.Listen.SMTPS}
+	errc := make(chan error, 4)
+	for _, name := range []string{"smtp", "submission", "smtps"} {
+		addr := listen[name]
+		if addr == "off" {
+			continue
+		}
+		srv, err := s.serve(name, addr, c, errc)
+		if err != nil {
+			for _, sv := range s.servers {
+				sv.Close()
+			}
+			return err
+		}
+		s.servers = append(s.servers, srv)
+	}
+	defer func() {
+		for _, sv := range s.servers {
+			sv.Close()
+		}
+	}()
+	go func() {
+		if err := serveControl(ctx, o.Socket, s); err != nil {
+			o.Log.Error("control socket", "err", err)
+		}
+	}()
+	s.publish()
+	o.Notify.Ready()
+
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	refresh := time.NewTicker(5 * time.Minute)
+	defer refresh.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// Stop accepting; sessions in DATA get to finish their 250
+			// (bounded by the supervisor's stop timeout).
+			for _, sv := range s.servers {
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				sv.Shutdown(sctx)
+				cancel()
+			}
+			return nil
+		case err := <-errc:
+			return err
+		case <-o.Reload:
+			nc, ok := config.Reread(o.Config, o.Log)
+			if !ok {
+				continue
+			}
+			if nc.SMTP == nil {
+				return errors.New("smtp: the smtp section was removed; stopping the relay")
+			}
+			if nc.SMTP.Listen != c.Listen {
+				return errors.New("smtp: listen addresses changed; restarting the relay to apply them")
+			}
+			if err := s.apply(ctx, nc.SMTP); err != nil {
+				o.Log.Error("reload: kept the running relay settings", "err", err)
+				continue
+			}
+			c = nc.SMTP
+			o.Log.Info("reloaded")
+		case <-refresh.C:
+			s.apply(ctx, s.config())
+		case <-tick.C:
+			s.publish()
+		}
+	}
+}
+
+// apply installs a new relay section (reload) without dropping sessions.
+func (s *Service) apply(ctx context.Context, c *config.SMTP) error {
+	pool, err := trustPool(c.TLS.CAFile)
+	if err != nil {
+		return err
+	}
+	if err := s.loadCert(c); err != nil {
+		return err
+	}
+	pol := NewPolicy(ctx, c, s.pop, s.log)
+	s.mu.Lock()
+	s.cfg, s.pol, s.pool = c, pol, pool
+	s.mu.Unlock()
+	s.q.SetPolicy(queuePolicy(c))
+	s.lim.set(c.Limits.Connections, c.Limits.ConnectionsPerClient)
+	for _, sv := range s.servers {
+		sv.MaxMessageBytes = c.Limits.MessageSize.Bytes
+		sv.MaxRecipients = c.Limits.Recipients
+	}
+	return nil
+}
+
+func (s *Service) loadCert(c *config.SMTP) error {
+	cert, key := c.TLS.Cert, c.TLS.Key
+	if cert == "" {
+		cert, key = filepath.Join(s.opts.TLSDir, "smtp.crt"), filepath.Join(s.opts.TLSDir, "smtp.key")
+		made, err := ensureSelfSigned(cert, key, c.Hostname)
+		if err != nil {
+			return fmt.Errorf("smtp: generate certificate: %w", err)
+		}
+		if made {
+			s.log.Info("generated a self-signed certificate; configure smtp.tls.cert and key for a trusted one", "cert", cert)
+		}
+	}
+	return s.certs.setFiles(cert, key)
+}
+
+func (s *Service) serverTLS(c *config.SMTP) *tls.Config {
+	tc := &tls.Config{GetCertificate: s.certs.get, MinVersion: tls.VersionTLS12}
+	for _, ic := range c.InboundConnectors {
+		if ic.TLSClientSubject != "" && c.TLS.CAFile != "" {
+			// Client certificates are checked against the configured CAs
+			// only; a connector by subject needs a verified chain.
+			pool := x509.NewCertPool()
+			if b, err := os.ReadFile(c.TLS.CAFile); err == nil {
+				pool.AppendCertsFromPEM(b)
+			}
+			tc.ClientAuth, tc.ClientCAs = tls.VerifyClientCertIfGiven, pool
+			break
+		}
+	}
+	return tc
+}
+
+func (s *Service) serve(name, addr string, c *config.SMTP, errc chan<- error) (*gosmtp.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("smtp: listen %s on %s: %w", name, addr, err)
+	}
+	tc := s.serverTLS(c)
+	ll := &limitListener{Listener: ln, lim: s.lim, idle: c.Limits.IdleTimeout.Duration, greetN: c.Hostname}
+	if name == "smtps" {
+		ll.tlsConf = tc
+	}
+	srv := gosmtp.NewServer(&backend{svc: s, listener: name})
+	srv.Domain = c.Hostname
+	srv.MaxMessageBytes = c.Limits.MessageSize.Bytes
+	srv.MaxRecipients = c.Limits.Recipients
+	srv.MaxLineLength = 2048 // as Postfix's line_length_limit; RFC 5321 asks for 1000
+	srv.ErrorLog = log.New(slogWriter{s.log.With("listener", name)}, "", 0)
+	if name != "smtps" {
+		srv.TLSConfig = tc
+	}
+	s.log.Info("listening", "listener", name, "addr", ln.Addr().String())
+	go func() {
+		if err := srv.Serve(ll); err != nil && !errors.Is(err, gosmtp.ErrServerClosed) {
+			errc <- fmt.Errorf("smtp: %s: %w", name, err)
+		}
+	}()
+	return srv, nil
+}
+
+// slogWriter carries go-smtp's log lines (mostly clients that vanish
+// mid-session) into the service log at debug level.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Debug(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// Detail is what `gatehouse status` shows for the relay.
+type Detail struct {
+	Queue       queue.Stats `json:"queue"`
+	Accepted    int64       `json:"accepted"`
+	Rejected    int64       `json:"rejected"`
+	AuthFailed  int64       `json:"auth_failed"`
+	Connections int         `json:"connections"`
+}
+
+func (s *Service) detail() Detail {
+	return Detail{Queue: s.q.Stats(), Accepted: s.count.accepted.Load(), Rejected: s.count.rejected.Load(),
+		AuthFailed: s.count.authFailed.Load(), Connections: s.lim.count()}
+}
+
+func (s *Service) publish() {
+	d := s.detail()
+	s.opts.Notify.Detail(d)
+	s.opts.Notify.Status(fmt.Sprintf("queue %d (%d deferred, %d held), %d sessions; accepted %d, delivered %d, bounced %d",
+		d.Queue.Depth, d.Queue.Deferred, d.Queue.Held, d.Connections, d.Accepted, d.Queue.Delivered, d.Queue.Bounced))
+}
+
+// notice queues a DSN to the sender of a message (RFC 3464).
+func (s *Service) notice(n queue.Notice) error {
+	c := s.config()
+	pol := s.policy()
+	var orig []byte
+	if f, err := s.store.Open(n.Envelope.ID, n.Envelope.Size); err == nil {
+		if _, raw, err := mailmsg.ReadHeader(bufio.NewReader(f), maxHeader); err == nil {
+			orig = raw
+		}
+		f.Close()
+	}
+	w, err := s.store.Create()
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	d := mailmsg.DSN{ReportingMTA: c.Hostname, From: "MAILER-DAEMON@" + c.Hostname, To: n.Envelope.From,
+		Arrival: n.Envelope.Arrived, EnvelopeID: n.Envelope.ID, OriginalHeader: orig, Date: time.Now(),
+		MessageID: "dsn." + w.ID() + "@" + c.Hostname}
+	for _, i := range n.Rcpts {
+		rs := n.State.Rcpts[i]
+		action, status := "failed", "5.0.0"
+		if n.Delayed {
+			action, status = "delayed", "4.0.0"
+		}
+		if f := strings.Fields(rs.LastError); len(f) > 0 && len(f[0]) >= 5 && (f[0][0] == '4' || f[0][0] == '5') && f[0][1] == '.' {
+			status = f[0]
+			if !n.Delayed && status[0] == '4' {
+				status = "5" + status[1:] // given up: a permanent failure now
+			}
+		}
+		diag := ""
+		if rs.LastError != "" {
+			diag = "smtp; " + rs.LastError
+		}
+		remote := ""
+		if rs.RemoteMTA != "" {
+			remote = "dns; " + rs.RemoteMTA
+		}
+		d.Recipients = append(d.Recipients, mailmsg.DSNRecipient{Address: n.Envelope.Rcpts[i].Addr, Action: action,
+			Status: status, Diagnostic: diag, RemoteMTA: remote, LastAttempt: rs.LastTry})
+	}
+	if _, err := w.Write(d.Bytes()); err != nil {
+		return err
+	}
+	to, err := mailmsg.ParseAddress(n.Envelope.From)
+	if err != nil {
+		return fmt.Errorf("DSN to unparseable sender %q: %w", n.Envelope.From, err)
+	}
+	route := pol.route(to)
+	if md, ok := pol.managed(to); ok {
+		route = "domain:" + md.name
+	}
+	env := &queue.Envelope{From: "", Rcpts: []queue.Rcpt{{Addr: to.String(), Route: route}}, Arrived: time.Now(), DSN: true, Source: "dsn"}
+	if err := w.Commit(env); err != nil {
+		return err
+	}
+	s.q.Add(*env)
+	kind := "bounce"
+	if n.Delayed {
+		kind = "delay warning"
+	}
+	s.log.Info("DSN queued", "kind", kind, "id", env.ID, "about", n.Envelope.ID, "to", env.Rcpts[0].Addr)
+	return nil
+}
+
+var _ io.Writer = slogWriter{}
