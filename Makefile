@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build/gatehouse deps kernel image run test unit e2e bench-boot bench-net bench-firewall lint clean
+.PHONY: all build/gatehouse deps kernel image run test unit e2e bench-boot bench-net bench-firewall bench-relay lint clean
 
 all: build/gatehouse
 
@@ -51,6 +51,11 @@ bench-net: deps build/gatehouse
 # Needs root and iptables-restore: a namespace of its own.
 bench-firewall: deps
 	$(GO) run ./test/fwbench
+
+# Needs root: Postfix's smtp-source and smtp-sink, and the Postfix baseline
+# script (-postfix-script, default ../shared/bench/postfix_baseline.sh).
+bench-relay: deps build/gatehouse
+	$(GO) run ./test/relaybench -binary build/gatehouse
 
 clean:
 	rm -rf build

@@ -14,6 +14,8 @@ packages=(
   iputils-ping      # ICMP through the firewall
   openssh-client    # ssh, ssh-keygen: the SSH shell's real client
   iptables          # iptables-restore: the baseline of make bench-firewall
+  postfix           # smtp-sink, smtp-source, and the baseline of make bench-relay
+  swaks             # the SMTP test client
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -33,4 +35,7 @@ printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod 7
 restore() { if [ -n "$saved" ]; then $sudo mv "$saved" "$policy"; else $sudo rm -f "$policy"; fi; }
 trap restore EXIT
 $sudo apt-get update -qq
+# Postfix asks what kind of mail system this is: none (the tests run their
+# own instances; the package's own is never started).
+echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -30,20 +30,21 @@ func cmdQueue(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("queue "+verb, flag.ContinueOnError)
 	format := fs.String("format", "text", "text or json")
 	sock := socketFlags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
+	pos, err := parseInterleaved(fs, args[1:])
+	if err != nil {
 		return &exitError{code: 2}
 	}
 	req := smtpsvc.Request{Verb: verb}
 	switch verb {
 	case "list", "flush":
-		if fs.NArg() != 0 {
+		if len(pos) != 0 {
 			return usage
 		}
 	case "show", "hold", "release", "delete":
-		if fs.NArg() != 1 {
+		if len(pos) != 1 {
 			return usage
 		}
-		req.ID = strings.TrimRight(fs.Arg(0), "*!")
+		req.ID = strings.TrimRight(pos[0], "*!")
 	default:
 		return usage
 	}
@@ -108,11 +109,29 @@ func cmdSMTP(args []string, stdin io.Reader, stdout io.Writer) error {
 		// successful login: the address may relay for smtp.pop_before_smtp.window.
 		fs := flag.NewFlagSet("smtp pop-auth", flag.ContinueOnError)
 		sock := socketFlags(fs)
-		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 1 {
+		pos, err := parseInterleaved(fs, args[1:])
+		if err != nil || len(pos) != 1 {
 			return usage
 		}
-		_, err := smtpsvc.Call(relaySocket(sock()), smtpsvc.Request{Verb: "pop-auth", Addr: fs.Arg(0)})
+		_, err = smtpsvc.Call(relaySocket(sock()), smtpsvc.Request{Verb: "pop-auth", Addr: pos[0]})
 		return err
 	}
 	return usage
+}
+
+// parseInterleaved parses flags that may come before or after the
+// positional arguments (`queue hold ID --state DIR`); it returns the
+// positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }

@@ -1,0 +1,237 @@
+//go:build e2e
+
+package test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// mailWorld is the relay's surroundings, each in its own namespace:
+//
+//	internet  10.77.0.1  dnsmasq (MX records), outside clients, outside MX
+//	          10.77.0.25 (partner.test) and 10.77.0.26 (reject.test)
+//	internal  10.88.0.1  the internal mail server (smtp-sink), trusted clients
+//	smarthost 10.99.0.1  a Postfix with TLS from the test CA on 25 and a
+//	          self-signed certificate on 2525, relaying to its own smtp-sink
+//	appliance 10.77.0.2, 10.88.0.2, 10.99.0.2: Gatehouse
+type mailWorld struct {
+	*netWorld
+	intl, smart string
+	ca          string // the test CA's certificate file
+	postfixConf string
+}
+
+func newMailWorld(t *testing.T) *mailWorld {
+	t.Helper()
+	w := &mailWorld{netWorld: newNetWorld(t)}
+	id := mrand.N(1 << 30)
+	w.intl, w.smart = fmt.Sprintf("ghn%d", id), fmt.Sprintf("ghs%d", id)
+	for _, ns := range []string{w.intl, w.smart} {
+		run(t, "ip", "netns", "add", ns)
+		ns := ns
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	link := func(peerNS, peerIf, peerAddr, applIf, applAddr string) {
+		run(t, "ip", "link", "add", peerIf, "netns", peerNS, "type", "veth", "peer", "name", applIf, "netns", w.appl)
+		ipIn(t, peerNS, "addr", "add", peerAddr, "dev", peerIf)
+		ipIn(t, peerNS, "link", "set", peerIf, "up")
+		ipIn(t, w.appl, "addr", "add", applAddr, "dev", applIf)
+		ipIn(t, w.appl, "link", "set", applIf, "up")
+	}
+	ipIn(t, w.appl, "addr", "add", "10.77.0.2/24", "dev", "a0")
+	ipIn(t, w.appl, "link", "set", "a0", "up")
+	ipIn(t, w.router, "addr", "add", "10.77.0.25/24", "dev", "r0")
+	ipIn(t, w.router, "addr", "add", "10.77.0.26/24", "dev", "r0")
+	link(w.intl, "n0", "10.88.0.1/24", "a1", "10.88.0.2/24")
+	link(w.smart, "s0", "10.99.0.1/24", "a2", "10.99.0.2/24")
+	w.dnsmasq(t, "--mx-host=partner.test,mail.partner.test,10", "--address=/mail.partner.test/10.77.0.25",
+		"--mx-host=reject.test,mail.reject.test,10", "--address=/mail.reject.test/10.77.0.26",
+		"--address=/smarthost.test/10.99.0.1")
+	return w
+}
+
+// sink runs smtp-sink in ns on addr, dumping every message into a
+// directory it returns. extra are smtp-sink flags (-f RCPT rejects...).
+func (w *mailWorld) sink(t *testing.T, ns, addr string, extra ...string) string {
+	t.Helper()
+	dir := filepath.Join(w.dir, "sink-"+strings.NewReplacer(":", "_", ".", "_").Replace(addr))
+	os.MkdirAll(dir, 0o755)
+	args := append([]string{"smtp-sink", "-u", "root", "-d", dir + "/m."}, extra...)
+	w.start(t, ns, filepath.Base(dir)+".log", append(args, addr, "256")...)
+	host, port, _ := net.SplitHostPort(addr)
+	waitListen(t, ns, host, port)
+	return dir
+}
+
+func waitListen(t *testing.T, ns, host, port string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		out, _ := exec.Command("ip", "netns", "exec", ns, "ss", "-Hltn", "sport = :"+port).CombinedOutput()
+		if strings.Contains(string(out), host+":"+port) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on %s:%s in %s", host, port, ns)
+}
+
+// dumps returns the messages a sink has received.
+func dumps(dir string) []string {
+	ents, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range ents {
+		if b, err := os.ReadFile(filepath.Join(dir, e.Name())); err == nil {
+			out = append(out, string(b))
+		}
+	}
+	return out
+}
+
+// waitDump waits for a message containing every one of want; the limit is
+// a bound on how long delivery may take, not a timing assertion.
+func waitDump(t *testing.T, dir string, limit time.Duration, want ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+	next:
+		for _, d := range dumps(dir) {
+			for _, s := range want {
+				if !strings.Contains(d, s) {
+					continue next
+				}
+			}
+			return d
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no message with %q reached %s within %v (it has %d)", want, filepath.Base(dir), limit, len(dumps(dir)))
+	return ""
+}
+
+// noDump checks that no message containing s reached dir.
+func noDump(t *testing.T, dir, s string) {
+	t.Helper()
+	for _, d := range dumps(dir) {
+		if strings.Contains(d, s) {
+			t.Errorf("%s received a message it must not have: %q", filepath.Base(dir), s)
+		}
+	}
+}
+
+// swaks runs the swaks client in ns; it returns the transcript.
+func swaks(t *testing.T, ns string, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "swaks", "--timeout", "30"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// writeCA creates a CA, a certificate for smarthost.test signed by it and
+// a self-signed one; it returns the file names.
+func writeCA(t *testing.T, dir string) (ca, chain, selfSigned string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Gatehouse Test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	leaf := func(name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) []byte {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(mrand.Int64N(1 << 60)), Subject: pkix.Name{CommonName: name},
+			DNSNames: []string{name}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		if parent == nil {
+			parent, parentKey = tmpl, k
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &k.PublicKey, parentKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb, _ := x509.MarshalPKCS8PrivateKey(k)
+		return append(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	ca, chain, selfSigned = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "smarthost.pem"), filepath.Join(dir, "selfsigned.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
+	os.WriteFile(chain, leaf("smarthost.test", caCert, caKey), 0o600)
+	os.WriteFile(selfSigned, leaf("smarthost.test", nil, nil), 0o600)
+	return ca, chain, selfSigned
+}
+
+// smarthost runs a Postfix instance in the smarthost namespace: STARTTLS
+// with a certificate from the test CA on 10.99.0.1:25 and a self-signed
+// one on :2525; everything it accepts goes to its own smtp-sink, whose dump
+// directory it returns.
+func (w *mailWorld) smarthost(t *testing.T) string {
+	t.Helper()
+	sinkDir := w.sink(t, w.smart, "127.0.0.1:2526")
+	var chain, self string
+	w.ca, chain, self = writeCA(t, w.dir)
+	name := fmt.Sprintf("ghpf%d", mrand.N(1<<20))
+	conf := filepath.Join("/etc", name)
+	queue := filepath.Join("/var/spool", name)
+	data := filepath.Join("/var/lib", name)
+	logFile := filepath.Join("/var/log", name+".log") // maillog_file must be under /var
+	w.postfixConf = conf
+	t.Cleanup(func() {
+		exec.Command("postfix", "-c", conf, "stop").Run()
+		os.RemoveAll(conf)
+		os.RemoveAll(queue)
+		os.RemoveAll(data)
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile)
+			t.Logf("smart host's Postfix log:\n%s", b)
+		}
+		os.Remove(logFile)
+	})
+	for _, d := range []string{conf, queue, data} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(t, "chown", "postfix:postfix", data)
+	os.WriteFile(filepath.Join(conf, "main.cf"), nil, 0o644)
+	master, err := os.ReadFile("/usr/share/postfix/master.cf.dist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(conf, "master.cf"), master, 0o644)
+	pc := func(args ...string) { run(t, "postconf", append([]string{"-c", conf}, args...)...) }
+	pc("-e", "compatibility_level = 3.6", "queue_directory = "+queue, "data_directory = "+data,
+		"myhostname = smarthost.test", "inet_interfaces = 10.99.0.1, 127.0.0.1", "inet_protocols = ipv4",
+		"mynetworks = 10.99.0.0/24", "mydestination =", "local_recipient_maps =", "relay_domains =",
+		"alias_maps =", "alias_database =", "smtpd_relay_restrictions = permit_mynetworks, reject",
+		"default_transport = smtp:[127.0.0.1]:2526", "smtp_dns_support_level = disabled",
+		"smtpd_tls_security_level = may", "smtpd_tls_chain_files = "+chain,
+		"smtpd_tls_received_header = yes", "maillog_file = "+logFile)
+	pc("-MX", "smtp/inet")
+	pc("-M", "10.99.0.1:25/inet=10.99.0.1:25 inet n - n - - smtpd")
+	pc("-M", "10.99.0.1:2525/inet=10.99.0.1:2525 inet n - n - - smtpd -o smtpd_tls_chain_files="+self)
+	exec.Command("env", "MAIL_CONFIG="+conf, "/usr/lib/postfix/configure-instance.sh").Run()
+	exec.Command("postfix", "-c", conf, "check").Run()
+	if out, err := exec.Command("ip", "netns", "exec", w.smart, "postfix", "-c", conf, "start").CombinedOutput(); err != nil {
+		t.Fatalf("postfix start: %v: %s", err, out)
+	}
+	waitListen(t, w.smart, "10.99.0.1", "25")
+	waitListen(t, w.smart, "10.99.0.1", "2525")
+	return sinkDir
+}
