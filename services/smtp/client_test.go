@@ -1,0 +1,115 @@
+package smtp
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// scriptServer answers the client from a fixed list of replies and records
+// what it was sent.
+func scriptServer(t *testing.T, replies ...string) (*smtpConn, *bytes.Buffer, chan struct{}) {
+	t.Helper()
+	cli, srv := net.Pipe()
+	var got bytes.Buffer
+	done := make(chan struct{})
+	r := bufio.NewReader(srv)
+	go func() {
+		defer close(done) // after the last read: got is complete
+		for {
+			l, err := r.ReadString('\n')
+			got.WriteString(l)
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer srv.Close()
+		for _, rep := range replies {
+			if _, err := srv.Write([]byte(rep)); err != nil {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}()
+	return newSMTPConn(cli, 5*time.Second), &got, done
+}
+
+func TestClientPipelinedPartialRecipients(t *testing.T) {
+	c, got, done := scriptServer(t,
+		"220 sink ESMTP\r\n",
+		"250-sink\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n",
+		"250 2.1.0 ok\r\n", "250 2.1.5 ok\r\n", "550 5.1.1 no such user\r\n", "354 go\r\n",
+		"250 2.0.0 queued as X\r\n")
+	if err := c.greet("relay.test"); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := c.deliver("a@b.test", []string{"ok@x.test", "nouser@x.test"}, 42, strings.NewReader(".leading dot\r\nline\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var re *replyError
+	if tr.mail != nil || tr.rcpts[0] != nil || !errors.As(tr.rcpts[1], &re) || re.Code != 550 || re.Enhanced != "5.1.1" || tr.data != nil {
+		t.Fatalf("transaction %+v", tr)
+	}
+	<-done
+	want := "EHLO relay.test\r\nMAIL FROM:<a@b.test> SIZE=42\r\nRCPT TO:<ok@x.test>\r\nRCPT TO:<nouser@x.test>\r\nDATA\r\n..leading dot\r\nline\r\n.\r\n"
+	if got.String() != want {
+		t.Errorf("sent:\n%q\nwant:\n%q", got.String(), want)
+	}
+}
+
+func TestClientDataWithoutFinalNewline(t *testing.T) {
+	c, got, done := scriptServer(t, "220 x\r\n", "250 x\r\n", "250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 ok\r\n")
+	if err := c.greet("r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.deliver("", []string{"u@x.test"}, 3, strings.NewReader("abc")); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if !strings.HasSuffix(got.String(), "MAIL FROM:<>\r\nRCPT TO:<u@x.test>\r\nDATA\r\nabc\r\n.\r\n") {
+		t.Errorf("sent %q", got.String())
+	}
+}
+
+func TestClientAllRecipientsRefused(t *testing.T) {
+	c, got, done := scriptServer(t, "220 x\r\n", "250-x\r\n250 PIPELINING\r\n", "250 ok\r\n", "550 no\r\n", "554 no valid recipients\r\n", "250 reset\r\n")
+	if err := c.greet("r"); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := c.deliver("a@b.test", []string{"u@x.test"}, 3, strings.NewReader("abc\r\n"))
+	if err != nil || tr.rcpts[0] == nil || tr.data != nil {
+		t.Fatalf("%+v %v", tr, err)
+	}
+	<-done
+	if strings.Contains(got.String(), "abc") || !strings.HasSuffix(got.String(), "RSET\r\n") {
+		t.Errorf("sent %q", got.String())
+	}
+}
+
+func FuzzReply(f *testing.F) {
+	f.Add("250-a\r\n250 b\r\n")
+	f.Add("421 4.4.2 bye\r\n")
+	f.Add("25\r\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		c := &smtpConn{conn: nopConn{}, r: bufio.NewReader(strings.NewReader(s)), timeout: time.Second}
+		code, _, err := c.reply()
+		if err == nil && (code < 200 || code > 599) {
+			t.Fatalf("accepted code %d from %q", code, s)
+		}
+		if err == nil {
+			e := toReplyError(code, "5.1.1 x")
+			_ = e.Error()
+		}
+	})
+}
+
+type nopConn struct{ net.Conn }
+
+func (nopConn) SetReadDeadline(time.Time) error { return nil }
