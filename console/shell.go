@@ -8,15 +8,18 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"gatehouse/control"
 	"gatehouse/netcfg"
+	"gatehouse/queue"
 	dnssvc "gatehouse/services/dns"
 	fwsvc "gatehouse/services/firewall"
 	"gatehouse/services/ntp"
+	smtpsvc "gatehouse/services/smtp"
 
 	mdns "github.com/miekg/dns"
 	"github.com/u-root/u-root/pkg/rtc"
@@ -30,6 +33,9 @@ type Shell struct {
 	Backend control.Backend
 	In      io.Reader
 	Out     io.Writer
+	// RelaySocket is the mail relay's socket, for the queue command;
+	// empty: next to control.DefaultSocket.
+	RelaySocket string
 }
 
 type command struct {
@@ -51,6 +57,7 @@ func table() []command {
 		{"ntp", "", "time servers, offset and sync state", (*Shell).ntp},
 		{"date", "", "the system clock and the RTC, in UTC", (*Shell).date},
 		{"firewall", "", "the rules the firewall installed", (*Shell).firewall},
+		{"queue", "[show ID|flush|hold ID|release ID|delete ID]", "the mail queue, like mailq; or act on it", (*Shell).queue},
 		{"reload", "", "read the config again and apply it", (*Shell).reload},
 		{"poweroff", "", "stop all services and power off", shutdownCmd("poweroff")},
 		{"reboot", "", "stop all services and reboot", shutdownCmd("reboot")},
@@ -169,6 +176,45 @@ func (s *Shell) date(_ []string) error {
 func (s *Shell) firewall(_ []string) error {
 	if !WriteFirewall(s.Out, s.Backend.Status()) {
 		return fmt.Errorf("the firewall service has not reported (host mode runs it only with --firewall)")
+	}
+	return nil
+}
+
+func (s *Shell) queue(args []string) error {
+	sock := s.RelaySocket
+	if sock == "" {
+		sock = filepath.Join(filepath.Dir(control.DefaultSocket), smtpsvc.SocketName)
+	}
+	req := smtpsvc.Request{Verb: "list"}
+	if len(args) > 0 {
+		req.Verb = args[0]
+	}
+	switch {
+	case req.Verb == "list" || req.Verb == "flush":
+		if len(args) > 1 {
+			return fmt.Errorf("usage: queue [%s]", "show ID|flush|hold ID|release ID|delete ID")
+		}
+	case req.Verb == "show" || req.Verb == "hold" || req.Verb == "release" || req.Verb == "delete":
+		if len(args) != 2 {
+			return fmt.Errorf("usage: queue %s ID", req.Verb)
+		}
+		req.ID = strings.TrimRight(args[1], "*!")
+	default:
+		return fmt.Errorf("usage: queue [show ID|flush|hold ID|release ID|delete ID]")
+	}
+	resp, err := smtpsvc.Call(sock, req)
+	if err != nil {
+		return err
+	}
+	switch req.Verb {
+	case "list":
+		queue.WriteList(s.Out, resp.List)
+	case "show":
+		queue.WriteInfo(s.Out, *resp.Info)
+	case "flush":
+		fmt.Fprintf(s.Out, "%d deferred message(s) scheduled for delivery now\n", resp.Flushed)
+	default:
+		fmt.Fprintf(s.Out, "%s: done\n", req.ID)
 	}
 	return nil
 }

@@ -105,6 +105,9 @@ func Table(c *config.Config) []Path {
 				Description: "SSH for administrators and monitoring; public keys only.", Required: false, Origin: "ssh"})
 		}
 	}
+	if c.SMTP != nil {
+		smtpPaths(c.SMTP, add)
+	}
 	for _, p := range c.Firewall.Paths {
 		add(Path{Function: p.Function, Direction: p.Direction, Proto: p.Proto, Ports: p.Ports, Peers: p.Peers,
 			Description: p.Description, Required: !p.Optional, Origin: "config"})
@@ -123,4 +126,52 @@ func hostsOnly(servers []string) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// smtpPaths are the relay's openings: its listeners from anyone, its next
+// hops and smart hosts, and port 25 to any MX when it delivers directly.
+func smtpPaths(s *config.SMTP, add func(Path)) {
+	listener := func(addr, function, desc string) {
+		if addr == "off" {
+			return
+		}
+		ap, err := config.ParseListen(addr)
+		if err != nil {
+			return
+		}
+		add(Path{Function: function, Direction: "in", Proto: "tcp", Ports: []config.PortRange{{From: ap.Port(), To: ap.Port()}},
+			Description: desc, Required: function == "Inbound mail (SMTP)", Origin: "smtp"})
+	}
+	listener(s.Listen.SMTP, "Inbound mail (SMTP)", "MX for the managed domains and relay for the trusted networks; STARTTLS offered.")
+	listener(s.Listen.Submission, "Mail submission", "Submission (RFC 6409): STARTTLS, then AUTH.")
+	listener(s.Listen.SMTPS, "Mail submission (implicit TLS)", "SMTPS: TLS from the first byte, then AUTH.")
+	hop := func(function, nextHop, desc string, required bool) {
+		nh, err := config.ParseNextHop(nextHop)
+		if err != nil {
+			return
+		}
+		p := Path{Function: function, Direction: "out", Proto: "tcp", Ports: []config.PortRange{{From: nh.Port, To: nh.Port}},
+			Description: desc, Required: required, Origin: "smtp"}
+		if nh.NoMX {
+			p.Peers = []string{nh.Host}
+		} else {
+			p.PeerText = "MX hosts of " + nh.Host
+		}
+		add(p)
+	}
+	for _, d := range s.Domains {
+		hop("Delivery to the internal mail server", d.NextHop, "Mail for "+d.Name+" to its next hop.", true)
+	}
+	for _, c := range s.Connectors {
+		hop("Smart host "+c.Name, c.Smarthost, "Outbound connector "+c.Name+" (TLS "+c.TLS+").", true)
+	}
+	direct := s.DefaultRoute == "mx"
+	for _, t := range s.Transport {
+		direct = direct || t.Connector == "mx"
+	}
+	if direct {
+		add(Path{Function: "Mail delivery by MX", Direction: "out", Proto: "tcp", Ports: []config.PortRange{{From: 25, To: 25}},
+			PeerText: "MX hosts of the recipients' domains", Description: "Direct delivery to the recipients' mail servers.",
+			Required: true, Origin: "smtp"})
+	}
 }

@@ -181,7 +181,7 @@ func Run(opts Options) (string, error) {
 	})
 	go guard(a.log, "ready watch", func() { a.watchReady(ctx) })
 	if opts.Console != nil {
-		sh := &console.Shell{Backend: a, In: opts.Console, Out: h}
+		sh := &console.Shell{Backend: a, In: opts.Console, Out: h, RelaySocket: filepath.Join(a.runDir, "smtp.sock")}
 		go guard(a.log, "console", func() { sh.Run(ctx) })
 	}
 

@@ -252,12 +252,12 @@ func serve(c net.Conn, gate *Gate, keys map[string]string, signer gossh.Signer, 
 		if err != nil {
 			continue
 		}
-		go session(ch, creqs, backend)
+		go session(ch, creqs, backend, filepath.Join(filepath.Dir(o.Control), "smtp.sock"))
 	}
 }
 
 // session runs one command (exec) or the interactive shell.
-func session(ch gossh.Channel, reqs <-chan *gossh.Request, b control.Backend) {
+func session(ch gossh.Channel, reqs <-chan *gossh.Request, b control.Backend, relaySock string) {
 	defer ch.Close()
 	pty := false
 	for req := range reqs {
@@ -271,7 +271,7 @@ func session(ch gossh.Channel, reqs <-chan *gossh.Request, b control.Backend) {
 			req.Reply(true, nil)
 			var cmd struct{ Command string }
 			gossh.Unmarshal(req.Payload, &cmd)
-			sh := &console.Shell{Backend: b, Out: crlf{ch}}
+			sh := &console.Shell{Backend: b, Out: crlf{ch}, RelaySocket: relaySock}
 			sh.Exec(cmd.Command)
 			ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{0}))
 			return
@@ -282,7 +282,7 @@ func session(ch gossh.Channel, reqs <-chan *gossh.Request, b control.Backend) {
 			if pty {
 				in = &terminal{ch: ch}
 			}
-			sh := &console.Shell{Backend: b, In: in, Out: crlf{ch}}
+			sh := &console.Shell{Backend: b, In: in, Out: crlf{ch}, RelaySocket: relaySock}
 			sh.Run(context.Background())
 			ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{0}))
 			return
