@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -193,7 +194,16 @@ func (w *mailWorld) smarthost(t *testing.T) string {
 	logFile := filepath.Join("/var/log", name+".log") // maillog_file must be under /var
 	w.postfixConf = conf
 	t.Cleanup(func() {
-		exec.Command("postfix", "-c", conf, "stop").Run()
+		// postfix stop, and the master by its pid file should that not
+		// reach it: no Postfix may outlive the test.
+		exec.Command("ip", "netns", "exec", w.smart, "postfix", "-c", conf, "stop").Run()
+		if b, err := os.ReadFile(filepath.Join(queue, "pid", "master.pid")); err == nil {
+			var pid int
+			fmt.Sscan(strings.TrimSpace(string(b)), &pid)
+			if pid > 1 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
 		os.RemoveAll(conf)
 		os.RemoveAll(queue)
 		os.RemoveAll(data)

@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -331,15 +332,15 @@ func (c *smtpConn) writeData(data io.Reader) error {
 	for {
 		n, err := data.Read(buf)
 		chunk := buf[:n]
+		// Copy in runs up to each line that starts with a dot.
 		for len(chunk) > 0 {
 			if bol && chunk[0] == '.' {
 				c.w.WriteByte('.')
 			}
-			i := strings.IndexByte(string(chunk), '\n') // no allocation: the compiler elides the conversion
+			i := bytes.Index(chunk, []byte("\n."))
 			if i < 0 {
 				c.w.Write(chunk)
-				bol = false
-				chunk = nil
+				bol = chunk[len(chunk)-1] == '\n'
 				break
 			}
 			c.w.Write(chunk[:i+1])

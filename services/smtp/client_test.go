@@ -113,3 +113,44 @@ func FuzzReply(f *testing.F) {
 type nopConn struct{ net.Conn }
 
 func (nopConn) SetReadDeadline(time.Time) error { return nil }
+
+func (nopConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzWriteData checks the dot-stuffing against the rule written plainly:
+// every line that starts with '.' gets another; the data ends in CRLF.CRLF.
+func FuzzWriteData(f *testing.F) {
+	f.Add([]byte(".a\r\nb\r\n..c\r\n"))
+	f.Add([]byte("no newline at end"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var out bytes.Buffer
+		c := &smtpConn{conn: nopConn{}, w: bufio.NewWriterSize(&out, 16), timeout: time.Second}
+		if err := c.writeData(iotestHalf{bytes.NewReader(in)}); err != nil {
+			t.Fatal(err)
+		}
+		var want bytes.Buffer
+		lines := bytes.SplitAfter(in, []byte("\n"))
+		for _, l := range lines {
+			if len(l) > 0 && l[0] == '.' {
+				want.WriteByte('.')
+			}
+			want.Write(l)
+		}
+		if len(in) > 0 && !bytes.HasSuffix(in, []byte("\r\n")) {
+			want.WriteString("\r\n")
+		}
+		want.WriteString(".\r\n")
+		if !bytes.Equal(out.Bytes(), want.Bytes()) {
+			t.Fatalf("in %q:\n got %q\nwant %q", in, out.Bytes(), want.Bytes())
+		}
+	})
+}
+
+// iotestHalf returns at most 3 bytes per Read, to cross chunk boundaries.
+type iotestHalf struct{ r *bytes.Reader }
+
+func (h iotestHalf) Read(p []byte) (int, error) {
+	if len(p) > 3 {
+		p = p[:3]
+	}
+	return h.r.Read(p)
+}
