@@ -368,3 +368,32 @@ func BenchmarkCommit(b *testing.B) {
 		}
 	})
 }
+
+func TestDelayWarningOnce(t *testing.T) {
+	s, _, _ := OpenStore(t.TempDir())
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr := &fakeTransport{got: map[string]string{}, reply: func(string) Result { return Result{Text: "451 later", Status: "4.3.0"} }}
+	var mu sync.Mutex
+	var notices []Notice
+	pol := fastPolicy
+	pol.DelayWarning = 30 * time.Millisecond
+	q := New(ctx, s, nil, tr, pol, func(n Notice) error {
+		mu.Lock()
+		defer mu.Unlock()
+		notices = append(notices, n)
+		return nil
+	}, testLog(t))
+	id := enqueue(t, s, q, "sender@x.example", "m\r\n", "slow@a.example")
+	waitFor(t, "a delay warning", func() bool { mu.Lock(); defer mu.Unlock(); return len(notices) > 0 })
+	time.Sleep(200 * time.Millisecond) // several more rounds
+	mu.Lock()
+	defer mu.Unlock()
+	if len(notices) != 1 || !notices[0].Delayed || notices[0].Envelope.ID != id {
+		t.Fatalf("notices %+v", notices)
+	}
+	if in, _ := q.Get(id); in.Status[0] != "pending" {
+		t.Fatalf("message after the warning: %+v", in)
+	}
+}

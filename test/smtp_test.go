@@ -6,10 +6,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"gatehouse/control"
 	"gatehouse/queue"
 )
 
@@ -388,4 +391,52 @@ func TestSMTPRelay(t *testing.T) {
 			t.Errorf("deleted message still shown: %s", out)
 		}
 	})
+}
+
+// The relay starts when a reload brings its section, and stops listening
+// when a reload removes it.
+func TestSMTPTurnedOnAndOffByReload(t *testing.T) {
+	w := newNetWorld(t)
+	sink := filepath.Join(w.dir, "sink")
+	os.MkdirAll(sink, 0o755)
+	w.start(t, w.appl, "sink.log", "smtp-sink", "-u", "root", "-d", sink+"/m.", "127.0.0.1:2526", "16")
+	waitListen(t, w.appl, "127.0.0.1", "2526")
+	w.gatehouse(t, "hostname: gw\n")
+	relay := `
+hostname: gw
+smtp:
+  hostname: mx.example.test
+  listen: {smtp: "127.0.0.1:2525", submission: "off", smtps: "off"}
+  domains:
+    - {name: example.test, next_hop: "[127.0.0.1]:2526", tls: none}
+`
+	w.config(t, relay)
+	if out, err := gatehouseCmd(t, w, "config", "reload"); err != nil {
+		t.Fatalf("reload: %v: %s", err, out)
+	}
+	w.waitFor(t, "smtp running", 30*time.Second, func(st *control.Status) bool {
+		for _, s := range st.Services {
+			if s.Name == "smtp" && s.Phase == "running" {
+				return true
+			}
+		}
+		return false
+	})
+	mustSwaks(t, w.appl, "--server", "127.0.0.1:2525", "--from", "a@partner.test", "--to", "u@example.test", "--header", "Message-ID: <on1@test>")
+	waitDump(t, sink, 30*time.Second, "<on1@test>")
+
+	w.config(t, "hostname: gw\n")
+	if out, err := gatehouseCmd(t, w, "config", "reload"); err != nil {
+		t.Fatalf("reload: %v: %s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := swaks(t, w.appl, "--server", "127.0.0.1:2525", "--from", "a@partner.test", "--to", "u@example.test"); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the relay still accepts mail after its section was removed")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -316,6 +316,26 @@ func (a *appliance) Reload() error {
 		}
 	}
 	a.sup.SignalAll(unix.SIGHUP)
+	// A section turned on (ssh, smtp) starts its service now; one turned
+	// off is the service's to handle (it stops serving).
+	have := map[string]bool{}
+	for _, st := range a.sup.Snapshot() {
+		have[st.Name] = true
+	}
+	var added []supervisor.Service
+	for _, svc := range a.services() {
+		if !have[svc.Name] {
+			added = append(added, svc)
+		}
+	}
+	if len(added) > 0 {
+		if err := a.sup.Add(added...); err != nil {
+			log.Error("start services the new config asks for", "err", err)
+		}
+		for _, svc := range added {
+			log.Info("service started by the new config", "service", svc.Name)
+		}
+	}
 	log.Info("config reloaded; services told", "file", path)
 	return nil
 }

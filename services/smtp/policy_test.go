@@ -31,6 +31,7 @@ smtp:
     - {name: m365, smarthost: "[smtp.office365.com]:587", tls: secure}
   inbound_connectors:
     - {name: tenant, networks: [40.92.0.0/15], require_header: {name: X-Tenant, value: "42"}}
+    - {name: partner, tls_client_subject: relay.partner.example}
   transport:
     - {domain: partner.example, subdomains: true, connector: m365}
   rules:
@@ -66,6 +67,8 @@ func TestRelayDecisions(t *testing.T) {
 	tenant := Client{Addr: netip.MustParseAddr("40.93.1.1"), Listener: "smtp"}
 	popper := Client{Addr: netip.MustParseAddr("198.51.100.4"), Listener: "smtp"}
 	pop.Add(popper.Addr)
+	certified := Client{Addr: netip.MustParseAddr("198.51.100.99"), Listener: "smtp", TLS: true, TLSSubject: "relay.partner.example"}
+	otherCert := Client{Addr: netip.MustParseAddr("198.51.100.99"), Listener: "smtp", TLS: true, TLSSubject: "mallory.example"}
 
 	cases := []struct {
 		name   string
@@ -94,6 +97,8 @@ func TestRelayDecisions(t *testing.T) {
 		{"authenticated user relays", authed, "x@elsewhere.example", 0, "mx:elsewhere.example", true},
 		{"POP-before-SMTP", popper, "x@elsewhere.example", 0, "mx:elsewhere.example", true},
 		{"inbound connector (header checked at DATA)", tenant, "x@elsewhere.example", 0, "mx:elsewhere.example", true},
+		{"connector by verified client certificate", certified, "x@elsewhere.example", 0, "mx:elsewhere.example", true},
+		{"another client certificate", otherCert, "x@elsewhere.example", 554, "", false},
 		{"trusted may use odd local parts", trusted, "x%y@elsewhere.example", 0, "mx:elsewhere.example", true},
 	}
 	for _, c := range cases {

@@ -168,6 +168,7 @@ func Run(ctx context.Context, o Options) error {
 	s.publish()
 	o.Notify.Ready()
 
+	off := false // the section was removed by a reload
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	refresh := time.NewTicker(5 * time.Minute)
@@ -191,10 +192,17 @@ func Run(ctx context.Context, o Options) error {
 				continue
 			}
 			if nc.SMTP == nil {
-				return errors.New("smtp: the smtp section was removed; stopping the relay")
+				// Turned off: accept nothing more, but deliver what was
+				// accepted (a 250 is a promise).
+				for _, sv := range s.servers {
+					sv.Close()
+				}
+				s.servers, off = nil, true
+				o.Log.Warn("the smtp section was removed: listeners closed; the queue is still delivered")
+				continue
 			}
-			if nc.SMTP.Listen != c.Listen {
-				return errors.New("smtp: listen addresses changed; restarting the relay to apply them")
+			if off || nc.SMTP.Listen != c.Listen {
+				return errors.New("smtp: listen addresses changed (or the relay was turned on again); restarting to apply them")
 			}
 			if err := s.apply(ctx, nc.SMTP); err != nil {
 				o.Log.Error("reload: kept the running relay settings", "err", err)
