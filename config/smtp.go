@@ -22,6 +22,7 @@ type SMTP struct {
 	Domains         []MailDomain `yaml:"domains"`          // managed domains: accepted from anyone
 	TrustedNetworks []string     `yaml:"trusted_networks"` // may relay anywhere (Postfix mynetworks)
 	Users           []MailUser   `yaml:"users"`            // AUTH users (submission)
+	AuthIMAP        *AuthIMAP    `yaml:"auth_imap"`        // check other logins against the internal IMAP server
 	PopBeforeSMTP   PopBefore    `yaml:"pop_before_smtp"`
 
 	RejectUnauthenticatedLocalSenders *bool    `yaml:"reject_unauthenticated_local_senders"` // default true
@@ -68,6 +69,13 @@ type MailUser struct {
 	Login        string   `yaml:"login"`
 	PasswordHash string   `yaml:"password_hash"` // bcrypt
 	Addresses    []string `yaml:"addresses"`     // the senders this login may use
+}
+
+// AuthIMAP checks AUTH logins that have no local password against the
+// internal mail server's IMAP LOGIN.
+type AuthIMAP struct {
+	Server string `yaml:"server"` // host:port, e.g. 10.0.0.5:993
+	TLS    string `yaml:"tls"`    // implicit (default, port 993) | starttls (port 143)
 }
 
 // PopBefore authorises a client address for a while after a POP/IMAP login.
@@ -169,6 +177,9 @@ func (c *Config) smtpDefaults() {
 	for i := range s.Domains {
 		def(&s.Domains[i].TLS, "may")
 	}
+	if s.AuthIMAP != nil {
+		def(&s.AuthIMAP.TLS, "implicit")
+	}
 	for i := range s.Connectors {
 		def(&s.Connectors[i].TLS, "may")
 	}
@@ -258,7 +269,9 @@ func (c *Config) checkSMTP(ck *checker) {
 			ck.errf(p+".login", "login %s is already given at %s", u.Login, prev)
 		}
 		logins[u.Login] = p
-		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+		if u.PasswordHash == "" && s.AuthIMAP != nil {
+			// checked against the internal IMAP server
+		} else if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
 			ck.errf(p+".password_hash", "not a bcrypt hash (create one with: gatehouse smtp hash-password): %v", err)
 		}
 		if len(u.Addresses) == 0 {
@@ -268,6 +281,15 @@ func (c *Config) checkSMTP(ck *checker) {
 			if !validMailbox(a) {
 				ck.errf(fmt.Sprintf("%s.addresses[%d]", p, j), "%q is not a mail address", a)
 			}
+		}
+	}
+	if a := s.AuthIMAP; a != nil {
+		host, port, err := net.SplitHostPort(a.Server)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 || !validHost(host) {
+			ck.errf("smtp.auth_imap.server", "%q is not host:port (like 10.0.0.5:993)", a.Server)
+		}
+		if a.TLS != "implicit" && a.TLS != "starttls" {
+			ck.errf("smtp.auth_imap.tls", "%q: implicit or starttls (a password never crosses the network in clear)", a.TLS)
 		}
 	}
 	for i, a := range s.LocalSenderExceptions {

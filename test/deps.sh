@@ -16,6 +16,8 @@ packages=(
   iptables          # iptables-restore: the baseline of make bench-firewall
   postfix           # smtp-sink, smtp-source, and the baseline of make bench-relay
   swaks             # the SMTP test client
+  dovecot-imapd     # the internal IMAP server (AUTH checks; the collector's peer)
+  dovecot-pop3d     # its POP3 side
 )
 missing=()
 for p in "${packages[@]}"; do

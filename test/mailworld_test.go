@@ -34,6 +34,9 @@ type mailWorld struct {
 	*netWorld
 	intl, smart string
 	ca          string // the test CA's certificate file
+	chain       string // key and certificate for smarthost.test, from the test CA
+	selfSigned  string // the same name, self-signed
+	issue       func(name string) string
 	postfixConf string
 }
 
@@ -61,6 +64,7 @@ func newMailWorld(t *testing.T) *mailWorld {
 	ipIn(t, w.router, "addr", "add", "10.77.0.26/24", "dev", "r0")
 	link(w.intl, "n0", "10.88.0.1/24", "a1", "10.88.0.2/24")
 	link(w.smart, "s0", "10.99.0.1/24", "a2", "10.99.0.2/24")
+	w.ca, w.chain, w.selfSigned, w.issue = writeCA(t, w.dir)
 	w.dnsmasq(t, "--mx-host=partner.test,mail.partner.test,10", "--address=/mail.partner.test/10.77.0.25",
 		"--mx-host=reject.test,mail.reject.test,10", "--address=/mail.reject.test/10.77.0.26",
 		"--address=/smarthost.test/10.99.0.1")
@@ -145,7 +149,7 @@ func swaks(t *testing.T, ns string, args ...string) (string, error) {
 
 // writeCA creates a CA, a certificate for smarthost.test signed by it and
 // a self-signed one; it returns the file names.
-func writeCA(t *testing.T, dir string) (ca, chain, selfSigned string) {
+func writeCA(t *testing.T, dir string) (ca, chain, selfSigned string, issue func(name string) string) {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Gatehouse Test CA"},
@@ -161,6 +165,9 @@ func writeCA(t *testing.T, dir string) (ca, chain, selfSigned string) {
 		tmpl := &x509.Certificate{SerialNumber: big.NewInt(mrand.Int64N(1 << 60)), Subject: pkix.Name{CommonName: name},
 			DNSNames: []string{name}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		if ip := net.ParseIP(name); ip != nil {
+			tmpl.DNSNames, tmpl.IPAddresses = nil, []net.IP{ip}
+		}
 		if parent == nil {
 			parent, parentKey = tmpl, k
 		}
@@ -175,7 +182,12 @@ func writeCA(t *testing.T, dir string) (ca, chain, selfSigned string) {
 	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
 	os.WriteFile(chain, leaf("smarthost.test", caCert, caKey), 0o600)
 	os.WriteFile(selfSigned, leaf("smarthost.test", nil, nil), 0o600)
-	return ca, chain, selfSigned
+	issue = func(name string) string {
+		f := filepath.Join(dir, name+".pem")
+		os.WriteFile(f, leaf(name, caCert, caKey), 0o600)
+		return f
+	}
+	return ca, chain, selfSigned, issue
 }
 
 // smarthost runs a Postfix instance in the smarthost namespace: STARTTLS
@@ -185,8 +197,7 @@ func writeCA(t *testing.T, dir string) (ca, chain, selfSigned string) {
 func (w *mailWorld) smarthost(t *testing.T) string {
 	t.Helper()
 	sinkDir := w.sink(t, w.smart, "127.0.0.1:2526")
-	var chain, self string
-	w.ca, chain, self = writeCA(t, w.dir)
+	chain, self := w.chain, w.selfSigned
 	name := fmt.Sprintf("ghpf%d", mrand.N(1<<20))
 	conf := filepath.Join("/etc", name)
 	queue := filepath.Join("/var/spool", name)
@@ -244,4 +255,69 @@ func (w *mailWorld) smarthost(t *testing.T) string {
 	waitListen(t, w.smart, "10.99.0.1", "25")
 	waitListen(t, w.smart, "10.99.0.1", "2525")
 	return sinkDir
+}
+
+// dovecot runs Dovecot in the internal namespace on 10.88.0.1: IMAPS 993,
+// IMAP 143 (STARTTLS), POP3S 995, POP3 110 (STLS), with a certificate for
+// 10.88.0.1 from the test CA and the users given (name: password).
+// It returns the directory under which each user's Maildir lives.
+func (w *mailWorld) dovecot(t *testing.T, users map[string]string) string {
+	t.Helper()
+	// Outside the test's 0700 temporary directory: Dovecot's processes run
+	// as dovecot and as the mail users.
+	dv, err := os.MkdirTemp("", "ghdovecot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dv, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dv) })
+	homes := filepath.Join(dv, "home")
+	os.MkdirAll(filepath.Join(dv, "run"), 0o755)
+	os.MkdirAll(homes, 0o755)
+	var pw strings.Builder
+	for u, p := range users {
+		home := filepath.Join(homes, u)
+		os.MkdirAll(home, 0o700)
+		os.Chown(home, 65534, 65534)
+		fmt.Fprintf(&pw, "%s:{PLAIN}%s:65534:65534::%s::\n", u, p, home)
+	}
+	os.WriteFile(filepath.Join(dv, "users"), []byte(pw.String()), 0o644)
+	keyCert := w.issue("10.88.0.1")
+	conf := filepath.Join(dv, "dovecot.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`instance_name = gh%[2]d
+base_dir = %[1]s/run
+state_dir = %[1]s/state
+protocols = imap pop3
+listen = 10.88.0.1
+log_path = %[1]s/dovecot.log
+ssl = yes
+ssl_cert = <%[3]s
+ssl_key = <%[3]s
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = yes
+auth_mechanisms = plain login
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%%u %[1]s/users
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%%u %[1]s/users
+}
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+pop3_uidl_format = %%08Xu%%08Xv
+`, dv, mrand.N(1<<20), keyCert)), 0o644)
+	// In the foreground, as the test's child: it ends with the test.
+	w.start(t, w.intl, "dovecot.out", "dovecot", "-F", "-c", conf)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dv, "dovecot.log"))
+			t.Logf("dovecot log:\n%s", tail(string(b), 40))
+		}
+	})
+	for _, port := range []string{"993", "143", "995", "110"} {
+		waitListen(t, w.intl, "10.88.0.1", port)
+	}
+	return homes
 }

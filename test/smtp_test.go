@@ -31,6 +31,7 @@ smtp:
   trusted_networks: [10.88.0.0/24]
   users:
     - {login: alice, password_hash: "` + aliceHash + `", addresses: [alice@example.test]}
+  auth_imap: {server: "10.88.0.1:993"}   # everyone else: the internal server's IMAP LOGIN
   connectors:
     - {name: cmg, smarthost: "[smarthost.test]:25", tls: verify}
     - {name: untrusted, smarthost: "[smarthost.test]:2525", tls: verify}
@@ -144,6 +145,7 @@ func TestSMTPRelay(t *testing.T) {
 	intlSink := w.sink(t, w.intl, "10.88.0.1:25")
 	partnerSink := w.sink(t, w.router, "10.77.0.25:25")
 	rejectSink := w.sink(t, w.router, "10.77.0.26:25", "-f", "RCPT")
+	w.dovecot(t, map[string]string{"dave@example.test": "davepass"})
 	w.gatehouse(t, relayConfig(w.ca))
 	const mx = "10.77.0.2:25"
 	inside := func(args ...string) []string { return append([]string{"--server", "10.88.0.2:25"}, args...) }
@@ -224,6 +226,22 @@ func TestSMTPRelay(t *testing.T) {
 			"--from", "alice@example.test", "--to", "y@partner.test")
 		if err == nil || !strings.Contains(out, " 535") {
 			t.Errorf("wrong password accepted:\n%s", out)
+		}
+	})
+
+	t.Run("AUTH checked against the internal IMAP server", func(t *testing.T) {
+		mustSwaks(t, w.router, "--server", "10.77.0.2:587", "--tls", "--auth", "PLAIN", "--auth-user", "dave@example.test", "--auth-password", "davepass",
+			"--from", "dave@example.test", "--to", "y@partner.test", "--header", "Message-ID: <imapauth1@test>")
+		waitDump(t, partnerSink, 30*time.Second, "<imapauth1@test>")
+		out, err := swaks(t, w.router, "--server", "10.77.0.2:587", "--tls", "--auth", "PLAIN", "--auth-user", "dave@example.test", "--auth-password", "wrong",
+			"--from", "dave@example.test", "--to", "y@partner.test")
+		if err == nil || !strings.Contains(out, " 535") {
+			t.Errorf("a wrong IMAP password was accepted:\n%s", out)
+		}
+		out, err = swaks(t, w.router, "--server", "10.77.0.2:587", "--tls", "--auth", "PLAIN", "--auth-user", "dave@example.test", "--auth-password", "davepass",
+			"--from", "alice@example.test", "--to", "y@partner.test")
+		if err == nil || !strings.Contains(out, " 553 5.7.1") {
+			t.Errorf("dave sent as alice:\n%s", out)
 		}
 	})
 

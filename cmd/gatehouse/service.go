@@ -87,8 +87,6 @@ func cmdService(args []string, stdout io.Writer) error {
 			ResolvConf: filepath.Join(*run, "resolv.conf"), Socket: filepath.Join(*run, smtpsvc.SocketName), Log: log, Notify: n, Reload: reload}
 		if *onAppliance {
 			o.QueueDir, o.TLSDir, o.ResolvConf = "/data/queue", "/data/tls", "/etc/resolv.conf"
-		} else if _, err := os.Stat(o.ResolvConf); err != nil {
-			o.ResolvConf = "/etc/resolv.conf" // no dns service in this instance
 		}
 		return smtpsvc.Run(ctx, o)
 	case "firewall":

@@ -147,7 +147,7 @@ func (r *Reaper) Run(ctx context.Context) {
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, unix.SIGCHLD)
 	defer signal.Stop(sigc)
-	for {
+	for ctx.Err() == nil {
 		r.reapAll()
 		select {
 		case <-ctx.Done():

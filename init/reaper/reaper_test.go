@@ -19,8 +19,11 @@ func start(t *testing.T) *Reaper {
 	}
 	r := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go r.Run(ctx)
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	// Wait for this reaper to stop: a reaper left running would take the
+	// next test's children for orphans (there is one per process in use).
+	t.Cleanup(func() { cancel(); <-done })
 	return r
 }
 

@@ -132,6 +132,10 @@ func (t *transport) resolve(ctx context.Context, route string) (target, error) {
 // dnsClient reads the resolver list the dns service maintains.
 func (t *transport) dnsServers() []string {
 	cc, err := dns.ClientConfigFromFile(t.svc.opts.ResolvConf)
+	if err != nil {
+		// Host mode without a dns service (or before it wrote its file).
+		cc, err = dns.ClientConfigFromFile("/etc/resolv.conf")
+	}
 	if err != nil || len(cc.Servers) == 0 {
 		return []string{"127.0.0.1:53"}
 	}

@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"context"
+	"crypto/x509"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -35,7 +36,10 @@ type Policy struct {
 	popWindow        time.Duration
 	barenewlineFixup bool
 
-	pop *PopAuth
+	pop      *PopAuth
+	authIMAP *config.AuthIMAP
+	roots    *x509.CertPool
+	log      *slog.Logger
 }
 
 type managedDomain struct {
@@ -68,10 +72,11 @@ type Client struct {
 // NewPolicy compiles the relay section. Host names among the trusted
 // networks and connector networks are resolved now; the service rebuilds the
 // policy periodically so that they follow DNS.
-func NewPolicy(ctx context.Context, c *config.SMTP, pop *PopAuth, log *slog.Logger) *Policy {
+func NewPolicy(ctx context.Context, c *config.SMTP, pop *PopAuth, roots *x509.CertPool, log *slog.Logger) *Policy {
 	p := &Policy{hostname: c.Hostname, users: map[string]mailUser{}, rejectLocal: *c.RejectUnauthenticatedLocalSenders,
 		exceptions: map[string]bool{}, defaultRoute: c.DefaultRoute, transport: c.Transport, rules: c.Rules,
-		maxHops: c.Limits.MaxHops, popWindow: c.PopBeforeSMTP.Window.Duration, barenewlineFixup: c.BareNewlines == "normalize", pop: pop}
+		maxHops: c.Limits.MaxHops, popWindow: c.PopBeforeSMTP.Window.Duration, barenewlineFixup: c.BareNewlines == "normalize", pop: pop,
+		authIMAP: c.AuthIMAP, roots: roots, log: log}
 	for _, d := range c.Domains {
 		md := managedDomain{name: strings.ToLower(strings.TrimSuffix(d.Name, ".")), sub: d.Subdomains}
 		if len(d.Recipients) > 0 {
@@ -133,21 +138,31 @@ func inRanges(rs []config.AddrRange, a netip.Addr) bool {
 	return false
 }
 
-// Authenticate checks a login and password against the configured users.
-func (p *Policy) Authenticate(login, password string) bool {
+// Authenticate checks a login and password against the configured users,
+// and logins without a local password against the internal IMAP server.
+// An error means the login could not be checked (the IMAP server is
+// down): the client should try again later, not be told it is wrong.
+func (p *Policy) Authenticate(login, password string) (bool, error) {
 	u, ok := p.users[login]
-	if !ok {
+	if p.authIMAP != nil && (!ok || len(u.hash) == 0) {
+		good, err := imapLogin(context.Background(), p.authIMAP, p.roots, login, password)
+		if err != nil {
+			p.log.Error("AUTH could not be checked with the internal IMAP server", "login", login, "err", err)
+		}
+		return good, err
+	}
+	if !ok || len(u.hash) == 0 {
 		// Spend the same time as a real check, so logins cannot be probed.
 		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
-		return false
+		return false, nil
 	}
-	return bcrypt.CompareHashAndPassword(u.hash, []byte(password)) == nil
+	return bcrypt.CompareHashAndPassword(u.hash, []byte(password)) == nil, nil
 }
 
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("gatehouse-dummy"), bcrypt.DefaultCost)
 
 // HasUsers says whether AUTH is offered at all.
-func (p *Policy) HasUsers() bool { return len(p.users) > 0 }
+func (p *Policy) HasUsers() bool { return len(p.users) > 0 || p.authIMAP != nil }
 
 // relayReason says why a client may relay to any destination: "trusted",
 // "authenticated", "pop-before-smtp", "connector:<name>"; "" if it may not.
@@ -184,7 +199,13 @@ func (p *Policy) CheckSender(c Client, from mailmsg.Address) *gosmtp.SMTPError {
 		return smtpErr(530, gosmtp.EnhancedCode{5, 7, 0}, "Authentication required")
 	}
 	if c.Login != "" {
-		if u, ok := p.users[c.Login]; ok && !u.addrs[strings.ToLower(from.String())] {
+		// A user sends as its configured addresses; a login known only
+		// to the IMAP server, as itself when it is an address.
+		owned := strings.EqualFold(from.String(), c.Login) && strings.Contains(c.Login, "@")
+		if u, ok := p.users[c.Login]; ok {
+			owned = u.addrs[strings.ToLower(from.String())]
+		}
+		if !owned {
 			return smtpErr(553, gosmtp.EnhancedCode{5, 7, 1}, "Sender address rejected: not owned by user "+c.Login)
 		}
 		return nil

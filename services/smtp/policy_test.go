@@ -45,7 +45,7 @@ func testPolicy(t *testing.T) (*Policy, *PopAuth) {
 		t.Fatalf("config: %v %v", err, errs)
 	}
 	pop := NewPopAuth()
-	return NewPolicy(context.Background(), c.SMTP, pop, slog.New(slog.NewTextHandler(io.Discard, nil))), pop
+	return NewPolicy(context.Background(), c.SMTP, pop, nil, slog.New(slog.NewTextHandler(io.Discard, nil))), pop
 }
 
 func addr(t *testing.T, s string) mailmsg.Address {
@@ -171,7 +171,8 @@ func TestHeaderRules(t *testing.T) {
 
 func TestAuthenticate(t *testing.T) {
 	p, _ := testPolicy(t)
-	if !p.Authenticate("carol", "secret") || p.Authenticate("carol", "Secret") || p.Authenticate("nobody", "secret") {
+	ok := func(u, pw string) bool { good, err := p.Authenticate(u, pw); return good && err == nil }
+	if !ok("carol", "secret") || ok("carol", "Secret") || ok("nobody", "secret") {
 		t.Error("bcrypt check wrong")
 	}
 }

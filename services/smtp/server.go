@@ -83,7 +83,11 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		if identity != "" && identity != user {
 			return gosmtp.ErrAuthFailed
 		}
-		if !p.Authenticate(user, pass) {
+		good, err := p.Authenticate(user, pass)
+		if err != nil {
+			return smtpErr(454, gosmtp.EnhancedCode{4, 7, 0}, "Temporary authentication failure")
+		}
+		if !good {
 			s.log.Warn("authentication failed", "login", user)
 			s.svc.count.authFailed.Add(1)
 			return gosmtp.ErrAuthFailed

@@ -118,7 +118,7 @@ func Run(ctx context.Context, o Options) error {
 	if s.pool, err = trustPool(c.TLS.CAFile); err != nil {
 		return err
 	}
-	s.pol = NewPolicy(ctx, c, s.pop, o.Log)
+	s.pol = NewPolicy(ctx, c, s.pop, s.pool, o.Log)
 	if err := s.loadCert(c); err != nil {
 		return err
 	}
@@ -227,7 +227,7 @@ func (s *Service) apply(ctx context.Context, c *config.SMTP) error {
 	if err := s.loadCert(c); err != nil {
 		return err
 	}
-	pol := NewPolicy(ctx, c, s.pop, s.log)
+	pol := NewPolicy(ctx, c, s.pop, pool, s.log)
 	s.mu.Lock()
 	s.cfg, s.pol, s.pool = c, pol, pool
 	s.mu.Unlock()
