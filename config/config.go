@@ -28,11 +28,11 @@ type Config struct {
 	// part of the file's shape so that their errors read like every other.
 	SMTP *SMTP `yaml:"smtp"` // nil: no relay
 
-	Fetch   Unimplemented `yaml:"fetch"`
-	SNMP    Unimplemented `yaml:"snmp"`
-	NRPE    Unimplemented `yaml:"nrpe"`
-	Syslog  Unimplemented `yaml:"syslog"`
-	Cluster Unimplemented `yaml:"cluster"`
+	Fetch   []FetchAccount `yaml:"fetch"`
+	SNMP    Unimplemented  `yaml:"snmp"`
+	NRPE    Unimplemented  `yaml:"nrpe"`
+	Syslog  Unimplemented  `yaml:"syslog"`
+	Cluster Unimplemented  `yaml:"cluster"`
 }
 
 // Interface is one network interface, matched by name or MAC address.

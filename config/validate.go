@@ -50,6 +50,7 @@ func (c *Config) applyDefaults() {
 		c.Firewall.Egress = "open"
 	}
 	c.smtpDefaults()
+	c.fetchDefaults()
 	if c.Shutdown.Timeout.Duration == 0 {
 		c.Shutdown.Timeout.Duration = DefaultShutdownTimeout
 	}
@@ -68,6 +69,7 @@ func (c *Config) validate() (errs, warns []problem) {
 	c.checkFirewall(&ck)
 	c.checkSSH(&ck)
 	c.checkSMTP(&ck)
+	c.checkFetch(&ck)
 	for i, s := range c.NTP.Servers {
 		host := s
 		if h, port, err := net.SplitHostPort(s); err == nil {
@@ -103,7 +105,6 @@ func (c *Config) validate() (errs, warns []problem) {
 		key string
 		u   Unimplemented
 	}{
-		{"fetch", c.Fetch},
 		{"snmp", c.SNMP}, {"nrpe", c.NRPE}, {"syslog", c.Syslog}, {"cluster", c.Cluster},
 	} {
 		if s.u.Set() {

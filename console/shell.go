@@ -58,6 +58,7 @@ func table() []command {
 		{"date", "", "the system clock and the RTC, in UTC", (*Shell).date},
 		{"firewall", "", "the rules the firewall installed", (*Shell).firewall},
 		{"queue", "[show ID|flush|hold ID|release ID|delete ID]", "the mail queue, like mailq; or act on it", (*Shell).queue},
+		{"fetch", "[now [ACCOUNT]]", "the collector's accounts; or poll now", (*Shell).fetch},
 		{"reload", "", "read the config again and apply it", (*Shell).reload},
 		{"poweroff", "", "stop all services and power off", shutdownCmd("poweroff")},
 		{"reboot", "", "stop all services and reboot", shutdownCmd("reboot")},
@@ -216,6 +217,33 @@ func (s *Shell) queue(args []string) error {
 	default:
 		fmt.Fprintf(s.Out, "%s: done\n", req.ID)
 	}
+	return nil
+}
+
+func (s *Shell) fetch(args []string) error {
+	sock := s.RelaySocket
+	if sock == "" {
+		sock = filepath.Join(filepath.Dir(control.DefaultSocket), smtpsvc.SocketName)
+	}
+	if len(args) > 0 {
+		if args[0] != "now" || len(args) > 2 {
+			return fmt.Errorf("usage: fetch [now [ACCOUNT]]")
+		}
+		req := smtpsvc.Request{Verb: "fetch-now"}
+		if len(args) == 2 {
+			req.ID = args[1]
+		}
+		if _, err := smtpsvc.Call(sock, req); err != nil {
+			return err
+		}
+		fmt.Fprintln(s.Out, "poll requested")
+		return nil
+	}
+	resp, err := smtpsvc.Call(sock, smtpsvc.Request{Verb: "fetch-status"})
+	if err != nil {
+		return err
+	}
+	smtpsvc.WriteFetch(s.Out, resp.Detail.Fetch)
 	return nil
 }
 

@@ -49,6 +49,11 @@ type Envelope struct {
 	Login   string    `json:"login,omitempty"`  // authenticated user, if any
 	DSN     bool      `json:"dsn,omitempty"`    // a bounce we generated: never bounce it again
 	Source  string    `json:"source,omitempty"` // smtp, submission, fetch:<account>, dsn
+	// Fetch names the remote message a collected one came from:
+	// "<account>/<uid>". While the message is queued this file is the
+	// record that it was collected; when it leaves the queue the record
+	// moves to fetched/<account>.
+	Fetch string `json:"fetch,omitempty"`
 }
 
 // Rcpt is one recipient and the route chosen for it when it was accepted.
@@ -93,6 +98,9 @@ type Store struct {
 	commits chan chan error
 	closed  chan struct{}
 	once    sync.Once
+
+	fmu       sync.Mutex
+	fetchKeys map[string]string // queue id -> Envelope.Fetch, for queued collected messages
 }
 
 // OpenStore opens (creating if needed) the queue directory, removes
@@ -100,7 +108,7 @@ type Store struct {
 // state. Files that fail their check are moved to corrupt/ and reported.
 func OpenStore(dir string) (*Store, []Loaded, []error) {
 	var problems []error
-	for _, sub := range []string{"tmp", "msg", "state", "corrupt"} {
+	for _, sub := range []string{"tmp", "msg", "state", "corrupt", "fetched"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, nil, []error{fmt.Errorf("queue: %w", err)}
 		}
@@ -117,7 +125,8 @@ func OpenStore(dir string) (*Store, []Loaded, []error) {
 	}
 	var rnd [3]byte
 	rand.Read(rnd[:])
-	s := &Store{dir: dir, msgDir: md, prefix: strings.ToUpper(hex.EncodeToString(rnd[:])), commits: make(chan chan error, 256), closed: make(chan struct{})}
+	s := &Store{dir: dir, msgDir: md, prefix: strings.ToUpper(hex.EncodeToString(rnd[:])), commits: make(chan chan error, 256), closed: make(chan struct{}),
+		fetchKeys: map[string]string{}}
 	go s.committer()
 
 	ents, err := md.ReadDir(-1)
@@ -140,6 +149,9 @@ func OpenStore(dir string) (*Store, []Loaded, []error) {
 			st = State{Rcpts: make([]RcptState, len(env.Rcpts))}
 		}
 		have[id] = true
+		if env.Fetch != "" {
+			s.fetchKeys[id] = env.Fetch
+		}
 		loaded = append(loaded, Loaded{Envelope: env, State: st})
 	}
 	// State without a message: the message was delivered and removed
@@ -244,6 +256,11 @@ func (w *Writer) Commit(env *Envelope) error {
 		os.Remove(w.s.path("msg", w.id))
 		return fmt.Errorf("queue: fsync directory: %w", err)
 	}
+	if env.Fetch != "" {
+		w.s.fmu.Lock()
+		w.s.fetchKeys[w.id] = env.Fetch
+		w.s.fmu.Unlock()
+	}
 	return nil
 }
 
@@ -338,13 +355,114 @@ func (s *Store) SaveState(id string, st *State) error {
 }
 
 // Remove deletes a message: its data first (the fact that it exists), then
-// its state.
+// its state. A collected message's record moves to fetched/ first, so that
+// it is never lost that the remote copy was collected.
 func (s *Store) Remove(id string) error {
+	s.fmu.Lock()
+	key := s.fetchKeys[id]
+	s.fmu.Unlock()
+	if key != "" {
+		account, uid, _ := strings.Cut(key, "/")
+		if err := appendSync(s.path("fetched", account), uid+"\n"); err != nil {
+			return fmt.Errorf("queue: record collected %s: %w", key, err)
+		}
+	}
 	if err := os.Remove(s.path("msg", id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("queue: %w", err)
 	}
 	os.Remove(s.path("state", id))
+	if key != "" {
+		s.fmu.Lock()
+		delete(s.fetchKeys, id)
+		s.fmu.Unlock()
+	}
 	return nil
+}
+
+func appendSync(path, line string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(line)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Fetched returns the remote ids of an account's messages that were
+// collected: those still queued and those recorded in fetched/<account>.
+func (s *Store) Fetched(account string) (map[string]bool, error) {
+	out := map[string]bool{}
+	s.fmu.Lock()
+	for _, key := range s.fetchKeys {
+		if a, uid, _ := strings.Cut(key, "/"); a == account {
+			out[uid] = true
+		}
+	}
+	s.fmu.Unlock()
+	b, err := os.ReadFile(s.path("fetched", account))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" {
+			out[l] = true
+		}
+	}
+	return out, nil
+}
+
+// PruneFetched forgets recorded ids the server no longer lists: they
+// cannot come back, and the record must not grow without end.
+func (s *Store) PruneFetched(account string, present map[string]bool) error {
+	path := s.path("fetched", account)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	var keep strings.Builder
+	dropped := false
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == "" {
+			continue
+		}
+		if present[l] {
+			keep.WriteString(l + "\n")
+		} else {
+			dropped = true
+		}
+	}
+	if !dropped {
+		return nil
+	}
+	return writeFileSync(path, []byte(keep.String()))
+}
+
+func writeFileSync(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	return err
 }
 
 func (s *Store) readEnvelope(id string) (Envelope, error) {

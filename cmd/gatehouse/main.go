@@ -45,6 +45,8 @@ const usage = `usage: gatehouse COMMAND [ARGS]
   queue show ID | flush | hold ID | release ID | delete ID
                                   inspect one message; retry all deferred now; hold, release
                                   or delete one (like postqueue -f, postsuper -h/-H/-d)
+  fetch status [--format text|json] the collector's accounts: last poll, counts, errors
+  fetch now [ACCOUNT]             poll one account, or all, at once
   smtp hash-password              read a password on stdin, print its bcrypt hash for smtp.users
   smtp pop-auth ADDRESS           authorise ADDRESS to relay for smtp.pop_before_smtp.window
   poweroff | reboot               stop all services in order, then power off or reboot
@@ -93,6 +95,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdQueue(args[1:], stdout)
 	case "smtp":
 		err = cmdSMTP(args[1:], os.Stdin, stdout)
+	case "fetch":
+		err = cmdFetch(args[1:], stdout)
 	case "poweroff", "reboot":
 		err = cmdShutdown(args[0], args[1:], stdout)
 	case "service": // how the supervisor starts the appliance's services

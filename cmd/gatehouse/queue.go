@@ -135,3 +135,47 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = fs.Args()[1:]
 	}
 }
+
+// cmdFetch is the collector's: status, and polling now.
+func cmdFetch(args []string, stdout io.Writer) error {
+	usage := &exitError{2, errors.New("usage: gatehouse fetch status [--format text|json] | now [ACCOUNT]")}
+	if len(args) == 0 {
+		return usage
+	}
+	fs := flag.NewFlagSet("fetch "+args[0], flag.ContinueOnError)
+	format := fs.String("format", "text", "text or json")
+	sock := socketFlags(fs)
+	pos, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return &exitError{code: 2}
+	}
+	switch {
+	case args[0] == "now" && len(pos) <= 1:
+		req := smtpsvc.Request{Verb: "fetch-now"}
+		if len(pos) == 1 {
+			req.ID = pos[0]
+		}
+		if _, err := smtpsvc.Call(relaySocket(sock()), req); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "poll requested")
+		return nil
+	case args[0] == "status" && len(pos) == 0:
+		resp, err := smtpsvc.Call(relaySocket(sock()), smtpsvc.Request{Verb: "fetch-status"})
+		if err != nil {
+			return err
+		}
+		if *format == "json" {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			list := resp.Detail.Fetch
+			if list == nil {
+				list = []smtpsvc.AccountStatus{}
+			}
+			return enc.Encode(list)
+		}
+		smtpsvc.WriteFetch(stdout, resp.Detail.Fetch)
+		return nil
+	}
+	return usage
+}

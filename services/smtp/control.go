@@ -92,6 +92,11 @@ func (s *Service) answer(req Request) Response {
 			s.pop.Add(a)
 			s.log.Info("POP-before-SMTP: address authorised", "addr", a.String(), "window", s.policy().popWindow)
 		}
+	case "fetch-now":
+		err = s.fetch.pollNow(req.ID)
+	case "fetch-status":
+		d := s.detail()
+		r.Detail = &d
 	case "stats":
 		d := s.detail()
 		r.Detail = &d

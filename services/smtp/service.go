@@ -61,6 +61,7 @@ type Service struct {
 		accepted, rejected, authFailed atomic.Int64
 	}
 	servers []*gosmtp.Server
+	fetch   *collector
 }
 
 func (s *Service) policy() *Policy {
@@ -160,6 +161,10 @@ func Run(ctx context.Context, o Options) error {
 			sv.Close()
 		}
 	}()
+	s.fetch = newCollector(s)
+	fctx, fcancel := context.WithCancel(ctx)
+	defer func() { fcancel(); s.fetch.wg.Wait() }()
+	s.fetch.apply(fctx, full.Fetch)
 	go func() {
 		if err := serveControl(ctx, o.Socket, s); err != nil {
 			o.Log.Error("control socket", "err", err)
@@ -208,6 +213,7 @@ func Run(ctx context.Context, o Options) error {
 				o.Log.Error("reload: kept the running relay settings", "err", err)
 				continue
 			}
+			s.fetch.apply(fctx, nc.Fetch)
 			c = nc.SMTP
 			o.Log.Info("reloaded")
 		case <-refresh.C:
@@ -311,23 +317,30 @@ func (w slogWriter) Write(p []byte) (int, error) {
 
 // Detail is what `gatehouse status` shows for the relay.
 type Detail struct {
-	Queue       queue.Stats `json:"queue"`
-	Accepted    int64       `json:"accepted"`
-	Rejected    int64       `json:"rejected"`
-	AuthFailed  int64       `json:"auth_failed"`
-	Connections int         `json:"connections"`
+	Queue       queue.Stats     `json:"queue"`
+	Accepted    int64           `json:"accepted"`
+	Rejected    int64           `json:"rejected"`
+	AuthFailed  int64           `json:"auth_failed"`
+	Connections int             `json:"connections"`
+	Fetch       []AccountStatus `json:"fetch,omitempty"`
 }
 
 func (s *Service) detail() Detail {
 	return Detail{Queue: s.q.Stats(), Accepted: s.count.accepted.Load(), Rejected: s.count.rejected.Load(),
-		AuthFailed: s.count.authFailed.Load(), Connections: s.lim.count()}
+		AuthFailed: s.count.authFailed.Load(), Connections: s.lim.count(), Fetch: s.fetch.status()}
 }
 
 func (s *Service) publish() {
 	d := s.detail()
 	s.opts.Notify.Detail(d)
-	s.opts.Notify.Status(fmt.Sprintf("queue %d (%d deferred, %d held), %d sessions; accepted %d, delivered %d, bounced %d",
-		d.Queue.Depth, d.Queue.Deferred, d.Queue.Held, d.Connections, d.Accepted, d.Queue.Delivered, d.Queue.Bounced))
+	line := fmt.Sprintf("queue %d (%d deferred, %d held), %d sessions; accepted %d, delivered %d, bounced %d",
+		d.Queue.Depth, d.Queue.Deferred, d.Queue.Held, d.Connections, d.Accepted, d.Queue.Delivered, d.Queue.Bounced)
+	for _, a := range d.Fetch {
+		if a.LastError != "" {
+			line += fmt.Sprintf("; fetch %s: ERROR %s", a.Name, a.LastError)
+		}
+	}
+	s.opts.Notify.Status(line)
 }
 
 // notice queues a DSN to the sender of a message (RFC 3464).

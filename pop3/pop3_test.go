@@ -1,0 +1,147 @@
+package pop3
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeServer answers each command line with the next scripted reply; a
+// reply "" closes the connection (a server that drops mid-session).
+func fakeServer(t *testing.T, greeting string, replies map[string]string) *Client {
+	t.Helper()
+	cli, srv := net.Pipe()
+	go func() {
+		defer srv.Close()
+		srv.Write([]byte(greeting))
+		r := bufio.NewReader(srv)
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			cmd := strings.Fields(l)[0]
+			rep, ok := replies[cmd]
+			if !ok {
+				rep = "-ERR unknown\r\n"
+			}
+			if rep == "" {
+				return
+			}
+			if r, cut := strings.CutSuffix(rep, "<close>"); cut {
+				srv.Write([]byte(r))
+				return
+			}
+			srv.Write([]byte(rep))
+		}
+	}()
+	c, err := NewClient(cli, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestListRetrDele(t *testing.T) {
+	c := fakeServer(t, "+OK ready\r\n", map[string]string{
+		"CAPA": "+OK\r\nUIDL\r\nSASL PLAIN\r\n.\r\n",
+		"AUTH": "+OK logged in\r\n",
+		"LIST": "+OK 2 messages\r\n1 120\r\n2 30\r\n.\r\n",
+		"UIDL": "+OK\r\n1 whqtswO00WBw418f9t5JxYwZ\r\n2 QhdPYR:00WBw1Ph7x7\r\n.\r\n",
+		"RETR": "+OK\r\nSubject: x\r\n\r\n..leading dot\r\n.\r\n",
+		"DELE": "+OK marked\r\n",
+		"QUIT": "+OK bye\r\n",
+	})
+	if err := c.Login("u", "p"); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 2 || msgs[1].UID != "QhdPYR:00WBw1Ph7x7" || msgs[0].Size != 120 {
+		t.Fatalf("%+v", msgs)
+	}
+	var b bytes.Buffer
+	if err := c.Retr(1, &b); err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != "Subject: x\r\n\r\n.leading dot\r\n" {
+		t.Fatalf("RETR gave %q", b.String())
+	}
+	if err := c.Dele(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Quit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMalformedUIDL(t *testing.T) {
+	for name, uidl := range map[string]string{
+		"missing id":         "+OK\r\n1\r\n2 b\r\n.\r\n",
+		"unknown message":    "+OK\r\n1 a\r\n3 b\r\n.\r\n",
+		"duplicate id":       "+OK\r\n1 a\r\n2 a\r\n.\r\n",
+		"control character":  "+OK\r\n1 a\x01b\r\n2 b\r\n.\r\n",
+		"message without id": "+OK\r\n1 a\r\n.\r\n",
+		"not a number":       "+OK\r\none a\r\n2 b\r\n.\r\n",
+	} {
+		c := fakeServer(t, "+OK\r\n", map[string]string{
+			"LIST": "+OK\r\n1 10\r\n2 20\r\n.\r\n",
+			"UIDL": uidl,
+		})
+		if _, err := c.List(); !errors.Is(err, ErrProtocol) {
+			t.Errorf("%s: %v, want a protocol error", name, err)
+		}
+	}
+}
+
+func TestDropMidRetr(t *testing.T) {
+	c := fakeServer(t, "+OK\r\n", map[string]string{
+		"RETR": "+OK\r\nSubject: half\r\n\r\nbody without end<close>",
+	})
+	var b bytes.Buffer
+	if err := c.Retr(1, &b); err == nil {
+		t.Fatal("a message cut off by the server was taken as complete")
+	}
+}
+
+func TestErrAndGarbage(t *testing.T) {
+	c := fakeServer(t, "+OK\r\n", map[string]string{"USER": "+OK\r\n", "PASS": "-ERR [AUTH] Authentication failed.\r\n", "CAPA": "-ERR no\r\n"})
+	err := c.Login("u", "wrong")
+	var e *Error
+	if !errors.As(err, &e) || !strings.Contains(e.Text, "Authentication failed") {
+		t.Fatalf("login: %v", err)
+	}
+	cli, srv := net.Pipe()
+	go func() { srv.Write([]byte("HTTP/1.1 400 Bad Request\r\n")); srv.Close() }()
+	if _, err := NewClient(cli, time.Second); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("garbage greeting: %v", err)
+	}
+}
+
+func FuzzList(f *testing.F) {
+	f.Add("1 10\r\n2 20\r\n", "1 a\r\n2 b\r\n")
+	f.Fuzz(func(t *testing.T, list, uidl string) {
+		if strings.Contains(list, ".\r\n") || strings.Contains(uidl, ".\r\n") {
+			return
+		}
+		c := fakeServer(t, "+OK\r\n", map[string]string{"LIST": "+OK\r\n" + list + ".\r\n", "UIDL": "+OK\r\n" + uidl + ".\r\n"})
+		msgs, err := c.List()
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, m := range msgs {
+			if m.UID == "" || seen[m.UID] || m.Size < 0 {
+				t.Fatalf("accepted %+v", msgs)
+			}
+			seen[m.UID] = true
+		}
+	})
+}

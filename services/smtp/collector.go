@@ -1,0 +1,399 @@
+package smtp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"gatehouse/config"
+	"gatehouse/mailmsg"
+	"gatehouse/pop3"
+	"gatehouse/queue"
+)
+
+// The collector empties remote mailboxes into the queue, fetchmail-style,
+// with none of fetchmail's ways to lose or duplicate mail:
+//
+//   - a message counts as collected when it is committed to the queue (file
+//     and directory fsynced), and the record of that, the remote id in the
+//     envelope, is committed with it in the same rename;
+//   - only then is the remote copy deleted (DELE, committed by QUIT);
+//   - a remote id already recorded is never collected again, only deleted.
+//
+// So a crash at any point leads to neither loss nor a second copy. Each
+// account runs on its own, with its own backoff.
+type collector struct {
+	svc *Service
+	log *slog.Logger
+
+	mu       sync.Mutex
+	accounts map[string]*account
+	wg       sync.WaitGroup
+}
+
+// AccountStatus is what `gatehouse status` and the console show per account.
+type AccountStatus struct {
+	Name      string    `json:"name"`
+	Protocol  string    `json:"protocol"`
+	Server    string    `json:"server"`
+	LastPoll  time.Time `json:"last_poll,omitzero"`
+	LastOK    time.Time `json:"last_ok,omitzero"`
+	Collected int64     `json:"collected"`
+	Deleted   int64     `json:"deleted"`
+	OnServer  int       `json:"on_server"`
+	TooLarge  []string  `json:"too_large,omitempty"` // remote ids left on the server
+	LastError string    `json:"last_error,omitempty"`
+	NextPoll  time.Time `json:"next_poll,omitzero"`
+	Failures  int       `json:"failures,omitempty"`
+}
+
+type account struct {
+	mu     sync.Mutex
+	cfg    config.FetchAccount
+	st     AccountStatus
+	now    chan struct{}
+	cancel context.CancelFunc
+}
+
+func newCollector(svc *Service) *collector {
+	return &collector{svc: svc, log: svc.log.With("part", "fetch"), accounts: map[string]*account{}}
+}
+
+// apply starts, restarts and stops account pollers to match the config.
+func (c *collector) apply(ctx context.Context, accounts []config.FetchAccount) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	want := map[string]config.FetchAccount{}
+	for _, a := range accounts {
+		want[a.Name] = a
+	}
+	for name, a := range c.accounts {
+		if w, ok := want[name]; !ok || !sameAccount(w, a.cfg) {
+			a.cancel()
+			delete(c.accounts, name)
+		}
+	}
+	for name, cfg := range want {
+		if c.accounts[name] != nil {
+			continue
+		}
+		actx, cancel := context.WithCancel(ctx)
+		a := &account{cfg: cfg, now: make(chan struct{}, 1), cancel: cancel,
+			st: AccountStatus{Name: name, Protocol: cfg.Protocol, Server: net.JoinHostPort(cfg.Server, strconv.Itoa(cfg.Port))}}
+		c.accounts[name] = a
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.run(actx, a)
+		}()
+	}
+}
+
+func sameAccount(a, b config.FetchAccount) bool {
+	return fmt.Sprint(a) == fmt.Sprint(b) && *a.TLSVerify == *b.TLSVerify
+}
+
+// pollNow asks one account, or all ("" ), to poll at once.
+func (c *collector) pollNow(name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for an, a := range c.accounts {
+		if name == "" || an == name {
+			select {
+			case a.now <- struct{}{}:
+			default:
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("no fetch account %q", name)
+	}
+	return nil
+}
+
+func (c *collector) status() []AccountStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []AccountStatus
+	for _, a := range c.accounts {
+		a.mu.Lock()
+		out = append(out, a.st)
+		a.mu.Unlock()
+	}
+	sortStatus(out)
+	return out
+}
+
+func sortStatus(s []AccountStatus) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j].Name < s[j-1].Name; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+// run polls one account until ctx ends; failures back off from the poll
+// interval up to an hour, and never hold up another account.
+func (c *collector) run(ctx context.Context, a *account) {
+	log := c.log.With("account", a.cfg.Name)
+	for {
+		err := c.pollSafely(ctx, a, log)
+		a.mu.Lock()
+		a.st.LastPoll = time.Now()
+		wait := a.cfg.Poll.Duration
+		if err != nil {
+			a.st.Failures++
+			a.st.LastError = err.Error()
+			for i := 1; i < a.st.Failures && wait < time.Hour; i++ {
+				wait *= 2
+			}
+			wait = min(wait, max(time.Hour, a.cfg.Poll.Duration))
+			log.Warn("poll failed", "err", err, "retry_in", wait)
+		} else {
+			a.st.Failures, a.st.LastError, a.st.LastOK = 0, "", time.Now()
+		}
+		a.st.NextPoll = time.Now().Add(wait)
+		a.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-a.now:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// pollSafely keeps a bug in one account's poll from taking the relay down.
+func (c *collector) pollSafely(ctx context.Context, a *account, log *slog.Logger) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error: %v", r)
+			log.Error("poll panicked", "err", r)
+		}
+	}()
+	return c.pollPOP3(ctx, a, log)
+}
+
+func (c *collector) tlsConfig(a config.FetchAccount) (*tls.Config, error) {
+	tc := &tls.Config{ServerName: a.Server, MinVersion: tls.VersionTLS12, InsecureSkipVerify: !*a.TLSVerify}
+	if a.CAFile != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		b, err := os.ReadFile(a.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("ca_file %s holds no certificate", a.CAFile)
+		}
+		tc.RootCAs = pool
+	} else {
+		tc.RootCAs = c.svc.roots()
+	}
+	return tc, nil
+}
+
+func (c *collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) error {
+	cfg := a.cfg
+	pw, err := os.ReadFile(cfg.PasswordFile)
+	if err != nil {
+		return fmt.Errorf("password file: %w", err)
+	}
+	password := strings.TrimRight(string(pw), "\r\n")
+	tc, err := c.tlsConfig(cfg)
+	if err != nil {
+		return err
+	}
+	addr := net.JoinHostPort(cfg.Server, strconv.Itoa(cfg.Port))
+	d := net.Dialer{Timeout: 30 * time.Second}
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			raw.Close() // stop a poll in progress
+		case <-done:
+		}
+	}()
+	var conn net.Conn = raw
+	if cfg.Protocol == "pop3s" {
+		conn = tls.Client(raw, tc)
+	}
+	cl, err := pop3.NewClient(conn, 2*time.Minute)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if cfg.Protocol == "pop3" {
+		// The password never crosses the network in clear.
+		if _, ok := cl.Capabilities()["STLS"]; !ok {
+			return errors.New("the server does not offer STLS; refusing to send the password in clear (use pop3s)")
+		}
+		if err := cl.StartTLS(tc); err != nil {
+			return err
+		}
+	}
+	if err := cl.Login(cfg.User, password); err != nil {
+		return err
+	}
+	msgs, err := cl.List()
+	if err != nil {
+		return err
+	}
+	account := cfg.Name
+	seen, err := c.svc.store.Fetched(account)
+	if err != nil {
+		return err
+	}
+	limit := c.svc.config().Limits.MessageSize.Bytes
+	present := map[string]bool{}
+	var tooLarge []string
+	var collected, deleted int64
+	for _, m := range msgs {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		present[m.UID] = true
+		if !seen[m.UID] {
+			if m.Size > limit {
+				tooLarge = append(tooLarge, m.UID)
+				continue
+			}
+			if err := c.collect(cl, cfg, m, log); err != nil {
+				return err
+			}
+			collected++
+		}
+		if !cfg.Keep {
+			if err := cl.Dele(m.Num); err != nil {
+				return err
+			}
+			deleted++
+		}
+	}
+	if err := cl.Quit(); err != nil {
+		return err // deletions not confirmed: the ids stay recorded, retried next time
+	}
+	// Ids the server no longer has cannot return: forget them.
+	if cfg.Keep {
+		c.svc.store.PruneFetched(account, present)
+	} else {
+		c.svc.store.PruneFetched(account, nil)
+	}
+	a.mu.Lock()
+	a.st.Collected += collected
+	a.st.Deleted += deleted
+	a.st.OnServer = len(msgs) - int(deleted)
+	a.st.TooLarge = tooLarge
+	a.mu.Unlock()
+	if len(tooLarge) > 0 {
+		log.Warn("messages larger than smtp.limits.message_size left on the server", "count", len(tooLarge), "limit", limit)
+	}
+	if collected > 0 || deleted > 0 {
+		log.Info("polled", "collected", collected, "deleted", deleted, "on_server", len(msgs))
+	}
+	return nil
+}
+
+// collect retrieves one message into the queue. It returns only after the
+// queue has it on disk.
+func (c *collector) collect(cl *pop3.Client, cfg config.FetchAccount, m pop3.Message, log *slog.Logger) error {
+	w, err := c.svc.store.Create()
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	var body bytes.Buffer
+	if err := cl.Retr(m.Num, &body); err != nil {
+		return err // the connection is probably gone: nothing was committed
+	}
+	hdr := fmt.Sprintf("Received: from %s (%s)\r\n\tby %s (Gatehouse) with %s id %s\r\n\tfor <%s> (account %s, uid %s);\r\n\t%s\r\n",
+		clean(cfg.Server), clean(cfg.User), c.svc.policy().hostname, strings.ToUpper(cfg.Protocol), w.ID(),
+		clean(cfg.DeliverTo), clean(cfg.Name), clean(m.UID), time.Now().Format(time.RFC1123Z))
+	if _, err := io.WriteString(w, hdr); err != nil {
+		return err
+	}
+	if _, err := w.Write(body.Bytes()); err != nil {
+		return err
+	}
+	from := returnPath(body.Bytes())
+	to, _ := mailmsg.ParseAddress(cfg.DeliverTo)
+	pol := c.svc.policy()
+	route := pol.route(to)
+	if md, ok := pol.managed(to); ok {
+		route = "domain:" + md.name
+	}
+	env := &queue.Envelope{From: from, Rcpts: []queue.Rcpt{{Addr: to.String(), Route: route}}, Arrived: time.Now(),
+		Source: "fetch:" + cfg.Name, Fetch: cfg.Name + "/" + m.UID}
+	if err := w.Commit(env); err != nil {
+		return err
+	}
+	c.svc.q.Add(*env)
+	log.Info("collected", "id", env.ID, "uid", m.UID, "size", env.Size, "to", cfg.DeliverTo)
+	return nil
+}
+
+// returnPath is the envelope sender for a collected message: its
+// Return-Path, else none (the null sender: a bounce of it must not go to a
+// guessed address).
+func returnPath(msg []byte) string {
+	h, _, err := mailmsg.ReadHeader(bufio.NewReader(bytes.NewReader(msg)), maxHeader)
+	if err != nil {
+		return ""
+	}
+	rp := strings.Trim(strings.TrimSpace(h.Get("Return-Path")), "<>")
+	if a, err := mailmsg.ParseAddress(rp); err == nil {
+		return a.String()
+	}
+	return ""
+}
+
+// WriteFetch prints the accounts' state (`gatehouse fetch status`, console `fetch`).
+func WriteFetch(w io.Writer, list []AccountStatus) {
+	if len(list) == 0 {
+		fmt.Fprintln(w, "no fetch accounts")
+		return
+	}
+	for _, a := range list {
+		state := "ok"
+		if a.LastError != "" {
+			state = fmt.Sprintf("FAILING (%d in a row): %s", a.Failures, a.LastError)
+		}
+		fmt.Fprintf(w, "%-16s %-5s %-28s collected %d, deleted %d, on server %d; last poll %s; next %s; %s\n",
+			a.Name, a.Protocol, a.Server, a.Collected, a.Deleted, a.OnServer, ago(a.LastPoll), ago(a.NextPoll), state)
+		if len(a.TooLarge) > 0 {
+			fmt.Fprintf(w, "%-16s left on the server, larger than the relay accepts: %s\n", "", strings.Join(a.TooLarge, " "))
+		}
+	}
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("15:04:05")
+}

@@ -1,0 +1,248 @@
+//go:build e2e
+
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	smtpsvc "gatehouse/services/smtp"
+)
+
+// seed puts n messages into a Dovecot user's Maildir, as delivery would.
+func seed(t *testing.T, homes, user, tag string, n int) []string {
+	t.Helper()
+	md := filepath.Join(homes, user, "Maildir")
+	for _, d := range []string{"", "new", "cur", "tmp"} {
+		os.MkdirAll(filepath.Join(md, d), 0o700)
+		os.Chown(filepath.Join(md, d), 65534, 65534)
+	}
+	var msgs []string
+	for i := range n {
+		m := fmt.Sprintf("Return-Path: <sender%d@partner.test>\nFrom: sender%d@partner.test\nTo: %s\nSubject: %s %d\nMessage-ID: <%s-%d@test>\n\nbody of %s %d\n.line starting with a dot\n",
+			i, i, user, tag, i, tag, i, tag, i)
+		f := filepath.Join(md, "new", fmt.Sprintf("%d.%s%d.seed", time.Now().Unix(), tag, i))
+		if err := os.WriteFile(f, []byte(m), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(f, 65534, 65534)
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+func mailboxCount(homes, user string) int {
+	n := 0
+	for _, d := range []string{"new", "cur"} {
+		ents, _ := os.ReadDir(filepath.Join(homes, user, "Maildir", d))
+		n += len(ents)
+	}
+	return n
+}
+
+// countIDs counts, per Message-ID matching re, the messages a sink holds.
+func countIDs(dir string, re *regexp.Regexp) map[string]int {
+	out := map[string]int{}
+	for _, d := range dumps(dir) {
+		if m := re.FindString(d); m != "" {
+			out[m]++
+		}
+	}
+	return out
+}
+
+func writeSecret(t *testing.T, dir, name, pw string) string {
+	f := filepath.Join(dir, name)
+	if err := os.WriteFile(f, []byte(pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// POP3S (delete) and POP3 with STLS (keep) against Dovecot; a wrong
+// password and an untrusted certificate fail their own accounts only.
+func TestFetchPOP3(t *testing.T) {
+	w := newMailWorld(t)
+	homes := w.dovecot(t, map[string]string{"helpdesk": "hpass", "archive": "apass"})
+	intlSink := w.sink(t, w.intl, "10.88.0.1:25")
+	helpdesk := seed(t, homes, "helpdesk", "fh", 20)
+	seed(t, homes, "archive", "fa", 5)
+	cfg := fmt.Sprintf(`
+hostname: gw
+smtp:
+  hostname: mx.example.test
+  domains:
+    - {name: example.test, next_hop: "[10.88.0.1]:25", tls: none}
+fetch:
+  - {name: helpdesk, protocol: pop3s, server: 10.88.0.1, user: helpdesk, password_file: %[1]s/h, deliver_to: helpdesk@example.test, ca_file: %[2]s, poll: 1m}
+  - {name: archive, protocol: pop3, server: 10.88.0.1, user: archive, password_file: %[1]s/a, deliver_to: archive@example.test, keep: true, ca_file: %[2]s, poll: 1m}
+  - {name: badpass, protocol: pop3s, server: 10.88.0.1, user: helpdesk, password_file: %[1]s/wrong, deliver_to: x@example.test, ca_file: %[2]s}
+  - {name: untrusted, protocol: pop3s, server: 10.88.0.1, user: archive, password_file: %[1]s/a, deliver_to: x@example.test}
+`, w.dir, w.ca)
+	writeSecret(t, w.dir, "h", "hpass")
+	writeSecret(t, w.dir, "a", "apass")
+	writeSecret(t, w.dir, "wrong", "nope")
+	w.gatehouse(t, cfg)
+
+	re := regexp.MustCompile(`<f[ha]-\d+@test>`)
+	deadline := time.Now().Add(60 * time.Second)
+	for len(countIDs(intlSink, re)) < 25 {
+		if time.Now().After(deadline) {
+			t.Fatalf("collected %d of 25 messages", len(countIDs(intlSink, re)))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := mailboxCount(homes, "helpdesk"); n != 0 {
+		t.Errorf("helpdesk mailbox (delete mode) still holds %d messages", n)
+	}
+	if n := mailboxCount(homes, "archive"); n != 5 {
+		t.Errorf("archive mailbox (keep mode) holds %d messages, want 5", n)
+	}
+	// Byte for byte, after our Received header.
+	d := waitDump(t, intlSink, time.Second, "<fh-7@test>")
+	if !strings.Contains(d, helpdesk[7]) {
+		t.Errorf("message changed on the way:\n%s\nwant it to contain:\n%s", d, helpdesk[7])
+	}
+	if !strings.Contains(d, "by mx.example.test (Gatehouse) with POP3S id") || !strings.Contains(d, "(account helpdesk, uid ") {
+		t.Errorf("no Received header naming the account:\n%s", d)
+	}
+
+	// Polling again collects nothing twice (keep mode remembers).
+	if out, err := gatehouseCmd(t, w.netWorld, "fetch", "now"); err != nil {
+		t.Fatalf("fetch now: %v: %s", err, out)
+	}
+	time.Sleep(3 * time.Second)
+	for id, n := range countIDs(intlSink, re) {
+		if n != 1 {
+			t.Errorf("%s delivered %d times", id, n)
+		}
+	}
+
+	out, err := gatehouseCmd(t, w.netWorld, "fetch", "status", "--format", "json")
+	if err != nil {
+		t.Fatalf("fetch status: %v: %s", err, out)
+	}
+	var st []smtpsvc.AccountStatus
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	byName := map[string]smtpsvc.AccountStatus{}
+	for _, a := range st {
+		byName[a.Name] = a
+	}
+	if a := byName["helpdesk"]; a.Collected != 20 || a.LastError != "" {
+		t.Errorf("helpdesk: %+v", a)
+	}
+	if a := byName["archive"]; a.Collected != 5 || a.LastError != "" || a.OnServer != 5 {
+		t.Errorf("archive: %+v", a)
+	}
+	if a := byName["badpass"]; !strings.Contains(a.LastError, "uthentication failed") {
+		t.Errorf("badpass: %+v", a)
+	}
+	if a := byName["untrusted"]; !strings.Contains(a.LastError, "certificate") {
+		t.Errorf("untrusted: %+v", a)
+	}
+	out, _ = gatehouseCmd(t, w.netWorld, "status")
+	if !strings.Contains(out, "fetch badpass: ERROR") {
+		t.Errorf("status does not show the failing account:\n%s", out)
+	}
+}
+
+// kill -9 the relay at random moments while it collects 2,000 messages, 20
+// times; the next hop is down meanwhile, so that only the collection is
+// tested (a delivery cut between the peer's 250 and its record is SMTP's
+// own duplicate, counted in TestSMTPDurabilityKill9). Then every message
+// arrives exactly once and the mailbox is empty.
+func TestFetchKill9ExactlyOnce(t *testing.T) {
+	w := newMailWorld(t)
+	homes := w.dovecot(t, map[string]string{"bulk": "bpass"})
+	const total = 2000
+	seed(t, homes, "bulk", "fb", total)
+	writeSecret(t, w.dir, "b", "bpass")
+	runDir := filepath.Join(w.dir, "run")
+	cfg := w.config(t, fmt.Sprintf(`
+hostname: gw
+smtp:
+  hostname: mx.example.test
+  listen: {smtp: "127.0.0.1:2525", submission: "off", smtps: "off"}
+  domains:
+    - {name: example.test, next_hop: "[10.88.0.1]:25", tls: none}
+  queue: {min_backoff: 1s, max_backoff: 2s}
+fetch:
+  - {name: bulk, protocol: pop3s, server: 10.88.0.1, user: bulk, password_file: %s/b, deliver_to: bulk@example.test, ca_file: %s, poll: 10s}
+`, w.dir, w.ca))
+	var relay *exec.Cmd
+	start := func() {
+		t.Helper()
+		relay = exec.Command("ip", "netns", "exec", w.appl, gatehouseBinary(t), "service", "smtp", "--config", cfg, "--run", runDir)
+		f, _ := os.OpenFile(filepath.Join(w.dir, "relay.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		relay.Stdout, relay.Stderr = f, f
+		if err := relay.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		if relay != nil {
+			relay.Process.Kill()
+			relay.Wait()
+		}
+		if t.Failed() {
+			t.Logf("relay log (tail):\n%s", tail(w.log("relay.log"), 60))
+		}
+	})
+	start()
+	during := 0 // kills while messages were still on the server
+	for range 20 {
+		time.Sleep(time.Duration(100+rand.IntN(500)) * time.Millisecond)
+		if mailboxCount(homes, "bulk") > 0 {
+			during++
+		}
+		relay.Process.Signal(syscall.SIGKILL)
+		relay.Wait()
+		start()
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for mailboxCount(homes, "bulk") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages still in the mailbox", mailboxCount(homes, "bulk"))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	sink := w.sink(t, w.intl, "10.88.0.1:25")
+	if out, err := exec.Command(gatehouseBinary(t), "queue", "flush", "--socket", filepath.Join(runDir, "control.sock")).CombinedOutput(); err != nil {
+		t.Fatalf("queue flush: %v: %s", err, out)
+	}
+	re := regexp.MustCompile(`<fb-\d+@test>`)
+	deadline = time.Now().Add(3 * time.Minute)
+	for {
+		ids := countIDs(sink, re)
+		if len(ids) == total {
+			time.Sleep(2 * time.Second) // anything delivered twice would be here by now
+			dups := 0
+			for _, n := range countIDs(sink, re) {
+				dups += n - 1
+			}
+			if dups > 0 {
+				t.Fatalf("%d duplicates among %d messages", dups, total)
+			}
+			if during < 10 {
+				t.Fatalf("only %d of the 20 kills came while the collection ran; the test did not test much", during)
+			}
+			t.Logf("%d of 20 kills during the collection: all %d messages delivered exactly once; mailbox empty", during, total)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d messages arrived", len(ids), total)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
