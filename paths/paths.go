@@ -7,6 +7,7 @@
 package paths
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -107,6 +108,12 @@ func Table(c *config.Config) []Path {
 	}
 	if c.SMTP != nil {
 		smtpPaths(c.SMTP, add)
+	}
+	for _, a := range c.Fetch {
+		add(Path{Function: "Mail collection " + a.Name, Direction: "out", Proto: "tcp",
+			Ports: port(uint16(a.Port)), Peers: []string{a.Server},
+			Description: fmt.Sprintf("%s mailbox %s for %s.", strings.ToUpper(a.Protocol), a.User, a.DeliverTo),
+			Required:    true, Origin: "fetch"})
 	}
 	for _, p := range c.Firewall.Paths {
 		add(Path{Function: p.Function, Direction: p.Direction, Proto: p.Proto, Ports: p.Ports, Peers: p.Peers,
