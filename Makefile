@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build/gatehouse deps kernel image run test unit e2e bench-boot bench-net bench-firewall bench-relay lint clean
+.PHONY: all build/gatehouse deps kernel image run test unit e2e bench-boot bench-net bench-firewall bench-relay bench-fetch lint clean
 
 all: build/gatehouse
 
@@ -56,6 +56,13 @@ bench-firewall: deps
 # script (-postfix-script, default ../shared/bench/postfix_baseline.sh).
 bench-relay: deps build/gatehouse
 	$(GO) run ./test/relaybench -binary build/gatehouse
+
+# Needs root: Dovecot, fetchmail and smtp-sink in network namespaces of its
+# own, and the fetchmail baseline script (-fetchmail-script, default
+# ../shared/bench/fetchmail_baseline.sh), whose setup mode writes the Dovecot
+# instance both sides poll.
+bench-fetch: deps build/gatehouse
+	$(GO) run ./test/fetchbench -binary build/gatehouse
 
 clean:
 	rm -rf build

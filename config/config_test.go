@@ -75,9 +75,9 @@ func TestErrors(t *testing.T) {
 			[]string{`f.yaml:3:11: interfaces[1].name: interface eth0 is already configured at interfaces[0]`}},
 		{"unimplemented section", "hostname: gw1\nsnmp: {community: public}\n",
 			[]string{`f.yaml:2:1: snmp: this build of gatehouse does not implement the snmp section yet; remove it`}},
-		{"fetch without the relay", "fetch:\n  - {name: helpdesk, protocol: imaps, server: mail.example.com, user: h, password_file: /data/p, deliver_to: h@example.com}\n",
+		{"fetch without the relay", "fetch:\n  - {name: helpdesk, protocol: imap4, server: mail.example.com, user: h, password_file: /data/p, deliver_to: h@example.com}\n",
 			[]string{`f.yaml:1:1: fetch: the collector delivers through the relay: configure the smtp section too`,
-				`f.yaml:2:32: fetch[0].protocol: imaps is not implemented by this build yet (pop3 or pop3s)`}},
+				`f.yaml:2:32: fetch[0].protocol: "imap4": pop3, pop3s, imap or imaps`}},
 		{"smtp errors", "smtp:\n  domains:\n    - {name: example.com, next_hop: \"[10.0.0.5:25\", tls: sometimes}\n  default_route: cmg\n  users:\n    - {login: alice, password_hash: secret, addresses: [alice@example.com]}\n  connectors:\n    - {name: m365, smarthost: \"[smtp.office365.com]:587\", tls: may, auth: {user: relay@example.com, password_file: /data/secrets/m365}}\n  queue: {lifetime: 5x}\n",
 			[]string{
 				`f.yaml:9:21: smtp.queue.lifetime: "5x" is not a duration (like 90s, 15m, 1h30m or 5d)`,

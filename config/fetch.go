@@ -10,13 +10,13 @@ import (
 // the relay, like a fetchmail poll entry.
 type FetchAccount struct {
 	Name         string   `yaml:"name"`
-	Protocol     string   `yaml:"protocol"` // pop3 (STLS required) | pop3s; imap, imaps: not in this build
+	Protocol     string   `yaml:"protocol"` // pop3, imap (STLS/STARTTLS required) | pop3s, imaps
 	Server       string   `yaml:"server"`
 	Port         int      `yaml:"port"` // default by protocol: 110, 995
 	User         string   `yaml:"user"`
 	PasswordFile string   `yaml:"password_file"` // the password is never in this file
-	Folders      []string `yaml:"folders"`       // IMAP only
-	Idle         bool     `yaml:"idle"`          // IMAP only
+	Folders      []string `yaml:"folders"`       // IMAP only; default INBOX
+	Idle         bool     `yaml:"idle"`          // IMAP only: wait in IDLE on the first folder
 	Keep         bool     `yaml:"keep"`          // leave collected mail on the server
 	DeliverTo    string   `yaml:"deliver_to"`    // the local recipient
 	Poll         Duration `yaml:"poll"`          // default 5m
@@ -54,16 +54,14 @@ func (c *Config) checkFetch(ck *checker) {
 		}
 		names[a.Name] = p
 		switch a.Protocol {
-		case "pop3", "pop3s":
-		case "imap", "imaps":
-			ck.errf(p+".protocol", "%s is not implemented by this build yet (pop3 or pop3s)", a.Protocol)
+		case "pop3", "pop3s", "imap", "imaps":
 		default:
-			ck.errf(p+".protocol", "%q: pop3 or pop3s", a.Protocol)
+			ck.errf(p+".protocol", "%q: pop3, pop3s, imap or imaps", a.Protocol)
 		}
 		if !validHost(a.Server) {
 			ck.errf(p+".server", "%q is not a host name or address", a.Server)
 		}
-		if a.Port < 1 || a.Port > 65535 {
+		if (a.Port != 0 || a.Protocol == "pop3" || a.Protocol == "pop3s" || a.Protocol == "imap" || a.Protocol == "imaps") && (a.Port < 1 || a.Port > 65535) {
 			ck.errf(p+".port", "%d is out of range (1 to 65535)", a.Port)
 		}
 		if a.User == "" {
@@ -78,7 +76,7 @@ func (c *Config) checkFetch(ck *checker) {
 		if a.Poll.Duration < 10*time.Second {
 			ck.errf(p+".poll", "%s is too short (at least 10s)", a.Poll.Duration)
 		}
-		if len(a.Folders) > 0 || a.Idle {
+		if strings.HasPrefix(a.Protocol, "pop3") && (len(a.Folders) > 0 || a.Idle) {
 			ck.errf(p+".folders", "folders and idle are IMAP settings; this account uses %s", a.Protocol)
 		}
 	}

@@ -51,7 +51,7 @@ func exampleRuleset(t *testing.T) Ruleset {
 		fakeResolver{"admin.example.com": {netip.MustParseAddr("198.51.100.7")}, "0.pool.ntp.org": {netip.MustParseAddr("192.0.2.123")},
 			"1.pool.ntp.org":  {netip.MustParseAddr("2001:db8::123")},
 			"cmg.example.com": {netip.MustParseAddr("203.0.113.25")}, "smtp.office365.com": {netip.MustParseAddr("203.0.113.26")},
-			"pop.example.net": {netip.MustParseAddr("203.0.113.110")}})
+			"pop.example.net": {netip.MustParseAddr("203.0.113.110")}, "outlook.office365.com": {netip.MustParseAddr("203.0.113.111")}})
 	if err != nil {
 		t.Fatal(err)
 	}

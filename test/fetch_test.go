@@ -163,6 +163,12 @@ fetch:
 // own duplicate, counted in TestSMTPDurabilityKill9). Then every message
 // arrives exactly once and the mailbox is empty.
 func TestFetchKill9ExactlyOnce(t *testing.T) {
+	for _, proto := range []string{"pop3s", "imaps"} {
+		t.Run(proto, func(t *testing.T) { fetchKill9(t, proto) })
+	}
+}
+
+func fetchKill9(t *testing.T, proto string) {
 	w := newMailWorld(t)
 	homes := w.dovecot(t, map[string]string{"bulk": "bpass"})
 	const total = 2000
@@ -178,8 +184,8 @@ smtp:
     - {name: example.test, next_hop: "[10.88.0.1]:25", tls: none}
   queue: {min_backoff: 1s, max_backoff: 2s}
 fetch:
-  - {name: bulk, protocol: pop3s, server: 10.88.0.1, user: bulk, password_file: %s/b, deliver_to: bulk@example.test, ca_file: %s, poll: 10s}
-`, w.dir, w.ca))
+  - {name: bulk, protocol: %s, server: 10.88.0.1, user: bulk, password_file: %s/b, deliver_to: bulk@example.test, ca_file: %s, poll: 10s}
+`, proto, w.dir, w.ca))
 	var relay *exec.Cmd
 	start := func() {
 		t.Helper()
@@ -244,5 +250,69 @@ fetch:
 			t.Fatalf("%d of %d messages arrived", len(ids), total)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// IMAPS (delete), IMAP with STARTTLS (keep) and IDLE against Dovecot.
+func TestFetchIMAP(t *testing.T) {
+	w := newMailWorld(t)
+	homes := w.dovecot(t, map[string]string{"inbox": "ipass", "keeper": "kpass", "idler": "dpass"})
+	intlSink := w.sink(t, w.intl, "10.88.0.1:25")
+	inbox := seed(t, homes, "inbox", "fi", 30)
+	seed(t, homes, "keeper", "fk", 5)
+	seed(t, homes, "idler", "fd", 1)
+	writeSecret(t, w.dir, "i", "ipass")
+	writeSecret(t, w.dir, "k", "kpass")
+	writeSecret(t, w.dir, "d", "dpass")
+	w.gatehouse(t, fmt.Sprintf(`
+hostname: gw
+smtp:
+  hostname: mx.example.test
+  domains:
+    - {name: example.test, next_hop: "[10.88.0.1]:25", tls: none}
+fetch:
+  - {name: inbox, protocol: imaps, server: 10.88.0.1, user: inbox, password_file: %[1]s/i, deliver_to: inbox@example.test, ca_file: %[2]s, poll: 1m}
+  - {name: keeper, protocol: imap, server: 10.88.0.1, user: keeper, password_file: %[1]s/k, deliver_to: keeper@example.test, keep: true, ca_file: %[2]s, poll: 1m}
+  - {name: idler, protocol: imaps, server: 10.88.0.1, user: idler, password_file: %[1]s/d, deliver_to: idler@example.test, idle: true, ca_file: %[2]s, poll: 1h}
+`, w.dir, w.ca))
+	re := regexp.MustCompile(`<f[ikd]-\d+@test>`)
+	deadline := time.Now().Add(60 * time.Second)
+	for len(countIDs(intlSink, re)) < 36 {
+		if time.Now().After(deadline) {
+			t.Fatalf("collected %d of 36 messages", len(countIDs(intlSink, re)))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	d := waitDump(t, intlSink, time.Second, "<fi-3@test>")
+	if !strings.Contains(d, inbox[3]) || !strings.Contains(d, "with IMAPS id") {
+		t.Errorf("message changed on the way, or no Received header:\n%s", d)
+	}
+	if n := mailboxCount(homes, "inbox"); n != 0 {
+		t.Errorf("inbox (delete mode) still holds %d messages", n)
+	}
+	if n := mailboxCount(homes, "keeper"); n != 5 {
+		t.Errorf("keeper (keep mode) holds %d messages, want 5", n)
+	}
+
+	// New mail while the account waits in IDLE: collected at once, not at
+	// the next poll an hour later.
+	time.Sleep(time.Second) // let it enter IDLE
+	start := time.Now()
+	seed(t, homes, "idler", "fdnew", 1)
+	waitDump(t, intlSink, 20*time.Second, "<fdnew-0@test>")
+	t.Logf("a message appended during IDLE reached the sink after %v", time.Since(start).Round(time.Millisecond))
+
+	if out, err := gatehouseCmd(t, w.netWorld, "fetch", "now"); err != nil {
+		t.Fatalf("fetch now: %v: %s", err, out)
+	}
+	time.Sleep(3 * time.Second)
+	for id, n := range countIDs(intlSink, re) {
+		if n != 1 {
+			t.Errorf("%s delivered %d times", id, n)
+		}
+	}
+	out, _ := gatehouseCmd(t, w.netWorld, "fetch", "status")
+	if strings.Contains(out, "FAILING") {
+		t.Errorf("fetch status:\n%s", out)
 	}
 }

@@ -188,6 +188,9 @@ func (c *collector) pollSafely(ctx context.Context, a *account, log *slog.Logger
 			log.Error("poll panicked", "err", r)
 		}
 	}()
+	if strings.HasPrefix(a.cfg.Protocol, "imap") {
+		return c.pollIMAP(ctx, a, log)
+	}
 	return c.pollPOP3(ctx, a, log)
 }
 
@@ -322,25 +325,31 @@ func (c *collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) 
 // collect retrieves one message into the queue. It returns only after the
 // queue has it on disk.
 func (c *collector) collect(cl *pop3.Client, cfg config.FetchAccount, m pop3.Message, log *slog.Logger) error {
+	var body bytes.Buffer
+	if err := cl.Retr(m.Num, &body); err != nil {
+		return err // the connection is probably gone: nothing was committed
+	}
+	return c.commit(cfg, m.UID, body.Bytes(), log)
+}
+
+// commit queues a collected message with the record of where it came
+// from (the remote id travels in the same file).
+func (c *collector) commit(cfg config.FetchAccount, uid string, body []byte, log *slog.Logger) error {
 	w, err := c.svc.store.Create()
 	if err != nil {
 		return err
 	}
 	defer w.Abort()
-	var body bytes.Buffer
-	if err := cl.Retr(m.Num, &body); err != nil {
-		return err // the connection is probably gone: nothing was committed
-	}
 	hdr := fmt.Sprintf("Received: from %s (%s)\r\n\tby %s (Gatehouse) with %s id %s\r\n\tfor <%s> (account %s, uid %s);\r\n\t%s\r\n",
 		clean(cfg.Server), clean(cfg.User), c.svc.policy().hostname, strings.ToUpper(cfg.Protocol), w.ID(),
-		clean(cfg.DeliverTo), clean(cfg.Name), clean(m.UID), time.Now().Format(time.RFC1123Z))
+		clean(cfg.DeliverTo), clean(cfg.Name), clean(uid), time.Now().Format(time.RFC1123Z))
 	if _, err := io.WriteString(w, hdr); err != nil {
 		return err
 	}
-	if _, err := w.Write(body.Bytes()); err != nil {
+	if _, err := w.Write(body); err != nil {
 		return err
 	}
-	from := returnPath(body.Bytes())
+	from := returnPath(body)
 	to, _ := mailmsg.ParseAddress(cfg.DeliverTo)
 	pol := c.svc.policy()
 	route := pol.route(to)
@@ -348,12 +357,12 @@ func (c *collector) collect(cl *pop3.Client, cfg config.FetchAccount, m pop3.Mes
 		route = "domain:" + md.name
 	}
 	env := &queue.Envelope{From: from, Rcpts: []queue.Rcpt{{Addr: to.String(), Route: route}}, Arrived: time.Now(),
-		Source: "fetch:" + cfg.Name, Fetch: cfg.Name + "/" + m.UID}
+		Source: "fetch:" + cfg.Name, Fetch: cfg.Name + "/" + uid}
 	if err := w.Commit(env); err != nil {
 		return err
 	}
 	c.svc.q.Add(*env)
-	log.Info("collected", "id", env.ID, "uid", m.UID, "size", env.Size, "to", cfg.DeliverTo)
+	log.Debug("collected", "id", env.ID, "uid", uid, "size", env.Size, "to", cfg.DeliverTo)
 	return nil
 }
 
