@@ -76,12 +76,17 @@ func TestFetchPOP3(t *testing.T) {
 	intlSink := w.sink(t, w.intl, "10.88.0.1:25")
 	helpdesk := seed(t, homes, "helpdesk", "fh", 20)
 	seed(t, homes, "archive", "fa", 5)
+	// One message larger than the relay accepts: it must stay on the server.
+	big := filepath.Join(homes, "helpdesk", "Maildir", "new", "1.huge.seed")
+	os.WriteFile(big, []byte("Message-ID: <huge@test>\nSubject: huge\n\n"+strings.Repeat("x", 1000)+strings.Repeat("\n"+strings.Repeat("y", 500), 300)+"\n"), 0o600)
+	os.Chown(big, 65534, 65534)
 	cfg := fmt.Sprintf(`
 hostname: gw
 smtp:
   hostname: mx.example.test
   domains:
     - {name: example.test, next_hop: "[10.88.0.1]:25", tls: none}
+  limits: {message_size: 100KiB}
 fetch:
   - {name: helpdesk, protocol: pop3s, server: 10.88.0.1, user: helpdesk, password_file: %[1]s/h, deliver_to: helpdesk@example.test, ca_file: %[2]s, poll: 1m}
   - {name: archive, protocol: pop3, server: 10.88.0.1, user: archive, password_file: %[1]s/a, deliver_to: archive@example.test, keep: true, ca_file: %[2]s, poll: 1m}
@@ -101,8 +106,8 @@ fetch:
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if n := mailboxCount(homes, "helpdesk"); n != 0 {
-		t.Errorf("helpdesk mailbox (delete mode) still holds %d messages", n)
+	if n := mailboxCount(homes, "helpdesk"); n != 1 {
+		t.Errorf("helpdesk mailbox (delete mode) holds %d messages, want only the one too large", n)
 	}
 	if n := mailboxCount(homes, "archive"); n != 5 {
 		t.Errorf("archive mailbox (keep mode) holds %d messages, want 5", n)
@@ -139,7 +144,7 @@ fetch:
 	for _, a := range st {
 		byName[a.Name] = a
 	}
-	if a := byName["helpdesk"]; a.Collected != 20 || a.LastError != "" {
+	if a := byName["helpdesk"]; a.Collected != 20 || a.LastError != "" || len(a.TooLarge) != 1 {
 		t.Errorf("helpdesk: %+v", a)
 	}
 	if a := byName["archive"]; a.Collected != 5 || a.LastError != "" || a.OnServer != 5 {
@@ -151,9 +156,17 @@ fetch:
 	if a := byName["untrusted"]; !strings.Contains(a.LastError, "certificate") {
 		t.Errorf("untrusted: %+v", a)
 	}
-	out, _ = gatehouseCmd(t, w.netWorld, "status")
-	if !strings.Contains(out, "fetch badpass: ERROR") {
-		t.Errorf("status does not show the failing account:\n%s", out)
+	noDump(t, intlSink, "<huge@test>")
+	// The service publishes its status line every two seconds.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		out, _ = gatehouseCmd(t, w.netWorld, "status")
+		if strings.Contains(out, "fetch badpass: ERROR") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("status does not show the failing account:\n%s", out)
+			break
+		}
 	}
 }
 
