@@ -81,11 +81,29 @@ func TestFirewallPathsRealTraffic(t *testing.T) {
 	t.Parallel()
 	w := newNetWorld(t)
 	admin := addAdmin(t, w)
+	// A monitoring host, 10.79.0.1, on the appliance's a2 (seed 003: it
+	// always reaches the SSH shell, with the administrators).
+	mon := w.appl + "m"
+	run(t, "ip", "netns", "add", mon)
+	t.Cleanup(func() { run(t, "ip", "netns", "del", mon) })
+	run(t, "ip", "link", "add", "m0", "netns", mon, "type", "veth", "peer", "name", "a2", "netns", w.appl)
+	run(t, "ip", "-n", mon, "addr", "add", "10.79.0.1/24", "dev", "m0")
+	run(t, "ip", "-n", mon, "link", "set", "m0", "up")
 	listen(t, w.appl, 8443, 10046, 2222)
 	cfg := `
 interfaces:
   - {name: a0, addresses: [10.77.0.2/24]}
   - {name: a1, addresses: [10.78.0.2/24]}
+  - {name: a2, addresses: [10.79.0.2/24]}
+monitoring:
+  hosts: [10.79.0.1]
+ssh:
+  allow: [10.78.0.1]
+  authorized_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIILNx1j5XjRSQhvizLtd/NlOFArTxkVMdLx2wVLOJLwn admin@example.com"]
+smtp:
+  listen: {submission: "off", smtps: "off"}
+  domains:
+    - {name: example.test, next_hop: "[10.78.0.1]:25"}
 firewall:
   paths:
     - {function: Administration, direction: in, proto: tcp, ports: [8443], peers: [10.78.0.1]}
@@ -109,6 +127,12 @@ firewall:
 		{admin, "10.78.0.2:10046", "open"},       // public path
 		{admin, "10.78.0.2:2222", "blocked"},     // no path
 		{w.router, "10.77.0.2:10050", "blocked"}, // just past the range
+		{w.router, "10.77.0.2:22", "blocked"},    // SSH: not for the internet
+		{admin, "10.78.0.2:22", "open"},          // SSH: the allowlist
+		{mon, "10.79.0.2:22", "open"},            // SSH: the monitoring host
+		{mon, "10.79.0.2:8443", "blocked"},       // but not the admin path
+		{w.router, "10.77.0.2:25", "open"},       // SMTP, derived from the relay: anyone
+		{w.router, "10.77.0.2:587", "blocked"},   // submission is off: no opening
 	} {
 		if got := reach(t, c.from, c.to); got != c.want {
 			t.Errorf("%s -> %s: %s, want %s", c.from, c.to, got, c.want)
