@@ -222,45 +222,75 @@ func (w *Writer) Write(p []byte) (int, error) {
 // fsynced, renamed into msg/, directory fsynced (shared with concurrent
 // commits). Only after Commit returns nil may the relay say 250.
 func (w *Writer) Commit(env *Envelope) error {
-	if w.done {
-		return errors.New("queue: message already committed or aborted")
+	return w.s.CommitBatch([]*Writer{w}, []*Envelope{env})
+}
+
+// CommitBatch commits several messages at once (the collector's batches):
+// their files are fsynced in parallel, which the file system folds into
+// few journal commits, and one directory fsync covers every rename. On an
+// error none of them is committed.
+func (s *Store) CommitBatch(ws []*Writer, envs []*Envelope) error {
+	fail := func(err error) error {
+		for _, w := range ws {
+			w.done = true
+			w.abort()
+			os.Remove(s.path("msg", w.id))
+		}
+		return err
 	}
-	w.done = true
-	env.ID, env.Size = w.id, w.n
-	js, err := json.Marshal(env)
-	if err != nil {
-		w.abort()
-		return fmt.Errorf("queue: %w", err)
+	for i, w := range ws {
+		if w.done {
+			return fail(errors.New("queue: message already committed or aborted"))
+		}
+		env := envs[i]
+		env.ID, env.Size = w.id, w.n
+		js, err := json.Marshal(env)
+		if err != nil {
+			return fail(fmt.Errorf("queue: %w", err))
+		}
+		var tr [8]byte
+		binary.BigEndian.PutUint32(tr[:4], uint32(len(js)))
+		copy(tr[4:], trailerMagic)
+		if _, err := w.f.Write(append(js, tr[:]...)); err != nil {
+			return fail(fmt.Errorf("queue: write %s: %w", w.id, err))
+		}
 	}
-	var tr [8]byte
-	binary.BigEndian.PutUint32(tr[:4], uint32(len(js)))
-	copy(tr[4:], trailerMagic)
-	if _, err := w.f.Write(append(js, tr[:]...)); err != nil {
-		w.abort()
-		return fmt.Errorf("queue: write %s: %w", w.id, err)
+	errs := make([]error, len(ws))
+	if len(ws) == 1 {
+		errs[0] = ws[0].f.Sync()
+	} else {
+		var wg sync.WaitGroup
+		for i, w := range ws {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = w.f.Sync() }()
+		}
+		wg.Wait()
 	}
-	if err := w.f.Sync(); err != nil {
-		w.abort()
-		return fmt.Errorf("queue: fsync %s: %w", w.id, err)
+	for i, w := range ws {
+		if errs[i] != nil {
+			return fail(fmt.Errorf("queue: fsync %s: %w", w.id, errs[i]))
+		}
+		if err := w.f.Close(); err != nil {
+			return fail(fmt.Errorf("queue: %w", err))
+		}
 	}
-	if err := w.f.Close(); err != nil {
-		w.abort()
-		return fmt.Errorf("queue: %w", err)
+	for _, w := range ws {
+		if err := os.Rename(s.path("tmp", w.id), s.path("msg", w.id)); err != nil {
+			return fail(fmt.Errorf("queue: %w", err))
+		}
 	}
-	if err := os.Rename(w.s.path("tmp", w.id), w.s.path("msg", w.id)); err != nil {
-		os.Remove(w.s.path("tmp", w.id))
-		return fmt.Errorf("queue: %w", err)
+	if err := s.syncDir(); err != nil {
+		// The messages may or may not survive a power cut: do not promise them.
+		return fail(fmt.Errorf("queue: fsync directory: %w", err))
 	}
-	if err := w.s.syncDir(); err != nil {
-		// The message may or may not survive a power cut: do not promise it.
-		os.Remove(w.s.path("msg", w.id))
-		return fmt.Errorf("queue: fsync directory: %w", err)
+	s.fmu.Lock()
+	for i, w := range ws {
+		w.done = true
+		if envs[i].Fetch != "" {
+			s.fetchKeys[w.id] = envs[i].Fetch
+		}
 	}
-	if env.Fetch != "" {
-		w.s.fmu.Lock()
-		w.s.fetchKeys[w.id] = env.Fetch
-		w.s.fmu.Unlock()
-	}
+	s.fmu.Unlock()
 	return nil
 }
 

@@ -177,6 +177,9 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 			return err
 		}
 		sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
+		var keys []string
+		var bodies [][]byte
+		var got []imap.UID
 		for _, m := range msgs {
 			key := prefix + strconv.FormatUint(uint64(m.UID), 10)
 			body := m.FindBodySection(section)
@@ -187,11 +190,16 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 			if body == nil {
 				return fmt.Errorf("server sent no body for UID %d", m.UID)
 			}
-			if err := c.commit(cfg, key, body, log); err != nil {
+			keys, bodies, got = append(keys, key), append(bodies, body), append(got, m.UID)
+		}
+		if len(keys) > 0 {
+			if err := c.commitMany(cfg, keys, bodies, log); err != nil {
 				return err
 			}
-			collected++
-			del.AddNum(m.UID)
+			collected += int64(len(keys))
+			for _, u := range got {
+				del.AddNum(u)
+			}
 		}
 	}
 	var deleted int64
@@ -225,7 +233,7 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 	a.st.TooLarge = tooLarge
 	a.mu.Unlock()
 	if collected > 0 || deleted > 0 {
-		log.Info("polled", "folder", folder, "collected", collected, "deleted", deleted, "on_server", len(uids))
+		log.Info("polled", "folder", folder, "collected", collected, "deleted", deleted, "left_on_server", len(uids)-int(deleted))
 	}
 	return nil
 }

@@ -276,27 +276,57 @@ func (c *collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) 
 	present := map[string]bool{}
 	var tooLarge []string
 	var collected, deleted int64
+	// New messages go in batches: retrieved pipelined, committed together
+	// (one directory fsync), then deleted; known ones are only deleted.
+	var batch []pop3.Message
+	var batchBytes int64
+	var dele []int
+	flush := func() error {
+		if len(batch) > 0 {
+			if err := c.collectBatch(cl, cfg, batch, log); err != nil {
+				return err
+			}
+			collected += int64(len(batch))
+			if !cfg.Keep {
+				for _, m := range batch {
+					dele = append(dele, m.Num)
+				}
+			}
+			batch, batchBytes = batch[:0], 0
+		}
+		if len(dele) > 0 {
+			if err := cl.DeleMany(dele); err != nil {
+				return err
+			}
+			deleted += int64(len(dele))
+			dele = dele[:0]
+		}
+		return nil
+	}
 	for _, m := range msgs {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		present[m.UID] = true
-		if !seen[m.UID] {
-			if m.Size > limit {
-				tooLarge = append(tooLarge, m.UID)
-				continue
+		switch {
+		case seen[m.UID]:
+			if !cfg.Keep {
+				dele = append(dele, m.Num)
 			}
-			if err := c.collect(cl, cfg, m, log); err != nil {
-				return err
+		case m.Size > limit:
+			tooLarge = append(tooLarge, m.UID)
+		default:
+			batch = append(batch, m)
+			batchBytes += m.Size
+			if len(batch) >= 32 || batchBytes >= 8<<20 {
+				if err := flush(); err != nil {
+					return err
+				}
 			}
-			collected++
 		}
-		if !cfg.Keep {
-			if err := cl.Dele(m.Num); err != nil {
-				return err
-			}
-			deleted++
-		}
+	}
+	if err := flush(); err != nil {
+		return err
 	}
 	if err := cl.Quit(); err != nil {
 		return err // deletions not confirmed: the ids stay recorded, retried next time
@@ -317,52 +347,71 @@ func (c *collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) 
 		log.Warn("messages larger than smtp.limits.message_size left on the server", "count", len(tooLarge), "limit", limit)
 	}
 	if collected > 0 || deleted > 0 {
-		log.Info("polled", "collected", collected, "deleted", deleted, "on_server", len(msgs))
+		log.Info("polled", "collected", collected, "deleted", deleted, "left_on_server", len(msgs)-int(deleted))
 	}
 	return nil
 }
 
-// collect retrieves one message into the queue. It returns only after the
-// queue has it on disk.
-func (c *collector) collect(cl *pop3.Client, cfg config.FetchAccount, m pop3.Message, log *slog.Logger) error {
-	var body bytes.Buffer
-	if err := cl.Retr(m.Num, &body); err != nil {
+// collectBatch retrieves messages and commits them to the queue together;
+// it returns only once the queue has them all on disk.
+func (c *collector) collectBatch(cl *pop3.Client, cfg config.FetchAccount, batch []pop3.Message, log *slog.Logger) error {
+	bodies := make([]bytes.Buffer, len(batch))
+	nums := make([]int, len(batch))
+	for i, m := range batch {
+		nums[i] = m.Num
+	}
+	if err := cl.RetrMany(nums, func(i int) io.Writer { return &bodies[i] }); err != nil {
 		return err // the connection is probably gone: nothing was committed
 	}
-	return c.commit(cfg, m.UID, body.Bytes(), log)
+	keys := make([]string, len(batch))
+	raw := make([][]byte, len(batch))
+	for i, m := range batch {
+		keys[i], raw[i] = m.UID, bodies[i].Bytes()
+	}
+	return c.commitMany(cfg, keys, raw, log)
 }
 
-// commit queues a collected message with the record of where it came
-// from (the remote id travels in the same file).
-func (c *collector) commit(cfg config.FetchAccount, uid string, body []byte, log *slog.Logger) error {
-	w, err := c.svc.store.Create()
-	if err != nil {
-		return err
-	}
-	defer w.Abort()
-	hdr := fmt.Sprintf("Received: from %s (%s)\r\n\tby %s (Gatehouse) with %s id %s\r\n\tfor <%s> (account %s, uid %s);\r\n\t%s\r\n",
-		clean(cfg.Server), clean(cfg.User), c.svc.policy().hostname, strings.ToUpper(cfg.Protocol), w.ID(),
-		clean(cfg.DeliverTo), clean(cfg.Name), clean(uid), time.Now().Format(time.RFC1123Z))
-	if _, err := io.WriteString(w, hdr); err != nil {
-		return err
-	}
-	if _, err := w.Write(body); err != nil {
-		return err
-	}
-	from := returnPath(body)
-	to, _ := mailmsg.ParseAddress(cfg.DeliverTo)
+// commitMany queues collected messages, each with the record of where it
+// came from (the remote id travels in the same file), in one batch commit.
+func (c *collector) commitMany(cfg config.FetchAccount, uids []string, bodies [][]byte, log *slog.Logger) error {
 	pol := c.svc.policy()
+	to, _ := mailmsg.ParseAddress(cfg.DeliverTo)
 	route := pol.route(to)
 	if md, ok := pol.managed(to); ok {
 		route = "domain:" + md.name
 	}
-	env := &queue.Envelope{From: from, Rcpts: []queue.Rcpt{{Addr: to.String(), Route: route}}, Arrived: time.Now(),
-		Source: "fetch:" + cfg.Name, Fetch: cfg.Name + "/" + uid}
-	if err := w.Commit(env); err != nil {
+	ws := make([]*queue.Writer, 0, len(uids))
+	envs := make([]*queue.Envelope, 0, len(uids))
+	defer func() {
+		for _, w := range ws {
+			w.Abort()
+		}
+	}()
+	for i, uid := range uids {
+		w, err := c.svc.store.Create()
+		if err != nil {
+			return err
+		}
+		ws = append(ws, w)
+		hdr := fmt.Sprintf("Received: from %s (%s)\r\n\tby %s (Gatehouse) with %s id %s\r\n\tfor <%s> (account %s, uid %s);\r\n\t%s\r\n",
+			clean(cfg.Server), clean(cfg.User), pol.hostname, strings.ToUpper(cfg.Protocol), w.ID(),
+			clean(cfg.DeliverTo), clean(cfg.Name), clean(uid), time.Now().Format(time.RFC1123Z))
+		if _, err := io.WriteString(w, hdr); err != nil {
+			return err
+		}
+		if _, err := w.Write(bodies[i]); err != nil {
+			return err
+		}
+		envs = append(envs, &queue.Envelope{From: returnPath(bodies[i]), Rcpts: []queue.Rcpt{{Addr: to.String(), Route: route}},
+			Arrived: time.Now(), Source: "fetch:" + cfg.Name, Fetch: cfg.Name + "/" + uid})
+	}
+	if err := c.svc.store.CommitBatch(ws, envs); err != nil {
 		return err
 	}
-	c.svc.q.Add(*env)
-	log.Debug("collected", "id", env.ID, "uid", uid, "size", env.Size, "to", cfg.DeliverTo)
+	for _, env := range envs {
+		c.svc.q.Add(*env)
+		log.Debug("collected", "id", env.ID, "size", env.Size, "to", cfg.DeliverTo)
+	}
 	return nil
 }
 
