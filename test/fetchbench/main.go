@@ -16,7 +16,7 @@
 // "setup" mode also writes the Dovecot instance the collector polls (the
 // same dovecot.conf, certificate and passwd-file), so both read the same
 // server. The two never run at the same time. The collector speaks only
-// POP3/POP3S in this build: the IMAPS figures for Gatehouse are nan.
+// Both collectors are measured over POP3S and IMAPS.
 // The last six lines are the headline figures, as name=value.
 package main
 
@@ -57,11 +57,11 @@ const (
 )
 
 type opts struct {
-	bin, script               string
-	msgs, size, reps, fmReps  int
-	port, sinkPort, pop3sPort int
-	settle, timeout           time.Duration
-	keep                      bool
+	bin, script                          string
+	msgs, size, reps, fmReps             int
+	port, sinkPort, pop3sPort, imapsPort int
+	settle, timeout                      time.Duration
+	keep                                 bool
 }
 
 func main() {
@@ -76,6 +76,7 @@ func main() {
 	flag.IntVar(&o.port, "port", 2545, "the relay's SMTP port on 127.0.0.1 (in the namespace)")
 	flag.IntVar(&o.sinkPort, "sink-port", 2546, "smtp-sink's port on 127.0.0.1 (in the namespace)")
 	flag.IntVar(&o.pop3sPort, "pop3s-port", 10995, "Dovecot's POP3S port on 127.0.0.1 (in the namespace)")
+	flag.IntVar(&o.imapsPort, "imaps-port", 10993, "Dovecot's IMAPS port on 127.0.0.1 (in the namespace)")
 	flag.DurationVar(&o.settle, "settle", 2*time.Second, "idle time before each repetition (the script's SETTLE)")
 	flag.DurationVar(&o.timeout, "timeout", 2*time.Minute, "longest collection; later, messages count as lost")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs)")
@@ -127,21 +128,28 @@ func run(ctx context.Context, o opts) error {
 
 	// 1. Gatehouse. Its Dovecot is the script's (setup mode), so without
 	// the script there is nothing to poll either.
-	gh := stats(nil)
+	gh, ghIMAP := stats(nil), stats(nil)
 	var ghErr error
 	if haveScript {
 		var cpu stat
-		gh, cpu, ghErr = benchGatehouse(ctx, o, script)
+		var rates map[string]stat
+		rates, cpu, ghErr = benchGatehouse(ctx, o, script)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if r, ok := rates["pop3s"]; ok {
+			gh = r
+		}
+		if r, ok := rates["imaps"]; ok {
+			ghIMAP = r
+		}
 		if ghErr == nil {
 			fmt.Printf("gatehouse_fetch_pop3s_msgs_per_s_min=%s\ngatehouse_fetch_pop3s_msgs_per_s_max=%s\n", f1(gh.min), f1(gh.max))
+			fmt.Printf("gatehouse_fetch_imaps_msgs_per_s_min=%s\ngatehouse_fetch_imaps_msgs_per_s_max=%s\n", f1(ghIMAP.min), f1(ghIMAP.max))
 			fmt.Printf("gatehouse_fetch_cpu_s=%.2f\n", cpu.med)
 			fmt.Printf("gatehouse_fetch_cpu_us_per_msg=%.0f\n", cpu.med*1e6/float64(o.msgs))
 		} else {
 			fmt.Println("gatehouse_fetch=failed")
-			gh = stats(nil)
 		}
 	}
 
@@ -153,15 +161,12 @@ func run(ctx context.Context, o opts) error {
 
 	fmt.Printf("params: msgs=%d size=%d reps=%d fetchmail_reps=%d cores=%d loadavg_at_end='%s' total_s=%.0f\n",
 		o.msgs, o.size, o.reps, o.fmReps, runtime.NumCPU(), loadavg(), time.Since(t0).Seconds())
-	// The collector has no IMAP client in this build (config validate
-	// rejects protocol imaps), hence nan for its IMAPS figures.
-	fmt.Println("gatehouse_imaps=not_implemented")
 	fmt.Printf("gatehouse_fetch_pop3s_msgs_per_s=%s\n", f1(gh.med))
 	fmt.Printf("fetchmail_pop3s_msgs_per_s=%s\n", f1(fmPOP3S))
 	fmt.Printf("fetch_pop3s_ratio=%s\n", f2(gh.med/fmPOP3S))
-	fmt.Println("gatehouse_fetch_msgs_per_s=nan")
+	fmt.Printf("gatehouse_fetch_msgs_per_s=%s\n", f1(ghIMAP.med))
 	fmt.Printf("fetchmail_msgs_per_s=%s\n", f1(fmIMAPS))
-	fmt.Println("fetch_ratio=nan")
+	fmt.Printf("fetch_ratio=%s\n", f2(ghIMAP.med/fmIMAPS))
 	return errors.Join(ghErr, fmErr)
 }
 
@@ -182,15 +187,16 @@ type world struct {
 // benchGatehouse sets up the world, then per repetition reseeds the
 // mailbox and times a fresh relay emptying it. It returns the rates and
 // the relay's CPU seconds.
-func benchGatehouse(ctx context.Context, o opts, script string) (rate, cpu stat, err error) {
+func benchGatehouse(ctx context.Context, o opts, script string) (rates map[string]stat, cpu stat, err error) {
+	rates = map[string]stat{}
 	dir, err := os.MkdirTemp("", "fetchbench")
 	if err != nil {
-		return rate, cpu, err
+		return rates, cpu, err
 	}
 	// Dovecot's mail and auth processes (nobody, dovecot) walk down to
 	// the Maildir and the passwd-file.
 	if err := os.Chmod(dir, 0o755); err != nil {
-		return rate, cpu, err
+		return rates, cpu, err
 	}
 	if o.keep {
 		defer fmt.Fprintln(os.Stderr, "fetchbench: work directory kept:", dir)
@@ -200,20 +206,27 @@ func benchGatehouse(ctx context.Context, o opts, script string) (rate, cpu stat,
 	w := &world{dir: dir, work: filepath.Join(dir, "fm"), ns: fmt.Sprintf("fetchbench%d", os.Getpid())}
 	defer w.stop()
 	if err := w.start(ctx, o, script); err != nil {
-		return rate, cpu, err
+		return rates, cpu, err
 	}
-	var rates, cpus []float64
-	for i := 1; i <= o.reps; i++ {
-		secs, c, err := w.rep(ctx, o, i)
-		if err != nil {
-			return rate, cpu, fmt.Errorf("gatehouse rep %d: %w", i, err)
+	var cpus []float64
+	for _, proto := range []string{"pop3s", "imaps"} {
+		var rs []float64
+		for i := 1; i <= o.reps; i++ {
+			secs, c, err := w.rep(ctx, o, proto, i)
+			if err != nil {
+				return rates, cpu, fmt.Errorf("gatehouse %s rep %d: %w", proto, i, err)
+			}
+			r := float64(o.msgs) / secs
+			rs = append(rs, r)
+			if proto == "pop3s" {
+				cpus = append(cpus, c)
+			}
+			fmt.Printf("rep=%d proto=%s ok=1 msgs=%d size=%d wall_s=%.3f gatehouse_fetch_msgs_per_s=%.1f gatehouse_fetch_cpu_s=%.2f load1=%s\n",
+				i, proto, o.msgs, o.size, secs, r, c, strings.Fields(loadavg() + " ?")[0])
 		}
-		r := float64(o.msgs) / secs
-		rates, cpus = append(rates, r), append(cpus, c)
-		fmt.Printf("rep=%d proto=pop3s ok=1 msgs=%d size=%d wall_s=%.3f gatehouse_fetch_msgs_per_s=%.1f gatehouse_fetch_cpu_s=%.2f load1=%s\n",
-			i, o.msgs, o.size, secs, r, c, strings.Fields(loadavg() + " ?")[0])
+		rates[proto] = stats(rs)
 	}
-	return stats(rates), stats(cpus), nil
+	return rates, stats(cpus), nil
 }
 
 func (w *world) start(ctx context.Context, o opts, script string) error {
@@ -221,7 +234,7 @@ func (w *world) start(ctx context.Context, o opts, script string) error {
 	// certificate (CN fmbench.test, SAN 127.0.0.1) and the passwd-file
 	// under WORK and starts nothing.
 	cmd := exec.CommandContext(ctx, "bash", script, "setup")
-	cmd.Env = append(os.Environ(), "WORK="+w.work, fmt.Sprintf("POP3S_PORT=%d", o.pop3sPort),
+	cmd.Env = append(os.Environ(), "WORK="+w.work, fmt.Sprintf("POP3S_PORT=%d", o.pop3sPort), fmt.Sprintf("IMAPS_PORT=%d", o.imapsPort),
 		fmt.Sprintf("MSGS=%d", o.msgs), fmt.Sprintf("SIZE=%d", o.size))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%s setup: %v: %s", script, err, out)
@@ -261,6 +274,9 @@ func (w *world) start(ctx context.Context, o opts, script string) error {
 			readTail(filepath.Join(w.work, "dovecot", "dovecot.log"), 1000))
 	}
 	w.dovecot = true
+	if err := w.waitListen(ctx, o.imapsPort); err != nil {
+		return fmt.Errorf("dovecot: %w: %s", err, readTail(filepath.Join(w.work, "dovecot", "dovecot.log"), 1000))
+	}
 	if err := w.waitListen(ctx, o.pop3sPort); err != nil {
 		return fmt.Errorf("dovecot: %w: %s", err, readTail(filepath.Join(w.work, "dovecot", "dovecot.log"), 1000))
 	}
@@ -346,11 +362,11 @@ func (w *world) stop() {
 // rep seeds the mailbox, starts a fresh relay whose collector empties it,
 // and returns the seconds from the relay's start until the sink has every
 // message and the Maildir is empty, and the relay's CPU seconds.
-func (w *world) rep(ctx context.Context, o opts, i int) (secs, cpu float64, err error) {
+func (w *world) rep(ctx context.Context, o opts, proto string, i int) (secs, cpu float64, err error) {
 	if err := w.seed(o.msgs, o.size); err != nil {
 		return 0, 0, err
 	}
-	run := filepath.Join(w.dir, fmt.Sprintf("run%d", i))
+	run := filepath.Join(w.dir, fmt.Sprintf("run-%s-%d", proto, i))
 	if err := os.MkdirAll(run, 0o755); err != nil {
 		return 0, 0, err
 	}
@@ -367,8 +383,8 @@ smtp:
     - {name: example.test, next_hop: "[127.0.0.1]:%d", tls: none}
   limits: {message_size: 200MiB}
 fetch:
-  - {name: bench, protocol: pop3s, server: %s, port: %d, user: %s, password_file: %s, deliver_to: %s, ca_file: %s, poll: 1h}
-`, o.port, o.sinkPort, addr, o.pop3sPort, mboxUser, pw, rcpt, filepath.Join(w.work, "tls", "cert.pem")), 0o644); err != nil {
+  - {name: bench, protocol: %s, server: %s, port: %d, user: %s, password_file: %s, deliver_to: %s, ca_file: %s, poll: 1h}
+`, o.port, o.sinkPort, proto, addr, map[string]int{"pop3s": o.pop3sPort, "imaps": o.imapsPort}[proto], mboxUser, pw, rcpt, filepath.Join(w.work, "tls", "cert.pem")), 0o644); err != nil {
 		return 0, 0, err
 	}
 	if out, err := exec.Command(o.bin, "config", "validate", cfg).CombinedOutput(); err != nil {
