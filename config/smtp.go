@@ -497,5 +497,5 @@ func validFieldName(s string) bool {
 	return true
 }
 
-// Enabled reports whether the relay runs.
+// SMTPEnabled reports whether the relay runs.
 func (c *Config) SMTPEnabled() bool { return c.SMTP != nil }

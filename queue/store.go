@@ -362,23 +362,7 @@ func (s *Store) SaveState(id string, st *State) error {
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
-	tmp := s.path("state", "."+id)
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("queue: %w", err)
-	}
-	_, err = f.Write(js)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.path("state", id))
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := writeFileSync(s.path("state", id), js); err != nil {
 		return fmt.Errorf("queue: save state of %s: %w", id, err)
 	}
 	return nil
@@ -491,6 +475,9 @@ func writeFileSync(path string, b []byte) error {
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
 	}
 	return err
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,16 +135,8 @@ func (c *collector) status() []AccountStatus {
 		out = append(out, a.st)
 		a.mu.Unlock()
 	}
-	sortStatus(out)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
-}
-
-func sortStatus(s []AccountStatus) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j].Name < s[j-1].Name; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }
 
 // run polls one account until ctx ends; failures back off from the poll

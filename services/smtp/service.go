@@ -12,7 +12,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -408,5 +407,3 @@ func (s *Service) notice(n queue.Notice) error {
 	s.log.Info("DSN queued", "kind", kind, "id", env.ID, "about", n.Envelope.ID, "to", env.Rcpts[0].Addr)
 	return nil
 }
-
-var _ io.Writer = slogWriter{}
