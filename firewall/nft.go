@@ -3,7 +3,9 @@ package firewall
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -30,12 +32,16 @@ func (NFT) Apply(rs Ruleset) error {
 		return fmt.Errorf("firewall: nftables: %w", err)
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+	// The SSH shell's bans live in the table; they must outlive the
+	// table's replacement, with the time they have left.
+	bans := currentBans(c, t)
 	// Add (a no-op if it exists), delete, add: one batch that works
 	// whether or not the table was there.
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
 	b := &builder{c: c, t: t}
+	b.banSets(bans)
 	b.input(rs)
 	b.output(rs)
 	b.forward()
@@ -86,6 +92,7 @@ type builder struct {
 	c    *nftables.Conn
 	t    *nftables.Table
 	sets int
+	bans [2]*nftables.Set // IPv4, IPv6
 	err  error
 }
 
@@ -105,6 +112,11 @@ func (b *builder) rule(ch *nftables.Chain, exprs ...[]expr.Any) {
 func (b *builder) input(rs Ruleset) {
 	ch := b.chain("input", nftables.ChainHookInput, nftables.ChainPolicyDrop)
 	b.common(ch, "iifname")
+	if rs.SSHPort != 0 {
+		for fam, set := range b.bans {
+			b.rule(ch, family(fam), saddr(fam), lookup(set), l4(unix.IPPROTO_TCP), port(2, rs.SSHPort), counter(), drop())
+		}
+	}
 	if rs.DHCPClient {
 		b.rule(ch, l4(unix.IPPROTO_UDP), port(0, 67), port(2, 68), accept())
 	}
@@ -222,6 +234,115 @@ func (b *builder) peers(ranges []config.AddrRange, any bool, fam int, off uint32
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: size},
 		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
 	}
+}
+
+// Ban set names, IPv4 and IPv6.
+var banSetNames = [2]string{"ssh_ban4", "ssh_ban6"}
+
+// banSets adds the two ban sets, elements with a timeout each, holding
+// what was banned before.
+func (b *builder) banSets(carried [2][]nftables.SetElement) {
+	for fam, name := range banSetNames {
+		kt := nftables.TypeIPAddr
+		if fam == 1 {
+			kt = nftables.TypeIP6Addr
+		}
+		s := &nftables.Set{Table: b.t, Name: name, KeyType: kt, HasTimeout: true}
+		if err := b.c.AddSet(s, carried[fam]); err != nil && b.err == nil {
+			b.err = fmt.Errorf("firewall: set %s: %w", name, err)
+		}
+		b.bans[fam] = s
+	}
+}
+
+// currentBans reads the ban sets' elements with the time each has left;
+// none when the table is not there yet.
+func currentBans(c *nftables.Conn, t *nftables.Table) [2][]nftables.SetElement {
+	var out [2][]nftables.SetElement
+	for fam, name := range banSetNames {
+		s, err := c.GetSetByName(t, name)
+		if err != nil {
+			continue
+		}
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			continue
+		}
+		for _, e := range elems {
+			if e.Expires > time.Second {
+				out[fam] = append(out[fam], nftables.SetElement{Key: e.Key, Timeout: e.Expires})
+			}
+		}
+	}
+	return out
+}
+
+// Ban drops new connections from a to the SSH port for d, in the
+// kernel, before they reach the shell. The element expires by itself.
+func (NFT) Ban(a netip.Addr, d time.Duration) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("firewall: ban %s: %w", a, err)
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+	a = a.Unmap()
+	name := banSetNames[0]
+	if a.Is6() {
+		name = banSetNames[1]
+	}
+	s, err := c.GetSetByName(t, name)
+	if err != nil {
+		return fmt.Errorf("firewall: ban %s: no set %s (is the nftables firewall installed?): %w", a, name, err)
+	}
+	e := []nftables.SetElement{{Key: a.AsSlice(), Timeout: d.Round(time.Millisecond)}}
+	// A second ban of the same source renews it: delete and add in one
+	// batch (adding an element that is there fails).
+	if err := c.SetAddElements(s, e); err != nil {
+		return err
+	}
+	if err := c.Flush(); err == nil {
+		return nil
+	}
+	c.SetDeleteElements(s, e)
+	c.SetAddElements(s, e)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("firewall: ban %s: %w", a, err)
+	}
+	return nil
+}
+
+// Bans lists the sources banned in the kernel and the time left for each.
+func (NFT) Bans() (map[netip.Addr]time.Duration, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, err
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+	out := map[netip.Addr]time.Duration{}
+	for _, elems := range currentBans(c, t) {
+		for _, e := range elems {
+			if a, ok := netip.AddrFromSlice(e.Key); ok {
+				out[a] = e.Timeout
+			}
+		}
+	}
+	return out, nil
+}
+
+func family(fam int) []expr.Any {
+	p := byte(unix.NFPROTO_IPV4)
+	if fam == 1 {
+		p = unix.NFPROTO_IPV6
+	}
+	return []expr.Any{&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}}}
+}
+
+// saddr loads the source address of family fam (0 IPv4, 1 IPv6).
+func saddr(fam int) []expr.Any {
+	if fam == 1 {
+		return []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16}}
+	}
+	return []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}}
 }
 
 // merge sorts ranges and joins overlapping and adjacent ones: an interval

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -32,7 +34,7 @@ func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Ad
 // nothing touches the host's firewall. The thread is thrown away after.
 func inNetns(t *testing.T, f func(nsName string)) {
 	t.Helper()
-	name := "ghfw" + filepath.Base(t.TempDir())
+	name := fmt.Sprintf("ghfw%d-%d", os.Getpid(), rand.N(1<<30)) // unique across test processes
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v: %s", err, out)
 	}

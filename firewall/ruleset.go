@@ -19,7 +19,8 @@ import (
 type Ruleset struct {
 	In, Out          []Rule
 	RestrictEgress   bool
-	DHCPClient       bool // accept DHCP replies (udp 67 -> 68)
+	DHCPClient       bool   // accept DHCP replies (udp 67 -> 68)
+	SSHPort          uint16 // non-zero: sources in the ban sets are dropped here
 	ResolvedAt       time.Time
 	UnresolvedErrors []string
 }
@@ -78,6 +79,9 @@ func BuildLenient(ctx context.Context, c *config.Config, table []paths.Path, r R
 // would lock out whoever it was for.
 func Build(ctx context.Context, c *config.Config, table []paths.Path, r Resolver) (Ruleset, error) {
 	rs := Ruleset{RestrictEgress: c.Firewall.Egress == "restricted", ResolvedAt: time.Now()}
+	if c.SSHEnabled() {
+		rs.SSHPort = uint16(c.SSH.Port)
+	}
 	rs.DHCPClient = slices.ContainsFunc(table, func(p paths.Path) bool { return p.Origin == "network" })
 	for _, p := range table {
 		rule := Rule{Function: p.Function, Proto: p.Proto, Ports: p.Ports, Any: len(p.Peers) == 0}

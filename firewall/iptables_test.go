@@ -1,0 +1,287 @@
+package firewall
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The iptables-restore input for each family, against golden files.
+func TestGoldenIPTablesRuleset(t *testing.T) {
+	rs := exampleRuleset(t)
+	for _, fam := range []int{4, 6} {
+		got := []byte(RenderIPTables(rs, fam))
+		golden := filepath.Join("testdata", fmt.Sprintf("example.iptables%d", fam))
+		if *update {
+			os.MkdirAll("testdata", 0o755)
+			os.WriteFile(golden, got, 0o644)
+			continue
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("IPv%d rules differ from %s:\n%s", fam, golden, got)
+		}
+	}
+	if got := RenderIPTables(rs, 5); got != "" {
+		t.Errorf("family 5: %q", got)
+	}
+}
+
+func TestRangeToPrefixes(t *testing.T) {
+	tests := []struct {
+		from, to string
+		want     []string
+	}{
+		{"10.0.0.5", "10.0.0.5", []string{"10.0.0.5/32"}},
+		{"198.51.100.0", "198.51.100.15", []string{"198.51.100.0/28"}},
+		{"192.168.0.1", "192.168.0.50", []string{"192.168.0.1/32", "192.168.0.2/31", "192.168.0.4/30", "192.168.0.8/29",
+			"192.168.0.16/28", "192.168.0.32/28", "192.168.0.48/31", "192.168.0.50/32"}},
+		{"10.0.0.255", "10.0.1.0", []string{"10.0.0.255/32", "10.0.1.0/32"}},
+		{"0.0.0.0", "255.255.255.255", []string{"0.0.0.0/0"}},
+		{"0.0.0.0", "127.255.255.255", []string{"0.0.0.0/1"}},
+		{"255.255.255.254", "255.255.255.255", []string{"255.255.255.254/31"}},
+		{"::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", []string{"::/0"}},
+		{"2001:db8:5::", "2001:db8:5:ffff:ffff:ffff:ffff:ffff", []string{"2001:db8:5::/48"}},
+		{"2001:db8::", "2001:db8::1:0", []string{"2001:db8::/112", "2001:db8::1:0/128"}},
+		{"2001:db8::1", "2001:db8::3", []string{"2001:db8::1/128", "2001:db8::2/127"}},
+		{"fe80::1%eth0", "fe80::1%eth0", []string{"fe80::1/128"}},
+		// Not ranges: the wrong way round, or of two families.
+		{"10.0.0.2", "10.0.0.1", nil},
+		{"10.0.0.1", "::1", nil},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, p := range rangeToPrefixes(netip.MustParseAddr(tt.from), netip.MustParseAddr(tt.to)) {
+			got = append(got, p.String())
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("rangeToPrefixes(%s, %s) = %v, want %v", tt.from, tt.to, got, tt.want)
+		}
+	}
+	// Full coverage minus the first address: one prefix per bit.
+	if got := rangeToPrefixes(netip.MustParseAddr("::1"), netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")); len(got) != 128 {
+		t.Errorf("::1 to the end: %d prefixes, want 128", len(got))
+	}
+}
+
+// Random ranges: the prefixes follow each other from from to to, and none
+// could be doubled (its parent block lies inside the range), which would
+// make the list longer than it need be.
+func TestRangeToPrefixesCoverExactly(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		a, b := r.Uint32(), r.Uint32()>>r.IntN(32)
+		if r.IntN(2) == 0 {
+			b = a + r.Uint32N(1000)
+			if b < a {
+				b = a
+			}
+		}
+		if b < a {
+			a, b = b, a
+		}
+		from, to := addrFrom32(a), addrFrom32(b)
+		ps := rangeToPrefixes(from, to)
+		next := from
+		for i, p := range ps {
+			if p.Addr() != next || p.Masked() != p {
+				t.Fatalf("%s-%s: prefix %d is %s, want one starting at %s", from, to, i, p, next)
+			}
+			if p.Bits() > 0 {
+				parent := netip.PrefixFrom(p.Addr(), p.Bits()-1).Masked()
+				if !parent.Addr().Less(from) && !to.Less(lastOf(parent)) {
+					t.Fatalf("%s-%s: %s could be %s", from, to, p, parent)
+				}
+			}
+			next = lastOf(p).Next()
+		}
+		if lastOf(ps[len(ps)-1]) != to {
+			t.Fatalf("%s-%s: ends at %s", from, to, lastOf(ps[len(ps)-1]))
+		}
+	}
+}
+
+func addrFrom32(u uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)})
+}
+
+// Apply installs the rules as rendered with the jumps at the top, a second
+// Apply swaps the rules and keeps one jump each, and Remove takes it all
+// away again; rules and chains of others are untouched throughout. All in
+// a namespace of its own, checked from the host too.
+func TestIPTablesApplyAndRemove(t *testing.T) {
+	if err := IPTablesAvailable(); err != nil {
+		t.Skip(err)
+	}
+	rs := exampleRuleset(t)
+	// The same without the first inbound path (ssh from the admins), and
+	// with open egress.
+	fewer := rs
+	fewer.In = slices.Clone(rs.In[1:])
+	fewer.RestrictEgress = false
+	if rs.In[0].Ports[0].From != 22 {
+		t.Fatalf("the example's first inbound path is not ssh: %+v", rs.In[0])
+	}
+
+	inNetns(t, func(ns string) {
+		// Through ip netns exec, so the checks see the namespace whatever
+		// thread they run on; Apply relies on exec inheriting the thread's.
+		run := func(args ...string) string {
+			t.Helper()
+			out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v: %v: %s", args, err, out)
+			}
+			return string(out)
+		}
+		save := func(cmd string) string { // without the timestamp comments
+			t.Helper()
+			return regexp.MustCompile(`(?m)^#.*\n`).ReplaceAllString(run(cmd), "")
+		}
+		for _, cmd := range []string{"iptables", "ip6tables"} {
+			run(cmd, "-A", "INPUT", "-p", "tcp", "--dport", "9", "-j", "ACCEPT")
+			run(cmd, "-N", "FOREIGN")
+			run(cmd, "-A", "FOREIGN", "-p", "udp", "--dport", "9", "-j", "RETURN")
+			run(cmd, "-A", "OUTPUT", "-j", "FOREIGN")
+		}
+		before4, before6 := save("iptables-save"), save("ip6tables-save")
+
+		check := func(rs Ruleset) {
+			t.Helper()
+			for _, fam := range []struct {
+				save string
+				num  int
+			}{{"iptables-save", 4}, {"ip6tables-save", 6}} {
+				got := save(fam.save)
+				for _, h := range ipHooks {
+					jump := "-A " + h.builtin + " -j " + h.chain + "\n"
+					first := regexp.MustCompile(`(?m)^-A ` + h.builtin + ` .*\n`).FindString(got)
+					if strings.Count(got, jump) != 1 || first != jump {
+						t.Errorf("%s: want the jump to %s once, first in %s:\n%s", fam.save, h.chain, h.builtin, got)
+					}
+				}
+				// What is installed is what was rendered, line for line.
+				ours := regexp.MustCompile(`(?m)^(:GATEHOUSE-\S+ - |-A GATEHOUSE-).*\n`)
+				want := strings.Join(ours.FindAllString(RenderIPTables(rs, fam.num), -1), "")
+				if inst := strings.Join(ours.FindAllString(got, -1), ""); inst != want {
+					t.Errorf("%s: installed chains:\n%s\nwant:\n%s", fam.save, inst, want)
+				}
+				if !strings.Contains(got, "-A INPUT -p tcp -m tcp --dport 9 -j ACCEPT\n") ||
+					!strings.Contains(got, "-A FOREIGN -p udp -m udp --dport 9 -j RETURN\n") {
+					t.Errorf("%s: foreign rules gone:\n%s", fam.save, got)
+				}
+			}
+		}
+
+		start := time.Now()
+		if err := (IPTables{}).Apply(rs); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("first Apply: %v", time.Since(start))
+		check(rs)
+		if !strings.Contains(save("iptables-save"), "--dport 22 -j ACCEPT") {
+			t.Error("no ssh rule")
+		}
+
+		// The same again changes nothing.
+		after4 := save("iptables-save")
+		start = time.Now()
+		if err := (IPTables{}).Apply(rs); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("second Apply: %v", time.Since(start))
+		if got := save("iptables-save"); got != after4 {
+			t.Errorf("second Apply changed the table:\n%s\nwas:\n%s", got, after4)
+		}
+
+		// Something inserted above the jump: the jump moves back to the top.
+		run("iptables", "-I", "INPUT", "1", "-p", "tcp", "--dport", "10", "-j", "ACCEPT")
+		if err := (IPTables{}).Apply(fewer); err != nil {
+			t.Fatal(err)
+		}
+		check(fewer)
+		got := save("iptables-save")
+		if strings.Contains(got, "--dport 22 -j ACCEPT") {
+			t.Errorf("ssh rule still there:\n%s", got)
+		}
+		if strings.Contains(got, "-A GATEHOUSE-OUTPUT") {
+			t.Errorf("open egress, yet output rules:\n%s", got)
+		}
+		if !strings.Contains(got, "-A INPUT -j GATEHOUSE-INPUT\n-A INPUT -p tcp -m tcp --dport 10 -j ACCEPT\n") {
+			t.Errorf("inserted rule not kept after the jump:\n%s", got)
+		}
+		run("iptables", "-D", "INPUT", "-p", "tcp", "--dport", "10", "-j", "ACCEPT")
+
+		shown, err := (IPTables{}).Show()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(`^# IPv4\n(.*GATEHOUSE.*\n)+# IPv6\n(.*GATEHOUSE.*\n)+$`).MatchString(shown) ||
+			!strings.Contains(shown, "] -A INPUT -j GATEHOUSE-INPUT\n") || strings.Contains(shown, "FOREIGN") {
+			t.Errorf("Show:\n%s", shown)
+		}
+
+		// Meanwhile the host has none of it.
+		hostDone := make(chan struct{})
+		go func() { // not on this goroutine's thread, which is in the namespace
+			defer close(hostDone)
+			assertHostClean(t)
+		}()
+		<-hostDone
+
+		if err := (IPTables{}).Remove(); err != nil {
+			t.Fatal(err)
+		}
+		if got := save("iptables-save"); got != before4 {
+			t.Errorf("IPv4 after Remove:\n%s\nbefore Apply:\n%s", got, before4)
+		}
+		if got := save("ip6tables-save"); got != before6 {
+			t.Errorf("IPv6 after Remove:\n%s\nbefore Apply:\n%s", got, before6)
+		}
+		// Removing what is not there is no error.
+		if err := (IPTables{}).Remove(); err != nil {
+			t.Errorf("second Remove: %v", err)
+		}
+	})
+	assertHostClean(t)
+}
+
+func assertHostClean(t *testing.T) {
+	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := exec.Command(cmd).CombinedOutput()
+		if err != nil {
+			t.Errorf("host %s: %v: %s", cmd, err, out)
+		}
+		if bytes.Contains(out, []byte("GATEHOUSE")) {
+			t.Errorf("host %s shows our chains:\n%s", cmd, out)
+		}
+	}
+}
+
+// On a host with nothing of ours (nor any iptables table), Remove has
+// nothing to do and Show nothing to show.
+func TestIPTablesRemoveNothing(t *testing.T) {
+	if err := IPTablesAvailable(); err != nil {
+		t.Skip(err)
+	}
+	inNetns(t, func(string) {
+		if err := (IPTables{}).Remove(); err != nil {
+			t.Error(err)
+		}
+		if got, err := (IPTables{}).Show(); err != nil || got != "# IPv4\n# IPv6\n" {
+			t.Errorf("Show = %q, %v", got, err)
+		}
+	})
+}
