@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"gatehouse/control"
+	fw "gatehouse/firewall"
 	"gatehouse/services/dns"
 	fwsvc "gatehouse/services/firewall"
 	"gatehouse/services/network"
@@ -126,6 +127,18 @@ func WriteFirewall(w io.Writer, st control.Status) bool {
 		for _, r := range f.Out {
 			fmt.Fprintf(w, "    %s\n", r)
 		}
+	}
+	// What the kernel enforces, read back: the summary above is what the
+	// service meant to install.
+	b, err := fw.ByName(f.Backend)
+	if err == nil {
+		var ruleset string
+		if ruleset, err = b.Show(); err == nil {
+			fmt.Fprintf(w, "\ninstalled (%s, read back from the kernel):\n%s", f.Backend, ruleset)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(w, "\ninstalled: cannot read back: %v\n", err)
 	}
 	return true
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -76,9 +77,16 @@ func addAdmin(t *testing.T, w *netWorld) string {
 }
 
 // Real connections from two other hosts to the appliance's ports: every
-// declared path works, for the declared peers only, and nothing else.
+// declared path works, for the declared peers only, and nothing else; the
+// same with either backend.
 func TestFirewallPathsRealTraffic(t *testing.T) {
 	t.Parallel()
+	for _, backend := range []string{"nftables", "iptables"} {
+		t.Run(backend, func(t *testing.T) { firewallPathsRealTraffic(t, backend) })
+	}
+}
+
+func firewallPathsRealTraffic(t *testing.T, backend string) {
 	w := newNetWorld(t)
 	admin := addAdmin(t, w)
 	// A monitoring host, 10.79.0.1, on the appliance's a2 (seed 003: it
@@ -105,6 +113,7 @@ smtp:
   domains:
     - {name: example.test, next_hop: "[10.78.0.1]:25"}
 firewall:
+  backend: ` + backend + `
   paths:
     - {function: Administration, direction: in, proto: tcp, ports: [8443], peers: [10.78.0.1]}
     - {function: Public service, direction: in, proto: tcp, ports: ["10045-10049"]}
@@ -140,6 +149,20 @@ firewall:
 	}
 	if out, err := nsExec(w.router, "ping", "-c", "1", "-W", "2", "10.77.0.2"); err != nil {
 		t.Errorf("ping (ICMP essentials) failed: %v\n%s", err, out)
+	}
+
+	// `firewall show` reads the rules back from the kernel, counters and
+	// all: the blocked attempts above were counted by the final drop.
+	show, err := nsExec(w.appl, gatehouseBinary(t), "firewall", "show", "--state", w.state())
+	if err != nil {
+		t.Fatalf("firewall show: %v\n%s", err, show)
+	}
+	wantShown := map[string]*regexp.Regexp{
+		"nftables": regexp.MustCompile(`(?s)installed \(nftables, read back from the kernel\):\ntable inet gatehouse \{.*ip saddr @peers\d+ tcp dport 8443 counter packets [1-9]\d* bytes \d+ accept.*counter packets [1-9]\d* bytes \d+ drop`),
+		"iptables": regexp.MustCompile(`(?s)installed \(iptables, read back from the kernel\):\n.*-A INPUT -j GATEHOUSE-INPUT.*\[[1-9]\d*:\d+\] -A GATEHOUSE-INPUT -s 10\.78\.0\.1/32 -p tcp -m tcp --dport 8443 -j ACCEPT.*\[[1-9]\d*:\d+\] -A GATEHOUSE-INPUT -j DROP`),
+	}[backend]
+	if !wantShown.MatchString(show) {
+		t.Errorf("firewall show does not match %s:\n%s", wantShown, show)
 	}
 
 	// An established connection survives a re-apply that closes its path;
@@ -260,6 +283,28 @@ firewall:
 	deadline := time.Now().Add(10 * time.Second)
 	for reach(t, admin, "10.78.0.2:8443") != "open" && time.Now().Before(deadline) {
 	}
+	// Bad input changes nothing: a peer name that does not resolve, and
+	// two paths that allow the same traffic, each named at its line.
+	for _, bad := range []struct{ yaml, want string }{
+		{strings.Replace(good, "peers: [10.78.0.1]", "peers: [10.78.0.1, gone.invalid]", 1),
+			`bad.yaml:7:95: firewall.paths[0].peers[1]: host name gone.invalid does not resolve`},
+		{good + "    - {function: Admin again, direction: in, proto: tcp, ports: [\"8000-9000\"], peers: [10.78.0.0/24]}\n",
+			`bad.yaml:8:7: firewall.paths[1]: overlaps firewall.paths[0] (Administration): the same in tcp traffic is allowed twice`},
+	} {
+		file := filepath.Join(w.dir, "bad.yaml")
+		os.WriteFile(file, []byte(bad.yaml), 0o644)
+		out, err := gatehouseCmd(t, w, "config", "apply", file, "--confirm-within", "30s")
+		if err == nil || !strings.Contains(strings.ReplaceAll(out, file, "bad.yaml"), bad.want) {
+			t.Errorf("apply of a bad config: %v\n%s\nwant %s", err, out, bad.want)
+		}
+		if out, err := nsExec(w.appl, gatehouseBinary(t), "config", "validate", file); err == nil || !strings.Contains(strings.ReplaceAll(out, file, "bad.yaml"), bad.want) {
+			t.Errorf("validate of a bad config: %v\n%s\nwant %s", err, out, bad.want)
+		}
+	}
+	if got := reach(t, admin, "10.78.0.2:8443"); got != "open" {
+		t.Errorf("after refused applies, the admin port is %s", got)
+	}
+
 	lockout := filepath.Join(w.dir, "lockout.yaml")
 	os.WriteFile(lockout, []byte(strings.Replace(good, "peers: [10.78.0.1]", "peers: [10.99.0.1]", 1)), 0o644)
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -79,7 +80,18 @@ ssh:
 	if !strings.Contains(w.log("gatehouse.log"), "ssh source banned after repeated authentication failures") {
 		t.Error("the ban is not in the log")
 	}
-	time.Sleep(5 * time.Second) // the ban lapses
+	// The ban is in the kernel's set, with its timeout, so the firewall
+	// drops the source's packets before the shell sees them.
+	if out, err := nsExec(w.appl, "nft", "list", "set", "inet", "gatehouse", "ssh_ban4"); err != nil || !regexp.MustCompile(`elements = \{ 10\.78\.0\.1 timeout 4s expires `).MatchString(out) {
+		t.Errorf("ban set: %v\n%s", err, out)
+	}
+	if got := reach(t, admin, "10.78.0.2:22"); got != "blocked" {
+		t.Errorf("banned source's connection: %s, want blocked (dropped by the firewall)", got)
+	}
+	time.Sleep(5 * time.Second) // the ban lapses, in the kernel and in the shell
+	if out, err := nsExec(w.appl, "nft", "list", "set", "inet", "gatehouse", "ssh_ban4"); err != nil || strings.Contains(out, "10.78.0.1") {
+		t.Errorf("ban set after the ban: %v\n%s", err, out)
+	}
 	if out, err := sshTo(admin, key, "10.78.0.2", "ntp"); err != nil {
 		t.Errorf("after the ban: %v\n%s", err, out)
 	}

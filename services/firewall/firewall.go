@@ -45,9 +45,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	backend := fw.NFT{}
+	backend, err := fw.Select(cfg.Firewall.Backend)
+	if err != nil {
+		return err
+	}
 	var installed *fw.Ruleset
-	st := Status{Backend: "nftables"}
+	st := Status{Backend: backend.Name()}
 	apply := func() {
 		rs, err := fw.Build(ctx, cfg, paths.Table(cfg), net.DefaultResolver)
 		if err != nil {
@@ -105,6 +108,23 @@ func Run(ctx context.Context, o Options) error {
 				continue
 			}
 			cfg = c
+			if b, err := fw.Select(c.Firewall.Backend); err != nil {
+				st.LastError = err.Error()
+				o.Log.Error("firewall backend not changed", "err", err)
+			} else if b.Name() != backend.Name() {
+				// The new backend's rules go in before the old ones come
+				// out: for a moment both filter, which is only narrower.
+				rs := installed
+				old := backend
+				backend, installed = b, nil
+				apply()
+				if installed == nil {
+					backend, installed = old, rs
+				} else if err := old.Remove(); err != nil {
+					o.Log.Warn("firewall: old backend's rules not removed", "backend", old.Name(), "err", err)
+				}
+				st.Backend = backend.Name()
+			}
 		case <-time.After(wait):
 		}
 		apply()

@@ -27,6 +27,7 @@ import (
 	"gatehouse/config"
 	"gatehouse/console"
 	"gatehouse/control"
+	fw "gatehouse/firewall"
 	"gatehouse/init/supervisor"
 )
 
@@ -226,7 +227,12 @@ func serve(c net.Conn, gate *Gate, keys map[string]string, signer gossh.Signer, 
 				return
 			}
 			if gate.Failed(src) {
-				o.Log.Warn("ssh source banned after repeated authentication failures", "source", src)
+				o.Log.Warn("ssh source banned after repeated authentication failures", "source", src, "for", gate.banFor)
+				// In the kernel too, so the banned source's packets stop
+				// at the firewall; the gate still refuses it without one.
+				if err := (fw.NFT{}).Ban(src, gate.banFor); err != nil {
+					o.Log.Info("ssh ban enforced by the shell only", "source", src, "err", err)
+				}
 			}
 		},
 		ServerVersion: "SSH-2.0-gatehouse",
