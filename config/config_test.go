@@ -110,8 +110,8 @@ func TestErrors(t *testing.T) {
 		{"overlapping paths",
 			"firewall:\n  paths:\n    - {function: Admin, direction: in, proto: tcp, ports: [8443], peers: [192.168.0.0/24]}\n    - {function: Admin2, direction: in, proto: tcp, ports: [\"8000-9000\"], peers: [192.168.0.1-50]}\n",
 			[]string{`f.yaml:4:7: firewall.paths[1]: overlaps firewall.paths[0] (Admin): the same in tcp traffic is allowed twice`}},
-		{"iptables not yet", "firewall: {backend: iptables}\n",
-			[]string{`f.yaml:1:21: firewall.backend: the iptables backend is not in this build yet; use nftables or auto`}},
+		{"unknown backend", "firewall: {backend: ipfw}\n",
+			[]string{`f.yaml:1:21: firewall.backend: "ipfw" is not one of auto, nftables, iptables`}},
 		{"two documents", "hostname: a\n---\nhostname: b\n",
 			[]string{`f.yaml:1:1: one YAML document expected, found 2`}},
 	}

@@ -31,6 +31,9 @@ func ParsePeer(s string) (Peer, error) {
 	if lo, hi, ok := strings.Cut(s, "-"); ok {
 		from, err := netip.ParseAddr(lo)
 		if err != nil {
+			if validHost(s) { // mail-gw-1.example.com
+				return Peer{Host: s}, nil
+			}
 			return Peer{}, fmt.Errorf("%q: %q is not an address", s, lo)
 		}
 		to, err := netip.ParseAddr(hi)
@@ -73,9 +76,7 @@ func (r AddrRange) overlaps(o AddrRange) bool {
 
 func (c *Config) checkFirewall(ck *checker) {
 	switch c.Firewall.Backend {
-	case "auto", "nftables":
-	case "iptables":
-		ck.errf("firewall.backend", "the iptables backend is not in this build yet; use nftables or auto")
+	case "auto", "nftables", "iptables":
 	default:
 		ck.errf("firewall.backend", "%q is not one of auto, nftables, iptables", c.Firewall.Backend)
 	}

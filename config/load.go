@@ -66,6 +66,11 @@ func Load(path string) (*Config, []*Error, error) {
 // its warnings, or an Errors value naming every problem it found.
 // Unknown keys, duplicate keys and values of the wrong type are errors.
 func Parse(name string, data []byte) (*Config, []*Error, error) {
+	c, _, warns, err := parse(name, data)
+	return c, warns, err
+}
+
+func parse(name string, data []byte) (*Config, *index, []*Error, error) {
 	file, err := parser.ParseBytes(data, 0)
 	if err != nil {
 		// Index a lenient parse, if there is one, to name the field.
@@ -73,38 +78,40 @@ func Parse(name string, data []byte) (*Config, []*Error, error) {
 		if f, lerr := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey()); lerr == nil {
 			idx = indexFile(f)
 		}
-		return nil, nil, Errors{yamlError(name, idx, err)}
+		return nil, nil, nil, Errors{yamlError(name, idx, err)}
 	}
 	idx := indexFile(file)
 	var c Config
 	if len(file.Docs) > 1 {
-		return nil, nil, Errors{{File: name, Line: 1, Column: 1, Msg: "one YAML document expected, found " + fmt.Sprint(len(file.Docs))}}
+		return nil, nil, nil, Errors{{File: name, Line: 1, Column: 1, Msg: "one YAML document expected, found " + fmt.Sprint(len(file.Docs))}}
 	}
 	if len(file.Docs) == 1 && file.Docs[0].Body != nil {
 		if err := yaml.NodeToValue(file.Docs[0].Body, &c, yaml.DisallowUnknownField()); err != nil {
-			return nil, nil, Errors{yamlError(name, idx, err)}
+			return nil, nil, nil, Errors{yamlError(name, idx, err)}
 		}
 	}
 	c.applyDefaults()
 	errs, warns := c.validate()
-	place := func(list []problem) []*Error {
-		out := make([]*Error, 0, len(list))
-		for _, p := range list {
-			line, col := idx.positionOf(p.path)
-			out = append(out, &Error{File: name, Line: line, Column: col, Path: p.path, Msg: p.msg})
-		}
-		sort.SliceStable(out, func(i, j int) bool {
-			if out[i].Line != out[j].Line {
-				return out[i].Line < out[j].Line
-			}
-			return out[i].Column < out[j].Column
-		})
-		return out
-	}
 	if len(errs) > 0 {
-		return nil, place(warns), Errors(place(errs))
+		return nil, idx, idx.place(name, warns), Errors(idx.place(name, errs))
 	}
-	return &c, place(warns), nil
+	return &c, idx, idx.place(name, warns), nil
+}
+
+// place gives problems their positions, in the order they are written.
+func (idx *index) place(name string, list []problem) []*Error {
+	out := make([]*Error, 0, len(list))
+	for _, p := range list {
+		line, col := idx.positionOf(p.path)
+		out = append(out, &Error{File: name, Line: line, Column: col, Path: p.path, Msg: p.msg})
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Line != out[j].Line {
+			return out[i].Line < out[j].Line
+		}
+		return out[i].Column < out[j].Column
+	})
+	return out
 }
 
 // yamlError turns a decoder error into an Error with a position and a path.

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,7 +29,9 @@ var version = "dev"
 const usage = `usage: gatehouse COMMAND [ARGS]
 
   run --config FILE --state DIR   run the appliance as an ordinary process (host mode)
-  config validate FILE            check a config file; exit status 2 if it is invalid
+  config validate [--no-resolve] FILE
+                                  check a config file (and that the firewall's host names
+                                  resolve); exit status 2 if it is invalid
   config default                  print the built-in default config
   config reload                   have the running instance read its config again
   config apply FILE [--confirm-within 120s]
@@ -209,18 +212,31 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 	case len(args) == 1 && args[0] == "default":
 		_, err := stdout.Write(config.DefaultYAML())
 		return err
-	case len(args) == 2 && args[0] == "validate":
-		_, warns, err := config.Load(args[1])
+	case len(args) >= 2 && args[0] == "validate":
+		fs := flag.NewFlagSet("config validate", flag.ContinueOnError)
+		noResolve := fs.Bool("no-resolve", false, "do not look up the firewall's host names (off the appliance's network)")
+		rest, err := parseInterleaved(fs, args[1:])
+		if err != nil || len(rest) != 1 {
+			return &exitError{2, errors.New("usage: gatehouse config validate [--no-resolve] FILE")}
+		}
+		file := rest[0]
+		load := config.Load
+		if !*noResolve {
+			load = func(path string) (*config.Config, []*config.Error, error) {
+				return config.LoadResolved(context.Background(), path, net.DefaultResolver)
+			}
+		}
+		_, warns, err := load(file)
 		for _, w := range warns {
 			fmt.Fprintf(stderr, "%s (warning)\n", w)
 		}
 		if err != nil {
 			return &exitError{2, err}
 		}
-		fmt.Fprintf(stdout, "%s: valid\n", args[1])
+		fmt.Fprintf(stdout, "%s: valid\n", file)
 		return nil
 	}
-	return &exitError{2, errors.New("usage: gatehouse config validate FILE | default | reload | apply FILE [--confirm-within D] | confirm")}
+	return &exitError{2, errors.New("usage: gatehouse config validate [--no-resolve] FILE | default | reload | apply FILE [--confirm-within D] | confirm")}
 }
 
 // socketFlags adds --socket and --state to fs and returns the socket path.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -291,7 +292,11 @@ func (a *appliance) runtimeConfig() string { return filepath.Join(a.runDir, "con
 // Reload implements control.Backend: it reads the config again and, if it
 // is valid, has every service converge to it. An invalid file changes
 // nothing.
-func (a *appliance) Reload() error {
+func (a *appliance) Reload() error { return a.reload(true) }
+
+// reload re-reads the config file and hands it to the services. With
+// resolve, the firewall's host names must resolve, as for an apply.
+func (a *appliance) reload(resolve bool) error {
 	log := a.log.With("subsystem", "init")
 	path := ""
 	for _, p := range a.candidates() {
@@ -303,7 +308,13 @@ func (a *appliance) Reload() error {
 	if path == "" {
 		return fmt.Errorf("no config file to reload (looked for %s)", strings.Join(a.candidates(), ", "))
 	}
-	cfg, warns, err := config.Load(path)
+	load := config.Load
+	if resolve {
+		load = func(path string) (*config.Config, []*config.Error, error) {
+			return config.LoadResolved(context.Background(), path, net.DefaultResolver)
+		}
+	}
+	cfg, warns, err := load(path)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,10 @@
 package pid1
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"time"
 
@@ -28,7 +30,9 @@ func (a *appliance) configTarget() string {
 
 // Apply implements control.Backend.
 func (a *appliance) Apply(file string, confirmWithin time.Duration) error {
-	if _, _, err := config.Load(file); err != nil {
+	// Host names are looked up now: a peer that does not resolve is an
+	// error at its line, before anything changes.
+	if _, _, err := config.LoadResolved(context.Background(), file, net.DefaultResolver); err != nil {
 		return err // nothing changed
 	}
 	data, err := os.ReadFile(file)
@@ -57,7 +61,7 @@ func (a *appliance) Apply(file string, confirmWithin time.Duration) error {
 	if err := writeFileSync(target, data); err != nil {
 		return fmt.Errorf("install the new config: %w", err)
 	}
-	if err := a.Reload(); err != nil {
+	if err := a.reload(false); err != nil {
 		a.restore(target, old)
 		return fmt.Errorf("applied config did not load, previous one restored: %w", err)
 	}
@@ -97,7 +101,7 @@ func (a *appliance) rollback(why string) {
 		return
 	}
 	a.restore(target, old)
-	if err := a.Reload(); err != nil {
+	if err := a.reload(false); err != nil { // the previous config, whatever DNS says now
 		a.log.Error("rollback: reload", "subsystem", "init", "err", err)
 	}
 	a.log.Warn("applied config rolled back", "subsystem", "init", "why", why)

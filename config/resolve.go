@@ -1,0 +1,78 @@
+package config
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+)
+
+// Resolver looks host names up (net.DefaultResolver, or a fake in tests).
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// LoadResolved is Load, and then every host name that becomes a firewall
+// peer (firewall paths, the SSH allowlist, the monitoring hosts) is looked
+// up. An operator applying a config learns at the line that names it that
+// a name does not resolve, rather than later from a rule that lost its
+// peer. Boot does not use it: names are looked up before the network is
+// up there, and the firewall retries them.
+func LoadResolved(ctx context.Context, path string, r Resolver) (*Config, []*Error, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	c, idx, warns, err := parse(path, data)
+	if err != nil {
+		return nil, warns, err
+	}
+	type name struct{ path, host string }
+	var names []name
+	add := func(field string, peers []string) {
+		for i, s := range peers {
+			if p, err := ParsePeer(s); err == nil && p.Host != "" {
+				names = append(names, name{fmt.Sprintf("%s[%d]", field, i), p.Host})
+			}
+		}
+	}
+	for i, p := range c.Firewall.Paths {
+		add(fmt.Sprintf("firewall.paths[%d].peers", i), p.Peers)
+	}
+	if c.SSHEnabled() {
+		add("ssh.allow", c.SSH.Allow)
+	}
+	add("monitoring.hosts", c.Monitoring.Hosts)
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		ck   checker
+		seen = map[string]bool{}
+	)
+	for _, n := range names {
+		if seen[n.path] {
+			continue
+		}
+		seen[n.path] = true
+		wg.Go(func() {
+			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			addrs, err := r.LookupNetIP(lctx, "ip", n.host)
+			if err == nil && len(addrs) == 0 {
+				err = fmt.Errorf("no addresses")
+			}
+			if err != nil {
+				mu.Lock()
+				ck.errf(n.path, "host name %s does not resolve (%v): the firewall could not let this peer in", n.host, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(ck.errs) > 0 {
+		return nil, warns, Errors(idx.place(path, ck.errs))
+	}
+	return c, warns, nil
+}

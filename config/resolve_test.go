@@ -1,0 +1,59 @@
+package config
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+type fakeResolver map[string][]netip.Addr
+
+func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if a, ok := f[host]; ok {
+		return a, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+// Every firewall peer name that does not resolve is an error at its own
+// line and column; names elsewhere (a smart host) are not looked up.
+func TestLoadResolvedNamesUnresolvablePeers(t *testing.T) {
+	yaml := `monitoring:
+  hosts: [nagios.example.com, gone-monitor.example.com]
+firewall:
+  paths:
+    - {function: Admin, direction: in, proto: tcp, ports: [8443], peers: [admin.example.com, 192.0.2.1]}
+    - {function: Backup, direction: out, proto: tcp, ports: [873], peers: [gone-backup.example.com]}
+`
+	file := filepath.Join(t.TempDir(), "g.yaml")
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := fakeResolver{"nagios.example.com": {netip.MustParseAddr("192.0.2.10")}, "admin.example.com": {netip.MustParseAddr("192.0.2.11")}}
+	c, _, err := LoadResolved(context.Background(), file, r)
+	if c != nil || err == nil {
+		t.Fatalf("loaded despite unresolvable names: %v", err)
+	}
+	got := strings.Split(strings.ReplaceAll(err.Error(), file, "g.yaml"), "\n")
+	want := []string{
+		"g.yaml:2:31: monitoring.hosts[1]: host name gone-monitor.example.com does not resolve",
+		"g.yaml:6:76: firewall.paths[1].peers[0]: host name gone-backup.example.com does not resolve",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("errors:\n%s", err)
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("error %d = %q, want %q…", i, got[i], want[i])
+		}
+	}
+	r["gone-monitor.example.com"] = []netip.Addr{netip.MustParseAddr("192.0.2.12")}
+	r["gone-backup.example.com"] = []netip.Addr{netip.MustParseAddr("192.0.2.13")}
+	if _, _, err := LoadResolved(context.Background(), file, r); err != nil {
+		t.Errorf("all names resolve now: %v", err)
+	}
+}
