@@ -203,9 +203,15 @@ func nsExec(ns string, args ...string) (string, error) {
 // rules.
 func TestFirewallReplaceIsAtomic(t *testing.T) {
 	t.Parallel()
+	for _, backend := range []string{"nftables", "iptables"} {
+		t.Run(backend, func(t *testing.T) { firewallReplaceIsAtomic(t, backend) })
+	}
+}
+
+func firewallReplaceIsAtomic(t *testing.T, backend string) {
 	w := newNetWorld(t)
 	listen(t, w.appl, 10046, 2222)
-	base := "interfaces:\n  - {name: a0, addresses: [10.77.0.2/24]}\nfirewall:\n  paths:\n    - {function: Public, direction: in, proto: tcp, ports: [10046]}\n"
+	base := "interfaces:\n  - {name: a0, addresses: [10.77.0.2/24]}\nfirewall:\n  backend: " + backend + "\n  paths:\n    - {function: Public, direction: in, proto: tcp, ports: [10046]}\n"
 	extra := base + "    - {function: Other, direction: in, proto: tcp, ports: [9999]}\n"
 	w.gatehouse(t, base, "--firewall")
 	deadline := time.Now().Add(10 * time.Second)
