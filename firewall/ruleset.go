@@ -22,6 +22,7 @@ type Ruleset struct {
 	DHCPClient       bool   // accept DHCP replies (udp 67 -> 68)
 	SSHPort          uint16 // non-zero: sources in the ban sets are dropped here
 	ResolvedAt       time.Time
+	ResolveAgain     time.Time // when the first host-name answer runs out; zero without names
 	UnresolvedErrors []string
 }
 
@@ -74,6 +75,14 @@ func BuildLenient(ctx context.Context, c *config.Config, table []paths.Path, r R
 	return rs
 }
 
+func lookupTTL(ctx context.Context, r Resolver, host string) ([]netip.Addr, time.Duration, error) {
+	if tr, ok := r.(TTLResolver); ok {
+		return tr.LookupTTL(ctx, host)
+	}
+	addrs, err := r.LookupNetIP(ctx, "ip", host)
+	return addrs, DefaultTTL, err
+}
+
 // Build makes the ruleset for a table. A host name that does not resolve
 // fails the build, naming its path: a rule that silently lost its peer
 // would lock out whoever it was for.
@@ -92,10 +101,16 @@ func Build(ctx context.Context, c *config.Config, table []paths.Path, r Resolver
 			}
 			if peer.Host != "" {
 				lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				addrs, err := r.LookupNetIP(lctx, "ip", peer.Host)
+				addrs, ttl, err := lookupTTL(lctx, r, peer.Host)
 				cancel()
 				if err != nil || len(addrs) == 0 {
 					return Ruleset{}, fmt.Errorf("firewall: path %q: host name %s does not resolve: %v", p.Function, peer.Host, err)
+				}
+				// Looked up again when the answer runs out; not more often
+				// than every 10 s, and at least hourly.
+				ttl = min(max(ttl, 10*time.Second), time.Hour)
+				if again := rs.ResolvedAt.Add(ttl); rs.ResolveAgain.IsZero() || again.Before(rs.ResolveAgain) {
+					rs.ResolveAgain = again
 				}
 				for _, a := range addrs {
 					peer.Ranges = append(peer.Ranges, config.AddrRange{From: a.Unmap(), To: a.Unmap()})

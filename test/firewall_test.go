@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -335,4 +337,41 @@ firewall:
 	if got := reach(t, admin, "10.78.0.2:8443"); got != "blocked" {
 		t.Errorf("confirmed config did not stay: admin port %s", got)
 	}
+}
+
+// A host-name peer is looked up again when its DNS answer runs out: when
+// the name moves (dnsmasq restarted with another address, TTL 2 s), the
+// firewall follows, without a reload.
+func TestFirewallHostNameFollowsTTL(t *testing.T) {
+	t.Parallel()
+	w := newNetWorld(t)
+	admin := addAdmin(t, w)
+	listen(t, w.appl, 8443)
+	dnsmasq := w.dnsmasq(t, "--local-ttl=2", "--address=/admin.example.test/10.78.0.99")
+	w.gatehouse(t, `
+interfaces:
+  - {name: a0, addresses: [10.77.0.2/24]}
+  - {name: a1, addresses: [10.78.0.2/24]}
+dns:
+  servers: [10.77.0.1]
+firewall:
+  paths:
+    - {function: Administration, direction: in, proto: tcp, ports: [8443], peers: [admin.example.test]}
+`, "--firewall")
+	w.waitFor(t, "firewall with the name resolved", 30*time.Second, func(st *control.Status) bool {
+		f, ok := detailOf[fwsvc.Status](t, st, "firewall")
+		return ok && f.LastError == "" && slices.ContainsFunc(f.In, func(r string) bool { return strings.Contains(r, "10.78.0.99") })
+	})
+	if got := reach(t, admin, "10.78.0.2:8443"); got != "blocked" {
+		t.Fatalf("admin.example.test is 10.78.0.99, yet 10.78.0.1 is %s", got)
+	}
+	st, _ := w.status(t)
+	f, _ := detailOf[fwsvc.Status](t, st, "firewall")
+	if ahead := time.Until(f.NextLookup); f.NextLookup.IsZero() || ahead > 11*time.Second {
+		t.Errorf("next lookup in %v, want within the 10 s floor of a 2 s TTL", ahead)
+	}
+	dnsmasq.Process.Signal(syscall.SIGTERM)
+	dnsmasq.Wait()
+	w.dnsmasq(t, "--local-ttl=2", "--address=/admin.example.test/10.78.0.1")
+	w.waitFor(t, "the firewall follows the name", 30*time.Second, func(*control.Status) bool { return reach(t, admin, "10.78.0.2:8443") == "open" })
 }

@@ -90,7 +90,11 @@ func cmdService(args []string, stdout io.Writer) error {
 		}
 		return smtpsvc.Run(ctx, o)
 	case "firewall":
-		return firewall.Run(ctx, firewall.Options{Config: *cfg, Log: log, Notify: n, Reload: reload})
+		resolv := filepath.Join(*run, "resolv.conf") // the dns service's
+		if *onAppliance {
+			resolv = "/etc/resolv.conf"
+		}
+		return firewall.Run(ctx, firewall.Options{Config: *cfg, ResolvConf: resolv, Log: log, Notify: n, Reload: reload})
 	case "ntp":
 		return ntp.Run(ctx, ntp.Options{Config: *cfg, RunDir: *run, SetClock: *onAppliance, MinPoll: max(*ntpPoll, time.Second), Log: log, Notify: n, Reload: reload})
 	}

@@ -21,10 +21,11 @@ import (
 
 // Options configure the service.
 type Options struct {
-	Config string
-	Log    *slog.Logger
-	Notify *supervisor.Notifier
-	Reload <-chan struct{}
+	Config     string
+	ResolvConf string // the DNS servers to ask for host-name peers
+	Log        *slog.Logger
+	Notify     *supervisor.Notifier
+	Reload     <-chan struct{}
 }
 
 // Status is what the service reports.
@@ -37,6 +38,7 @@ type Status struct {
 	LastError  string    `json:"last_error,omitempty"`
 	Applies    int       `json:"applies"`
 	ResolvedAt time.Time `json:"resolved_at"`
+	NextLookup time.Time `json:"next_lookup,omitzero"` // when a host-name peer's DNS answer runs out
 }
 
 // Run keeps the firewall in line with the config until ctx ends.
@@ -50,9 +52,14 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	var installed *fw.Ruleset
+	var resolveAgain time.Time
 	st := Status{Backend: backend.Name()}
+	// Names are asked of the DNS servers directly, for the answers' TTLs;
+	// /etc/hosts and the like when DNS has nothing.
+	resolver := fw.DNSLookup{ResolvConf: o.ResolvConf, Fallback: net.DefaultResolver}
 	apply := func() {
-		rs, err := fw.Build(ctx, cfg, paths.Table(cfg), net.DefaultResolver)
+		rs, err := fw.Build(ctx, cfg, paths.Table(cfg), resolver)
+		resolveAgain = rs.ResolveAgain
 		if err != nil {
 			st.LastError = err.Error()
 			o.Log.Error("firewall not rebuilt", "err", err)
@@ -61,7 +68,7 @@ func Run(ctx context.Context, o Options) error {
 			}
 			// Nothing is in place yet: install what does resolve rather
 			// than leave the appliance open.
-			rs = fw.BuildLenient(ctx, cfg, paths.Table(cfg), net.DefaultResolver)
+			rs = fw.BuildLenient(ctx, cfg, paths.Table(cfg), resolver)
 		} else {
 			st.LastError = ""
 		}
@@ -79,6 +86,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Log.Info("firewall applied", "in", len(rs.In), "out", len(rs.Out), "egress", cfg.Firewall.Egress)
 	}
 	publish := func() {
+		st.NextLookup = resolveAgain
 		o.Notify.Detail(st)
 		msg := fmt.Sprintf("%s: %d inbound paths, egress %s", st.Backend, len(st.In), st.Egress)
 		if st.LastError != "" {
@@ -92,12 +100,15 @@ func Run(ctx context.Context, o Options) error {
 	}
 	publish()
 	o.Notify.Ready()
-	// Host names are looked up again: often while something is wrong,
-	// every few minutes otherwise.
+	// Host names are looked up again when their answers run out (often
+	// while something is wrong); without names, every few minutes anyway.
 	for {
 		wait := 5 * time.Minute
+		if !resolveAgain.IsZero() {
+			wait = max(time.Until(resolveAgain), time.Second) // a name's answer runs out
+		}
 		if st.LastError != "" {
-			wait = 30 * time.Second
+			wait = min(wait, 10*time.Second)
 		}
 		select {
 		case <-ctx.Done():
@@ -134,6 +145,7 @@ func Run(ctx context.Context, o Options) error {
 
 func sameRules(a, b fw.Ruleset) bool {
 	a.ResolvedAt, b.ResolvedAt = time.Time{}, time.Time{}
+	a.ResolveAgain, b.ResolveAgain = time.Time{}, time.Time{}
 	return reflect.DeepEqual(a, b)
 }
 

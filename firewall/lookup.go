@@ -1,0 +1,132 @@
+package firewall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// TTLResolver is a Resolver that also says how long its answer holds.
+type TTLResolver interface {
+	Resolver
+	LookupTTL(ctx context.Context, host string) ([]netip.Addr, time.Duration, error)
+}
+
+// DefaultTTL is how long an answer without a TTL (from /etc/hosts, or a
+// plain Resolver) is trusted.
+const DefaultTTL = 5 * time.Minute
+
+// DNSLookup resolves host names with their DNS TTL, so the firewall looks
+// a name up again when its answer runs out rather than on a fixed clock:
+// a peer that moves is let in again within its TTL.
+type DNSLookup struct {
+	ResolvConf string   // where the servers are listed; /etc/resolv.conf when empty or absent
+	Servers    []string // host:port; overrides ResolvConf
+	Fallback   Resolver // when DNS has no answer: /etc/hosts and friends (net.DefaultResolver)
+}
+
+// LookupNetIP implements Resolver.
+func (d DNSLookup) LookupNetIP(ctx context.Context, _, host string) ([]netip.Addr, error) {
+	addrs, _, err := d.LookupTTL(ctx, host)
+	return addrs, err
+}
+
+// LookupTTL asks for A and AAAA records; the TTL is the shortest of the
+// records (CNAMEs included) the answer rests on.
+func (d DNSLookup) LookupTTL(ctx context.Context, host string) ([]netip.Addr, time.Duration, error) {
+	var addrs []netip.Addr
+	ttl := time.Duration(-1)
+	var errs []error
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		rrs, err := d.query(ctx, host, qt)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, rr := range rrs {
+			var a netip.Addr
+			switch rr := rr.(type) {
+			case *dns.A:
+				a, _ = netip.AddrFromSlice(rr.A.To4())
+			case *dns.AAAA:
+				a, _ = netip.AddrFromSlice(rr.AAAA)
+			case *dns.CNAME:
+			default:
+				continue
+			}
+			if t := time.Duration(rr.Header().Ttl) * time.Second; ttl < 0 || t < ttl {
+				ttl = t
+			}
+			if a.IsValid() {
+				addrs = append(addrs, a.Unmap())
+			}
+		}
+	}
+	if len(addrs) > 0 {
+		return addrs, ttl, nil
+	}
+	if d.Fallback != nil {
+		if a, err := d.Fallback.LookupNetIP(ctx, "ip", host); err == nil && len(a) > 0 {
+			return a, DefaultTTL, nil
+		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, errors.New("no addresses"))
+	}
+	return nil, 0, fmt.Errorf("lookup %s: %w", host, errors.Join(errs...))
+}
+
+func (d DNSLookup) servers() []string {
+	if len(d.Servers) > 0 {
+		return d.Servers
+	}
+	cc, err := dns.ClientConfigFromFile(d.ResolvConf)
+	if err != nil || d.ResolvConf == "" {
+		// Host mode without a dns service, or before it wrote its file.
+		cc, err = dns.ClientConfigFromFile("/etc/resolv.conf")
+	}
+	if err != nil || len(cc.Servers) == 0 {
+		return []string{"127.0.0.1:53"}
+	}
+	var out []string
+	for _, s := range cc.Servers {
+		out = append(out, net.JoinHostPort(s, cc.Port))
+	}
+	return out
+}
+
+// query asks each server in turn until one answers; an answer is the
+// records of a NOERROR reply (none for NXDOMAIN).
+func (d DNSLookup) query(ctx context.Context, host string, qt uint16) ([]dns.RR, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(host), qt)
+	m.RecursionDesired = true
+	c := &dns.Client{Timeout: 2 * time.Second}
+	var lastErr error
+	for _, srv := range d.servers() {
+		r, _, err := c.ExchangeContext(ctx, m, srv)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if r.Truncated {
+			tc := &dns.Client{Net: "tcp", Timeout: 2 * time.Second}
+			if r2, _, err := tc.ExchangeContext(ctx, m, srv); err == nil {
+				r = r2
+			}
+		}
+		switch r.Rcode {
+		case dns.RcodeSuccess:
+			return r.Answer, nil
+		case dns.RcodeNameError:
+			return nil, fmt.Errorf("%s: no such host", host)
+		}
+		lastErr = fmt.Errorf("%s from %s", dns.RcodeToString[r.Rcode], srv)
+	}
+	return nil, lastErr
+}
