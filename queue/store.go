@@ -100,7 +100,23 @@ type Store struct {
 	once    sync.Once
 
 	fmu       sync.Mutex
-	fetchKeys map[string]string // queue id -> Envelope.Fetch, for queued collected messages
+	fetchKeys map[string]string    // queue id -> Envelope.Fetch, for queued collected messages
+	fetchLogs map[string]*fetchLog // account -> its fetched/ file
+}
+
+// fetchLog returns the account's log, made on first use.
+func (s *Store) fetchLog(account string) *fetchLog {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if s.fetchLogs == nil {
+		s.fetchLogs = map[string]*fetchLog{}
+	}
+	l := s.fetchLogs[account]
+	if l == nil {
+		l = &fetchLog{path: s.path("fetched", account)}
+		s.fetchLogs[account] = l
+	}
+	return l
 }
 
 // OpenStore opens (creating if needed) the queue directory, removes
@@ -175,6 +191,11 @@ type Loaded struct {
 // Close stops the committer.
 func (s *Store) Close() error {
 	s.once.Do(func() { close(s.closed) })
+	s.fmu.Lock()
+	for _, l := range s.fetchLogs {
+		l.exclusive(func() error { return nil })
+	}
+	s.fmu.Unlock()
 	return s.msgDir.Close()
 }
 
@@ -377,7 +398,7 @@ func (s *Store) Remove(id string) error {
 	s.fmu.Unlock()
 	if key != "" {
 		account, uid, _ := strings.Cut(key, "/")
-		if err := appendSync(s.path("fetched", account), uid+"\n"); err != nil {
+		if err := s.fetchLog(account).append(uid + "\n"); err != nil {
 			return fmt.Errorf("queue: record collected %s: %w", key, err)
 		}
 	}
@@ -393,21 +414,6 @@ func (s *Store) Remove(id string) error {
 	return nil
 }
 
-func appendSync(path, line string) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(line)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // Fetched returns the remote ids of an account's messages that were
 // collected: those still queued and those recorded in fetched/<account>.
 func (s *Store) Fetched(account string) (map[string]bool, error) {
@@ -419,7 +425,12 @@ func (s *Store) Fetched(account string) (map[string]bool, error) {
 		}
 	}
 	s.fmu.Unlock()
-	b, err := os.ReadFile(s.path("fetched", account))
+	var b []byte
+	// Not while a write is half done: a torn last line is not an id.
+	err := s.fetchLog(account).exclusive(func() (err error) {
+		b, err = os.ReadFile(s.path("fetched", account))
+		return err
+	})
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
@@ -434,6 +445,12 @@ func (s *Store) Fetched(account string) (map[string]bool, error) {
 // PruneFetched forgets recorded ids the server no longer lists: they
 // cannot come back, and the record must not grow without end.
 func (s *Store) PruneFetched(account string, present map[string]bool) error {
+	// Under the log's lock: an append landing between the read and the
+	// rename below would be lost, and its message collected again.
+	return s.fetchLog(account).exclusive(func() error { return s.pruneFetched(account, present) })
+}
+
+func (s *Store) pruneFetched(account string, present map[string]bool) error {
 	path := s.path("fetched", account)
 	b, err := os.ReadFile(path)
 	if err != nil {
