@@ -2,6 +2,8 @@ package queue
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -52,5 +54,46 @@ func TestFetchLogGroupCommitAndPrune(t *testing.T) {
 	}
 	if got["old-1"] || len(got) != 1000 {
 		t.Errorf("%d ids, old-1 %v; want the 1000 new ones", len(got), got["old-1"])
+	}
+}
+
+// A collected message's id is logged when its batch commits; leaving the
+// queue then costs no log write, and the id stays known across a restart.
+func TestCollectedIDsLoggedAtCommit(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _ := OpenStore(dir)
+	var ws []*Writer
+	var envs []*Envelope
+	for i := range 3 {
+		w, err := s.Create()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(w, "Subject: %d\r\n\r\nbody\r\n", i)
+		ws = append(ws, w)
+		envs = append(envs, &Envelope{From: "a@example.com", Rcpts: []Rcpt{{Addr: "b@example.com"}}, Fetch: fmt.Sprintf("acct/uid%d", i)})
+	}
+	if err := s.CommitBatch(ws, envs); err != nil {
+		t.Fatal(err)
+	}
+	log := func() string {
+		b, _ := os.ReadFile(filepath.Join(dir, "fetched", "acct"))
+		return string(b)
+	}
+	if got := log(); got != "uid0\nuid1\nuid2\n" {
+		t.Fatalf("fetched log after the commit: %q", got)
+	}
+	if err := s.Remove(envs[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := log(); got != "uid0\nuid1\nuid2\n" {
+		t.Errorf("Remove wrote the log again: %q", got)
+	}
+	s.Close()
+	s2, loaded, _ := OpenStore(dir)
+	defer s2.Close()
+	got, _ := s2.Fetched("acct")
+	if len(loaded) != 2 || !got["uid0"] || !got["uid1"] || !got["uid2"] {
+		t.Errorf("after a restart: %d queued, fetched %v", len(loaded), got)
 	}
 }

@@ -434,7 +434,6 @@ func (q *Queue) done(e *entry) {
 	}
 
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	e.st.Warned = st.Warned
 	if notifyErr == nil {
 		for _, i := range owed {
@@ -445,12 +444,16 @@ func (q *Queue) done(e *entry) {
 	}
 	e.inflight = 0
 	if len(pending) == 0 && notifyErr == nil {
+		delete(q.msgs, env.ID)
+		q.mu.Unlock()
+		// Outside the lock: removing a collected message waits for an
+		// fsync, and the other workers must not wait for it.
 		if err := q.store.Remove(env.ID); err != nil {
 			q.log.Error("remove", "id", env.ID, "err", err)
 		}
-		delete(q.msgs, env.ID)
 		return
 	}
+	defer q.mu.Unlock()
 	e.st.Attempts++
 	e.st.NextTry = now.Add(backoff(pol, e.st.Attempts))
 	if err := q.store.SaveState(env.ID, &e.st); err != nil {

@@ -99,9 +99,10 @@ type Store struct {
 	closed  chan struct{}
 	once    sync.Once
 
-	fmu       sync.Mutex
-	fetchKeys map[string]string    // queue id -> Envelope.Fetch, for queued collected messages
-	fetchLogs map[string]*fetchLog // account -> its fetched/ file
+	fmu         sync.Mutex
+	fetchKeys   map[string]string    // queue id -> Envelope.Fetch, for queued collected messages
+	fetchLogged map[string]bool      // queue id -> its Fetch key is in the fetched/ log already
+	fetchLogs   map[string]*fetchLog // account -> its fetched/ file
 }
 
 // fetchLog returns the account's log, made on first use.
@@ -142,7 +143,7 @@ func OpenStore(dir string) (*Store, []Loaded, []error) {
 	var rnd [3]byte
 	rand.Read(rnd[:])
 	s := &Store{dir: dir, msgDir: md, prefix: strings.ToUpper(hex.EncodeToString(rnd[:])), commits: make(chan chan error, 256), closed: make(chan struct{}),
-		fetchKeys: map[string]string{}}
+		fetchKeys: map[string]string{}, fetchLogged: map[string]bool{}}
 	go s.committer()
 
 	ents, err := md.ReadDir(-1)
@@ -305,13 +306,32 @@ func (s *Store) CommitBatch(ws []*Writer, envs []*Envelope) error {
 		return fail(fmt.Errorf("queue: fsync directory: %w", err))
 	}
 	s.fmu.Lock()
+	lines := map[string]string{} // account -> its ids, one per line
 	for i, w := range ws {
 		w.done = true
 		if envs[i].Fetch != "" {
 			s.fetchKeys[w.id] = envs[i].Fetch
+			account, uid, _ := strings.Cut(envs[i].Fetch, "/")
+			lines[account] += uid + "\n"
 		}
 	}
 	s.fmu.Unlock()
+	// Collected ids go into the fetched/ log now, once per batch, rather
+	// than one fsync per message when it leaves the queue. Only after the
+	// messages are durable: a logged id whose message was lost would be
+	// skipped for good. Should this fail, Remove logs each id itself.
+	for account, l := range lines {
+		if err := s.fetchLog(account).append(l); err != nil {
+			continue
+		}
+		s.fmu.Lock()
+		for i, w := range ws {
+			if a, _, _ := strings.Cut(envs[i].Fetch, "/"); envs[i].Fetch != "" && a == account {
+				s.fetchLogged[w.id] = true
+			}
+		}
+		s.fmu.Unlock()
+	}
 	return nil
 }
 
@@ -390,13 +410,14 @@ func (s *Store) SaveState(id string, st *State) error {
 }
 
 // Remove deletes a message: its data first (the fact that it exists), then
-// its state. A collected message's record moves to fetched/ first, so that
-// it is never lost that the remote copy was collected.
+// its state. A collected message's id is in fetched/ from its commit on
+// (or is put there first, should that have failed), so that it is never
+// lost that the remote copy was collected.
 func (s *Store) Remove(id string) error {
 	s.fmu.Lock()
-	key := s.fetchKeys[id]
+	key, logged := s.fetchKeys[id], s.fetchLogged[id]
 	s.fmu.Unlock()
-	if key != "" {
+	if key != "" && !logged {
 		account, uid, _ := strings.Cut(key, "/")
 		if err := s.fetchLog(account).append(uid + "\n"); err != nil {
 			return fmt.Errorf("queue: record collected %s: %w", key, err)
@@ -409,6 +430,7 @@ func (s *Store) Remove(id string) error {
 	if key != "" {
 		s.fmu.Lock()
 		delete(s.fetchKeys, id)
+		delete(s.fetchLogged, id)
 		s.fmu.Unlock()
 	}
 	return nil
