@@ -90,3 +90,19 @@ func TestBansOutliveReplace(t *testing.T) {
 		}
 	})
 }
+
+// auto picks nftables where the kernel has it (this one does); a named
+// backend is what it names.
+func TestSelectBackend(t *testing.T) {
+	inNetns(t, func(string) {
+		for pref, want := range map[string]string{"auto": "nftables", "": "nftables", "nftables": "nftables", "iptables": "iptables"} {
+			b, err := Select(pref)
+			if err != nil || b.Name() != want {
+				t.Errorf("Select(%q) = %v, %v; want %s", pref, b, err, want)
+			}
+		}
+		if _, err := Select("ipfw"); err == nil {
+			t.Error("Select(ipfw) succeeded")
+		}
+	})
+}
