@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"gatehouse/dnsclient"
 )
 
 // TTLResolver is a Resolver that also says how long its answer holds.
@@ -81,52 +82,21 @@ func (d DNSLookup) LookupTTL(ctx context.Context, host string) ([]netip.Addr, ti
 	return nil, 0, fmt.Errorf("lookup %s: %w", host, errors.Join(errs...))
 }
 
-func (d DNSLookup) servers() []string {
-	if len(d.Servers) > 0 {
-		return d.Servers
-	}
-	cc, err := dns.ClientConfigFromFile(d.ResolvConf)
-	if err != nil || d.ResolvConf == "" {
-		// Host mode without a dns service, or before it wrote its file.
-		cc, err = dns.ClientConfigFromFile("/etc/resolv.conf")
-	}
-	if err != nil || len(cc.Servers) == 0 {
-		return []string{"127.0.0.1:53"}
-	}
-	var out []string
-	for _, s := range cc.Servers {
-		out = append(out, net.JoinHostPort(s, cc.Port))
-	}
-	return out
-}
-
-// query asks each server in turn until one answers; an answer is the
-// records of a NOERROR reply (none for NXDOMAIN).
+// query asks the servers for host's records of type qt: the answer of a
+// NOERROR reply, an error for NXDOMAIN and the rest.
 func (d DNSLookup) query(ctx context.Context, host string, qt uint16) ([]dns.RR, error) {
-	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(host), qt)
-	m.RecursionDesired = true
-	c := &dns.Client{Timeout: 2 * time.Second}
-	var lastErr error
-	for _, srv := range d.servers() {
-		r, _, err := c.ExchangeContext(ctx, m, srv)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		if r.Truncated {
-			tc := &dns.Client{Net: "tcp", Timeout: 2 * time.Second}
-			if r2, _, err := tc.ExchangeContext(ctx, m, srv); err == nil {
-				r = r2
-			}
-		}
-		switch r.Rcode {
-		case dns.RcodeSuccess:
-			return r.Answer, nil
-		case dns.RcodeNameError:
-			return nil, fmt.Errorf("%s: no such host", host)
-		}
-		lastErr = fmt.Errorf("%s from %s", dns.RcodeToString[r.Rcode], srv)
+	servers := d.Servers
+	if len(servers) == 0 {
+		servers = dnsclient.Servers(d.ResolvConf)
 	}
-	return nil, lastErr
+	ans, rcode, err := dnsclient.Query(ctx, servers, host, qt, 2*time.Second)
+	switch {
+	case err != nil:
+		return nil, err
+	case rcode == dns.RcodeNameError:
+		return nil, fmt.Errorf("%s: no such host", host)
+	case rcode != dns.RcodeSuccess:
+		return nil, fmt.Errorf("%s: %s", host, dns.RcodeToString[rcode])
+	}
+	return ans, nil
 }

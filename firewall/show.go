@@ -163,25 +163,10 @@ func rangeText(from, to netip.Addr) string {
 	if from == to {
 		return from.String()
 	}
-	for bits := from.BitLen() - 1; bits >= 0; bits-- {
-		p := netip.PrefixFrom(from, bits)
-		if p.Masked().Addr() != from {
-			break
-		}
-		if lastAddrOf(p) == to {
-			return p.String()
-		}
+	if ps := rangeToPrefixes(from, to); len(ps) == 1 {
+		return ps[0].String()
 	}
 	return from.String() + "-" + to.String()
-}
-
-func lastAddrOf(p netip.Prefix) netip.Addr {
-	b := p.Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }
 
 // nftDuration prints 1h2m3s4ms the way nft does: no zero units.

@@ -17,6 +17,7 @@ import (
 	"github.com/miekg/dns"
 
 	"gatehouse/config"
+	"gatehouse/dnsclient"
 	"gatehouse/queue"
 )
 
@@ -129,44 +130,9 @@ func (t *transport) resolve(ctx context.Context, route string) (target, error) {
 	return tg, err
 }
 
-// dnsClient reads the resolver list the dns service maintains.
-func (t *transport) dnsServers() []string {
-	cc, err := dns.ClientConfigFromFile(t.svc.opts.ResolvConf)
-	if err != nil {
-		// Host mode without a dns service (or before it wrote its file).
-		cc, err = dns.ClientConfigFromFile("/etc/resolv.conf")
-	}
-	if err != nil || len(cc.Servers) == 0 {
-		return []string{"127.0.0.1:53"}
-	}
-	var out []string
-	for _, s := range cc.Servers {
-		out = append(out, net.JoinHostPort(s, cc.Port))
-	}
-	return out
-}
-
 func (t *transport) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, int, error) {
-	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(name), qtype)
-	m.RecursionDesired = true
-	c := &dns.Client{Timeout: 5 * time.Second}
-	var lastErr error
-	for _, srv := range t.dnsServers() {
-		r, _, err := c.ExchangeContext(ctx, m, srv)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		if r.Truncated {
-			tc := &dns.Client{Net: "tcp", Timeout: 5 * time.Second}
-			if r2, _, err := tc.ExchangeContext(ctx, m, srv); err == nil {
-				r = r2
-			}
-		}
-		return r.Answer, r.Rcode, nil
-	}
-	return nil, 0, fmt.Errorf("DNS lookup of %s failed: %w", name, lastErr)
+	// The dns service may rewrite its file: read at each lookup.
+	return dnsclient.Query(ctx, dnsclient.Servers(t.svc.opts.ResolvConf), name, qtype, 5*time.Second)
 }
 
 // mxHops resolves MX records in preference order (RFC 5321 5.1), falling
