@@ -11,6 +11,7 @@ import (
 	"net"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"gatehouse/config"
@@ -53,6 +54,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	var installed *fw.Ruleset
 	var resolveAgain time.Time
+	var backendErr error // a reload asked for a backend this kernel lacks
 	st := Status{Backend: backend.Name()}
 	// Names are asked of the DNS servers directly, for the answers' TTLs;
 	// /etc/hosts and the like when DNS has nothing.
@@ -71,6 +73,9 @@ func Run(ctx context.Context, o Options) error {
 			rs = fw.BuildLenient(ctx, cfg, paths.Table(cfg), resolver)
 		} else {
 			st.LastError = ""
+		}
+		if backendErr != nil {
+			st.LastError = strings.TrimSuffix(backendErr.Error()+"; "+st.LastError, "; ")
 		}
 		if installed != nil && sameRules(*installed, rs) {
 			return // nothing changed: no write at all
@@ -119,8 +124,9 @@ func Run(ctx context.Context, o Options) error {
 				continue
 			}
 			cfg = c
+			backendErr = nil
 			if b, err := fw.Select(c.Firewall.Backend); err != nil {
-				st.LastError = err.Error()
+				backendErr = fmt.Errorf("backend %s not available, %s kept: %w", c.Firewall.Backend, backend.Name(), err)
 				o.Log.Error("firewall backend not changed", "err", err)
 			} else if b.Name() != backend.Name() {
 				// The new backend's rules go in before the old ones come
