@@ -13,7 +13,7 @@ packages=(
   nftables          # nft: read back what the firewall installed
   iputils-ping      # ICMP through the firewall
   openssh-client    # ssh, ssh-keygen: the SSH shell's real client
-  iptables          # iptables-restore: the baseline of make bench-firewall
+  iptables          # the iptables backend's tests; iptables-restore, the baseline of make bench-firewall
   postfix           # smtp-sink, smtp-source, and the baseline of make bench-relay
   swaks             # the SMTP test client
   dovecot-imapd     # the internal IMAP server (AUTH checks; the collector's peer)
