@@ -221,7 +221,9 @@ fetch:
 	start()
 	during := 0 // kills while messages were still on the server
 	for range 20 {
-		time.Sleep(time.Duration(100+rand.IntN(500)) * time.Millisecond)
+		// Short lives: a collection that runs at full speed between
+		// kills would empty the mailbox before most of them.
+		time.Sleep(time.Duration(50+rand.IntN(250)) * time.Millisecond)
 		if mailboxCount(homes, "bulk") > 0 {
 			during++
 		}
