@@ -464,15 +464,17 @@ func (s *Store) Fetched(account string) (map[string]bool, error) {
 	return out, nil
 }
 
-// PruneFetched forgets recorded ids the server no longer lists: they
-// cannot come back, and the record must not grow without end.
-func (s *Store) PruneFetched(account string, present map[string]bool) error {
+// PruneFetched forgets the recorded ids keep says no to (nil: all): ids
+// the server no longer lists cannot come back, and the record must not
+// grow without end. The caller decides, since only it knows which ids its
+// listing covered (one IMAP folder of several, say).
+func (s *Store) PruneFetched(account string, keep func(id string) bool) error {
 	// Under the log's lock: an append landing between the read and the
 	// rename below would be lost, and its message collected again.
-	return s.fetchLog(account).exclusive(func() error { return s.pruneFetched(account, present) })
+	return s.fetchLog(account).exclusive(func() error { return s.pruneFetched(account, keep) })
 }
 
-func (s *Store) pruneFetched(account string, present map[string]bool) error {
+func (s *Store) pruneFetched(account string, keep func(id string) bool) error {
 	path := s.path("fetched", account)
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -481,14 +483,14 @@ func (s *Store) pruneFetched(account string, present map[string]bool) error {
 		}
 		return err
 	}
-	var keep strings.Builder
+	var kept strings.Builder
 	dropped := false
 	for _, l := range strings.Split(string(b), "\n") {
 		if l == "" {
 			continue
 		}
-		if present[l] {
-			keep.WriteString(l + "\n")
+		if keep != nil && keep(l) {
+			kept.WriteString(l + "\n")
 		} else {
 			dropped = true
 		}
@@ -496,7 +498,7 @@ func (s *Store) pruneFetched(account string, present map[string]bool) error {
 	if !dropped {
 		return nil
 	}
-	return writeFileSync(path, []byte(keep.String()))
+	return writeFileSync(path, []byte(kept.String()))
 }
 
 func writeFileSync(path string, b []byte) error {

@@ -21,7 +21,18 @@ import (
 // seed puts n messages into a Dovecot user's Maildir, as delivery would.
 func seed(t *testing.T, homes, user, tag string, n int) []string {
 	t.Helper()
+	return seedFolder(t, homes, user, "", tag, n)
+}
+
+// seedFolder seeds an IMAP folder other than INBOX (Maildir++: .Folder).
+func seedFolder(t *testing.T, homes, user, folder, tag string, n int) []string {
+	t.Helper()
 	md := filepath.Join(homes, user, "Maildir")
+	if folder != "" {
+		os.MkdirAll(md, 0o700)
+		os.Chown(md, 65534, 65534)
+		md = filepath.Join(md, "."+folder)
+	}
 	for _, d := range []string{"", "new", "cur", "tmp"} {
 		os.MkdirAll(filepath.Join(md, d), 0o700)
 		os.Chown(filepath.Join(md, d), 65534, 65534)
@@ -275,6 +286,7 @@ func TestFetchIMAP(t *testing.T) {
 	intlSink := w.sink(t, w.intl, "10.88.0.1:25")
 	inbox := seed(t, homes, "inbox", "fi", 30)
 	seed(t, homes, "keeper", "fk", 5)
+	seedFolder(t, homes, "keeper", "Archive", "fka", 4) // ids of two folders, kept side by side
 	seed(t, homes, "idler", "fd", 1)
 	writeSecret(t, w.dir, "i", "ipass")
 	writeSecret(t, w.dir, "k", "kpass")
@@ -287,14 +299,14 @@ smtp:
     - {name: example.test, next_hop: "[10.88.0.1]:25", tls: none}
 fetch:
   - {name: inbox, protocol: imaps, server: 10.88.0.1, user: inbox, password_file: %[1]s/i, deliver_to: inbox@example.test, ca_file: %[2]s, poll: 1m}
-  - {name: keeper, protocol: imap, server: 10.88.0.1, user: keeper, password_file: %[1]s/k, deliver_to: keeper@example.test, keep: true, ca_file: %[2]s, poll: 1m}
+  - {name: keeper, protocol: imap, server: 10.88.0.1, user: keeper, password_file: %[1]s/k, deliver_to: keeper@example.test, keep: true, folders: [INBOX, Archive], ca_file: %[2]s, poll: 1m}
   - {name: idler, protocol: imaps, server: 10.88.0.1, user: idler, password_file: %[1]s/d, deliver_to: idler@example.test, idle: true, ca_file: %[2]s, poll: 1h}
 `, w.dir, w.ca))
-	re := regexp.MustCompile(`<f[ikd]-\d+@test>`)
+	re := regexp.MustCompile(`<f(i|k|ka|d)-\d+@test>`)
 	deadline := time.Now().Add(60 * time.Second)
-	for len(countIDs(intlSink, re)) < 36 {
+	for len(countIDs(intlSink, re)) < 40 {
 		if time.Now().After(deadline) {
-			t.Fatalf("collected %d of 36 messages", len(countIDs(intlSink, re)))
+			t.Fatalf("collected %d of 40 messages", len(countIDs(intlSink, re)))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

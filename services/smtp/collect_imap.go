@@ -221,10 +221,13 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 			deleted = int64(len(n))
 		}
 	}
-	if cfg.Keep {
-		c.svc.store.PruneFetched(cfg.Name, present)
-	} else if deleted > 0 || stale > 0 {
-		c.svc.store.PruneFetched(cfg.Name, nil)
+	// Only this folder's ids are judged by this folder's listing; the
+	// other folders' stay. Kept: those the server still lists; deleted:
+	// none of those expunged (all the rest of this folder's went before).
+	if cfg.Keep || deleted > 0 || stale > 0 {
+		c.svc.store.PruneFetched(cfg.Name, func(id string) bool {
+			return !strings.HasPrefix(id, folder+"/") || cfg.Keep && present[id]
+		})
 	}
 	a.mu.Lock()
 	a.st.Collected += collected

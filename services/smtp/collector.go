@@ -326,7 +326,7 @@ func (c *collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) 
 	}
 	// Ids the server no longer has cannot return: forget them.
 	if cfg.Keep {
-		c.svc.store.PruneFetched(account, present)
+		c.svc.store.PruneFetched(account, func(id string) bool { return present[id] })
 	} else {
 		c.svc.store.PruneFetched(account, nil)
 	}
