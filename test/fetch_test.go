@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -341,5 +342,49 @@ fetch:
 	out, _ := gatehouseCmd(t, w.netWorld, "fetch", "status")
 	if strings.Contains(out, "FAILING") {
 		t.Errorf("fetch status:\n%s", out)
+	}
+}
+
+// A large mailbox is collected in sessions of 2,000 new messages, each
+// ending in a QUIT that commits its deletions: the mailbox shrinks while
+// it is collected, and a poll cut short leaves little to delete again.
+func TestFetchPOP3LargeMailboxInSessions(t *testing.T) {
+	w := newMailWorld(t)
+	homes := w.dovecot(t, map[string]string{"big": "gpass"})
+	intlSink := w.sink(t, w.intl, "10.88.0.1:25")
+	const total = 4500
+	seed(t, homes, "big", "fl", total)
+	writeSecret(t, w.dir, "g", "gpass")
+	w.gatehouse(t, fmt.Sprintf(`
+hostname: gw
+smtp:
+  hostname: mx.example.test
+  domains:
+    - {name: example.test, next_hop: "[10.88.0.1]:25", tls: none}
+fetch:
+  - {name: big, protocol: pop3s, server: 10.88.0.1, user: big, password_file: %s/g, deliver_to: big@example.test, ca_file: %s, poll: 1h}
+`, w.dir, w.ca))
+	re := regexp.MustCompile(`<fl-\d+@test>`)
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(countIDs(intlSink, re)) < total || mailboxCount(homes, "big") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d at the sink, %d left in the mailbox", len(countIDs(intlSink, re)), total, mailboxCount(homes, "big"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for id, n := range countIDs(intlSink, re) {
+		if n != 1 {
+			t.Errorf("%s delivered %d times", id, n)
+		}
+	}
+	// Dovecot logs each session's retrievals and deletions at its end.
+	b, _ := os.ReadFile(filepath.Join(filepath.Dir(homes), "dovecot.log"))
+	sessions := regexp.MustCompile(`pop3\(big\).*Logged out top=0/0, retr=(\d+)/\d+, del=(\d+)/\d+`).FindAllStringSubmatch(string(b), -1)
+	var got []string
+	for _, s := range sessions {
+		got = append(got, s[1]+"/"+s[2])
+	}
+	if want := []string{"2000/2000", "2000/2000", "500/500"}; !slices.Equal(got, want) {
+		t.Errorf("sessions (retrieved/deleted): %v, want %v", got, want)
 	}
 }

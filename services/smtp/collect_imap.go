@@ -163,7 +163,32 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 	}
 	limit := c.svc.config().Limits.MessageSize.Bytes
 	var tooLarge []string
-	var collected int64
+	var collected, deleted int64
+	// Only what is safely queued is flagged and expunged: with UIDPLUS
+	// after every batch, so the folder shrinks as it is collected;
+	// without it (EXPUNGE takes every \Deleted message) once at the end.
+	expunge := func() error {
+		if cfg.Keep || len(del) == 0 {
+			return nil
+		}
+		if err := cl.Store(del, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+			return err
+		}
+		var err error
+		if cl.Caps().Has(imap.CapUIDPlus) {
+			err = cl.UIDExpunge(del).Close()
+		} else {
+			err = cl.Expunge().Close()
+		}
+		if err != nil {
+			return err
+		}
+		if n, ok := del.Nums(); ok {
+			deleted += int64(len(n))
+		}
+		del = nil
+		return nil
+	}
 	section := &imap.FetchItemBodySection{Peek: true}
 	for len(want) > 0 {
 		if ctx.Err() != nil {
@@ -201,25 +226,14 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 				del.AddNum(u)
 			}
 		}
-	}
-	var deleted int64
-	if !cfg.Keep && len(del) > 0 {
-		// Only what is safely queued is flagged and expunged.
-		if err := cl.Store(del, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
-			return err
-		}
-		var err error
 		if cl.Caps().Has(imap.CapUIDPlus) {
-			err = cl.UIDExpunge(del).Close()
-		} else {
-			err = cl.Expunge().Close()
+			if err := expunge(); err != nil {
+				return err
+			}
 		}
-		if err != nil {
-			return err
-		}
-		if n, ok := del.Nums(); ok {
-			deleted = int64(len(n))
-		}
+	}
+	if err := expunge(); err != nil {
+		return err
 	}
 	// Only this folder's ids are judged by this folder's listing; the
 	// other folders' stay. Kept: those the server still lists; deleted:

@@ -208,22 +208,38 @@ func (c *collector) tlsConfig(a config.FetchAccount) (*tls.Config, error) {
 	return tc, nil
 }
 
+// pop3SessionMessages is how many new messages one POP3 session collects
+// before it QUITs, which commits its deletions, and the poll goes on in a
+// new one: a large mailbox shrinks as it is collected, not at the end.
+const pop3SessionMessages = 2000
+
 func (c *collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) error {
+	for {
+		more, err := c.pop3Session(ctx, a, log, pop3SessionMessages)
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// pop3Session collects up to maxNew new messages in one session; more
+// says the mailbox holds further ones.
+func (c *collector) pop3Session(ctx context.Context, a *account, log *slog.Logger, maxNew int) (more bool, err error) {
 	cfg := a.cfg
 	pw, err := os.ReadFile(cfg.PasswordFile)
 	if err != nil {
-		return fmt.Errorf("password file: %w", err)
+		return false, fmt.Errorf("password file: %w", err)
 	}
 	password := strings.TrimRight(string(pw), "\r\n")
 	tc, err := c.tlsConfig(cfg)
 	if err != nil {
-		return err
+		return false, err
 	}
 	addr := net.JoinHostPort(cfg.Server, strconv.Itoa(cfg.Port))
 	d := net.Dialer{Timeout: 30 * time.Second}
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer raw.Close()
 	done := make(chan struct{})
@@ -241,32 +257,36 @@ func (c *collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) 
 	}
 	cl, err := pop3.NewClient(conn, 2*time.Minute)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer cl.Close()
 	if cfg.Protocol == "pop3" {
 		// The password never crosses the network in clear.
 		if _, ok := cl.Capabilities()["STLS"]; !ok {
-			return errors.New("the server does not offer STLS; refusing to send the password in clear (use pop3s)")
+			return false, errors.New("the server does not offer STLS; refusing to send the password in clear (use pop3s)")
 		}
 		if err := cl.StartTLS(tc); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if err := cl.Login(cfg.User, password); err != nil {
-		return err
+		return false, err
 	}
 	msgs, err := cl.List()
 	if err != nil {
-		return err
+		return false, err
 	}
 	account := cfg.Name
 	seen, err := c.svc.store.Fetched(account)
 	if err != nil {
-		return err
+		return false, err
 	}
 	limit := c.svc.config().Limits.MessageSize.Bytes
 	present := map[string]bool{}
+	for _, m := range msgs {
+		present[m.UID] = true
+	}
+	deletedIDs := map[string]bool{}
 	var tooLarge []string
 	var collected, deleted int64
 	// New messages go in batches: retrieved pipelined, committed together
@@ -283,6 +303,7 @@ func (c *collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) 
 			if !cfg.Keep {
 				for _, m := range batch {
 					dele = append(dele, m.Num)
+					deletedIDs[m.UID] = true
 				}
 			}
 			batch, batchBytes = batch[:0], 0
@@ -298,13 +319,17 @@ func (c *collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) 
 	}
 	for _, m := range msgs {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return false, ctx.Err()
 		}
-		present[m.UID] = true
+		if !seen[m.UID] && m.Size <= limit && int(collected)+len(batch) >= maxNew {
+			more = true // the rest in the next session
+			break
+		}
 		switch {
 		case seen[m.UID]:
 			if !cfg.Keep {
 				dele = append(dele, m.Num)
+				deletedIDs[m.UID] = true
 			}
 		case m.Size > limit:
 			tooLarge = append(tooLarge, m.UID)
@@ -313,23 +338,20 @@ func (c *collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) 
 			batchBytes += m.Size
 			if len(batch) >= 32 || batchBytes >= 8<<20 {
 				if err := flush(); err != nil {
-					return err
+					return false, err
 				}
 			}
 		}
 	}
 	if err := flush(); err != nil {
-		return err
+		return false, err
 	}
 	if err := cl.Quit(); err != nil {
-		return err // deletions not confirmed: the ids stay recorded, retried next time
+		return false, err // deletions not confirmed: the ids stay recorded, retried next time
 	}
-	// Ids the server no longer has cannot return: forget them.
-	if cfg.Keep {
-		c.svc.store.PruneFetched(account, func(id string) bool { return present[id] })
-	} else {
-		c.svc.store.PruneFetched(account, nil)
-	}
+	// Ids the server no longer has cannot return: forget them, and those
+	// whose deletion the QUIT just committed.
+	c.svc.store.PruneFetched(account, func(id string) bool { return present[id] && !deletedIDs[id] })
 	a.mu.Lock()
 	a.st.Collected += collected
 	a.st.Deleted += deleted
@@ -342,7 +364,7 @@ func (c *collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) 
 	if collected > 0 || deleted > 0 {
 		log.Info("polled", "collected", collected, "deleted", deleted, "left_on_server", len(msgs)-int(deleted))
 	}
-	return nil
+	return more, nil
 }
 
 // collectBatch retrieves messages and commits them to the queue together;
