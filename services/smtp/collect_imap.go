@@ -18,6 +18,11 @@ import (
 // imapBatch is how many messages one UID FETCH asks for.
 const imapBatch = 50
 
+// imapExpungeEvery is how many queued messages are flagged and expunged
+// together: often enough that a folder shrinks as it is collected, rarely
+// enough that the server's expunges (an index rewrite each) stay cheap.
+const imapExpungeEvery = 500
+
 // idleRenew re-issues IDLE before servers drop it (RFC 2177: 29 minutes).
 const idleRenew = 28 * time.Minute
 
@@ -165,8 +170,9 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 	var tooLarge []string
 	var collected, deleted int64
 	// Only what is safely queued is flagged and expunged: with UIDPLUS
-	// after every batch, so the folder shrinks as it is collected;
-	// without it (EXPUNGE takes every \Deleted message) once at the end.
+	// every imapExpungeEvery messages, so the folder shrinks as it is
+	// collected; without it (EXPUNGE takes every \Deleted message) once
+	// at the end.
 	expunge := func() error {
 		if cfg.Keep || len(del) == 0 {
 			return nil
@@ -226,7 +232,7 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 				del.AddNum(u)
 			}
 		}
-		if cl.Caps().Has(imap.CapUIDPlus) {
+		if n, _ := del.Nums(); len(n) >= imapExpungeEvery && cl.Caps().Has(imap.CapUIDPlus) {
 			if err := expunge(); err != nil {
 				return err
 			}
