@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"gatehouse/config"
 	"gatehouse/mailmsg"
 )
@@ -194,3 +196,11 @@ func TestLoginServer(t *testing.T) {
 }
 
 func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }
+
+// The written-out dummy hash costs what a real one does, so a login to an
+// unknown user takes as long as a wrong password.
+func TestDummyHashCost(t *testing.T) {
+	if c, err := bcrypt.Cost(dummyHash); err != nil || c != bcrypt.DefaultCost {
+		t.Errorf("dummy hash cost %d (%v), want %d", c, err, bcrypt.DefaultCost)
+	}
+}
