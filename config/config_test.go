@@ -110,6 +110,8 @@ func TestErrors(t *testing.T) {
 		{"overlapping paths",
 			"firewall:\n  paths:\n    - {function: Admin, direction: in, proto: tcp, ports: [8443], peers: [192.168.0.0/24]}\n    - {function: Admin2, direction: in, proto: tcp, ports: [\"8000-9000\"], peers: [192.168.0.1-50]}\n",
 			[]string{`f.yaml:4:7: firewall.paths[1]: overlaps firewall.paths[0] (Admin): the same in tcp traffic is allowed twice`}},
+		{"greet pause too long", "smtp: {greet_pause: 5m, domains: [{name: example.com, next_hop: \"[10.0.0.5]:25\"}]}\n",
+			[]string{`f.yaml:1:21: smtp.greet_pause: 5m0s is out of range (0s to 30s)`}},
 		{"unknown backend", "firewall: {backend: ipfw}\n",
 			[]string{`f.yaml:1:21: firewall.backend: "ipfw" is not one of auto, nftables, iptables`}},
 		{"two documents", "hostname: a\n---\nhostname: b\n",

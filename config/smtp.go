@@ -15,9 +15,12 @@ import (
 // a word for it (trusted networks = mynetworks, managed domains =
 // relay_domains, transport, smarthost = relayhost, TLS security levels).
 type SMTP struct {
-	Hostname string    `yaml:"hostname"` // banner and Received headers; default: the appliance's hostname
-	Listen   Listen    `yaml:"listen"`
-	TLS      SMTPFiles `yaml:"tls"`
+	Hostname string `yaml:"hostname"` // banner and Received headers; default: the appliance's hostname
+	// GreetPause delays the banner on port 25 for clients outside the
+	// trusted networks; one that speaks first is refused at MAIL.
+	GreetPause Duration  `yaml:"greet_pause"`
+	Listen     Listen    `yaml:"listen"`
+	TLS        SMTPFiles `yaml:"tls"`
 
 	Domains         []MailDomain `yaml:"domains"`          // managed domains: accepted from anyone
 	TrustedNetworks []string     `yaml:"trusted_networks"` // may relay anywhere (Postfix mynetworks)
@@ -398,6 +401,12 @@ func (c *Config) checkSMTP(ck *checker) {
 	}
 	if l.IdleTimeout.Duration < time.Second {
 		ck.errf("smtp.limits.idle_timeout", "%s is too short (at least 1s)", l.IdleTimeout.Duration)
+	}
+	// RFC 5321 4.5.3.2.1: clients wait 5 minutes for the greeting; a long
+	// pause loses real mail from impatient ones (Postfix's postscreen
+	// waits 6 s).
+	if g := s.GreetPause.Duration; g < 0 || g > 30*time.Second {
+		ck.errf("smtp.greet_pause", "%s is out of range (0s to 30s)", g)
 	}
 	q := s.Queue
 	if q.MinBackoff.Duration > q.MaxBackoff.Duration {

@@ -458,3 +458,56 @@ smtp:
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// With a greet pause, a client on port 25 that talks before the banner
+// (as spam engines do) is refused at MAIL; one that waits is served.
+func TestSMTPGreetPauseCatchesEarlyTalkers(t *testing.T) {
+	w := newNetWorld(t)
+	sink := filepath.Join(w.dir, "sink")
+	os.MkdirAll(sink, 0o755)
+	w.start(t, w.appl, "sink.log", "smtp-sink", "-u", "root", "-d", sink+"/m.", "127.0.0.1:2526", "16")
+	waitListen(t, w.appl, "127.0.0.1", "2526")
+	w.gatehouse(t, `
+hostname: gw
+interfaces:
+  - {name: a0, addresses: [10.77.0.2/24]}
+smtp:
+  hostname: mx.example.test
+  greet_pause: 2s
+  listen: {smtp: "10.77.0.2:25", submission: "off", smtps: "off"}
+  trusted_networks: [127.0.0.0/8]
+  domains:
+    - {name: example.test, next_hop: "[127.0.0.1]:2526", tls: none}
+`)
+	waitListen(t, w.appl, "10.77.0.2", "25")
+
+	// The early talker: EHLO and MAIL at once, before any banner.
+	var c net.Conn
+	inNS(t, w.router, func() {
+		var err error
+		if c, err = net.DialTimeout("tcp", "10.77.0.2:25", 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer c.Close()
+	s := &rawSMTP{c: c, r: bufio.NewReader(c)}
+	c.Write([]byte("EHLO bot.test\r\nMAIL FROM:<a@partner.test>\r\n"))
+	if l := s.reply(t); !strings.HasPrefix(l, "220 ") {
+		t.Fatalf("greeting %q", l)
+	}
+	if l := s.reply(t); !strings.HasPrefix(l, "250 ") {
+		t.Fatalf("EHLO: %q", l)
+	}
+	if l := s.reply(t); !strings.HasPrefix(l, "503 ") {
+		t.Errorf("MAIL from an early talker: %q, want 503", l)
+	}
+
+	// A client that waits for the banner is served after the pause.
+	start := time.Now()
+	mustSwaks(t, w.router, "--server", "10.77.0.2:25", "--from", "a@partner.test", "--to", "u@example.test", "--header", "Message-ID: <polite@test>")
+	t.Logf("a polite client's message was accepted %v after connecting", time.Since(start).Round(time.Millisecond))
+	waitDump(t, sink, 30*time.Second, "<polite@test>")
+	if n := strings.Count(w.log("gatehouse.log"), "rejected: client spoke before the greeting"); n != 1 {
+		t.Errorf("%d early-talker rejections logged, want 1", n)
+	}
+}

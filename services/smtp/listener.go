@@ -20,6 +20,8 @@ type limitListener struct {
 	idle    time.Duration
 	tlsConf *tls.Config // implicit TLS (port 465)
 	greetN  string      // host name in the 421 line
+	// pause is how long a client waits for the greeting (0: none).
+	pause func(netip.Addr) time.Duration
 }
 
 // connLimits are shared by all listeners of the relay.
@@ -99,6 +101,9 @@ func (ln *limitListener) Accept() (net.Conn, error) {
 			continue
 		}
 		ic := &idleConn{Conn: c, idle: ln.idle, release: func() { ln.lim.release(a) }}
+		if ln.pause != nil {
+			ic.pause = ln.pause(a)
+		}
 		if ln.tlsConf != nil {
 			return tls.Server(ic, ln.tlsConf), nil
 		}
@@ -118,11 +123,18 @@ type idleConn struct {
 	killed  atomic.Bool
 	early   atomic.Bool // the client spoke before the greeting
 	greeted atomic.Bool
+	pause   time.Duration // waited before the greeting
+	stash   []byte        // what an early talker said during the pause
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
 	if c.killed.Load() {
 		return 0, io.EOF
+	}
+	if len(c.stash) > 0 {
+		n := copy(p, c.stash)
+		c.stash = c.stash[n:]
+		return n, nil
 	}
 	if err := c.Conn.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
 		return 0, err
@@ -134,8 +146,14 @@ func (c *idleConn) Write(p []byte) (int, error) {
 	if !c.greeted.Swap(true) {
 		// Before the greeting a client must wait (RFC 5321 4.3.1); one that
 		// does not is a spam engine or a smuggling attempt (Postfix:
-		// reject_unauth_pipelining). Look without consuming anything.
-		c.early.Store(pendingInput(c.Conn))
+		// reject_unauth_pipelining). Look without consuming anything, or,
+		// with a greet pause, wait for the pause: spam engines that do not
+		// wait for the banner give themselves away.
+		if c.pause > 0 {
+			c.early.Store(c.talksDuring(c.pause))
+		} else {
+			c.early.Store(pendingInput(c.Conn))
+		}
 	}
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.idle)); err != nil {
 		return 0, err
@@ -146,6 +164,19 @@ func (c *idleConn) Write(p []byte) (int, error) {
 func (c *idleConn) Close() error {
 	c.once.Do(c.release)
 	return c.Conn.Close()
+}
+
+// talksDuring reads what the client sends within d (kept for the
+// session's first reads) and says whether it sent anything. The wait is a
+// read deadline, so a thousand paused clients hold no threads.
+func (c *idleConn) talksDuring(d time.Duration) bool {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(d)); err != nil {
+		return false
+	}
+	buf := make([]byte, 1024)
+	n, _ := c.Conn.Read(buf)
+	c.stash = buf[:n]
+	return n > 0
 }
 
 // Kill ends the session after the current reply.

@@ -167,6 +167,9 @@ var dummyHash = []byte("$2a$10$NjLDop2FbGqreoAoMkAwk.O6TETpNQm8/izRvEUocAxYrWDb0
 // HasUsers says whether AUTH is offered at all.
 func (p *Policy) HasUsers() bool { return len(p.users) > 0 || p.authIMAP != nil }
 
+// Trusted says whether a is in the trusted networks.
+func (p *Policy) Trusted(a netip.Addr) bool { return inRanges(p.trusted, a) }
+
 // relayReason says why a client may relay to any destination: "trusted",
 // "authenticated", "pop-before-smtp", "connector:<name>"; "" if it may not.
 // A connector that requires a header is only provisional until DATA.

@@ -15,6 +15,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -286,6 +287,16 @@ func (s *Service) serve(name, addr string, c *config.SMTP, errc chan<- error) (*
 	ll := &limitListener{Listener: ln, lim: s.lim, idle: c.Limits.IdleTimeout.Duration, greetN: c.Hostname}
 	if name == "smtps" {
 		ll.tlsConf = tc
+	}
+	if name == "smtp" && c.GreetPause.Duration > 0 {
+		// Only on port 25, and not for the trusted networks: submission
+		// clients are people's mail programs.
+		ll.pause = func(a netip.Addr) time.Duration {
+			if s.policy().Trusted(a) {
+				return 0
+			}
+			return s.config().GreetPause.Duration
+		}
 	}
 	srv := gosmtp.NewServer(&backend{svc: s, listener: name})
 	srv.Domain = c.Hostname
