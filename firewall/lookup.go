@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/miekg/dns"
@@ -49,7 +50,11 @@ func (d DNSLookup) LookupTTL(ctx context.Context, host string) ([]netip.Addr, ti
 			errs = append(errs, err)
 			continue
 		}
+		chain := cnameChain(host, rrs)
 		for _, rr := range rrs {
+			if !chain[strings.ToLower(rr.Header().Name)] {
+				continue // not about the name asked for: never a peer
+			}
 			var a netip.Addr
 			switch rr := rr.(type) {
 			case *dns.A:
@@ -80,6 +85,26 @@ func (d DNSLookup) LookupTTL(ctx context.Context, host string) ([]netip.Addr, ti
 		errs = append(errs, errors.New("no addresses"))
 	}
 	return nil, 0, fmt.Errorf("lookup %s: %w", host, errors.Join(errs...))
+}
+
+// cnameChain is the set of owner names an answer for host may use: host
+// and the CNAME targets reached from it (at most 8 deep), lower case.
+func cnameChain(host string, rrs []dns.RR) map[string]bool {
+	name := strings.ToLower(dns.Fqdn(host))
+	chain := map[string]bool{name: true}
+	for range 8 {
+		next := ""
+		for _, rr := range rrs {
+			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, name) {
+				next = strings.ToLower(c.Target)
+			}
+		}
+		if next == "" || chain[next] {
+			break
+		}
+		chain[next], name = true, next
+	}
+	return chain
 }
 
 // query asks the servers for host's records of type qt: the answer of a

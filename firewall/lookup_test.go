@@ -55,6 +55,8 @@ func TestLookupFollowsTTL(t *testing.T) {
 		"admin.example.com.": {rr(t, "admin.example.com. 300 IN CNAME host.example.com."),
 			rr(t, "host.example.com. 42 IN A 192.0.2.7"), rr(t, "host.example.com. 600 IN AAAA 2001:db8::7")},
 		"backup.example.com.": {rr(t, "backup.example.com. 3600 IN A 192.0.2.8")},
+		// An answer that smuggles in a record for another name.
+		"evil.example.com.": {rr(t, "evil.example.com. 60 IN A 192.0.2.66"), rr(t, "admin.example.com. 60 IN A 203.0.113.66")},
 	})
 	d := DNSLookup{Servers: []string{srv}}
 	addrs, ttl, err := d.LookupTTL(context.Background(), "admin.example.com")
@@ -64,6 +66,9 @@ func TestLookupFollowsTTL(t *testing.T) {
 	slices.SortFunc(addrs, netip.Addr.Compare)
 	if want := []netip.Addr{netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("2001:db8::7")}; !slices.Equal(addrs, want) || ttl != 42*time.Second {
 		t.Errorf("admin: %v ttl %v, want %v ttl 42s", addrs, ttl, want)
+	}
+	if addrs, _, _ := d.LookupTTL(context.Background(), "evil.example.com"); len(addrs) != 1 || addrs[0] != netip.MustParseAddr("192.0.2.66") {
+		t.Errorf("evil: %v, want only its own 192.0.2.66", addrs)
 	}
 	if _, _, err := d.LookupTTL(context.Background(), "gone.example.com"); err == nil {
 		t.Error("NXDOMAIN resolved")

@@ -295,16 +295,13 @@ func (NFT) Ban(a netip.Addr, d time.Duration) error {
 		return fmt.Errorf("firewall: ban %s: no set %s (is the nftables firewall installed?): %w", a, name, err)
 	}
 	e := []nftables.SetElement{{Key: a.AsSlice(), Timeout: d.Round(time.Millisecond)}}
-	// A second ban of the same source renews it: delete and add in one
-	// batch (adding an element that is there fails).
-	if err := c.SetAddElements(s, e); err != nil {
-		return err
+	// Add (a no-op if it is there, timeout untouched), delete, add: one
+	// batch that bans anew for d whether or not the source was banned.
+	for _, op := range []func(*nftables.Set, []nftables.SetElement) error{c.SetAddElements, c.SetDeleteElements, c.SetAddElements} {
+		if err := op(s, e); err != nil {
+			return fmt.Errorf("firewall: ban %s: %w", a, err)
+		}
 	}
-	if err := c.Flush(); err == nil {
-		return nil
-	}
-	c.SetDeleteElements(s, e)
-	c.SetAddElements(s, e)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("firewall: ban %s: %w", a, err)
 	}

@@ -59,13 +59,28 @@ func (l *fetchLog) write(b []byte) error {
 	l.io.Lock()
 	defer l.io.Unlock()
 	if l.f == nil {
-		f, err := os.OpenFile(l.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		f, err := os.OpenFile(l.path, os.O_CREATE|os.O_APPEND|os.O_RDWR, 0o600)
 		if err != nil {
 			return err
 		}
+		// A power cut can leave a torn last line: end it, so that the
+		// next id is not glued to it (and lost as an id).
+		if st, err := f.Stat(); err == nil && st.Size() > 0 {
+			last := make([]byte, 1)
+			if _, err := f.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
+				b = append([]byte("\n"), b...)
+			}
+		}
 		l.f = f
 	}
+	st, err := l.f.Stat()
+	if err != nil {
+		l.closeFile()
+		return err
+	}
 	if _, err := l.f.Write(b); err != nil {
+		// A partial write (disk full) is cut off again, for the same reason.
+		l.f.Truncate(st.Size())
 		l.closeFile() // reopened next time, rather than kept broken
 		return err
 	}

@@ -89,3 +89,23 @@ func TestCollectedIDsLoggedAtCommit(t *testing.T) {
 		t.Errorf("after a restart: %d queued, fetched %v", len(loaded), got)
 	}
 }
+
+// A torn last line (a power cut in mid-write) does not swallow the next id.
+func TestFetchLogTornTail(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _ := OpenStore(dir)
+	defer s.Close()
+	if err := os.WriteFile(filepath.Join(dir, "fetched", "acct"), []byte("uid1\nui"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.fetchLog("acct").append("uid3\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Fetched("acct")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got["uid1"] || !got["uid3"] {
+		t.Errorf("fetched after a torn tail: %v", got)
+	}
+}

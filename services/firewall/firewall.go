@@ -6,6 +6,7 @@ package firewall
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -48,13 +49,21 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	var backendErr error // the config asks for a backend this system lacks
 	backend, err := fw.Select(cfg.Firewall.Backend)
 	if err != nil {
-		return err
+		// Never no filter at all: what auto finds, and the reason in the
+		// status (an appliance image has no iptables programs).
+		auto, aerr := fw.Select("auto")
+		if aerr != nil {
+			return errors.Join(err, aerr)
+		}
+		backendErr = fmt.Errorf("backend %s not available, %s used: %w", cfg.Firewall.Backend, auto.Name(), err)
+		o.Log.Error("firewall backend not available", "wanted", cfg.Firewall.Backend, "used", auto.Name(), "err", err)
+		backend = auto
 	}
 	var installed *fw.Ruleset
 	var resolveAgain time.Time
-	var backendErr error // a reload asked for a backend this kernel lacks
 	st := Status{Backend: backend.Name()}
 	// Names are asked of the DNS servers directly, for the answers' TTLs;
 	// /etc/hosts and the like when DNS has nothing.
@@ -129,18 +138,26 @@ func Run(ctx context.Context, o Options) error {
 				backendErr = fmt.Errorf("backend %s not available, %s kept: %w", c.Firewall.Backend, backend.Name(), err)
 				o.Log.Error("firewall backend not changed", "err", err)
 			} else if b.Name() != backend.Name() {
-				// The new backend's rules go in before the old ones come
-				// out: for a moment both filter, which is only narrower.
-				rs := installed
-				old := backend
-				backend, installed = b, nil
-				apply()
-				if installed == nil {
-					backend, installed = old, rs
-				} else if err := old.Remove(); err != nil {
-					o.Log.Warn("firewall: old backend's rules not removed", "backend", old.Name(), "err", err)
+				// The new backend's full rules go in before the old ones
+				// come out: for a moment both filter, which is only
+				// narrower. A build that fails (a name does not resolve)
+				// or an apply that fails keeps the old backend.
+				if rs, err := fw.Build(ctx, cfg, paths.Table(cfg), resolver); err != nil {
+					backendErr = fmt.Errorf("backend not switched to %s: %w", b.Name(), err)
+				} else if err := b.Apply(rs); err != nil {
+					backendErr = fmt.Errorf("backend not switched to %s: %w", b.Name(), err)
+					b.Remove() // what of it went in
+				} else {
+					if err := backend.Remove(); err != nil {
+						o.Log.Warn("firewall: old backend's rules not removed", "backend", backend.Name(), "err", err)
+					}
+					backend, installed = b, &rs
+					st.Backend, st.Applied, st.Applies = backend.Name(), time.Now(), st.Applies+1
+					o.Log.Info("firewall backend switched", "backend", backend.Name())
 				}
-				st.Backend = backend.Name()
+				if backendErr != nil {
+					o.Log.Error("firewall backend not changed", "err", backendErr)
+				}
 			}
 		case <-time.After(wait):
 		}

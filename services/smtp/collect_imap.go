@@ -18,6 +18,21 @@ import (
 // imapBatch is how many messages one UID FETCH asks for.
 const imapBatch = 50
 
+// idFolder is the folder of a collected IMAP id, FOLDER/UIDVALIDITY/UID.
+// Folder names may hold "/" themselves (INBOX/Sub): cut from the end.
+func idFolder(id string) string {
+	rest, _, _ := cutLast(id, "/")     // UID
+	folder, _, _ := cutLast(rest, "/") // UIDVALIDITY
+	return folder
+}
+
+func cutLast(s, sep string) (before, after string, found bool) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return s, "", false
+}
+
 // imapExpungeEvery is how many queued messages are flagged and expunged
 // together: often enough that a folder shrinks as it is collected, rarely
 // enough that the server's expunges (an index rewrite each) stay cheap.
@@ -131,7 +146,7 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 	}
 	stale := 0
 	for k := range seen {
-		if strings.HasPrefix(k, folder+"/") && !strings.HasPrefix(k, prefix) {
+		if idFolder(k) == folder && !strings.HasPrefix(k, prefix) {
 			stale++
 		}
 	}
@@ -246,7 +261,7 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 	// none of those expunged (all the rest of this folder's went before).
 	if cfg.Keep || deleted > 0 || stale > 0 {
 		c.svc.store.PruneFetched(cfg.Name, func(id string) bool {
-			return !strings.HasPrefix(id, folder+"/") || cfg.Keep && present[id]
+			return idFolder(id) != folder || cfg.Keep && present[id]
 		})
 	}
 	a.mu.Lock()
