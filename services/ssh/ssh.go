@@ -95,6 +95,20 @@ func (g *Gate) Admit(a netip.Addr) (bool, string) {
 	return false, "not on the allowlist"
 }
 
+// Bans lists the sources banned now and the time each has left.
+func (g *Gate) Bans() map[netip.Addr]time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	out := map[netip.Addr]time.Duration{}
+	for a, until := range g.banned {
+		if left := until.Sub(now); left > 0 {
+			out[a] = left
+		}
+	}
+	return out
+}
+
 // Failed records an authentication failure; it reports whether the source
 // is banned now.
 func (g *Gate) Failed(a netip.Addr) bool {
@@ -178,6 +192,25 @@ func Run(ctx context.Context, o Options) error {
 			mu.Unlock()
 		}
 	}()
+	go func() {
+		// The firewall's table is replaced now and then, carrying the bans
+		// it read just before; one added in between, or a table rebuilt
+		// after a restart, would lose it. Put back what is missing, with
+		// the time it has left.
+		t := time.NewTicker(15 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			g := gate
+			mu.Unlock()
+			reassertBans(g, o.Log)
+		}
+	}()
 	o.Notify.Status(fmt.Sprintf("listening on port %d", cfg.SSH.Port))
 	o.Notify.Ready()
 	for {
@@ -192,6 +225,23 @@ func Run(ctx context.Context, o Options) error {
 		g, k := gate, keys
 		mu.Unlock()
 		go serve(c, g, k, signer, o)
+	}
+}
+
+// reassertBans puts the gate's current bans missing from the kernel's set
+// back, for the time each has left.
+func reassertBans(g *Gate, log *slog.Logger) {
+	inKernel, err := (fw.NFT{}).Bans()
+	if err != nil {
+		return // no nftables firewall: the gate alone enforces
+	}
+	for a, left := range g.Bans() {
+		if _, ok := inKernel[a]; ok || left < time.Second {
+			continue
+		}
+		if err := (fw.NFT{}).Ban(a, left); err == nil {
+			log.Info("ssh ban put back into the firewall", "source", a, "left", left.Round(time.Second))
+		}
 	}
 }
 

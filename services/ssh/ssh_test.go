@@ -2,13 +2,18 @@ package ssh
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
+	"os/exec"
 	"testing"
 	"time"
 
 	"gatehouse/config"
+	fw "gatehouse/firewall"
+	"gatehouse/test/netnstest"
 )
 
 func TestGateAllowlistAndBans(t *testing.T) {
@@ -41,4 +46,42 @@ func TestGateAllowlistAndBans(t *testing.T) {
 	if ok, _ := g.Admit(a); !ok {
 		t.Error("the ban did not lapse")
 	}
+}
+
+// A ban the kernel lost (the firewall's table rebuilt) is put back with
+// the time it has left; one still there is left alone.
+func TestBansReassertedIntoTheFirewall(t *testing.T) {
+	name := fmt.Sprintf("ghssh%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", name).Run()
+	netnstest.In(t, name, func() {
+		if err := (fw.NFT{}).Apply(fw.Ruleset{SSHPort: 22}); err != nil {
+			t.Fatal(err)
+		}
+		c, _, err := config.Parse("f.yaml", []byte("ssh:\n  ban: {after: 1, for: 1h}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		log := slog.New(slog.NewTextHandler(io.Discard, nil))
+		g := NewGate(context.Background(), c, log)
+		lost, kept := netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("203.0.113.10")
+		g.Failed(lost)
+		g.Failed(kept)
+		if err := (fw.NFT{}).Ban(kept, 5*time.Minute); err != nil { // the kernel's own, shorter
+			t.Fatal(err)
+		}
+		reassertBans(g, log)
+		bans, err := (fw.NFT{}).Bans()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left := bans[lost]; left < 59*time.Minute || left > time.Hour {
+			t.Errorf("lost ban put back with %v left, want about 1h", left)
+		}
+		if left := bans[kept]; left > 5*time.Minute {
+			t.Errorf("a ban still in the kernel was reset to %v", left)
+		}
+	})
 }
