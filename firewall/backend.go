@@ -3,6 +3,8 @@ package firewall
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"time"
 
 	"github.com/google/nftables"
 )
@@ -67,6 +69,20 @@ func NFTAvailable() error {
 	}
 	if _, err := c.ListTablesOfFamily(nftables.TableFamilyINet); err != nil {
 		return fmt.Errorf("firewall: nftables not available in this kernel: %w", err)
+	}
+	return nil
+}
+
+// Ban drops new connections from a to the SSH port for d in whichever
+// backend's firewall is installed: the nftables table's ban set, else the
+// iptables recent list.
+func Ban(a netip.Addr, d time.Duration) error {
+	nftErr := NFT{}.Ban(a, d)
+	if nftErr == nil {
+		return nil
+	}
+	if err := (IPTables{}).Ban(a, d); err != nil {
+		return errors.Join(nftErr, err)
 	}
 	return nil
 }

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/coreos/go-iptables/iptables"
 
@@ -40,6 +43,8 @@ type ipFamily struct {
 	noLimit       []int  // ICMP types never rate limited
 	essential     []int  // ICMP types allowed at a bounded rate
 	peers         func(Rule) []config.AddrRange
+	banList       string // the xt_recent list of SSH bans
+	fullMask      string // as iptables-save prints a host mask
 }
 
 var ipFamilies = []ipFamily{
@@ -50,6 +55,7 @@ var ipFamilies = []ipFamily{
 		// Echo and the errors path MTU discovery and traceroute need.
 		essential: []int{0, 3, 8, 11, 12},
 		peers:     func(r Rule) []config.AddrRange { return r.V4 },
+		banList:   "GATEHOUSE-SSH-BAN", fullMask: "255.255.255.255",
 	},
 	{
 		num: 6, name: "IPv6", proto: iptables.ProtocolIPv6, cmd: "ip6tables",
@@ -58,7 +64,8 @@ var ipFamilies = []ipFamily{
 		// Neighbour discovery: without it there is no IPv6 at all.
 		noLimit:   []int{133, 134, 135, 136},
 		essential: []int{1, 2, 3, 4, 128, 129},
-		peers:     func(r Rule) []config.AddrRange { return r.V6 },
+		banList:   "GATEHOUSE-SSH-BAN6", fullMask: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+		peers: func(r Rule) []config.AddrRange { return r.V6 },
 	},
 }
 
@@ -213,6 +220,28 @@ func (IPTables) Show() (string, error) {
 	return b.String(), nil
 }
 
+// Ban drops new connections from a to the SSH port for the ban time the
+// installed rule names (ssh.ban.for; d is that time, as the gate has it):
+// an entry in the kernel's recent list, renewed by banning again.
+func (IPTables) Ban(a netip.Addr, d time.Duration) error {
+	a = a.Unmap()
+	list := ipFamilies[0].banList
+	if a.Is6() {
+		list = ipFamilies[1].banList
+	}
+	// thread-self: /proc/net is the main thread's namespace, and a
+	// caller may run in another (the tests do).
+	f, err := os.OpenFile(filepath.Join("/proc/thread-self/net/xt_recent", list), os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("firewall: ban %s: %w (is the iptables firewall installed?)", a, err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("+" + a.String() + "\n"); err != nil {
+		return fmt.Errorf("firewall: ban %s: %w", a, err)
+	}
+	return nil
+}
+
 // RenderIPTables is the iptables-restore input that installs rs for one
 // family (4 or 6; any other gives ""). It declares and fills only our
 // chains; chains and rules are written as iptables-save prints them, so
@@ -236,6 +265,14 @@ func renderFamily(rs Ruleset, f ipFamily) string {
 
 	const in = "GATEHOUSE-INPUT"
 	w.common(in, "-i")
+	if rs.SSHPort != 0 {
+		// SSH bans: the shell writes a banned source into the kernel's
+		// recent list (IPTables.Ban); the list outlives refills of the
+		// chain, and a source stays dropped for ban.for after its entry.
+		secs := max(int((rs.SSHBanFor+time.Second-1)/time.Second), 1)
+		w.rule(in, fmt.Sprintf("-p tcp -m tcp --dport %d -m recent --rcheck --seconds %d --name %s --mask %s --rsource -j DROP",
+			rs.SSHPort, secs, w.f.banList, w.f.fullMask))
+	}
 	if rs.DHCPClient {
 		// In both families, as the nftables backend's inet rule is.
 		w.rule(in, "-p udp -m udp --sport 67 --dport 68 -j ACCEPT")

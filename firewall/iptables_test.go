@@ -285,3 +285,30 @@ func TestIPTablesRemoveNothing(t *testing.T) {
 		}
 	})
 }
+
+// An SSH ban goes into the kernel's recent list, which the rule checks,
+// and outlives the chain's refill; Ban finds the iptables firewall when
+// there is no nftables table.
+func TestIPTablesBan(t *testing.T) {
+	rs := exampleRuleset(t)
+	inNetns(t, func(string) {
+		if err := (IPTables{}).Apply(rs); err != nil {
+			t.Fatal(err)
+		}
+		if err := Ban(netip.MustParseAddr("203.0.113.9"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := Ban(netip.MustParseAddr("2001:db8::9"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := (IPTables{}).Apply(rs); err != nil {
+			t.Fatal(err)
+		}
+		for list, want := range map[string]string{"GATEHOUSE-SSH-BAN": "src=203.0.113.9 ", "GATEHOUSE-SSH-BAN6": "src=2001:0db8:0000:0000:0000:0000:0000:0009 "} {
+			b, err := os.ReadFile("/proc/thread-self/net/xt_recent/" + list)
+			if err != nil || !strings.Contains(string(b), want) {
+				t.Errorf("%s after a re-apply: %v\n%s", list, err, b)
+			}
+		}
+	})
+}

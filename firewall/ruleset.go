@@ -21,6 +21,7 @@ type Ruleset struct {
 	RestrictEgress   bool
 	DHCPClient       bool   // accept DHCP replies (udp 67 -> 68)
 	SSHPort          uint16 // non-zero: sources in the ban sets are dropped here
+	SSHBanFor        time.Duration
 	ResolvedAt       time.Time
 	ResolveAgain     time.Time // when the first host-name answer runs out; zero without names
 	UnresolvedErrors []string
@@ -89,7 +90,7 @@ func lookupTTL(ctx context.Context, r Resolver, host string) ([]netip.Addr, time
 func Build(ctx context.Context, c *config.Config, table []paths.Path, r Resolver) (Ruleset, error) {
 	rs := Ruleset{RestrictEgress: c.Firewall.Egress == "restricted", ResolvedAt: time.Now()}
 	if c.SSHEnabled() {
-		rs.SSHPort = uint16(c.SSH.Port)
+		rs.SSHPort, rs.SSHBanFor = uint16(c.SSH.Port), c.SSH.Ban.For.Duration
 	}
 	rs.DHCPClient = slices.ContainsFunc(table, func(p paths.Path) bool { return p.Origin == "network" })
 	for _, p := range table {

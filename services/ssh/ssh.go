@@ -280,7 +280,7 @@ func serve(c net.Conn, gate *Gate, keys map[string]string, signer gossh.Signer, 
 				o.Log.Warn("ssh source banned after repeated authentication failures", "source", src, "for", gate.banFor)
 				// In the kernel too, so the banned source's packets stop
 				// at the firewall; the gate still refuses it without one.
-				if err := (fw.NFT{}).Ban(src, gate.banFor); err != nil {
+				if err := fw.Ban(src, gate.banFor); err != nil {
 					o.Log.Info("ssh ban enforced by the shell only", "source", src, "err", err)
 				}
 			}
