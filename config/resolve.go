@@ -2,7 +2,9 @@ package config
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -19,7 +21,9 @@ type Resolver interface {
 // up. An operator applying a config learns at the line that names it that
 // a name does not resolve, rather than later from a rule that lost its
 // peer. Boot does not use it: names are looked up before the network is
-// up there, and the firewall retries them.
+// up there, and the firewall retries them. A name DNS says does not exist
+// is an error; one DNS could not be asked about (no server answered) only
+// a warning, so that a config can still be applied while DNS is broken.
 func LoadResolved(ctx context.Context, path string, r Resolver) (*Config, []*Error, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -60,17 +64,24 @@ func LoadResolved(ctx context.Context, path string, r Resolver) (*Config, []*Err
 			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			addrs, err := r.LookupNetIP(lctx, "ip", n.host)
-			if err == nil && len(addrs) == 0 {
-				err = fmt.Errorf("no addresses")
-			}
-			if err != nil {
+			var de *net.DNSError
+			switch {
+			case err == nil && len(addrs) > 0:
+			case err == nil || errors.As(err, &de) && de.IsNotFound:
 				mu.Lock()
-				ck.errf(n.path, "host name %s does not resolve (%v): the firewall could not let this peer in", n.host, err)
+				ck.errf(n.path, "host name %s does not resolve: the firewall could not let this peer in", n.host)
+				mu.Unlock()
+			default:
+				// DNS could not be asked: no reason to refuse a config
+				// (perhaps the one that mends DNS); the firewall retries.
+				mu.Lock()
+				ck.warnf(n.path, "host name %s could not be looked up now (%v); the firewall will keep trying", n.host, err)
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
+	warns = append(warns, idx.place(path, ck.warns)...)
 	if len(ck.errs) > 0 {
 		return nil, warns, Errors(idx.place(path, ck.errs))
 	}

@@ -57,3 +57,23 @@ firewall:
 		t.Errorf("all names resolve now: %v", err)
 	}
 }
+
+type timeoutResolver struct{}
+
+func (timeoutResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	return nil, &net.DNSError{Err: "i/o timeout", Name: host, IsTimeout: true}
+}
+
+// When DNS cannot be asked at all, a config still loads (it may be the one
+// that mends DNS), with a warning at the name's line.
+func TestLoadResolvedWithoutDNSWarns(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "g.yaml")
+	os.WriteFile(file, []byte("firewall:\n  paths:\n    - {function: Admin, direction: in, proto: tcp, ports: [8443], peers: [admin.example.com]}\n"), 0o600)
+	c, warns, err := LoadResolved(context.Background(), file, timeoutResolver{})
+	if c == nil || err != nil {
+		t.Fatalf("refused while DNS is down: %v", err)
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0].Error(), "3:75: firewall.paths[0].peers[0]: host name admin.example.com could not be looked up now") {
+		t.Errorf("warnings: %v", warns)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -81,8 +82,15 @@ func (d DNSLookup) LookupTTL(ctx context.Context, host string) ([]netip.Addr, ti
 			return a, DefaultTTL, nil
 		}
 	}
-	if len(errs) == 0 {
-		errs = append(errs, errors.New("no addresses"))
+	notFound := true
+	for _, err := range errs {
+		var de *net.DNSError
+		notFound = notFound && errors.As(err, &de) && de.IsNotFound
+	}
+	if notFound {
+		// NXDOMAIN, or a name without addresses: an answer, not a failure
+		// to get one (config checks tell the two apart).
+		return nil, 0, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 	}
 	return nil, 0, fmt.Errorf("lookup %s: %w", host, errors.Join(errs...))
 }
@@ -119,7 +127,7 @@ func (d DNSLookup) query(ctx context.Context, host string, qt uint16) ([]dns.RR,
 	case err != nil:
 		return nil, err
 	case rcode == dns.RcodeNameError:
-		return nil, fmt.Errorf("%s: no such host", host)
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 	case rcode != dns.RcodeSuccess:
 		return nil, fmt.Errorf("%s: %s", host, dns.RcodeToString[rcode])
 	}

@@ -23,6 +23,7 @@ import (
 	"gatehouse/config"
 	"gatehouse/console"
 	"gatehouse/control"
+	fw "gatehouse/firewall"
 	"gatehouse/init/kmsg"
 	"gatehouse/init/logring"
 	"gatehouse/init/reaper"
@@ -289,6 +290,16 @@ func (a *appliance) useConfig(cfg *config.Config, from string, warns []*config.E
 
 func (a *appliance) runtimeConfig() string { return filepath.Join(a.runDir, "config.yaml") }
 
+// resolver looks host names up as the firewall service does: the dns
+// service's servers, then /etc/hosts and the system's way.
+func (a *appliance) resolver() config.Resolver {
+	resolv := filepath.Join(a.runDir, "resolv.conf")
+	if a.opts.PID1 {
+		resolv = "/etc/resolv.conf"
+	}
+	return fw.DNSLookup{ResolvConf: resolv, Fallback: net.DefaultResolver}
+}
+
 // Reload implements control.Backend: it reads the config again and, if it
 // is valid, has every service converge to it. An invalid file changes
 // nothing.
@@ -311,7 +322,7 @@ func (a *appliance) reload(resolve bool) error {
 	load := config.Load
 	if resolve {
 		load = func(path string) (*config.Config, []*config.Error, error) {
-			return config.LoadResolved(context.Background(), path, net.DefaultResolver)
+			return config.LoadResolved(context.Background(), path, a.resolver())
 		}
 	}
 	cfg, warns, err := load(path)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
@@ -32,7 +31,7 @@ func (a *appliance) configTarget() string {
 func (a *appliance) Apply(file string, confirmWithin time.Duration) error {
 	// Host names are looked up now: a peer that does not resolve is an
 	// error at its line, before anything changes.
-	if _, _, err := config.LoadResolved(context.Background(), file, net.DefaultResolver); err != nil {
+	if _, _, err := config.LoadResolved(context.Background(), file, a.resolver()); err != nil {
 		return err // nothing changed
 	}
 	data, err := os.ReadFile(file)
