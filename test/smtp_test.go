@@ -411,14 +411,22 @@ func TestSMTPRelay(t *testing.T) {
 	})
 }
 
-// The relay starts when a reload brings its section, and stops listening
-// when a reload removes it.
-func TestSMTPTurnedOnAndOffByReload(t *testing.T) {
-	w := newNetWorld(t)
+// applianceSink runs smtp-sink on 127.0.0.1:2526 in the appliance's
+// namespace, dumping each message into the returned directory.
+func applianceSink(t *testing.T, w *netWorld) string {
+	t.Helper()
 	sink := filepath.Join(w.dir, "sink")
 	os.MkdirAll(sink, 0o755)
 	w.start(t, w.appl, "sink.log", "smtp-sink", "-u", "root", "-d", sink+"/m.", "127.0.0.1:2526", "16")
 	waitListen(t, w.appl, "127.0.0.1", "2526")
+	return sink
+}
+
+// The relay starts when a reload brings its section, and stops listening
+// when a reload removes it.
+func TestSMTPTurnedOnAndOffByReload(t *testing.T) {
+	w := newNetWorld(t)
+	sink := applianceSink(t, w)
 	w.gatehouse(t, "hostname: gw\n")
 	relay := `
 hostname: gw
@@ -463,10 +471,7 @@ smtp:
 // (as spam engines do) is refused at MAIL; one that waits is served.
 func TestSMTPGreetPauseCatchesEarlyTalkers(t *testing.T) {
 	w := newNetWorld(t)
-	sink := filepath.Join(w.dir, "sink")
-	os.MkdirAll(sink, 0o755)
-	w.start(t, w.appl, "sink.log", "smtp-sink", "-u", "root", "-d", sink+"/m.", "127.0.0.1:2526", "16")
-	waitListen(t, w.appl, "127.0.0.1", "2526")
+	sink := applianceSink(t, w)
 	w.gatehouse(t, `
 hostname: gw
 interfaces:
