@@ -42,6 +42,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"gatehouse/test/bench"
 )
 
 const (
@@ -52,8 +54,6 @@ const (
 	addr     = "127.0.0.1" // the script's ADDR, an IP SAN of its certificate
 	mailUID  = "nobody"    // the script's MAIL_UID default
 	rcpt     = "u@example.test"
-	// USER_HZ: the unit of utime/stime in /proc/PID/stat (see relaybench).
-	clkTck = 100
 )
 
 type opts struct {
@@ -113,7 +113,7 @@ func run(ctx context.Context, o opts) error {
 	}
 	script := o.script
 	if !filepath.IsAbs(script) {
-		root, err := repoRoot()
+		root, err := bench.RepoRoot()
 		if err != nil {
 			return err
 		}
@@ -128,11 +128,11 @@ func run(ctx context.Context, o opts) error {
 
 	// 1. Gatehouse. Its Dovecot is the script's (setup mode), so without
 	// the script there is nothing to poll either.
-	gh, ghIMAP := stats(nil), stats(nil)
+	gh, ghIMAP := bench.Stats(nil), bench.Stats(nil)
 	var ghErr error
 	if haveScript {
-		var cpu stat
-		var rates map[string]stat
+		var cpu bench.Stat
+		var rates map[string]bench.Stat
 		rates, cpu, ghErr = benchGatehouse(ctx, o, script)
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -144,10 +144,10 @@ func run(ctx context.Context, o opts) error {
 			ghIMAP = r
 		}
 		if ghErr == nil {
-			fmt.Printf("gatehouse_fetch_pop3s_msgs_per_s_min=%s\ngatehouse_fetch_pop3s_msgs_per_s_max=%s\n", f1(gh.min), f1(gh.max))
-			fmt.Printf("gatehouse_fetch_imaps_msgs_per_s_min=%s\ngatehouse_fetch_imaps_msgs_per_s_max=%s\n", f1(ghIMAP.min), f1(ghIMAP.max))
-			fmt.Printf("gatehouse_fetch_cpu_s=%.2f\n", cpu.med)
-			fmt.Printf("gatehouse_fetch_cpu_us_per_msg=%.0f\n", cpu.med*1e6/float64(o.msgs))
+			fmt.Printf("gatehouse_fetch_pop3s_msgs_per_s_min=%s\ngatehouse_fetch_pop3s_msgs_per_s_max=%s\n", bench.F1(gh.Min), bench.F1(gh.Max))
+			fmt.Printf("gatehouse_fetch_imaps_msgs_per_s_min=%s\ngatehouse_fetch_imaps_msgs_per_s_max=%s\n", bench.F1(ghIMAP.Min), bench.F1(ghIMAP.Max))
+			fmt.Printf("gatehouse_fetch_cpu_s=%.2f\n", cpu.Med)
+			fmt.Printf("gatehouse_fetch_cpu_us_per_msg=%.0f\n", cpu.Med*1e6/float64(o.msgs))
 		} else {
 			fmt.Println("gatehouse_fetch=failed")
 		}
@@ -160,19 +160,17 @@ func run(ctx context.Context, o opts) error {
 	}
 
 	fmt.Printf("params: msgs=%d size=%d reps=%d fetchmail_reps=%d cores=%d loadavg_at_end='%s' total_s=%.0f\n",
-		o.msgs, o.size, o.reps, o.fmReps, runtime.NumCPU(), loadavg(), time.Since(t0).Seconds())
-	fmt.Printf("gatehouse_fetch_pop3s_msgs_per_s=%s\n", f1(gh.med))
-	fmt.Printf("fetchmail_pop3s_msgs_per_s=%s\n", f1(fmPOP3S))
-	fmt.Printf("fetch_pop3s_ratio=%s\n", f2(gh.med/fmPOP3S))
-	fmt.Printf("gatehouse_fetch_msgs_per_s=%s\n", f1(ghIMAP.med))
-	fmt.Printf("fetchmail_msgs_per_s=%s\n", f1(fmIMAPS))
-	fmt.Printf("fetch_ratio=%s\n", f2(ghIMAP.med/fmIMAPS))
+		o.msgs, o.size, o.reps, o.fmReps, runtime.NumCPU(), bench.Loadavg(), time.Since(t0).Seconds())
+	fmt.Printf("gatehouse_fetch_pop3s_msgs_per_s=%s\n", bench.F1(gh.Med))
+	fmt.Printf("fetchmail_pop3s_msgs_per_s=%s\n", bench.F1(fmPOP3S))
+	fmt.Printf("fetch_pop3s_ratio=%s\n", bench.F2(gh.Med/fmPOP3S))
+	fmt.Printf("gatehouse_fetch_msgs_per_s=%s\n", bench.F1(ghIMAP.Med))
+	fmt.Printf("fetchmail_msgs_per_s=%s\n", bench.F1(fmIMAPS))
+	fmt.Printf("fetch_ratio=%s\n", bench.F2(ghIMAP.Med/fmIMAPS))
 	return errors.Join(ghErr, fmErr)
 }
 
 // ---------------------------------------------------------------- Gatehouse
-
-type stat struct{ min, med, max float64 }
 
 // world is the namespace, the Dovecot instance and the sink the relay
 // runs against.
@@ -187,8 +185,8 @@ type world struct {
 // benchGatehouse sets up the world, then per repetition reseeds the
 // mailbox and times a fresh relay emptying it. It returns the rates and
 // the relay's CPU seconds.
-func benchGatehouse(ctx context.Context, o opts, script string) (rates map[string]stat, cpu stat, err error) {
-	rates = map[string]stat{}
+func benchGatehouse(ctx context.Context, o opts, script string) (rates map[string]bench.Stat, cpu bench.Stat, err error) {
+	rates = map[string]bench.Stat{}
 	dir, err := os.MkdirTemp("", "fetchbench")
 	if err != nil {
 		return rates, cpu, err
@@ -222,11 +220,11 @@ func benchGatehouse(ctx context.Context, o opts, script string) (rates map[strin
 				cpus = append(cpus, c)
 			}
 			fmt.Printf("rep=%d proto=%s ok=1 msgs=%d size=%d wall_s=%.3f gatehouse_fetch_msgs_per_s=%.1f gatehouse_fetch_cpu_s=%.2f load1=%s\n",
-				i, proto, o.msgs, o.size, secs, r, c, strings.Fields(loadavg() + " ?")[0])
+				i, proto, o.msgs, o.size, secs, r, c, strings.Fields(bench.Loadavg() + " ?")[0])
 		}
-		rates[proto] = stats(rs)
+		rates[proto] = bench.Stats(rs)
 	}
-	return rates, stats(cpus), nil
+	return rates, bench.Stats(cpus), nil
 }
 
 func (w *world) start(ctx context.Context, o opts, script string) error {
@@ -270,15 +268,15 @@ func (w *world) start(ctx context.Context, o opts, script string) error {
 	dv := w.nsCommand("dovecot", "-c", w.conf)
 	dv.Stdout, dv.Stderr = dvOut, dvOut
 	if err := dv.Run(); err != nil {
-		return fmt.Errorf("dovecot: %v: %s %s", err, readTail(dvOut.Name(), 500),
-			readTail(filepath.Join(w.work, "dovecot", "dovecot.log"), 1000))
+		return fmt.Errorf("dovecot: %v: %s %s", err, bench.ReadTail(dvOut.Name(), 500),
+			bench.ReadTail(filepath.Join(w.work, "dovecot", "dovecot.log"), 1000))
 	}
 	w.dovecot = true
 	if err := w.waitListen(ctx, o.imapsPort); err != nil {
-		return fmt.Errorf("dovecot: %w: %s", err, readTail(filepath.Join(w.work, "dovecot", "dovecot.log"), 1000))
+		return fmt.Errorf("dovecot: %w: %s", err, bench.ReadTail(filepath.Join(w.work, "dovecot", "dovecot.log"), 1000))
 	}
 	if err := w.waitListen(ctx, o.pop3sPort); err != nil {
-		return fmt.Errorf("dovecot: %w: %s", err, readTail(filepath.Join(w.work, "dovecot", "dovecot.log"), 1000))
+		return fmt.Errorf("dovecot: %w: %s", err, bench.ReadTail(filepath.Join(w.work, "dovecot", "dovecot.log"), 1000))
 	}
 
 	// The sink, as the script runs it: counting on stdout.
@@ -295,7 +293,7 @@ func (w *world) start(ctx context.Context, o opts, script string) error {
 		return fmt.Errorf("smtp-sink: %w", err)
 	}
 	if err := w.waitListen(ctx, o.sinkPort); err != nil {
-		return fmt.Errorf("smtp-sink: %w: %s", err, readTail(w.sinkOut, 500))
+		return fmt.Errorf("smtp-sink: %w: %s", err, bench.ReadTail(w.sinkOut, 500))
 	}
 	return nil
 }
@@ -315,7 +313,7 @@ func (w *world) waitListen(ctx context.Context, port int) error {
 		if len(bytes.TrimSpace(out)) > 0 {
 			return nil
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := bench.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -391,7 +389,7 @@ fetch:
 		return 0, 0, fmt.Errorf("config validate: %v: %s", err, out)
 	}
 	c0 := w.sinkCount()
-	if err := sleep(ctx, o.settle); err != nil {
+	if err := bench.Sleep(ctx, o.settle); err != nil {
 		return 0, 0, err
 	}
 
@@ -438,19 +436,19 @@ fetch:
 		}
 		if time.Now().After(deadline) {
 			return 0, 0, fmt.Errorf("after %s the sink got %d of %d messages, %d left in the Maildir; relay log: %s",
-				o.timeout, w.sinkCount()-c0, o.msgs, w.mailboxCount(), readTail(logPath, 1500))
+				o.timeout, w.sinkCount()-c0, o.msgs, w.mailboxCount(), bench.ReadTail(logPath, 1500))
 		}
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
 			return 0, 0, ctx.Err()
 		case <-exited:
-			return 0, 0, fmt.Errorf("gatehouse exited: %v: %s", exitErr, readTail(logPath, 2000))
+			return 0, 0, fmt.Errorf("gatehouse exited: %v: %s", exitErr, bench.ReadTail(logPath, 2000))
 		}
 	}
-	cpu = procCPU(gh.Process.Pid)
+	cpu = bench.ProcCPU(gh.Process.Pid)
 	// Late duplicates would show up here.
-	if err := sleep(ctx, 300*time.Millisecond); err != nil {
+	if err := bench.Sleep(ctx, 300*time.Millisecond); err != nil {
 		return 0, 0, err
 	}
 	if c := w.sinkCount() - c0; c != o.msgs {
@@ -562,7 +560,7 @@ func (w *world) mailboxEmpty() bool {
 // sinkCount is the mesg=N of the last complete "sess=N quit=N mesg=N"
 // counter line smtp-sink -c printed (it rewrites one line with \r).
 func (w *world) sinkCount() int {
-	b := []byte(readTail(w.sinkOut, 256))
+	b := []byte(bench.ReadTail(w.sinkOut, 256))
 	i := bytes.LastIndexAny(b, "\r\n")
 	if i < 0 {
 		return 0
@@ -673,9 +671,9 @@ func benchFetchmail(ctx context.Context, o opts, script string, have bool) (pop3
 			// fetchmail_<proto>_quickack_msgs_per_s.
 			switch strings.Replace(k, "_quickack", "", 1) {
 			case "fetchmail_pop3s_msgs_per_s":
-				pop3s = parseFloat(v)
+				pop3s = bench.ParseFloat(v)
 			case "fetchmail_imaps_msgs_per_s":
-				imaps = parseFloat(v)
+				imaps = bench.ParseFloat(v)
 			default:
 				fmt.Println(l)
 			}
@@ -698,23 +696,6 @@ func benchFetchmail(ctx context.Context, o opts, script string, have bool) (pop3
 
 // ---------------------------------------------------------------- helpers
 
-// procCPU is utime+stime of a process in seconds.
-func procCPU(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after "(comm) ": state is the first, utime the 12th.
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return float64(u+s) / clkTck
-}
-
 // procComm is a live process's name, "" when it is gone (or a zombie).
 func procComm(pid int) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -726,82 +707,4 @@ func procComm(pid int) string {
 		return ""
 	}
 	return string(b[i+1 : j])
-}
-
-// repoRoot is the directory holding go.mod, from the working directory up.
-func repoRoot() (string, error) {
-	d, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			return "", errors.New("no go.mod above the working directory (run from the repository)")
-		}
-		d = p
-	}
-}
-
-func readTail(path string, n int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > n {
-		f.Seek(-n, io.SeekEnd)
-	}
-	b, _ := io.ReadAll(f)
-	return string(b)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
-}
-
-// stats are min, median and max (the mean of the middle two for an even
-// count, as the script computes them); NaN for none.
-func stats(v []float64) stat {
-	if len(v) == 0 {
-		return stat{math.NaN(), math.NaN(), math.NaN()}
-	}
-	v = slices.Sorted(slices.Values(v))
-	m := v[len(v)/2]
-	if len(v)%2 == 0 {
-		m = (v[len(v)/2-1] + m) / 2
-	}
-	return stat{v[0], m, v[len(v)-1]}
-}
-
-func parseFloat(s string) float64 {
-	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil {
-		return math.NaN()
-	}
-	return f
-}
-
-// f1 and f2 print nan (as the script does), never Go's NaN or ±Inf.
-func f1(v float64) string { return ff(v, 1) }
-func f2(v float64) string { return ff(v, 2) }
-func ff(v float64, prec int) string {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return "nan"
-	}
-	return strconv.FormatFloat(v, 'f', prec, 64)
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	return strings.Join(f[:min(3, len(f))], " ")
 }

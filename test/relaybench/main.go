@@ -33,20 +33,18 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"gatehouse/test/bench"
 )
 
 const (
-	from = "a@client.test"
-	rcpt = "u@example.test"
-	// USER_HZ: the unit of utime/stime in /proc/PID/stat, 100 on every
-	// Linux architecture Gatehouse runs on (getconf CLK_TCK needs cgo).
-	clkTck  = 100
+	from    = "a@client.test"
+	rcpt    = "u@example.test"
 	bigSize = 100 << 10
 )
 
@@ -113,7 +111,7 @@ func run(ctx context.Context, o opts) error {
 	}
 	script := o.script
 	if !filepath.IsAbs(script) {
-		root, err := repoRoot()
+		root, err := bench.RepoRoot()
 		if err != nil {
 			return err
 		}
@@ -135,10 +133,10 @@ func run(ctx context.Context, o opts) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("gatehouse_accept_msgs_per_s_min=%s\ngatehouse_accept_msgs_per_s_max=%s\n", f1(gh.accept.min), f1(gh.accept.max))
-	fmt.Printf("gatehouse_e2e_msgs_per_s_min=%s\ngatehouse_e2e_msgs_per_s_max=%s\n", f1(gh.e2e.min), f1(gh.e2e.max))
-	fmt.Printf("gatehouse_cpu_s=%.2f\ngatehouse_cpu_pct_median=%.0f\n", gh.cpu.med, gh.cpuPct.med)
-	fmt.Printf("gatehouse_cpu_us_per_msg=%.0f\n", gh.cpu.med*1e6/float64(o.msgs))
+	fmt.Printf("gatehouse_accept_msgs_per_s_min=%s\ngatehouse_accept_msgs_per_s_max=%s\n", bench.F1(gh.accept.Min), bench.F1(gh.accept.Max))
+	fmt.Printf("gatehouse_e2e_msgs_per_s_min=%s\ngatehouse_e2e_msgs_per_s_max=%s\n", bench.F1(gh.e2e.Min), bench.F1(gh.e2e.Max))
+	fmt.Printf("gatehouse_cpu_s=%.2f\ngatehouse_cpu_pct_median=%.0f\n", gh.cpu.Med, gh.cpuPct.Med)
+	fmt.Printf("gatehouse_cpu_us_per_msg=%.0f\n", gh.cpu.Med*1e6/float64(o.msgs))
 	fmt.Printf("gatehouse_peak_rss_kib=%d\n", gh.peakRSS)
 	fmt.Printf("gatehouse_log_problems=%d\n", gh.logProblems)
 
@@ -154,10 +152,10 @@ func run(ctx context.Context, o opts) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("gatehouse_100k_accept_msgs_per_s=%s\n", f1(big.accept.med))
-		fmt.Printf("gatehouse_100k_e2e_msgs_per_s=%s\n", f1(big.e2e.med))
-		fmt.Printf("gatehouse_100k_mib_per_s=%s\n", f1(big.e2e.med*bigSize/(1<<20)))
-		fmt.Printf("gatehouse_100k_cpu_s=%.2f\n", big.cpu.med)
+		fmt.Printf("gatehouse_100k_accept_msgs_per_s=%s\n", bench.F1(big.accept.Med))
+		fmt.Printf("gatehouse_100k_e2e_msgs_per_s=%s\n", bench.F1(big.e2e.Med))
+		fmt.Printf("gatehouse_100k_mib_per_s=%s\n", bench.F1(big.e2e.Med*bigSize/(1<<20)))
+		fmt.Printf("gatehouse_100k_cpu_s=%.2f\n", big.cpu.Med)
 		fmt.Printf("gatehouse_100k_peak_rss_kib=%d\n", big.peakRSS)
 		fmt.Printf("gatehouse_100k_log_problems=%d\n", big.logProblems)
 	}
@@ -170,22 +168,20 @@ func run(ctx context.Context, o opts) error {
 	}
 
 	fmt.Printf("params: msgs=%d size=%d sessions=%d reps=%d warmup=%d big_msgs=%d idle_sessions=%d cores=%d loadavg_at_end='%s' total_s=%.0f\n",
-		o.msgs, o.size, o.sessions, o.reps, o.warmup, o.bigMsgs, o.idleSessions, runtime.NumCPU(), loadavg(), time.Since(t0).Seconds())
-	fmt.Printf("gatehouse_accept_msgs_per_s=%s\n", f1(gh.accept.med))
-	fmt.Printf("postfix_accept_msgs_per_s=%s\n", f1(pfAccept))
-	fmt.Printf("accept_ratio=%s\n", f2(gh.accept.med/pfAccept))
-	fmt.Printf("gatehouse_e2e_msgs_per_s=%s\n", f1(gh.e2e.med))
-	fmt.Printf("postfix_e2e_msgs_per_s=%s\n", f1(pfE2E))
-	fmt.Printf("e2e_ratio=%s\n", f2(gh.e2e.med/pfE2E))
+		o.msgs, o.size, o.sessions, o.reps, o.warmup, o.bigMsgs, o.idleSessions, runtime.NumCPU(), bench.Loadavg(), time.Since(t0).Seconds())
+	fmt.Printf("gatehouse_accept_msgs_per_s=%s\n", bench.F1(gh.accept.Med))
+	fmt.Printf("postfix_accept_msgs_per_s=%s\n", bench.F1(pfAccept))
+	fmt.Printf("accept_ratio=%s\n", bench.F2(gh.accept.Med/pfAccept))
+	fmt.Printf("gatehouse_e2e_msgs_per_s=%s\n", bench.F1(gh.e2e.Med))
+	fmt.Printf("postfix_e2e_msgs_per_s=%s\n", bench.F1(pfE2E))
+	fmt.Printf("e2e_ratio=%s\n", bench.F2(gh.e2e.Med/pfE2E))
 	return pfErr
 }
 
 // ---------------------------------------------------------------- Gatehouse
 
-type stat struct{ min, med, max float64 }
-
 type result struct {
-	accept, e2e, cpu, cpuPct stat
+	accept, e2e, cpu, cpuPct bench.Stat
 	peakRSS                  int
 	logProblems              int
 }
@@ -206,7 +202,7 @@ func benchGatehouse(ctx context.Context, o opts, dir, prefix string, n, size, wa
 			continue
 		}
 		if i > 0 {
-			if err := sleep(ctx, o.settle); err != nil {
+			if err := bench.Sleep(ctx, o.settle); err != nil {
 				return r, err
 			}
 		}
@@ -238,7 +234,7 @@ func benchGatehouse(ctx context.Context, o opts, dir, prefix string, n, size, wa
 			i, m, size, o.sessions, rr.acceptS, rr.e2eS, prefix, a, prefix, e, extra,
 			prefix, rr.cpuS, prefix, 100*rr.cpuS/rr.e2eS, prefix, rr.peakKiB, rr.busyS, b2i(idle))
 	}
-	r.accept, r.e2e, r.cpu, r.cpuPct = stats(accept), stats(e2e), stats(cpu), stats(pct)
+	r.accept, r.e2e, r.cpu, r.cpuPct = bench.Stats(accept), bench.Stats(e2e), bench.Stats(cpu), bench.Stats(pct)
 	r.logProblems = in.logProblems()
 	return r, nil
 }
@@ -277,7 +273,7 @@ func startInstance(o opts, dir string) (_ *instance, err error) {
 		return nil, fmt.Errorf("smtp-sink: %w", err)
 	}
 	if err := waitListen(o.sinkPort, nil); err != nil {
-		return nil, fmt.Errorf("smtp-sink: %w: %s", err, readTail(filepath.Join(dir, "sink.err"), 500))
+		return nil, fmt.Errorf("smtp-sink: %w: %s", err, bench.ReadTail(filepath.Join(dir, "sink.err"), 500))
 	}
 	cfg := filepath.Join(dir, "gatehouse.yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, `hostname: bench
@@ -308,7 +304,7 @@ smtp:
 	in.exited = make(chan struct{})
 	go func() { in.exitErr = in.gh.Wait(); close(in.exited) }()
 	if err := waitListen(o.port, in.exited); err != nil {
-		return nil, fmt.Errorf("gatehouse: %w: %s", err, readTail(in.log, 2000))
+		return nil, fmt.Errorf("gatehouse: %w: %s", err, bench.ReadTail(in.log, 2000))
 	}
 	return in, nil
 }
@@ -321,7 +317,7 @@ func (in *instance) stop() {
 		select {
 		case <-in.exited:
 			if in.exitErr != nil {
-				fmt.Fprintf(os.Stderr, "relaybench: gatehouse exited after SIGTERM: %v: %s\n", in.exitErr, readTail(in.log, 1000))
+				fmt.Fprintf(os.Stderr, "relaybench: gatehouse exited after SIGTERM: %v: %s\n", in.exitErr, bench.ReadTail(in.log, 1000))
 			}
 		case <-time.After(10 * time.Second):
 			fmt.Fprintln(os.Stderr, "relaybench: gatehouse still running 10 s after SIGTERM; killed")
@@ -355,7 +351,7 @@ func (in *instance) rep(ctx context.Context, o opts, n, size int) (repResult, er
 	// "5" resets VmHWM, so the peak is this repetition's.
 	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
 	c0 := in.sinkCount()
-	cpu0 := procCPU(pid)
+	cpu0 := bench.ProcCPU(pid)
 	busy0, _ := sysTicks()
 	var srcOut bytes.Buffer
 	src := exec.Command("smtp-source", "-4", "-s", strconv.Itoa(o.sessions), "-m", strconv.Itoa(n),
@@ -380,7 +376,7 @@ func (in *instance) rep(ctx context.Context, o opts, n, size int) (repResult, er
 	case <-in.exited:
 		src.Process.Kill()
 		<-done
-		return r, fmt.Errorf("gatehouse exited: %v: %s", in.exitErr, readTail(in.log, 2000))
+		return r, fmt.Errorf("gatehouse exited: %v: %s", in.exitErr, bench.ReadTail(in.log, 2000))
 	case <-time.After(o.timeout):
 		src.Process.Kill()
 		<-done
@@ -416,15 +412,15 @@ func (in *instance) rep(ctx context.Context, o opts, n, size int) (repResult, er
 		case <-ctx.Done():
 			return r, ctx.Err()
 		case <-in.exited:
-			return r, fmt.Errorf("gatehouse exited: %v: %s", in.exitErr, readTail(in.log, 2000))
+			return r, fmt.Errorf("gatehouse exited: %v: %s", in.exitErr, bench.ReadTail(in.log, 2000))
 		}
 	}
-	r.cpuS = procCPU(pid) - cpu0
+	r.cpuS = bench.ProcCPU(pid) - cpu0
 	busy1, _ := sysTicks()
-	r.busyS = float64(busy1-busy0) / clkTck
+	r.busyS = float64(busy1-busy0) / bench.ClkTck
 	r.peakKiB = procStatus(pid, "VmHWM")
 	// Late duplicates would show up here.
-	if err := sleep(ctx, 200*time.Millisecond); err != nil {
+	if err := bench.Sleep(ctx, 200*time.Millisecond); err != nil {
 		return r, err
 	}
 	if c1 := in.sinkCount(); c1-c0 > n {
@@ -436,7 +432,7 @@ func (in *instance) rep(ctx context.Context, o opts, n, size int) (repResult, er
 // sinkCount is the mesg=N of the last complete "sess=N quit=N mesg=N"
 // counter line smtp-sink -c printed (it rewrites one line with \r).
 func (in *instance) sinkCount() int {
-	b := []byte(readTail(in.sinkOut, 256))
+	b := []byte(bench.ReadTail(in.sinkOut, 256))
 	i := bytes.LastIndexAny(b, "\r\n")
 	if i < 0 {
 		return 0
@@ -557,9 +553,9 @@ func benchPostfix(ctx context.Context, o opts, script string) (accept, e2e float
 			k, v, _ := strings.Cut(l, "=")
 			switch k {
 			case "postfix_accept_msgs_per_s":
-				accept = parseFloat(v)
+				accept = bench.ParseFloat(v)
 			case "postfix_e2e_msgs_per_s":
-				e2e = parseFloat(v)
+				e2e = bench.ParseFloat(v)
 			default:
 				fmt.Println(l)
 			}
@@ -591,7 +587,7 @@ func benchSessions(ctx context.Context, o opts, dir string) error {
 	}
 	defer in.stop()
 	pid := in.gh.Process.Pid
-	if err := sleep(ctx, time.Second); err != nil {
+	if err := bench.Sleep(ctx, time.Second); err != nil {
 		return err
 	}
 	idle := procStatus(pid, "VmRSS")
@@ -630,21 +626,21 @@ func benchSessions(ctx context.Context, o opts, dir string) error {
 	// set up, not a transient.
 	rss := 0
 	for range 4 {
-		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+		if err := bench.Sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
 		rss = max(rss, procStatus(pid, "VmRSS"))
 	}
 	select {
 	case <-in.exited:
-		return fmt.Errorf("gatehouse exited: %v: %s", in.exitErr, readTail(in.log, 2000))
+		return fmt.Errorf("gatehouse exited: %v: %s", in.exitErr, bench.ReadTail(in.log, 2000))
 	default:
 	}
 	for i, c := range conns {
 		c.Close()
 		conns[i] = nil
 	}
-	if err := sleep(ctx, time.Second); err != nil {
+	if err := bench.Sleep(ctx, time.Second); err != nil {
 		return err
 	}
 	after := procStatus(pid, "VmRSS")
@@ -742,7 +738,7 @@ func waitIdle(ctx context.Context, limit time.Duration) (bool, error) {
 	end := time.Now().Add(limit)
 	for {
 		b0, t0 := sysTicks()
-		if err := sleep(ctx, time.Second); err != nil {
+		if err := bench.Sleep(ctx, time.Second); err != nil {
 			return false, err
 		}
 		b1, t1 := sysTicks()
@@ -772,23 +768,6 @@ func sysTicks() (busy, total int64) {
 	return busy, busy + v(4) + v(5)
 }
 
-// procCPU is utime+stime of a process in seconds.
-func procCPU(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after "(comm) ": state is the first, utime the 12th.
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return float64(u+s) / clkTck
-}
-
 // procStatus is a kB field of /proc/PID/status (VmRSS, VmHWM).
 func procStatus(pid int, key string) int {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -816,37 +795,6 @@ func raiseNofile(need uint64) error {
 	return nil
 }
 
-// repoRoot is the directory holding go.mod, from the working directory up.
-func repoRoot() (string, error) {
-	d, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			return "", errors.New("no go.mod above the working directory (run from the repository)")
-		}
-		d = p
-	}
-}
-
-func readTail(path string, n int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > n {
-		f.Seek(-n, io.SeekEnd)
-	}
-	b, _ := io.ReadAll(f)
-	return string(b)
-}
-
 func tail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]
@@ -854,56 +802,9 @@ func tail(s string, n int) string {
 	return s
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
-}
-
-// stats are min, median and max (the mean of the middle two for an even
-// count, as the script computes them); NaN for none.
-func stats(v []float64) stat {
-	if len(v) == 0 {
-		return stat{math.NaN(), math.NaN(), math.NaN()}
-	}
-	v = slices.Sorted(slices.Values(v))
-	m := v[len(v)/2]
-	if len(v)%2 == 0 {
-		m = (v[len(v)/2-1] + m) / 2
-	}
-	return stat{v[0], m, v[len(v)-1]}
-}
-
-func parseFloat(s string) float64 {
-	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil {
-		return math.NaN()
-	}
-	return f
-}
-
-// f1 and f2 print nan (as the script does), never Go's NaN or ±Inf.
-func f1(v float64) string { return ff(v, 1) }
-func f2(v float64) string { return ff(v, 2) }
-func ff(v float64, prec int) string {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return "nan"
-	}
-	return strconv.FormatFloat(v, 'f', prec, 64)
-}
-
 func b2i(b bool) int {
 	if b {
 		return 1
 	}
 	return 0
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	return strings.Join(f[:min(3, len(f))], " ")
 }
