@@ -26,7 +26,7 @@ func ParsePeer(s string) (Peer, error) {
 	}
 	if p, err := netip.ParsePrefix(s); err == nil {
 		p = p.Masked()
-		return Peer{Ranges: []AddrRange{{p.Addr(), lastAddr(p)}}}, nil
+		return Peer{Ranges: []AddrRange{{p.Addr(), LastAddr(p)}}}, nil
 	}
 	if lo, hi, ok := strings.Cut(s, "-"); ok {
 		from, err := netip.ParseAddr(lo)
@@ -61,7 +61,9 @@ func ParsePeer(s string) (Peer, error) {
 	return Peer{}, fmt.Errorf("%q is not an address, prefix, range or host name", s)
 }
 
-func lastAddr(p netip.Prefix) netip.Addr {
+// LastAddr is the highest address in p.
+func LastAddr(p netip.Prefix) netip.Addr {
+	p = p.Masked()
 	b := p.Addr().AsSlice()
 	for i := p.Bits(); i < len(b)*8; i++ {
 		b[i/8] |= 0x80 >> (i % 8)

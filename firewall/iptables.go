@@ -374,25 +374,15 @@ func rangeToPrefixes(from, to netip.Addr) []netip.Prefix {
 		var p netip.Prefix
 		for bits := 0; bits <= from.BitLen(); bits++ {
 			p = netip.PrefixFrom(from, bits)
-			if p.Masked().Addr() == from && !to.Less(lastOf(p)) {
+			if p.Masked().Addr() == from && !to.Less(config.LastAddr(p)) {
 				break
 			}
 		}
 		out = append(out, p)
-		last := lastOf(p)
+		last := config.LastAddr(p)
 		if last == to {
 			return out
 		}
 		from = last.Next()
 	}
-}
-
-// lastOf is the highest address in p.
-func lastOf(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gatehouse/config"
 )
 
 // The iptables-restore input for each family, against golden files.
@@ -101,14 +103,14 @@ func TestRangeToPrefixesCoverExactly(t *testing.T) {
 			}
 			if p.Bits() > 0 {
 				parent := netip.PrefixFrom(p.Addr(), p.Bits()-1).Masked()
-				if !parent.Addr().Less(from) && !to.Less(lastOf(parent)) {
+				if !parent.Addr().Less(from) && !to.Less(config.LastAddr(parent)) {
 					t.Fatalf("%s-%s: %s could be %s", from, to, p, parent)
 				}
 			}
-			next = lastOf(p).Next()
+			next = config.LastAddr(p).Next()
 		}
-		if lastOf(ps[len(ps)-1]) != to {
-			t.Fatalf("%s-%s: ends at %s", from, to, lastOf(ps[len(ps)-1]))
+		if config.LastAddr(ps[len(ps)-1]) != to {
+			t.Fatalf("%s-%s: ends at %s", from, to, config.LastAddr(ps[len(ps)-1]))
 		}
 	}
 }
