@@ -16,6 +16,7 @@ packages=(
   iptables          # the iptables backend's tests; iptables-restore, the baseline of make bench-firewall
   postfix           # smtp-sink, smtp-source, and the baseline of make bench-relay
   swaks             # the SMTP test client
+  libnet-ssleay-perl  # swaks --tls and AUTH over TLS (only a recommend of swaks)
   dovecot-imapd     # the internal IMAP server (AUTH checks; the collector's peer)
   dovecot-pop3d     # its POP3 side
 )

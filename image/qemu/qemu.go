@@ -28,6 +28,7 @@ type Options struct {
 	Nics      []string // netdev specs, each given a virtio NIC, e.g. "user,hostfwd=tcp:127.0.0.1:2525-:25"
 	Monitor   string   // path of a Unix socket for the QEMU monitor; "" for none
 	Extra     []string // more QEMU arguments
+	Accel     string   // KVM or TCG; "" lets Start choose (ChooseAccel)
 	Log       io.Writer
 }
 
@@ -49,10 +50,10 @@ func (o Options) Args(interactive bool) []string {
 	// Entropy: without it getrandom(2), and with it every DHCP transaction
 	// id and TLS key, waits for the kernel's pool, for many seconds under TCG.
 	args = append(args, "-device", "virtio-rng-pci")
-	if _, err := os.Stat("/dev/kvm"); err == nil {
-		args = append(args, "-accel", "kvm", "-cpu", "host")
+	if o.Accel == KVM {
+		args = append(args, "-accel", KVM, "-cpu", "host")
 	} else {
-		args = append(args, "-accel", "tcg")
+		args = append(args, "-accel", TCG)
 	}
 	if interactive {
 		args = append(args, "-nographic", "-serial", "mon:stdio")
@@ -100,6 +101,13 @@ type VM struct {
 
 // Start boots a VM.
 func Start(o Options) (*VM, error) {
+	if o.Accel == "" {
+		accel, err := ChooseAccel(o.Kernel, os.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		o.Accel = accel
+	}
 	cmd := exec.Command("qemu-system-x86_64", o.Args(false)...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

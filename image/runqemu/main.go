@@ -31,6 +31,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "runqemu: qemu-system-x86_64 not found (make deps installs it)")
 		os.Exit(1)
 	}
+	if o.Accel, err = qemu.ChooseAccel(o.Kernel, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "runqemu:", err)
+		os.Exit(1)
+	}
 	fmt.Fprintf(os.Stderr, "runqemu: console below; Ctrl-A X quits QEMU, poweroff at the prompt shuts down; guest port 25 is %s\n", *smtp)
 	err = syscall.Exec(path, append([]string{path}, o.Args(true)...), os.Environ())
 	fmt.Fprintln(os.Stderr, "runqemu:", err)
