@@ -61,7 +61,7 @@ func TestSMTPDurabilityKill9(t *testing.T) {
 	sinkDir := filepath.Join(w.dir, "sink")
 	os.MkdirAll(sinkDir, 0o755)
 	w.start(t, ns, "sink.log", "smtp-sink", "-u", "root", "-d", sinkDir+"/m.", "127.0.0.1:2526", "256")
-	waitListen(t, ns, "127.0.0.1", "2526")
+	waitGreeting(t, ns, "127.0.0.1", "2526")
 	runDir := filepath.Join(w.dir, "run")
 	cfg := w.config(t, `
 hostname: gw
@@ -82,7 +82,7 @@ smtp:
 		if err := relay.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitListen(t, ns, "127.0.0.1", "2525")
+		waitGreeting(t, ns, "127.0.0.1", "2525")
 	}
 	t.Cleanup(func() {
 		if relay != nil {

@@ -72,6 +72,41 @@ func countIDs(dir string, re *regexp.Regexp) map[string]int {
 	return out
 }
 
+// pollSettled asks every account to poll now and waits until each has
+// finished a poll begun after the request and the queue has handed on all
+// it took: anything collected twice is at the sink by then.
+func pollSettled(t *testing.T, w *netWorld) {
+	t.Helper()
+	since := time.Now()
+	if out, err := gatehouseCmd(t, w, "fetch", "now"); err != nil {
+		t.Fatalf("fetch now: %v: %s", err, out)
+	}
+	var last string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		out, err := gatehouseCmd(t, w, "fetch", "status", "--format", "json")
+		var st []smtpsvc.AccountStatus
+		if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+			last = out
+			continue
+		}
+		polled := true
+		for _, a := range st {
+			polled = polled && a.LastPoll.After(since)
+		}
+		q, err := gatehouseCmd(t, w, "queue", "list", "--format", "json")
+		var list []json.RawMessage
+		if err != nil || json.Unmarshal([]byte(q), &list) != nil {
+			last = q
+			continue
+		}
+		if polled && len(list) == 0 {
+			return
+		}
+		last = out + q
+	}
+	t.Fatalf("no settled poll after fetch now within 60s; last:\n%s", last)
+}
+
 func writeSecret(t *testing.T, dir, name, pw string) string {
 	f := filepath.Join(dir, name)
 	if err := os.WriteFile(f, []byte(pw+"\n"), 0o600); err != nil {
@@ -134,10 +169,7 @@ fetch:
 	}
 
 	// Polling again collects nothing twice (keep mode remembers).
-	if out, err := gatehouseCmd(t, w.netWorld, "fetch", "now"); err != nil {
-		t.Fatalf("fetch now: %v: %s", err, out)
-	}
-	time.Sleep(3 * time.Second)
+	pollSettled(t, w.netWorld)
 	for id, n := range countIDs(intlSink, re) {
 		if n != 1 {
 			t.Errorf("%s delivered %d times", id, n)
@@ -251,9 +283,14 @@ fetch:
 		time.Sleep(500 * time.Millisecond)
 	}
 	sink := w.sink(t, w.intl, "10.88.0.1:25")
-	if out, err := exec.Command(gatehouseBinary(t), "queue", "flush", "--socket", filepath.Join(runDir, "control.sock")).CombinedOutput(); err != nil {
-		t.Fatalf("queue flush: %v: %s", err, out)
-	}
+	// The relay may still be coming back from the last kill: ask until
+	// its control socket answers (a flush twice is still one flush).
+	askUntil(t, w.appl, "the relay's control socket", func() error {
+		if out, err := exec.Command(gatehouseBinary(t), "queue", "flush", "--socket", filepath.Join(runDir, "control.sock")).CombinedOutput(); err != nil {
+			return fmt.Errorf("queue flush: %v: %s", err, out)
+		}
+		return nil
+	})
 	re := regexp.MustCompile(`<fb-\d+@test>`)
 	deadline = time.Now().Add(3 * time.Minute)
 	for {
@@ -324,16 +361,15 @@ fetch:
 
 	// New mail while the account waits in IDLE: collected at once, not at
 	// the next poll an hour later.
-	time.Sleep(time.Second) // let it enter IDLE
+	// No pause first: mail that comes in at any moment after the first
+	// collection is taken at once, whether the account is in IDLE yet or
+	// not.
 	start := time.Now()
 	seed(t, homes, "idler", "fdnew", 1)
 	waitDump(t, intlSink, 20*time.Second, "<fdnew-0@test>")
 	t.Logf("a message appended during IDLE reached the sink after %v", time.Since(start).Round(time.Millisecond))
 
-	if out, err := gatehouseCmd(t, w.netWorld, "fetch", "now"); err != nil {
-		t.Fatalf("fetch now: %v: %s", err, out)
-	}
-	time.Sleep(3 * time.Second)
+	pollSettled(t, w.netWorld)
 	for id, n := range countIDs(intlSink, re) {
 		if n != 1 {
 			t.Errorf("%s delivered %d times", id, n)

@@ -80,21 +80,8 @@ func (w *mailWorld) sink(t *testing.T, ns, addr string, extra ...string) string 
 	args := append([]string{"smtp-sink", "-u", "root", "-d", dir + "/m."}, extra...)
 	w.start(t, ns, filepath.Base(dir)+".log", append(args, addr, "256")...)
 	host, port, _ := net.SplitHostPort(addr)
-	waitListen(t, ns, host, port)
+	waitGreeting(t, ns, host, port)
 	return dir
-}
-
-func waitListen(t *testing.T, ns, host, port string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		out, _ := exec.Command("ip", "netns", "exec", ns, "ss", "-Hltn", "sport = :"+port).CombinedOutput()
-		if strings.Contains(string(out), host+":"+port) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on %s:%s in %s", host, port, ns)
 }
 
 // dumps returns the messages a sink has received.
@@ -252,8 +239,8 @@ func (w *mailWorld) smarthost(t *testing.T) string {
 	if out, err := exec.Command("ip", "netns", "exec", w.smart, "postfix", "-c", conf, "start").CombinedOutput(); err != nil {
 		t.Fatalf("postfix start: %v: %s", err, out)
 	}
-	waitListen(t, w.smart, "10.99.0.1", "25")
-	waitListen(t, w.smart, "10.99.0.1", "2525")
+	waitGreeting(t, w.smart, "10.99.0.1", "25")
+	waitGreeting(t, w.smart, "10.99.0.1", "2525")
 	return sinkDir
 }
 
@@ -317,7 +304,7 @@ pop3_uidl_format = %%08Xu%%08Xv
 		}
 	})
 	for _, port := range []string{"993", "143", "995", "110"} {
-		waitListen(t, w.intl, "10.88.0.1", port)
+		waitGreeting(t, w.intl, "10.88.0.1", port)
 	}
 	return homes
 }

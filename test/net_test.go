@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -103,6 +105,54 @@ routes:
 	}
 }
 
+// lockedBuffer collects a program's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Len()
+}
+
+// From is what was written after the first n bytes.
+func (l *lockedBuffer) From(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()[n:]
+}
+
+// waitEvents waits until the monitor's output after offset from holds
+// every one of want, and returns that output.
+func waitEvents(t *testing.T, events *lockedBuffer, from int, want ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := events.From(from)
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				missing = w
+			}
+		}
+		if missing == "" {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ip monitor did not report %q within 20s; it reported:\n%s", missing, got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Re-applying the same config makes no netlink change at all; a changed
 // config changes only what differs.
 func TestReloadSameConfigNoNetlinkEvents(t *testing.T) {
@@ -131,21 +181,30 @@ routes:
 	for strings.Contains(ipIn(t, w.appl, "addr"), "tentative") && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond)
 
 	mon := exec.Command("ip", "-n", w.appl, "monitor", "link", "address", "route")
-	var events strings.Builder
-	mon.Stdout = &events
+	events := &lockedBuffer{}
+	mon.Stdout = events
 	if err := mon.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { mon.Process.Kill(); mon.Wait() }()
-	time.Sleep(300 * time.Millisecond)
+	// The monitor is listening once it reports a change of our own (an
+	// address on lo, added and removed); only what follows counts.
+	for _, op := range []string{"add", "del"} {
+		ipIn(t, w.appl, "addr", op, "192.0.2.254/32", "dev", "lo")
+	}
+	waitEvents(t, events, 0, "Deleted", "192.0.2.254")
+	from := events.Len()
+	reloaded := time.Now()
 	if out, err := gatehouseCmd(t, w, "config", "reload"); err != nil {
 		t.Fatalf("reload: %v: %s", err, out)
 	}
-	time.Sleep(2 * time.Second) // the network service reconciles within milliseconds
-	if s := strings.TrimSpace(events.String()); s != "" {
+	w.waitFor(t, "the same config applied again", 30*time.Second, func(st *control.Status) bool {
+		n, ok := detailOf[network.Status](t, st, "network")
+		return ok && n.Updated.After(reloaded)
+	})
+	if s := strings.TrimSpace(events.From(from)); s != "" {
 		t.Errorf("re-applying the same config changed the kernel:\n%s", s)
 	}
 
@@ -154,9 +213,12 @@ routes:
 	if out, err := gatehouseCmd(t, w, "config", "reload"); err != nil {
 		t.Fatalf("reload: %v: %s", err, out)
 	}
-	time.Sleep(2 * time.Second)
-	got := strings.TrimSpace(events.String())
-	if !strings.Contains(got, "10.66.0.2/24") || regexp.MustCompile(`(?m)^Deleted`).MatchString(got) || strings.Contains(got, "10.99.0.0") {
+	w.waitFor(t, "the changed config applied", 30*time.Second, func(st *control.Status) bool {
+		n, ok := detailOf[network.Status](t, st, "network")
+		return ok && len(n.Links) == 1 && slices.Contains(n.Links[0].Addresses, "10.66.0.2/24")
+	})
+	got := waitEvents(t, events, from, "10.66.0.2/24")
+	if regexp.MustCompile(`(?m)^Deleted`).MatchString(got) || strings.Contains(got, "10.99.0.0") {
 		t.Errorf("changed config: events\n%s", got)
 	}
 

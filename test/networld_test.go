@@ -108,7 +108,9 @@ func (w *netWorld) dnsmasq(t *testing.T, extra ...string) *exec.Cmd {
 		"--address=/mail.example.test/10.77.0.25", "--mx-host=example.test,mail.example.test,10",
 		"--log-dhcp", "--log-queries", "--log-facility=" + filepath.Join(w.dir, "dnsmasq.log"),
 		"--pid-file=" + filepath.Join(w.dir, "dnsmasq.pid")}
-	return w.start(t, w.router, "dnsmasq.out", append(args, extra...)...)
+	cmd := w.start(t, w.router, "dnsmasq.out", append(args, extra...)...)
+	waitDNS(t, w.router, "10.77.0.1")
+	return cmd
 }
 
 // chrony serves time from its local clock at stratum 8; -x: it never
@@ -117,6 +119,7 @@ func (w *netWorld) chrony(t *testing.T) {
 	conf := filepath.Join(w.dir, "chrony.conf")
 	os.WriteFile(conf, []byte(fmt.Sprintf("local stratum 8\nallow 10.77.0.0/24\nbindaddress 10.77.0.1\ncmdport 0\npidfile %s/chronyd.pid\ndriftfile %s/drift\n", w.dir, w.dir)), 0o644)
 	w.start(t, w.router, "chrony.log", "chronyd", "-x", "-d", "-f", conf)
+	waitNTP(t, w.router, "10.77.0.1")
 }
 
 func (w *netWorld) state() string { return filepath.Join(w.dir, "state") }

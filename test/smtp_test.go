@@ -418,7 +418,7 @@ func applianceSink(t *testing.T, w *netWorld) string {
 	sink := filepath.Join(w.dir, "sink")
 	os.MkdirAll(sink, 0o755)
 	w.start(t, w.appl, "sink.log", "smtp-sink", "-u", "root", "-d", sink+"/m.", "127.0.0.1:2526", "16")
-	waitListen(t, w.appl, "127.0.0.1", "2526")
+	waitGreeting(t, w.appl, "127.0.0.1", "2526")
 	return sink
 }
 
@@ -484,7 +484,7 @@ smtp:
   domains:
     - {name: example.test, next_hop: "[127.0.0.1]:2526", tls: none}
 `)
-	waitListen(t, w.appl, "10.77.0.2", "25")
+	waitGreeting(t, w.appl, "10.77.0.2", "25")
 
 	// The early talker: EHLO and MAIL at once, before any banner.
 	var c net.Conn

@@ -93,19 +93,33 @@ func (c *collector) pollIMAP(ctx context.Context, a *account, log *slog.Logger) 
 	if len(folders) == 0 {
 		folders = []string{"INBOX"}
 	}
+	rechecked := false
 	for {
-		for _, f := range folders {
-			if err := c.collectFolder(ctx, cl, a, f, log); err != nil {
+		var left int // what the first folder still holds by design (kept, too large)
+		for i, f := range folders {
+			n, err := c.collectFolder(ctx, cl, a, f, log)
+			if err != nil {
 				return fmt.Errorf("%s: %w", f, err)
+			}
+			if i == 0 {
+				left = n
 			}
 		}
 		if !cfg.Idle {
 			return cl.Logout().Wait()
 		}
-		// Wait in IDLE on the first folder for new mail.
-		if _, err := cl.Select(folders[0], nil).Wait(); err != nil {
+		// Wait in IDLE on the first folder for new mail. Mail that came
+		// in after the collection's listing and before this SELECT is
+		// announced by nobody: collect it first.
+		sel, err := cl.Select(folders[0], nil).Wait()
+		if err != nil {
 			return err
 		}
+		if int(sel.NumMessages) > left && !rechecked {
+			rechecked = true // once: a count that never settles must not spin
+			continue
+		}
+		rechecked = false
 		idle, err := cl.Idle()
 		if err != nil {
 			return err
@@ -133,16 +147,18 @@ func (c *collector) pollIMAP(ctx context.Context, a *account, log *slog.Logger) 
 	}
 }
 
-func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a *account, folder string, log *slog.Logger) error {
+// collectFolder collects one folder and returns how many messages it left
+// there (kept, or too large).
+func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a *account, folder string, log *slog.Logger) (int, error) {
 	cfg := a.cfg
 	sel, err := cl.Select(folder, nil).Wait()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	prefix := fmt.Sprintf("%s/%d/", folder, sel.UIDValidity)
 	seen, err := c.svc.store.Fetched(cfg.Name)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	stale := 0
 	for k := range seen {
@@ -155,7 +171,7 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 			// The server renumbered the folder: the kept messages can no
 			// longer be told from new ones. Collecting them all again
 			// would duplicate them; stop and say so.
-			return fmt.Errorf("UIDVALIDITY changed to %d: %d kept messages can no longer be recognised; "+
+			return 0, fmt.Errorf("UIDVALIDITY changed to %d: %d kept messages can no longer be recognised; "+
 				"to collect the folder again from scratch, remove /data/queue/fetched/%s", sel.UIDValidity, stale, cfg.Name)
 		}
 		log.Warn("UIDVALIDITY changed; ids of messages collected but not yet expunged no longer apply", "folder", folder, "stale", stale)
@@ -164,7 +180,7 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 	if sel.NumMessages > 0 {
 		sd, err := cl.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		uids = sd.AllUIDs()
 	}
@@ -213,14 +229,14 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 	section := &imap.FetchItemBodySection{Peek: true}
 	for len(want) > 0 {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return 0, ctx.Err()
 		}
 		batch := want[:min(imapBatch, len(want))]
 		want = want[len(batch):]
 		msgs, err := cl.Fetch(imap.UIDSetNum(batch...), &imap.FetchOptions{UID: true, RFC822Size: true,
 			BodySection: []*imap.FetchItemBodySection{section}}).Collect()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		sort.Slice(msgs, func(i, j int) bool { return msgs[i].UID < msgs[j].UID })
 		var keys []string
@@ -234,13 +250,13 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 				continue
 			}
 			if body == nil {
-				return fmt.Errorf("server sent no body for UID %d", m.UID)
+				return 0, fmt.Errorf("server sent no body for UID %d", m.UID)
 			}
 			keys, bodies, got = append(keys, key), append(bodies, body), append(got, m.UID)
 		}
 		if len(keys) > 0 {
 			if err := c.commitMany(cfg, keys, bodies, log); err != nil {
-				return err
+				return 0, err
 			}
 			collected += int64(len(keys))
 			for _, u := range got {
@@ -249,12 +265,12 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 		}
 		if n, _ := del.Nums(); len(n) >= imapExpungeEvery && cl.Caps().Has(imap.CapUIDPlus) {
 			if err := expunge(); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
 	if err := expunge(); err != nil {
-		return err
+		return 0, err
 	}
 	// Only this folder's ids are judged by this folder's listing; the
 	// other folders' stay. Kept: those the server still lists; deleted:
@@ -273,5 +289,5 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, a 
 	if collected > 0 || deleted > 0 {
 		log.Info("polled", "folder", folder, "collected", collected, "deleted", deleted, "left_on_server", len(uids)-int(deleted))
 	}
-	return nil
+	return len(uids) - int(deleted), nil
 }
