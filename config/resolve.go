@@ -16,9 +16,9 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
-// LoadResolved is Load, and then every host name that becomes a firewall
-// peer (firewall paths, the SSH allowlist, the monitoring hosts) is looked
-// up. An operator applying a config learns at the line that names it that
+// LoadResolved is Load, and then every host name that becomes a peer of
+// an allow list (firewall paths, the SSH allowlist, the monitoring hosts,
+// the relay's trusted networks and inbound connectors) is looked up. An operator applying a config learns at the line that names it that
 // a name does not resolve, rather than later from a rule that lost its
 // peer. Boot does not use it: names are looked up before the network is
 // up there, and the firewall retries them. A name DNS says does not exist
@@ -33,22 +33,29 @@ func LoadResolved(ctx context.Context, path string, r Resolver) (*Config, []*Err
 	if err != nil {
 		return nil, warns, err
 	}
-	type name struct{ path, host string }
+	type name struct{ path, host, who string }
 	var names []name
-	add := func(field string, peers []string) {
+	add := func(field, who string, peers []string) {
 		for i, s := range peers {
 			if p, err := ParsePeer(s); err == nil && p.Host != "" {
-				names = append(names, name{fmt.Sprintf("%s[%d]", field, i), p.Host})
+				names = append(names, name{fmt.Sprintf("%s[%d]", field, i), p.Host, who})
 			}
 		}
 	}
+	const fw, relay = "the firewall could not let this peer in", "the relay could not recognise this peer"
 	for i, p := range c.Firewall.Paths {
-		add(fmt.Sprintf("firewall.paths[%d].peers", i), p.Peers)
+		add(fmt.Sprintf("firewall.paths[%d].peers", i), fw, p.Peers)
 	}
 	if c.SSHEnabled() {
-		add("ssh.allow", c.SSH.Allow)
+		add("ssh.allow", fw, c.SSH.Allow)
 	}
-	add("monitoring.hosts", c.Monitoring.Hosts)
+	add("monitoring.hosts", fw, c.Monitoring.Hosts)
+	if c.SMTP != nil {
+		add("smtp.trusted_networks", relay, c.SMTP.TrustedNetworks)
+		for i, ic := range c.SMTP.InboundConnectors {
+			add(fmt.Sprintf("smtp.inbound_connectors[%d].networks", i), relay, ic.Networks)
+		}
+	}
 	var (
 		mu   sync.Mutex
 		wg   sync.WaitGroup
@@ -69,13 +76,13 @@ func LoadResolved(ctx context.Context, path string, r Resolver) (*Config, []*Err
 			case err == nil && len(addrs) > 0:
 			case err == nil || errors.As(err, &de) && de.IsNotFound:
 				mu.Lock()
-				ck.errf(n.path, "host name %s does not resolve: the firewall could not let this peer in", n.host)
+				ck.errf(n.path, "host name %s does not resolve: %s", n.host, n.who)
 				mu.Unlock()
 			default:
 				// DNS could not be asked: no reason to refuse a config
 				// (perhaps the one that mends DNS); the firewall retries.
 				mu.Lock()
-				ck.warnf(n.path, "host name %s could not be looked up now (%v); the firewall will keep trying", n.host, err)
+				ck.warnf(n.path, "host name %s could not be looked up now (%v); it matches no one until it resolves", n.host, err)
 				mu.Unlock()
 			}
 		})

@@ -58,6 +58,36 @@ firewall:
 	}
 }
 
+// The relay's allow lists are checked the same way: a trusted network or
+// connector network named by a host that does not resolve is refused.
+func TestLoadResolvedChecksRelayAllowLists(t *testing.T) {
+	yaml := `smtp:
+  hostname: mx.example.com
+  domains: [{name: example.com, next_hop: "[10.0.0.5]:25"}]
+  trusted_networks: [10.0.0.0/8, gone-exchange.example.com]
+  inbound_connectors:
+    - {name: partner, networks: [relay.partner.example, gone.partner.example]}
+`
+	file := filepath.Join(t.TempDir(), "g.yaml")
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := fakeResolver{"relay.partner.example": {netip.MustParseAddr("192.0.2.20")}}
+	_, _, err := LoadResolved(context.Background(), file, r)
+	if err == nil {
+		t.Fatal("loaded despite unresolvable relay peers")
+	}
+	got := strings.ReplaceAll(err.Error(), file, "g.yaml")
+	for _, want := range []string{
+		"g.yaml:4:34: smtp.trusted_networks[1]: host name gone-exchange.example.com does not resolve: the relay could not recognise this peer",
+		"g.yaml:6:57: smtp.inbound_connectors[0].networks[1]: host name gone.partner.example does not resolve",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("errors lack %q:\n%s", want, got)
+		}
+	}
+}
+
 type timeoutResolver struct{}
 
 func (timeoutResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {

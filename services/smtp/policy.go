@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -54,10 +53,11 @@ type mailUser struct {
 }
 
 type inboundConnector struct {
-	name    string
-	ranges  []config.AddrRange
-	subject string
-	header  *config.HeaderMatcher
+	name       string
+	restricted bool // networks were given: only clients in ranges match
+	ranges     []config.AddrRange
+	subject    string
+	header     *config.HeaderMatcher
 }
 
 // Client is what the policy knows about the other end of a session.
@@ -69,10 +69,10 @@ type Client struct {
 	Login      string // after AUTH
 }
 
-// NewPolicy compiles the relay section. Host names among the trusted
-// networks and connector networks are resolved now; the service rebuilds the
-// policy periodically so that they follow DNS.
-func NewPolicy(ctx context.Context, c *config.SMTP, pop *PopAuth, roots *x509.CertPool, log *slog.Logger) *Policy {
+// NewPolicy compiles the relay section. addrs holds what the host names
+// among the trusted networks and connector networks resolve to now
+// (HostNames lists them); a name missing there matches no one.
+func NewPolicy(c *config.SMTP, addrs map[string][]netip.Addr, pop *PopAuth, roots *x509.CertPool, log *slog.Logger) *Policy {
 	p := &Policy{hostname: c.Hostname, users: map[string]mailUser{}, rejectLocal: *c.RejectUnauthenticatedLocalSenders,
 		exceptions: map[string]bool{}, defaultRoute: c.DefaultRoute, transport: c.Transport, rules: c.Rules,
 		maxHops: c.Limits.MaxHops, popWindow: c.PopBeforeSMTP.Window.Duration, barenewlineFixup: c.BareNewlines == "normalize", pop: pop,
@@ -87,7 +87,7 @@ func NewPolicy(ctx context.Context, c *config.SMTP, pop *PopAuth, roots *x509.Ce
 		}
 		p.domains = append(p.domains, md)
 	}
-	p.trusted = resolveRanges(ctx, c.TrustedNetworks, log)
+	p.trusted = peerRanges(c.TrustedNetworks, addrs)
 	for _, u := range c.Users {
 		mu := mailUser{hash: []byte(u.PasswordHash), addrs: map[string]bool{}}
 		for _, a := range u.Addresses {
@@ -99,13 +99,38 @@ func NewPolicy(ctx context.Context, c *config.SMTP, pop *PopAuth, roots *x509.Ce
 		p.exceptions[strings.ToLower(e)] = true
 	}
 	for _, ic := range c.InboundConnectors {
-		p.inbound = append(p.inbound, inboundConnector{name: ic.Name, ranges: resolveRanges(ctx, ic.Networks, log),
-			subject: ic.TLSClientSubject, header: ic.RequireHeader})
+		p.inbound = append(p.inbound, inboundConnector{name: ic.Name, restricted: len(ic.Networks) > 0,
+			ranges: peerRanges(ic.Networks, addrs), subject: ic.TLSClientSubject, header: ic.RequireHeader})
 	}
 	return p
 }
 
-func resolveRanges(ctx context.Context, list []string, log *slog.Logger) []config.AddrRange {
+// HostNames lists the host names among the trusted networks and the
+// inbound connectors' networks: what NewPolicy needs resolved.
+func HostNames(c *config.SMTP) []string {
+	var out []string
+	for _, list := range append([][]string{c.TrustedNetworks}, connectorNetworks(c)...) {
+		for _, s := range list {
+			if p, err := config.ParsePeer(s); err == nil && p.Host != "" {
+				out = append(out, p.Host)
+			}
+		}
+	}
+	return out
+}
+
+func connectorNetworks(c *config.SMTP) [][]string {
+	var out [][]string
+	for _, ic := range c.InboundConnectors {
+		out = append(out, ic.Networks)
+	}
+	return out
+}
+
+// peerRanges is the address ranges of a peer list: its addresses, ranges
+// and prefixes, and what its host names resolved to (nothing for a name
+// that did not).
+func peerRanges(list []string, addrs map[string][]netip.Addr) []config.AddrRange {
 	var out []config.AddrRange
 	for _, s := range list {
 		peer, err := config.ParsePeer(s)
@@ -113,16 +138,8 @@ func resolveRanges(ctx context.Context, list []string, log *slog.Logger) []confi
 			continue // validated before
 		}
 		out = append(out, peer.Ranges...)
-		if peer.Host != "" {
-			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			addrs, err := net.DefaultResolver.LookupNetIP(rctx, "ip", peer.Host)
-			cancel()
-			if err != nil {
-				log.Warn("host name in the relay policy does not resolve; it matches nothing for now", "host", peer.Host, "err", err)
-			}
-			for _, a := range addrs {
-				out = append(out, config.AddrRange{From: a.Unmap(), To: a.Unmap()})
-			}
+		for _, a := range addrs[peer.Host] {
+			out = append(out, config.AddrRange{From: a.Unmap(), To: a.Unmap()})
 		}
 	}
 	return out
@@ -184,7 +201,9 @@ func (p *Policy) relayReason(c Client) (string, *inboundConnector) {
 	}
 	for i := range p.inbound {
 		ic := &p.inbound[i]
-		if len(ic.ranges) > 0 && !inRanges(ic.ranges, c.Addr) {
+		// Networks given but none resolved (DNS down at boot, a name
+		// gone) is an empty list that admits no one, never "anyone".
+		if ic.restricted && !inRanges(ic.ranges, c.Addr) {
 			continue
 		}
 		if ic.subject != "" && c.TLSSubject != ic.subject {

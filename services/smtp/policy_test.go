@@ -2,10 +2,10 @@ package smtp
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +47,7 @@ func testPolicy(t *testing.T) (*Policy, *PopAuth) {
 		t.Fatalf("config: %v %v", err, errs)
 	}
 	pop := NewPopAuth()
-	return NewPolicy(context.Background(), c.SMTP, pop, nil, slog.New(slog.NewTextHandler(io.Discard, nil))), pop
+	return NewPolicy(c.SMTP, nil, pop, nil, slog.New(slog.NewTextHandler(io.Discard, nil))), pop
 }
 
 func addr(t *testing.T, s string) mailmsg.Address {
@@ -121,6 +121,44 @@ func TestRelayDecisions(t *testing.T) {
 	pop.now = func() time.Time { return time.Now().Add(11 * time.Minute) }
 	if _, err := p.CheckRcpt(popper, addr(t, "x@elsewhere.example")); err == nil {
 		t.Error("POP-before-SMTP authorisation outlived its window")
+	}
+}
+
+// Allow lists fail closed: a host name that resolved to nothing (DNS down
+// at boot, a name that does not exist) matches no one. A connector whose
+// networks are all such names once matched every client.
+func TestUnresolvedNamesMatchNoOne(t *testing.T) {
+	c, errs, err := config.Parse("t.yaml", []byte(`
+smtp:
+  hostname: mx.example.com
+  domains: [{name: example.com, next_hop: "[10.0.0.5]:25"}]
+  trusted_networks: [exchange.example.com]
+  inbound_connectors:
+    - {name: partner, networks: [gone.example, relay.partner.example]}
+`))
+	if err != nil || len(errs) > 0 {
+		t.Fatalf("config: %v %v", err, errs)
+	}
+	if got, want := HostNames(c.SMTP), []string{"exchange.example.com", "gone.example", "relay.partner.example"}; !slices.Equal(got, want) {
+		t.Errorf("HostNames %v, want %v", got, want)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	foreign := addr(t, "x@elsewhere.example")
+	for _, a := range []string{"203.0.113.9", "10.0.0.7", "::1", "127.0.0.1"} {
+		cl := Client{Addr: netip.MustParseAddr(a), Listener: "smtp"}
+		if d, err := NewPolicy(c.SMTP, nil, nil, nil, log).CheckRcpt(cl, foreign); err == nil || err.Code != 554 {
+			t.Errorf("nothing resolved: %s relays (route %q)", a, d.Route)
+		}
+	}
+	// Resolved: exactly the addresses the names have.
+	p := NewPolicy(c.SMTP, map[string][]netip.Addr{
+		"exchange.example.com":  {netip.MustParseAddr("10.0.0.7")},
+		"relay.partner.example": {netip.MustParseAddr("198.51.100.20")},
+	}, nil, nil, log)
+	for a, want := range map[string]string{"10.0.0.7": "trusted", "198.51.100.20": "connector:partner", "203.0.113.9": ""} {
+		if got, _ := p.relayReason(Client{Addr: netip.MustParseAddr(a)}); got != want {
+			t.Errorf("%s: relay reason %q, want %q", a, got, want)
+		}
 	}
 }
 

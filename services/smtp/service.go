@@ -26,6 +26,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"gatehouse/config"
+	"gatehouse/dnsclient"
 	"gatehouse/init/supervisor"
 	"gatehouse/mailmsg"
 	"gatehouse/queue"
@@ -62,6 +63,7 @@ type Service struct {
 	}
 	servers []*gosmtp.Server
 	fetch   *collector
+	names   *dnsclient.Names // host names in the allow lists, kept resolved
 }
 
 func (s *Service) policy() *Policy {
@@ -119,7 +121,11 @@ func Run(ctx context.Context, o Options) error {
 	if s.pool, err = trustPool(c.TLS.CAFile); err != nil {
 		return err
 	}
-	s.pol = NewPolicy(ctx, c, s.pop, s.pool, o.Log)
+	// The allow lists' host names are asked of the appliance's DNS
+	// servers, as the firewall asks them, and follow their TTLs.
+	s.names = dnsclient.NewNames(dnsclient.Lookup{ResolvConf: o.ResolvConf, Fallback: net.DefaultResolver})
+	var nextLookup time.Time
+	s.pol, nextLookup = s.buildPolicy(ctx, c, s.pool, true)
 	if err := s.loadCert(c); err != nil {
 		return err
 	}
@@ -176,7 +182,7 @@ func Run(ctx context.Context, o Options) error {
 	off := false // the section was removed by a reload
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
-	refresh := time.NewTicker(5 * time.Minute)
+	refresh := time.NewTimer(untilLookup(nextLookup))
 	defer refresh.Stop()
 	for {
 		select {
@@ -209,31 +215,72 @@ func Run(ctx context.Context, o Options) error {
 			if off || nc.SMTP.Listen != c.Listen {
 				return errors.New("smtp: listen addresses changed (or the relay was turned on again); restarting to apply them")
 			}
-			if err := s.apply(ctx, nc.SMTP); err != nil {
+			next, err := s.apply(ctx, nc.SMTP)
+			if err != nil {
 				o.Log.Error("reload: kept the running relay settings", "err", err)
 				continue
 			}
+			refresh.Reset(untilLookup(next))
 			s.fetch.apply(fctx, nc.Fetch)
 			c = nc.SMTP
 			o.Log.Info("reloaded")
 		case <-refresh.C:
-			s.apply(ctx, s.config())
+			// A host name's answer ran out: only the policy is rebuilt.
+			s.mu.RLock()
+			c, pool := s.cfg, s.pool
+			s.mu.RUnlock()
+			pol, next := s.buildPolicy(ctx, c, pool, false)
+			s.mu.Lock()
+			if s.cfg == c {
+				s.pol = pol
+			}
+			s.mu.Unlock()
+			refresh.Reset(untilLookup(next))
 		case <-tick.C:
 			s.publish()
 		}
 	}
 }
 
-// apply installs a new relay section (reload) without dropping sessions.
-func (s *Service) apply(ctx context.Context, c *config.SMTP) error {
+// buildPolicy compiles the relay section with its host names resolved
+// (those whose answers ran out asked again) and says when the first answer
+// runs out. A name without addresses matches no one.
+func (s *Service) buildPolicy(ctx context.Context, c *config.SMTP, pool *x509.CertPool, announce bool) (*Policy, time.Time) {
+	names := HostNames(c)
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	addrs, next := s.names.Resolve(rctx, names)
+	cancel()
+	if announce {
+		for _, n := range s.names.Status() {
+			if len(n.Addrs) == 0 {
+				s.log.Warn("host name in the relay's allow lists has no address; it matches no one until it resolves",
+					"host", n.Name, "err", n.Error, "next_lookup", n.NextLookup.Format(time.RFC3339))
+			}
+		}
+	}
+	return NewPolicy(c, addrs, s.pop, pool, s.log), next
+}
+
+// untilLookup is how long to wait for the next host name lookup; an hour
+// when there are no names.
+func untilLookup(next time.Time) time.Duration {
+	if next.IsZero() {
+		return time.Hour
+	}
+	return max(time.Until(next), time.Second)
+}
+
+// apply installs a new relay section (reload) without dropping sessions,
+// and says when its host names are to be looked up again.
+func (s *Service) apply(ctx context.Context, c *config.SMTP) (time.Time, error) {
 	pool, err := trustPool(c.TLS.CAFile)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	if err := s.loadCert(c); err != nil {
-		return err
+		return time.Time{}, err
 	}
-	pol := NewPolicy(ctx, c, s.pop, pool, s.log)
+	pol, next := s.buildPolicy(ctx, c, pool, true)
 	s.mu.Lock()
 	s.cfg, s.pol, s.pool = c, pol, pool
 	s.mu.Unlock()
@@ -243,7 +290,7 @@ func (s *Service) apply(ctx context.Context, c *config.SMTP) error {
 		sv.MaxMessageBytes = c.Limits.MessageSize.Bytes
 		sv.MaxRecipients = c.Limits.Recipients
 	}
-	return nil
+	return next, nil
 }
 
 func (s *Service) loadCert(c *config.SMTP) error {
@@ -333,11 +380,13 @@ type Detail struct {
 	AuthFailed  int64           `json:"auth_failed"`
 	Connections int             `json:"connections"`
 	Fetch       []AccountStatus `json:"fetch,omitempty"`
+	// Host names in trusted_networks and the inbound connectors' networks.
+	Names []dnsclient.NameStatus `json:"names,omitempty"`
 }
 
 func (s *Service) detail() Detail {
 	return Detail{Queue: s.q.Stats(), Accepted: s.count.accepted.Load(), Rejected: s.count.rejected.Load(),
-		AuthFailed: s.count.authFailed.Load(), Connections: s.lim.count(), Fetch: s.fetch.status()}
+		AuthFailed: s.count.authFailed.Load(), Connections: s.lim.count(), Fetch: s.fetch.status(), Names: s.names.Status()}
 }
 
 func (s *Service) publish() {
