@@ -143,7 +143,22 @@ type MailLimits struct {
 	Connections          int      `yaml:"connections"`            // in total, default 1000
 	ConnectionsPerClient int      `yaml:"connections_per_client"` // default 50 (Postfix smtpd_client_connection_count_limit)
 	IdleTimeout          Duration `yaml:"idle_timeout"`           // per read, default 5m (RFC 5321 4.5.3.2)
+	SessionTimeout       Duration `yaml:"session_timeout"`        // a whole session, default 1h
 	MaxHops              int      `yaml:"max_hops"`               // Received headers before a loop is assumed, default 50
+	HeaderSize           Size     `yaml:"header_size"`            // default 100KiB (Postfix header_size_limit)
+	// Errors in one session (refused senders and recipients, failed
+	// AUTH): past the soft limit each reply waits a second, at the hard
+	// limit the session ends (Postfix smtpd_soft/hard_error_limit).
+	SoftErrorLimit int `yaml:"soft_error_limit"` // default 10
+	HardErrorLimit int `yaml:"hard_error_limit"` // default 20
+	// Failed AUTHs from one client (an IPv4 address or an IPv6 /64)
+	// within auth_block: at this many, AUTH from there is refused for
+	// auth_block without checking the password (fail2ban's maxretry).
+	AuthFailures int      `yaml:"auth_failures"` // default 5
+	AuthBlock    Duration `yaml:"auth_block"`    // default 15m
+	// Free space the queue's file system keeps: below it, MAIL gets 452
+	// 4.3.1 (Postfix: 1.5 x message_size_limit, the default here too).
+	QueueMinFree Size `yaml:"queue_min_free"`
 }
 
 // QueueConf are the retry rules of the queue.
@@ -203,6 +218,15 @@ func (c *Config) smtpDefaults() {
 	defInt(&l.Connections, 1000)
 	defInt(&l.ConnectionsPerClient, 50)
 	defInt(&l.MaxHops, 50)
+	defInt(&l.SoftErrorLimit, 10)
+	defInt(&l.HardErrorLimit, 20)
+	defInt(&l.AuthFailures, 5)
+	if l.HeaderSize.Bytes == 0 {
+		l.HeaderSize.Bytes = 100 << 10
+	}
+	if l.QueueMinFree.Bytes == 0 {
+		l.QueueMinFree.Bytes = l.MessageSize.Bytes * 3 / 2
+	}
 	defInt(&s.Queue.Concurrency, 20)
 	defDur := func(v *Duration, d time.Duration) {
 		if v.Duration == 0 {
@@ -210,6 +234,8 @@ func (c *Config) smtpDefaults() {
 		}
 	}
 	defDur(&l.IdleTimeout, 5*time.Minute)
+	defDur(&l.SessionTimeout, time.Hour)
+	defDur(&l.AuthBlock, 15*time.Minute)
 	defDur(&s.Queue.Lifetime, 5*24*time.Hour)
 	defDur(&s.Queue.MinBackoff, 5*time.Minute)
 	defDur(&s.Queue.MaxBackoff, time.Hour)
@@ -391,7 +417,8 @@ func (c *Config) checkSMTP(ck *checker) {
 	if l.MessageSize.Bytes < 1024 {
 		ck.errf("smtp.limits.message_size", "%d bytes is too small (at least 1KiB)", l.MessageSize.Bytes)
 	}
-	for key, v := range map[string]int{"recipients": l.Recipients, "connections": l.Connections, "connections_per_client": l.ConnectionsPerClient, "max_hops": l.MaxHops} {
+	for key, v := range map[string]int{"recipients": l.Recipients, "connections": l.Connections, "connections_per_client": l.ConnectionsPerClient,
+		"max_hops": l.MaxHops, "soft_error_limit": l.SoftErrorLimit, "hard_error_limit": l.HardErrorLimit, "auth_failures": l.AuthFailures} {
 		if v < 1 {
 			ck.errf("smtp.limits."+key, "%d: must be at least 1", v)
 		}
@@ -401,6 +428,18 @@ func (c *Config) checkSMTP(ck *checker) {
 	}
 	if l.IdleTimeout.Duration < time.Second {
 		ck.errf("smtp.limits.idle_timeout", "%s is too short (at least 1s)", l.IdleTimeout.Duration)
+	}
+	if l.SessionTimeout.Duration < l.IdleTimeout.Duration {
+		ck.errf("smtp.limits.session_timeout", "%s is shorter than idle_timeout (%s)", l.SessionTimeout.Duration, l.IdleTimeout.Duration)
+	}
+	if l.SoftErrorLimit > l.HardErrorLimit {
+		ck.errf("smtp.limits.soft_error_limit", "%d is more than hard_error_limit (%d)", l.SoftErrorLimit, l.HardErrorLimit)
+	}
+	if l.AuthBlock.Duration < time.Second {
+		ck.errf("smtp.limits.auth_block", "%s is too short (at least 1s)", l.AuthBlock.Duration)
+	}
+	if l.HeaderSize.Bytes < 1024 || l.HeaderSize.Bytes > l.MessageSize.Bytes {
+		ck.errf("smtp.limits.header_size", "%d bytes is out of range (1KiB to message_size)", l.HeaderSize.Bytes)
 	}
 	// RFC 5321 4.5.3.2.1: clients wait 5 minutes for the greeting; a long
 	// pause loses real mail from impatient ones (Postfix's postscreen

@@ -3,6 +3,7 @@
 package test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -74,4 +75,73 @@ smtp:
 	for _, tag := range []string{"dns-down-outside", "dns-down-itself", "dns-up-itself"} {
 		noDump(t, sink, "relay "+tag)
 	}
+}
+
+// Password guessing and address harvesting with a real client (swaks):
+// 60 wrong passwords from one address are not all checked (after
+// limits.auth_failures the answer is 454 without a check), the right
+// password from another address works meanwhile, and 100 unknown
+// recipients on one connection end in a disconnect at the hard error limit.
+func TestSMTPAuthGuessingAndHarvesting(t *testing.T) {
+	t.Parallel()
+	w := newNetWorld(t)
+	sink := applianceSink(t, w)
+	w.gatehouse(t, `
+hostname: gw
+interfaces:
+  - {name: a0, addresses: [10.77.0.2/24]}
+smtp:
+  hostname: mx.example.test
+  listen: {smtp: "10.77.0.2:25", submission: "10.77.0.2:587", smtps: "off"}
+  domains:
+    - {name: example.test, next_hop: "[127.0.0.1]:2526", tls: none, recipients: [alice]}
+  connectors:
+    - {name: out, smarthost: "[127.0.0.1]:2526", tls: none}
+  default_route: out
+  users:
+    - {login: alice, password_hash: "`+aliceHash+`", addresses: [alice@example.test]}
+`)
+	auth := func(ns, pass, tag string) (string, error) {
+		return swaks(t, ns, "--server", "10.77.0.2:587", "--tls", "--auth", "PLAIN", "--auth-user", "alice", "--auth-password", pass,
+			"--from", "alice@example.test", "--to", "x@elsewhere.test", "--header", "Subject: auth "+tag)
+	}
+	replies := map[string]int{}
+	for i := range 60 {
+		out, err := auth(w.router, "guess", "guess")
+		if err == nil {
+			t.Fatalf("guess %d accepted:\n%s", i, out)
+		}
+		switch {
+		case strings.Contains(out, " 535 "):
+			replies["535"]++
+		case strings.Contains(out, " 454 4.7.0 Too many failed authentications"):
+			replies["454"]++
+		default:
+			t.Errorf("guess %d: unexpected reply:\n%s", i, out)
+		}
+		if i == 30 {
+			// The owner, from another address, in the middle of it.
+			if out, err := auth(w.appl, "secret", "owner"); err != nil {
+				t.Errorf("the right password from another address was refused:\n%s", out)
+			}
+		}
+	}
+	if replies["535"] != 5 || replies["454"] != 55 {
+		t.Errorf("60 guesses answered %v; want 5 checked (535), the other 55 refused unchecked (454)", replies)
+	}
+	waitDump(t, sink, 30*time.Second, "Subject: auth owner")
+
+	var rcpts []string
+	for i := range 100 {
+		rcpts = append(rcpts, fmt.Sprintf("user%d@example.test", i))
+	}
+	out, _ := swaks(t, w.router, "--server", "10.77.0.2:25", "--from", "harvester@outside.test", "--to", strings.Join(rcpts, ","))
+	if n := strings.Count(out, " 550 5.1.1"); n != 19 || !strings.Contains(out, " 421 4.7.0 ") {
+		t.Errorf("100 unknown recipients: %d refused with 550 before the end; want 19, then 421 4.7.0 and the disconnect:\n%s", n, out)
+	}
+	// The relay publishes its counters every two seconds.
+	w.waitFor(t, "the counters in the status", 30*time.Second, func(st *control.Status) bool {
+		d, _ := detailOf[smtpsvc.Detail](t, st, "smtp")
+		return d.ErrorLimit == 1 && d.Auth.BlockedClients == 1 && d.Auth.Refused == 55 && d.AuthFailed == 5
+	})
 }

@@ -18,6 +18,7 @@ type limitListener struct {
 	net.Listener
 	lim     *connLimits
 	idle    time.Duration
+	session time.Duration // a whole session's bound
 	tlsConf *tls.Config // implicit TLS (port 465)
 	greetN  string      // host name in the 421 line
 	// pause is how long a client waits for the greeting (0: none).
@@ -28,13 +29,13 @@ type limitListener struct {
 type connLimits struct {
 	mu        sync.Mutex
 	total     int
-	perClient map[netip.Addr]int
+	perClient map[netip.Prefix]int // by clientKey
 	maxTotal  atomic.Int64
 	maxClient atomic.Int64
 }
 
 func newConnLimits(total, perClient int) *connLimits {
-	l := &connLimits{perClient: map[netip.Addr]int{}}
+	l := &connLimits{perClient: map[netip.Prefix]int{}}
 	l.set(total, perClient)
 	return l
 }
@@ -45,25 +46,27 @@ func (l *connLimits) set(total, perClient int) {
 }
 
 func (l *connLimits) acquire(a netip.Addr) (ok bool, why string) {
+	k := clientKey(a)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if int64(l.total) >= l.maxTotal.Load() {
 		return false, "too many connections, try again later"
 	}
-	if int64(l.perClient[a]) >= l.maxClient.Load() {
+	if int64(l.perClient[k]) >= l.maxClient.Load() {
 		return false, "too many connections from your address"
 	}
 	l.total++
-	l.perClient[a]++
+	l.perClient[k]++
 	return true, ""
 }
 
 func (l *connLimits) release(a netip.Addr) {
+	k := clientKey(a)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total--
-	if l.perClient[a]--; l.perClient[a] <= 0 {
-		delete(l.perClient, a)
+	if l.perClient[k]--; l.perClient[k] <= 0 {
+		delete(l.perClient, k)
 	}
 }
 
@@ -101,6 +104,9 @@ func (ln *limitListener) Accept() (net.Conn, error) {
 			continue
 		}
 		ic := &idleConn{Conn: c, idle: ln.idle, release: func() { ln.lim.release(a) }}
+		if ln.session > 0 {
+			ic.end = time.Now().Add(ln.session)
+		}
 		if ln.pause != nil {
 			ic.pause = ln.pause(a)
 		}
@@ -118,6 +124,7 @@ func (ln *limitListener) Accept() (net.Conn, error) {
 type idleConn struct {
 	net.Conn
 	idle    time.Duration
+	end     time.Time // no read past this: a session's length is bounded
 	release func()
 	once    sync.Once
 	killed  atomic.Bool
@@ -136,7 +143,12 @@ func (c *idleConn) Read(p []byte) (int, error) {
 		c.stash = c.stash[n:]
 		return n, nil
 	}
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
+	// One byte every few minutes would otherwise hold a slot for ever.
+	deadline := time.Now().Add(c.idle)
+	if !c.end.IsZero() && c.end.Before(deadline) {
+		deadline = c.end
+	}
+	if err := c.Conn.SetReadDeadline(deadline); err != nil {
 		return 0, err
 	}
 	return c.Conn.Read(p)

@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -18,8 +19,13 @@ import (
 	"gatehouse/queue"
 )
 
-// maxHeader bounds the header block read before routing.
+// maxHeader bounds the original header a DSN reads back from the queue
+// (what it quotes is bounded further, see dsnQuote).
 const maxHeader = 1 << 20
+
+// errorSleep is how long each reply waits once a session is past its
+// soft error limit (Postfix's smtpd_error_sleep_time).
+const errorSleep = time.Second
 
 // backend makes sessions for one listener.
 type backend struct {
@@ -49,6 +55,7 @@ type session struct {
 	log      *slog.Logger
 
 	client  Client
+	errors  int // replies that refused something, since the last accepted message
 	from    mailmsg.Address
 	rcpts   []queue.Rcpt
 	inside  []bool
@@ -80,17 +87,23 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		return nil, smtpErr(538, gosmtp.EnhancedCode{5, 7, 11}, "Encryption required for requested authentication mechanism")
 	}
 	check := func(identity, user, pass string) error {
-		if identity != "" && identity != user {
-			return gosmtp.ErrAuthFailed
+		if s.svc.auth.Blocked(s.client.Addr) {
+			s.log.Warn("AUTH refused: too many failed authentications from this client", "login", user)
+			return s.fail(smtpErr(454, gosmtp.EnhancedCode{4, 7, 0}, "Too many failed authentications from your address; try again later"))
 		}
-		good, err := p.Authenticate(user, pass)
+		if identity != "" && identity != user {
+			return s.authFailed(user)
+		}
+		// A free slot within a while, or a temporary failure: password
+		// checks are bounded, whatever the number of connections.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		good, err := s.svc.auth.check(ctx, func() (bool, error) { return p.Authenticate(user, pass) })
+		cancel()
 		if err != nil {
 			return smtpErr(454, gosmtp.EnhancedCode{4, 7, 0}, "Temporary authentication failure")
 		}
 		if !good {
-			s.log.Warn("authentication failed", "login", user)
-			s.svc.count.authFailed.Add(1)
-			return gosmtp.ErrAuthFailed
+			return s.authFailed(user)
 		}
 		s.client.Login = user
 		s.log.Info("authenticated", "login", user)
@@ -105,20 +118,64 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	return nil, gosmtp.ErrAuthUnknownMechanism
 }
 
+// authFailed counts a wrong password for the session and the client.
+func (s *session) authFailed(user string) error {
+	s.log.Warn("authentication failed", "login", user)
+	s.svc.count.authFailed.Add(1)
+	if s.svc.auth.Failed(s.client.Addr) {
+		s.log.Warn("AUTH blocked for this client: too many failed authentications", "for", s.svc.config().Limits.AuthBlock.Duration)
+	}
+	return s.fail(gosmtp.ErrAuthFailed)
+}
+
+// fail counts a refusal in the session. Past the soft error limit each
+// refusal waits a second; at the hard limit the reply is 421 and the
+// session ends (Postfix's smtpd_soft/hard_error_limit): guessing
+// passwords or harvesting addresses is slowed, then cut off.
+func (s *session) fail(e *gosmtp.SMTPError) error {
+	s.errors++
+	l := s.svc.config().Limits
+	if s.errors >= l.HardErrorLimit {
+		s.svc.count.errorLimit.Add(1)
+		s.log.Warn("session ended: too many errors", "errors", s.errors)
+		if s.ic != nil {
+			s.ic.Kill()
+		}
+		return smtpErr(421, gosmtp.EnhancedCode{4, 7, 0}, s.svc.policy().hostname+" Error: too many errors")
+	}
+	if s.errors > l.SoftErrorLimit {
+		time.Sleep(errorSleep)
+	}
+	return e
+}
+
 func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	p := s.refresh()
 	if s.ic != nil && s.ic.early.Load() {
 		s.log.Warn("rejected: client spoke before the greeting")
-		return smtpErr(503, gosmtp.EnhancedCode{5, 5, 0}, "Error: improper use of SMTP command pipelining")
+		return s.fail(smtpErr(503, gosmtp.EnhancedCode{5, 5, 0}, "Error: improper use of SMTP command pipelining"))
 	}
 	a, err := mailmsg.ParseAddress(from)
 	if err != nil {
-		return smtpErr(553, gosmtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax")
+		return s.fail(smtpErr(553, gosmtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax"))
 	}
 	if e := p.CheckSender(s.client, a); e != nil {
 		s.log.Warn("sender rejected", "from", from, "reply", e.Message)
 		s.svc.count.rejected.Add(1)
-		return e
+		return s.fail(e)
+	}
+	// Keep room for the config, keys and the queue's own bookkeeping on
+	// the data disk (Postfix: queue_minfree, 1.5 x the size limit).
+	if free, err := s.svc.freeSpace(); err == nil {
+		need := s.svc.config().Limits.QueueMinFree.Bytes
+		if opts != nil && opts.Size > 0 {
+			need += opts.Size
+		}
+		if free < need {
+			s.svc.count.noSpace.Add(1)
+			s.log.Error("MAIL refused: the queue's file system is short of space", "free", free, "needed", need)
+			return smtpErr(452, gosmtp.EnhancedCode{4, 3, 1}, "Insufficient system storage")
+		}
 	}
 	s.from = a
 	return nil
@@ -129,13 +186,13 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	a, err := mailmsg.ParseAddress(to)
 	if err != nil {
 		s.svc.count.rejected.Add(1)
-		return smtpErr(501, gosmtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax")
+		return s.fail(smtpErr(501, gosmtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax"))
 	}
 	d, e := p.CheckRcpt(s.client, a)
 	if e != nil {
 		s.log.Warn("recipient rejected", "from", s.from.String(), "to", to, "reply", e.Message)
 		s.svc.count.rejected.Add(1)
-		return e
+		return s.fail(e)
 	}
 	s.rcpts = append(s.rcpts, queue.Rcpt{Addr: a.String(), Route: d.Route})
 	s.inside = append(s.inside, d.Inside)
@@ -157,13 +214,13 @@ func (s *session) Data(r io.Reader) error {
 	p := s.refresh()
 	guard := &newlineGuard{r: r, normalize: p.barenewlineFixup}
 	br := bufio.NewReaderSize(guard, 32<<10)
-	h, raw, err := mailmsg.ReadHeader(br, maxHeader)
+	h, raw, err := mailmsg.ReadHeader(br, int(s.svc.config().Limits.HeaderSize.Bytes))
 	if err != nil {
 		return s.dataError(err)
 	}
 	if n := h.Count("Received"); n > p.maxHops {
 		s.log.Warn("rejected: mail loop", "received_headers", n)
-		return smtpErr(554, gosmtp.EnhancedCode{5, 4, 6}, fmt.Sprintf("Too many hops (%d Received headers): mail loop?", n))
+		return s.fail(smtpErr(554, gosmtp.EnhancedCode{5, 4, 6}, fmt.Sprintf("Too many hops (%d Received headers): mail loop?", n)))
 	}
 	if c := s.connect; c != nil && c.header != nil {
 		ok := false
@@ -172,7 +229,7 @@ func (s *session) Data(r io.Reader) error {
 		}
 		if !ok {
 			s.log.Warn("rejected: inbound connector header missing", "connector", c.name, "header", c.header.Name)
-			return smtpErr(550, gosmtp.EnhancedCode{5, 7, 1}, "Relay access denied: connector "+c.name+" requires header "+c.header.Name)
+			return s.fail(smtpErr(550, gosmtp.EnhancedCode{5, 7, 1}, "Relay access denied: connector "+c.name+" requires header "+c.header.Name))
 		}
 	}
 	rcpts := append([]queue.Rcpt(nil), s.rcpts...)
@@ -216,6 +273,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.svc.q.Add(*env)
 	s.svc.count.accepted.Add(1)
+	s.errors = 0 // as Postfix: the limits count errors without mail delivered
 	s.log.Info("accepted", "id", env.ID, "from", env.From, "rcpts", len(rcpts), "size", env.Size,
 		"message_id", h.Get("Message-ID"), "tls", s.client.TLS, "login", s.client.Login)
 	return smtpErr(250, gosmtp.EnhancedCode{2, 0, 0}, "Ok: queued as "+env.ID)

@@ -57,10 +57,14 @@ type Service struct {
 	q     *queue.Queue
 	certs certStore
 	lim   *connLimits
+	auth  *authGuard
 	pop   *PopAuth
 	count struct {
-		accepted, rejected, authFailed atomic.Int64
+		accepted, rejected, authFailed, errorLimit, noSpace atomic.Int64
 	}
+	// freeSpace says how many bytes the queue's file system has left
+	// (a stand-in in tests).
+	freeSpace func() (int64, error)
 	servers []*gosmtp.Server
 	fetch   *collector
 	names   *dnsclient.Names // host names in the allow lists, kept resolved
@@ -146,6 +150,8 @@ func Run(ctx context.Context, o Options) error {
 	o.Log.Info("queue opened", "dir", o.QueueDir, "messages", len(loaded))
 
 	s.lim = newConnLimits(c.Limits.Connections, c.Limits.ConnectionsPerClient)
+	s.auth = newAuthGuard(c.Limits.AuthFailures, c.Limits.AuthBlock.Duration)
+	s.freeSpace = func() (int64, error) { return freeBytes(o.QueueDir) }
 	listen := map[string]string{"smtp": c.Listen.SMTP, "submission": c.Listen.Submission, "smtps": c.Listen.SMTPS}
 	errc := make(chan error, 4)
 	for _, name := range []string{"smtp", "submission", "smtps"} {
@@ -286,6 +292,7 @@ func (s *Service) apply(ctx context.Context, c *config.SMTP) (time.Time, error) 
 	s.mu.Unlock()
 	s.q.SetPolicy(queuePolicy(c))
 	s.lim.set(c.Limits.Connections, c.Limits.ConnectionsPerClient)
+	s.auth.set(c.Limits.AuthFailures, c.Limits.AuthBlock.Duration)
 	for _, sv := range s.servers {
 		sv.MaxMessageBytes = c.Limits.MessageSize.Bytes
 		sv.MaxRecipients = c.Limits.Recipients
@@ -331,7 +338,7 @@ func (s *Service) serve(name, addr string, c *config.SMTP, errc chan<- error) (*
 		return nil, fmt.Errorf("smtp: listen %s on %s: %w", name, addr, err)
 	}
 	tc := s.serverTLS(c)
-	ll := &limitListener{Listener: ln, lim: s.lim, idle: c.Limits.IdleTimeout.Duration, greetN: c.Hostname}
+	ll := &limitListener{Listener: ln, lim: s.lim, idle: c.Limits.IdleTimeout.Duration, session: c.Limits.SessionTimeout.Duration, greetN: c.Hostname}
 	if name == "smtps" {
 		ll.tlsConf = tc
 	}
@@ -378,7 +385,12 @@ type Detail struct {
 	Accepted    int64           `json:"accepted"`
 	Rejected    int64           `json:"rejected"`
 	AuthFailed  int64           `json:"auth_failed"`
-	Connections int             `json:"connections"`
+	Auth        AuthStats       `json:"auth_guard"`
+	// Sessions ended at the hard error limit; MAILs refused for want of
+	// queue space.
+	ErrorLimit  int64 `json:"error_limit_disconnects"`
+	NoSpace     int64 `json:"refused_no_space"`
+	Connections int   `json:"connections"`
 	Fetch       []AccountStatus `json:"fetch,omitempty"`
 	// Host names in trusted_networks and the inbound connectors' networks.
 	Names []dnsclient.NameStatus `json:"names,omitempty"`
@@ -386,7 +398,8 @@ type Detail struct {
 
 func (s *Service) detail() Detail {
 	return Detail{Queue: s.q.Stats(), Accepted: s.count.accepted.Load(), Rejected: s.count.rejected.Load(),
-		AuthFailed: s.count.authFailed.Load(), Connections: s.lim.count(), Fetch: s.fetch.status(), Names: s.names.Status()}
+		AuthFailed: s.count.authFailed.Load(), Auth: s.auth.stats(), ErrorLimit: s.count.errorLimit.Load(),
+		NoSpace: s.count.noSpace.Load(), Connections: s.lim.count(), Fetch: s.fetch.status(), Names: s.names.Status()}
 }
 
 func (s *Service) publish() {
