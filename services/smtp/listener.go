@@ -19,8 +19,8 @@ type limitListener struct {
 	lim     *connLimits
 	idle    time.Duration
 	session time.Duration // a whole session's bound
-	tlsConf *tls.Config // implicit TLS (port 465)
-	greetN  string      // host name in the 421 line
+	tlsConf *tls.Config   // implicit TLS (port 465)
+	greetN  string        // host name in the 421 line
 	// pause is how long a client waits for the greeting (0: none).
 	pause func(netip.Addr) time.Duration
 }

@@ -65,9 +65,9 @@ type Service struct {
 	// freeSpace says how many bytes the queue's file system has left
 	// (a stand-in in tests).
 	freeSpace func() (int64, error)
-	servers []*gosmtp.Server
-	fetch   *collector
-	names   *dnsclient.Names // host names in the allow lists, kept resolved
+	servers   []*gosmtp.Server
+	fetch     *collector
+	names     *dnsclient.Names // host names in the allow lists, kept resolved
 }
 
 func (s *Service) policy() *Policy {
@@ -381,16 +381,16 @@ func (w slogWriter) Write(p []byte) (int, error) {
 
 // Detail is what `gatehouse status` shows for the relay.
 type Detail struct {
-	Queue       queue.Stats     `json:"queue"`
-	Accepted    int64           `json:"accepted"`
-	Rejected    int64           `json:"rejected"`
-	AuthFailed  int64           `json:"auth_failed"`
-	Auth        AuthStats       `json:"auth_guard"`
+	Queue      queue.Stats `json:"queue"`
+	Accepted   int64       `json:"accepted"`
+	Rejected   int64       `json:"rejected"`
+	AuthFailed int64       `json:"auth_failed"`
+	Auth       AuthStats   `json:"auth_guard"`
 	// Sessions ended at the hard error limit; MAILs refused for want of
 	// queue space.
-	ErrorLimit  int64 `json:"error_limit_disconnects"`
-	NoSpace     int64 `json:"refused_no_space"`
-	Connections int   `json:"connections"`
+	ErrorLimit  int64           `json:"error_limit_disconnects"`
+	NoSpace     int64           `json:"refused_no_space"`
+	Connections int             `json:"connections"`
 	Fetch       []AccountStatus `json:"fetch,omitempty"`
 	// Host names in trusted_networks and the inbound connectors' networks.
 	Names []dnsclient.NameStatus `json:"names,omitempty"`
