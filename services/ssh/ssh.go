@@ -155,6 +155,44 @@ func hostKey(dir string) (gossh.Signer, error) {
 	return gossh.NewSignerFromKey(priv)
 }
 
+// server is the running service: the host key, and the gate and keys of
+// the config in force, swapped on reload.
+type server struct {
+	log       *slog.Logger
+	signer    gossh.Signer
+	backend   control.Backend
+	relaySock string
+
+	mu   sync.Mutex
+	gate *Gate
+	keys map[string]string
+}
+
+func newServer(ctx context.Context, c *config.Config, signer gossh.Signer, o Options) *server {
+	return &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
+		relaySock: filepath.Join(filepath.Dir(o.Control), "smtp.sock"),
+		gate:      NewGate(ctx, c, o.Log), keys: authorized(c)}
+}
+
+// reload puts a new config's allowlist and keys in force for the
+// connections accepted from now on.
+func (s *server) reload(ctx context.Context, c *config.Config) {
+	g := NewGate(ctx, c, s.log)
+	s.mu.Lock()
+	s.gate.mu.Lock()
+	g.banned = s.gate.banned // bans outlive a reload
+	s.gate.mu.Unlock()
+	s.gate, s.keys = g, authorized(c)
+	s.mu.Unlock()
+}
+
+// current is what a new connection is judged by.
+func (s *server) current() (*Gate, map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gate, s.keys
+}
+
 // Run serves until ctx ends.
 func Run(ctx context.Context, o Options) error {
 	cfg, _, err := config.Load(o.Config)
@@ -166,9 +204,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("ssh: host key: %w", err)
 	}
 	o.Log.Info("ssh host key", "fingerprint", gossh.FingerprintSHA256(signer.PublicKey()))
-	var mu sync.Mutex
-	gate := NewGate(ctx, cfg, o.Log)
-	keys := authorized(cfg)
+	s := newServer(ctx, cfg, signer, o)
 	l, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.SSH.Port))
 	if err != nil {
 		return fmt.Errorf("ssh: %w", err)
@@ -179,17 +215,9 @@ func Run(ctx context.Context, o Options) error {
 	}()
 	go func() {
 		for range o.Reload {
-			c, ok := config.Reread(o.Config, o.Log)
-			if !ok {
-				continue
+			if c, ok := config.Reread(o.Config, o.Log); ok {
+				s.reload(ctx, c)
 			}
-			g := NewGate(ctx, c, o.Log)
-			mu.Lock()
-			gate.mu.Lock()
-			g.banned = gate.banned // bans outlive a reload
-			gate.mu.Unlock()
-			gate, keys = g, authorized(c)
-			mu.Unlock()
 		}
 	}()
 	go func() {
@@ -205,9 +233,7 @@ func Run(ctx context.Context, o Options) error {
 				return
 			case <-t.C:
 			}
-			mu.Lock()
-			g := gate
-			mu.Unlock()
+			g, _ := s.current()
 			reassertBans(g, o.Log)
 		}
 	}()
@@ -221,10 +247,7 @@ func Run(ctx context.Context, o Options) error {
 			}
 			return fmt.Errorf("ssh: accept: %w", err)
 		}
-		mu.Lock()
-		g, k := gate, keys
-		mu.Unlock()
-		go serve(c, g, k, signer, o)
+		go s.serve(c)
 	}
 }
 
@@ -256,12 +279,13 @@ func authorized(c *config.Config) map[string]string {
 	return keys
 }
 
-func serve(c net.Conn, gate *Gate, keys map[string]string, signer gossh.Signer, o Options) {
+func (s *server) serve(c net.Conn) {
 	defer c.Close()
+	gate, keys := s.current()
 	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	src := ap.Addr()
 	if ok, why := gate.Admit(src); !ok {
-		o.Log.Warn("ssh connection refused", "source", src, "why", why)
+		s.log.Warn("ssh connection refused", "source", src, "why", why)
 		return
 	}
 	conf := &gossh.ServerConfig{
@@ -277,28 +301,27 @@ func serve(c net.Conn, gate *Gate, keys map[string]string, signer gossh.Signer, 
 				return
 			}
 			if gate.Failed(src) {
-				o.Log.Warn("ssh source banned after repeated authentication failures", "source", src, "for", gate.banFor)
+				s.log.Warn("ssh source banned after repeated authentication failures", "source", src, "for", gate.banFor)
 				// In the kernel too, so the banned source's packets stop
 				// at the firewall; the gate still refuses it without one.
 				if err := fw.Ban(src, gate.banFor); err != nil {
-					o.Log.Info("ssh ban enforced by the shell only", "source", src, "err", err)
+					s.log.Info("ssh ban enforced by the shell only", "source", src, "err", err)
 				}
 			}
 		},
 		ServerVersion: "SSH-2.0-gatehouse",
 	}
-	conf.AddHostKey(signer)
+	conf.AddHostKey(s.signer)
 	c.SetDeadline(time.Now().Add(30 * time.Second)) // for the handshake
 	sc, chans, reqs, err := gossh.NewServerConn(c, conf)
 	if err != nil {
-		o.Log.Info("ssh handshake failed", "source", src, "err", err)
+		s.log.Info("ssh handshake failed", "source", src, "err", err)
 		return
 	}
 	c.SetDeadline(time.Time{})
 	defer sc.Close()
-	o.Log.Info("ssh login", "source", src, "user", sc.User(), "key", sc.Permissions.Extensions["key"])
+	s.log.Info("ssh login", "source", src, "user", sc.User(), "key", sc.Permissions.Extensions["key"])
 	go gossh.DiscardRequests(reqs)
-	backend := control.Client{Socket: o.Control}
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
 			nc.Reject(gossh.UnknownChannelType, "only sessions")
@@ -308,7 +331,7 @@ func serve(c net.Conn, gate *Gate, keys map[string]string, signer gossh.Signer, 
 		if err != nil {
 			continue
 		}
-		go session(ch, creqs, backend, filepath.Join(filepath.Dir(o.Control), "smtp.sock"))
+		go session(ch, creqs, s.backend, s.relaySock)
 	}
 }
 
