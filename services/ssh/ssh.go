@@ -42,21 +42,19 @@ type Options struct {
 }
 
 // Gate decides who may connect: the allowlist, the monitoring hosts, and
-// no one banned.
+// no one banned. A gate is made for each config and does not change; the
+// bans it records are in the service's one ban table.
 type Gate struct {
-	mu      sync.Mutex
 	allowed []config.AddrRange
 	after   int
 	banFor  time.Duration
-	fails   map[netip.Addr][]time.Time
-	banned  map[netip.Addr]time.Time
-	now     func() time.Time
+	bans    *BanTable
 }
 
-// NewGate resolves the allowlist (host names once, now) into ranges.
-func NewGate(ctx context.Context, c *config.Config, log *slog.Logger) *Gate {
-	g := &Gate{after: c.SSH.Ban.After, banFor: c.SSH.Ban.For.Duration, fails: map[netip.Addr][]time.Time{},
-		banned: map[netip.Addr]time.Time{}, now: time.Now}
+// NewGate resolves the allowlist (host names once, now) into ranges; its
+// failures and bans go into bans.
+func NewGate(ctx context.Context, c *config.Config, bans *BanTable, log *slog.Logger) *Gate {
+	g := &Gate{after: c.SSH.Ban.After, banFor: c.SSH.Ban.For.Duration, bans: bans}
 	for _, s := range append(append([]string(nil), c.SSH.Allow...), c.Monitoring.Hosts...) {
 		p, err := config.ParsePeer(s)
 		if err != nil {
@@ -79,13 +77,8 @@ func NewGate(ctx context.Context, c *config.Config, log *slog.Logger) *Gate {
 // Admit says whether a connection from a may proceed, and if not, why.
 func (g *Gate) Admit(a netip.Addr) (bool, string) {
 	a = a.Unmap()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if until, ok := g.banned[a]; ok {
-		if g.now().Before(until) {
-			return false, "banned until " + until.Format(time.RFC3339)
-		}
-		delete(g.banned, a)
+	if until, ok := g.bans.bannedUntil(a); ok {
+		return false, "banned until " + until.Format(time.RFC3339)
 	}
 	for _, r := range g.allowed {
 		if r.From.Is4() == a.Is4() && !a.Less(r.From) && !r.To.Less(a) {
@@ -96,12 +89,49 @@ func (g *Gate) Admit(a netip.Addr) (bool, string) {
 }
 
 // Bans lists the sources banned now and the time each has left.
-func (g *Gate) Bans() map[netip.Addr]time.Duration {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := g.now()
+func (g *Gate) Bans() map[netip.Addr]time.Duration { return g.bans.Bans() }
+
+// Failed records an authentication failure; it reports whether the source
+// is banned now.
+func (g *Gate) Failed(a netip.Addr) bool { return g.bans.failed(a.Unmap(), g.after, g.banFor) }
+
+// BanTable is the service's one record of authentication failures and
+// bans. It outlives reloads: connections accepted under the config before
+// one keep recording into it next to those accepted after.
+type BanTable struct {
+	mu     sync.Mutex
+	fails  map[netip.Addr][]time.Time
+	banned map[netip.Addr]time.Time
+	now    func() time.Time
+}
+
+// NewBanTable is an empty table.
+func NewBanTable() *BanTable {
+	return &BanTable{fails: map[netip.Addr][]time.Time{}, banned: map[netip.Addr]time.Time{}, now: time.Now}
+}
+
+// bannedUntil says until when a is banned, if it is now.
+func (b *BanTable) bannedUntil(a netip.Addr) (time.Time, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	until, ok := b.banned[a]
+	if !ok {
+		return time.Time{}, false
+	}
+	if b.now().Before(until) {
+		return until, true
+	}
+	delete(b.banned, a)
+	return time.Time{}, false
+}
+
+// Bans lists the sources banned now and the time each has left.
+func (b *BanTable) Bans() map[netip.Addr]time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
 	out := map[netip.Addr]time.Duration{}
-	for a, until := range g.banned {
+	for a, until := range b.banned {
 		if left := until.Sub(now); left > 0 {
 			out[a] = left
 		}
@@ -109,24 +139,23 @@ func (g *Gate) Bans() map[netip.Addr]time.Duration {
 	return out
 }
 
-// Failed records an authentication failure; it reports whether the source
-// is banned now.
-func (g *Gate) Failed(a netip.Addr) bool {
-	a = a.Unmap()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := g.now()
-	recent := g.fails[a][:0]
-	for _, t := range g.fails[a] {
-		if now.Sub(t) < g.banFor {
+// failed records a failure of a; after failures within banFor of each
+// other ban a for banFor. It reports whether a is banned now.
+func (b *BanTable) failed(a netip.Addr, after int, banFor time.Duration) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	recent := b.fails[a][:0]
+	for _, t := range b.fails[a] {
+		if now.Sub(t) < banFor {
 			recent = append(recent, t)
 		}
 	}
 	recent = append(recent, now)
-	g.fails[a] = recent
-	if len(recent) >= g.after {
-		g.banned[a] = now.Add(g.banFor)
-		delete(g.fails, a)
+	b.fails[a] = recent
+	if len(recent) >= after {
+		b.banned[a] = now.Add(banFor)
+		delete(b.fails, a)
 		return true
 	}
 	return false
@@ -163,26 +192,26 @@ type server struct {
 	backend   control.Backend
 	relaySock string
 
+	bans *BanTable // outlives reloads
+
 	mu   sync.Mutex
 	gate *Gate
 	keys map[string]string
 }
 
 func newServer(ctx context.Context, c *config.Config, signer gossh.Signer, o Options) *server {
-	return &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
-		relaySock: filepath.Join(filepath.Dir(o.Control), "smtp.sock"),
-		gate:      NewGate(ctx, c, o.Log), keys: authorized(c)}
+	s := &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
+		relaySock: filepath.Join(filepath.Dir(o.Control), "smtp.sock"), bans: NewBanTable()}
+	s.gate, s.keys = NewGate(ctx, c, s.bans, o.Log), authorized(c)
+	return s
 }
 
 // reload puts a new config's allowlist and keys in force for the
 // connections accepted from now on.
 func (s *server) reload(ctx context.Context, c *config.Config) {
-	g := NewGate(ctx, c, s.log)
+	g, keys := NewGate(ctx, c, s.bans, s.log), authorized(c)
 	s.mu.Lock()
-	s.gate.mu.Lock()
-	g.banned = s.gate.banned // bans outlive a reload
-	s.gate.mu.Unlock()
-	s.gate, s.keys = g, authorized(c)
+	s.gate, s.keys = g, keys
 	s.mu.Unlock()
 }
 
@@ -233,8 +262,7 @@ func Run(ctx context.Context, o Options) error {
 				return
 			case <-t.C:
 			}
-			g, _ := s.current()
-			reassertBans(g, o.Log)
+			reassertBans(s.bans, o.Log)
 		}
 	}()
 	o.Notify.Status(fmt.Sprintf("listening on port %d", cfg.SSH.Port))
@@ -251,14 +279,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 }
 
-// reassertBans puts the gate's current bans missing from the kernel's set
-// back, for the time each has left.
-func reassertBans(g *Gate, log *slog.Logger) {
+// reassertBans puts the current bans missing from the kernel's set back,
+// for the time each has left.
+func reassertBans(bans *BanTable, log *slog.Logger) {
 	inKernel, err := (fw.NFT{}).Bans()
 	if err != nil {
 		return // no nftables firewall: the gate alone enforces
 	}
-	for a, left := range g.Bans() {
+	for a, left := range bans.Bans() {
 		if _, ok := inKernel[a]; ok || left < time.Second {
 			continue
 		}
