@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -161,27 +162,85 @@ func (b *BanTable) failed(a netip.Addr, after int, banFor time.Duration) bool {
 	return false
 }
 
-// hostKey loads the host key, or makes one on first start.
-func hostKey(dir string) (gossh.Signer, error) {
-	file := filepath.Join(dir, "ssh_host_ed25519_key")
-	if b, err := os.ReadFile(file); err == nil {
-		return gossh.ParsePrivateKey(b)
+// hostKeyFile is the host key's file in the key directory.
+const hostKeyFile = "ssh_host_ed25519_key"
+
+// hostKey loads the host key, or makes one: on first start, and when the
+// file cannot be read or does not parse (cut short by a crash, say). A
+// changed host key is better than no admin access, so that is an error in
+// the log naming the new key's fingerprint, not a shell that never starts.
+// A key that cannot be saved still serves until the shell restarts.
+func hostKey(dir string, log *slog.Logger) (gossh.Signer, error) {
+	file := filepath.Join(dir, hostKeyFile)
+	b, err := os.ReadFile(file)
+	if err == nil {
+		signer, perr := gossh.ParsePrivateKey(b)
+		if perr == nil {
+			return signer, nil
+		}
+		err = perr
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
+	_, priv, gerr := ed25519.GenerateKey(rand.Reader)
+	if gerr != nil {
+		return nil, fmt.Errorf("ssh: make host key: %w", gerr)
+	}
+	signer, gerr := gossh.NewSignerFromKey(priv)
+	if gerr != nil {
+		return nil, fmt.Errorf("ssh: make host key: %w", gerr)
+	}
+	fp := gossh.FingerprintSHA256(signer.PublicKey())
+	if errors.Is(err, fs.ErrNotExist) {
+		log.Info("ssh host key made", "file", file, "fingerprint", fp)
+	} else {
+		log.Error("ssh host key unusable, replaced by a new one: clients will see a changed host key",
+			"file", file, "err", err, "fingerprint", fp)
 	}
 	block, err := gossh.MarshalPrivateKey(priv, "gatehouse host key")
+	if err == nil {
+		err = writeFileAtomic(file, pem.EncodeToMemory(block))
+	}
 	if err != nil {
-		return nil, err
+		log.Error("ssh host key not saved: a new one will be made when the shell restarts", "file", file, "err", err)
 	}
+	return signer, nil
+}
+
+// writeFileAtomic replaces file with b so that a crash leaves the old file
+// or the new one, never a part: a private temporary file in the same
+// directory, synced, renamed over it, and the directory synced.
+func writeFileAtomic(file string, b []byte) error {
+	dir := filepath.Dir(file)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+		return fmt.Errorf("ssh: save %s: %w", file, err)
 	}
-	if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
-		return nil, err
+	f, err := os.CreateTemp(dir, "."+filepath.Base(file)+".*") // mode 0600
+	if err != nil {
+		return fmt.Errorf("ssh: save %s: %w", file, err)
 	}
-	return gossh.NewSignerFromKey(priv)
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, file)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("ssh: save %s: %w", file, err)
+	}
+	d, err := os.Open(dir)
+	if err == nil {
+		err = d.Sync()
+		d.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("ssh: save %s: sync directory: %w", file, err)
+	}
+	return nil
 }
 
 // server is the running service: the host key, and the gate and keys of
@@ -228,7 +287,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	signer, err := hostKey(o.KeyDir)
+	signer, err := hostKey(o.KeyDir, o.Log)
 	if err != nil {
 		return fmt.Errorf("ssh: host key: %w", err)
 	}
