@@ -114,3 +114,95 @@ firewall:
 		t.Errorf("after the ban: %v\n%s", err, out)
 	}
 }
+
+// sshKeygen makes an ed25519 key pair in dir; it returns the private key's
+// file and the public key's authorized_keys line.
+func sshKeygen(t *testing.T, dir, name string) (string, string) {
+	t.Helper()
+	file := filepath.Join(dir, name)
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", file).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	pub, err := os.ReadFile(file + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file, strings.TrimSpace(string(pub))
+}
+
+// An administrator's ssh-agent holds three other keys besides the right
+// one, and OpenSSH offers them first, in the agent's order: ten logins in
+// a row all work, and the source is never banned.
+func TestSSHAgentWithSeveralKeys(t *testing.T) {
+	t.Parallel()
+	w := newNetWorld(t)
+	admin := addAdmin(t, w)
+	sock := filepath.Join(w.dir, "agent.sock")
+	agent := exec.Command("ssh-agent", "-D", "-a", sock)
+	if err := agent.Start(); err != nil {
+		t.Fatalf("ssh-agent: %v", err)
+	}
+	t.Cleanup(func() {
+		agent.Process.Kill()
+		agent.Wait()
+	})
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("ssh-agent's socket: %v", err)
+		}
+	}
+	env := append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+	var right string
+	for _, name := range []string{"other1", "other2", "other3", "admin"} {
+		file, pub := sshKeygen(t, w.dir, name)
+		add := exec.Command("ssh-add", file)
+		add.Env = env
+		if out, err := add.CombinedOutput(); err != nil {
+			t.Fatalf("ssh-add %s: %v %s", name, err, out)
+		}
+		right = pub
+	}
+	w.gatehouse(t, fmt.Sprintf(`
+interfaces:
+  - {name: a1, addresses: [10.78.0.2/24]}
+ssh:
+  allow: [10.78.0.1]
+  authorized_keys: [%q]
+  ban: {after: 3, for: 1m}
+firewall:
+  backend: nftables
+`, right), "--firewall")
+	waitSSH(t, w, admin)
+	for i := range 10 {
+		ssh := exec.Command("ip", "netns", "exec", admin, "ssh", "-F", "/dev/null", "-o", "IdentitiesOnly=no", "-o", "BatchMode=yes",
+			"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3",
+			"admin@10.78.0.2", "status")
+		ssh.Env = env
+		if out, err := ssh.CombinedOutput(); err != nil || !strings.Contains(string(out), "ssh          running") {
+			t.Fatalf("login %d with the agent's keys: %v\n%s\n%s", i+1, err, out, w.log("gatehouse.log"))
+		}
+	}
+	if log := w.log("gatehouse.log"); strings.Contains(log, "banned") {
+		t.Errorf("the administrator was banned:\n%s", log)
+	}
+}
+
+// waitSSH waits until the shell runs and its port answers the admin host.
+func waitSSH(t *testing.T, w *netWorld, admin string) {
+	t.Helper()
+	w.waitFor(t, "ssh up", 30*time.Second, func(st *control.Status) bool {
+		for _, s := range st.Services {
+			if s.Name == "ssh" && s.Phase == "running" {
+				return true
+			}
+		}
+		return false
+	})
+	for deadline := time.Now().Add(10 * time.Second); reach(t, admin, "10.78.0.2:22") != "open"; time.Sleep(300 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the SSH port does not answer the admin host")
+		}
+	}
+}

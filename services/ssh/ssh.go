@@ -140,6 +140,13 @@ func (b *BanTable) Bans() map[netip.Addr]time.Duration {
 	return out
 }
 
+// succeeded forgets a's failures: it logged in.
+func (b *BanTable) succeeded(a netip.Addr) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.fails, a.Unmap())
+}
+
 // failed records a failure of a; after failures within banFor of each
 // other ban a for banFor. It reports whether a is banned now.
 func (b *BanTable) failed(a netip.Addr, after int, banFor time.Duration) bool {
@@ -252,6 +259,9 @@ type server struct {
 	relaySock string
 
 	bans *BanTable // outlives reloads
+	// kernelBan puts a ban into the firewall (fw.Ban; the tests' own
+	// never touch the host's firewall).
+	kernelBan func(netip.Addr, time.Duration) error
 
 	mu   sync.Mutex
 	gate *Gate
@@ -260,7 +270,7 @@ type server struct {
 
 func newServer(ctx context.Context, c *config.Config, signer gossh.Signer, o Options) *server {
 	s := &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
-		relaySock: filepath.Join(filepath.Dir(o.Control), "smtp.sock"), bans: NewBanTable()}
+		relaySock: filepath.Join(filepath.Dir(o.Control), "smtp.sock"), bans: NewBanTable(), kernelBan: fw.Ban}
 	s.gate, s.keys = NewGate(ctx, c, s.bans, o.Log), authorized(c)
 	return s
 }
@@ -366,6 +376,55 @@ func authorized(c *config.Config) map[string]string {
 	return keys
 }
 
+// loginAttempt follows one connection's authentication for the ban count,
+// counted as OpenSSH logs it and fail2ban's sshd filter reads it: a key a
+// client offers and the shell refuses is how a client with several keys
+// finds its own, so refused keys are no failure one by one; a connection
+// that tried keys and ends without logging in is one failure, however many
+// it offered or signed; every password or keyboard-interactive attempt
+// (the shell takes neither) is one. A login clears the source's count.
+type loginAttempt struct {
+	s        *server
+	gate     *Gate
+	src      netip.Addr
+	triedKey bool     // a public key was offered or signed
+	refused  []string // fingerprints of keys not authorised
+}
+
+// logged is the AuthLogCallback: every attempt but a public key accepted
+// when offered.
+func (l *loginAttempt) logged(meta gossh.ConnMetadata, method string, err error) {
+	switch {
+	case err == nil, method == "none", method == "publickey":
+		// publickey: counted when the connection ends.
+	default:
+		l.s.log.Info("ssh authentication failed", "source", l.src, "user", meta.User(), "method", method)
+		l.s.failed(l.gate, l.src)
+	}
+}
+
+// ended counts a connection that tried keys and never logged in.
+func (l *loginAttempt) ended() {
+	if !l.triedKey {
+		return
+	}
+	l.s.log.Info("ssh authentication failed", "source", l.src, "method", "publickey", "refused_keys", strings.Join(l.refused, " "))
+	l.s.failed(l.gate, l.src)
+}
+
+// failed records a failure of src, and bans it after too many.
+func (s *server) failed(gate *Gate, src netip.Addr) {
+	if !gate.Failed(src) {
+		return
+	}
+	s.log.Warn("ssh source banned after repeated authentication failures", "source", src, "for", gate.banFor)
+	// In the kernel too, so the banned source's packets stop at the
+	// firewall; the gate still refuses it without one.
+	if err := s.kernelBan(src, gate.banFor); err != nil {
+		s.log.Info("ssh ban enforced by the shell only", "source", src, "err", err)
+	}
+}
+
 func (s *server) serve(c net.Conn) {
 	defer c.Close()
 	gate, keys := s.current()
@@ -375,36 +434,34 @@ func (s *server) serve(c net.Conn) {
 		s.log.Warn("ssh connection refused", "source", src, "why", why)
 		return
 	}
+	l := &loginAttempt{s: s, gate: gate, src: src}
 	conf := &gossh.ServerConfig{
-		MaxAuthTries: 3,
+		// OpenSSH's default: room for a client whose agent offers a few
+		// other keys before the right one.
+		MaxAuthTries: 6,
 		PublicKeyCallback: func(meta gossh.ConnMetadata, key gossh.PublicKey) (*gossh.Permissions, error) {
+			l.triedKey = true
+			if _, banned := gate.bans.bannedUntil(src); banned {
+				return nil, errors.New("source banned")
+			}
 			if comment, ok := keys[string(key.Marshal())]; ok {
 				return &gossh.Permissions{Extensions: map[string]string{"key": gossh.FingerprintSHA256(key) + " " + comment}}, nil
 			}
+			l.refused = append(l.refused, gossh.FingerprintSHA256(key))
 			return nil, errors.New("unknown key")
 		},
-		AuthLogCallback: func(meta gossh.ConnMetadata, method string, err error) {
-			if err == nil || method == "none" {
-				return
-			}
-			if gate.Failed(src) {
-				s.log.Warn("ssh source banned after repeated authentication failures", "source", src, "for", gate.banFor)
-				// In the kernel too, so the banned source's packets stop
-				// at the firewall; the gate still refuses it without one.
-				if err := fw.Ban(src, gate.banFor); err != nil {
-					s.log.Info("ssh ban enforced by the shell only", "source", src, "err", err)
-				}
-			}
-		},
-		ServerVersion: "SSH-2.0-gatehouse",
+		AuthLogCallback: l.logged,
+		ServerVersion:   "SSH-2.0-gatehouse",
 	}
 	conf.AddHostKey(s.signer)
 	c.SetDeadline(time.Now().Add(30 * time.Second)) // for the handshake
 	sc, chans, reqs, err := gossh.NewServerConn(c, conf)
 	if err != nil {
 		s.log.Info("ssh handshake failed", "source", src, "err", err)
+		l.ended()
 		return
 	}
+	gate.bans.succeeded(src)
 	c.SetDeadline(time.Time{})
 	defer sc.Close()
 	s.log.Info("ssh login", "source", src, "user", sc.User(), "key", sc.Permissions.Extensions["key"])
