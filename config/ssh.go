@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -22,6 +23,9 @@ func (c *Config) checkSSH(ck *checker) {
 	}
 	if c.SSH.Ban.After < 1 {
 		ck.errf("ssh.ban.after", "%d: ban after at least one failure", c.SSH.Ban.After)
+	}
+	if t := c.SSH.IdleTimeout.Duration; t < time.Minute || t > 24*time.Hour {
+		ck.errf("ssh.idle_timeout", "%s is out of range (1m to 24h)", t)
 	}
 }
 

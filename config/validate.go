@@ -43,6 +43,9 @@ func (c *Config) applyDefaults() {
 	if c.SSH.Ban.For.Duration == 0 {
 		c.SSH.Ban.For.Duration = 15 * time.Minute
 	}
+	if c.SSH.IdleTimeout.Duration == 0 {
+		c.SSH.IdleTimeout.Duration = DefaultSSHIdleTimeout
+	}
 	if c.Firewall.Backend == "" {
 		c.Firewall.Backend = "auto"
 	}

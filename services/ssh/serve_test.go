@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -103,8 +104,9 @@ func newKey(t *testing.T, options string) (gossh.Signer, string) {
 	return signer, line
 }
 
-// startShell serves the config yaml (its ssh.allow must let 127.0.0.1 in).
-func startShell(t *testing.T, yaml string) *testShell {
+// startShell serves the config yaml (its ssh.allow must let 127.0.0.1 in),
+// with the changes tweaks make to the server before it listens.
+func startShell(t *testing.T, yaml string, tweaks ...func(*server)) *testShell {
 	t.Helper()
 	c, _, err := config.Parse("f.yaml", []byte(yaml))
 	if err != nil {
@@ -126,6 +128,9 @@ func startShell(t *testing.T, yaml string) *testShell {
 		defer ts.mu.Unlock()
 		ts.fwBan = append(ts.fwBan, a)
 		return nil
+	}
+	for _, tweak := range tweaks {
+		tweak(ts.s)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -189,7 +194,7 @@ func (ts *testShell) waitLog(t *testing.T, msg string, n int) {
 }
 
 func (ts *testShell) banned() bool {
-	ok, _ := ts.s.gate.Admit(netip.MustParseAddr("127.0.0.1"))
+	ok, _ := ts.s.current().gate.Admit(netip.MustParseAddr("127.0.0.1"))
 	return !ok
 }
 
@@ -314,7 +319,7 @@ func TestLoginAttemptCounts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := startShell(t, shellConfig(100))
 			src := netip.MustParseAddr("127.0.0.1")
-			l := &loginAttempt{s: ts.s, gate: ts.s.gate, src: src}
+			l := &loginAttempt{s: ts.s, gate: ts.s.current().gate, src: src}
 			tc.run(l)
 			if tc.login {
 				ts.s.bans.succeeded(src)
@@ -328,4 +333,50 @@ func TestLoginAttemptCounts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A login that leaves its shell alone for the idle timeout is closed; one
+// that keeps typing is not.
+func TestIdleLoginIsClosed(t *testing.T) {
+	const idle = time.Second
+	k, line := newKey(t, "")
+	ts := startShell(t, shellConfig(3, line), func(s *server) { s.pol.idle = idle })
+	c, err := ts.dial(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	closed := make(chan error, 1)
+	go func() { closed <- c.Wait() }()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess.Stdout, sess.Stderr = io.Discard, io.Discard
+	if err := sess.Shell(); err != nil {
+		t.Fatal(err)
+	}
+	for range 30 { // three times the idle timeout, typing
+		if _, err := fmt.Fprintln(stdin, "help"); err != nil {
+			t.Fatalf("closed while in use: %v", err)
+		}
+		time.Sleep(idle / 10)
+	}
+	select {
+	case err := <-closed:
+		t.Fatalf("closed while in use: %v\n%s", err, ts.log.String())
+	default:
+	}
+	start := time.Now()
+	select {
+	case <-closed:
+		t.Logf("closed %v after the last command", time.Since(start).Round(time.Millisecond))
+	case <-time.After(10 * idle):
+		t.Fatal("an idle login was not closed")
+	}
+	ts.waitLog(t, `msg="ssh login closed after idle timeout"`, 1)
 }

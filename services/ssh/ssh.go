@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -250,8 +251,8 @@ func writeFileAtomic(file string, b []byte) error {
 	return nil
 }
 
-// server is the running service: the host key, and the gate and keys of
-// the config in force, swapped on reload.
+// server is the running service: the host key, the ban table, and the
+// policy of the config in force, swapped on reload.
 type server struct {
 	log       *slog.Logger
 	signer    gossh.Signer
@@ -263,32 +264,43 @@ type server struct {
 	// never touch the host's firewall).
 	kernelBan func(netip.Addr, time.Duration) error
 
-	mu   sync.Mutex
+	mu  sync.Mutex
+	pol *policy
+}
+
+// policy is what one config says about who gets in and for how long. A
+// connection keeps the policy it was accepted under.
+type policy struct {
 	gate *Gate
 	keys map[string]string
+	idle time.Duration // a login with no activity this long is closed
+}
+
+func newPolicy(ctx context.Context, c *config.Config, bans *BanTable, log *slog.Logger) *policy {
+	return &policy{gate: NewGate(ctx, c, bans, log), keys: authorized(c), idle: c.SSH.IdleTimeout.Duration}
 }
 
 func newServer(ctx context.Context, c *config.Config, signer gossh.Signer, o Options) *server {
 	s := &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
 		relaySock: filepath.Join(filepath.Dir(o.Control), "smtp.sock"), bans: NewBanTable(), kernelBan: fw.Ban}
-	s.gate, s.keys = NewGate(ctx, c, s.bans, o.Log), authorized(c)
+	s.pol = newPolicy(ctx, c, s.bans, o.Log)
 	return s
 }
 
-// reload puts a new config's allowlist and keys in force for the
-// connections accepted from now on.
+// reload puts a new config's policy in force for the connections
+// accepted from now on.
 func (s *server) reload(ctx context.Context, c *config.Config) {
-	g, keys := NewGate(ctx, c, s.bans, s.log), authorized(c)
+	p := newPolicy(ctx, c, s.bans, s.log)
 	s.mu.Lock()
-	s.gate, s.keys = g, keys
+	s.pol = p
 	s.mu.Unlock()
 }
 
-// current is what a new connection is judged by.
-func (s *server) current() (*Gate, map[string]string) {
+// current is the policy a new connection is judged by.
+func (s *server) current() *policy {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.gate, s.keys
+	return s.pol
 }
 
 // Run serves until ctx ends.
@@ -427,7 +439,8 @@ func (s *server) failed(gate *Gate, src netip.Addr) {
 
 func (s *server) serve(c net.Conn) {
 	defer c.Close()
-	gate, keys := s.current()
+	pol := s.current()
+	gate, keys := pol.gate, pol.keys
 	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	src := ap.Addr()
 	if ok, why := gate.Admit(src); !ok {
@@ -466,7 +479,16 @@ func (s *server) serve(c net.Conn) {
 	defer sc.Close()
 	s.log.Info("ssh login", "source", src, "user", sc.User(), "key", sc.Permissions.Extensions["key"])
 	go gossh.DiscardRequests(reqs)
+	act := &activity{}
+	act.touch()
+	done := make(chan struct{})
+	defer close(done)
+	go act.watch(pol.idle, done, func() {
+		s.log.Info("ssh login closed after idle timeout", "source", src, "user", sc.User(), "idle", pol.idle)
+		sc.Close()
+	})
 	for nc := range chans {
+		act.touch()
 		if nc.ChannelType() != "session" {
 			nc.Reject(gossh.UnknownChannelType, "only sessions")
 			continue
@@ -475,15 +497,63 @@ func (s *server) serve(c net.Conn) {
 		if err != nil {
 			continue
 		}
-		go session(ch, creqs, s.backend, s.relaySock)
+		go session(activeChannel{ch, act}, creqs, act, s.backend, s.relaySock)
 	}
 }
 
+// activity is when a login last did something: data on a session either
+// way, a new session, a request on one. Keepalives are not activity, or a
+// client that sends them would never be idle; output is, so a long
+// command is not cut short.
+type activity struct{ last atomic.Int64 }
+
+func (a *activity) touch() { a.last.Store(time.Now().UnixNano()) }
+
+// watch calls expire once the login has been idle for d, unless done
+// closes first.
+func (a *activity) watch(d time.Duration, done <-chan struct{}, expire func()) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		if left := d - time.Since(time.Unix(0, a.last.Load())); left > 0 {
+			t.Reset(left)
+			continue
+		}
+		expire()
+		return
+	}
+}
+
+// activeChannel marks the login active when data crosses the session.
+type activeChannel struct {
+	gossh.Channel
+	act *activity
+}
+
+func (c activeChannel) Read(p []byte) (int, error) {
+	n, err := c.Channel.Read(p)
+	if n > 0 {
+		c.act.touch()
+	}
+	return n, err
+}
+
+func (c activeChannel) Write(p []byte) (int, error) {
+	c.act.touch()
+	return c.Channel.Write(p)
+}
+
 // session runs one command (exec) or the interactive shell.
-func session(ch gossh.Channel, reqs <-chan *gossh.Request, b control.Backend, relaySock string) {
+func session(ch gossh.Channel, reqs <-chan *gossh.Request, act *activity, b control.Backend, relaySock string) {
 	defer ch.Close()
 	pty := false
 	for req := range reqs {
+		act.touch()
 		switch req.Type {
 		case "pty-req":
 			pty = true

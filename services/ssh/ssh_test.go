@@ -112,10 +112,10 @@ func TestReloadWhileLoginsFail(t *testing.T) {
 		wg.Go(func() {
 			// A connection keeps the gate it was accepted under: its
 			// failures come in after reloads too.
-			g, _ := s.current()
+			g := s.current().gate
 			for i := range each {
 				if i%10 == 0 {
-					g, _ = s.current()
+					g = s.current().gate
 				}
 				a := netip.AddrFrom4([4]byte{10, byte(w), byte(i >> 8), byte(i)})
 				g.Failed(a)
@@ -129,7 +129,7 @@ func TestReloadWhileLoginsFail(t *testing.T) {
 	wg.Wait()
 	done.Store(true)
 	reloader.Wait()
-	g, _ := s.current()
+	g := s.current().gate
 	if n := len(g.Bans()); n != workers*each {
 		t.Errorf("%d bans after the reloads, want %d", n, workers*each)
 	}
