@@ -1,10 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 )
 
 func (c *Config) checkSSH(ck *checker) {
@@ -17,8 +16,13 @@ func (c *Config) checkSSH(ck *checker) {
 		}
 	}
 	for i, k := range c.SSH.AuthorizedKeys {
-		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
-			ck.errf(fmt.Sprintf("ssh.authorized_keys[%d]", i), "not an authorized_keys line: %v", err)
+		if _, err := ParseAuthorizedKey(k); err != nil {
+			var ke *KeyError
+			if errors.As(err, &ke) {
+				ck.errAt(fmt.Sprintf("ssh.authorized_keys[%d]", i), ke.Offset, "%v", err)
+			} else {
+				ck.errf(fmt.Sprintf("ssh.authorized_keys[%d]", i), "%v", err)
+			}
 		}
 	}
 	if c.SSH.Ban.After < 1 {
