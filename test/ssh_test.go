@@ -206,3 +206,63 @@ func waitSSH(t *testing.T, w *netWorld, admin string) {
 		}
 	}
 }
+
+// authorized_keys options with a real OpenSSH client: a key with
+// from="10.99.0.0/16" is refused from the admin host (10.78.0.1); a
+// monitoring key with command="status" runs status whatever it asks for,
+// an interactive shell included, and gets no terminal (restrict).
+func TestSSHKeyOptions(t *testing.T) {
+	t.Parallel()
+	w := newNetWorld(t)
+	admin := addAdmin(t, w)
+	elsewhere, elsewherePub := sshKeygen(t, w.dir, "elsewhere")
+	monitor, monitorPub := sshKeygen(t, w.dir, "monitor")
+	w.gatehouse(t, fmt.Sprintf(`
+interfaces:
+  - {name: a1, addresses: [10.78.0.2/24]}
+ssh:
+  allow: [10.78.0.1]
+  authorized_keys:
+    - %q
+    - %q
+  ban: {after: 3, for: 1m}
+`, `from="10.99.0.0/16" `+elsewherePub, `restrict,command="status" `+monitorPub))
+	waitSSH(t, w, admin)
+	sshWith := func(key, stdin string, args ...string) (string, error) {
+		cmd := exec.Command("ip", append([]string{"netns", "exec", admin, "ssh", "-F", "/dev/null", "-i", key, "-o", "IdentitiesOnly=yes",
+			"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=3"}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := sshWith(elsewhere, "", "admin@10.78.0.2", "status"); err == nil || !strings.Contains(out, "Permission denied") {
+		t.Errorf("key with from=\"10.99.0.0/16\" from 10.78.0.1: %v\n%s", err, out)
+	}
+	if !strings.Contains(w.log("gatehouse.log"), `msg="ssh key refused from this source by its from= option" source=10.78.0.1`) {
+		t.Error("the refusal is not in the log")
+	}
+	for _, tc := range []struct {
+		name, stdin string
+		args        []string
+	}{
+		{"exec poweroff", "", []string{"admin@10.78.0.2", "poweroff"}},
+		{"exec queue delete", "", []string{"admin@10.78.0.2", "queue", "delete", "X"}},
+		{"interactive shell", "reboot\n", []string{"-T", "admin@10.78.0.2"}},
+	} {
+		out, err := sshWith(monitor, tc.stdin, tc.args...)
+		if err != nil || !strings.Contains(out, "ssh          running") || strings.Contains(out, "gatehouse> ") {
+			t.Errorf("%s with the status key: %v\n%s", tc.name, err, out)
+		}
+	}
+	// A terminal forced with -tt: refused, and OpenSSH gives up (as it
+	// does with an OpenSSH server and restrict).
+	if out, _ := sshWith(monitor, "reboot\n", "-tt", "admin@10.78.0.2"); !strings.Contains(out, "PTY allocation request failed") {
+		t.Errorf("the restricted key got a terminal:\n%s", out)
+	}
+	if st, err := w.status(t); err != nil || !st.Ready {
+		t.Errorf("gatehouse after the status key's sessions: %v %+v", err, st)
+	}
+	if !strings.Contains(w.log("gatehouse.log"), `msg="ssh forced command runs instead of the client's" source=10.78.0.1 command=status asked=poweroff`) {
+		t.Error("the forced command is not in the log")
+	}
+}

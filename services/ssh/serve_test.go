@@ -380,3 +380,83 @@ func TestIdleLoginIsClosed(t *testing.T) {
 	}
 	ts.waitLog(t, `msg="ssh login closed after idle timeout"`, 1)
 }
+
+// from= restricts where a key may log in from; a key listed again with
+// another from= gets in from either place, as with OpenSSH.
+func TestKeyFromOption(t *testing.T) {
+	elsewhere, elsewhereLine := newKey(t, `from="10.99.0.0/16"`)
+	here, hereLine := newKey(t, `from="10.99.0.0/16,127.0.0.0/8,!127.0.0.2"`)
+	twice, twiceLine1 := newKey(t, `from="10.99.0.0/16"`)
+	twiceLine2 := `from="127.0.0.1" ` + strings.SplitN(twiceLine1, " ", 2)[1]
+	ts := startShell(t, shellConfig(10, elsewhereLine, hereLine, twiceLine1, twiceLine2))
+	if c, err := ts.dial(elsewhere); err == nil {
+		c.Close()
+		t.Error(`a key with from="10.99.0.0/16" logged in from 127.0.0.1`)
+	}
+	ts.waitLog(t, `msg="ssh key refused from this source by its from= option"`, 1)
+	for name, k := range map[string]gossh.Signer{"from= matching": here, "listed twice": twice} {
+		if _, err := ts.run([]gossh.Signer{k}, "status"); err != nil {
+			t.Errorf("%s: %v\n%s", name, err, ts.log.String())
+		}
+	}
+}
+
+// command= runs that command whatever the client asks: another command,
+// or the interactive shell.
+func TestKeyForcedCommand(t *testing.T) {
+	k, line := newKey(t, `restrict,command="status"`)
+	ts := startShell(t, shellConfig(10, line))
+	out, err := ts.run([]gossh.Signer{k}, "poweroff")
+	if err != nil || !strings.Contains(out, "gatehouse") {
+		t.Errorf("forced status instead of poweroff: %v\n%s", err, out)
+	}
+	c, err := ts.dial(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shellOut bytes.Buffer
+	sess.Stdout = &shellOut
+	sess.Stdin = strings.NewReader("reboot\nqueue delete X\n")
+	if err := sess.Shell(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the shell request did not end after the forced command")
+	}
+	if calls := strings.Join(ts.pid1.Calls(), ","); calls != "status,status" {
+		t.Errorf("PID 1 was asked for %s, want status twice and nothing else", calls)
+	}
+	if strings.Contains(shellOut.String(), "gatehouse> ") {
+		t.Errorf("the forced command's key got a prompt:\n%s", shellOut.String())
+	}
+}
+
+// restrict and no-pty refuse a terminal; pty after restrict gives it back.
+func TestKeyNoPTY(t *testing.T) {
+	for options, want := range map[string]bool{"": true, "restrict": false, "no-pty": false, "restrict,pty": true} {
+		k, line := newKey(t, options)
+		ts := startShell(t, shellConfig(10, line))
+		c, err := ts.dial(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = sess.RequestPty("xterm", 24, 80, gossh.TerminalModes{})
+		if (err == nil) != want {
+			t.Errorf("%q: pty request: %v, want granted %v", options, err, want)
+		}
+		c.Close()
+	}
+}

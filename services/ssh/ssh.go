@@ -272,7 +272,7 @@ type server struct {
 // connection keeps the policy it was accepted under.
 type policy struct {
 	gate *Gate
-	keys map[string]string
+	keys map[string][]config.AuthorizedKey
 	idle time.Duration // a login with no activity this long is closed
 }
 
@@ -377,16 +377,21 @@ func reassertBans(bans *BanTable, log *slog.Logger) {
 	}
 }
 
-func authorized(c *config.Config) map[string]string {
-	keys := map[string]string{} // marshalled key -> comment
+// authorized indexes the config's keys by their wire form; a key may be
+// listed more than once (with different from= options, say).
+func authorized(c *config.Config) map[string][]config.AuthorizedKey {
+	keys := map[string][]config.AuthorizedKey{}
 	for _, line := range c.SSH.AuthorizedKeys {
-		pk, comment, _, _, err := gossh.ParseAuthorizedKey([]byte(line))
-		if err == nil {
-			keys[string(pk.Marshal())] = comment
+		k, err := config.ParseAuthorizedKey(line)
+		if err == nil { // validated: an error here is a line the config refused
+			keys[string(k.Key.Marshal())] = append(keys[string(k.Key.Marshal())], k)
 		}
 	}
 	return keys
 }
+
+// keyEntry is where a login's authorized_keys line is in its Permissions.
+type keyEntry struct{}
 
 // loginAttempt follows one connection's authentication for the ban count,
 // counted as OpenSSH logs it and fail2ban's sshd filter reads it: a key a
@@ -457,10 +462,19 @@ func (s *server) serve(c net.Conn) {
 			if _, banned := gate.bans.bannedUntil(src); banned {
 				return nil, errors.New("source banned")
 			}
-			if comment, ok := keys[string(key.Marshal())]; ok {
-				return &gossh.Permissions{Extensions: map[string]string{"key": gossh.FingerprintSHA256(key) + " " + comment}}, nil
+			fp := gossh.FingerprintSHA256(key)
+			entries := keys[string(key.Marshal())]
+			for _, k := range entries {
+				if k.FromAllows(src) {
+					return &gossh.Permissions{Extensions: map[string]string{"key": fp + " " + k.Comment},
+						ExtraData: map[any]any{keyEntry{}: k}}, nil
+				}
 			}
-			l.refused = append(l.refused, gossh.FingerprintSHA256(key))
+			l.refused = append(l.refused, fp)
+			if len(entries) > 0 {
+				s.log.Warn("ssh key refused from this source by its from= option", "source", src, "key", fp)
+				return nil, errors.New("key not allowed from this source")
+			}
 			return nil, errors.New("unknown key")
 		},
 		AuthLogCallback: l.logged,
@@ -477,7 +491,12 @@ func (s *server) serve(c net.Conn) {
 	gate.bans.succeeded(src)
 	c.SetDeadline(time.Time{})
 	defer sc.Close()
-	s.log.Info("ssh login", "source", src, "user", sc.User(), "key", sc.Permissions.Extensions["key"])
+	key, _ := sc.Permissions.ExtraData[keyEntry{}].(config.AuthorizedKey)
+	attrs := []any{"source", src, "user", sc.User(), "key", sc.Permissions.Extensions["key"]}
+	if key.Command != "" {
+		attrs = append(attrs, "forced_command", key.Command)
+	}
+	s.log.Info("ssh login", attrs...)
 	go gossh.DiscardRequests(reqs)
 	act := &activity{}
 	act.touch()
@@ -497,7 +516,7 @@ func (s *server) serve(c net.Conn) {
 		if err != nil {
 			continue
 		}
-		go session(activeChannel{ch, act}, creqs, act, s.backend, s.relaySock)
+		go s.session(activeChannel{ch, act}, creqs, act, key, src)
 	}
 }
 
@@ -548,36 +567,48 @@ func (c activeChannel) Write(p []byte) (int, error) {
 	return c.Channel.Write(p)
 }
 
-// session runs one command (exec) or the interactive shell.
-func session(ch gossh.Channel, reqs <-chan *gossh.Request, act *activity, b control.Backend, relaySock string) {
+// session runs one command (exec) or the interactive shell. A key's
+// forced command (command=) runs instead of either, whatever the client
+// asked, as OpenSSH's does; restrict and no-pty refuse a terminal.
+func (s *server) session(ch gossh.Channel, reqs <-chan *gossh.Request, act *activity, key config.AuthorizedKey, src netip.Addr) {
 	defer ch.Close()
+	exit := func() { ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{0})) }
 	pty := false
 	for req := range reqs {
 		act.touch()
 		switch req.Type {
 		case "pty-req":
-			pty = true
-			req.Reply(true, nil)
+			pty = !key.NoPTY
+			req.Reply(pty, nil)
 		case "env":
 			req.Reply(true, nil)
-		case "exec":
+		case "exec", "shell":
 			req.Reply(true, nil)
 			var cmd struct{ Command string }
-			gossh.Unmarshal(req.Payload, &cmd)
-			sh := &console.Shell{Backend: b, Out: crlf{ch}, RelaySocket: relaySock}
-			sh.Exec(cmd.Command)
-			ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{0}))
-			return
-		case "shell":
-			req.Reply(true, nil)
+			if req.Type == "exec" {
+				gossh.Unmarshal(req.Payload, &cmd)
+			}
+			if key.Command != "" {
+				if req.Type == "shell" || cmd.Command != key.Command {
+					s.log.Info("ssh forced command runs instead of the client's", "source", src,
+						"command", key.Command, "asked", cmd.Command, "request", req.Type)
+				}
+				cmd.Command, req.Type = key.Command, "exec"
+			}
+			if req.Type == "exec" {
+				sh := &console.Shell{Backend: s.backend, Out: crlf{ch}, RelaySocket: s.relaySock}
+				sh.Exec(cmd.Command)
+				exit()
+				return
+			}
 			fmt.Fprint(crlf{ch}, "gatehouse diagnostics shell; type help\n"+console.Prompt)
 			var in io.Reader = ch
 			if pty {
 				in = &terminal{ch: ch}
 			}
-			sh := &console.Shell{Backend: b, In: in, Out: crlf{ch}, RelaySocket: relaySock}
+			sh := &console.Shell{Backend: s.backend, In: in, Out: crlf{ch}, RelaySocket: s.relaySock}
 			sh.Run(context.Background())
-			ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{0}))
+			exit()
 			return
 		default:
 			req.Reply(false, nil)
