@@ -97,6 +97,7 @@ type SSH struct {
 	Allow          []string `yaml:"allow"`           // addresses, prefixes, ranges, host names
 	AuthorizedKeys []string `yaml:"authorized_keys"` // authorized_keys lines; none: the shell is off
 	Ban            Ban      `yaml:"ban"`
+	IdleTimeout    Duration `yaml:"idle_timeout"` // a login with nothing typed this long is closed; default 15m
 }
 
 // Ban bans a source after repeated authentication failures.
@@ -128,6 +129,7 @@ type Shutdown struct {
 // Defaults that apply when a key is absent.
 const (
 	DefaultShutdownTimeout = 10 * time.Second
+	DefaultSSHIdleTimeout  = 15 * time.Minute
 )
 
 // Prefix is an address with its prefix length, such as 192.0.2.10/24.

@@ -91,6 +91,23 @@ func TestErrors(t *testing.T) {
 				`f.yaml:8:64: smtp.connectors[0].tls: AUTH to a smart host needs tls encrypt, verify or secure: the password must not cross the network in clear`,
 				`f.yaml:9:38: smtp.queue.min_backoff: 2h0m0s is longer than max_backoff (1h0m0s)`,
 			}},
+		{"ssh idle timeout out of range", "ssh:\n  ban: {after: -1}\n  idle_timeout: 10s\n",
+			[]string{`f.yaml:2:16: ssh.ban.after: -1: ban after at least one failure`,
+				`f.yaml:3:17: ssh.idle_timeout: 10s is out of range (1m to 24h)`}},
+		{"authorized_keys options, placed at the option (plain, single- and double-quoted YAML)",
+			"ssh:\n  authorized_keys:\n" +
+				"    - from=\"10.99.0.0/16\",no-X11-forwarding " + testKey + "\n" +
+				"    - 'restrict,permitopen=\"10.0.0.1:25\" " + testKey + "'\n" +
+				"    - \"restrict,from=\\\"10.0.0.0/8,*.example.com\\\" " + testKey + "\"\n" +
+				"    - restrict,from=\"10.0.0.0/8\",command=\"status\",from=\"10.1.0.0/16\" " + testKey + "\n" +
+				"    - ssh-ed25519 AAAA\n",
+			[]string{
+				`f.yaml:3:27: ssh.authorized_keys[0]: option "no-X11-forwarding" is not supported: the shell forwards nothing and runs no rc files, so leave it out (the shell honours from=, command=, restrict, no-pty and pty)`,
+				`f.yaml:4:17: ssh.authorized_keys[1]: option "permitopen" is not supported (the shell honours from=, command=, restrict, no-pty and pty)`,
+				`f.yaml:5:35: ssh.authorized_keys[2]: option "from": "*.example.com" is not an address, a CIDR prefix or an address wildcard like 10.99.*; host names are not supported (the shell does not look client names up)`,
+				`f.yaml:6:51: ssh.authorized_keys[3]: option "from" is given twice`,
+				`f.yaml:7:7: ssh.authorized_keys[4]: not an authorized_keys line: ssh: no key found; last parsing error for ignored line: ssh: short read`,
+			}},
 		{"shutdown timeout out of range", "shutdown: {timeout: 1h}\n",
 			[]string{`f.yaml:1:21: shutdown.timeout: 1h0m0s is out of range (1s to 5m)`}},
 		{"bad dns resolver", "dns: {resolver: bind}\n",

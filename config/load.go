@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
@@ -81,6 +82,7 @@ func parse(name string, data []byte) (*Config, *index, []*Error, error) {
 		return nil, nil, nil, Errors{yamlError(name, idx, err)}
 	}
 	idx := indexFile(file)
+	idx.lines = strings.Split(string(data), "\n")
 	var c Config
 	if len(file.Docs) > 1 {
 		return nil, nil, nil, Errors{{File: name, Line: 1, Column: 1, Msg: "one YAML document expected, found " + fmt.Sprint(len(file.Docs))}}
@@ -103,6 +105,11 @@ func (idx *index) place(name string, list []problem) []*Error {
 	out := make([]*Error, 0, len(list))
 	for _, p := range list {
 		line, col := idx.positionOf(p.path)
+		if p.atOffset {
+			if l, c, ok := idx.valuePosition(p.path, p.offset); ok {
+				line, col = l, c
+			}
+		}
 		out = append(out, &Error{File: name, Line: line, Column: col, Path: p.path, Msg: p.msg})
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -339,12 +346,14 @@ func (u *Unimplemented) UnmarshalYAML(node ast.Node) error {
 
 // index maps field paths to positions in the file and back.
 type index struct {
-	locs []loc
+	locs  []loc
+	lines []string // the file's text, to place errors inside a value
 }
 
 type loc struct {
 	path      string
 	line, col int
+	tok       *token.Token
 }
 
 func indexFile(f *ast.File) *index {
@@ -359,7 +368,7 @@ func (idx *index) add(path string, tok *token.Token) {
 	if tok == nil || tok.Position == nil {
 		return
 	}
-	idx.locs = append(idx.locs, loc{path: path, line: tok.Position.Line, col: tok.Position.Column})
+	idx.locs = append(idx.locs, loc{path: path, line: tok.Position.Line, col: tok.Position.Column, tok: tok})
 }
 
 func join(parent, key string) string {
@@ -449,6 +458,66 @@ func (idx *index) positionOf(path string) (line, col int) {
 		}
 	}
 	return 0, 0
+}
+
+// valuePosition finds where the byte offset bytes into path's string
+// value is written: the value must be a scalar on one line (plain, or
+// quoted with its escapes undone as the decoder does); ok is false when it
+// is not, and the caller names the value's start instead.
+func (idx *index) valuePosition(path string, offset int) (line, col int, ok bool) {
+	for _, l := range idx.locs {
+		if l.path != path {
+			continue
+		}
+		if l.tok == nil || l.line < 1 || l.line > len(idx.lines) {
+			return 0, 0, false
+		}
+		c, ok := valueColumn(idx.lines[l.line-1], l.col, l.tok.Type, offset)
+		return l.line, c, ok
+	}
+	return 0, 0, false
+}
+
+// valueColumn walks a scalar written at column col of text to the byte
+// offset into its value.
+func valueColumn(text string, col int, typ token.Type, offset int) (int, bool) {
+	r := []rune(text)
+	i := col - 1
+	quoted := typ == token.SingleQuoteType || typ == token.DoubleQuoteType
+	switch {
+	case typ == token.StringType:
+	case quoted:
+		i++ // past the opening quote
+	default:
+		return 0, false
+	}
+	for n := 0; n < offset; {
+		if i < 0 || i >= len(r) {
+			return 0, false // the value goes on past this line
+		}
+		c := r[i]
+		switch {
+		case typ == token.SingleQuoteType && c == '\'':
+			if i+1 >= len(r) || r[i+1] != '\'' {
+				return 0, false // the closing quote
+			}
+			i, n = i+2, n+1
+		case typ == token.DoubleQuoteType && c == '"':
+			return 0, false
+		case typ == token.DoubleQuoteType && c == '\\' && i+1 < len(r):
+			width := map[rune]int{'x': 2, 'u': 4, 'U': 8}[r[i+1]]
+			size := 1
+			if width > 0 && i+2+width <= len(r) {
+				if v, err := strconv.ParseUint(string(r[i+2:i+2+width]), 16, 32); err == nil {
+					size = utf8.RuneLen(rune(v))
+				}
+			}
+			i, n = i+2+width, n+max(size, 1)
+		default:
+			i, n = i+1, n+utf8.RuneLen(c)
+		}
+	}
+	return i + 1, true
 }
 
 func parentPath(p string) string {

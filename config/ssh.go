@@ -1,9 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
-
-	"golang.org/x/crypto/ssh"
+	"time"
 )
 
 func (c *Config) checkSSH(ck *checker) {
@@ -16,12 +16,20 @@ func (c *Config) checkSSH(ck *checker) {
 		}
 	}
 	for i, k := range c.SSH.AuthorizedKeys {
-		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil {
-			ck.errf(fmt.Sprintf("ssh.authorized_keys[%d]", i), "not an authorized_keys line: %v", err)
+		if _, err := ParseAuthorizedKey(k); err != nil {
+			var ke *KeyError
+			if errors.As(err, &ke) {
+				ck.errAt(fmt.Sprintf("ssh.authorized_keys[%d]", i), ke.Offset, "%v", err)
+			} else {
+				ck.errf(fmt.Sprintf("ssh.authorized_keys[%d]", i), "%v", err)
+			}
 		}
 	}
 	if c.SSH.Ban.After < 1 {
 		ck.errf("ssh.ban.after", "%d: ban after at least one failure", c.SSH.Ban.After)
+	}
+	if t := c.SSH.IdleTimeout.Duration; t < time.Minute || t > 24*time.Hour {
+		ck.errf("ssh.idle_timeout", "%s is out of range (1m to 24h)", t)
 	}
 }
 

@@ -13,6 +13,10 @@ import (
 type problem struct {
 	path string
 	msg  string
+	// atOffset: the finding is about a part of a string value, offset
+	// bytes into it (one option of an authorized_keys line, say).
+	atOffset bool
+	offset   int
 }
 
 type checker struct {
@@ -20,11 +24,17 @@ type checker struct {
 }
 
 func (c *checker) errf(path, format string, args ...any) {
-	c.errs = append(c.errs, problem{path, fmt.Sprintf(format, args...)})
+	c.errs = append(c.errs, problem{path: path, msg: fmt.Sprintf(format, args...)})
+}
+
+// errAt is errf about the part of path's string value that starts offset
+// bytes into it.
+func (c *checker) errAt(path string, offset int, format string, args ...any) {
+	c.errs = append(c.errs, problem{path: path, msg: fmt.Sprintf(format, args...), atOffset: true, offset: offset})
 }
 
 func (c *checker) warnf(path, format string, args ...any) {
-	c.warns = append(c.warns, problem{path, fmt.Sprintf(format, args...)})
+	c.warns = append(c.warns, problem{path: path, msg: fmt.Sprintf(format, args...)})
 }
 
 func (c *Config) applyDefaults() {
@@ -42,6 +52,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.SSH.Ban.For.Duration == 0 {
 		c.SSH.Ban.For.Duration = 15 * time.Minute
+	}
+	if c.SSH.IdleTimeout.Duration == 0 {
+		c.SSH.IdleTimeout.Duration = DefaultSSHIdleTimeout
 	}
 	if c.Firewall.Backend == "" {
 		c.Firewall.Backend = "auto"

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -42,21 +44,19 @@ type Options struct {
 }
 
 // Gate decides who may connect: the allowlist, the monitoring hosts, and
-// no one banned.
+// no one banned. A gate is made for each config and does not change; the
+// bans it records are in the service's one ban table.
 type Gate struct {
-	mu      sync.Mutex
 	allowed []config.AddrRange
 	after   int
 	banFor  time.Duration
-	fails   map[netip.Addr][]time.Time
-	banned  map[netip.Addr]time.Time
-	now     func() time.Time
+	bans    *BanTable
 }
 
-// NewGate resolves the allowlist (host names once, now) into ranges.
-func NewGate(ctx context.Context, c *config.Config, log *slog.Logger) *Gate {
-	g := &Gate{after: c.SSH.Ban.After, banFor: c.SSH.Ban.For.Duration, fails: map[netip.Addr][]time.Time{},
-		banned: map[netip.Addr]time.Time{}, now: time.Now}
+// NewGate resolves the allowlist (host names once, now) into ranges; its
+// failures and bans go into bans.
+func NewGate(ctx context.Context, c *config.Config, bans *BanTable, log *slog.Logger) *Gate {
+	g := &Gate{after: c.SSH.Ban.After, banFor: c.SSH.Ban.For.Duration, bans: bans}
 	for _, s := range append(append([]string(nil), c.SSH.Allow...), c.Monitoring.Hosts...) {
 		p, err := config.ParsePeer(s)
 		if err != nil {
@@ -79,13 +79,8 @@ func NewGate(ctx context.Context, c *config.Config, log *slog.Logger) *Gate {
 // Admit says whether a connection from a may proceed, and if not, why.
 func (g *Gate) Admit(a netip.Addr) (bool, string) {
 	a = a.Unmap()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if until, ok := g.banned[a]; ok {
-		if g.now().Before(until) {
-			return false, "banned until " + until.Format(time.RFC3339)
-		}
-		delete(g.banned, a)
+	if until, ok := g.bans.bannedUntil(a); ok {
+		return false, "banned until " + until.Format(time.RFC3339)
 	}
 	for _, r := range g.allowed {
 		if r.From.Is4() == a.Is4() && !a.Less(r.From) && !r.To.Less(a) {
@@ -96,12 +91,49 @@ func (g *Gate) Admit(a netip.Addr) (bool, string) {
 }
 
 // Bans lists the sources banned now and the time each has left.
-func (g *Gate) Bans() map[netip.Addr]time.Duration {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := g.now()
+func (g *Gate) Bans() map[netip.Addr]time.Duration { return g.bans.Bans() }
+
+// Failed records an authentication failure; it reports whether the source
+// is banned now.
+func (g *Gate) Failed(a netip.Addr) bool { return g.bans.failed(a.Unmap(), g.after, g.banFor) }
+
+// BanTable is the service's one record of authentication failures and
+// bans. It outlives reloads: connections accepted under the config before
+// one keep recording into it next to those accepted after.
+type BanTable struct {
+	mu     sync.Mutex
+	fails  map[netip.Addr][]time.Time
+	banned map[netip.Addr]time.Time
+	now    func() time.Time
+}
+
+// NewBanTable is an empty table.
+func NewBanTable() *BanTable {
+	return &BanTable{fails: map[netip.Addr][]time.Time{}, banned: map[netip.Addr]time.Time{}, now: time.Now}
+}
+
+// bannedUntil says until when a is banned, if it is now.
+func (b *BanTable) bannedUntil(a netip.Addr) (time.Time, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	until, ok := b.banned[a]
+	if !ok {
+		return time.Time{}, false
+	}
+	if b.now().Before(until) {
+		return until, true
+	}
+	delete(b.banned, a)
+	return time.Time{}, false
+}
+
+// Bans lists the sources banned now and the time each has left.
+func (b *BanTable) Bans() map[netip.Addr]time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
 	out := map[netip.Addr]time.Duration{}
-	for a, until := range g.banned {
+	for a, until := range b.banned {
 		if left := until.Sub(now); left > 0 {
 			out[a] = left
 		}
@@ -109,50 +141,166 @@ func (g *Gate) Bans() map[netip.Addr]time.Duration {
 	return out
 }
 
-// Failed records an authentication failure; it reports whether the source
-// is banned now.
-func (g *Gate) Failed(a netip.Addr) bool {
-	a = a.Unmap()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := g.now()
-	recent := g.fails[a][:0]
-	for _, t := range g.fails[a] {
-		if now.Sub(t) < g.banFor {
+// succeeded forgets a's failures: it logged in.
+func (b *BanTable) succeeded(a netip.Addr) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.fails, a.Unmap())
+}
+
+// failed records a failure of a; after failures within banFor of each
+// other ban a for banFor. It reports whether a is banned now.
+func (b *BanTable) failed(a netip.Addr, after int, banFor time.Duration) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	recent := b.fails[a][:0]
+	for _, t := range b.fails[a] {
+		if now.Sub(t) < banFor {
 			recent = append(recent, t)
 		}
 	}
 	recent = append(recent, now)
-	g.fails[a] = recent
-	if len(recent) >= g.after {
-		g.banned[a] = now.Add(g.banFor)
-		delete(g.fails, a)
+	b.fails[a] = recent
+	if len(recent) >= after {
+		b.banned[a] = now.Add(banFor)
+		delete(b.fails, a)
 		return true
 	}
 	return false
 }
 
-// hostKey loads the host key, or makes one on first start.
-func hostKey(dir string) (gossh.Signer, error) {
-	file := filepath.Join(dir, "ssh_host_ed25519_key")
-	if b, err := os.ReadFile(file); err == nil {
-		return gossh.ParsePrivateKey(b)
+// hostKeyFile is the host key's file in the key directory.
+const hostKeyFile = "ssh_host_ed25519_key"
+
+// hostKey loads the host key, or makes one: on first start, and when the
+// file cannot be read or does not parse (cut short by a crash, say). A
+// changed host key is better than no admin access, so that is an error in
+// the log naming the new key's fingerprint, not a shell that never starts.
+// A key that cannot be saved still serves until the shell restarts.
+func hostKey(dir string, log *slog.Logger) (gossh.Signer, error) {
+	file := filepath.Join(dir, hostKeyFile)
+	b, err := os.ReadFile(file)
+	if err == nil {
+		signer, perr := gossh.ParsePrivateKey(b)
+		if perr == nil {
+			return signer, nil
+		}
+		err = perr
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
+	_, priv, gerr := ed25519.GenerateKey(rand.Reader)
+	if gerr != nil {
+		return nil, fmt.Errorf("ssh: make host key: %w", gerr)
+	}
+	signer, gerr := gossh.NewSignerFromKey(priv)
+	if gerr != nil {
+		return nil, fmt.Errorf("ssh: make host key: %w", gerr)
+	}
+	fp := gossh.FingerprintSHA256(signer.PublicKey())
+	if errors.Is(err, fs.ErrNotExist) {
+		log.Info("ssh host key made", "file", file, "fingerprint", fp)
+	} else {
+		log.Error("ssh host key unusable, replaced by a new one: clients will see a changed host key",
+			"file", file, "err", err, "fingerprint", fp)
 	}
 	block, err := gossh.MarshalPrivateKey(priv, "gatehouse host key")
+	if err == nil {
+		err = writeFileAtomic(file, pem.EncodeToMemory(block))
+	}
 	if err != nil {
-		return nil, err
+		log.Error("ssh host key not saved: a new one will be made when the shell restarts", "file", file, "err", err)
 	}
+	return signer, nil
+}
+
+// writeFileAtomic replaces file with b so that a crash leaves the old file
+// or the new one, never a part: a private temporary file in the same
+// directory, synced, renamed over it, and the directory synced.
+func writeFileAtomic(file string, b []byte) error {
+	dir := filepath.Dir(file)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+		return fmt.Errorf("ssh: save %s: %w", file, err)
 	}
-	if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
-		return nil, err
+	f, err := os.CreateTemp(dir, "."+filepath.Base(file)+".*") // mode 0600
+	if err != nil {
+		return fmt.Errorf("ssh: save %s: %w", file, err)
 	}
-	return gossh.NewSignerFromKey(priv)
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, file)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("ssh: save %s: %w", file, err)
+	}
+	d, err := os.Open(dir)
+	if err == nil {
+		err = d.Sync()
+		d.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("ssh: save %s: sync directory: %w", file, err)
+	}
+	return nil
+}
+
+// server is the running service: the host key, the ban table, and the
+// policy of the config in force, swapped on reload.
+type server struct {
+	log       *slog.Logger
+	signer    gossh.Signer
+	backend   control.Backend
+	relaySock string
+
+	bans *BanTable // outlives reloads
+	// kernelBan puts a ban into the firewall (fw.Ban; the tests' own
+	// never touch the host's firewall).
+	kernelBan func(netip.Addr, time.Duration) error
+
+	mu  sync.Mutex
+	pol *policy
+}
+
+// policy is what one config says about who gets in and for how long. A
+// connection keeps the policy it was accepted under.
+type policy struct {
+	gate *Gate
+	keys map[string][]config.AuthorizedKey
+	idle time.Duration // a login with no activity this long is closed
+}
+
+func newPolicy(ctx context.Context, c *config.Config, bans *BanTable, log *slog.Logger) *policy {
+	return &policy{gate: NewGate(ctx, c, bans, log), keys: authorized(c), idle: c.SSH.IdleTimeout.Duration}
+}
+
+func newServer(ctx context.Context, c *config.Config, signer gossh.Signer, o Options) *server {
+	s := &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
+		relaySock: filepath.Join(filepath.Dir(o.Control), "smtp.sock"), bans: NewBanTable(), kernelBan: fw.Ban}
+	s.pol = newPolicy(ctx, c, s.bans, o.Log)
+	return s
+}
+
+// reload puts a new config's policy in force for the connections
+// accepted from now on.
+func (s *server) reload(ctx context.Context, c *config.Config) {
+	p := newPolicy(ctx, c, s.bans, s.log)
+	s.mu.Lock()
+	s.pol = p
+	s.mu.Unlock()
+}
+
+// current is the policy a new connection is judged by.
+func (s *server) current() *policy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pol
 }
 
 // Run serves until ctx ends.
@@ -161,14 +309,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	signer, err := hostKey(o.KeyDir)
+	signer, err := hostKey(o.KeyDir, o.Log)
 	if err != nil {
 		return fmt.Errorf("ssh: host key: %w", err)
 	}
 	o.Log.Info("ssh host key", "fingerprint", gossh.FingerprintSHA256(signer.PublicKey()))
-	var mu sync.Mutex
-	gate := NewGate(ctx, cfg, o.Log)
-	keys := authorized(cfg)
+	s := newServer(ctx, cfg, signer, o)
 	l, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.SSH.Port))
 	if err != nil {
 		return fmt.Errorf("ssh: %w", err)
@@ -179,17 +325,9 @@ func Run(ctx context.Context, o Options) error {
 	}()
 	go func() {
 		for range o.Reload {
-			c, ok := config.Reread(o.Config, o.Log)
-			if !ok {
-				continue
+			if c, ok := config.Reread(o.Config, o.Log); ok {
+				s.reload(ctx, c)
 			}
-			g := NewGate(ctx, c, o.Log)
-			mu.Lock()
-			gate.mu.Lock()
-			g.banned = gate.banned // bans outlive a reload
-			gate.mu.Unlock()
-			gate, keys = g, authorized(c)
-			mu.Unlock()
 		}
 	}()
 	go func() {
@@ -205,10 +343,7 @@ func Run(ctx context.Context, o Options) error {
 				return
 			case <-t.C:
 			}
-			mu.Lock()
-			g := gate
-			mu.Unlock()
-			reassertBans(g, o.Log)
+			reassertBans(s.bans, o.Log)
 		}
 	}()
 	o.Notify.Status(fmt.Sprintf("listening on port %d", cfg.SSH.Port))
@@ -221,21 +356,18 @@ func Run(ctx context.Context, o Options) error {
 			}
 			return fmt.Errorf("ssh: accept: %w", err)
 		}
-		mu.Lock()
-		g, k := gate, keys
-		mu.Unlock()
-		go serve(c, g, k, signer, o)
+		go s.serve(c)
 	}
 }
 
-// reassertBans puts the gate's current bans missing from the kernel's set
-// back, for the time each has left.
-func reassertBans(g *Gate, log *slog.Logger) {
+// reassertBans puts the current bans missing from the kernel's set back,
+// for the time each has left.
+func reassertBans(bans *BanTable, log *slog.Logger) {
 	inKernel, err := (fw.NFT{}).Bans()
 	if err != nil {
 		return // no nftables firewall: the gate alone enforces
 	}
-	for a, left := range g.Bans() {
+	for a, left := range bans.Bans() {
 		if _, ok := inKernel[a]; ok || left < time.Second {
 			continue
 		}
@@ -245,61 +377,137 @@ func reassertBans(g *Gate, log *slog.Logger) {
 	}
 }
 
-func authorized(c *config.Config) map[string]string {
-	keys := map[string]string{} // marshalled key -> comment
+// authorized indexes the config's keys by their wire form; a key may be
+// listed more than once (with different from= options, say).
+func authorized(c *config.Config) map[string][]config.AuthorizedKey {
+	keys := map[string][]config.AuthorizedKey{}
 	for _, line := range c.SSH.AuthorizedKeys {
-		pk, comment, _, _, err := gossh.ParseAuthorizedKey([]byte(line))
-		if err == nil {
-			keys[string(pk.Marshal())] = comment
+		k, err := config.ParseAuthorizedKey(line)
+		if err == nil { // validated: an error here is a line the config refused
+			keys[string(k.Key.Marshal())] = append(keys[string(k.Key.Marshal())], k)
 		}
 	}
 	return keys
 }
 
-func serve(c net.Conn, gate *Gate, keys map[string]string, signer gossh.Signer, o Options) {
+// keyEntry is where a login's authorized_keys line is in its Permissions.
+type keyEntry struct{}
+
+// loginAttempt follows one connection's authentication for the ban count,
+// counted as OpenSSH logs it and fail2ban's sshd filter reads it: a key a
+// client offers and the shell refuses is how a client with several keys
+// finds its own, so refused keys are no failure one by one; a connection
+// that tried keys and ends without logging in is one failure, however many
+// it offered or signed; every password or keyboard-interactive attempt
+// (the shell takes neither) is one. A login clears the source's count.
+type loginAttempt struct {
+	s        *server
+	gate     *Gate
+	src      netip.Addr
+	triedKey bool     // a public key was offered or signed
+	refused  []string // fingerprints of keys not authorised
+}
+
+// logged is the AuthLogCallback: every attempt but a public key accepted
+// when offered.
+func (l *loginAttempt) logged(meta gossh.ConnMetadata, method string, err error) {
+	switch {
+	case err == nil, method == "none", method == "publickey":
+		// publickey: counted when the connection ends.
+	default:
+		l.s.log.Info("ssh authentication failed", "source", l.src, "user", meta.User(), "method", method)
+		l.s.failed(l.gate, l.src)
+	}
+}
+
+// ended counts a connection that tried keys and never logged in.
+func (l *loginAttempt) ended() {
+	if !l.triedKey {
+		return
+	}
+	l.s.log.Info("ssh authentication failed", "source", l.src, "method", "publickey", "refused_keys", strings.Join(l.refused, " "))
+	l.s.failed(l.gate, l.src)
+}
+
+// failed records a failure of src, and bans it after too many.
+func (s *server) failed(gate *Gate, src netip.Addr) {
+	if !gate.Failed(src) {
+		return
+	}
+	s.log.Warn("ssh source banned after repeated authentication failures", "source", src, "for", gate.banFor)
+	// In the kernel too, so the banned source's packets stop at the
+	// firewall; the gate still refuses it without one.
+	if err := s.kernelBan(src, gate.banFor); err != nil {
+		s.log.Info("ssh ban enforced by the shell only", "source", src, "err", err)
+	}
+}
+
+func (s *server) serve(c net.Conn) {
 	defer c.Close()
+	pol := s.current()
+	gate, keys := pol.gate, pol.keys
 	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	src := ap.Addr()
 	if ok, why := gate.Admit(src); !ok {
-		o.Log.Warn("ssh connection refused", "source", src, "why", why)
+		s.log.Warn("ssh connection refused", "source", src, "why", why)
 		return
 	}
+	l := &loginAttempt{s: s, gate: gate, src: src}
 	conf := &gossh.ServerConfig{
-		MaxAuthTries: 3,
+		// OpenSSH's default: room for a client whose agent offers a few
+		// other keys before the right one.
+		MaxAuthTries: 6,
 		PublicKeyCallback: func(meta gossh.ConnMetadata, key gossh.PublicKey) (*gossh.Permissions, error) {
-			if comment, ok := keys[string(key.Marshal())]; ok {
-				return &gossh.Permissions{Extensions: map[string]string{"key": gossh.FingerprintSHA256(key) + " " + comment}}, nil
+			l.triedKey = true
+			if _, banned := gate.bans.bannedUntil(src); banned {
+				return nil, errors.New("source banned")
+			}
+			fp := gossh.FingerprintSHA256(key)
+			entries := keys[string(key.Marshal())]
+			for _, k := range entries {
+				if k.FromAllows(src) {
+					return &gossh.Permissions{Extensions: map[string]string{"key": fp + " " + k.Comment},
+						ExtraData: map[any]any{keyEntry{}: k}}, nil
+				}
+			}
+			l.refused = append(l.refused, fp)
+			if len(entries) > 0 {
+				s.log.Warn("ssh key refused from this source by its from= option", "source", src, "key", fp)
+				return nil, errors.New("key not allowed from this source")
 			}
 			return nil, errors.New("unknown key")
 		},
-		AuthLogCallback: func(meta gossh.ConnMetadata, method string, err error) {
-			if err == nil || method == "none" {
-				return
-			}
-			if gate.Failed(src) {
-				o.Log.Warn("ssh source banned after repeated authentication failures", "source", src, "for", gate.banFor)
-				// In the kernel too, so the banned source's packets stop
-				// at the firewall; the gate still refuses it without one.
-				if err := fw.Ban(src, gate.banFor); err != nil {
-					o.Log.Info("ssh ban enforced by the shell only", "source", src, "err", err)
-				}
-			}
-		},
-		ServerVersion: "SSH-2.0-gatehouse",
+		AuthLogCallback: l.logged,
+		ServerVersion:   "SSH-2.0-gatehouse",
 	}
-	conf.AddHostKey(signer)
+	conf.AddHostKey(s.signer)
 	c.SetDeadline(time.Now().Add(30 * time.Second)) // for the handshake
 	sc, chans, reqs, err := gossh.NewServerConn(c, conf)
 	if err != nil {
-		o.Log.Info("ssh handshake failed", "source", src, "err", err)
+		s.log.Info("ssh handshake failed", "source", src, "err", err)
+		l.ended()
 		return
 	}
+	gate.bans.succeeded(src)
 	c.SetDeadline(time.Time{})
 	defer sc.Close()
-	o.Log.Info("ssh login", "source", src, "user", sc.User(), "key", sc.Permissions.Extensions["key"])
+	key, _ := sc.Permissions.ExtraData[keyEntry{}].(config.AuthorizedKey)
+	attrs := []any{"source", src, "user", sc.User(), "key", sc.Permissions.Extensions["key"]}
+	if key.Command != "" {
+		attrs = append(attrs, "forced_command", key.Command)
+	}
+	s.log.Info("ssh login", attrs...)
 	go gossh.DiscardRequests(reqs)
-	backend := control.Client{Socket: o.Control}
+	act := &activity{}
+	act.touch()
+	done := make(chan struct{})
+	defer close(done)
+	go act.watch(pol.idle, done, func() {
+		s.log.Info("ssh login closed after idle timeout", "source", src, "user", sc.User(), "idle", pol.idle)
+		sc.Close()
+	})
 	for nc := range chans {
+		act.touch()
 		if nc.ChannelType() != "session" {
 			nc.Reject(gossh.UnknownChannelType, "only sessions")
 			continue
@@ -308,39 +516,99 @@ func serve(c net.Conn, gate *Gate, keys map[string]string, signer gossh.Signer, 
 		if err != nil {
 			continue
 		}
-		go session(ch, creqs, backend, filepath.Join(filepath.Dir(o.Control), "smtp.sock"))
+		go s.session(activeChannel{ch, act}, creqs, act, key, src)
 	}
 }
 
-// session runs one command (exec) or the interactive shell.
-func session(ch gossh.Channel, reqs <-chan *gossh.Request, b control.Backend, relaySock string) {
+// activity is when a login last did something: data on a session either
+// way, a new session, a request on one. Keepalives are not activity, or a
+// client that sends them would never be idle; output is, so a long
+// command is not cut short.
+type activity struct{ last atomic.Int64 }
+
+func (a *activity) touch() { a.last.Store(time.Now().UnixNano()) }
+
+// watch calls expire once the login has been idle for d, unless done
+// closes first.
+func (a *activity) watch(d time.Duration, done <-chan struct{}, expire func()) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		if left := d - time.Since(time.Unix(0, a.last.Load())); left > 0 {
+			t.Reset(left)
+			continue
+		}
+		expire()
+		return
+	}
+}
+
+// activeChannel marks the login active when data crosses the session.
+type activeChannel struct {
+	gossh.Channel
+	act *activity
+}
+
+func (c activeChannel) Read(p []byte) (int, error) {
+	n, err := c.Channel.Read(p)
+	if n > 0 {
+		c.act.touch()
+	}
+	return n, err
+}
+
+func (c activeChannel) Write(p []byte) (int, error) {
+	c.act.touch()
+	return c.Channel.Write(p)
+}
+
+// session runs one command (exec) or the interactive shell. A key's
+// forced command (command=) runs instead of either, whatever the client
+// asked, as OpenSSH's does; restrict and no-pty refuse a terminal.
+func (s *server) session(ch gossh.Channel, reqs <-chan *gossh.Request, act *activity, key config.AuthorizedKey, src netip.Addr) {
 	defer ch.Close()
+	exit := func() { ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{0})) }
 	pty := false
 	for req := range reqs {
+		act.touch()
 		switch req.Type {
 		case "pty-req":
-			pty = true
-			req.Reply(true, nil)
+			pty = !key.NoPTY
+			req.Reply(pty, nil)
 		case "env":
 			req.Reply(true, nil)
-		case "exec":
+		case "exec", "shell":
 			req.Reply(true, nil)
 			var cmd struct{ Command string }
-			gossh.Unmarshal(req.Payload, &cmd)
-			sh := &console.Shell{Backend: b, Out: crlf{ch}, RelaySocket: relaySock}
-			sh.Exec(cmd.Command)
-			ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{0}))
-			return
-		case "shell":
-			req.Reply(true, nil)
+			if req.Type == "exec" {
+				gossh.Unmarshal(req.Payload, &cmd)
+			}
+			if key.Command != "" {
+				if req.Type == "shell" || cmd.Command != key.Command {
+					s.log.Info("ssh forced command runs instead of the client's", "source", src,
+						"command", key.Command, "asked", cmd.Command, "request", req.Type)
+				}
+				cmd.Command, req.Type = key.Command, "exec"
+			}
+			if req.Type == "exec" {
+				sh := &console.Shell{Backend: s.backend, Out: crlf{ch}, RelaySocket: s.relaySock}
+				sh.Exec(cmd.Command)
+				exit()
+				return
+			}
 			fmt.Fprint(crlf{ch}, "gatehouse diagnostics shell; type help\n"+console.Prompt)
 			var in io.Reader = ch
 			if pty {
 				in = &terminal{ch: ch}
 			}
-			sh := &console.Shell{Backend: b, In: in, Out: crlf{ch}, RelaySocket: relaySock}
+			sh := &console.Shell{Backend: s.backend, In: in, Out: crlf{ch}, RelaySocket: s.relaySock}
 			sh.Run(context.Background())
-			ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{0}))
+			exit()
 			return
 		default:
 			req.Reply(false, nil)

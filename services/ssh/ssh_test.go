@@ -8,6 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,9 +24,9 @@ func TestGateAllowlistAndBans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := NewGate(context.Background(), c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g := NewGate(context.Background(), c, NewBanTable(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	now := time.Now()
-	g.now = func() time.Time { return now }
+	g.bans.now = func() time.Time { return now }
 	for addr, want := range map[string]bool{
 		"198.51.100.7": true, "192.168.0.50": true, "192.168.0.51": false, "192.0.2.99": true,
 		"2001:db8::1": true, "2001:db8:1::1": false, "203.0.113.1": false, "::ffff:198.51.100.7": true,
@@ -65,14 +68,14 @@ func TestBansReassertedIntoTheFirewall(t *testing.T) {
 			t.Fatal(err)
 		}
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		g := NewGate(context.Background(), c, log)
+		g := NewGate(context.Background(), c, NewBanTable(), log)
 		lost, kept := netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("203.0.113.10")
 		g.Failed(lost)
 		g.Failed(kept)
 		if err := (fw.NFT{}).Ban(kept, 5*time.Minute); err != nil { // the kernel's own, shorter
 			t.Fatal(err)
 		}
-		reassertBans(g, log)
+		reassertBans(g.bans, log)
 		bans, err := (fw.NFT{}).Bans()
 		if err != nil {
 			t.Fatal(err)
@@ -84,4 +87,50 @@ func TestBansReassertedIntoTheFirewall(t *testing.T) {
 			t.Errorf("a ban still in the kernel was reset to %v", left)
 		}
 	})
+}
+
+// Logins fail while the config is reloaded, again and again: the gates of
+// before and after a reload record into one ban table (run with -race;
+// without one owner this is a concurrent map write), and no ban is lost.
+func TestReloadWhileLoginsFail(t *testing.T) {
+	c, _, err := config.Parse("f.yaml", []byte("ssh:\n  allow: [198.51.100.0/24]\n  ban: {after: 1, for: 1h}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := newServer(context.Background(), c, nil, Options{Log: log, Control: "/nonexistent/control.sock"})
+	const workers, each = 4, 2000
+	var wg, reloader sync.WaitGroup
+	var done atomic.Bool
+	reloader.Go(func() {
+		for !done.Load() {
+			s.reload(context.Background(), c)
+			runtime.Gosched()
+		}
+	})
+	for w := range workers {
+		wg.Go(func() {
+			// A connection keeps the gate it was accepted under: its
+			// failures come in after reloads too.
+			g := s.current().gate
+			for i := range each {
+				if i%10 == 0 {
+					g = s.current().gate
+				}
+				a := netip.AddrFrom4([4]byte{10, byte(w), byte(i >> 8), byte(i)})
+				g.Failed(a)
+				g.Admit(a)
+				if i%100 == 0 {
+					g.Bans()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	done.Store(true)
+	reloader.Wait()
+	g := s.current().gate
+	if n := len(g.Bans()); n != workers*each {
+		t.Errorf("%d bans after the reloads, want %d", n, workers*each)
+	}
 }
