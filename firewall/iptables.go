@@ -291,7 +291,7 @@ func RenderIPTables(rs Ruleset, family int) string {
 }
 
 func renderFamily(rs Ruleset, f ipFamily) string {
-	w := &restoreWriter{f: f}
+	w := &restoreWriter{f: f, boot: rs.Boot}
 	w.b.WriteString("*filter\n")
 	for _, h := range ipHooks {
 		fmt.Fprintf(&w.b, ":%s - [0:0]\n", h.chain)
@@ -333,8 +333,9 @@ func renderFamily(rs Ruleset, f ipFamily) string {
 }
 
 type restoreWriter struct {
-	b strings.Builder
-	f ipFamily
+	b    strings.Builder
+	f    ipFamily
+	boot bool // DefaultDeny's rules
 }
 
 // rule appends a rule to chain; empty parts of spec are left out.
@@ -349,14 +350,18 @@ func (w *restoreWriter) rule(chain string, spec ...string) {
 }
 
 // common: replies, invalid packets, loopback and ICMP, in every filtering
-// chain. The limit is per ICMP type: an iptables rule matches one type,
-// and a shared bucket would take a chain of its own.
+// chain; at boot ICMP only for neighbour discovery. The limit is per ICMP
+// type: an iptables rule matches one type, and a shared bucket would take a
+// chain of its own.
 func (w *restoreWriter) common(chain, ifOpt string) {
 	w.rule(chain, "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
 	w.rule(chain, "-m conntrack --ctstate INVALID -j DROP")
 	w.rule(chain, ifOpt, "lo -j ACCEPT")
 	for _, t := range w.f.noLimit {
 		w.rule(chain, "-p", w.f.icmp, w.f.icmpType, strconv.Itoa(t), "-j ACCEPT")
+	}
+	if w.boot {
+		return
 	}
 	for _, t := range w.f.essential {
 		w.rule(chain, "-p", w.f.icmp, w.f.icmpType, strconv.Itoa(t), "-m limit --limit 20/sec --limit-burst 40 -j ACCEPT")

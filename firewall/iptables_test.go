@@ -20,12 +20,22 @@ import (
 	"gatehouse/test/netnstest"
 )
 
-// The iptables-restore input for each family, against golden files.
+// The iptables-restore input for each family, against golden files: the
+// example config's, and the boot-time default deny.
 func TestGoldenIPTablesRuleset(t *testing.T) {
-	rs := exampleRuleset(t)
+	for name, rs := range map[string]Ruleset{"example": exampleRuleset(t), "default-deny": DefaultDeny()} {
+		checkIPTablesGolden(t, rs, name)
+	}
+	if got := RenderIPTables(exampleRuleset(t), 5); got != "" {
+		t.Errorf("family 5: %q", got)
+	}
+}
+
+func checkIPTablesGolden(t *testing.T, rs Ruleset, name string) {
+	t.Helper()
 	for _, fam := range []int{4, 6} {
 		got := []byte(RenderIPTables(rs, fam))
-		golden := filepath.Join("testdata", fmt.Sprintf("example.iptables%d", fam))
+		golden := filepath.Join("testdata", fmt.Sprintf("%s.iptables%d", name, fam))
 		if *update {
 			os.MkdirAll("testdata", 0o755)
 			os.WriteFile(golden, got, 0o644)
@@ -38,9 +48,6 @@ func TestGoldenIPTablesRuleset(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Errorf("IPv%d rules differ from %s:\n%s", fam, golden, got)
 		}
-	}
-	if got := RenderIPTables(rs, 5); got != "" {
-		t.Errorf("family 5: %q", got)
 	}
 }
 
