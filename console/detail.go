@@ -113,8 +113,12 @@ func WriteFirewall(w io.Writer, st control.Status) bool {
 	if !ok {
 		return false
 	}
-	fmt.Fprintf(w, "firewall: %s, applied %s ago (%d times), egress %s\n", f.Backend,
-		time.Since(f.Applied).Round(time.Second), f.Applies, f.Egress)
+	if f.Ruleset == "config" {
+		fmt.Fprintf(w, "firewall: %s, applied %s ago (%d times), egress %s\n", f.Backend,
+			time.Since(f.Applied).Round(time.Second), f.Applies, f.Egress)
+	} else {
+		fmt.Fprintf(w, "firewall: %s\n", f.Summary())
+	}
 	if f.LastError != "" {
 		fmt.Fprintf(w, "  ERROR: %s\n", f.LastError)
 	}

@@ -356,7 +356,7 @@ func WriteStatus(w io.Writer, st control.Status) {
 	writeDNS(w, st)
 	writeNTP(w, st)
 	if f, ok := detail[fwsvc.Status](st, "firewall"); ok {
-		fmt.Fprintf(w, "firewall: %s, %d inbound paths, egress %s", f.Backend, len(f.In), f.Egress)
+		fmt.Fprintf(w, "firewall: %s", f.Summary())
 		if f.LastError != "" {
 			fmt.Fprintf(w, "; ERROR: %s", f.LastError)
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
+	"golang.org/x/sys/unix"
 
 	"gatehouse/config"
 )
@@ -34,6 +35,7 @@ var ipHooks = []struct{ builtin, chain string }{
 // What differs between the two families' tables.
 type ipFamily struct {
 	num           int
+	af            int // AF_INET or AF_INET6
 	name          string
 	proto         iptables.Protocol
 	cmd           string // iptables or ip6tables
@@ -49,7 +51,7 @@ type ipFamily struct {
 
 var ipFamilies = []ipFamily{
 	{
-		num: 4, name: "IPv4", proto: iptables.ProtocolIPv4, cmd: "iptables",
+		num: 4, af: unix.AF_INET, name: "IPv4", proto: iptables.ProtocolIPv4, cmd: "iptables",
 		restore: "iptables-restore", save: "iptables-save",
 		icmp: "icmp", icmpType: "-m icmp --icmp-type",
 		// Echo and the errors path MTU discovery and traceroute need.
@@ -58,7 +60,7 @@ var ipFamilies = []ipFamily{
 		banList:   "GATEHOUSE-SSH-BAN", fullMask: "255.255.255.255",
 	},
 	{
-		num: 6, name: "IPv6", proto: iptables.ProtocolIPv6, cmd: "ip6tables",
+		num: 6, af: unix.AF_INET6, name: "IPv6", proto: iptables.ProtocolIPv6, cmd: "ip6tables",
 		restore: "ip6tables-restore", save: "ip6tables-save",
 		icmp: "ipv6-icmp", icmpType: "-m icmp6 --icmpv6-type",
 		// Neighbour discovery: without it there is no IPv6 at all.
@@ -85,31 +87,57 @@ func IPTablesAvailable() error {
 	return nil
 }
 
-// Apply installs rs; one caller at a time (the firewall service): placing
-// the jumps reads the built-in chains and then changes them. Each family's chains are flushed and refilled in one
-// iptables-restore commit (--noflush leaves all else alone, and flushes a
-// declared chain that exists), so a running filter is swapped, never
-// opened. Only then are the jumps into the chains made sure of.
+// Apply installs rs in each family on its own. A family's chains are
+// flushed and refilled in one iptables-restore commit (--noflush leaves all
+// else alone, and flushes a declared chain that exists), so a running filter
+// is swapped, never opened; only then are the jumps into the chains made
+// sure of. A family that fails (ip6tables refused, say) is reported and
+// leaves the other filtered: never filled chains that nothing jumps to. A
+// family the kernel does not have (booted with ipv6.disable=1) is skipped:
+// it carries no traffic, and its iptables could only fail. One caller at a
+// time (the firewall service): placing the jumps reads the built-in chains
+// and then changes them.
 func (IPTables) Apply(rs Ruleset) error {
+	var errs []error
 	for _, f := range ipFamilies {
-		cmd := exec.Command(f.restore, "-w", "--noflush")
-		cmd.Stdin = strings.NewReader(RenderIPTables(rs, f.num))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("firewall: %s (%s): %v: %s", f.restore, f.name, err, bytes.TrimSpace(out))
+		if !haveFamily(f) {
+			continue
+		}
+		if err := applyFamily(rs, f); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	for _, f := range ipFamilies {
-		ipt, err := iptables.New(iptables.IPFamily(f.proto))
-		if err != nil {
-			return fmt.Errorf("firewall: %s: %w", f.name, err)
-		}
-		for _, h := range ipHooks {
-			if err := jumpFirst(ipt, h.builtin, h.chain); err != nil {
-				return fmt.Errorf("firewall: %s: jump from %s to %s: %w", f.name, h.builtin, h.chain, err)
-			}
+	return errors.Join(errs...)
+}
+
+func applyFamily(rs Ruleset, f ipFamily) error {
+	cmd := exec.Command(f.restore, "-w", "--noflush")
+	cmd.Stdin = strings.NewReader(RenderIPTables(rs, f.num))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("firewall: %s: %s: %v: %s", f.name, f.restore, err, bytes.TrimSpace(out))
+	}
+	ipt, err := iptables.New(iptables.IPFamily(f.proto))
+	if err != nil {
+		return fmt.Errorf("firewall: %s: %w", f.name, err)
+	}
+	for _, h := range ipHooks {
+		if err := jumpFirst(ipt, h.builtin, h.chain); err != nil {
+			return fmt.Errorf("firewall: %s: jump from %s to %s: %w", f.name, h.builtin, h.chain, err)
 		}
 	}
 	return nil
+}
+
+// haveFamily says whether the kernel speaks f's address family at all: a
+// kernel booted with ipv6.disable=1 refuses IPv6 sockets. A variable for
+// the tests.
+var haveFamily = func(f ipFamily) bool {
+	fd, err := unix.Socket(f.af, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return !errors.Is(err, unix.EAFNOSUPPORT)
+	}
+	unix.Close(fd)
+	return true
 }
 
 // jumpFirst makes the jump into chain the first rule of builtin: a rule
@@ -162,6 +190,9 @@ func jumpFirst(ipt *iptables.IPTables, builtin, chain string) error {
 func (IPTables) Remove() error {
 	var errs []error
 	for _, f := range ipFamilies {
+		if !haveFamily(f) {
+			continue
+		}
 		ipt, err := iptables.New(iptables.IPFamily(f.proto))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("firewall: %s: %w", f.name, err))
@@ -202,6 +233,10 @@ func removeChain(ipt *iptables.IPTables, builtin, chain string) error {
 func (IPTables) Show() (string, error) {
 	var b strings.Builder
 	for _, f := range ipFamilies {
+		if !haveFamily(f) {
+			fmt.Fprintf(&b, "# %s: not in this kernel\n", f.name)
+			continue
+		}
 		out, err := exec.Command(f.save, "-c", "-t", "filter").Output()
 		if err != nil {
 			var stderr []byte
@@ -256,7 +291,7 @@ func RenderIPTables(rs Ruleset, family int) string {
 }
 
 func renderFamily(rs Ruleset, f ipFamily) string {
-	w := &restoreWriter{f: f}
+	w := &restoreWriter{f: f, boot: rs.Boot}
 	w.b.WriteString("*filter\n")
 	for _, h := range ipHooks {
 		fmt.Fprintf(&w.b, ":%s - [0:0]\n", h.chain)
@@ -298,8 +333,9 @@ func renderFamily(rs Ruleset, f ipFamily) string {
 }
 
 type restoreWriter struct {
-	b strings.Builder
-	f ipFamily
+	b    strings.Builder
+	f    ipFamily
+	boot bool // DefaultDeny's rules
 }
 
 // rule appends a rule to chain; empty parts of spec are left out.
@@ -314,14 +350,18 @@ func (w *restoreWriter) rule(chain string, spec ...string) {
 }
 
 // common: replies, invalid packets, loopback and ICMP, in every filtering
-// chain. The limit is per ICMP type: an iptables rule matches one type,
-// and a shared bucket would take a chain of its own.
+// chain; at boot ICMP only for neighbour discovery. The limit is per ICMP
+// type: an iptables rule matches one type, and a shared bucket would take a
+// chain of its own.
 func (w *restoreWriter) common(chain, ifOpt string) {
 	w.rule(chain, "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
 	w.rule(chain, "-m conntrack --ctstate INVALID -j DROP")
 	w.rule(chain, ifOpt, "lo -j ACCEPT")
 	for _, t := range w.f.noLimit {
 		w.rule(chain, "-p", w.f.icmp, w.f.icmpType, strconv.Itoa(t), "-j ACCEPT")
+	}
+	if w.boot {
+		return
 	}
 	for _, t := range w.f.essential {
 		w.rule(chain, "-p", w.f.icmp, w.f.icmpType, strconv.Itoa(t), "-m limit --limit 20/sec --limit-burst 40 -j ACCEPT")

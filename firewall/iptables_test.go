@@ -2,8 +2,10 @@ package firewall
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,14 +17,25 @@ import (
 	"time"
 
 	"gatehouse/config"
+	"gatehouse/test/netnstest"
 )
 
-// The iptables-restore input for each family, against golden files.
+// The iptables-restore input for each family, against golden files: the
+// example config's, and the boot-time default deny.
 func TestGoldenIPTablesRuleset(t *testing.T) {
-	rs := exampleRuleset(t)
+	for name, rs := range map[string]Ruleset{"example": exampleRuleset(t), "default-deny": DefaultDeny()} {
+		checkIPTablesGolden(t, rs, name)
+	}
+	if got := RenderIPTables(exampleRuleset(t), 5); got != "" {
+		t.Errorf("family 5: %q", got)
+	}
+}
+
+func checkIPTablesGolden(t *testing.T, rs Ruleset, name string) {
+	t.Helper()
 	for _, fam := range []int{4, 6} {
 		got := []byte(RenderIPTables(rs, fam))
-		golden := filepath.Join("testdata", fmt.Sprintf("example.iptables%d", fam))
+		golden := filepath.Join("testdata", fmt.Sprintf("%s.iptables%d", name, fam))
 		if *update {
 			os.MkdirAll("testdata", 0o755)
 			os.WriteFile(golden, got, 0o644)
@@ -35,9 +48,6 @@ func TestGoldenIPTablesRuleset(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Errorf("IPv%d rules differ from %s:\n%s", fam, golden, got)
 		}
-	}
-	if got := RenderIPTables(rs, 5); got != "" {
-		t.Errorf("family 5: %q", got)
 	}
 }
 
@@ -311,6 +321,178 @@ func TestIPTablesBan(t *testing.T) {
 			if err != nil || !strings.Contains(string(b), want) {
 				t.Errorf("%s after a re-apply: %v\n%s", list, err, b)
 			}
+		}
+	})
+}
+
+// ownTable makes table "filter" of family (ip, ip6) in namespace ns the
+// property of another process, a long-lived nft: the kernel then refuses
+// every change to it from anyone else, so that family's iptables-restore
+// fails for real (EPERM). release lets the table go with its owner.
+func ownTable(t *testing.T, ns, family string) (release func()) {
+	t.Helper()
+	owner := exec.Command("ip", "netns", "exec", ns, "nft", "-i")
+	stdin, err := owner.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release = func() {
+		if !released {
+			released = true
+			stdin.Close()
+			owner.Wait()
+		}
+	}
+	t.Cleanup(release)
+	fmt.Fprintf(stdin, "add table %s filter { flags owner; }\n", family)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out, _ := exec.Command("ip", "netns", "exec", ns, "nft", "list", "tables").Output()
+		if strings.Contains(string(out), "table "+family+" filter\n") {
+			return release
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nft did not take table %s filter: %s", family, out)
+		}
+	}
+}
+
+// probe says how a TCP connection from namespace ns to addr fares: "open",
+// "blocked" (no answer: dropped) or "refused".
+func probe(t *testing.T, ns, addr string) string {
+	result := ""
+	netnstest.In(t, ns, func() {
+		c, err := net.DialTimeout("tcp", addr, 700*time.Millisecond)
+		var ne net.Error
+		switch {
+		case err == nil:
+			c.Close()
+			result = "open"
+		case errors.As(err, &ne) && ne.Timeout():
+			result = "blocked"
+		default:
+			result = "refused"
+		}
+	})
+	return result
+}
+
+// Each family is applied and hooked on its own: when the kernel refuses
+// one family's rules, the other is filtered all the same (its INPUT jumps
+// to GATEHOUSE-INPUT, and a port no path opens is dropped), and the error
+// names the family that failed. Once the refusal ends, both go in.
+func TestIPTablesFamilyFailsAlone(t *testing.T) {
+	if err := IPTablesAvailable(); err != nil {
+		t.Skip(err)
+	}
+	rs := exampleRuleset(t)
+	for _, c := range []struct {
+		broken, failed, working string // nft family, then iptables' names for them
+		save, addr              string // the working family's save program, and a listener of it
+	}{
+		{"ip6", "IPv6", "IPv4", "iptables-save", "10.9.0.1:2222"},
+		{"ip", "IPv4", "IPv6", "ip6tables-save", "[fd00:9::1]:2222"},
+	} {
+		t.Run(c.failed+" refused", func(t *testing.T) {
+			inNetns(t, func(ns string) {
+				run := func(args ...string) string {
+					t.Helper()
+					out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+					if err != nil {
+						t.Fatalf("%v: %v: %s", args, err, out)
+					}
+					return string(out)
+				}
+				// A peer on a veth, to knock from outside.
+				peer := ns + "p"
+				run("ip", "netns", "add", peer)
+				defer exec.Command("ip", "netns", "del", peer).Run()
+				run("ip", "-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns", peer)
+				run("ip", "-n", ns, "addr", "add", "10.9.0.1/24", "dev", "v0")
+				run("ip", "-n", ns, "addr", "add", "fd00:9::1/64", "dev", "v0", "nodad")
+				run("ip", "-n", peer, "addr", "add", "10.9.0.2/24", "dev", "v1")
+				run("ip", "-n", peer, "addr", "add", "fd00:9::2/64", "dev", "v1", "nodad")
+				for _, n := range []string{ns, peer} {
+					run("ip", "-n", n, "link", "set", "lo", "up")
+				}
+				run("ip", "-n", ns, "link", "set", "v0", "up")
+				run("ip", "-n", peer, "link", "set", "v1", "up")
+				l, err := net.Listen("tcp", c.addr) // on this thread: in ns
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				go func() {
+					for {
+						conn, err := l.Accept()
+						if err != nil {
+							return
+						}
+						conn.Close()
+					}
+				}()
+				// The link may take a moment to carry.
+				for deadline := time.Now().Add(10 * time.Second); probe(t, peer, c.addr) != "open"; {
+					if time.Now().After(deadline) {
+						t.Fatalf("before any firewall, %s does not answer", c.addr)
+					}
+				}
+
+				release := ownTable(t, ns, c.broken)
+				err = (IPTables{}).Apply(rs)
+				if err == nil || !strings.Contains(err.Error(), c.failed+":") || strings.Contains(err.Error(), c.working+":") {
+					t.Errorf("Apply with %s refused: err = %v, want an error of %s alone", c.failed, err, c.failed)
+				}
+				got := run("ip", "netns", "exec", ns, c.save)
+				if !regexp.MustCompile(`(?m)^-A INPUT -j GATEHOUSE-INPUT\n`).MatchString(got) ||
+					!strings.Contains(got, "-A GATEHOUSE-INPUT -j DROP\n") {
+					t.Errorf("%s not hooked and filled while %s was refused:\n%s", c.working, c.failed, got)
+				}
+				if got := probe(t, peer, c.addr); got != "blocked" {
+					t.Errorf("%s: %s with %s refused, want blocked", c.addr, got, c.failed)
+				}
+
+				release()
+				if err := (IPTables{}).Apply(rs); err != nil {
+					t.Errorf("Apply once %s is free: %v", c.failed, err)
+				}
+				for _, save := range []string{"iptables-save", "ip6tables-save"} {
+					if got := run("ip", "netns", "exec", ns, save); !strings.Contains(got, "-A INPUT -j GATEHOUSE-INPUT\n") {
+						t.Errorf("%s after the retry:\n%s", save, got)
+					}
+				}
+			})
+		})
+	}
+}
+
+// A family the kernel does not have is left alone, without an error: a
+// kernel booted with ipv6.disable=1 has no IPv6 to filter.
+func TestIPTablesSkipsFamilyNotInKernel(t *testing.T) {
+	if err := IPTablesAvailable(); err != nil {
+		t.Skip(err)
+	}
+	have := haveFamily
+	haveFamily = func(f ipFamily) bool { return f.num == 4 }
+	defer func() { haveFamily = have }()
+	rs := exampleRuleset(t)
+	inNetns(t, func(ns string) {
+		ownTable(t, ns, "ip6") // would refuse, were it asked
+		if err := (IPTables{}).Apply(rs); err != nil {
+			t.Errorf("Apply: %v", err)
+		}
+		out, err := exec.Command("ip", "netns", "exec", ns, "iptables-save").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "-A INPUT -j GATEHOUSE-INPUT\n") {
+			t.Errorf("iptables-save: %v\n%s", err, out)
+		}
+		if got, err := (IPTables{}).Show(); err != nil || !strings.HasSuffix(got, "# IPv6: not in this kernel\n") {
+			t.Errorf("Show = %q, %v", got, err)
+		}
+		if err := (IPTables{}).Remove(); err != nil {
+			t.Errorf("Remove: %v", err)
 		}
 	})
 }

@@ -111,7 +111,7 @@ func (b *builder) rule(ch *nftables.Chain, exprs ...[]expr.Any) {
 
 func (b *builder) input(rs Ruleset) {
 	ch := b.chain("input", nftables.ChainHookInput, nftables.ChainPolicyDrop)
-	b.common(ch, "iifname")
+	b.common(ch, "iifname", rs.Boot)
 	if rs.SSHPort != 0 {
 		for fam, set := range b.bans {
 			b.rule(ch, family(fam), saddr(fam), lookup(set), l4(unix.IPPROTO_TCP), port(2, rs.SSHPort), counter(), drop())
@@ -133,7 +133,7 @@ func (b *builder) output(rs Ruleset) {
 		return
 	}
 	ch := b.chain("output", nftables.ChainHookOutput, nftables.ChainPolicyDrop)
-	b.common(ch, "oifname")
+	b.common(ch, "oifname", rs.Boot)
 	for _, r := range rs.Out {
 		b.pathRules(ch, r, 16, 24) // match the destination address
 	}
@@ -146,8 +146,8 @@ func (b *builder) forward() {
 }
 
 // common: replies, invalid packets, loopback and ICMP, in every filtering
-// chain.
-func (b *builder) common(ch *nftables.Chain, ifKey string) {
+// chain; at boot ICMP only for neighbour discovery.
+func (b *builder) common(ch *nftables.Chain, ifKey string, boot bool) {
 	b.rule(ch, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept())
 	b.rule(ch, ctState(expr.CtStateBitINVALID), counter(), drop())
 	key := expr.MetaKeyIIFNAME
@@ -159,6 +159,9 @@ func (b *builder) common(ch *nftables.Chain, ifKey string) {
 	// there is no IPv6 at all.
 	nd := b.anonSet(nftables.TypeICMP6Type, []byte{133, 134, 135, 136})
 	b.rule(ch, l4(unix.IPPROTO_ICMPV6), icmpType(), lookup(nd), accept())
+	if boot {
+		return
+	}
 	// Echo and the errors path MTU discovery and traceroute need, at a
 	// rate that cannot be used to flood.
 	v4 := b.anonSet(nftables.TypeICMPType, []byte{0, 3, 8, 11, 12})

@@ -71,26 +71,51 @@ func TestGoldenNftRuleset(t *testing.T) {
 		if err := (NFT{}).Apply(rs); err != nil {
 			t.Fatal(err)
 		}
-		out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "inet", TableName).CombinedOutput()
-		if err != nil {
-			t.Fatalf("nft list: %v: %s", err, out)
-		}
-		// Counters change with traffic; the golden file has them at zero.
-		out = regexp.MustCompile(`counter packets \d+ bytes \d+`).ReplaceAll(out, []byte("counter packets 0 bytes 0"))
-		golden := filepath.Join("testdata", "example.nft")
-		if *update {
-			os.MkdirAll("testdata", 0o755)
-			os.WriteFile(golden, out, 0o644)
-			return
-		}
-		want, err := os.ReadFile(golden)
-		if err != nil {
+		checkNftGolden(t, ns, "example.nft")
+	})
+}
+
+// The boot-time default deny, as nft lists it, against a golden file; the
+// config's ruleset then replaces it in the same table, leaving nothing of it.
+func TestGoldenNftDefaultDeny(t *testing.T) {
+	inNetns(t, func(ns string) {
+		if err := (NFT{}).Apply(DefaultDeny()); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(out, want) {
-			t.Errorf("nft list table differs from %s:\n%s", golden, out)
+		checkNftGolden(t, ns, "default-deny.nft")
+		if *update {
+			return
 		}
+		if err := (NFT{}).Apply(exampleRuleset(t)); err != nil {
+			t.Fatal(err)
+		}
+		checkNftGolden(t, ns, "example.nft")
 	})
+}
+
+// checkNftGolden compares the gatehouse table in ns with a golden file, or
+// rewrites the file with -update.
+func checkNftGolden(t *testing.T, ns, name string) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "inet", TableName).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list: %v: %s", err, out)
+	}
+	// Counters change with traffic; the golden file has them at zero.
+	out = regexp.MustCompile(`counter packets \d+ bytes \d+`).ReplaceAll(out, []byte("counter packets 0 bytes 0"))
+	golden := filepath.Join("testdata", name)
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		os.WriteFile(golden, out, 0o644)
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, want) {
+		t.Errorf("nft list table differs from %s:\n%s", golden, out)
+	}
 }
 
 func TestOtherTablesUntouched(t *testing.T) {

@@ -20,12 +20,21 @@ type Ruleset struct {
 	In, Out          []Rule
 	RestrictEgress   bool
 	DHCPClient       bool   // accept DHCP replies (udp 67 -> 68)
+	Boot             bool   // DefaultDeny's: no ICMP answered, neighbour discovery aside
 	SSHPort          uint16 // non-zero: sources in the ban sets are dropped here
 	SSHBanFor        time.Duration
 	ResolvedAt       time.Time
 	ResolveAgain     time.Time // when the first host-name answer runs out; zero without names
 	UnresolvedErrors []string
 }
+
+// DefaultDeny is what the firewall service installs first, before it builds
+// the config's ruleset (which may wait on DNS): nothing comes in but
+// loopback, replies, IPv6 neighbour discovery and DHCP offers, which is what
+// the network service needs to configure the links; everything may go out,
+// so that DHCP, DNS and NTP come up. The config's ruleset replaces it in the
+// same table or chains, in one step.
+func DefaultDeny() Ruleset { return Ruleset{DHCPClient: true, Boot: true} }
 
 // Rule lets one path's traffic through.
 type Rule struct {

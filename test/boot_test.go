@@ -242,7 +242,7 @@ ntp:
 	expect(t, v, `eth0\.100\s+\S+\s+mtu 1500\s+52:54:00:12:34:56 10\.100\.0\.2/24`)
 	expect(t, v, `default via 10\.0\.2\.2 dev eth0`)
 	command(t, v, "status")
-	expect(t, v, `conditions: clock-synced modules-loaded netfilter-loaded`)
+	expect(t, v, `conditions: clock-synced firewall-default-deny modules-loaded netfilter-loaded`)
 	expect(t, v, `dhcp bound 10\.0\.2\.15/24 from 10\.0\.2\.2, router 10\.0\.2\.2, renew in \d+h`)
 	command(t, v, "poweroff")
 	expect(t, v, `gatehouse: /data unmounted cleanly`)

@@ -403,3 +403,137 @@ firewall:
 	w.dnsmasq(t, "--local-ttl=2", "--address=/admin.example.test/10.78.0.1")
 	w.waitFor(t, "the firewall follows the name", 30*time.Second, func(*control.Status) bool { return reach(t, admin, "10.78.0.2:8443") == "open" })
 }
+
+// ownTable makes an nftables table in namespace ns ("ip6 filter", "inet
+// gatehouse") the property of another process, a long-lived nft: the
+// kernel then refuses every change to it from anyone else, the firewall
+// included. release lets the table go with its owner.
+func ownTable(t *testing.T, ns, table string) (release func()) {
+	t.Helper()
+	owner := exec.Command("ip", "netns", "exec", ns, "nft", "-i")
+	stdin, err := owner.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release = func() {
+		if !released {
+			released = true
+			stdin.Close()
+			owner.Wait()
+		}
+	}
+	t.Cleanup(release)
+	fmt.Fprintf(stdin, "add table %s { flags owner; }\n", table)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out, _ := nsExec(ns, "nft", "list", "tables")
+		if strings.Contains(out, "table "+table+"\n") {
+			return release
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nft did not take table %s: %s", table, out)
+		}
+	}
+}
+
+func phaseOf(st *control.Status, service string) string {
+	for _, s := range st.Services {
+		if s.Name == service {
+			return string(s.Phase)
+		}
+	}
+	return ""
+}
+
+// While the firewall cannot put the config's ruleset in (the kernel refuses
+// it a table), SSH and SMTP are not reachable from another host: they do
+// not even start. Once the refusal ends, the firewall retries, and only with
+// the full ruleset in do they start and answer. With iptables the refusal is
+// IPv6's alone, and IPv4 is filtered throughout: a port no path opens is
+// dropped.
+func TestFirewallNotReadyKeepsListenersClosed(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ backend, refused string }{
+		{"iptables", "ip6 filter"},
+		{"nftables", "inet gatehouse"},
+	} {
+		t.Run(c.backend, func(t *testing.T) { firewallNotReadyKeepsListenersClosed(t, c.backend, c.refused) })
+	}
+}
+
+func firewallNotReadyKeepsListenersClosed(t *testing.T, backend, refused string) {
+	w := newNetWorld(t)
+	// The network service waits for the default deny, in every family,
+	// which may never come: the host's own address, as a host-mode
+	// appliance has it.
+	ipIn(t, w.appl, "addr", "add", "10.77.0.2/24", "dev", "a0")
+	ipIn(t, w.appl, "link", "set", "a0", "up")
+	listen(t, w.appl, 2222) // something of the host's, on a port no path opens
+	release := ownTable(t, w.appl, refused)
+	w.startGatehouse(t, `
+interfaces:
+  - {name: a0, addresses: [10.77.0.2/24]}
+ssh:
+  allow: [10.77.0.1]
+  authorized_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIILNx1j5XjRSQhvizLtd/NlOFArTxkVMdLx2wVLOJLwn admin@example.com"]
+smtp:
+  listen: {submission: "off", smtps: "off"}
+  domains:
+    - {name: example.test, next_hop: "[10.77.0.1]:25"}
+firewall:
+  backend: `+backend+`
+`, "--firewall")
+
+	// Refused, and refused again when retried.
+	st := w.waitFor(t, "the firewall refused twice", 40*time.Second, func(*control.Status) bool {
+		return strings.Count(w.log("gatehouse.log"), "firewall not applied") >= 2
+	})
+	for _, port := range []string{"22", "25"} {
+		if got := reach(t, w.router, "10.77.0.2:"+port); got == "open" {
+			t.Errorf("port %s open while the firewall is not ready", port)
+		}
+	}
+	if backend == "iptables" {
+		if got := reach(t, w.router, "10.77.0.2:2222"); got != "blocked" {
+			t.Errorf("IPv4 with IPv6 refused: port 2222 %s, want blocked", got)
+		}
+		if save, _ := nsExec(w.appl, "iptables-save"); !strings.Contains(save, "-A INPUT -j GATEHOUSE-INPUT\n") ||
+			!strings.Contains(save, "-A GATEHOUSE-INPUT -p tcp -m tcp --dport 25 -j ACCEPT\n") {
+			t.Errorf("IPv4 has not the full ruleset while IPv6 is refused:\n%s", save)
+		}
+	}
+	for _, name := range []string{"ssh", "smtp", "network"} {
+		if p := phaseOf(st, name); p != "waiting" {
+			t.Errorf("%s is %s while the firewall is not ready, want waiting", name, p)
+		}
+	}
+	f, _ := detailOf[fwsvc.Status](t, st, "firewall")
+	if f.Ruleset != "" || f.LastError == "" || st.Ready {
+		t.Errorf("firewall status %+v, ready %v: want nothing in place everywhere, the error, and not ready", f, st.Ready)
+	}
+	if backend == "iptables" && !strings.Contains(f.LastError, "IPv6: ip6tables-restore") {
+		t.Errorf("last error %q does not name IPv6", f.LastError)
+	}
+
+	release()
+	st = w.waitFor(t, "ready with the full ruleset", 40*time.Second, func(st *control.Status) bool {
+		f, _ := detailOf[fwsvc.Status](t, st, "firewall")
+		return f.Ruleset == "config" && phaseOf(st, "ssh") == "running" && phaseOf(st, "smtp") == "running"
+	})
+	if f, _ := detailOf[fwsvc.Status](t, st, "firewall"); f.LastError != "" {
+		t.Errorf("last error after the retry: %s", f.LastError)
+	}
+	for port, want := range map[string]string{"22": "open", "25": "open", "2222": "blocked"} {
+		if got := reach(t, w.router, "10.77.0.2:"+port); got != want {
+			t.Errorf("with the full ruleset, port %s %s, want %s", port, got, want)
+		}
+	}
+	if backend == "iptables" {
+		if save, _ := nsExec(w.appl, "ip6tables-save"); !strings.Contains(save, "-A INPUT -j GATEHOUSE-INPUT\n") {
+			t.Errorf("IPv6 not hooked after the retry:\n%s", save)
+		}
+	}
+}

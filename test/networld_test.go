@@ -132,8 +132,16 @@ func (w *netWorld) config(t *testing.T, yaml string) string {
 	return f
 }
 
-// gatehouse runs `gatehouse run` in the appliance namespace.
+// gatehouse runs `gatehouse run` in the appliance namespace and waits until
+// it is ready.
 func (w *netWorld) gatehouse(t *testing.T, yaml string, extra ...string) {
+	t.Helper()
+	w.startGatehouse(t, yaml, extra...)
+	w.waitFor(t, "ready", 30*time.Second, func(st *control.Status) bool { return st.Ready })
+}
+
+// startGatehouse runs `gatehouse run` in the appliance namespace.
+func (w *netWorld) startGatehouse(t *testing.T, yaml string, extra ...string) {
 	t.Helper()
 	cfg := w.config(t, yaml)
 	args := append([]string{gatehouseBinary(t), "run", "--config", cfg, "--state", w.state()}, extra...)
@@ -143,7 +151,6 @@ func (w *netWorld) gatehouse(t *testing.T, yaml string, extra ...string) {
 			t.Logf("gatehouse log:\n%s", w.log("gatehouse.log"))
 		}
 	})
-	w.waitFor(t, "ready", 30*time.Second, func(st *control.Status) bool { return st.Ready })
 }
 
 func (w *netWorld) status(t *testing.T) (*control.Status, error) {

@@ -29,6 +29,7 @@ import (
 	"gatehouse/init/reaper"
 	"gatehouse/init/supervisor"
 	"gatehouse/netcfg"
+	fwsvc "gatehouse/services/firewall"
 
 	"golang.org/x/sys/unix"
 )
@@ -401,6 +402,17 @@ func (a *appliance) services() []supervisor.Service {
 		svcs = append(svcs, svc("smtp"))
 	}
 	if a.opts.PID1 || a.opts.Firewall {
+		// Nothing faces the network before the firewall's default deny is
+		// in, and nothing listens on it before the config's full ruleset
+		// is. Should the firewall never get that far, what it did put in
+		// stays, and the services wait: closed, with the console usable.
+		for i := range svcs {
+			if slices.Contains(underDefaultDeny, svcs[i].Name) {
+				svcs[i].After = append(svcs[i].After, fwsvc.DefaultDenyCondition)
+			} else {
+				svcs[i].Needs = append(svcs[i].Needs, "firewall")
+			}
+		}
 		fw := svc("firewall")
 		if a.modules != nil {
 			fw.After = []string{NetfilterLoaded}
@@ -409,6 +421,13 @@ func (a *appliance) services() []supervisor.Service {
 	}
 	return svcs
 }
+
+// The services that start under the firewall's boot-time default deny: they
+// configure the links or only ask out (dns listens on loopback alone), and
+// the config's ruleset may need them (DHCP, host names to look up). Every
+// other service waits for the config's full ruleset, a service added later
+// included, so that nothing listens on the network unfiltered.
+var underDefaultDeny = []string{"network", "dns", "ntp"}
 
 // watchReady prints the ready line once every service is up, and says what
 // it is waiting for if that takes long.

@@ -57,6 +57,22 @@ func helper(kind string) {
 		n.Ready()
 		n.Condition("clock-synced")
 		<-term
+	case "gate": // running at once, a condition set; ready only once the file GATE exists
+		n := NewNotifier()
+		n.Condition("gate-started")
+		for {
+			if _, err := os.Stat(os.Getenv("GATE")); err == nil {
+				break
+			}
+			select {
+			case <-term:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		record("ready")
+		n.Ready()
+		<-term
 	case "crash":
 		fmt.Println("about to crash")
 		os.Exit(3)
@@ -344,5 +360,45 @@ func TestAfterCondition(t *testing.T) {
 	}
 	if got := s.Conditions(); !slices.Equal(got, []string{"clock-synced"}) {
 		t.Errorf("conditions %v", got)
+	}
+}
+
+// A service that needs another starts only once that one is ready, not
+// when it merely runs or has set a condition, however long readiness
+// takes; a service after the condition starts meanwhile. (So the listeners
+// wait for the firewall's full ruleset while the network comes up under
+// its default deny.)
+func TestNeedsWaitsForReadinessNotStart(t *testing.T) {
+	w := newWorld(t)
+	gate := filepath.Join(t.TempDir(), "gate")
+	fwall := w.svc("firewall", "gate")
+	fwall.Env = append(fwall.Env, "GATE="+gate)
+	net := w.svc("network", "steady")
+	net.After = []string{"gate-started"}
+	s := w.start(t, DefaultBackoff, fwall, net, w.svc("ssh", "steady", "firewall"))
+	phase := func(name string) Phase {
+		for _, st := range s.Snapshot() {
+			if st.Name == name {
+				return st.Phase
+			}
+		}
+		return ""
+	}
+	for deadline := time.Now().Add(20 * time.Second); phase("network") != Running; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("network never ran: %+v", s.Snapshot())
+		}
+	}
+	if p := phase("firewall"); p != Starting {
+		t.Errorf("firewall %s before its gate opened, want starting", p)
+	}
+	if p := phase("ssh"); p != Waiting {
+		t.Errorf("ssh %s while the firewall runs but is not ready, want waiting", p)
+	}
+	os.WriteFile(gate, nil, 0o644)
+	waitReady(t, s)
+	evs, _ := w.events()
+	if iReady, iStart := slices.Index(evs, "ready firewall"), slices.Index(evs, "start ssh"); iReady < 0 || iStart < iReady {
+		t.Errorf("events %q: ssh started before the firewall was ready", evs)
 	}
 }

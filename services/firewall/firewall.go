@@ -1,7 +1,8 @@
-// Package firewall is the firewall service: it builds the appliance's
-// packet filter from the communication-path table, installs it atomically,
-// re-resolves host-name peers, and re-applies on SIGHUP. Stopping the
-// service leaves the rules in place: a crash must never open the box.
+// Package firewall is the firewall service: it puts a default deny in place
+// at once, then builds the appliance's packet filter from the
+// communication-path table, installs it atomically, re-resolves host-name
+// peers, and re-applies on SIGHUP. Stopping the service leaves the rules in
+// place: a crash must never open the box.
 package firewall
 
 import (
@@ -21,6 +22,13 @@ import (
 	"gatehouse/paths"
 )
 
+// DefaultDenyCondition holds once a default-deny filter is in place in
+// every family: the boot-time one (firewall.DefaultDeny) or the config's.
+// The services that configure the network and ask out wait for it; those
+// that listen wait for the service to be ready, which it is once the
+// config's full ruleset is in.
+const DefaultDenyCondition = "firewall-default-deny"
+
 // Options configure the service.
 type Options struct {
 	Config     string
@@ -32,7 +40,12 @@ type Options struct {
 
 // Status is what the service reports.
 type Status struct {
-	Backend    string    `json:"backend"`
+	Backend string `json:"backend"`
+	// Ruleset is what is in place in every family: "config" once a full
+	// ruleset of the config's went in, "default-deny" while only the
+	// boot-time one did, "" while not even that (LastError says what
+	// failed; a family that took the rules is filtered by them).
+	Ruleset    string    `json:"ruleset"`
 	Applied    time.Time `json:"applied"`
 	In         []string  `json:"in"`  // one line per inbound rule
 	Out        []string  `json:"out"` // one line per outbound rule; empty with open egress
@@ -43,7 +56,9 @@ type Status struct {
 	NextLookup time.Time `json:"next_lookup,omitzero"` // when a host-name peer's DNS answer runs out
 }
 
-// Run keeps the firewall in line with the config until ctx ends.
+// Run keeps the firewall in line with the config until ctx ends. It is
+// ready once the config's full ruleset is in, in every family; until then
+// it retries every 10 s, and whatever it did put in stays.
 func Run(ctx context.Context, o Options) error {
 	cfg, _, err := config.Load(o.Config)
 	if err != nil {
@@ -62,9 +77,30 @@ func Run(ctx context.Context, o Options) error {
 		o.Log.Error("firewall backend not available", "wanted", cfg.Firewall.Backend, "used", auto.Name(), "err", err)
 		backend = auto
 	}
+	// The full ruleset in place in every family; nil while not, or not
+	// known (an apply failed in one family and went in in another).
 	var installed *fw.Ruleset
 	var resolveAgain time.Time
 	st := Status{Backend: backend.Name()}
+	denied, ready := false, false
+	deny := func() { // a default deny is in, in every family
+		if !denied {
+			denied = true
+			o.Notify.Condition(DefaultDenyCondition)
+		}
+	}
+	// Default deny first: building the config's ruleset may wait on DNS,
+	// and what was in place before (a previous run's rules, in host mode)
+	// may be wider than the config now says. Every start does it, restarts
+	// too; replies on established connections pass throughout.
+	if err := backend.Apply(fw.DefaultDeny()); err != nil {
+		st.LastError = err.Error()
+		o.Log.Error("firewall default deny not installed", "err", err)
+	} else {
+		st.Ruleset = "default-deny"
+		o.Log.Info("firewall default deny installed")
+		deny()
+	}
 	// Names are asked of the DNS servers directly, for the answers' TTLs;
 	// /etc/hosts and the like when DNS has nothing.
 	resolver := fw.DNSLookup{ResolvConf: o.ResolvConf, Fallback: net.DefaultResolver}
@@ -77,8 +113,9 @@ func Run(ctx context.Context, o Options) error {
 			if installed != nil {
 				return // keep what is in place
 			}
-			// Nothing is in place yet: install what does resolve rather
-			// than leave the appliance open.
+			// The full ruleset is not in place: install what does resolve
+			// rather than leave the appliance on the default deny, or on
+			// whatever a failed apply left.
 			rs = fw.BuildLenient(ctx, cfg, paths.Table(cfg), resolver)
 		} else {
 			st.LastError = ""
@@ -90,11 +127,16 @@ func Run(ctx context.Context, o Options) error {
 			return // nothing changed: no write at all
 		}
 		if err := backend.Apply(rs); err != nil {
-			st.LastError = err.Error()
+			// One family may have taken it and another not (iptables):
+			// what is in place is no longer known, and the next round
+			// applies again.
+			installed = nil
+			st.LastError = strings.TrimSuffix(err.Error()+"; "+st.LastError, "; ")
 			o.Log.Error("firewall not applied", "err", err)
 			return
 		}
 		installed = &rs
+		st.Ruleset = "config"
 		st.Applied, st.ResolvedAt, st.Applies = time.Now(), rs.ResolvedAt, st.Applies+1
 		st.In, st.Out, st.Egress = describe(rs.In), describe(rs.Out), cfg.Firewall.Egress
 		o.Log.Info("firewall applied", "in", len(rs.In), "out", len(rs.Out), "egress", cfg.Firewall.Egress)
@@ -102,18 +144,19 @@ func Run(ctx context.Context, o Options) error {
 	publish := func() {
 		st.NextLookup = resolveAgain
 		o.Notify.Detail(st)
-		msg := fmt.Sprintf("%s: %d inbound paths, egress %s", st.Backend, len(st.In), st.Egress)
+		msg := st.Summary()
 		if st.LastError != "" {
 			msg += "; ERROR: " + st.LastError
 		}
 		o.Notify.Status(msg)
+		if installed != nil && !ready {
+			deny() // the config's ruleset denies by default too
+			ready = true
+			o.Notify.Ready()
+		}
 	}
 	apply()
-	if installed == nil {
-		return fmt.Errorf("firewall: nothing installed: %s", st.LastError)
-	}
 	publish()
-	o.Notify.Ready()
 	// Host names are looked up again when their answers run out (often
 	// while something is wrong); without names, every few minutes anyway.
 	for {
@@ -152,7 +195,7 @@ func Run(ctx context.Context, o Options) error {
 						o.Log.Warn("firewall: old backend's rules not removed", "backend", backend.Name(), "err", err)
 					}
 					backend, installed = b, &rs
-					st.Backend, st.Applied, st.Applies = backend.Name(), time.Now(), st.Applies+1
+					st.Backend, st.Ruleset, st.Applied, st.Applies = backend.Name(), "config", time.Now(), st.Applies+1
 					o.Log.Info("firewall backend switched", "backend", backend.Name())
 				}
 				if backendErr != nil {
@@ -164,6 +207,18 @@ func Run(ctx context.Context, o Options) error {
 		apply()
 		publish()
 	}
+}
+
+// Summary says in one line what is in place (the error aside), for the
+// service's status line and the console.
+func (s Status) Summary() string {
+	switch s.Ruleset {
+	case "config":
+		return fmt.Sprintf("%s, %d inbound paths, egress %s", s.Backend, len(s.In), s.Egress)
+	case "default-deny":
+		return s.Backend + ", the boot-time default deny: the config's rules are not in everywhere"
+	}
+	return s.Backend + ", neither the default deny nor the config's rules are in everywhere"
 }
 
 func sameRules(a, b fw.Ruleset) bool {
