@@ -37,7 +37,7 @@ func scriptServer(t *testing.T, replies ...string) (*smtpConn, *bytes.Buffer, ch
 		}
 		time.Sleep(100 * time.Millisecond)
 	}()
-	return newSMTPConn(cli, 5*time.Second), &got, done
+	return newSMTPConn(cli), &got, done
 }
 
 func TestClientPipelinedPartialRecipients(t *testing.T) {
@@ -93,20 +93,35 @@ func TestClientAllRecipientsRefused(t *testing.T) {
 	}
 }
 
+// FuzzReply feeds the reply reader what a next hop might send: it either
+// returns a reply within the bounds or an error, never more.
 func FuzzReply(f *testing.F) {
 	f.Add("250-a\r\n250 b\r\n")
 	f.Add("421 4.4.2 bye\r\n")
 	f.Add("25\r\n")
+	f.Add("250-mx.example.com\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-STARTTLS\r\n250 8BITMIME\r\n")
+	f.Add("550-5.1.1 first\n550 5.1.1 bare LF\n")
+	f.Add("220 " + strings.Repeat("x", maxReplyLine) + "\r\n")
+	f.Add(strings.Repeat("250-x\r\n", maxReplyLines+1) + "250 x\r\n")
+	f.Add("250-a\r\n251 b\r\n")
 	f.Fuzz(func(t *testing.T, s string) {
-		c := &smtpConn{conn: nopConn{}, r: bufio.NewReader(strings.NewReader(s)), timeout: time.Second}
-		code, _, err := c.reply()
-		if err == nil && (code < 200 || code > 599) {
+		code, text, err := readReply(bufio.NewReaderSize(strings.NewReader(s), maxReplyLine))
+		if err != nil {
+			return
+		}
+		if code < 200 || code > 599 {
 			t.Fatalf("accepted code %d from %q", code, s)
 		}
-		if err == nil {
-			e := toReplyError(code, "5.1.1 x")
-			_ = e.Error()
+		lines := strings.Split(text, "\n")
+		if len(lines) > maxReplyLines {
+			t.Fatalf("accepted %d lines", len(lines))
 		}
+		for _, l := range lines {
+			if len(l) > maxReplyLine {
+				t.Fatalf("accepted a line of %d octets", len(l))
+			}
+		}
+		_ = toReplyError(code, text).Error()
 	})
 }
 
