@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +17,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
 	"gatehouse/config"
 	"gatehouse/queue"
@@ -211,5 +216,294 @@ func TestCollectPOP3MessageLargerThanListed(t *testing.T) {
 	}
 	if len(a.st.TooLarge) != 1 || a.st.TooLarge[0] != "big" {
 		t.Fatalf("too large: %v", a.st.TooLarge)
+	}
+}
+
+// literal is a message for imapmemserver's Append.
+type literal struct{ *strings.Reader }
+
+func (l literal) Size() int64 { return l.Reader.Size() }
+
+// imapGood is a well-behaved IMAPS server (go-imap's in-memory one) whose
+// INBOX holds msgs.
+func imapGood(t *testing.T, msgs ...string) string {
+	t.Helper()
+	user := imapmemserver.NewUser("helpdesk", "secret")
+	if err := user.Create("INBOX", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if _, err := user.Append("INBOX", literal{strings.NewReader(m)}, &imap.AppendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mem := imapmemserver.New()
+	mem.AddUser(user)
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return mem.NewSession(), nil, nil
+		},
+		Caps:   imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}},
+		Logger: slogDiscard{},
+	})
+	l, err := tls.Listen("tcp", "127.0.0.1:0", testTLS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
+}
+
+type slogDiscard struct{}
+
+func (slogDiscard) Printf(string, ...any) {}
+
+// imapHostile is an IMAPS server on 127.0.0.1 that answers tagged
+// commands through answer(tag, command, connection); false ends the
+// session. The command is upper-cased, its arguments follow.
+func imapHostile(t *testing.T, answer func(tag, cmd string, w net.Conn) bool) string {
+	t.Helper()
+	l, err := tls.Listen("tcp", "127.0.0.1:0", testTLS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if !answer("", "", c) {
+					return
+				}
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					tag, cmd, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
+					if !answer(tag, strings.ToUpper(cmd), c) {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// imapScript answers as an IMAP server whose INBOX holds UID 5, of the
+// size given, up to the FETCH of its body, which body writes.
+func imapScript(size int, body func(tag string, w net.Conn) bool) func(tag, cmd string, w net.Conn) bool {
+	return func(tag, cmd string, w net.Conn) bool {
+		switch {
+		case tag == "":
+			io.WriteString(w, "* OK [CAPABILITY IMAP4rev1 UIDPLUS AUTH=PLAIN] ready\r\n")
+		case strings.HasPrefix(cmd, "LOGIN"):
+			io.WriteString(w, tag+" OK [CAPABILITY IMAP4rev1 UIDPLUS] logged in\r\n")
+		case strings.HasPrefix(cmd, "SELECT"):
+			io.WriteString(w, "* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n"+tag+" OK [READ-WRITE] selected\r\n")
+		case strings.HasPrefix(cmd, "UID SEARCH"):
+			io.WriteString(w, "* SEARCH 5\r\n"+tag+" OK done\r\n")
+		case strings.HasPrefix(cmd, "UID FETCH") && strings.Contains(cmd, "BODY"):
+			return body(tag, w)
+		case strings.HasPrefix(cmd, "UID FETCH"):
+			io.WriteString(w, "* 1 FETCH (UID 5 RFC822.SIZE "+strconv.Itoa(size)+")\r\n"+tag+" OK done\r\n")
+		case strings.HasPrefix(cmd, "LOGOUT"):
+			io.WriteString(w, "* BYE\r\n"+tag+" OK bye\r\n")
+			return false
+		default:
+			io.WriteString(w, tag+" OK\r\n")
+		}
+		return true
+	}
+}
+
+// A message body without end (a literal announced far larger than it
+// said it was) is not read: the poll ends with an error naming it, and
+// the next one leaves it on the server.
+func TestCollectIMAPEndlessLiteral(t *testing.T) {
+	const limit = 1 << 20
+	chunk := []byte(strings.Repeat(strings.Repeat("m", 78)+"\r\n", 800))
+	var sent atomic.Int64
+	addr := imapHostile(t, imapScript(100, func(tag string, w net.Conn) bool {
+		fmt.Fprintf(w, "* 1 FETCH (UID 5 RFC822.SIZE 100 BODY[] {%d}\r\n", int64(hostileStream))
+		for sent.Load() < hostileStream {
+			n, err := w.Write(chunk)
+			sent.Add(int64(n))
+			if err != nil {
+				break
+			}
+		}
+		return false
+	}))
+	c, svc := testCollector(t, limit)
+	a := testAccount(t, "imap", "imaps", addr)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var err error
+	alloc := allocated(func() { err = c.pollSafely(context.Background(), a, log) })
+	t.Logf("endless literal: %v; allocated %d KiB while the server sent %d KiB", err, alloc>>10, sent.Load()>>10)
+	if err == nil || !strings.Contains(err.Error(), "UID 5: the server sends 209715200 octets, more than smtp.limits.message_size (1048576), though RFC822.SIZE said 100") {
+		t.Fatalf("first poll: %v", err)
+	}
+	if alloc > 4*limit {
+		t.Fatalf("allocated %d KiB for messages limited to %d KiB", alloc>>10, limit>>10)
+	}
+	if err := c.pollSafely(context.Background(), a, log); err != nil {
+		t.Fatalf("second poll: %v", err)
+	}
+	if len(queued(t, svc)) != 0 || len(a.st.TooLarge) != 1 || a.st.TooLarge[0] != "INBOX/7/5" {
+		t.Fatalf("queued %d, too large %v", len(queued(t, svc)), a.st.TooLarge)
+	}
+}
+
+// A response line without end is refused once it is longer than a
+// message may be.
+func TestCollectIMAPEndlessLine(t *testing.T) {
+	const limit = 1 << 20
+	chunk := []byte(strings.Repeat("a", 64<<10))
+	var sent atomic.Int64
+	addr := imapHostile(t, imapScript(100, func(tag string, w net.Conn) bool {
+		io.WriteString(w, "* OK ")
+		for sent.Load() < hostileStream {
+			n, err := w.Write(chunk)
+			sent.Add(int64(n))
+			if err != nil {
+				break
+			}
+		}
+		return false
+	}))
+	c, _ := testCollector(t, limit)
+	a := testAccount(t, "imap", "imaps", addr)
+	var err error
+	alloc := allocated(func() { err = c.pollSafely(context.Background(), a, slog.New(slog.NewTextHandler(io.Discard, nil))) })
+	t.Logf("endless line: %v; allocated %d KiB while the server sent %d KiB", err, alloc>>10, sent.Load()>>10)
+	if err == nil || !strings.Contains(err.Error(), "line longer than") {
+		t.Fatalf("poll: %v", err)
+	}
+	// go-imap's parser holds the line as it grows, doubling its buffer.
+	if alloc > 16*limit {
+		t.Fatalf("allocated %d KiB for a line limited to about %d KiB", alloc>>10, limit>>10)
+	}
+}
+
+// A message larger than the limit by its RFC822.SIZE is not downloaded.
+func TestCollectIMAPTooLargeNotDownloaded(t *testing.T) {
+	var fetched atomic.Bool
+	addr := imapHostile(t, imapScript(2<<20, func(tag string, w net.Conn) bool {
+		fetched.Store(true)
+		io.WriteString(w, tag+" OK\r\n")
+		return true
+	}))
+	c, _ := testCollector(t, 1<<20)
+	a := testAccount(t, "imap", "imaps", addr)
+	if err := c.pollSafely(context.Background(), a, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if fetched.Load() || len(a.st.TooLarge) != 1 {
+		t.Fatalf("body fetched: %v; too large: %v", fetched.Load(), a.st.TooLarge)
+	}
+}
+
+// A server that goes silent ends its account's poll with a clear error
+// after the idle timeout; another account, polled meanwhile, collects its
+// mail.
+func TestCollectIMAPSilentServerOtherAccountsCarryOn(t *testing.T) {
+	silent := imapHostile(t, func(tag, cmd string, w net.Conn) bool {
+		if tag == "" {
+			io.WriteString(w, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n")
+		}
+		return true // and answer nothing
+	})
+	msg := "From: a@example.org\r\nSubject: hello\r\n\r\nbody\r\n"
+	good := imapGood(t, msg)
+	c, svc := testCollector(t, 1<<20)
+	var accounts []config.FetchAccount
+	for name, addr := range map[string]string{"silent": silent, "good": good} {
+		accounts = append(accounts, testAccount(t, name, "imaps", addr).cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); c.wg.Wait() }()
+	start := time.Now()
+	c.apply(ctx, accounts)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := map[string]AccountStatus{}
+		for _, s := range c.status() {
+			st[s.Name] = s
+		}
+		if st["silent"].LastError != "" && st["good"].Collected == 1 {
+			t.Logf("silent: %s, after %v", st["silent"].LastError, time.Since(start).Round(time.Millisecond))
+			if !strings.Contains(st["silent"].LastError, "the server was silent for 300ms") {
+				t.Fatalf("silent account: %q", st["silent"].LastError)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("accounts: %+v", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := queued(t, svc); len(got) != 1 || !strings.HasSuffix(got[0], msg) {
+		t.Fatalf("queued %q", got)
+	}
+}
+
+// Messages are streamed and committed in chunks of about
+// imapCommitBytes, all of them, over STARTTLS too.
+func TestCollectIMAPStreamsInChunks(t *testing.T) {
+	var msgs []string
+	for i := range 5 {
+		msgs = append(msgs, fmt.Sprintf("Subject: %d\r\n\r\n%s", i, strings.Repeat(strings.Repeat("x", 78)+"\r\n", 3<<20/80)))
+	}
+	user := imapmemserver.NewUser("helpdesk", "secret")
+	user.Create("INBOX", nil)
+	for _, m := range msgs {
+		if _, err := user.Append("INBOX", literal{strings.NewReader(m)}, &imap.AppendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mem := imapmemserver.New()
+	mem.AddUser(user)
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return mem.NewSession(), nil, nil
+		},
+		Caps:      imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}},
+		TLSConfig: testTLS(t),
+		Logger:    slogDiscard{},
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	c, svc := testCollector(t, 25<<20)
+	a := testAccount(t, "imap", "imap", l.Addr().String())
+	if err := c.pollSafely(context.Background(), a, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	got := queued(t, svc)
+	if len(got) != len(msgs) {
+		t.Fatalf("queued %d of %d", len(got), len(msgs))
+	}
+	for _, m := range msgs {
+		found := false
+		for _, g := range got {
+			found = found || strings.HasSuffix(g, m)
+		}
+		if !found {
+			t.Fatalf("%.20q not queued whole", m)
+		}
+	}
+	if a.st.Collected != 5 || a.st.Deleted != 5 || a.st.OnServer != 0 {
+		t.Fatalf("status %+v", a.st)
 	}
 }
