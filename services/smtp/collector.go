@@ -444,8 +444,16 @@ func (c *collector) commitMany(cfg config.FetchAccount, uids []string, bodies []
 		if _, err := io.WriteString(w, hdr); err != nil {
 			return err
 		}
-		if _, err := w.Write(bodies[i]); err != nil {
+		// Line ends as the listener's normalize mode leaves them, whatever
+		// smtp.bare_newlines says (a collected message cannot be refused
+		// to its sender): a bare CR or LF passed on is how SMTP smuggling
+		// hides a second message for the internal server.
+		g := &newlineGuard{r: bytes.NewReader(bodies[i]), normalize: true}
+		if _, err := io.Copy(w, g); err != nil {
 			return err
+		}
+		if g.found {
+			log.Info("bare <CR> or <LF> in a collected message changed to CRLF", "uid", uid)
 		}
 		envs = append(envs, &queue.Envelope{From: returnPath(bodies[i]), Rcpts: []queue.Rcpt{{Addr: to.String(), Route: route}},
 			Arrived: time.Now(), Source: "fetch:" + cfg.Name, Fetch: cfg.Name + "/" + uid})

@@ -507,3 +507,40 @@ func TestCollectIMAPStreamsInChunks(t *testing.T) {
 		t.Fatalf("status %+v", a.st)
 	}
 }
+
+// Collected mail has its line ends normalised like received mail: a bare
+// CR or LF ending a "line" of a dot would end the message early for a
+// server that reads it so, and what follows would be a second message.
+func TestCollectedMailLineEndsNormalised(t *testing.T) {
+	c, svc := testCollector(t, 1<<20)
+	a := testAccount(t, "pop", "pop3s", "127.0.0.1:1")
+	bodies := [][]byte{
+		[]byte("Subject: cr\r\n\r\nhello\r.\rMAIL FROM:<x@evil.example>\r\n"),
+		[]byte("Subject: lf\n\nhello\n.\nMAIL FROM:<x@evil.example>\n"),
+		[]byte("Subject: clean\r\n\r\nhello\r\n"),
+	}
+	if err := c.commitMany(a.cfg, []string{"1", "2", "3"}, bodies, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	got := queued(t, svc)
+	if len(got) != 3 {
+		t.Fatalf("queued %d", len(got))
+	}
+	for _, m := range got {
+		if strings.Contains(strings.ReplaceAll(m, "\r\n", ""), "\r") || strings.Contains(strings.ReplaceAll(m, "\r\n", ""), "\n") {
+			t.Errorf("queued with a bare line end: %q", m)
+		}
+	}
+	want := map[string]bool{
+		"Subject: cr\r\n\r\nhello\r\n.\r\nMAIL FROM:<x@evil.example>\r\n": true,
+		"Subject: lf\r\n\r\nhello\r\n.\r\nMAIL FROM:<x@evil.example>\r\n": true,
+		"Subject: clean\r\n\r\nhello\r\n":                                 true,
+	}
+	for _, m := range got {
+		_, body, _ := strings.Cut(m, ";\r\n\t") // after the Received header's date line
+		_, body, _ = strings.Cut(body, "\r\n")
+		if !want[body] {
+			t.Errorf("queued %q", m)
+		}
+	}
+}
