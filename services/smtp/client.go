@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"gatehouse/mailmsg"
 )
 
 // smtpConn is the relay's outbound SMTP client. go-smtp's client cannot
@@ -283,6 +285,16 @@ type transaction struct {
 // A non-nil error means the connection is broken.
 func (c *smtpConn) deliver(from string, rcpts []string, size int64, data io.Reader) (*transaction, error) {
 	t := &transaction{rcpts: make([]error, len(rcpts))}
+	from, err := smtpPath(from)
+	if err != nil {
+		return nil, err
+	}
+	paths := make([]string, len(rcpts))
+	for i, r := range rcpts {
+		if paths[i], err = smtpPath(r); err != nil {
+			return nil, err
+		}
+	}
 	mail := fmt.Sprintf("MAIL FROM:<%s>", from)
 	if c.has("SIZE") {
 		mail += fmt.Sprintf(" SIZE=%d", size)
@@ -301,7 +313,7 @@ func (c *smtpConn) deliver(from string, rcpts []string, size int64, data io.Read
 			return c.failMail(t, err)
 		}
 	}
-	for i, r := range rcpts {
+	for i, r := range paths {
 		fmt.Fprintf(c.w, "RCPT TO:<%s>\r\n", r)
 		if !pipelined {
 			if err := c.w.Flush(); err != nil {
@@ -351,7 +363,7 @@ func (c *smtpConn) deliver(from string, rcpts []string, size int64, data io.Read
 			return nil, err
 		}
 	}
-	_, err := c.expect(354)
+	_, err = c.expect(354)
 	if err != nil {
 		if !isReply(err) {
 			return nil, err
@@ -384,6 +396,22 @@ func (c *smtpConn) deliver(from string, rcpts []string, size int64, data io.Read
 	}
 	t.reply = text
 	return t, nil
+}
+
+// smtpPath writes a queued address as the path of MAIL FROM or RCPT TO,
+// its local part quoted when it is not a dot-string ("a>b"@example.com
+// sent bare would end the path early). The queue holds addresses as the
+// listener took them, unquoted and without control characters; one with a
+// control character would be a command of its own and is refused.
+func smtpPath(addr string) (string, error) {
+	if strings.ContainsFunc(addr, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return "", fmt.Errorf("address %q holds a control character: not sent", addr)
+	}
+	at := strings.LastIndexByte(addr, '@')
+	if addr == "" || at < 0 {
+		return addr, nil
+	}
+	return mailmsg.Address{Local: addr[:at], Domain: addr[at+1:]}.Path(), nil
 }
 
 func (c *smtpConn) failMail(t *transaction, err error) (*transaction, error) {

@@ -169,3 +169,49 @@ func (h iotestHalf) Read(p []byte) (int, error) {
 	}
 	return h.r.Read(p)
 }
+
+// Local parts that are not dot-strings go out quoted: sent bare, a '>'
+// would end the path and what follows would be taken for parameters.
+func TestClientQuotesLocalParts(t *testing.T) {
+	replies := []string{"220 x\r\n", "250-x\r\n250 PIPELINING\r\n"}
+	for range 1 + 7 { // MAIL, RCPT
+		replies = append(replies, "250 ok\r\n")
+	}
+	c, got, done := scriptServer(t, append(replies, "354 go\r\n", "250 ok\r\n")...)
+	if err := c.greet("r"); err != nil {
+		t.Fatal(err)
+	}
+	rcpts := []string{`a>b@x.test`, `a"b@x.test`, `a\b@x.test`, `x@y@x.test`, `.a@x.test`, `a b@x.test`}
+	if _, err := c.deliver(`o> NOTIFY=NEVER@s.test`, append(rcpts, "plain.name+tag@x.test"), 3, strings.NewReader("x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	want := "EHLO r\r\n" +
+		`MAIL FROM:<"o> NOTIFY=NEVER"@s.test>` + "\r\n" +
+		`RCPT TO:<"a>b"@x.test>` + "\r\n" +
+		`RCPT TO:<"a\"b"@x.test>` + "\r\n" +
+		`RCPT TO:<"a\\b"@x.test>` + "\r\n" +
+		`RCPT TO:<"x@y"@x.test>` + "\r\n" +
+		`RCPT TO:<".a"@x.test>` + "\r\n" +
+		`RCPT TO:<"a b"@x.test>` + "\r\n" +
+		"RCPT TO:<plain.name+tag@x.test>\r\nDATA\r\nx\r\n.\r\n"
+	if got.String() != want {
+		t.Errorf("sent:\n%s\nwant:\n%s", got.String(), want)
+	}
+}
+
+// An address with a line break in it is never written into a command.
+func TestClientRefusesControlCharacters(t *testing.T) {
+	c, got, done := scriptServer(t, "220 x\r\n", "250 x\r\n")
+	if err := c.greet("r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.deliver("a@b.test", []string{"u@x.test>\r\nRCPT TO:<v@y.test"}, 3, strings.NewReader("x\r\n")); err == nil {
+		t.Fatal("an address with CRLF was sent")
+	}
+	c.conn.Close()
+	<-done
+	if strings.Contains(got.String(), "MAIL") {
+		t.Errorf("sent %q", got.String())
+	}
+}
