@@ -490,14 +490,15 @@ func WriteFetch(w io.Writer, list []AccountStatus) {
 		return
 	}
 	for _, a := range list {
+		// The error and the ids are the servers' words: printable only.
 		state := "ok"
 		if a.LastError != "" {
-			state = fmt.Sprintf("FAILING (%d in a row): %s", a.Failures, a.LastError)
+			state = fmt.Sprintf("FAILING (%d in a row): %s", a.Failures, queue.Printable(a.LastError))
 		}
 		fmt.Fprintf(w, "%-16s %-5s %-28s collected %d, deleted %d, on server %d; last poll %s; next %s; %s\n",
-			a.Name, a.Protocol, a.Server, a.Collected, a.Deleted, a.OnServer, ago(a.LastPoll), ago(a.NextPoll), state)
+			queue.Printable(a.Name), a.Protocol, queue.Printable(a.Server), a.Collected, a.Deleted, a.OnServer, ago(a.LastPoll), ago(a.NextPoll), state)
 		if len(a.TooLarge) > 0 {
-			fmt.Fprintf(w, "%-16s left on the server, larger than the relay accepts: %s\n", "", strings.Join(a.TooLarge, " "))
+			fmt.Fprintf(w, "%-16s left on the server, larger than the relay accepts: %s\n", "", queue.Printable(strings.Join(a.TooLarge, " ")))
 		}
 	}
 }
