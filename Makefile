@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build/gatehouse deps kernel image run test unit e2e bench-boot bench-net bench-firewall bench-relay bench-fetch lint clean
+.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-fetch lint clean
 
 all: build/gatehouse
 
@@ -33,13 +33,20 @@ lint:
 unit:
 	$(GO) test -race -count=1 ./...
 
+# The readers of what remote servers send (POP3 responses, SMTP replies),
+# fuzzed for a few seconds each; FUZZTIME=10m for a longer run.
+FUZZTIME ?= 5s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzResponses$$' -fuzztime $(FUZZTIME) ./pop3/
+	$(GO) test -run '^$$' -fuzz '^FuzzReply$$' -fuzztime $(FUZZTIME) ./services/smtp/
+
 # Boots the image in QEMU and builds network namespaces with dnsmasq and
 # chrony: needs root.
 e2e: image
 	GATEHOUSE_IMAGE=$(CURDIR)/build/image GATEHOUSE_BIN=$(CURDIR)/build/gatehouse \
 		$(GO) test -tags e2e -count=1 -timeout 20m -v ./test/
 
-test: deps lint unit e2e
+test: deps lint unit fuzz e2e
 
 bench-boot: image
 	$(GO) run ./test/bootbench -image build/image -binary build/gatehouse -n 5

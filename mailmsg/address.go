@@ -37,6 +37,20 @@ func (a Address) String() string {
 	return a.Local + "@" + a.Domain
 }
 
+// Path returns a as written inside MAIL FROM:<...> or RCPT TO:<...>: the
+// local part as a quoted string (RFC 5321 4.1.2) when it is not a
+// dot-string, since go-smtp hands it over unquoted; "" for the null path.
+func (a Address) Path() string {
+	if a.IsNull() {
+		return ""
+	}
+	local := a.Local
+	if !isDotAtom(local) { // RFC 5321's Dot-string is RFC 5322's dot-atom
+		local = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(local) + `"`
+	}
+	return local + "@" + a.Domain
+}
+
 // IsNull says whether a is the null reverse path "<>".
 func (a Address) IsNull() bool { return a.Local == "" && a.Domain == "" }
 

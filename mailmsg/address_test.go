@@ -218,3 +218,25 @@ func FuzzParseAddress(f *testing.F) {
 		}
 	})
 }
+
+func TestPath(t *testing.T) {
+	for _, c := range []struct {
+		a    Address
+		want string
+	}{
+		{Address{}, ""},
+		{Address{"a.b+tag", "x.test"}, "a.b+tag@x.test"},
+		{Address{"a>b", "x.test"}, `"a>b"@x.test`},
+		{Address{`a"b`, "x.test"}, `"a\"b"@x.test`},
+		{Address{`a\b`, "x.test"}, `"a\\b"@x.test`},
+		{Address{"a b", "x.test"}, `"a b"@x.test`},
+		{Address{"x@y", "x.test"}, `"x@y"@x.test`},
+		{Address{".a", "x.test"}, `".a"@x.test`},
+		{Address{"a..b", "x.test"}, `"a..b"@x.test`},
+		{Address{"a", "[192.0.2.1]"}, "a@[192.0.2.1]"},
+	} {
+		if got := c.a.Path(); got != c.want {
+			t.Errorf("%+v: %s, want %s", c.a, got, c.want)
+		}
+	}
+}

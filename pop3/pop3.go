@@ -12,14 +12,36 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// maxLine bounds a response line; RFC 1939 allows 512 octets, servers
-// send longer ones, nobody sends 64 KiB.
-const maxLine = 64 << 10
+// Bounds on what a server may send. The server is a stranger to the
+// appliance (a compromised or impersonated one is the case to plan for),
+// so nothing it sends is held without a limit.
+const (
+	// maxLine bounds a response line and a line of a listing (CAPA,
+	// LIST, UIDL). RFC 1939 and 2449 allow 512 octets; servers overstep
+	// that with long -ERR texts or IMPLEMENTATION strings, never by
+	// much: 4 KiB leaves them room and keeps a line small. Lines of a
+	// message are not bounded one by one (mail has long lines); the
+	// whole message is, by the caller's limit.
+	maxLine = 4 << 10
+	// maxCapaLines bounds CAPA: servers announce a dozen capabilities.
+	maxCapaLines = 256
+	// MaxMessages is the largest maildrop STAT may announce. LIST and
+	// UIDL may not name more messages than STAT did, so the listing the
+	// client holds (about 100 octets a message) stays under 100 MiB
+	// even for a server that claims the maximum.
+	MaxMessages = 1_000_000
+)
+
+// bufSize is the read buffer: a line that fits is read without copying,
+// and a message's long lines are passed on in pieces of this size.
+const bufSize = 32 << 10
 
 // Error is a -ERR response.
 type Error struct{ Text string }
@@ -29,46 +51,92 @@ func (e *Error) Error() string { return "-ERR " + e.Text }
 // ErrProtocol marks a response that is not POP3.
 var ErrProtocol = errors.New("pop3: protocol error")
 
-// Client is one POP3 session.
-type Client struct {
-	conn    net.Conn
-	r       *bufio.Reader
-	timeout time.Duration
-	caps    map[string]string
+// TooLargeError says a message was larger than the caller's limit. Its
+// rest is unread: the session cannot go on, and should be closed.
+type TooLargeError struct {
+	Num   int
+	Limit int64
 }
 
-// NewClient reads the greeting on an open connection (plain, or already TLS).
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("pop3: RETR %d: message larger than %d octets", e.Num, e.Limit)
+}
+
+// Client is one POP3 session.
+type Client struct {
+	conn net.Conn // every read has a deadline (idleConn)
+	r    *bufio.Reader
+	// timeout is the longest the server may be silent on any one read,
+	// and the deadline for each write.
+	timeout time.Duration
+	caps    map[string]string
+	// err is the failure that left the session out of step with the
+	// server (a response cut short or refused half read): every later
+	// command returns it.
+	err error
+}
+
+// idleConn gives every read from the network a deadline: a server that
+// stops sending in the middle of a response is given up after the idle
+// timeout, however much it sent before.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c idleConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	return c.Conn.Read(p)
+}
+
+// NewClient reads the greeting on an open connection (plain, or already
+// TLS). timeout is the longest the server may be silent on any one read.
 func NewClient(conn net.Conn, timeout time.Duration) (*Client, error) {
-	c := &Client{conn: conn, r: bufio.NewReaderSize(conn, 32<<10), timeout: timeout}
+	ic := idleConn{Conn: conn, idle: timeout}
+	c := &Client{conn: ic, r: bufio.NewReaderSize(ic, bufSize), timeout: timeout}
 	if _, err := c.status(); err != nil {
 		return nil, fmt.Errorf("pop3: greeting: %w", err)
 	}
 	return c, nil
 }
 
+// line reads one line of at most maxLine octets, without its line end.
+// A longer one is refused without reading on: the session is over.
 func (c *Client) line() (string, error) {
-	c.conn.SetReadDeadline(time.Now().Add(c.timeout))
-	var b []byte
-	for {
-		part, isPrefix, err := c.r.ReadLine()
-		if err != nil {
-			return "", err
-		}
-		b = append(b, part...)
-		if len(b) > maxLine {
-			return "", fmt.Errorf("%w: line longer than %d octets", ErrProtocol, maxLine)
-		}
-		if !isPrefix {
-			return string(b), nil
-		}
+	b, err := c.r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull || len(b) > maxLine {
+		return "", fmt.Errorf("%w: line longer than %d octets", ErrProtocol, maxLine)
 	}
+	if err != nil {
+		return "", c.readError(err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// readError says what a failed read means for the operator.
+func (c *Client) readError(err error) error {
+	switch {
+	case err == io.EOF:
+		return fmt.Errorf("%w: connection closed in the middle of a response", ErrProtocol)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("the server was silent for %v", c.timeout)
+	}
+	return err
+}
+
+// fail records err as the end of the session and returns it.
+func (c *Client) fail(err error) error {
+	if c.err == nil {
+		c.err = err
+	}
+	return err
 }
 
 // status reads a +OK / -ERR line and returns the text after it.
 func (c *Client) status() (string, error) {
 	l, err := c.line()
 	if err != nil {
-		return "", err
+		return "", c.fail(err)
 	}
 	switch {
 	case strings.HasPrefix(l, "+OK"):
@@ -87,6 +155,9 @@ func truncate(s string) string {
 }
 
 func (c *Client) cmd(format string, args ...any) (string, error) {
+	if c.err != nil {
+		return "", c.err
+	}
 	c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
 	if _, err := fmt.Fprintf(c.conn, format+"\r\n", args...); err != nil {
 		return "", err
@@ -94,41 +165,53 @@ func (c *Client) cmd(format string, args ...any) (string, error) {
 	return c.status()
 }
 
-// multi reads a dot-terminated multi-line body, undoing dot-stuffing.
-func (c *Client) multi(w io.Writer) error {
-	for {
-		c.conn.SetReadDeadline(time.Now().Add(c.timeout))
-		l, err := c.r.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			// A long line: pass it on in pieces.
-			if _, err := w.Write(l); err != nil {
-				return err
-			}
-			for err == bufio.ErrBufferFull {
-				l, err = c.r.ReadSlice('\n')
-				if err != nil && err != bufio.ErrBufferFull {
-					return err
-				}
-				if _, werr := w.Write(l); werr != nil {
-					return werr
-				}
-			}
-			continue
-		}
+// listing reads a dot-terminated multi-line response of at most max
+// lines (CAPA, LIST, UIDL), each of at most maxLine octets, handing each
+// line to f with dot-stuffing undone and without its line end.
+func (c *Client) listing(what string, max int, f func(line string) error) error {
+	for n := 0; ; n++ {
+		// Every failure leaves the rest of the listing unread.
+		l, err := c.line()
 		if err != nil {
-			if err == io.EOF {
-				return fmt.Errorf("%w: connection closed in the middle of a response", ErrProtocol)
-			}
-			return err
+			return c.fail(fmt.Errorf("pop3: %s: %w", what, err))
 		}
-		if bytes.Equal(l, []byte(".\r\n")) || bytes.Equal(l, []byte(".\n")) {
+		if l == "." {
 			return nil
 		}
-		if l[0] == '.' {
+		if n == max {
+			return c.fail(fmt.Errorf("%w: %s has more than %d lines", ErrProtocol, what, max))
+		}
+		if err := f(strings.TrimPrefix(l, ".")); err != nil {
+			return c.fail(err)
+		}
+	}
+}
+
+// body copies a dot-terminated message to w, dot-stuffing undone. Lines
+// of any length pass, in pieces; the message as a whole may not exceed
+// limit octets: past it, body stops reading (the connection has then
+// given at most limit octets and one buffer) and returns a TooLargeError.
+func (c *Client) body(num int, w io.Writer, limit int64) error {
+	var n int64
+	bol := true // at the beginning of a line
+	for {
+		l, err := c.r.ReadSlice('\n')
+		if err != nil && err != bufio.ErrBufferFull {
+			return c.fail(fmt.Errorf("pop3: RETR %d: %w", num, c.readError(err)))
+		}
+		whole := err == nil // l ends with the line end
+		if bol && whole && (bytes.Equal(l, []byte(".\r\n")) || bytes.Equal(l, []byte(".\n"))) {
+			return nil
+		}
+		if bol && len(l) > 0 && l[0] == '.' {
 			l = l[1:]
 		}
+		bol = whole
+		if n += int64(len(l)); n > limit {
+			return c.fail(&TooLargeError{Num: num, Limit: limit})
+		}
 		if _, err := w.Write(l); err != nil {
-			return err
+			return c.fail(err)
 		}
 	}
 }
@@ -142,15 +225,16 @@ func (c *Client) Capabilities() map[string]string {
 	if _, err := c.cmd("CAPA"); err != nil {
 		return c.caps
 	}
-	var b bytes.Buffer
-	if err := c.multi(&b); err != nil {
-		return c.caps
-	}
-	for _, l := range strings.Split(b.String(), "\n") {
+	caps := map[string]string{}
+	err := c.listing("CAPA", maxCapaLines, func(l string) error {
 		k, v, _ := strings.Cut(strings.TrimSpace(l), " ")
 		if k != "" {
-			c.caps[strings.ToUpper(k)] = v
+			caps[strings.ToUpper(k)] = v
 		}
+		return nil
+	})
+	if err == nil {
+		c.caps = caps
 	}
 	return c.caps
 }
@@ -200,65 +284,112 @@ type Message struct {
 	UID  string // from UIDL
 }
 
-// List returns every message with its size and unique id (LIST + UIDL).
-// A malformed line is an error: guessing a message's identity is how
-// collectors lose or duplicate mail.
+// List returns every message with its size and unique id (STAT, LIST,
+// UIDL). A malformed line is an error: guessing a message's identity is how
+// collectors lose or duplicate mail. STAT's count bounds the listings: a
+// server cannot make the client hold more than it announced.
 func (c *Client) List() ([]Message, error) {
+	count, err := c.stat()
+	if err != nil {
+		return nil, err
+	}
 	if _, err := c.cmd("LIST"); err != nil {
 		return nil, fmt.Errorf("pop3: LIST: %w", err)
 	}
-	var b bytes.Buffer
-	if err := c.multi(&b); err != nil {
-		return nil, err
-	}
-	var msgs []Message
-	byNum := map[int]int{}
-	for _, l := range nonEmptyLines(b.String()) {
+	msgs := make([]Message, 0, count)
+	// byNum indexes msgs by message number, which in a session that
+	// deleted nothing runs from 1 to STAT's count (RFC 1939 5).
+	byNum := make([]int32, count+1)
+	err = c.listing("LIST", count+blankLines, func(l string) error {
 		f := strings.Fields(l)
+		if len(f) == 0 {
+			return nil
+		}
 		if len(f) < 2 {
-			return nil, fmt.Errorf("%w: LIST line %q", ErrProtocol, truncate(l))
+			return fmt.Errorf("%w: LIST line %q", ErrProtocol, truncate(l))
 		}
 		n, err1 := strconv.Atoi(f[0])
 		size, err2 := strconv.ParseInt(f[1], 10, 64)
 		if err1 != nil || err2 != nil || n < 1 || size < 0 {
-			return nil, fmt.Errorf("%w: LIST line %q", ErrProtocol, truncate(l))
+			return fmt.Errorf("%w: LIST line %q", ErrProtocol, truncate(l))
 		}
-		if _, dup := byNum[n]; dup {
-			return nil, fmt.Errorf("%w: LIST names message %d twice", ErrProtocol, n)
+		if n > count {
+			return fmt.Errorf("%w: LIST names message %d of the %d STAT announced", ErrProtocol, n, count)
 		}
-		byNum[n] = len(msgs)
+		if byNum[n] != 0 {
+			return fmt.Errorf("%w: LIST names message %d twice", ErrProtocol, n)
+		}
 		msgs = append(msgs, Message{Num: n, Size: size})
+		byNum[n] = int32(len(msgs)) // 0: not listed
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if _, err := c.cmd("UIDL"); err != nil {
 		return nil, fmt.Errorf("pop3: UIDL (the server must support it to collect without duplicates): %w", err)
 	}
-	b.Reset()
-	if err := c.multi(&b); err != nil {
-		return nil, err
-	}
-	seen := map[string]bool{}
-	for _, l := range nonEmptyLines(b.String()) {
+	err = c.listing("UIDL", count+blankLines, func(l string) error {
 		f := strings.Fields(l)
+		if len(f) == 0 {
+			return nil
+		}
 		if len(f) != 2 {
-			return nil, fmt.Errorf("%w: UIDL line %q", ErrProtocol, truncate(l))
+			return fmt.Errorf("%w: UIDL line %q", ErrProtocol, truncate(l))
 		}
 		n, err := strconv.Atoi(f[0])
-		i, ok := byNum[n]
-		if err != nil || !ok || !validUID(f[1]) {
-			return nil, fmt.Errorf("%w: UIDL line %q", ErrProtocol, truncate(l))
+		if err != nil || n < 1 || n > count || byNum[n] == 0 || !validUID(f[1]) {
+			return fmt.Errorf("%w: UIDL line %q", ErrProtocol, truncate(l))
 		}
-		if seen[f[1]] {
-			return nil, fmt.Errorf("%w: UIDL gives %q to two messages", ErrProtocol, f[1])
+		m := &msgs[byNum[n]-1]
+		if m.UID != "" {
+			return fmt.Errorf("%w: UIDL names message %d twice", ErrProtocol, n)
 		}
-		seen[f[1]] = true
-		msgs[i].UID = f[1]
+		m.UID = f[1]
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	for _, m := range msgs {
+	uids := make([]string, len(msgs))
+	for i, m := range msgs {
 		if m.UID == "" {
 			return nil, fmt.Errorf("%w: UIDL has no id for message %d", ErrProtocol, m.Num)
 		}
+		uids[i] = m.UID
+	}
+	slices.Sort(uids)
+	for i := 1; i < len(uids); i++ {
+		if uids[i] == uids[i-1] {
+			return nil, fmt.Errorf("%w: UIDL gives %q to two messages", ErrProtocol, uids[i])
+		}
 	}
 	return msgs, nil
+}
+
+// blankLines is how many empty lines a listing may hold beyond STAT's
+// count: they are not POP3, but have been seen and mean nothing.
+const blankLines = 100
+
+// stat returns the number of messages in the maildrop, refusing a number
+// beyond MaxMessages.
+func (c *Client) stat() (int, error) {
+	text, err := c.cmd("STAT")
+	if err != nil {
+		return 0, fmt.Errorf("pop3: STAT: %w", err)
+	}
+	f := strings.Fields(text)
+	if len(f) < 2 {
+		return 0, fmt.Errorf("%w: STAT answer %q", ErrProtocol, truncate(text))
+	}
+	n, err := strconv.ParseUint(f[0], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: STAT answer %q", ErrProtocol, truncate(text))
+	}
+	if n > MaxMessages {
+		return 0, fmt.Errorf("pop3: STAT: the maildrop holds %d messages, more than the %d a session lists", n, MaxMessages)
+	}
+	return int(n), nil
 }
 
 // validUID: RFC 1939 7: 1 to 70 characters in the range 0x21 to 0x7E.
@@ -274,22 +405,14 @@ func validUID(s string) bool {
 	return true
 }
 
-func nonEmptyLines(s string) []string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimRight(l, "\r"); l != "" {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// Retr copies message n to w, exactly as stored (dot-stuffing undone).
-func (c *Client) Retr(n int, w io.Writer) error {
+// Retr copies message n to w, exactly as stored (dot-stuffing undone). A
+// message larger than limit octets is a TooLargeError, found without
+// reading much more than limit; the session cannot go on after it.
+func (c *Client) Retr(n int, w io.Writer, limit int64) error {
 	if _, err := c.cmd("RETR %d", n); err != nil {
 		return fmt.Errorf("pop3: RETR %d: %w", n, err)
 	}
-	return c.multi(w)
+	return c.body(n, w, limit)
 }
 
 // Dele marks message n for deletion; it happens at Quit.
@@ -320,13 +443,13 @@ func (c *Client) Pipelining() bool {
 	return ok
 }
 
-// RetrMany retrieves several messages, each into the writer to(i) gives;
-// with PIPELINING all RETR commands go out at once, saving a round trip
-// per message.
-func (c *Client) RetrMany(nums []int, to func(i int) io.Writer) error {
+// RetrMany retrieves several messages, each into the writer to(i) gives
+// and each of at most limit octets (see Retr); with PIPELINING all RETR
+// commands go out at once, saving a round trip per message.
+func (c *Client) RetrMany(nums []int, to func(i int) io.Writer, limit int64) error {
 	if !c.Pipelining() {
 		for i, n := range nums {
-			if err := c.Retr(n, to(i)); err != nil {
+			if err := c.Retr(n, to(i), limit); err != nil {
 				return err
 			}
 		}
@@ -336,6 +459,9 @@ func (c *Client) RetrMany(nums []int, to func(i int) io.Writer) error {
 	for _, n := range nums {
 		fmt.Fprintf(&b, "RETR %d\r\n", n)
 	}
+	if c.err != nil {
+		return c.err
+	}
 	c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
 	if _, err := io.WriteString(c.conn, b.String()); err != nil {
 		return err
@@ -344,7 +470,7 @@ func (c *Client) RetrMany(nums []int, to func(i int) io.Writer) error {
 		if _, err := c.status(); err != nil {
 			return fmt.Errorf("pop3: RETR %d: %w", n, err)
 		}
-		if err := c.multi(to(i)); err != nil {
+		if err := c.body(n, to(i), limit); err != nil {
 			return err
 		}
 	}
@@ -364,6 +490,9 @@ func (c *Client) DeleMany(nums []int) error {
 	var b strings.Builder
 	for _, n := range nums {
 		fmt.Fprintf(&b, "DELE %d\r\n", n)
+	}
+	if c.err != nil {
+		return c.err
 	}
 	c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
 	if _, err := io.WriteString(c.conn, b.String()); err != nil {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -51,6 +53,7 @@ func TestListRetrDele(t *testing.T) {
 	c := fakeServer(t, "+OK ready\r\n", map[string]string{
 		"CAPA": "+OK\r\nUIDL\r\nSASL PLAIN\r\n.\r\n",
 		"AUTH": "+OK logged in\r\n",
+		"STAT": "+OK 2 150\r\n",
 		"LIST": "+OK 2 messages\r\n1 120\r\n2 30\r\n.\r\n",
 		"UIDL": "+OK\r\n1 whqtswO00WBw418f9t5JxYwZ\r\n2 QhdPYR:00WBw1Ph7x7\r\n.\r\n",
 		"RETR": "+OK\r\nSubject: x\r\n\r\n..leading dot\r\n.\r\n",
@@ -68,7 +71,7 @@ func TestListRetrDele(t *testing.T) {
 		t.Fatalf("%+v", msgs)
 	}
 	var b bytes.Buffer
-	if err := c.Retr(1, &b); err != nil {
+	if err := c.Retr(1, &b, 1<<20); err != nil {
 		t.Fatal(err)
 	}
 	if b.String() != "Subject: x\r\n\r\n.leading dot\r\n" {
@@ -92,6 +95,7 @@ func TestMalformedUIDL(t *testing.T) {
 		"not a number":       "+OK\r\none a\r\n2 b\r\n.\r\n",
 	} {
 		c := fakeServer(t, "+OK\r\n", map[string]string{
+			"STAT": "+OK 2 30\r\n",
 			"LIST": "+OK\r\n1 10\r\n2 20\r\n.\r\n",
 			"UIDL": uidl,
 		})
@@ -106,7 +110,7 @@ func TestDropMidRetr(t *testing.T) {
 		"RETR": "+OK\r\nSubject: half\r\n\r\nbody without end<close>",
 	})
 	var b bytes.Buffer
-	if err := c.Retr(1, &b); err == nil {
+	if err := c.Retr(1, &b, 1<<20); err == nil {
 		t.Fatal("a message cut off by the server was taken as complete")
 	}
 }
@@ -131,7 +135,8 @@ func FuzzList(f *testing.F) {
 		if strings.Contains(list, ".\r\n") || strings.Contains(uidl, ".\r\n") {
 			return
 		}
-		c := fakeServer(t, "+OK\r\n", map[string]string{"LIST": "+OK\r\n" + list + ".\r\n", "UIDL": "+OK\r\n" + uidl + ".\r\n"})
+		stat := fmt.Sprintf("+OK %d 0\r\n", strings.Count(list, "\n")+1)
+		c := fakeServer(t, "+OK\r\n", map[string]string{"STAT": stat, "LIST": "+OK\r\n" + list + ".\r\n", "UIDL": "+OK\r\n" + uidl + ".\r\n"})
 		msgs, err := c.List()
 		if err != nil {
 			return
@@ -142,6 +147,72 @@ func FuzzList(f *testing.F) {
 				t.Fatalf("accepted %+v", msgs)
 			}
 			seen[m.UID] = true
+		}
+	})
+}
+
+// FuzzResponses feeds the response readers whatever a server might send:
+// a status line, a listing, a status line and a message. Each returns what
+// it was sent, within its bounds, or an error.
+func FuzzResponses(f *testing.F) {
+	f.Add("+OK\r\n1 10\r\n2 20\r\n.\r\n+OK\r\nSubject: x\r\n\r\n..leading dot\r\n.\r\n")
+	f.Add("+OK\r\n.\r\n+OK\r\n.\r\n")
+	f.Add("-ERR no\r\n")
+	f.Add("+OK\n1 10\n.\n+OK\nbare LF\n.\n")
+	f.Add("+OK\r\n" + strings.Repeat("1 1\r\n", 11) + ".\r\n")
+	f.Add("+OK " + strings.Repeat("x", maxLine) + "\r\n")
+	f.Add("+OK\r\n.\r\n+OK\r\n" + strings.Repeat("y", bufSize+7) + "\r\n.\r\n")
+	f.Add("+OK\r\n.\r\n+OK\r\n.a\r\n.\r\n.\r\n")
+	f.Add("+OK\r\n.\r\n+OK\r\n" + strings.Repeat("z", 99) + "\r\n.\r\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		const maxLines, limit = 10, 100
+		c := &Client{r: bufio.NewReaderSize(strings.NewReader(s), bufSize), timeout: time.Second}
+		if _, err := c.status(); err != nil {
+			return
+		}
+		lines := 0
+		err := c.listing("LIST", maxLines, func(l string) error {
+			if len(l) > maxLine || strings.ContainsAny(l, "\n") {
+				t.Fatalf("listing line %q", l)
+			}
+			lines++
+			return nil
+		})
+		if lines > maxLines {
+			t.Fatalf("%d lines accepted, at most %d wanted", lines, maxLines)
+		}
+		if err != nil {
+			return
+		}
+		if _, err := c.status(); err != nil {
+			return
+		}
+		rest, _ := io.ReadAll(c.r)
+		c.r.Reset(bytes.NewReader(rest))
+		var got bytes.Buffer
+		err = c.body(1, &got, limit)
+		if got.Len() > limit {
+			t.Fatalf("body gave %d octets past the limit of %d", got.Len(), limit)
+		}
+		// The rule, written plainly: up to a line ".", every line
+		// starting with '.' loses it.
+		var want bytes.Buffer
+		ended := false
+		for _, l := range bytes.SplitAfter(rest, []byte("\n")) {
+			if string(l) == ".\r\n" || string(l) == ".\n" {
+				ended = true
+				break
+			}
+			want.Write(bytes.TrimPrefix(l, []byte(".")))
+		}
+		var tl *TooLargeError
+		switch {
+		case !ended && err == nil:
+			t.Fatalf("a message without its end was taken as complete: %q", rest)
+		case ended && want.Len() > limit && !errors.As(err, &tl):
+			t.Fatalf("a message of %d octets passed a limit of %d: %v", want.Len(), limit, err)
+		case err == nil && !bytes.Equal(got.Bytes(), want.Bytes()):
+			t.Fatalf("body of %q:\n got %q\nwant %q", rest, got.Bytes(), want.Bytes())
 		}
 	})
 }

@@ -9,21 +9,76 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"gatehouse/mailmsg"
 )
 
 // smtpConn is the relay's outbound SMTP client. go-smtp's client cannot
 // send EHLO with our name before STARTTLS nor pipeline, so the few commands
 // a relay needs (RFC 5321, 3207, 2920, 4954) are spoken here.
+//
+// Every next hop is a stranger: a reply is read a bounded line at a time,
+// and every read has a deadline, so a hostile or broken server costs the
+// relay a few KiB and a few minutes, never its memory.
 type smtpConn struct {
-	conn    net.Conn
+	conn    net.Conn      // the session: dc, or TLS over it
+	dc      *deadlineConn // the network side, where read deadlines are set
 	r       *bufio.Reader
 	w       *bufio.Writer
 	ext     map[string]string
-	timeout time.Duration
+	timeout time.Duration // for each write
+	wait    replyWait     // for a reply to a command
+	dataEnd replyWait     // for the reply after the message
 	isTLS   bool
+}
+
+// Bounds on a reply. RFC 5321 4.5.3.1.5 allows 512 octets a line; servers
+// that overstep it do so by little. A multi-line reply (EHLO) has a dozen
+// lines.
+const (
+	maxReplyLine  = 2048 // octets, CRLF included
+	maxReplyLines = 100
+)
+
+// replyWait is how long the relay waits for a reply: idle is the longest
+// silence on any one read, total the longest the whole reply may take
+// however slowly it trickles in.
+type replyWait struct{ idle, total time.Duration }
+
+// The waits of RFC 5321 4.5.3.2 (Postfix's smtp_*_timeout): 5 minutes for a
+// command's reply; 10 after the message, which the server may be scanning
+// or delivering before it answers, and where giving up early means the
+// message is sent twice.
+var (
+	commandWait = replyWait{idle: 5 * time.Minute, total: 10 * time.Minute}
+	dataEndWait = replyWait{idle: 10 * time.Minute, total: 20 * time.Minute}
+)
+
+// deadlineConn gives every read from the network a deadline: idle from
+// now, and never past until. Reads under TLS come through here too, so the
+// handshake is bounded the same way.
+type deadlineConn struct {
+	net.Conn
+	idle  time.Duration
+	until time.Time // zero: no overall bound
+}
+
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	d := time.Now().Add(c.idle)
+	if !c.until.IsZero() && c.until.Before(d) {
+		d = c.until
+	}
+	c.Conn.SetReadDeadline(d)
+	return c.Conn.Read(p)
+}
+
+// waitFor bounds the reads from now on by w.
+func (c *deadlineConn) waitFor(w replyWait) {
+	c.idle, c.until = w.idle, time.Now().Add(w.total)
 }
 
 // replyError is a reply from the server that is not the one expected.
@@ -40,30 +95,50 @@ func (e *replyError) Error() string {
 	return fmt.Sprintf("%d %s", e.Code, e.Text)
 }
 
-func newSMTPConn(c net.Conn, timeout time.Duration) *smtpConn {
-	return &smtpConn{conn: c, r: bufio.NewReaderSize(c, 4096), w: bufio.NewWriterSize(c, 32<<10), timeout: timeout}
+func newSMTPConn(c net.Conn) *smtpConn {
+	dc := &deadlineConn{Conn: c, idle: commandWait.idle}
+	return &smtpConn{conn: dc, dc: dc, r: bufio.NewReaderSize(dc, maxReplyLine), w: bufio.NewWriterSize(dc, 32<<10),
+		timeout: 5 * time.Minute, wait: commandWait, dataEnd: dataEndWait}
 }
 
-// reply reads one (possibly multi-line) reply.
-func (c *smtpConn) reply() (int, string, error) {
-	c.conn.SetReadDeadline(time.Now().Add(c.timeout))
+// reply reads one (possibly multi-line) reply to a command.
+func (c *smtpConn) reply() (int, string, error) { return c.replyWithin(c.wait) }
+
+// replyWithin reads one reply within w. A server that breaks the bounds
+// gets an error, never a reply: the session is over, and the queue defers
+// what it was sending.
+func (c *smtpConn) replyWithin(w replyWait) (int, string, error) {
+	c.dc.waitFor(w)
+	code, text, err := readReply(c.r)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if time.Now().Before(c.dc.until) {
+			return 0, "", fmt.Errorf("the server was silent for %v", w.idle)
+		}
+		return 0, "", fmt.Errorf("no complete reply within %v", w.total)
+	}
+	return code, text, err
+}
+
+// readReply reads one reply from r, whose buffer must hold maxReplyLine
+// octets: a longer line is refused without reading further.
+func readReply(r *bufio.Reader) (int, string, error) {
 	var lines []string
 	code := 0
 	for {
-		line, err := c.r.ReadString('\n')
+		b, err := r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull || len(b) > maxReplyLine {
+			return 0, "", fmt.Errorf("reply line longer than %d octets", maxReplyLine)
+		}
 		if err != nil {
 			return 0, "", err
 		}
-		if len(line) > 4096 {
-			return 0, "", errors.New("reply line too long")
-		}
-		line = strings.TrimRight(line, "\r\n")
+		line := strings.TrimRight(string(b), "\r\n")
 		if len(line) < 3 {
 			return 0, "", fmt.Errorf("malformed reply %q", line)
 		}
 		n, err := strconv.Atoi(line[:3])
 		if err != nil || n < 200 || n > 599 || code != 0 && n != code {
-			return 0, "", fmt.Errorf("malformed reply %q", line)
+			return 0, "", fmt.Errorf("malformed reply %q", truncate(line))
 		}
 		code = n
 		more := len(line) > 3 && line[3] == '-'
@@ -75,15 +150,25 @@ func (c *smtpConn) reply() (int, string, error) {
 		if !more {
 			return code, strings.Join(lines, "\n"), nil
 		}
-		if len(lines) > 100 {
-			return 0, "", errors.New("reply has too many lines")
+		if len(lines) >= maxReplyLines {
+			return 0, "", fmt.Errorf("reply longer than %d lines", maxReplyLines)
 		}
 	}
 }
 
+// truncate shortens remote text quoted in an error.
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
 // expect reads a reply and turns a code other than want into a replyError.
-func (c *smtpConn) expect(want int) (string, error) {
-	code, text, err := c.reply()
+func (c *smtpConn) expect(want int) (string, error) { return c.expectWithin(want, c.wait) }
+
+func (c *smtpConn) expectWithin(want int, w replyWait) (string, error) {
+	code, text, err := c.replyWithin(w)
 	if err != nil {
 		return "", err
 	}
@@ -155,11 +240,12 @@ func (c *smtpConn) startTLS(cfg *tls.Config, name string) error {
 		return err
 	}
 	tc := tls.Client(c.conn, cfg)
-	tc.SetDeadline(time.Now().Add(c.timeout))
+	tc.SetWriteDeadline(time.Now().Add(c.timeout))
+	c.dc.waitFor(c.wait)
 	if err := tc.Handshake(); err != nil {
 		return err
 	}
-	tc.SetDeadline(time.Time{})
+	tc.SetWriteDeadline(time.Time{})
 	c.conn, c.isTLS = tc, true
 	c.r.Reset(tc)
 	c.w.Reset(tc)
@@ -199,6 +285,16 @@ type transaction struct {
 // A non-nil error means the connection is broken.
 func (c *smtpConn) deliver(from string, rcpts []string, size int64, data io.Reader) (*transaction, error) {
 	t := &transaction{rcpts: make([]error, len(rcpts))}
+	from, err := smtpPath(from)
+	if err != nil {
+		return nil, err
+	}
+	paths := make([]string, len(rcpts))
+	for i, r := range rcpts {
+		if paths[i], err = smtpPath(r); err != nil {
+			return nil, err
+		}
+	}
 	mail := fmt.Sprintf("MAIL FROM:<%s>", from)
 	if c.has("SIZE") {
 		mail += fmt.Sprintf(" SIZE=%d", size)
@@ -217,7 +313,7 @@ func (c *smtpConn) deliver(from string, rcpts []string, size int64, data io.Read
 			return c.failMail(t, err)
 		}
 	}
-	for i, r := range rcpts {
+	for i, r := range paths {
 		fmt.Fprintf(c.w, "RCPT TO:<%s>\r\n", r)
 		if !pipelined {
 			if err := c.w.Flush(); err != nil {
@@ -267,7 +363,7 @@ func (c *smtpConn) deliver(from string, rcpts []string, size int64, data io.Read
 			return nil, err
 		}
 	}
-	_, err := c.expect(354)
+	_, err = c.expect(354)
 	if err != nil {
 		if !isReply(err) {
 			return nil, err
@@ -290,7 +386,7 @@ func (c *smtpConn) deliver(from string, rcpts []string, size int64, data io.Read
 	if err := c.writeData(data); err != nil {
 		return nil, err
 	}
-	text, err := c.expect(250)
+	text, err := c.expectWithin(250, c.dataEnd)
 	if err != nil {
 		if !isReply(err) {
 			return nil, err
@@ -300,6 +396,22 @@ func (c *smtpConn) deliver(from string, rcpts []string, size int64, data io.Read
 	}
 	t.reply = text
 	return t, nil
+}
+
+// smtpPath writes a queued address as the path of MAIL FROM or RCPT TO,
+// its local part quoted when it is not a dot-string ("a>b"@example.com
+// sent bare would end the path early). The queue holds addresses as the
+// listener took them, unquoted and without control characters; one with a
+// control character would be a command of its own and is refused.
+func smtpPath(addr string) (string, error) {
+	if strings.ContainsFunc(addr, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return "", fmt.Errorf("address %q holds a control character: not sent", addr)
+	}
+	at := strings.LastIndexByte(addr, '@')
+	if addr == "" || at < 0 {
+		return addr, nil
+	}
+	return mailmsg.Address{Local: addr[:at], Domain: addr[at+1:]}.Path(), nil
 }
 
 func (c *smtpConn) failMail(t *transaction, err error) (*transaction, error) {
@@ -368,8 +480,14 @@ func (c *smtpConn) writeData(data io.Reader) error {
 	return c.w.Flush()
 }
 
+// quitWait is all a server gets to answer QUIT: the mail is delivered.
+var quitWait = replyWait{idle: 5 * time.Second, total: 5 * time.Second}
+
 func (c *smtpConn) quit() {
-	c.conn.SetDeadline(time.Now().Add(5 * time.Second))
-	c.cmd(221, "QUIT")
+	c.conn.SetWriteDeadline(time.Now().Add(quitWait.total))
+	c.w.WriteString("QUIT\r\n")
+	if c.w.Flush() == nil {
+		c.replyWithin(quitWait)
+	}
 	c.conn.Close()
 }

@@ -37,7 +37,7 @@ func scriptServer(t *testing.T, replies ...string) (*smtpConn, *bytes.Buffer, ch
 		}
 		time.Sleep(100 * time.Millisecond)
 	}()
-	return newSMTPConn(cli, 5*time.Second), &got, done
+	return newSMTPConn(cli), &got, done
 }
 
 func TestClientPipelinedPartialRecipients(t *testing.T) {
@@ -93,20 +93,35 @@ func TestClientAllRecipientsRefused(t *testing.T) {
 	}
 }
 
+// FuzzReply feeds the reply reader what a next hop might send: it either
+// returns a reply within the bounds or an error, never more.
 func FuzzReply(f *testing.F) {
 	f.Add("250-a\r\n250 b\r\n")
 	f.Add("421 4.4.2 bye\r\n")
 	f.Add("25\r\n")
+	f.Add("250-mx.example.com\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-STARTTLS\r\n250 8BITMIME\r\n")
+	f.Add("550-5.1.1 first\n550 5.1.1 bare LF\n")
+	f.Add("220 " + strings.Repeat("x", maxReplyLine) + "\r\n")
+	f.Add(strings.Repeat("250-x\r\n", maxReplyLines+1) + "250 x\r\n")
+	f.Add("250-a\r\n251 b\r\n")
 	f.Fuzz(func(t *testing.T, s string) {
-		c := &smtpConn{conn: nopConn{}, r: bufio.NewReader(strings.NewReader(s)), timeout: time.Second}
-		code, _, err := c.reply()
-		if err == nil && (code < 200 || code > 599) {
+		code, text, err := readReply(bufio.NewReaderSize(strings.NewReader(s), maxReplyLine))
+		if err != nil {
+			return
+		}
+		if code < 200 || code > 599 {
 			t.Fatalf("accepted code %d from %q", code, s)
 		}
-		if err == nil {
-			e := toReplyError(code, "5.1.1 x")
-			_ = e.Error()
+		lines := strings.Split(text, "\n")
+		if len(lines) > maxReplyLines {
+			t.Fatalf("accepted %d lines", len(lines))
 		}
+		for _, l := range lines {
+			if len(l) > maxReplyLine {
+				t.Fatalf("accepted a line of %d octets", len(l))
+			}
+		}
+		_ = toReplyError(code, text).Error()
 	})
 }
 
@@ -153,4 +168,50 @@ func (h iotestHalf) Read(p []byte) (int, error) {
 		p = p[:3]
 	}
 	return h.r.Read(p)
+}
+
+// Local parts that are not dot-strings go out quoted: sent bare, a '>'
+// would end the path and what follows would be taken for parameters.
+func TestClientQuotesLocalParts(t *testing.T) {
+	replies := []string{"220 x\r\n", "250-x\r\n250 PIPELINING\r\n"}
+	for range 1 + 7 { // MAIL, RCPT
+		replies = append(replies, "250 ok\r\n")
+	}
+	c, got, done := scriptServer(t, append(replies, "354 go\r\n", "250 ok\r\n")...)
+	if err := c.greet("r"); err != nil {
+		t.Fatal(err)
+	}
+	rcpts := []string{`a>b@x.test`, `a"b@x.test`, `a\b@x.test`, `x@y@x.test`, `.a@x.test`, `a b@x.test`}
+	if _, err := c.deliver(`o> NOTIFY=NEVER@s.test`, append(rcpts, "plain.name+tag@x.test"), 3, strings.NewReader("x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	want := "EHLO r\r\n" +
+		`MAIL FROM:<"o> NOTIFY=NEVER"@s.test>` + "\r\n" +
+		`RCPT TO:<"a>b"@x.test>` + "\r\n" +
+		`RCPT TO:<"a\"b"@x.test>` + "\r\n" +
+		`RCPT TO:<"a\\b"@x.test>` + "\r\n" +
+		`RCPT TO:<"x@y"@x.test>` + "\r\n" +
+		`RCPT TO:<".a"@x.test>` + "\r\n" +
+		`RCPT TO:<"a b"@x.test>` + "\r\n" +
+		"RCPT TO:<plain.name+tag@x.test>\r\nDATA\r\nx\r\n.\r\n"
+	if got.String() != want {
+		t.Errorf("sent:\n%s\nwant:\n%s", got.String(), want)
+	}
+}
+
+// An address with a line break in it is never written into a command.
+func TestClientRefusesControlCharacters(t *testing.T) {
+	c, got, done := scriptServer(t, "220 x\r\n", "250 x\r\n")
+	if err := c.greet("r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.deliver("a@b.test", []string{"u@x.test>\r\nRCPT TO:<v@y.test"}, 3, strings.NewReader("x\r\n")); err == nil {
+		t.Fatal("an address with CRLF was sent")
+	}
+	c.conn.Close()
+	<-done
+	if strings.Contains(got.String(), "MAIL") {
+		t.Errorf("sent %q", got.String())
+	}
 }

@@ -42,6 +42,10 @@ type collector struct {
 	mu       sync.Mutex
 	accounts map[string]*account
 	wg       sync.WaitGroup
+
+	// ioTimeout is the longest a server may be silent while the
+	// collector waits for it (per read).
+	ioTimeout time.Duration
 }
 
 // AccountStatus is what `gatehouse status` and the console show per account.
@@ -66,10 +70,15 @@ type account struct {
 	st     AccountStatus
 	now    chan struct{}
 	cancel context.CancelFunc
+	// oversize holds the remote ids of messages found larger than the
+	// limit only while they were retrieved (the server announced them
+	// smaller): they are left on the server like the others too large.
+	// Only the account's poller uses it.
+	oversize map[string]bool
 }
 
 func newCollector(svc *Service) *collector {
-	return &collector{svc: svc, log: svc.log.With("part", "fetch"), accounts: map[string]*account{}}
+	return &collector{svc: svc, log: svc.log.With("part", "fetch"), accounts: map[string]*account{}, ioTimeout: 2 * time.Minute}
 }
 
 // apply starts, restarts and stops account pollers to match the config.
@@ -91,7 +100,7 @@ func (c *collector) apply(ctx context.Context, accounts []config.FetchAccount) {
 			continue
 		}
 		actx, cancel := context.WithCancel(ctx)
-		a := &account{cfg: cfg, now: make(chan struct{}, 1), cancel: cancel,
+		a := &account{cfg: cfg, now: make(chan struct{}, 1), cancel: cancel, oversize: map[string]bool{},
 			st: AccountStatus{Name: name, Protocol: cfg.Protocol, Server: net.JoinHostPort(cfg.Server, strconv.Itoa(cfg.Port))}}
 		c.accounts[name] = a
 		c.wg.Add(1)
@@ -255,7 +264,7 @@ func (c *collector) pop3Session(ctx context.Context, a *account, log *slog.Logge
 	if cfg.Protocol == "pop3s" {
 		conn = tls.Client(raw, tc)
 	}
-	cl, err := pop3.NewClient(conn, 2*time.Minute)
+	cl, err := pop3.NewClient(conn, c.ioTimeout)
 	if err != nil {
 		return false, err
 	}
@@ -286,6 +295,11 @@ func (c *collector) pop3Session(ctx context.Context, a *account, log *slog.Logge
 	for _, m := range msgs {
 		present[m.UID] = true
 	}
+	for uid := range a.oversize {
+		if !present[uid] {
+			delete(a.oversize, uid)
+		}
+	}
 	deletedIDs := map[string]bool{}
 	var tooLarge []string
 	var collected, deleted int64
@@ -296,7 +310,7 @@ func (c *collector) pop3Session(ctx context.Context, a *account, log *slog.Logge
 	var dele []int
 	flush := func() error {
 		if len(batch) > 0 {
-			if err := c.collectBatch(cl, cfg, batch, log); err != nil {
+			if err := c.collectBatch(cl, a, batch, limit, log); err != nil {
 				return err
 			}
 			collected += int64(len(batch))
@@ -321,7 +335,8 @@ func (c *collector) pop3Session(ctx context.Context, a *account, log *slog.Logge
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
-		if !seen[m.UID] && m.Size <= limit && int(collected)+len(batch) >= maxNew {
+		big := m.Size > limit || a.oversize[m.UID]
+		if !seen[m.UID] && !big && int(collected)+len(batch) >= maxNew {
 			more = true // the rest in the next session
 			break
 		}
@@ -331,7 +346,7 @@ func (c *collector) pop3Session(ctx context.Context, a *account, log *slog.Logge
 				dele = append(dele, m.Num)
 				deletedIDs[m.UID] = true
 			}
-		case m.Size > limit:
+		case big:
 			tooLarge = append(tooLarge, m.UID)
 		default:
 			batch = append(batch, m)
@@ -368,14 +383,29 @@ func (c *collector) pop3Session(ctx context.Context, a *account, log *slog.Logge
 }
 
 // collectBatch retrieves messages and commits them to the queue together;
-// it returns only once the queue has them all on disk.
-func (c *collector) collectBatch(cl *pop3.Client, cfg config.FetchAccount, batch []pop3.Message, log *slog.Logger) error {
+// it returns only once the queue has them all on disk. Each message is
+// read up to limit octets and no further.
+func (c *collector) collectBatch(cl *pop3.Client, a *account, batch []pop3.Message, limit int64, log *slog.Logger) error {
+	cfg := a.cfg
 	bodies := make([]bytes.Buffer, len(batch))
 	nums := make([]int, len(batch))
 	for i, m := range batch {
 		nums[i] = m.Num
 	}
-	if err := cl.RetrMany(nums, func(i int) io.Writer { return &bodies[i] }); err != nil {
+	if err := cl.RetrMany(nums, func(i int) io.Writer { return &bodies[i] }, limit); err != nil {
+		var tl *pop3.TooLargeError
+		if errors.As(err, &tl) {
+			// The server announced less than it sends. The session is
+			// out of step: end it; the next one leaves the message on
+			// the server.
+			for _, m := range batch {
+				if m.Num == tl.Num {
+					a.oversize[m.UID] = true
+					return fmt.Errorf("message %d (uid %s) is larger than smtp.limits.message_size (%d octets), "+
+						"though LIST said %d: left on the server", m.Num, m.UID, limit, m.Size)
+				}
+			}
+		}
 		return err // the connection is probably gone: nothing was committed
 	}
 	keys := make([]string, len(batch))
@@ -414,8 +444,16 @@ func (c *collector) commitMany(cfg config.FetchAccount, uids []string, bodies []
 		if _, err := io.WriteString(w, hdr); err != nil {
 			return err
 		}
-		if _, err := w.Write(bodies[i]); err != nil {
+		// Line ends as the listener's normalize mode leaves them, whatever
+		// smtp.bare_newlines says (a collected message cannot be refused
+		// to its sender): a bare CR or LF passed on is how SMTP smuggling
+		// hides a second message for the internal server.
+		g := &newlineGuard{r: bytes.NewReader(bodies[i]), normalize: true}
+		if _, err := io.Copy(w, g); err != nil {
 			return err
+		}
+		if g.found {
+			log.Info("bare <CR> or <LF> in a collected message changed to CRLF", "uid", uid)
 		}
 		envs = append(envs, &queue.Envelope{From: returnPath(bodies[i]), Rcpts: []queue.Rcpt{{Addr: to.String(), Route: route}},
 			Arrived: time.Now(), Source: "fetch:" + cfg.Name, Fetch: cfg.Name + "/" + uid})
@@ -452,14 +490,15 @@ func WriteFetch(w io.Writer, list []AccountStatus) {
 		return
 	}
 	for _, a := range list {
+		// The error and the ids are the servers' words: printable only.
 		state := "ok"
 		if a.LastError != "" {
-			state = fmt.Sprintf("FAILING (%d in a row): %s", a.Failures, a.LastError)
+			state = fmt.Sprintf("FAILING (%d in a row): %s", a.Failures, queue.Printable(a.LastError))
 		}
 		fmt.Fprintf(w, "%-16s %-5s %-28s collected %d, deleted %d, on server %d; last poll %s; next %s; %s\n",
-			a.Name, a.Protocol, a.Server, a.Collected, a.Deleted, a.OnServer, ago(a.LastPoll), ago(a.NextPoll), state)
+			queue.Printable(a.Name), a.Protocol, queue.Printable(a.Server), a.Collected, a.Deleted, a.OnServer, ago(a.LastPoll), ago(a.NextPoll), state)
 		if len(a.TooLarge) > 0 {
-			fmt.Fprintf(w, "%-16s left on the server, larger than the relay accepts: %s\n", "", strings.Join(a.TooLarge, " "))
+			fmt.Fprintf(w, "%-16s left on the server, larger than the relay accepts: %s\n", "", queue.Printable(strings.Join(a.TooLarge, " ")))
 		}
 	}
 }

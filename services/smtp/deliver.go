@@ -29,6 +29,8 @@ type transport struct {
 	log *slog.Logger
 	// dial is net.Dialer.DialContext; tests replace it.
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// wait, when set, replaces the waits for every reply (tests).
+	wait replyWait
 }
 
 // hop is one server to try.
@@ -270,14 +272,20 @@ func (t *transport) connectOnce(ctx context.Context, tg target, h hop, useTLS bo
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s[%s]: %w", h.name, h.addr, err)
 	}
-	c := newSMTPConn(conn, 5*time.Minute)
+	c := newSMTPConn(conn)
+	if t.wait != (replyWait{}) {
+		c.wait, c.dataEnd = t.wait, t.wait
+	}
 	fail := func(err error) (*client, error) {
 		conn.Close()
 		return nil, err
 	}
 	name := t.svc.policy().hostname
 	if err := c.greet(name); err != nil {
-		return fail(fmt.Errorf("%s[%s] said: %w", h.name, h.addr, err))
+		if isReply(err) {
+			return fail(fmt.Errorf("%s[%s] said: %w", h.name, h.addr, err))
+		}
+		return fail(fmt.Errorf("%s[%s]: %w", h.name, h.addr, err))
 	}
 	tlsRes := "no TLS"
 	if useTLS {

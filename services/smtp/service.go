@@ -409,7 +409,7 @@ func (s *Service) publish() {
 		d.Queue.Depth, d.Queue.Deferred, d.Queue.Held, d.Connections, d.Accepted, d.Queue.Delivered, d.Queue.Bounced)
 	for _, a := range d.Fetch {
 		if a.LastError != "" {
-			line += fmt.Sprintf("; fetch %s: ERROR %s", a.Name, a.LastError)
+			line += fmt.Sprintf("; fetch %s: ERROR %s", a.Name, queue.Printable(a.LastError))
 		}
 	}
 	s.opts.Notify.Status(line)
