@@ -234,3 +234,26 @@ func (h Header) Count(name string) int {
 
 // Len returns the number of fields.
 func (h Header) Len() int { return len(h.fields) }
+
+// Without returns raw, the bytes ReadHeader returned with h, less the
+// fields whose name (case-insensitive) is in names; the rest is unchanged.
+func (h Header) Without(raw []byte, names ...string) []byte {
+	drop := func(n string) bool {
+		for _, d := range names {
+			if strings.EqualFold(n, d) {
+				return true
+			}
+		}
+		return false
+	}
+	out := make([]byte, 0, len(raw))
+	kept := 0
+	for _, f := range h.fields {
+		if !drop(f.name) {
+			out = append(out, f.raw...)
+		}
+		kept += len(f.raw)
+	}
+	// The empty line (or nothing, at EOF) after the fields.
+	return append(out, raw[kept:]...)
+}

@@ -282,3 +282,19 @@ func FuzzReadHeader(f *testing.F) {
 		checkFieldRaw(t, h, raw)
 	})
 }
+
+func TestHeaderWithout(t *testing.T) {
+	in := "Received: from a\r\n\tby b\r\nX-Tenant: 42\r\nSubject: hi\r\nx-tenant: 43\r\n  folded\r\nX-CS-Sensitivity: confidential\r\n\r\nbody\r\n"
+	r := bufio.NewReader(strings.NewReader(in))
+	h, raw, err := ReadHeader(r, 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(h.Without(raw, "X-Tenant", "x-cs-sensitivity"))
+	if want := "Received: from a\r\n\tby b\r\nSubject: hi\r\n\r\n"; got != want {
+		t.Errorf("Without = %q, want %q", got, want)
+	}
+	if got := string(h.Without(raw)); got != string(raw) {
+		t.Errorf("Without() changed the header: %q", got)
+	}
+}

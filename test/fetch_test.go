@@ -311,7 +311,8 @@ fetch:
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d messages arrived", len(ids), total)
+			q, _ := exec.Command(gatehouseBinary(t), "queue", "list", "--socket", filepath.Join(runDir, "control.sock")).CombinedOutput()
+			t.Fatalf("%d of %d messages arrived; the queue:\n%s\nthe sink's log:\n%s", len(ids), total, tail(string(q), 20), tail(w.log(filepath.Base(sink)+".log"), 20))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

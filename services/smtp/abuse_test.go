@@ -24,6 +24,18 @@ import (
 // given relay section (listen is filled in) and returns the port's address.
 func relay(t *testing.T, listener, section string) string {
 	t.Helper()
+	return startRelay(t, listener, section).addr
+}
+
+// testRelay is a relay running in this process.
+type testRelay struct {
+	addr, dir string
+	// reload writes a new relay section and has the relay reload it.
+	reload func(section string)
+}
+
+func startRelay(t *testing.T, listener, section string) testRelay {
+	t.Helper()
 	dir := t.TempDir()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -39,6 +51,7 @@ func relay(t *testing.T, listener, section string) string {
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	reload := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	finished := make(chan struct{})
@@ -46,7 +59,7 @@ func relay(t *testing.T, listener, section string) string {
 		defer close(finished)
 		done <- Run(ctx, Options{Config: cfg, QueueDir: filepath.Join(dir, "queue"), TLSDir: filepath.Join(dir, "tls"),
 			ResolvConf: filepath.Join(dir, "resolv.conf"), Socket: filepath.Join(dir, "smtp.sock"),
-			Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Reload: reload})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -67,7 +80,14 @@ func relay(t *testing.T, listener, section string) string {
 		}
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return addr
+			return testRelay{addr: addr, dir: dir, reload: func(section string) {
+				yaml := fmt.Sprintf("smtp:\n  hostname: mx.example.test\n  listen: {smtp: %q, submission: %q, smtps: %q}\n%s",
+					listen["smtp"], listen["submission"], listen["smtps"], section)
+				if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				reload <- struct{}{} // taken by the service's loop
+			}}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("relay not listening on %s", addr)

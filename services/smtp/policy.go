@@ -307,6 +307,34 @@ func (p *Policy) route(to mailmsg.Address) string {
 	return "connector:" + name
 }
 
+// FromInside says whether the client may relay (trusted, authenticated,
+// POP-before-SMTP, or an inbound connector's): mail from anyone else is
+// from outside.
+func (p *Policy) FromInside(c Client) bool {
+	r, _ := p.relayReason(c)
+	return r != ""
+}
+
+// StripHeaders names the fields removed from a message before it is
+// queued: every inbound connector's required header (a shared secret
+// between the sender's tenant and this gateway, of no use further on),
+// and, from outside, the fields the header rules route by, so that no
+// outsider steers mail that the inside later sends on.
+func (p *Policy) StripHeaders(c Client) []string {
+	var names []string
+	for _, ic := range p.inbound {
+		if ic.header != nil {
+			names = append(names, ic.header.Name)
+		}
+	}
+	if !p.FromInside(c) {
+		for _, r := range p.rules {
+			names = append(names, r.Header)
+		}
+	}
+	return names
+}
+
 // HeaderRoute applies the header rules: the connector the first matching
 // rule names, or "" when none matches.
 func (p *Policy) HeaderRoute(h mailmsg.Header) string {

@@ -232,6 +232,9 @@ func (s *session) Data(r io.Reader) error {
 			return s.fail(smtpErr(550, gosmtp.EnhancedCode{5, 7, 1}, "Relay access denied: connector "+c.name+" requires header "+c.header.Name))
 		}
 	}
+	if strip := p.StripHeaders(s.client); len(strip) > 0 {
+		raw = h.Without(raw, strip...)
+	}
 	rcpts := append([]queue.Rcpt(nil), s.rcpts...)
 	if hr := p.HeaderRoute(h); hr != "" {
 		for i := range rcpts {

@@ -62,6 +62,7 @@ type Service struct {
 	count struct {
 		accepted, rejected, authFailed, errorLimit, noSpace atomic.Int64
 	}
+	clientTLS atomic.Pointer[tls.Config] // per handshake, from the running config
 	// freeSpace says how many bytes the queue's file system has left
 	// (a stand-in in tests).
 	freeSpace func() (int64, error)
@@ -133,6 +134,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := s.loadCert(c); err != nil {
 		return err
 	}
+	s.setServerTLS(c)
 
 	store, loaded, problems := queue.OpenStore(o.QueueDir)
 	if store == nil {
@@ -221,6 +223,11 @@ func Run(ctx context.Context, o Options) error {
 			if off || nc.SMTP.Listen != c.Listen {
 				return errors.New("smtp: listen addresses changed (or the relay was turned on again); restarting to apply them")
 			}
+			// go-smtp reads these of its server in every session without
+			// a lock: they change only with a new server.
+			if nc.SMTP.Limits.MessageSize != c.Limits.MessageSize || nc.SMTP.Limits.Recipients != c.Limits.Recipients {
+				return errors.New("smtp: limits.message_size or limits.recipients changed; restarting to apply them")
+			}
 			next, err := s.apply(ctx, nc.SMTP)
 			if err != nil {
 				o.Log.Error("reload: kept the running relay settings", "err", err)
@@ -287,16 +294,13 @@ func (s *Service) apply(ctx context.Context, c *config.SMTP) (time.Time, error) 
 		return time.Time{}, err
 	}
 	pol, next := s.buildPolicy(ctx, c, pool, true)
+	s.setServerTLS(c)
 	s.mu.Lock()
 	s.cfg, s.pol, s.pool = c, pol, pool
 	s.mu.Unlock()
 	s.q.SetPolicy(queuePolicy(c))
 	s.lim.set(c.Limits.Connections, c.Limits.ConnectionsPerClient)
 	s.auth.set(c.Limits.AuthFailures, c.Limits.AuthBlock.Duration)
-	for _, sv := range s.servers {
-		sv.MaxMessageBytes = c.Limits.MessageSize.Bytes
-		sv.MaxRecipients = c.Limits.Recipients
-	}
 	return next, nil
 }
 
@@ -315,21 +319,39 @@ func (s *Service) loadCert(c *config.SMTP) error {
 	return s.certs.setFiles(cert, key)
 }
 
-func (s *Service) serverTLS(c *config.SMTP) *tls.Config {
-	tc := &tls.Config{GetCertificate: s.certs.get, MinVersion: tls.VersionTLS12}
+// clientCAs is the pool client certificates are verified against for
+// the inbound connectors matched by certificate subject: the configured
+// CAs only (a connector by subject needs a verified chain), nil when no
+// connector asks for one.
+func clientCAs(c *config.SMTP) *x509.CertPool {
 	for _, ic := range c.InboundConnectors {
 		if ic.TLSClientSubject != "" && c.TLS.CAFile != "" {
-			// Client certificates are checked against the configured CAs
-			// only; a connector by subject needs a verified chain.
 			pool := x509.NewCertPool()
 			if b, err := os.ReadFile(c.TLS.CAFile); err == nil {
 				pool.AppendCertsFromPEM(b)
 			}
-			tc.ClientAuth, tc.ClientCAs = tls.VerifyClientCertIfGiven, pool
-			break
+			return pool
 		}
 	}
-	return tc
+	return nil
+}
+
+// serverTLS is the listeners' TLS settings. They are chosen per
+// handshake from the running config, so that a reload's CA file and
+// connectors apply to the next client, not only after a restart.
+func (s *Service) serverTLS() *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		return s.clientTLS.Load(), nil
+	}}
+}
+
+// setServerTLS installs the TLS settings of c for the next handshakes.
+func (s *Service) setServerTLS(c *config.SMTP) {
+	tc := &tls.Config{GetCertificate: s.certs.get, MinVersion: tls.VersionTLS12}
+	if pool := clientCAs(c); pool != nil {
+		tc.ClientAuth, tc.ClientCAs = tls.VerifyClientCertIfGiven, pool
+	}
+	s.clientTLS.Store(tc)
 }
 
 func (s *Service) serve(name, addr string, c *config.SMTP, errc chan<- error) (*gosmtp.Server, error) {
@@ -337,7 +359,7 @@ func (s *Service) serve(name, addr string, c *config.SMTP, errc chan<- error) (*
 	if err != nil {
 		return nil, fmt.Errorf("smtp: listen %s on %s: %w", name, addr, err)
 	}
-	tc := s.serverTLS(c)
+	tc := s.serverTLS()
 	ll := &limitListener{Listener: ln, lim: s.lim, idle: c.Limits.IdleTimeout.Duration, session: c.Limits.SessionTimeout.Duration, greetN: c.Hostname}
 	if name == "smtps" {
 		ll.tlsConf = tc
