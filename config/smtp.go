@@ -65,6 +65,11 @@ type MailDomain struct {
 	NextHop    string   `yaml:"next_hop"`   // "[10.0.0.5]:25" (no MX lookup) or "host" / "host:port" (MX lookup)
 	TLS        string   `yaml:"tls"`        // none | may (default) | encrypt | verify | secure
 	Recipients []string `yaml:"recipients"` // optional: the only valid local parts or addresses
+	// Without a recipients list, ask the next hop whether it takes a
+	// recipient before accepting it (Postfix's reject_unverified_recipient):
+	// unknown users are refused at RCPT instead of bounced later to a
+	// sender who is most often forged.
+	VerifyRecipients bool `yaml:"verify_recipients"`
 }
 
 // MailUser may AUTH and send as its addresses.

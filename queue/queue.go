@@ -363,6 +363,15 @@ func (q *Queue) finishJob(j job, res []Result, err error) {
 			rs.Status, rs.LastError = Sent, ""
 			q.count.Delivered++
 			q.log.Info("delivered", "id", e.env.ID, "to", e.env.Rcpts[i].Addr, "route", e.env.Rcpts[i].Route, "relay", r.RemoteMTA, "reply", r.Text)
+		case r.Permanent && e.env.Fetch != "":
+			// A collected message is not bounced: its Return-Path was
+			// accepted by the mailbox provider, not by us, and is often
+			// forged (backscatter); and the message is gone from the
+			// server. It is held for the operator (queue release after
+			// mending, or delete), the recipient left pending.
+			rs.LastError = withStatus(r)
+			e.st.Hold = true
+			q.log.Error("collected message refused by the next hop: held, not bounced", "id", e.env.ID, "to", e.env.Rcpts[i].Addr, "relay", r.RemoteMTA, "reply", r.Text)
 		case r.Permanent:
 			rs.Status, rs.LastError = Failed, withStatus(r)
 			q.count.Bounced++

@@ -397,3 +397,50 @@ func TestDelayWarningOnce(t *testing.T) {
 		t.Fatalf("message after the warning: %+v", in)
 	}
 }
+
+// A collected message the next hop refuses for good is held for the
+// operator, not bounced to its Return-Path (backscatter); release sends it
+// again.
+func TestCollectedMessageIsHeldNotBounced(t *testing.T) {
+	s, _, _ := OpenStore(t.TempDir())
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	refuse := true
+	tr := &fakeTransport{got: map[string]string{}, reply: func(string) Result {
+		mu.Lock()
+		defer mu.Unlock()
+		if refuse {
+			return Result{Permanent: true, Text: "550 no such user", Status: "5.1.1"}
+		}
+		return Result{OK: true, Text: "250 ok"}
+	}}
+	notices := 0
+	q := New(ctx, s, nil, tr, fastPolicy, func(Notice) error { notices++; return nil }, testLog(t))
+	w, err := s.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "Return-Path: <forged@victim.example>\r\n\r\nhi\r\n")
+	env := &Envelope{From: "forged@victim.example", Arrived: time.Now(), Source: "fetch:acct", Fetch: "acct/1",
+		Rcpts: []Rcpt{{Addr: "u@example.test", Route: "domain:example.test"}}}
+	if err := w.Commit(env); err != nil {
+		t.Fatal(err)
+	}
+	q.Add(*env)
+	waitFor(t, "the message on hold", func() bool {
+		in, err := q.Get(env.ID)
+		return err == nil && in.Hold && !in.Active
+	})
+	if notices != 0 {
+		t.Fatalf("%d DSNs to the Return-Path of a collected message", notices)
+	}
+	mu.Lock()
+	refuse = false
+	mu.Unlock()
+	if err := q.Release(env.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivered after release", func() bool { return tr.count() == 1 && q.Stats().Depth == 0 })
+}

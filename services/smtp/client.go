@@ -422,6 +422,28 @@ func (c *smtpConn) failMail(t *transaction, err error) (*transaction, error) {
 	return t, c.reset()
 }
 
+// probe asks whether the server takes rcpt (MAIL FROM:<>, RCPT, RSET) and
+// returns its refusal, or nil. A non-nil err means the connection broke.
+func (c *smtpConn) probe(rcpt string) (refusal, err error) {
+	path, err := smtpPath(rcpt)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.cmd(250, "MAIL FROM:<>"); err != nil {
+		if !isReply(err) {
+			return nil, err
+		}
+		return err, c.reset()
+	}
+	if _, err := c.cmd(250, "RCPT TO:<%s>", path); err != nil {
+		if !isReply(err) {
+			return nil, err
+		}
+		refusal = err
+	}
+	return refusal, c.reset()
+}
+
 func (c *smtpConn) reset() error {
 	_, err := c.cmd(250, "RSET")
 	if isReply(err) {

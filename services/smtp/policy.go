@@ -44,6 +44,7 @@ type Policy struct {
 type managedDomain struct {
 	name       string
 	sub        bool
+	verify     bool            // ask the next hop about each recipient
 	recipients map[string]bool // lower-cased local parts and addresses; nil: any
 }
 
@@ -78,7 +79,7 @@ func NewPolicy(c *config.SMTP, addrs map[string][]netip.Addr, pop *PopAuth, root
 		maxHops: c.Limits.MaxHops, popWindow: c.PopBeforeSMTP.Window.Duration, barenewlineFixup: c.BareNewlines == "normalize", pop: pop,
 		authIMAP: c.AuthIMAP, roots: roots, log: log}
 	for _, d := range c.Domains {
-		md := managedDomain{name: strings.ToLower(strings.TrimSuffix(d.Name, ".")), sub: d.Subdomains}
+		md := managedDomain{name: strings.ToLower(strings.TrimSuffix(d.Name, ".")), sub: d.Subdomains, verify: d.VerifyRecipients}
 		if len(d.Recipients) > 0 {
 			md.recipients = map[string]bool{}
 			for _, r := range d.Recipients {
@@ -261,6 +262,7 @@ type Decision struct {
 	Route     string            // queue route
 	Inside    bool              // relayed for a client inside (header rules apply)
 	Connector *inboundConnector // a connector whose header requirement is checked at DATA
+	Verify    bool              // ask the next hop whether it takes the recipient
 }
 
 // CheckRcpt decides RCPT TO: a managed domain from anyone, anything else
@@ -279,7 +281,7 @@ func (p *Policy) CheckRcpt(c Client, to mailmsg.Address) (Decision, *gosmtp.SMTP
 		if d.recipients != nil && !d.recipients[strings.ToLower(to.Local)] && !d.recipients[strings.ToLower(to.String())] {
 			return Decision{}, smtpErr(550, gosmtp.EnhancedCode{5, 1, 1}, "Recipient address rejected: user unknown")
 		}
-		return Decision{Route: "domain:" + d.name}, nil
+		return Decision{Route: "domain:" + d.name, Verify: d.verify && d.recipients == nil}, nil
 	}
 	if reason == "" {
 		return Decision{}, smtpErr(554, gosmtp.EnhancedCode{5, 7, 1}, "Relay access denied")

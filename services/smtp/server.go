@@ -194,6 +194,16 @@ func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 		s.svc.count.rejected.Add(1)
 		return s.fail(e)
 	}
+	if d.Verify {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		e := s.svc.verify.check(ctx, d.Route, a.String())
+		cancel()
+		if e != nil {
+			s.log.Warn("recipient rejected", "from", s.from.String(), "to", to, "reply", e.Message)
+			s.svc.count.rejected.Add(1)
+			return s.fail(e)
+		}
+	}
 	s.rcpts = append(s.rcpts, queue.Rcpt{Addr: a.String(), Route: d.Route})
 	s.inside = append(s.inside, d.Inside)
 	if d.Connector != nil {

@@ -7,6 +7,7 @@ package smtp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -49,17 +50,18 @@ type Service struct {
 	opts Options
 	log  *slog.Logger
 
-	mu    sync.RWMutex
-	cfg   *config.SMTP
-	pol   *Policy
-	pool  *x509.CertPool
-	store *queue.Store
-	q     *queue.Queue
-	certs certStore
-	lim   *connLimits
-	auth  *authGuard
-	pop   *PopAuth
-	count struct {
+	mu     sync.RWMutex
+	cfg    *config.SMTP
+	pol    *Policy
+	pool   *x509.CertPool
+	store  *queue.Store
+	q      *queue.Queue
+	certs  certStore
+	lim    *connLimits
+	auth   *authGuard
+	verify *verifier
+	pop    *PopAuth
+	count  struct {
 		accepted, rejected, authFailed, errorLimit, noSpace atomic.Int64
 	}
 	clientTLS atomic.Pointer[tls.Config] // per handshake, from the running config
@@ -146,6 +148,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	s.store = store
 	tr := &transport{svc: s, log: o.Log, dial: (&net.Dialer{Timeout: 30 * time.Second}).DialContext}
+	s.verify = newVerifier(tr)
 	qctx, qcancel := context.WithCancel(context.Background())
 	s.q = queue.New(qctx, store, loaded, tr, queuePolicy(c), s.notice, o.Log)
 	defer func() { qcancel(); s.q.Wait() }()
@@ -437,6 +440,19 @@ func (s *Service) publish() {
 	s.opts.Notify.Status(line)
 }
 
+// dsnQuoteMax bounds the original header a DSN quotes: whoever made the
+// message chose its header, and a DSN may go to a forged sender.
+const dsnQuoteMax = 16 << 10
+
+// quoteForDSN is the original header cut, at a line end, to dsnQuoteMax.
+func quoteForDSN(raw []byte) []byte {
+	if len(raw) <= dsnQuoteMax {
+		return raw
+	}
+	cut := bytes.LastIndexByte(raw[:dsnQuoteMax], '\n')
+	return raw[:cut+1]
+}
+
 // notice queues a DSN to the sender of a message (RFC 3464).
 func (s *Service) notice(n queue.Notice) error {
 	c := s.config()
@@ -444,7 +460,7 @@ func (s *Service) notice(n queue.Notice) error {
 	var orig []byte
 	if f, err := s.store.Open(n.Envelope.ID, n.Envelope.Size); err == nil {
 		if _, raw, err := mailmsg.ReadHeader(bufio.NewReader(f), maxHeader); err == nil {
-			orig = raw
+			orig = quoteForDSN(raw)
 		}
 		f.Close()
 	}
