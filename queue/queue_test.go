@@ -111,6 +111,7 @@ func TestDeliverAndRemove(t *testing.T) {
 	defer cancel()
 	tr := &fakeTransport{got: map[string]string{}}
 	q := New(ctx, s, nil, tr, fastPolicy, func(Notice) error { return nil }, testLog(t))
+	t.Cleanup(func() { cancel(); q.Wait() }) // before the temporary directory goes
 	var ids []string
 	for i := range 50 {
 		ids = append(ids, enqueue(t, s, q, "a@x.example", fmt.Sprintf("Subject: %d\r\n\r\nbody\r\n", i), "u@one.example", "v@two.example"))
@@ -163,6 +164,7 @@ func TestRetryBounceAndExpire(t *testing.T) {
 		notices = append(notices, n)
 		return nil
 	}, testLog(t))
+	t.Cleanup(func() { cancel(); q.Wait() }) // before the temporary directory goes
 	enqueue(t, s, q, "sender@x.example", "m\r\n", "later@a.example", "nouser@b.example", "never@c.example")
 	waitFor(t, "queue empty", func() bool { return q.Stats().Depth == 0 })
 	nmu.Lock()
@@ -192,6 +194,7 @@ func TestNullSenderGetsNoNotice(t *testing.T) {
 	tr := &fakeTransport{got: map[string]string{}, reply: func(string) Result { return Result{Permanent: true, Text: "550 no"} }}
 	called := false
 	q := New(ctx, s, nil, tr, fastPolicy, func(Notice) error { called = true; return nil }, testLog(t))
+	t.Cleanup(func() { cancel(); q.Wait() }) // before the temporary directory goes
 	enqueue(t, s, q, "", "bounce\r\n", "x@a.example")
 	waitFor(t, "queue empty", func() bool { return q.Stats().Depth == 0 })
 	if called {
@@ -240,6 +243,7 @@ func TestRecoveryAfterCrash(t *testing.T) {
 	defer cancel()
 	tr := &fakeTransport{got: map[string]string{}}
 	q := New(ctx, s2, loaded, tr, fastPolicy, func(Notice) error { return nil }, testLog(t))
+	t.Cleanup(func() { cancel(); q.Wait() }) // before the temporary directory goes
 	waitFor(t, "queue empty", func() bool { return q.Stats().Depth == 0 })
 	if tr.count() != 3 {
 		t.Fatalf("delivered %v", tr.got)
@@ -270,6 +274,7 @@ func TestHoldReleaseDeleteFlush(t *testing.T) {
 	pol := fastPolicy
 	pol.MinBackoff, pol.MaxBackoff = time.Hour, time.Hour
 	q := New(ctx, s, nil, tr, pol, func(Notice) error { return nil }, testLog(t))
+	t.Cleanup(func() { cancel(); q.Wait() }) // before the temporary directory goes
 	a := enqueue(t, s, q, "a@x.example", "a\r\n", "u@one.example")
 	b := enqueue(t, s, q, "a@x.example", "b\r\n", "u@one.example")
 	c := enqueue(t, s, q, "a@x.example", "c\r\n", "u@one.example")
@@ -315,6 +320,7 @@ func TestDeadDestinationDefersAllAtOnce(t *testing.T) {
 	pol := fastPolicy
 	pol.MinBackoff, pol.MaxBackoff, pol.Concurrency = time.Hour, time.Hour, 1
 	q := New(ctx, s, nil, tr, pol, func(Notice) error { return nil }, testLog(t))
+	t.Cleanup(func() { cancel(); q.Wait() }) // before the temporary directory goes
 	for range 20 {
 		enqueue(t, s, q, "a@x.example", "m\r\n", "u@down.example")
 	}
@@ -385,6 +391,7 @@ func TestDelayWarningOnce(t *testing.T) {
 		notices = append(notices, n)
 		return nil
 	}, testLog(t))
+	t.Cleanup(func() { cancel(); q.Wait() }) // before the temporary directory goes
 	id := enqueue(t, s, q, "sender@x.example", "m\r\n", "slow@a.example")
 	waitFor(t, "a delay warning", func() bool { mu.Lock(); defer mu.Unlock(); return len(notices) > 0 })
 	time.Sleep(200 * time.Millisecond) // several more rounds
@@ -418,6 +425,7 @@ func TestCollectedMessageIsHeldNotBounced(t *testing.T) {
 	}}
 	notices := 0
 	q := New(ctx, s, nil, tr, fastPolicy, func(Notice) error { notices++; return nil }, testLog(t))
+	t.Cleanup(func() { cancel(); q.Wait() }) // before the temporary directory goes
 	w, err := s.Create()
 	if err != nil {
 		t.Fatal(err)
