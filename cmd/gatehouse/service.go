@@ -81,7 +81,11 @@ func cmdService(args []string, stdout io.Writer) error {
 		if *onAppliance {
 			keyDir, sock = "/data/ssh", control.DefaultSocket
 		}
-		return sshsvc.Run(ctx, sshsvc.Options{Config: *cfg, KeyDir: keyDir, Control: sock, Log: log, Notify: n, Reload: reload})
+		resolv := filepath.Join(*run, "resolv.conf") // the dns service's
+		if *onAppliance {
+			resolv = "/etc/resolv.conf"
+		}
+		return sshsvc.Run(ctx, sshsvc.Options{Config: *cfg, KeyDir: keyDir, Control: sock, ResolvConf: resolv, Log: log, Notify: n, Reload: reload})
 	case "smtp":
 		o := smtpsvc.Options{Config: *cfg, QueueDir: filepath.Join(*run, "queue"), TLSDir: filepath.Join(*run, "tls"),
 			ResolvConf: filepath.Join(*run, "resolv.conf"), Socket: filepath.Join(*run, smtpsvc.SocketName), Log: log, Notify: n, Reload: reload}

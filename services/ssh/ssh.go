@@ -29,6 +29,7 @@ import (
 	"gatehouse/config"
 	"gatehouse/console"
 	"gatehouse/control"
+	"gatehouse/dnsclient"
 	fw "gatehouse/firewall"
 	"gatehouse/init/supervisor"
 )
@@ -38,9 +39,12 @@ type Options struct {
 	Config  string
 	KeyDir  string // where the host key is kept (on /data on the appliance)
 	Control string // PID 1's control socket
-	Log     *slog.Logger
-	Notify  *supervisor.Notifier
-	Reload  <-chan struct{}
+	// ResolvConf lists the DNS servers the allowlist's host names are
+	// asked of (the dns service's).
+	ResolvConf string
+	Log        *slog.Logger
+	Notify     *supervisor.Notifier
+	Reload     <-chan struct{}
 }
 
 // Gate decides who may connect: the allowlist, the monitoring hosts, and
@@ -53,27 +57,35 @@ type Gate struct {
 	bans    *BanTable
 }
 
-// NewGate resolves the allowlist (host names once, now) into ranges; its
-// failures and bans go into bans.
-func NewGate(ctx context.Context, c *config.Config, bans *BanTable, log *slog.Logger) *Gate {
+// NewGate compiles the allowlist and the monitoring hosts into ranges;
+// addrs holds what their host names resolve to now (HostNames lists
+// them), and a name missing there admits no one. Its failures and bans go
+// into bans.
+func NewGate(c *config.Config, addrs map[string][]netip.Addr, bans *BanTable) *Gate {
 	g := &Gate{after: c.SSH.Ban.After, banFor: c.SSH.Ban.For.Duration, bans: bans}
 	for _, s := range append(append([]string(nil), c.SSH.Allow...), c.Monitoring.Hosts...) {
 		p, err := config.ParsePeer(s)
 		if err != nil {
 			continue
 		}
-		if p.Host != "" {
-			addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", p.Host)
-			if err != nil {
-				log.Warn("ssh: allowlist host name does not resolve", "host", p.Host, "err", err)
-			}
-			for _, a := range addrs {
-				p.Ranges = append(p.Ranges, config.AddrRange{From: a.Unmap(), To: a.Unmap()})
-			}
+		for _, a := range addrs[p.Host] {
+			p.Ranges = append(p.Ranges, config.AddrRange{From: a.Unmap(), To: a.Unmap()})
 		}
 		g.allowed = append(g.allowed, p.Ranges...)
 	}
 	return g
+}
+
+// HostNames lists the host names on the allowlist and among the
+// monitoring hosts.
+func HostNames(c *config.Config) []string {
+	var out []string
+	for _, s := range append(append([]string(nil), c.SSH.Allow...), c.Monitoring.Hosts...) {
+		if p, err := config.ParsePeer(s); err == nil && p.Host != "" {
+			out = append(out, p.Host)
+		}
+	}
+	return out
 }
 
 // Admit says whether a connection from a may proceed, and if not, why.
@@ -264,36 +276,72 @@ type server struct {
 	// never touch the host's firewall).
 	kernelBan func(netip.Addr, time.Duration) error
 
-	mu  sync.Mutex
-	pol *policy
+	// names keeps the allowlist's host names resolved with the
+	// appliance's DNS servers, following their TTLs.
+	names *dnsclient.Names
+
+	mu         sync.Mutex
+	pol        *policy
+	nextLookup time.Time
 }
 
 // policy is what one config says about who gets in and for how long. A
 // connection keeps the policy it was accepted under.
 type policy struct {
+	cfg  *config.Config
 	gate *Gate
 	keys map[string][]config.AuthorizedKey
 	idle time.Duration // a login with no activity this long is closed
 }
 
-func newPolicy(ctx context.Context, c *config.Config, bans *BanTable, log *slog.Logger) *policy {
-	return &policy{gate: NewGate(ctx, c, bans, log), keys: authorized(c), idle: c.SSH.IdleTimeout.Duration}
+// newPolicy compiles c with its host names resolved (those whose answers
+// ran out asked again) and says when the first answer runs out.
+func (s *server) newPolicy(ctx context.Context, c *config.Config) (*policy, time.Time) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	addrs, next := s.names.Resolve(rctx, HostNames(c))
+	cancel()
+	for _, n := range s.names.Status() {
+		if len(n.Addrs) == 0 {
+			s.log.Warn("ssh: allowlist host name has no address; it admits no one until it resolves", "host", n.Name, "err", n.Error)
+		}
+	}
+	return &policy{gate: NewGate(c, addrs, s.bans), keys: authorized(c), idle: c.SSH.IdleTimeout.Duration, cfg: c}, next
 }
 
 func newServer(ctx context.Context, c *config.Config, signer gossh.Signer, o Options) *server {
 	s := &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
-		relaySock: filepath.Join(filepath.Dir(o.Control), "smtp.sock"), bans: NewBanTable(), kernelBan: fw.Ban}
-	s.pol = newPolicy(ctx, c, s.bans, o.Log)
+		relaySock: filepath.Join(filepath.Dir(o.Control), "smtp.sock"), bans: NewBanTable(), kernelBan: fw.Ban,
+		names: dnsclient.NewNames(dnsclient.Lookup{ResolvConf: o.ResolvConf, Fallback: net.DefaultResolver})}
+	s.pol, s.nextLookup = s.newPolicy(ctx, c)
 	return s
 }
 
 // reload puts a new config's policy in force for the connections
 // accepted from now on.
 func (s *server) reload(ctx context.Context, c *config.Config) {
-	p := newPolicy(ctx, c, s.bans, s.log)
+	p, next := s.newPolicy(ctx, c)
 	s.mu.Lock()
-	s.pol = p
+	s.pol, s.nextLookup = p, next
 	s.mu.Unlock()
+}
+
+// refresh rebuilds the policy when a host name's answer has run out, and
+// says when to look again.
+func (s *server) refresh(ctx context.Context) time.Duration {
+	s.mu.Lock()
+	c, next := s.pol.cfg, s.nextLookup
+	s.mu.Unlock()
+	if !next.IsZero() && time.Now().After(next) {
+		s.reload(ctx, c)
+		s.mu.Lock()
+		next = s.nextLookup
+		s.mu.Unlock()
+	}
+	// At least every minute: a reload may have brought names.
+	if next.IsZero() {
+		return time.Minute
+	}
+	return min(max(time.Until(next), time.Second), time.Minute)
 }
 
 // current is the policy a new connection is judged by.
@@ -327,6 +375,19 @@ func Run(ctx context.Context, o Options) error {
 		for range o.Reload {
 			if c, ok := config.Reread(o.Config, o.Log); ok {
 				s.reload(ctx, c)
+			}
+		}
+	}()
+	go func() {
+		// Host names on the allowlist follow DNS without a reload.
+		t := time.NewTimer(s.refresh(ctx))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				t.Reset(s.refresh(ctx))
 			}
 		}
 	}()

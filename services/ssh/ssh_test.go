@@ -24,7 +24,7 @@ func TestGateAllowlistAndBans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := NewGate(context.Background(), c, NewBanTable(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g := NewGate(c, nil, NewBanTable())
 	now := time.Now()
 	g.bans.now = func() time.Time { return now }
 	for addr, want := range map[string]bool{
@@ -68,7 +68,7 @@ func TestBansReassertedIntoTheFirewall(t *testing.T) {
 			t.Fatal(err)
 		}
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		g := NewGate(context.Background(), c, NewBanTable(), log)
+		g := NewGate(c, nil, NewBanTable())
 		lost, kept := netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("203.0.113.10")
 		g.Failed(lost)
 		g.Failed(kept)
@@ -132,5 +132,28 @@ func TestReloadWhileLoginsFail(t *testing.T) {
 	g := s.current().gate
 	if n := len(g.Bans()); n != workers*each {
 		t.Errorf("%d bans after the reloads, want %d", n, workers*each)
+	}
+}
+
+// Host names on the allowlist admit exactly what they resolve to, and no
+// one while they resolve to nothing.
+func TestGateHostNames(t *testing.T) {
+	c, _, err := config.Parse("f.yaml", []byte("monitoring: {hosts: [nagios.example.test]}\nssh:\n  allow: [admin.example.test]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := HostNames(c); len(got) != 2 || got[0] != "admin.example.test" || got[1] != "nagios.example.test" {
+		t.Errorf("HostNames %v", got)
+	}
+	for _, a := range []string{"192.0.2.5", "203.0.113.1", "::1", "127.0.0.1"} {
+		if ok, _ := NewGate(c, nil, NewBanTable()).Admit(netip.MustParseAddr(a)); ok {
+			t.Errorf("nothing resolved, yet %s is admitted", a)
+		}
+	}
+	g := NewGate(c, map[string][]netip.Addr{"admin.example.test": {netip.MustParseAddr("192.0.2.5")}}, NewBanTable())
+	for a, want := range map[string]bool{"192.0.2.5": true, "192.0.2.6": false} {
+		if ok, _ := g.Admit(netip.MustParseAddr(a)); ok != want {
+			t.Errorf("%s admitted %v, want %v", a, ok, want)
+		}
 	}
 }
