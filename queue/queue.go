@@ -297,17 +297,22 @@ func (q *Queue) worker(rt *route) {
 			s, err := q.tr.Open(q.ctx, rt.name)
 			if err != nil {
 				// The destination is down: defer everything waiting for it
-				// rather than trying each message against a dead host.
+				// rather than trying each message against a dead host. Only
+				// what waits now: jobs dispatched while these are deferred
+				// must not be deferred with this error too, or with a short
+				// backoff the deferrals feed themselves and no worker ever
+				// tries the destination again (seen: minutes without a
+				// connection attempt after the next hop came back).
 				q.mu.Lock()
 				q.down[rt.name] = downRoute{until: q.now().Add(min(q.pol.MinBackoff, 5*time.Minute)), err: err}
+				waiting := rt.jobs
+				rt.jobs = nil
 				q.mu.Unlock()
 				q.finishJob(j, nil, err)
-				for {
-					j, ok := q.next(rt)
-					if !ok {
-						break
+				for _, w := range waiting {
+					if !w.e.deleted {
+						q.finishJob(w, nil, err)
 					}
-					q.finishJob(j, nil, err)
 				}
 				continue
 			}

@@ -452,3 +452,28 @@ func TestCollectedMessageIsHeldNotBounced(t *testing.T) {
 	}
 	waitFor(t, "delivered after release", func() bool { return tr.count() == 1 && q.Stats().Depth == 0 })
 }
+
+// A destination that comes back is tried again soon, however many
+// messages wait for it and however short the backoff: deferring the jobs
+// dispatched meanwhile with the old error kept every worker busy
+// deferring, and no one connected, for minutes.
+func TestDestinationBackIsTriedAgain(t *testing.T) {
+	s, _, _ := OpenStore(t.TempDir())
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr := &fakeTransport{got: map[string]string{}, openErr: errors.New("connection refused")}
+	pol := fastPolicy
+	pol.MinBackoff, pol.MaxBackoff, pol.Concurrency = 5*time.Millisecond, 10*time.Millisecond, 20
+	q := New(ctx, s, nil, tr, pol, func(Notice) error { return nil }, testLog(t))
+	t.Cleanup(func() { cancel(); q.Wait() }) // before the temporary directory goes
+	const n = 300
+	for range n {
+		enqueue(t, s, q, "a@x.example", "m\r\n", "u@back.example")
+	}
+	waitFor(t, "the destination tried a few times", func() bool { tr.mu.Lock(); defer tr.mu.Unlock(); return tr.opens > 5 })
+	tr.mu.Lock()
+	tr.openErr = nil // the destination is back
+	tr.mu.Unlock()
+	waitFor(t, "all delivered once the destination is back", func() bool { return tr.count() == n })
+}

@@ -311,12 +311,6 @@ fetch:
 			return
 		}
 		if time.Now().After(deadline) {
-			ssOut, _ := exec.Command("ip", "netns", "exec", w.intl, "ss", "-ltnp").CombinedOutput()
-			ssOut2, _ := exec.Command("ip", "netns", "exec", w.appl, "ss", "-tnp").CombinedOutput()
-			t.Logf("DEBUG listeners in intl:\n%s\nconnections in appl:\n%s", ssOut, tail(string(ssOut2), 30))
-			relay.Process.Signal(syscall.SIGQUIT)
-			time.Sleep(2 * time.Second)
-			os.WriteFile("/tmp/k9-relay.log", []byte(w.log("relay.log")), 0o644)
 			q, _ := exec.Command(gatehouseBinary(t), "queue", "list", "--socket", filepath.Join(runDir, "control.sock")).CombinedOutput()
 			t.Fatalf("%d of %d messages arrived; the queue:\n%s\nthe sink's log:\n%s", len(ids), total, tail(string(q), 20), tail(w.log(filepath.Base(sink)+".log"), 20))
 		}

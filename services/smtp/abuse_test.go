@@ -213,6 +213,42 @@ func TestErrorLimitEndsTheSession(t *testing.T) {
 	}
 }
 
+// Commands pipelined past the hard limit get 421 too, without any work
+// done for them (go-smtp still reads them from its buffer).
+func TestErrorLimitStopsPipelinedCommands(t *testing.T) {
+	hop, f := startNextHop(t, "alice")
+	host, port, _ := net.SplitHostPort(hop)
+	addr := relay(t, "smtp", fmt.Sprintf(`  domains:
+    - {name: example.test, next_hop: "[%s]:%s", tls: none, verify_recipients: true}
+  limits: {soft_error_limit: 20, hard_error_limit: 20}
+`, host, port))
+	s := dial(t, addr)
+	s.cmd("EHLO harvester.test")
+	s.cmd("MAIL FROM:<x@outside.test>")
+	var batch strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&batch, "RCPT TO:<user%d@example.test>\r\n", i)
+	}
+	fmt.Fprint(s.c, batch.String())
+	codes := map[string]int{}
+	for range 60 {
+		r := s.reply()
+		if r == "EOF" {
+			break
+		}
+		codes[r[:3]]++
+	}
+	if codes["550"] != 19 || codes["421"] < 1 {
+		t.Errorf("replies %v: want 19 x 550, then 421", codes)
+	}
+	f.mu.Lock()
+	asked := len(f.asked)
+	f.mu.Unlock()
+	if asked != 20 {
+		t.Errorf("the next hop was asked about %d of the 60 recipients; want 20 (none past the limit)", asked)
+	}
+}
+
 // A header larger than limits.header_size is refused (Postfix's
 // header_size_limit), and MAIL is refused when the queue's file system
 // has less free space than queue_min_free.

@@ -422,26 +422,27 @@ func (c *smtpConn) failMail(t *transaction, err error) (*transaction, error) {
 	return t, c.reset()
 }
 
-// probe asks whether the server takes rcpt (MAIL FROM:<>, RCPT, RSET) and
-// returns its refusal, or nil. A non-nil err means the connection broke.
-func (c *smtpConn) probe(rcpt string) (refusal, err error) {
+// probe asks whether the server takes rcpt (MAIL FROM:<>, RCPT, RSET)
+// and returns its refusal of the sender or of the recipient, or nils. A
+// non-nil err means the connection broke.
+func (c *smtpConn) probe(rcpt string) (mailRefusal, rcptRefusal, err error) {
 	path, err := smtpPath(rcpt)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := c.cmd(250, "MAIL FROM:<>"); err != nil {
 		if !isReply(err) {
-			return nil, err
+			return nil, nil, err
 		}
-		return err, c.reset()
+		return err, nil, c.reset()
 	}
 	if _, err := c.cmd(250, "RCPT TO:<%s>", path); err != nil {
 		if !isReply(err) {
-			return nil, err
+			return nil, nil, err
 		}
-		refusal = err
+		rcptRefusal = err
 	}
-	return refusal, c.reset()
+	return nil, rcptRefusal, c.reset()
 }
 
 func (c *smtpConn) reset() error {

@@ -273,6 +273,13 @@ func (t *transport) connectOnce(ctx context.Context, tg target, h hop, useTLS bo
 		return nil, fmt.Errorf("connect to %s[%s]: %w", h.name, h.addr, err)
 	}
 	c := newSMTPConn(conn)
+	if dl, ok := ctx.Deadline(); ok {
+		// A caller in a hurry (a recipient check while a client waits)
+		// bounds every reply by its deadline; deliveries have none.
+		left := time.Until(dl)
+		c.wait = replyWait{idle: min(c.wait.idle, left), total: min(c.wait.total, left)}
+		c.dataEnd = c.wait
+	}
 	if t.wait != (replyWait{}) {
 		c.wait, c.dataEnd = t.wait, t.wait
 	}

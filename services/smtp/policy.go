@@ -309,12 +309,25 @@ func (p *Policy) route(to mailmsg.Address) string {
 	return "connector:" + name
 }
 
-// FromInside says whether the client may relay (trusted, authenticated,
-// POP-before-SMTP, or an inbound connector's): mail from anyone else is
-// from outside.
-func (p *Policy) FromInside(c Client) bool {
-	r, _ := p.relayReason(c)
-	return r != ""
+// fromInside says whether the client may relay (trusted, authenticated,
+// POP-before-SMTP, or an inbound connector's) with the message header h:
+// a connector that requires a header admits only messages that carry it,
+// since its networks are shared (one provider's, all its tenants). Mail
+// from anyone else is from outside.
+func (p *Policy) fromInside(c Client, h mailmsg.Header) bool {
+	r, ic := p.relayReason(c)
+	if r == "" {
+		return false
+	}
+	if ic == nil || ic.header == nil {
+		return true
+	}
+	for _, v := range h.Values(ic.header.Name) {
+		if strings.TrimSpace(v) == ic.header.Value {
+			return true
+		}
+	}
+	return false
 }
 
 // StripHeaders names the fields removed from a message before it is
@@ -322,14 +335,14 @@ func (p *Policy) FromInside(c Client) bool {
 // between the sender's tenant and this gateway, of no use further on),
 // and, from outside, the fields the header rules route by, so that no
 // outsider steers mail that the inside later sends on.
-func (p *Policy) StripHeaders(c Client) []string {
+func (p *Policy) StripHeaders(c Client, h mailmsg.Header) []string {
 	var names []string
 	for _, ic := range p.inbound {
 		if ic.header != nil {
 			names = append(names, ic.header.Name)
 		}
 	}
-	if !p.FromInside(c) {
+	if !p.fromInside(c, h) {
 		for _, r := range p.rules {
 			names = append(names, r.Header)
 		}

@@ -76,18 +76,23 @@ func TestHeadersStrippedBeforeQueueing(t *testing.T) {
   connectors:
     - {name: cmg, smarthost: "[127.0.0.1]:1", tls: none}
   inbound_connectors:
-    - {name: tenant, networks: [192.0.2.0/24], require_header: {name: X-Tenant, value: "42"}}
+    - {name: tenant, networks: [127.0.0.3], require_header: {name: X-Tenant, value: "42"}}
   rules:
     - {header: X-CS-Sensitivity, contains: confidential, connector: cmg}
 `)
-	msg := func(tag string) string {
-		return "Subject: " + tag + "\r\nX-Tenant: 42\r\nX-CS-Sensitivity: confidential\r\n\r\nbody\r\n"
-	}
 	for _, tc := range []struct {
-		from, tag      string
-		keepRuleHeader bool
-	}{{"127.0.0.1", "from-outside", false}, {"127.0.0.2", "from-inside", true}} {
-		if reply := send(t, r.addr, tc.from, "alice@example.test", msg(tc.tag)); reply != "250" {
+		from, tag, tenant string
+		keepRuleHeader    bool
+	}{
+		{"127.0.0.1", "from-outside", "42", false},
+		{"127.0.0.2", "from-inside", "42", true},
+		// The connector's networks are shared (one provider's tenants):
+		// without its header a client there is from outside.
+		{"127.0.0.3", "other-tenant", "7", false},
+		{"127.0.0.3", "the-tenant", "42", true},
+	} {
+		msg := "Subject: " + tc.tag + "\r\nX-Tenant: " + tc.tenant + "\r\nX-CS-Sensitivity: confidential\r\n\r\nbody\r\n"
+		if reply := send(t, r.addr, tc.from, "alice@example.test", msg); reply != "250" {
 			t.Fatalf("%s: %s", tc.tag, reply)
 		}
 		q := queuedWith(t, r.dir, "Subject: "+tc.tag)

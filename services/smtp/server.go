@@ -87,7 +87,12 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		return nil, smtpErr(538, gosmtp.EnhancedCode{5, 7, 11}, "Encryption required for requested authentication mechanism")
 	}
 	check := func(identity, user, pass string) error {
-		if s.svc.auth.Blocked(s.client.Addr) {
+		if s.ended() {
+			return s.tooManyErrors()
+		}
+		// The trusted networks are not blocked: one device with a stale
+		// password must not lock out a whole office behind its NAT.
+		if !p.Trusted(s.client.Addr) && s.svc.auth.Blocked(s.client.Addr) {
 			s.log.Warn("AUTH refused: too many failed authentications from this client", "login", user)
 			return s.fail(smtpErr(454, gosmtp.EnhancedCode{4, 7, 0}, "Too many failed authentications from your address; try again later"))
 		}
@@ -122,7 +127,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 func (s *session) authFailed(user string) error {
 	s.log.Warn("authentication failed", "login", user)
 	s.svc.count.authFailed.Add(1)
-	if s.svc.auth.Failed(s.client.Addr) {
+	if !s.svc.policy().Trusted(s.client.Addr) && s.svc.auth.Failed(s.client.Addr) {
 		s.log.Warn("AUTH blocked for this client: too many failed authentications", "for", s.svc.config().Limits.AuthBlock.Duration)
 	}
 	return s.fail(gosmtp.ErrAuthFailed)
@@ -135,13 +140,15 @@ func (s *session) authFailed(user string) error {
 func (s *session) fail(e *gosmtp.SMTPError) error {
 	s.errors++
 	l := s.svc.config().Limits
-	if s.errors >= l.HardErrorLimit {
+	if s.errors == l.HardErrorLimit {
 		s.svc.count.errorLimit.Add(1)
 		s.log.Warn("session ended: too many errors", "errors", s.errors)
 		if s.ic != nil {
 			s.ic.Kill()
 		}
-		return smtpErr(421, gosmtp.EnhancedCode{4, 7, 0}, s.svc.policy().hostname+" Error: too many errors")
+	}
+	if s.ended() {
+		return s.tooManyErrors()
 	}
 	if s.errors > l.SoftErrorLimit {
 		time.Sleep(errorSleep)
@@ -149,7 +156,19 @@ func (s *session) fail(e *gosmtp.SMTPError) error {
 	return e
 }
 
+// ended says whether the session reached its hard error limit. Commands
+// the client pipelined before the 421 are still read from go-smtp's
+// buffer: they get 421 too, without any work done for them.
+func (s *session) ended() bool { return s.errors >= s.svc.config().Limits.HardErrorLimit }
+
+func (s *session) tooManyErrors() error {
+	return smtpErr(421, gosmtp.EnhancedCode{4, 7, 0}, s.svc.policy().hostname+" Error: too many errors")
+}
+
 func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	if s.ended() {
+		return s.tooManyErrors()
+	}
 	p := s.refresh()
 	if s.ic != nil && s.ic.early.Load() {
 		s.log.Warn("rejected: client spoke before the greeting")
@@ -182,6 +201,9 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 }
 
 func (s *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	if s.ended() {
+		return s.tooManyErrors()
+	}
 	p := s.refresh()
 	a, err := mailmsg.ParseAddress(to)
 	if err != nil {
@@ -221,6 +243,9 @@ func (s *session) Logout() error { return nil }
 // Data receives the message into the queue. The 250 goes out only after
 // the queue has it on disk.
 func (s *session) Data(r io.Reader) error {
+	if s.ended() {
+		return s.tooManyErrors()
+	}
 	p := s.refresh()
 	guard := &newlineGuard{r: r, normalize: p.barenewlineFixup}
 	br := bufio.NewReaderSize(guard, 32<<10)
@@ -242,7 +267,7 @@ func (s *session) Data(r io.Reader) error {
 			return s.fail(smtpErr(550, gosmtp.EnhancedCode{5, 7, 1}, "Relay access denied: connector "+c.name+" requires header "+c.header.Name))
 		}
 	}
-	if strip := p.StripHeaders(s.client); len(strip) > 0 {
+	if strip := p.StripHeaders(s.client, h); len(strip) > 0 {
 		raw = h.Without(raw, strip...)
 	}
 	rcpts := append([]queue.Rcpt(nil), s.rcpts...)

@@ -3,6 +3,7 @@ package smtp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -80,9 +81,14 @@ func (v *verifier) ask(ctx context.Context, route, addr string) (verdict, error)
 	}
 	c := sess.(*client)
 	defer c.Close()
-	refusal, err := c.c.probe(addr)
+	mailRefusal, refusal, err := c.c.probe(addr)
 	if err != nil {
 		return verdict{}, err
+	}
+	if mailRefusal != nil {
+		// Not about the recipient: the next hop refuses the null sender
+		// (Exchange's "block blank senders"). No answer, not a verdict.
+		return verdict{}, fmt.Errorf("the next hop refuses MAIL FROM:<> for recipient checks: %w", mailRefusal)
 	}
 	now := v.now()
 	var re *replyError
@@ -108,13 +114,15 @@ func (v *verifier) remember(key string, d verdict) {
 				delete(v.cache, k)
 			}
 		}
-		drop := len(v.cache) / 10
-		for k := range v.cache {
-			if len(v.cache) < verifyCacheMax || drop == 0 {
-				break
+		if len(v.cache) >= verifyCacheMax {
+			drop := len(v.cache) / 10
+			for k := range v.cache {
+				if drop == 0 {
+					break
+				}
+				delete(v.cache, k)
+				drop--
 			}
-			delete(v.cache, k)
-			drop--
 		}
 	}
 	v.cache[key] = d

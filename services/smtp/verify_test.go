@@ -17,6 +17,12 @@ type fakeNextHop struct {
 }
 
 func startNextHop(t *testing.T, users ...string) (string, *fakeNextHop) {
+	return startNextHopWith(t, false, users...)
+}
+
+// startNextHopWith can refuse the null sender, as Exchange's "block blank
+// senders" does.
+func startNextHopWith(t *testing.T, refuseNull bool, users ...string) (string, *fakeNextHop) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -58,6 +64,8 @@ func startNextHop(t *testing.T, users ...string) (string, *fakeNextHop) {
 						} else {
 							fmt.Fprint(c, "550 5.1.1 <"+addr+">: Recipient address rejected: User unknown in virtual mailbox table\r\n")
 						}
+					case refuseNull && strings.HasPrefix(cmd, "MAIL FROM:<>"):
+						fmt.Fprint(c, "550 5.7.1 Blank senders are not accepted\r\n")
 					case cmd == "QUIT":
 						fmt.Fprint(c, "221 Bye\r\n")
 						return
@@ -111,5 +119,22 @@ func TestDSNQuoteIsBounded(t *testing.T) {
 	}
 	if small := []byte("Subject: hi\r\n\r\n"); string(quoteForDSN(small)) != string(small) {
 		t.Error("a small header was changed")
+	}
+}
+
+// A next hop that refuses the null sender says nothing about the
+// recipient: the client gets a temporary refusal, and nothing is cached as
+// "unknown user".
+func TestVerificationNullSenderRefused(t *testing.T) {
+	hop, _ := startNextHopWith(t, true, "alice")
+	host, port, _ := net.SplitHostPort(hop)
+	addr := relay(t, "smtp", fmt.Sprintf(`  domains:
+    - {name: example.test, next_hop: "[%s]:%s", tls: none, verify_recipients: true}
+`, host, port))
+	s := dial(t, addr)
+	s.cmd("EHLO client.test")
+	s.cmd("MAIL FROM:<someone@outside.test>")
+	if r := s.cmd("RCPT TO:<alice@example.test>"); !strings.HasPrefix(r, "450 4.1.1") {
+		t.Errorf("next hop refusing MAIL FROM:<>: %q, want 450 4.1.1", r)
 	}
 }
