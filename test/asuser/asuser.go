@@ -57,8 +57,7 @@ func Dial(t testing.TB, uid, gid uint32, sock, request string) (string, error) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: starts a client as another user")
 	}
-	exe := copyExe(t)
-	cmd := exec.Command(exe)
+	cmd := exec.Command(Executable(t))
 	cmd.Env = append(os.Environ(), envSocket+"="+sock, envRequest+"="+request)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}}
 	out, err := cmd.CombinedOutput()
@@ -68,22 +67,16 @@ func Dial(t testing.TB, uid, gid uint32, sock, request string) (string, error) {
 	return string(out), nil
 }
 
-// copyExe copies the test binary out of the build cache (mode 0700
-// directories) into a directory anyone may enter.
-func copyExe(t testing.TB) string {
+// Executable copies the test binary out of the build cache (mode 0700
+// directories) into a directory anyone may enter, so that another user can
+// run it, and returns the copy's path.
+func Executable(t testing.TB) string {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "asuser")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := Dir(t)
 	src, err := os.Open(self)
 	if err != nil {
 		t.Fatal(err)
