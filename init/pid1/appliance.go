@@ -29,6 +29,7 @@ import (
 	"gatehouse/init/reaper"
 	"gatehouse/init/supervisor"
 	"gatehouse/netcfg"
+	smtpsvc "gatehouse/services/smtp"
 
 	"golang.org/x/sys/unix"
 )
@@ -183,7 +184,7 @@ func Run(opts Options) (string, error) {
 	})
 	go guard(a.log, "ready watch", func() { a.watchReady(ctx) })
 	if opts.Console != nil {
-		sh := &console.Shell{Backend: a, In: opts.Console, Out: h, RelaySocket: filepath.Join(a.runDir, "smtp.sock")}
+		sh := &console.Shell{Backend: a, In: opts.Console, Out: h, RelaySocket: smtpsvc.SocketPath(a.runDir)}
 		go guard(a.log, "console", func() { sh.Run(ctx) })
 	}
 

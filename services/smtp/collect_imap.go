@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,7 +46,7 @@ const idleRenew = 28 * time.Minute
 // only on an error or when ctx ends (or a forced poll).
 func (c *collector) pollIMAP(ctx context.Context, a *account, log *slog.Logger) error {
 	cfg := a.cfg
-	pw, err := os.ReadFile(cfg.PasswordFile)
+	pw, err := readConfigured(cfg.PasswordFile)
 	if err != nil {
 		return fmt.Errorf("password file: %w", err)
 	}

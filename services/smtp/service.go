@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -89,7 +88,7 @@ func trustPool(caFile string) (*x509.CertPool, error) {
 		pool = x509.NewCertPool()
 	}
 	if caFile != "" {
-		b, err := os.ReadFile(caFile)
+		b, err := readConfigured(caFile)
 		if err != nil {
 			return nil, fmt.Errorf("smtp: tls.ca_file: %w", err)
 		}
@@ -268,7 +267,7 @@ func (s *Service) serverTLS(c *config.SMTP) *tls.Config {
 			// Client certificates are checked against the configured CAs
 			// only; a connector by subject needs a verified chain.
 			pool := x509.NewCertPool()
-			if b, err := os.ReadFile(c.TLS.CAFile); err == nil {
+			if b, err := readConfigured(c.TLS.CAFile); err == nil {
 				pool.AppendCertsFromPEM(b)
 			}
 			tc.ClientAuth, tc.ClientCAs = tls.VerifyClientCertIfGiven, pool

@@ -29,6 +29,7 @@ import (
 	"gatehouse/control"
 	fw "gatehouse/firewall"
 	"gatehouse/init/supervisor"
+	smtpsvc "gatehouse/services/smtp"
 )
 
 // Options configure the service.
@@ -308,7 +309,7 @@ func serve(c net.Conn, gate *Gate, keys map[string]string, signer gossh.Signer, 
 		if err != nil {
 			continue
 		}
-		go session(ch, creqs, backend, filepath.Join(filepath.Dir(o.Control), "smtp.sock"))
+		go session(ch, creqs, backend, smtpsvc.SocketPath(filepath.Dir(o.Control)))
 	}
 }
 
