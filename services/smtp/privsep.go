@@ -52,9 +52,10 @@ func PathsFor(runDir string, appliance bool) Paths {
 func SocketPath(runDir string) string { return filepath.Join(runDir, "smtp", SocketName) }
 
 // Prepare gives the relay, before it starts as uid:gid, what it cannot
-// take itself; the launcher (PID 1, or `gatehouse run` as root) calls it
-// as root, like Postfix's master prepares what smtpd needs before it drops
-// to the postfix user:
+// take itself. In Postfix, smtpd opens what it needs as root and then
+// runs as postfix; a Go process cannot drop root reliably itself (see
+// supervisor.User), so here the launcher (PID 1, or `gatehouse run` as
+// root) does the root part before the start:
 //
 //   - its directories (queue, TLS, socket) are made and owned by it; a
 //     directory an older version left to root is chowned with all it
@@ -100,9 +101,9 @@ func GrantConfig(runDir, file string, uid, gid int) error {
 // its config: a file replaced since then is readable again after a
 // reload.
 //
-// The files stay root's and no one else's: group-readable for the relay
-// is how Postfix's daemons read their maps. Changing a file named by a
-// path that runs through a directory the relay can write (the TLS
+// The files stay root's and no one else's, readable for the relay's group,
+// as Debian lets daemons read private keys (the ssl-cert group). Changing
+// a file named by a path through a directory the relay can write (the TLS
 // directory is its own) could be steered to a file it must never see, so
 // such a change is made only to a regular file with one link, reached
 // through no symbolic link, and owned by root or already the relay's.
