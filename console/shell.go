@@ -184,7 +184,7 @@ func (s *Shell) firewall(_ []string) error {
 func (s *Shell) queue(args []string) error {
 	sock := s.RelaySocket
 	if sock == "" {
-		sock = filepath.Join(filepath.Dir(control.DefaultSocket), smtpsvc.SocketName)
+		sock = smtpsvc.SocketPath(filepath.Dir(control.DefaultSocket))
 	}
 	req := smtpsvc.Request{Verb: "list"}
 	if len(args) > 0 {
@@ -223,7 +223,7 @@ func (s *Shell) queue(args []string) error {
 func (s *Shell) fetch(args []string) error {
 	sock := s.RelaySocket
 	if sock == "" {
-		sock = filepath.Join(filepath.Dir(control.DefaultSocket), smtpsvc.SocketName)
+		sock = smtpsvc.SocketPath(filepath.Dir(control.DefaultSocket))
 	}
 	if len(args) > 0 {
 		if args[0] != "now" || len(args) > 2 {

@@ -76,12 +76,7 @@ smtp:
 	var relay *exec.Cmd
 	start := func() {
 		t.Helper()
-		relay = exec.Command("ip", "netns", "exec", ns, gatehouseBinary(t), "service", "smtp", "--config", cfg, "--run", runDir)
-		f, _ := os.OpenFile(filepath.Join(w.dir, "relay.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		relay.Stdout, relay.Stderr = f, f
-		if err := relay.Start(); err != nil {
-			t.Fatal(err)
-		}
+		relay = startRelay(t, ns, cfg, runDir, filepath.Join(w.dir, "relay.log"))
 		waitGreeting(t, ns, "127.0.0.1", "2525")
 	}
 	t.Cleanup(func() {

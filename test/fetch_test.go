@@ -246,12 +246,7 @@ fetch:
 	var relay *exec.Cmd
 	start := func() {
 		t.Helper()
-		relay = exec.Command("ip", "netns", "exec", w.appl, gatehouseBinary(t), "service", "smtp", "--config", cfg, "--run", runDir)
-		f, _ := os.OpenFile(filepath.Join(w.dir, "relay.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		relay.Stdout, relay.Stderr = f, f
-		if err := relay.Start(); err != nil {
-			t.Fatal(err)
-		}
+		relay = startRelay(t, w.appl, cfg, runDir, filepath.Join(w.dir, "relay.log"))
 	}
 	t.Cleanup(func() {
 		if relay != nil {

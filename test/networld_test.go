@@ -57,6 +57,11 @@ func newNetWorld(t *testing.T) *netWorld {
 	t.Helper()
 	id := rand.N(1 << 30)
 	w := &netWorld{dir: t.TempDir(), router: fmt.Sprintf("ghr%d", id), appl: fmt.Sprintf("gha%d", id)}
+	// The relay runs as its own user and must reach the state directory:
+	// t.TempDir's parent is mode 0700.
+	if err := os.Chmod(filepath.Dir(w.dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	run(t, "ip", "netns", "add", w.router)
 	run(t, "ip", "netns", "add", w.appl)
 	t.Cleanup(func() {

@@ -11,8 +11,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"gatehouse/control"
 	"gatehouse/init/pid1"
 	"gatehouse/paths"
+	smtpsvc "gatehouse/services/smtp"
 )
 
 // version is stamped by the Makefile.
@@ -137,11 +140,23 @@ func cmdRun(args []string, stdout io.Writer) error {
 		serviceArgs = append(serviceArgs, s)
 		return nil
 	})
+	relayUser := fs.String("relay-user", "", "as root: the user the relay runs as, a name or UID:GID (default: the host's "+smtpsvc.RelayUser+" user, else 100:100 as on the appliance)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
 	}
 	if *cfg == "" || *state == "" {
 		return &exitError{2, errors.New("gatehouse run: --config and --state are required")}
+	}
+	var relay *pid1.RelayID
+	if os.Geteuid() == 0 {
+		id, warning, err := relayID(*relayUser)
+		if err != nil {
+			return &exitError{2, fmt.Errorf("gatehouse run: --relay-user: %w", err)}
+		}
+		if warning != "" {
+			fmt.Fprintln(stdout, "gatehouse run: warning:", warning)
+		}
+		relay = &id
 	}
 	if err := os.MkdirAll(*state, 0o700); err != nil {
 		return err
@@ -151,7 +166,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 		return err
 	}
 	opts := pid1.Options{Version: version, ConfigPath: *cfg, StateDir: *state, Out: stdout, Started: time.Now(),
-		Binary: self, ServiceArgs: serviceArgs, Firewall: *withFirewall}
+		Binary: self, ServiceArgs: serviceArgs, Firewall: *withFirewall, RelayID: relay}
 	if *shell {
 		opts.Console = os.Stdin
 	}
@@ -163,6 +178,45 @@ func cmdRun(args []string, stdout io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// relayID is the relay's user in host mode as root: spec is a user name
+// or UID:GID; empty is the host's gatehouse-relay user if it has one, else
+// the appliance's numbers, which may be another account's here (warning).
+func relayID(spec string) (pid1.RelayID, string, error) {
+	var id pid1.RelayID
+	if _, err := fmt.Sscanf(spec, "%d:%d", &id.UID, &id.GID); err == nil && spec == fmt.Sprintf("%d:%d", id.UID, id.GID) {
+		return id, "", nil
+	}
+	name := spec
+	if name == "" {
+		name = smtpsvc.RelayUser
+	}
+	u, err := user.Lookup(name)
+	if err == nil {
+		uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+		gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+		if err1 != nil || err2 != nil {
+			return id, "", fmt.Errorf("user %s has ids %s:%s", name, u.Uid, u.Gid)
+		}
+		return pid1.RelayID{UID: uint32(uid), GID: uint32(gid)}, "", nil
+	}
+	if spec != "" {
+		return id, "", fmt.Errorf("no user %q on this host (a name or UID:GID)", spec)
+	}
+	id = pid1.DefaultRelayID
+	var taken []string
+	if u, err := user.LookupId(strconv.Itoa(int(id.UID))); err == nil {
+		taken = append(taken, fmt.Sprintf("uid %d is %s", id.UID, u.Username))
+	}
+	if g, err := user.LookupGroupId(strconv.Itoa(int(id.GID))); err == nil {
+		taken = append(taken, fmt.Sprintf("gid %d is %s", id.GID, g.Name))
+	}
+	if len(taken) > 0 {
+		return id, fmt.Sprintf("the relay runs as %d:%d, but on this host %s: it shares their files and processes; create a system user %s (or pass --relay-user)",
+			id.UID, id.GID, strings.Join(taken, " and "), smtpsvc.RelayUser), nil
+	}
+	return id, "", nil
 }
 
 func cmdConfig(args []string, stdout, stderr io.Writer) error {

@@ -15,9 +15,9 @@ import (
 	smtpsvc "gatehouse/services/smtp"
 )
 
-// relaySocket is the relay's own socket, next to the control socket.
+// relaySocket is the relay's own socket, beside the control socket.
 func relaySocket(controlSock string) string {
-	return filepath.Join(filepath.Dir(controlSock), smtpsvc.SocketName)
+	return smtpsvc.SocketPath(filepath.Dir(controlSock))
 }
 
 // cmdQueue is mailq and postsuper: list, show, flush, hold, release, delete.

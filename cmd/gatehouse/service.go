@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"gatehouse/control"
@@ -87,12 +88,15 @@ func cmdService(args []string, stdout io.Writer) error {
 		}
 		return sshsvc.Run(ctx, sshsvc.Options{Config: *cfg, KeyDir: keyDir, Control: sock, ResolvConf: resolv, Log: log, Notify: n, Reload: reload})
 	case "smtp":
-		o := smtpsvc.Options{Config: *cfg, QueueDir: filepath.Join(*run, "queue"), TLSDir: filepath.Join(*run, "tls"),
-			ResolvConf: filepath.Join(*run, "resolv.conf"), Socket: filepath.Join(*run, smtpsvc.SocketName), Log: log, Notify: n, Reload: reload}
-		if *onAppliance {
-			o.QueueDir, o.TLSDir, o.ResolvConf = "/data/queue", "/data/tls", "/etc/resolv.conf"
+		if err := noNewPrivs(); err != nil {
+			return fmt.Errorf("smtp: %w", err)
 		}
-		return smtpsvc.Run(ctx, o)
+		if os.Geteuid() == 0 {
+			log.Warn("the relay runs as root: started through `gatehouse run` as root or by PID 1 it runs as " + smtpsvc.RelayUser)
+		}
+		p := smtpsvc.PathsFor(*run, *onAppliance)
+		return smtpsvc.Run(ctx, smtpsvc.Options{Config: *cfg, QueueDir: p.Queue, TLSDir: p.TLS, ResolvConf: p.ResolvConf,
+			Socket: p.Socket, Log: log, Notify: n, Reload: reload})
 	case "firewall":
 		resolv := filepath.Join(*run, "resolv.conf") // the dns service's
 		if *onAppliance {
@@ -103,4 +107,14 @@ func cmdService(args []string, stdout io.Writer) error {
 		return ntp.Run(ctx, ntp.Options{Config: *cfg, RunDir: *run, SetClock: *onAppliance, MinPoll: max(*ntpPoll, time.Second), Log: log, Notify: n, Reload: reload})
 	}
 	return &exitError{2, fmt.Errorf("unknown service %q", name)}
+}
+
+// noNewPrivs makes sure that nothing the service might exec gains
+// privileges (set-user-ID files, file capabilities). The flag is a
+// thread's: it is set on every thread of the process.
+func noNewPrivs() error {
+	if _, _, e := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); e != 0 {
+		return fmt.Errorf("set no_new_privs: %w", e)
+	}
+	return nil
 }

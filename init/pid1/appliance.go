@@ -30,6 +30,7 @@ import (
 	"gatehouse/init/supervisor"
 	"gatehouse/netcfg"
 	fwsvc "gatehouse/services/firewall"
+	smtpsvc "gatehouse/services/smtp"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,6 +52,9 @@ type Options struct {
 	// Off by default, so that `gatehouse run` on a workstation does not
 	// firewall the workstation.
 	Firewall bool
+	// RelayID is who the relay runs as when this process is root; nil:
+	// DefaultRelayID.
+	RelayID *RelayID
 }
 
 // Config files PID 1 looks for, in order; the built-in default comes last.
@@ -104,6 +108,7 @@ func Run(opts Options) (string, error) {
 			step.Error("mounting pseudo file systems", "err", mountErr)
 		}
 		step.Info("mounted /proc /sys /dev /dev/pts /run /tmp")
+		protectLinks(step)
 		// Ctrl-Alt-Del sends PID 1 SIGINT instead of rebooting at once.
 		unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
 	}
@@ -184,7 +189,7 @@ func Run(opts Options) (string, error) {
 	})
 	go guard(a.log, "ready watch", func() { a.watchReady(ctx) })
 	if opts.Console != nil {
-		sh := &console.Shell{Backend: a, In: opts.Console, Out: h, RelaySocket: filepath.Join(a.runDir, "smtp.sock")}
+		sh := &console.Shell{Backend: a, In: opts.Console, Out: h, RelaySocket: smtpsvc.SocketPath(a.runDir)}
 		go guard(a.log, "console", func() { sh.Run(ctx) })
 	}
 
@@ -338,6 +343,7 @@ func (a *appliance) reload(resolve bool) error {
 			log.Error("set host name", "err", err)
 		}
 	}
+	a.grantRelay(log)
 	a.sup.SignalAll(unix.SIGHUP)
 	// A section turned on (ssh, smtp) starts its service now; one turned
 	// off is the service's to handle (it stops serving).
@@ -399,7 +405,7 @@ func (a *appliance) services() []supervisor.Service {
 	smtpOn := a.cfg.SMTPEnabled()
 	a.mu.Unlock()
 	if smtpOn {
-		svcs = append(svcs, svc("smtp"))
+		svcs = append(svcs, a.withRelayUser(svc("smtp")))
 	}
 	if a.opts.PID1 || a.opts.Firewall {
 		// Nothing faces the network before the firewall's default deny is

@@ -41,6 +41,21 @@ type Service struct {
 	// file descriptor named by $NOTIFY_FD (see Notify); others count as
 	// ready as soon as they run.
 	Notify bool
+	// User runs the service as an unprivileged user; nil: as the
+	// supervisor's own user (root on the appliance).
+	User *User
+	// Prepare, when set, runs before every start, as the supervisor: it
+	// gives the service what it cannot take itself as User (its
+	// directories, read access to its files). An error fails that start,
+	// which is retried after the backoff.
+	Prepare func() error
+}
+
+// User is who a service runs as: no supplementary groups, and of root's
+// capabilities only Caps.
+type User struct {
+	UID, GID uint32
+	Caps     []uintptr // e.g. unix.CAP_NET_BIND_SERVICE, kept as ambient capabilities
 }
 
 // Backoff is the restart policy.
@@ -300,6 +315,11 @@ func (s *Supervisor) run(u *unit) {
 
 // runOnce starts the service and waits for it to exit.
 func (s *Supervisor) runOnce(u *unit, log *slog.Logger) (string, error) {
+	if u.svc.Prepare != nil {
+		if err := u.svc.Prepare(); err != nil {
+			return "", fmt.Errorf("prepare: %w", err)
+		}
+	}
 	out, outW, err := os.Pipe()
 	if err != nil {
 		return "", fmt.Errorf("supervisor: %s: output pipe: %w", u.svc.Name, err)
@@ -311,6 +331,16 @@ func (s *Supervisor) runOnce(u *unit, log *slog.Logger) (string, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:   true,            // signals to the service reach its own children too
 		Pdeathsig: syscall.SIGKILL, // in host mode, never outlive the supervisor
+	}
+	if usr := u.svc.User; usr != nil {
+		// The kernel switches users in the forked child before the exec,
+		// while it is a single thread: no groups, setgid, setuid keeping
+		// capabilities, then Caps raised into the ambient set, which the
+		// exec turns into exactly Caps permitted and effective. A running
+		// Go service cannot drop root this robustly itself: setuid, capset
+		// and prctl act on one thread, and the runtime has several.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: usr.UID, Gid: usr.GID, Groups: []uint32{}}
+		cmd.SysProcAttr.AmbientCaps = usr.Caps
 	}
 	var notify, notifyW *os.File
 	if u.svc.Notify {

@@ -2,19 +2,25 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"gatehouse/init/reaper"
+	"gatehouse/test/asuser"
+
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as the services under test: with HELPER set it
@@ -80,6 +86,23 @@ func helper(kind string) {
 		signal.Ignore(syscall.SIGTERM)
 		NewNotifier().Ready()
 		select {}
+	case "whoami": // writes who it runs as and whether it may bind port 1
+		var out strings.Builder
+		status, _ := os.ReadFile("/proc/self/status")
+		for _, l := range strings.Split(string(status), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && slices.Contains([]string{"Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapAmb"}, k) {
+				fmt.Fprintf(&out, "%s: %s\n", k, strings.Join(strings.Fields(v), " "))
+			}
+		}
+		if l, err := net.Listen("tcp", "127.0.0.1:1"); err != nil {
+			fmt.Fprintf(&out, "bind: %v\n", err)
+		} else {
+			l.Close()
+			out.WriteString("bind: ok\n")
+		}
+		os.WriteFile(os.Getenv("WHOAMI"), []byte(out.String()), 0o644)
+		NewNotifier().Ready()
+		<-term
 	case "chatty":
 		for i := range 500 {
 			fmt.Printf("line %d\n", i)
@@ -400,5 +423,61 @@ func TestNeedsWaitsForReadinessNotStart(t *testing.T) {
 	evs, _ := w.events()
 	if iReady, iStart := slices.Index(evs, "ready firewall"), slices.Index(evs, "start ssh"); iReady < 0 || iStart < iReady {
 		t.Errorf("events %q: ssh started before the firewall was ready", evs)
+	}
+}
+
+// A service with a User runs as that user with no supplementary groups and
+// only the capabilities named (ambient: they survive the exec); without
+// CAP_NET_BIND_SERVICE it may not bind a port below 1024. Prepare runs
+// before every start, and a failed one is a failed start, retried.
+func TestUserAndPrepare(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs a service as another user")
+	}
+	w := newWorld(t)
+	exe := asuser.Executable(t)
+	dir := asuser.Dir(t)
+	whoami := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		return string(b)
+	}
+	var prepared atomic.Int32
+	bind := Service{Name: "bind", Command: []string{exe}, Notify: true,
+		Env:  []string{"HELPER=whoami", "NAME=bind", "JOURNAL=/dev/null", "WHOAMI=" + filepath.Join(dir, "bind")},
+		User: &User{UID: 65534, GID: 65534, Caps: []uintptr{unix.CAP_NET_BIND_SERVICE}},
+		Prepare: func() error {
+			if prepared.Add(1) == 1 {
+				return errors.New("directory not ready")
+			}
+			return nil
+		}}
+	plain := Service{Name: "plain", Command: []string{exe}, Notify: true,
+		Env:  []string{"HELPER=whoami", "NAME=plain", "JOURNAL=/dev/null", "WHOAMI=" + filepath.Join(dir, "plain")},
+		User: &User{UID: 65534, GID: 65534}}
+	// Both write into dir as uid 65534.
+	os.Chmod(dir, 0o777)
+	s := w.start(t, Backoff{Initial: 10 * time.Millisecond, Max: 10 * time.Millisecond, Stable: time.Minute}, bind, plain)
+	waitReady(t, s)
+
+	const netBindService = "0000000000000400" // 1 << CAP_NET_BIND_SERVICE
+	for _, want := range []string{"Uid: 65534 65534 65534 65534", "Gid: 65534 65534 65534 65534", "Groups: \n",
+		"CapInh: " + netBindService, "CapPrm: " + netBindService, "CapEff: " + netBindService, "CapAmb: " + netBindService, "bind: ok"} {
+		if got := whoami("bind"); !strings.Contains(got, want) {
+			t.Errorf("with CAP_NET_BIND_SERVICE: no %q in\n%s", want, got)
+		}
+	}
+	const none = "0000000000000000"
+	for _, want := range []string{"Uid: 65534 65534 65534 65534", "CapPrm: " + none, "CapEff: " + none, "CapAmb: " + none, "permission denied"} {
+		if got := whoami("plain"); !strings.Contains(got, want) {
+			t.Errorf("without capabilities: no %q in\n%s", want, got)
+		}
+	}
+	if n := prepared.Load(); n != 2 {
+		t.Errorf("Prepare ran %d times, want 2 (a failure, then the start)", n)
+	}
+	for _, st := range s.Snapshot() {
+		if st.Name == "bind" && (st.Restarts != 1 || !strings.Contains(st.LastExit, "directory not ready")) {
+			t.Errorf("bind: restarts %d, last exit %q; want 1 and the Prepare error", st.Restarts, st.LastExit)
+		}
 	}
 }

@@ -150,7 +150,7 @@ func (c *imapConn) abandon(cmd *imapclient.FetchCommand) {
 // only on an error or when ctx ends (or a forced poll).
 func (c *collector) pollIMAP(ctx context.Context, a *account, log *slog.Logger) error {
 	cfg := a.cfg
-	pw, err := os.ReadFile(cfg.PasswordFile)
+	pw, err := readConfigured(cfg.PasswordFile)
 	if err != nil {
 		return fmt.Errorf("password file: %w", err)
 	}

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -203,7 +202,7 @@ func (c *collector) tlsConfig(a config.FetchAccount) (*tls.Config, error) {
 		if err != nil || pool == nil {
 			pool = x509.NewCertPool()
 		}
-		b, err := os.ReadFile(a.CAFile)
+		b, err := readConfigured(a.CAFile)
 		if err != nil {
 			return nil, err
 		}
@@ -235,7 +234,7 @@ func (c *collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) 
 // says the mailbox holds further ones.
 func (c *collector) pop3Session(ctx context.Context, a *account, log *slog.Logger, maxNew int) (more bool, err error) {
 	cfg := a.cfg
-	pw, err := os.ReadFile(cfg.PasswordFile)
+	pw, err := readConfigured(cfg.PasswordFile)
 	if err != nil {
 		return false, fmt.Errorf("password file: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"gatehouse/control"
 	"gatehouse/queue"
 )
 
@@ -34,35 +35,30 @@ type Response struct {
 	Flushed int          `json:"flushed,omitempty"`
 }
 
+// serveControl answers the relay's socket until ctx ends. It grants
+// POP-before-SMTP relaying and deletes mail, so the same checks guard it as
+// the appliance's own socket: mode 0600 in a directory of the relay's own,
+// root callers only (control.ServeConn), bounded requests, and a panic in
+// a request answered as an error.
 func serveControl(ctx context.Context, path string, s *Service) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("smtp: control socket: %w", err)
 	}
-	os.Remove(path)
-	ln, err := net.Listen("unix", path)
+	ln, err := control.Listen(path)
 	if err != nil {
 		return fmt.Errorf("smtp: control socket: %w", err)
 	}
-	os.Chmod(path, 0o600)
 	go func() { <-ctx.Done(); ln.Close() }()
+	log := s.log.With("socket", path)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			return fmt.Errorf("smtp: control socket: %w", err)
 		}
-		go func() {
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(30 * time.Second))
-			var req Request
-			if err := json.NewDecoder(c).Decode(&req); err != nil {
-				json.NewEncoder(c).Encode(Response{Error: "bad request: " + err.Error()})
-				return
-			}
-			json.NewEncoder(c).Encode(s.answer(req))
-		}()
+		go control.ServeConn(c, log, s.answer)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -310,7 +309,7 @@ func (t *transport) connectOnce(ctx context.Context, tg target, h hop, useTLS bo
 		}
 	}
 	if tg.auth != nil {
-		pw, err := os.ReadFile(tg.auth.PasswordFile)
+		pw, err := readConfigured(tg.auth.PasswordFile)
 		if err != nil {
 			return fail(fmt.Errorf("smart host password: %w", err))
 		}

@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -98,7 +97,7 @@ func trustPool(caFile string) (*x509.CertPool, error) {
 		pool = x509.NewCertPool()
 	}
 	if caFile != "" {
-		b, err := os.ReadFile(caFile)
+		b, err := readConfigured(caFile)
 		if err != nil {
 			return nil, fmt.Errorf("smtp: tls.ca_file: %w", err)
 		}
@@ -330,7 +329,7 @@ func clientCAs(c *config.SMTP) *x509.CertPool {
 	for _, ic := range c.InboundConnectors {
 		if ic.TLSClientSubject != "" && c.TLS.CAFile != "" {
 			pool := x509.NewCertPool()
-			if b, err := os.ReadFile(c.TLS.CAFile); err == nil {
+			if b, err := readConfigured(c.TLS.CAFile); err == nil {
 				pool.AppendCertsFromPEM(b)
 			}
 			return pool

@@ -84,10 +84,24 @@ func writeAtomic(path string, b []byte, mode os.FileMode) error {
 	return os.Rename(tmp, path)
 }
 
+// loadKeyPair is tls.LoadX509KeyPair, with readConfigured's explanation
+// when the relay may not read a file.
+func loadKeyPair(cert, key string) (tls.Certificate, error) {
+	c, err := readConfigured(cert)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	k, err := readConfigured(key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(c, k)
+}
+
 func (cs *certStore) setFiles(cert, key string) error {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	c, err := tls.LoadX509KeyPair(cert, key)
+	c, err := loadKeyPair(cert, key)
 	if err != nil {
 		return fmt.Errorf("smtp: certificate %s / %s: %w", cert, key, err)
 	}
@@ -110,7 +124,7 @@ func (cs *certStore) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if time.Since(cs.checked) > 5*time.Second {
 		cs.checked = time.Now()
 		if fi, err := os.Stat(cs.cert); err == nil && !fi.ModTime().Equal(cs.mod) {
-			if c, err := tls.LoadX509KeyPair(cs.cert, cs.key); err == nil {
+			if c, err := loadKeyPair(cs.cert, cs.key); err == nil {
 				cs.current, cs.mod = &c, fi.ModTime()
 			}
 		}

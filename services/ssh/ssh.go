@@ -32,6 +32,7 @@ import (
 	"gatehouse/dnsclient"
 	fw "gatehouse/firewall"
 	"gatehouse/init/supervisor"
+	smtpsvc "gatehouse/services/smtp"
 )
 
 // Options configure the service.
@@ -310,7 +311,7 @@ func (s *server) newPolicy(ctx context.Context, c *config.Config) (*policy, time
 
 func newServer(ctx context.Context, c *config.Config, signer gossh.Signer, o Options) *server {
 	s := &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
-		relaySock: filepath.Join(filepath.Dir(o.Control), "smtp.sock"), bans: NewBanTable(), kernelBan: fw.Ban,
+		relaySock: smtpsvc.SocketPath(filepath.Dir(o.Control)), bans: NewBanTable(), kernelBan: fw.Ban,
 		names: dnsclient.NewNames(dnsclient.Lookup{ResolvConf: o.ResolvConf, Fallback: net.DefaultResolver})}
 	s.pol, s.nextLookup = s.newPolicy(ctx, c)
 	return s
