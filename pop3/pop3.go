@@ -296,7 +296,7 @@ func (c *Client) List() ([]Message, error) {
 	if _, err := c.cmd("LIST"); err != nil {
 		return nil, fmt.Errorf("pop3: LIST: %w", err)
 	}
-	msgs := make([]Message, 0, count)
+	msgs := make([]Message, 0, min(count, 4096)) // the server's word is not an allocation
 	// byNum indexes msgs by message number, which in a session that
 	// deleted nothing runs from 1 to STAT's count (RFC 1939 5).
 	byNum := make([]int32, count+1)

@@ -423,6 +423,15 @@ func (q *Queue) done(e *entry) {
 		}
 	}
 	expired := len(pending) > 0 && now.Sub(e.env.Arrived) >= pol.Lifetime
+	if expired && e.env.Fetch != "" {
+		// A collected message is gone from its mailbox: past its lifetime
+		// it is held for the operator rather than expired and bounced.
+		expired = false
+		if !e.st.Hold {
+			e.st.Hold = true
+			q.log.Error("collected message past the queue lifetime: held, not bounced", "id", e.env.ID, "age", now.Sub(e.env.Arrived).Round(time.Second))
+		}
+	}
 	if expired {
 		for _, i := range pending {
 			rs := &e.st.Rcpts[i]
@@ -479,7 +488,10 @@ func (q *Queue) done(e *entry) {
 	}
 }
 
-func (q *Queue) wantsNotice(env Envelope) bool { return env.From != "" && !env.DSN }
+// wantsNotice says whether the sender gets DSNs: never the null sender,
+// and never a collected message's Return-Path, which the mailbox provider
+// accepted, not we (backscatter).
+func (q *Queue) wantsNotice(env Envelope) bool { return env.From != "" && !env.DSN && env.Fetch == "" }
 
 func cloneState(s State) State {
 	s.Rcpts = append([]RcptState(nil), s.Rcpts...)

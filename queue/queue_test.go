@@ -477,3 +477,39 @@ func TestDestinationBackIsTriedAgain(t *testing.T) {
 	tr.mu.Unlock()
 	waitFor(t, "all delivered once the destination is back", func() bool { return tr.count() == n })
 }
+
+// Past its lifetime a collected message is held, not expired and bounced,
+// and it gets no delay warning either.
+func TestCollectedMessagePastLifetimeIsHeld(t *testing.T) {
+	s, _, _ := OpenStore(t.TempDir())
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr := &fakeTransport{got: map[string]string{}, reply: func(string) Result { return Result{Text: "451 later", Status: "4.3.0"} }}
+	notices := 0
+	pol := fastPolicy
+	pol.Lifetime, pol.DelayWarning = 100*time.Millisecond, 10*time.Millisecond
+	q := New(ctx, s, nil, tr, pol, func(Notice) error { notices++; return nil }, testLog(t))
+	t.Cleanup(func() { cancel(); q.Wait() }) // before the temporary directory goes
+	w, err := s.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "Return-Path: <forged@victim.example>\r\n\r\nhi\r\n")
+	env := &Envelope{From: "forged@victim.example", Arrived: time.Now(), Source: "fetch:acct", Fetch: "acct/2",
+		Rcpts: []Rcpt{{Addr: "u@example.test", Route: "domain:example.test"}}}
+	if err := w.Commit(env); err != nil {
+		t.Fatal(err)
+	}
+	q.Add(*env)
+	waitFor(t, "the message held", func() bool {
+		in, err := q.Get(env.ID)
+		return err == nil && in.Hold && !in.Active
+	})
+	if notices != 0 {
+		t.Errorf("%d DSNs (bounce or delay warning) for a collected message", notices)
+	}
+	if in, _ := q.Get(env.ID); in.Status[0] != "pending" {
+		t.Errorf("status %q, want pending (held)", in.Status[0])
+	}
+}

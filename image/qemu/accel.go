@@ -71,8 +71,10 @@ func (p Prober) Choose(kernel string) (Choice, error) {
 	if c, ok := p.cached(key); ok {
 		return c, nil
 	}
-	c := p.probe(kernel)
-	p.remember(key, c)
+	c, lasting := p.probe(kernel)
+	if lasting {
+		p.remember(key, c)
+	}
 	return c, nil
 }
 
@@ -83,7 +85,10 @@ func (p Prober) qemu() string {
 	return "qemu-system-x86_64"
 }
 
-func (p Prober) probe(kernel string) Choice {
+// probe boots the kernel under KVM. lasting says whether the answer
+// holds for this machine: a guest that did not boot in time may only have
+// met a busy machine, so that answer is not remembered.
+func (p Prober) probe(kernel string) (c Choice, lasting bool) {
 	timeout := p.Timeout
 	if timeout == 0 {
 		timeout = probeTimeout
@@ -103,13 +108,13 @@ func (p Prober) probe(kernel string) Choice {
 	err := cmd.Run()
 	switch {
 	case ctx.Err() != nil:
-		return Choice{Accel: TCG, Reason: fmt.Sprintf("a KVM guest did not boot within %v", timeout)}
+		return Choice{Accel: TCG, Reason: fmt.Sprintf("a KVM guest did not boot within %v", timeout)}, false
 	case err != nil:
-		return Choice{Accel: TCG, Reason: qemuError(out.Bytes(), err)}
+		return Choice{Accel: TCG, Reason: qemuError(out.Bytes(), err)}, true
 	case !bytes.Contains(out.Bytes(), []byte("Kernel panic")):
-		return Choice{Accel: TCG, Reason: "a KVM guest exited without booting its kernel"}
+		return Choice{Accel: TCG, Reason: "a KVM guest exited without booting its kernel"}, true
 	}
-	return Choice{Accel: KVM}
+	return Choice{Accel: KVM}, true
 }
 
 // qemuError is the line of QEMU's output that says what went wrong.

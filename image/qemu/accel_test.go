@@ -134,6 +134,21 @@ func TestChooseAccelCache(t *testing.T) {
 	}
 }
 
+// A probe that timed out (a busy machine, perhaps) is not remembered:
+// the next run asks again.
+func TestChooseAccelTimeoutNotCached(t *testing.T) {
+	qemu, starts := standIn(t, `sleep 60`)
+	p := Prober{QEMU: qemu, KVMDev: kvmDev(t), Cache: filepath.Join(t.TempDir(), "accel.json"), Timeout: time.Second}
+	for range 2 {
+		if c, _ := p.Choose("vmlinuz"); c.Accel != TCG {
+			t.Fatalf("%+v", c)
+		}
+	}
+	if n := startCount(t, starts); n != 2 {
+		t.Errorf("QEMU probed %d times, want 2: a timeout is not cached", n)
+	}
+}
+
 func TestArgsAccel(t *testing.T) {
 	o := Options{Kernel: "k", Initramfs: "i"}
 	for accel, want := range map[string]string{KVM: "-accel kvm -cpu host", TCG: "-accel tcg"} {

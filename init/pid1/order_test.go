@@ -90,7 +90,10 @@ smtp:
 	go func() {
 		defer close(done)
 		if _, err := Run(Options{Version: "t", ConfigPath: cfg, StateDir: dir, Out: io.Discard, Started: time.Now(),
-			Binary: exe, ServiceArgs: []string{"--fake-journal=" + journal}, Firewall: true}); err != nil {
+			Binary: exe, ServiceArgs: []string{"--fake-journal=" + journal}, Firewall: true,
+			// The fake relay writes the journal in this root-only
+			// directory: it keeps root's uid (and only CAP_NET_BIND_SERVICE).
+			RelayID: &RelayID{UID: 0, GID: 0}}); err != nil {
 			t.Error(err)
 		}
 	}()

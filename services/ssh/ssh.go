@@ -333,8 +333,13 @@ func (s *server) refresh(ctx context.Context) time.Duration {
 	c, next := s.pol.cfg, s.nextLookup
 	s.mu.Unlock()
 	if !next.IsZero() && time.Now().After(next) {
-		s.reload(ctx, c)
+		p, n := s.newPolicy(ctx, c)
 		s.mu.Lock()
+		// Only if no reload came meanwhile: its config is the newer one
+		// (the old one may hold keys the reload revoked).
+		if s.pol.cfg == c {
+			s.pol, s.nextLookup = p, n
+		}
 		next = s.nextLookup
 		s.mu.Unlock()
 	}
