@@ -350,7 +350,7 @@ firewall:
 	}
 	w.waitFor(t, "lockout applied", 10*time.Second, func(*control.Status) bool { return reach(t, admin, "10.78.0.2:8443") == "blocked" })
 	w.waitFor(t, "rolled back", 20*time.Second, func(*control.Status) bool { return reach(t, admin, "10.78.0.2:8443") == "open" })
-	if !strings.Contains(w.log("gatehouse.log"), "applied config rolled back") {
+	if !w.logShows("applied config rolled back") {
 		t.Error("the rollback is not in the log")
 	}
 

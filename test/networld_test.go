@@ -96,6 +96,20 @@ func (w *netWorld) start(t *testing.T, ns, logName string, args ...string) *exec
 	return cmd
 }
 
+// logShows says whether the appliance's log shows s within a few seconds:
+// a service's lines reach it through the supervisor, a little after the
+// event a client saw.
+func (w *netWorld) logShows(s string) bool {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if strings.Contains(w.log("gatehouse.log"), s) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 func (w *netWorld) log(name string) string {
 	b, _ := os.ReadFile(filepath.Join(w.dir, name))
 	return string(b)

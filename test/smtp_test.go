@@ -512,6 +512,7 @@ smtp:
 	mustSwaks(t, w.router, "--server", "10.77.0.2:25", "--from", "a@partner.test", "--to", "u@example.test", "--header", "Message-ID: <polite@test>")
 	t.Logf("a polite client's message was accepted %v after connecting", time.Since(start).Round(time.Millisecond))
 	waitDump(t, sink, 30*time.Second, "<polite@test>")
+	w.logShows("rejected: client spoke before the greeting")
 	if n := strings.Count(w.log("gatehouse.log"), "rejected: client spoke before the greeting"); n != 1 {
 		t.Errorf("%d early-talker rejections logged, want 1", n)
 	}

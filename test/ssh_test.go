@@ -74,7 +74,7 @@ firewall:
 	if err != nil || !strings.Contains(out, "gatehouse") || !strings.Contains(out, "ssh          running") {
 		t.Fatalf("allowed admin with the right key: %v\n%s", err, out)
 	}
-	if !strings.Contains(w.log("gatehouse.log"), `msg="ssh login" source=10.78.0.1 user=admin`) {
+	if !w.logShows(`msg="ssh login" source=10.78.0.1 user=admin`) {
 		t.Error("the login is not in the log")
 	}
 	// The internet side is not on the allowlist.
@@ -88,7 +88,7 @@ firewall:
 	if out, err := sshTo(admin, key, "10.78.0.2", "status"); err == nil {
 		t.Errorf("banned source got in:\n%s", out)
 	}
-	if !strings.Contains(w.log("gatehouse.log"), "ssh source banned after repeated authentication failures") {
+	if !w.logShows("ssh source banned after repeated authentication failures") {
 		t.Error("the ban is not in the log")
 	}
 	// The ban is in the kernel (nftables: the set, with its timeout;
@@ -238,7 +238,7 @@ ssh:
 	if out, err := sshWith(elsewhere, "", "admin@10.78.0.2", "status"); err == nil || !strings.Contains(out, "Permission denied") {
 		t.Errorf("key with from=\"10.99.0.0/16\" from 10.78.0.1: %v\n%s", err, out)
 	}
-	if !strings.Contains(w.log("gatehouse.log"), `msg="ssh key refused from this source by its from= option" source=10.78.0.1`) {
+	if !w.logShows(`msg="ssh key refused from this source by its from= option" source=10.78.0.1`) {
 		t.Error("the refusal is not in the log")
 	}
 	for _, tc := range []struct {
@@ -262,7 +262,7 @@ ssh:
 	if st, err := w.status(t); err != nil || !st.Ready {
 		t.Errorf("gatehouse after the status key's sessions: %v %+v", err, st)
 	}
-	if !strings.Contains(w.log("gatehouse.log"), `msg="ssh forced command runs instead of the client's" source=10.78.0.1 command=status asked=poweroff`) {
+	if !w.logShows(`msg="ssh forced command runs instead of the client's" source=10.78.0.1 command=status asked=poweroff`) {
 		t.Error("the forced command is not in the log")
 	}
 }
