@@ -426,21 +426,7 @@ func TestCollectedMessageIsHeldNotBounced(t *testing.T) {
 	notices := 0
 	q := New(ctx, s, nil, tr, fastPolicy, func(Notice) error { notices++; return nil }, testLog(t))
 	t.Cleanup(func() { cancel(); q.Wait() }) // before the temporary directory goes
-	w, err := s.Create()
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.WriteString(w, "Return-Path: <forged@victim.example>\r\n\r\nhi\r\n")
-	env := &Envelope{From: "forged@victim.example", Arrived: time.Now(), Source: "fetch:acct", Fetch: "acct/1",
-		Rcpts: []Rcpt{{Addr: "u@example.test", Route: "domain:example.test"}}}
-	if err := w.Commit(env); err != nil {
-		t.Fatal(err)
-	}
-	q.Add(*env)
-	waitFor(t, "the message on hold", func() bool {
-		in, err := q.Get(env.ID)
-		return err == nil && in.Hold && !in.Active
-	})
+	env := enqueueCollected(t, s, q, "acct/1")
 	if notices != 0 {
 		t.Fatalf("%d DSNs to the Return-Path of a collected message", notices)
 	}
@@ -491,25 +477,33 @@ func TestCollectedMessagePastLifetimeIsHeld(t *testing.T) {
 	pol.Lifetime, pol.DelayWarning = 100*time.Millisecond, 10*time.Millisecond
 	q := New(ctx, s, nil, tr, pol, func(Notice) error { notices++; return nil }, testLog(t))
 	t.Cleanup(func() { cancel(); q.Wait() }) // before the temporary directory goes
-	w, err := s.Create()
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.WriteString(w, "Return-Path: <forged@victim.example>\r\n\r\nhi\r\n")
-	env := &Envelope{From: "forged@victim.example", Arrived: time.Now(), Source: "fetch:acct", Fetch: "acct/2",
-		Rcpts: []Rcpt{{Addr: "u@example.test", Route: "domain:example.test"}}}
-	if err := w.Commit(env); err != nil {
-		t.Fatal(err)
-	}
-	q.Add(*env)
-	waitFor(t, "the message held", func() bool {
-		in, err := q.Get(env.ID)
-		return err == nil && in.Hold && !in.Active
-	})
+	env := enqueueCollected(t, s, q, "acct/2")
 	if notices != 0 {
 		t.Errorf("%d DSNs (bounce or delay warning) for a collected message", notices)
 	}
 	if in, _ := q.Get(env.ID); in.Status[0] != "pending" {
 		t.Errorf("status %q, want pending (held)", in.Status[0])
 	}
+}
+
+// enqueueCollected queues a collected message (a forged Return-Path) and
+// waits until the queue holds it for the operator.
+func enqueueCollected(t *testing.T, s *Store, q *Queue, fetchKey string) *Envelope {
+	t.Helper()
+	w, err := s.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "Return-Path: <forged@victim.example>\r\n\r\nhi\r\n")
+	env := &Envelope{From: "forged@victim.example", Arrived: time.Now(), Source: "fetch:acct", Fetch: fetchKey,
+		Rcpts: []Rcpt{{Addr: "u@example.test", Route: "domain:example.test"}}}
+	if err := w.Commit(env); err != nil {
+		t.Fatal(err)
+	}
+	q.Add(*env)
+	waitFor(t, "the collected message on hold", func() bool {
+		in, err := q.Get(env.ID)
+		return err == nil && in.Hold && !in.Active
+	})
+	return env
 }
