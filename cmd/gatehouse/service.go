@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"gatehouse/control"
-	"gatehouse/init/supervisor"
+	"gatehouse/service"
 	"gatehouse/services/dns"
 	"gatehouse/services/firewall"
 	"gatehouse/services/network"
@@ -66,7 +66,7 @@ func cmdService(args []string, stdout io.Writer) error {
 			}
 		}
 	}()
-	n := supervisor.NewNotifier()
+	n := service.NewNotifier()
 	switch name {
 	case "network":
 		return network.Run(ctx, network.Options{Config: *cfg, RunDir: *run, Log: log, Notify: n, Reload: reload})

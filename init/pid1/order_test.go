@@ -14,6 +14,7 @@ import (
 
 	"gatehouse/control"
 	"gatehouse/init/supervisor"
+	"gatehouse/service"
 	fwsvc "gatehouse/services/firewall"
 )
 
@@ -45,7 +46,7 @@ func fakeService(name, journal string) {
 		fmt.Fprintf(f, "%s %s\n", event, name)
 		f.Close()
 	}
-	n := supervisor.NewNotifier()
+	n := service.NewNotifier()
 	record("start")
 	if name == "firewall" {
 		record("deny")

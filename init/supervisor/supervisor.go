@@ -27,6 +27,7 @@ import (
 
 	"gatehouse/init/logring"
 	"gatehouse/init/reaper"
+	"gatehouse/service"
 )
 
 // Service is what to run and how.
@@ -350,7 +351,7 @@ func (s *Supervisor) runOnce(u *unit, log *slog.Logger) (string, error) {
 			return "", fmt.Errorf("supervisor: %s: notify pipe: %w", u.svc.Name, err)
 		}
 		cmd.ExtraFiles = []*os.File{notifyW}
-		cmd.Env = append(cmd.Env, "NOTIFY_FD=3")
+		cmd.Env = append(cmd.Env, service.EnvFD+"=3")
 	}
 	u.setPhase(Starting)
 	child, err := s.opts.Reaper.Start(cmd)
@@ -441,16 +442,16 @@ func (u *unit) readNotify(r io.ReadCloser, log *slog.Logger, setCondition func(n
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
-		case line == "READY=1":
+		case line == service.MsgReady:
 			u.markReady(log)
-		case strings.HasPrefix(line, "STATUS="):
+		case strings.HasPrefix(line, service.PrefixStatus):
 			u.mu.Lock()
-			u.state.Status = strings.TrimPrefix(line, "STATUS=")
+			u.state.Status = strings.TrimPrefix(line, service.PrefixStatus)
 			u.mu.Unlock()
-		case strings.HasPrefix(line, "CONDITION="):
-			setCondition(strings.TrimPrefix(line, "CONDITION="), u.svc.Name)
-		case strings.HasPrefix(line, "DETAIL="):
-			d := json.RawMessage(strings.TrimPrefix(line, "DETAIL="))
+		case strings.HasPrefix(line, service.PrefixCondition):
+			setCondition(strings.TrimPrefix(line, service.PrefixCondition), u.svc.Name)
+		case strings.HasPrefix(line, service.PrefixDetail):
+			d := json.RawMessage(strings.TrimPrefix(line, service.PrefixDetail))
 			if json.Valid(d) {
 				u.mu.Lock()
 				u.state.Detail = d
@@ -606,50 +607,4 @@ func (s *Supervisor) Stop(ctx context.Context) []string {
 		s.log.Info("service stopped", "service", u.svc.Name)
 	}
 	return stoppedOrder
-}
-
-// Notifier is a service's end of the notify pipe: how it tells the
-// supervisor that it is ready and what its state is.
-type Notifier struct {
-	mu sync.Mutex
-	f  *os.File // nil outside a supervisor: every call is then a no-op
-}
-
-// NewNotifier opens the pipe named by $NOTIFY_FD, if any.
-func NewNotifier() *Notifier {
-	if os.Getenv("NOTIFY_FD") != "3" {
-		return &Notifier{}
-	}
-	return &Notifier{f: os.NewFile(3, "notify")}
-}
-
-func (n *Notifier) send(line string) error {
-	if n == nil || n.f == nil {
-		return nil
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	_, err := n.f.Write([]byte(line + "\n"))
-	return err
-}
-
-// Ready says the service serves.
-func (n *Notifier) Ready() error { return n.send("READY=1") }
-
-// Status sets the service's one-line status.
-func (n *Notifier) Status(s string) error {
-	return n.send("STATUS=" + strings.ReplaceAll(s, "\n", " "))
-}
-
-// Condition says that a condition holds from now on (see
-// Supervisor.Condition).
-func (n *Notifier) Condition(name string) error { return n.send("CONDITION=" + name) }
-
-// Detail sets the service's full status, as JSON.
-func (n *Notifier) Detail(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return n.send("DETAIL=" + string(b))
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"gatehouse/init/reaper"
+	"gatehouse/service"
 	"gatehouse/test/asuser"
 
 	"golang.org/x/sys/unix"
@@ -50,7 +51,7 @@ func helper(kind string) {
 	case "steady": // ready after a pause, then serves until SIGTERM
 		time.Sleep(100 * time.Millisecond)
 		record("ready")
-		n := NewNotifier()
+		n := service.NewNotifier()
 		n.Status("serving")
 		n.Detail(map[string]int{"answers": 42})
 		n.Ready()
@@ -59,12 +60,12 @@ func helper(kind string) {
 	case "syncer": // sets a condition after a while
 		time.Sleep(100 * time.Millisecond)
 		record("synced")
-		n := NewNotifier()
+		n := service.NewNotifier()
 		n.Ready()
 		n.Condition("clock-synced")
 		<-term
 	case "gate": // running at once, a condition set; ready only once the file GATE exists
-		n := NewNotifier()
+		n := service.NewNotifier()
 		n.Condition("gate-started")
 		for {
 			if _, err := os.Stat(os.Getenv("GATE")); err == nil {
@@ -84,7 +85,7 @@ func helper(kind string) {
 		os.Exit(3)
 	case "stubborn": // ignores SIGTERM
 		signal.Ignore(syscall.SIGTERM)
-		NewNotifier().Ready()
+		service.NewNotifier().Ready()
 		select {}
 	case "whoami": // writes who it runs as and whether it may bind port 1
 		var out strings.Builder
@@ -101,13 +102,13 @@ func helper(kind string) {
 			out.WriteString("bind: ok\n")
 		}
 		os.WriteFile(os.Getenv("WHOAMI"), []byte(out.String()), 0o644)
-		NewNotifier().Ready()
+		service.NewNotifier().Ready()
 		<-term
 	case "chatty":
 		for i := range 500 {
 			fmt.Printf("line %d\n", i)
 		}
-		NewNotifier().Ready()
+		service.NewNotifier().Ready()
 		<-term
 	}
 }

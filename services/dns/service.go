@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"gatehouse/config"
-	"gatehouse/init/supervisor"
+	"gatehouse/service"
 	"gatehouse/services/network"
 )
 
@@ -18,7 +18,7 @@ type Options struct {
 	ResolvConf string // /etc/resolv.conf on the appliance; never the host's in host mode
 	Listen     string // the built-in resolver's address, 127.0.0.1:53
 	Log        *slog.Logger
-	Notify     *supervisor.Notifier
+	Notify     *service.Notifier
 	Reload     <-chan struct{}
 }
 

@@ -18,8 +18,8 @@ import (
 
 	"gatehouse/config"
 	fw "gatehouse/firewall"
-	"gatehouse/init/supervisor"
 	"gatehouse/paths"
+	"gatehouse/service"
 )
 
 // DefaultDenyCondition holds once a default-deny filter is in place in
@@ -34,7 +34,7 @@ type Options struct {
 	Config     string
 	ResolvConf string // the DNS servers to ask for host-name peers
 	Log        *slog.Logger
-	Notify     *supervisor.Notifier
+	Notify     *service.Notifier
 	Reload     <-chan struct{}
 }
 

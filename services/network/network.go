@@ -20,8 +20,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"gatehouse/config"
-	"gatehouse/init/supervisor"
 	"gatehouse/netcfg"
+	"gatehouse/service"
 )
 
 // StateFile is where the service publishes its state, in the run directory.
@@ -32,7 +32,7 @@ type Options struct {
 	Config string // config file
 	RunDir string // where StateFile and netcfg's records live
 	Log    *slog.Logger
-	Notify *supervisor.Notifier
+	Notify *service.Notifier
 	Reload <-chan struct{} // a receive means: re-read the config
 }
 
@@ -73,7 +73,7 @@ type DHCP struct {
 	LastError string     `json:"last_error,omitempty"`
 }
 
-type service struct {
+type netService struct {
 	opts Options
 	mgr  *netcfg.Manager
 	kick chan struct{}
@@ -99,7 +99,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	s := &service{opts: o, mgr: netcfg.NewManager(filepath.Join(o.RunDir, "netcfg-owned.json")),
+	s := &netService{opts: o, mgr: netcfg.NewManager(filepath.Join(o.RunDir, "netcfg-owned.json")),
 		kick: make(chan struct{}, 1), cfg: cfg, leases: map[string]netcfg.Lease{},
 		renewals: map[string]int{}, clients: map[string]*dhcpRun{}}
 	s.reconcile(ctx)
@@ -161,7 +161,7 @@ func Run(ctx context.Context, o Options) error {
 
 // reconcile converges the kernel, starts and stops DHCP clients, and
 // publishes the status.
-func (s *service) reconcile(ctx context.Context) {
+func (s *netService) reconcile(ctx context.Context) {
 	s.mu.Lock()
 	cfg := s.cfg
 	want := netcfg.Desired(cfg, s.leases)
@@ -182,7 +182,7 @@ func (s *service) reconcile(ctx context.Context) {
 }
 
 // syncDHCP runs a client on every present link that wants DHCP.
-func (s *service) syncDHCP(ctx context.Context, want netcfg.State) {
+func (s *netService) syncDHCP(ctx context.Context, want netcfg.State) {
 	wanted := map[string]string{} // key -> kernel name
 	for _, l := range want.Links {
 		if !l.DHCP {
@@ -215,7 +215,7 @@ func (s *service) syncDHCP(ctx context.Context, want netcfg.State) {
 	}
 }
 
-func (s *service) leaseChanged(key string, l *netcfg.Lease) {
+func (s *netService) leaseChanged(key string, l *netcfg.Lease) {
 	s.mu.Lock()
 	if l == nil {
 		delete(s.leases, key)
@@ -232,7 +232,7 @@ func (s *service) leaseChanged(key string, l *netcfg.Lease) {
 	}
 }
 
-func (s *service) stopDHCP() {
+func (s *netService) stopDHCP() {
 	s.mu.Lock()
 	runs := make([]*dhcpRun, 0, len(s.clients))
 	for _, r := range s.clients {
@@ -254,7 +254,7 @@ func (s *service) stopDHCP() {
 	s.mgr.Apply(netcfg.Desired(cfg, nil))
 }
 
-func (s *service) publish(want netcfg.State) {
+func (s *netService) publish(want netcfg.State) {
 	st := Status{Updated: time.Now()}
 	s.mu.Lock()
 	st.Changes, st.Problems = s.changes, s.probs

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"gatehouse/config"
-	"gatehouse/init/supervisor"
+	"gatehouse/service"
 	"gatehouse/services/network"
 )
 
@@ -22,7 +22,7 @@ type Options struct {
 	SetClock bool   // only PID 1 on the appliance sets the clock
 	MinPoll  time.Duration
 	Log      *slog.Logger
-	Notify   *supervisor.Notifier
+	Notify   *service.Notifier
 	Reload   <-chan struct{}
 }
 

@@ -27,9 +27,9 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/dnsclient"
-	"gatehouse/init/supervisor"
 	"gatehouse/mailmsg"
 	"gatehouse/queue"
+	"gatehouse/service"
 )
 
 // Options configure the service.
@@ -40,7 +40,7 @@ type Options struct {
 	ResolvConf string // the resolvers for MX lookups
 	Socket     string // the relay's control socket (queue commands)
 	Log        *slog.Logger
-	Notify     *supervisor.Notifier
+	Notify     *service.Notifier
 	Reload     <-chan struct{}
 }
 

@@ -31,7 +31,7 @@ import (
 	"gatehouse/control"
 	"gatehouse/dnsclient"
 	fw "gatehouse/firewall"
-	"gatehouse/init/supervisor"
+	"gatehouse/service"
 	smtpsvc "gatehouse/services/smtp"
 )
 
@@ -44,7 +44,7 @@ type Options struct {
 	// asked of (the dns service's).
 	ResolvConf string
 	Log        *slog.Logger
-	Notify     *supervisor.Notifier
+	Notify     *service.Notifier
 	Reload     <-chan struct{}
 }
 
