@@ -38,7 +38,7 @@ unit:
 FUZZTIME ?= 5s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzResponses$$' -fuzztime $(FUZZTIME) ./pop3/
-	$(GO) test -run '^$$' -fuzz '^FuzzReply$$' -fuzztime $(FUZZTIME) ./services/smtp/
+	$(GO) test -run '^$$' -fuzz '^FuzzReply$$' -fuzztime $(FUZZTIME) ./services/relay/
 
 # Boots the image in QEMU and builds network namespaces with dnsmasq and
 # chrony: needs root.

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"gatehouse/control"
-	fw "gatehouse/firewall"
-	"gatehouse/services/dns"
-	fwsvc "gatehouse/services/firewall"
+	"gatehouse/linuxfw"
+	"gatehouse/services/dnscache"
+	"gatehouse/services/firewall"
 	"gatehouse/services/network"
 	"gatehouse/services/ntp"
 )
@@ -71,7 +71,7 @@ func until(t *time.Time) string {
 }
 
 func writeDNS(w io.Writer, st control.Status) {
-	d, ok := detail[dns.Status](st, "dns")
+	d, ok := detail[dnscache.Status](st, "dns")
 	if !ok {
 		return
 	}
@@ -109,7 +109,7 @@ func writeNTP(w io.Writer, st control.Status) {
 
 // WriteFirewall prints what the firewall service installed.
 func WriteFirewall(w io.Writer, st control.Status) bool {
-	f, ok := detail[fwsvc.Status](st, "firewall")
+	f, ok := detail[firewall.Status](st, "firewall")
 	if !ok {
 		return false
 	}
@@ -134,7 +134,7 @@ func WriteFirewall(w io.Writer, st control.Status) bool {
 	}
 	// What the kernel enforces, read back: the summary above is what the
 	// service meant to install.
-	b, err := fw.ByName(f.Backend)
+	b, err := linuxfw.ByName(f.Backend)
 	if err == nil {
 		var ruleset string
 		if ruleset, err = b.Show(); err == nil {

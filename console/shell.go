@@ -16,12 +16,12 @@ import (
 	"gatehouse/control"
 	"gatehouse/netcfg"
 	"gatehouse/queue"
-	dnssvc "gatehouse/services/dns"
-	fwsvc "gatehouse/services/firewall"
+	"gatehouse/services/dnscache"
+	"gatehouse/services/firewall"
 	"gatehouse/services/ntp"
-	smtpsvc "gatehouse/services/smtp"
+	"gatehouse/services/relay"
 
-	mdns "github.com/miekg/dns"
+	"github.com/miekg/dns"
 	"github.com/u-root/u-root/pkg/rtc"
 )
 
@@ -184,9 +184,9 @@ func (s *Shell) firewall(_ []string) error {
 func (s *Shell) queue(args []string) error {
 	sock := s.RelaySocket
 	if sock == "" {
-		sock = smtpsvc.SocketPath(filepath.Dir(control.DefaultSocket))
+		sock = relay.SocketPath(filepath.Dir(control.DefaultSocket))
 	}
-	req := smtpsvc.Request{Verb: "list"}
+	req := relay.Request{Verb: "list"}
 	if len(args) > 0 {
 		req.Verb = args[0]
 	}
@@ -203,7 +203,7 @@ func (s *Shell) queue(args []string) error {
 	default:
 		return fmt.Errorf("usage: queue [show ID|flush|hold ID|release ID|delete ID]")
 	}
-	resp, err := smtpsvc.Call(sock, req)
+	resp, err := relay.Call(sock, req)
 	if err != nil {
 		return err
 	}
@@ -223,27 +223,27 @@ func (s *Shell) queue(args []string) error {
 func (s *Shell) fetch(args []string) error {
 	sock := s.RelaySocket
 	if sock == "" {
-		sock = smtpsvc.SocketPath(filepath.Dir(control.DefaultSocket))
+		sock = relay.SocketPath(filepath.Dir(control.DefaultSocket))
 	}
 	if len(args) > 0 {
 		if args[0] != "now" || len(args) > 2 {
 			return fmt.Errorf("usage: fetch [now [ACCOUNT]]")
 		}
-		req := smtpsvc.Request{Verb: "fetch-now"}
+		req := relay.Request{Verb: "fetch-now"}
 		if len(args) == 2 {
 			req.ID = args[1]
 		}
-		if _, err := smtpsvc.Call(sock, req); err != nil {
+		if _, err := relay.Call(sock, req); err != nil {
 			return err
 		}
 		fmt.Fprintln(s.Out, "poll requested")
 		return nil
 	}
-	resp, err := smtpsvc.Call(sock, smtpsvc.Request{Verb: "fetch-status"})
+	resp, err := relay.Call(sock, relay.Request{Verb: "fetch-status"})
 	if err != nil {
 		return err
 	}
-	smtpsvc.WriteFetch(s.Out, resp.Detail.Fetch)
+	relay.WriteFetch(s.Out, resp.Detail.Fetch)
 	return nil
 }
 
@@ -261,15 +261,15 @@ func (s *Shell) dns(args []string) error {
 	if len(args) == 0 || len(args) > 2 {
 		return fmt.Errorf("usage: dns NAME [TYPE]")
 	}
-	qtype := mdns.TypeA
+	qtype := dns.TypeA
 	if len(args) == 2 {
-		t, ok := mdns.StringToType[strings.ToUpper(args[1])]
+		t, ok := dns.StringToType[strings.ToUpper(args[1])]
 		if !ok {
 			return fmt.Errorf("unknown record type %q", args[1])
 		}
 		qtype = t
 	}
-	d, ok := detail[dnssvc.Status](s.Backend.Status(), "dns")
+	d, ok := detail[dnscache.Status](s.Backend.Status(), "dns")
 	if !ok {
 		return fmt.Errorf("the dns service has not reported yet")
 	}
@@ -280,15 +280,15 @@ func (s *Shell) dns(args []string) error {
 		}
 		server = net.JoinHostPort(d.Servers[0], "53")
 	}
-	m := new(mdns.Msg)
-	m.SetQuestion(mdns.Fqdn(args[0]), qtype)
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(args[0]), qtype)
 	m.SetEdns0(1232, false)
-	c := &mdns.Client{Timeout: 5 * time.Second}
+	c := &dns.Client{Timeout: 5 * time.Second}
 	resp, rtt, err := c.Exchange(m, server)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(s.Out, ";; %s from %s in %v\n", mdns.RcodeToString[resp.Rcode], server, rtt.Round(time.Microsecond))
+	fmt.Fprintf(s.Out, ";; %s from %s in %v\n", dns.RcodeToString[resp.Rcode], server, rtt.Round(time.Microsecond))
 	for _, rr := range resp.Answer {
 		fmt.Fprintln(s.Out, rr.String())
 	}
@@ -355,7 +355,7 @@ func WriteStatus(w io.Writer, st control.Status) {
 	writeNetwork(w, st)
 	writeDNS(w, st)
 	writeNTP(w, st)
-	if f, ok := detail[fwsvc.Status](st, "firewall"); ok {
+	if f, ok := detail[firewall.Status](st, "firewall"); ok {
 		fmt.Fprintf(w, "firewall: %s", f.Summary())
 		if f.LastError != "" {
 			fmt.Fprintf(w, "; ERROR: %s", f.LastError)

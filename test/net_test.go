@@ -16,7 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"gatehouse/control"
-	dnssvc "gatehouse/services/dns"
+	"gatehouse/services/dnscache"
 	"gatehouse/services/network"
 	"gatehouse/services/ntp"
 )
@@ -286,7 +286,7 @@ dns:
   resolver: builtin
 `)
 	w.waitFor(t, "resolver up", 30*time.Second, func(st *control.Status) bool {
-		d, ok := detailOf[dnssvc.Status](t, st, "dns")
+		d, ok := detailOf[dnscache.Status](t, st, "dns")
 		return ok && d.Resolver != nil
 	})
 	query := func(name string, qtype uint16) *dns.Msg {
@@ -322,10 +322,10 @@ dns:
 		t.Fatalf("stale answer %v", m)
 	}
 	st := w.waitFor(t, "status says upstream down", 10*time.Second, func(st *control.Status) bool {
-		d, _ := detailOf[dnssvc.Status](t, st, "dns")
+		d, _ := detailOf[dnscache.Status](t, st, "dns")
 		return d.Resolver != nil && d.Resolver.UpstreamDown && d.Resolver.StaleServed >= 1
 	})
-	if d, _ := detailOf[dnssvc.Status](t, st, "dns"); d.Resolver.CacheHits < 1 {
+	if d, _ := detailOf[dnscache.Status](t, st, "dns"); d.Resolver.CacheHits < 1 {
 		t.Errorf("resolver stats %+v", d.Resolver)
 	}
 	conf := w.log("state/resolv.conf")

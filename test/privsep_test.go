@@ -18,7 +18,7 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/queue"
-	smtpsvc "gatehouse/services/smtp"
+	"gatehouse/services/relay"
 )
 
 // The relay, started by `gatehouse run` as root, runs as its own user with
@@ -74,8 +74,8 @@ smtp:
 	}
 
 	const netBindService = "0000000000000400" // 1 << CAP_NET_BIND_SERVICE
-	relayIDs := fmt.Sprintf("%d\t%d\t%d\t%d", smtpsvc.RelayUID, smtpsvc.RelayUID, smtpsvc.RelayUID, smtpsvc.RelayUID)
-	relayGIDs := fmt.Sprintf("%d\t%d\t%d\t%d", smtpsvc.RelayGID, smtpsvc.RelayGID, smtpsvc.RelayGID, smtpsvc.RelayGID)
+	relayIDs := fmt.Sprintf("%d\t%d\t%d\t%d", relay.RelayUID, relay.RelayUID, relay.RelayUID, relay.RelayUID)
+	relayGIDs := fmt.Sprintf("%d\t%d\t%d\t%d", relay.RelayGID, relay.RelayGID, relay.RelayGID, relay.RelayGID)
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
 	if len(tasks) == 0 {
 		t.Fatalf("no threads of pid %d", pid)
@@ -116,9 +116,9 @@ smtp:
 	}
 
 	// Everything the relay keeps is its own.
-	relay := [2]uint32{smtpsvc.RelayUID, smtpsvc.RelayGID}
+	owner := [2]uint32{relay.RelayUID, relay.RelayGID}
 	n := 0
-	for _, dir := range []string{qdir, filepath.Join(w.state(), "tls"), filepath.Dir(smtpsvc.SocketPath(w.state()))} {
+	for _, dir := range []string{qdir, filepath.Join(w.state(), "tls"), filepath.Dir(relay.SocketPath(w.state()))} {
 		filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				t.Error(err)
@@ -126,8 +126,8 @@ smtp:
 			}
 			info, _ := d.Info()
 			s := info.Sys().(*syscall.Stat_t)
-			if [2]uint32{s.Uid, s.Gid} != relay {
-				t.Errorf("%s is %d:%d, want the relay's %d:%d", path, s.Uid, s.Gid, relay[0], relay[1])
+			if [2]uint32{s.Uid, s.Gid} != owner {
+				t.Errorf("%s is %d:%d, want the relay's %d:%d", path, s.Uid, s.Gid, owner[0], owner[1])
 			}
 			n++
 			return nil
@@ -139,23 +139,23 @@ smtp:
 	if _, err := os.Stat(filepath.Join(w.state(), "tls", "smtp.key")); err != nil {
 		t.Errorf("no generated key: %v", err)
 	}
-	if _, err := os.Stat(smtpsvc.SocketPath(w.state())); err != nil {
+	if _, err := os.Stat(relay.SocketPath(w.state())); err != nil {
 		t.Errorf("no relay socket: %v", err)
 	}
 	if info, err := os.Stat(ca); err != nil {
 		t.Error(err)
-	} else if s := info.Sys().(*syscall.Stat_t); s.Uid != 0 || s.Gid != smtpsvc.RelayGID || info.Mode().Perm() != 0o640 {
+	} else if s := info.Sys().(*syscall.Stat_t); s.Uid != 0 || s.Gid != relay.RelayGID || info.Mode().Perm() != 0o640 {
 		t.Errorf("CA file: %v %d:%d; want root's, group-readable for the relay", info.Mode().Perm(), s.Uid, s.Gid)
 	}
 	if !t.Failed() {
 		t.Logf("smtp pid %d: %d threads as %d:%d with CAP_NET_BIND_SERVICE only; %d entries under its directories, all its own",
-			pid, len(tasks), relay[0], relay[1], n)
+			pid, len(tasks), owner[0], owner[1], n)
 	}
 }
 
 // startRelay starts `gatehouse service smtp` in namespace ns the way PID 1
 // and `gatehouse run` do: its directories and files given to it by
-// smtpsvc.Prepare, then as its own user with only CAP_NET_BIND_SERVICE.
+// relay.Prepare, then as its own user with only CAP_NET_BIND_SERVICE.
 // The tests that kill the relay run it so, not as root, to test what ships.
 func startRelay(t *testing.T, ns, cfg, runDir, logFile string) *exec.Cmd {
 	t.Helper()
@@ -166,12 +166,12 @@ func startRelay(t *testing.T, ns, cfg, runDir, logFile string) *exec.Cmd {
 	if err := os.MkdirAll(runDir, 0o700); err != nil { // the launcher's
 		t.Fatal(err)
 	}
-	if err := smtpsvc.Prepare(smtpsvc.PathsFor(runDir, false), full, cfg, smtpsvc.RelayUID, smtpsvc.RelayGID, slog.New(slog.DiscardHandler)); err != nil {
+	if err := relay.Prepare(relay.PathsFor(runDir, false), full, cfg, relay.RelayUID, relay.RelayGID, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(gatehouseBinary(t), "service", "smtp", "--config", cfg, "--run", runDir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential:  &syscall.Credential{Uid: smtpsvc.RelayUID, Gid: smtpsvc.RelayGID, Groups: []uint32{}},
+		Credential:  &syscall.Credential{Uid: relay.RelayUID, Gid: relay.RelayGID, Groups: []uint32{}},
 		AmbientCaps: []uintptr{unix.CAP_NET_BIND_SERVICE},
 	}
 	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)

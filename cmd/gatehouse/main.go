@@ -23,7 +23,7 @@ import (
 	"gatehouse/control"
 	"gatehouse/init/pid1"
 	"gatehouse/paths"
-	smtpsvc "gatehouse/services/smtp"
+	"gatehouse/services/relay"
 )
 
 // version is stamped by the Makefile.
@@ -140,7 +140,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 		serviceArgs = append(serviceArgs, s)
 		return nil
 	})
-	relayUser := fs.String("relay-user", "", "as root: the user the relay runs as, a name or UID:GID (default: the host's "+smtpsvc.RelayUser+" user, else 100:100 as on the appliance)")
+	relayUser := fs.String("relay-user", "", "as root: the user the relay runs as, a name or UID:GID (default: the host's "+relay.RelayUser+" user, else 100:100 as on the appliance)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
 	}
@@ -190,7 +190,7 @@ func relayID(spec string) (pid1.RelayID, string, error) {
 	}
 	name := spec
 	if name == "" {
-		name = smtpsvc.RelayUser
+		name = relay.RelayUser
 	}
 	u, err := user.Lookup(name)
 	if err == nil {
@@ -214,7 +214,7 @@ func relayID(spec string) (pid1.RelayID, string, error) {
 	}
 	if len(taken) > 0 {
 		return id, fmt.Sprintf("the relay runs as %d:%d, but on this host %s: it shares their files and processes; create a system user %s (or pass --relay-user)",
-			id.UID, id.GID, strings.Join(taken, " and "), smtpsvc.RelayUser), nil
+			id.UID, id.GID, strings.Join(taken, " and "), relay.RelayUser), nil
 	}
 	return id, "", nil
 }

@@ -12,12 +12,12 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"gatehouse/queue"
-	smtpsvc "gatehouse/services/smtp"
+	"gatehouse/services/relay"
 )
 
 // relaySocket is the relay's own socket, beside the control socket.
 func relaySocket(controlSock string) string {
-	return smtpsvc.SocketPath(filepath.Dir(controlSock))
+	return relay.SocketPath(filepath.Dir(controlSock))
 }
 
 // cmdQueue is mailq and postsuper: list, show, flush, hold, release, delete.
@@ -34,7 +34,7 @@ func cmdQueue(args []string, stdout io.Writer) error {
 	if err != nil {
 		return &exitError{code: 2}
 	}
-	req := smtpsvc.Request{Verb: verb}
+	req := relay.Request{Verb: verb}
 	switch verb {
 	case "list", "flush":
 		if len(pos) != 0 {
@@ -51,7 +51,7 @@ func cmdQueue(args []string, stdout io.Writer) error {
 	if *format != "text" && *format != "json" {
 		return &exitError{2, fmt.Errorf("unknown format %q (text or json)", *format)}
 	}
-	resp, err := smtpsvc.Call(relaySocket(sock()), req)
+	resp, err := relay.Call(relaySocket(sock()), req)
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func cmdSMTP(args []string, stdin io.Reader, stdout io.Writer) error {
 		if err != nil || len(pos) != 1 {
 			return usage
 		}
-		_, err = smtpsvc.Call(relaySocket(sock()), smtpsvc.Request{Verb: "pop-auth", Addr: pos[0]})
+		_, err = relay.Call(relaySocket(sock()), relay.Request{Verb: "pop-auth", Addr: pos[0]})
 		return err
 	}
 	return usage
@@ -151,17 +151,17 @@ func cmdFetch(args []string, stdout io.Writer) error {
 	}
 	switch {
 	case args[0] == "now" && len(pos) <= 1:
-		req := smtpsvc.Request{Verb: "fetch-now"}
+		req := relay.Request{Verb: "fetch-now"}
 		if len(pos) == 1 {
 			req.ID = pos[0]
 		}
-		if _, err := smtpsvc.Call(relaySocket(sock()), req); err != nil {
+		if _, err := relay.Call(relaySocket(sock()), req); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "poll requested")
 		return nil
 	case args[0] == "status" && len(pos) == 0:
-		resp, err := smtpsvc.Call(relaySocket(sock()), smtpsvc.Request{Verb: "fetch-status"})
+		resp, err := relay.Call(relaySocket(sock()), relay.Request{Verb: "fetch-status"})
 		if err != nil {
 			return err
 		}
@@ -170,11 +170,11 @@ func cmdFetch(args []string, stdout io.Writer) error {
 			enc.SetIndent("", "  ")
 			list := resp.Detail.Fetch
 			if list == nil {
-				list = []smtpsvc.AccountStatus{}
+				list = []relay.AccountStatus{}
 			}
 			return enc.Encode(list)
 		}
-		smtpsvc.WriteFetch(stdout, resp.Detail.Fetch)
+		relay.WriteFetch(stdout, resp.Detail.Fetch)
 		return nil
 	}
 	return usage

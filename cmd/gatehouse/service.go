@@ -15,12 +15,12 @@ import (
 
 	"gatehouse/control"
 	"gatehouse/service"
-	"gatehouse/services/dns"
+	"gatehouse/services/dnscache"
 	"gatehouse/services/firewall"
 	"gatehouse/services/network"
 	"gatehouse/services/ntp"
-	smtpsvc "gatehouse/services/smtp"
-	sshsvc "gatehouse/services/ssh"
+	"gatehouse/services/relay"
+	"gatehouse/services/sshd"
 
 	"golang.org/x/sys/unix"
 )
@@ -75,7 +75,7 @@ func cmdService(args []string, stdout io.Writer) error {
 		if *onAppliance {
 			resolv = "/etc/resolv.conf"
 		}
-		return dns.Run(ctx, dns.Options{Config: *cfg, RunDir: *run, ResolvConf: resolv, Listen: *dnsListen, Log: log, Notify: n, Reload: reload})
+		return dnscache.Run(ctx, dnscache.Options{Config: *cfg, RunDir: *run, ResolvConf: resolv, Listen: *dnsListen, Log: log, Notify: n, Reload: reload})
 	case "ssh":
 		keyDir := filepath.Join(*run, "ssh")
 		sock := filepath.Join(*run, "control.sock")
@@ -86,16 +86,16 @@ func cmdService(args []string, stdout io.Writer) error {
 		if *onAppliance {
 			resolv = "/etc/resolv.conf"
 		}
-		return sshsvc.Run(ctx, sshsvc.Options{Config: *cfg, KeyDir: keyDir, Control: sock, ResolvConf: resolv, Log: log, Notify: n, Reload: reload})
+		return sshd.Run(ctx, sshd.Options{Config: *cfg, KeyDir: keyDir, Control: sock, ResolvConf: resolv, Log: log, Notify: n, Reload: reload})
 	case "smtp":
 		if err := noNewPrivs(); err != nil {
 			return fmt.Errorf("smtp: %w", err)
 		}
 		if os.Geteuid() == 0 {
-			log.Warn("the relay runs as root: started through `gatehouse run` as root or by PID 1 it runs as " + smtpsvc.RelayUser)
+			log.Warn("the relay runs as root: started through `gatehouse run` as root or by PID 1 it runs as " + relay.RelayUser)
 		}
-		p := smtpsvc.PathsFor(*run, *onAppliance)
-		return smtpsvc.Run(ctx, smtpsvc.Options{Config: *cfg, QueueDir: p.Queue, TLSDir: p.TLS, ResolvConf: p.ResolvConf,
+		p := relay.PathsFor(*run, *onAppliance)
+		return relay.Run(ctx, relay.Options{Config: *cfg, QueueDir: p.Queue, TLSDir: p.TLS, ResolvConf: p.ResolvConf,
 			Socket: p.Socket, Log: log, Notify: n, Reload: reload})
 	case "firewall":
 		resolv := filepath.Join(*run, "resolv.conf") // the dns service's

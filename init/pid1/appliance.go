@@ -23,14 +23,14 @@ import (
 	"gatehouse/config"
 	"gatehouse/console"
 	"gatehouse/control"
-	fw "gatehouse/firewall"
 	"gatehouse/init/kmsg"
 	"gatehouse/init/logring"
 	"gatehouse/init/reaper"
 	"gatehouse/init/supervisor"
+	"gatehouse/linuxfw"
 	"gatehouse/netcfg"
-	fwsvc "gatehouse/services/firewall"
-	smtpsvc "gatehouse/services/smtp"
+	"gatehouse/services/firewall"
+	"gatehouse/services/relay"
 
 	"golang.org/x/sys/unix"
 )
@@ -189,7 +189,7 @@ func Run(opts Options) (string, error) {
 	})
 	go guard(a.log, "ready watch", func() { a.watchReady(ctx) })
 	if opts.Console != nil {
-		sh := &console.Shell{Backend: a, In: opts.Console, Out: h, RelaySocket: smtpsvc.SocketPath(a.runDir)}
+		sh := &console.Shell{Backend: a, In: opts.Console, Out: h, RelaySocket: relay.SocketPath(a.runDir)}
 		go guard(a.log, "console", func() { sh.Run(ctx) })
 	}
 
@@ -303,7 +303,7 @@ func (a *appliance) resolver() config.Resolver {
 	if a.opts.PID1 {
 		resolv = "/etc/resolv.conf"
 	}
-	return fw.DNSLookup{ResolvConf: resolv, Fallback: net.DefaultResolver}
+	return linuxfw.DNSLookup{ResolvConf: resolv, Fallback: net.DefaultResolver}
 }
 
 // Reload implements control.Backend: it reads the config again and, if it
@@ -414,7 +414,7 @@ func (a *appliance) services() []supervisor.Service {
 		// stays, and the services wait: closed, with the console usable.
 		for i := range svcs {
 			if slices.Contains(underDefaultDeny, svcs[i].Name) {
-				svcs[i].After = append(svcs[i].After, fwsvc.DefaultDenyCondition)
+				svcs[i].After = append(svcs[i].After, firewall.DefaultDenyCondition)
 			} else {
 				svcs[i].Needs = append(svcs[i].Needs, "firewall")
 			}

@@ -15,7 +15,7 @@ import (
 	"gatehouse/control"
 	"gatehouse/init/supervisor"
 	"gatehouse/service"
-	fwsvc "gatehouse/services/firewall"
+	"gatehouse/services/firewall"
 )
 
 // The test binary doubles as the gatehouse binary the services run from:
@@ -50,7 +50,7 @@ func fakeService(name, journal string) {
 	record("start")
 	if name == "firewall" {
 		record("deny")
-		n.Condition(fwsvc.DefaultDenyCondition)
+		n.Condition(firewall.DefaultDenyCondition)
 		for {
 			if _, err := os.Stat(filepath.Join(filepath.Dir(journal), "full")); err == nil {
 				break

@@ -7,7 +7,7 @@ import (
 	"slices"
 
 	"gatehouse/init/supervisor"
-	smtpsvc "gatehouse/services/smtp"
+	"gatehouse/services/relay"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,8 +15,8 @@ import (
 // RelayID is who the relay runs as.
 type RelayID struct{ UID, GID uint32 }
 
-// DefaultRelayID is the relay's user on the appliance (smtpsvc.RelayUser).
-var DefaultRelayID = RelayID{UID: smtpsvc.RelayUID, GID: smtpsvc.RelayGID}
+// DefaultRelayID is the relay's user on the appliance (relay.RelayUser).
+var DefaultRelayID = RelayID{UID: relay.RelayUID, GID: relay.RelayGID}
 
 // relayUser is the user the relay runs as: its own, with no capability but
 // binding ports below 1024. nil when this process is not root (host mode
@@ -34,7 +34,7 @@ func (a *appliance) relayUser() *supervisor.User {
 }
 
 // withRelayUser has the smtp service run as the relay's user, and gives it
-// before every start what it cannot take itself (smtpsvc.Prepare).
+// before every start what it cannot take itself (relay.Prepare).
 func (a *appliance) withRelayUser(svc supervisor.Service) supervisor.Service {
 	u := a.relayUser()
 	if u == nil {
@@ -45,7 +45,7 @@ func (a *appliance) withRelayUser(svc supervisor.Service) supervisor.Service {
 		a.mu.Lock()
 		cfg := a.cfg
 		a.mu.Unlock()
-		return smtpsvc.Prepare(smtpsvc.PathsFor(a.runDir, a.opts.PID1), cfg, a.runtimeConfig(), int(u.UID), int(u.GID),
+		return relay.Prepare(relay.PathsFor(a.runDir, a.opts.PID1), cfg, a.runtimeConfig(), int(u.UID), int(u.GID),
 			a.log.With("subsystem", "init", "service", "smtp"))
 	}
 	return svc
@@ -68,10 +68,10 @@ func (a *appliance) grantRelay(log *slog.Logger) {
 		return
 	}
 	log = log.With("service", "smtp")
-	if err := smtpsvc.GrantConfig(a.runDir, a.runtimeConfig(), int(u.UID), int(u.GID)); err != nil {
+	if err := relay.GrantConfig(a.runDir, a.runtimeConfig(), int(u.UID), int(u.GID)); err != nil {
 		log.Error("the relay cannot read its new config", "err", err)
 	}
-	smtpsvc.Grant(cfg, int(u.UID), int(u.GID), log)
+	relay.Grant(cfg, int(u.UID), int(u.GID), log)
 }
 
 // protectLinks has the kernel refuse a hard link to a file its maker

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"gatehouse/config"
-	fw "gatehouse/firewall"
+	"gatehouse/linuxfw"
 	"gatehouse/paths"
 	"gatehouse/service"
 )
@@ -65,11 +65,11 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	var backendErr error // the config asks for a backend this system lacks
-	backend, err := fw.Select(cfg.Firewall.Backend)
+	backend, err := linuxfw.Select(cfg.Firewall.Backend)
 	if err != nil {
 		// Never no filter at all: what auto finds, and the reason in the
 		// status (an appliance image has no iptables programs).
-		auto, aerr := fw.Select("auto")
+		auto, aerr := linuxfw.Select("auto")
 		if aerr != nil {
 			return errors.Join(err, aerr)
 		}
@@ -79,7 +79,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// The full ruleset in place in every family; nil while not, or not
 	// known (an apply failed in one family and went in in another).
-	var installed *fw.Ruleset
+	var installed *linuxfw.Ruleset
 	var resolveAgain time.Time
 	st := Status{Backend: backend.Name()}
 	denied, ready := false, false
@@ -93,7 +93,7 @@ func Run(ctx context.Context, o Options) error {
 	// and what was in place before (a previous run's rules, in host mode)
 	// may be wider than the config now says. Every start does it, restarts
 	// too; replies on established connections pass throughout.
-	if err := backend.Apply(fw.DefaultDeny()); err != nil {
+	if err := backend.Apply(linuxfw.DefaultDeny()); err != nil {
 		st.LastError = err.Error()
 		o.Log.Error("firewall default deny not installed", "err", err)
 	} else {
@@ -103,9 +103,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// Names are asked of the DNS servers directly, for the answers' TTLs;
 	// /etc/hosts and the like when DNS has nothing.
-	resolver := fw.DNSLookup{ResolvConf: o.ResolvConf, Fallback: net.DefaultResolver}
+	resolver := linuxfw.DNSLookup{ResolvConf: o.ResolvConf, Fallback: net.DefaultResolver}
 	apply := func() {
-		rs, err := fw.Build(ctx, cfg, paths.Table(cfg), resolver)
+		rs, err := linuxfw.Build(ctx, cfg, paths.Table(cfg), resolver)
 		resolveAgain = rs.ResolveAgain
 		if err != nil {
 			st.LastError = err.Error()
@@ -116,7 +116,7 @@ func Run(ctx context.Context, o Options) error {
 			// The full ruleset is not in place: install what does resolve
 			// rather than leave the appliance on the default deny, or on
 			// whatever a failed apply left.
-			rs = fw.BuildLenient(ctx, cfg, paths.Table(cfg), resolver)
+			rs = linuxfw.BuildLenient(ctx, cfg, paths.Table(cfg), resolver)
 		} else {
 			st.LastError = ""
 		}
@@ -177,7 +177,7 @@ func Run(ctx context.Context, o Options) error {
 			}
 			cfg = c
 			backendErr = nil
-			if b, err := fw.Select(c.Firewall.Backend); err != nil {
+			if b, err := linuxfw.Select(c.Firewall.Backend); err != nil {
 				backendErr = fmt.Errorf("backend %s not available, %s kept: %w", c.Firewall.Backend, backend.Name(), err)
 				o.Log.Error("firewall backend not changed", "err", err)
 			} else if b.Name() != backend.Name() {
@@ -185,7 +185,7 @@ func Run(ctx context.Context, o Options) error {
 				// come out: for a moment both filter, which is only
 				// narrower. A build that fails (a name does not resolve)
 				// or an apply that fails keeps the old backend.
-				if rs, err := fw.Build(ctx, cfg, paths.Table(cfg), resolver); err != nil {
+				if rs, err := linuxfw.Build(ctx, cfg, paths.Table(cfg), resolver); err != nil {
 					backendErr = fmt.Errorf("backend not switched to %s: %w", b.Name(), err)
 				} else if err := b.Apply(rs); err != nil {
 					backendErr = fmt.Errorf("backend not switched to %s: %w", b.Name(), err)
@@ -221,14 +221,14 @@ func (s Status) Summary() string {
 	return s.Backend + ", neither the default deny nor the config's rules are in everywhere"
 }
 
-func sameRules(a, b fw.Ruleset) bool {
+func sameRules(a, b linuxfw.Ruleset) bool {
 	a.ResolvedAt, b.ResolvedAt = time.Time{}, time.Time{}
 	a.ResolveAgain, b.ResolveAgain = time.Time{}, time.Time{}
 	return reflect.DeepEqual(a, b)
 }
 
 // describe renders rules for status and `firewall show`.
-func describe(rules []fw.Rule) []string {
+func describe(rules []linuxfw.Rule) []string {
 	var out []string
 	for _, r := range rules {
 		peers := "any"

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"gatehouse/config"
-	"gatehouse/firewall"
+	"gatehouse/linuxfw"
 )
 
 func main() {
@@ -46,7 +46,7 @@ func run(nPaths, nPeers, rounds int) error {
 	}
 
 	// The same paths for both: distinct ports, distinct peer addresses.
-	var rs firewall.Ruleset
+	var rs linuxfw.Ruleset
 	var ipt bytes.Buffer
 	ipt.WriteString("*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n")
 	ipt.WriteString("-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -m conntrack --ctstate INVALID -j DROP\n-A INPUT -i lo -j ACCEPT\n")
@@ -54,7 +54,7 @@ func run(nPaths, nPeers, rounds int) error {
 	addr := netip.MustParseAddr("10.0.0.1")
 	for i := range nPaths {
 		port := uint16(10000 + i)
-		r := firewall.Rule{Function: fmt.Sprintf("path %d", i), Proto: "tcp", Ports: []config.PortRange{{From: port, To: port}}}
+		r := linuxfw.Rule{Function: fmt.Sprintf("path %d", i), Proto: "tcp", Ports: []config.PortRange{{From: port, To: port}}}
 		for range per {
 			r.V4 = append(r.V4, config.AddrRange{From: addr, To: addr})
 			fmt.Fprintf(&ipt, "-A INPUT -s %s/32 -p tcp -m tcp --dport %d -j ACCEPT\n", addr, port)
@@ -67,11 +67,11 @@ func run(nPaths, nPeers, rounds int) error {
 	var nft, iptr []time.Duration
 	for range rounds {
 		t0 := time.Now()
-		if err := (firewall.NFT{}).Apply(rs); err != nil {
+		if err := (linuxfw.NFT{}).Apply(rs); err != nil {
 			return err
 		}
 		nft = append(nft, time.Since(t0))
-		(firewall.NFT{}).Remove()
+		(linuxfw.NFT{}).Remove()
 
 		cmd := exec.Command("iptables-restore")
 		cmd.Stdin = bytes.NewReader(ipt.Bytes())

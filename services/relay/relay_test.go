@@ -1,0 +1,180 @@
+package relay
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/smtp"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// queuedWith returns the queued message files that contain s.
+func queuedWith(t *testing.T, dir, s string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(filepath.Join(dir, "queue"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), s) {
+				out = append(out, string(b))
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+// send submits one message from the local address from and returns the
+// final reply.
+func send(t *testing.T, addr, from, rcpt, msg string) string {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := smtp.NewClient(conn, "mx.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("sender@outside.test"); err != nil {
+		return err.Error()
+	}
+	if err := c.Rcpt(rcpt); err != nil {
+		return err.Error()
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err.Error()
+	}
+	fmt.Fprint(w, msg)
+	if err := w.Close(); err != nil {
+		return err.Error()
+	}
+	return "250"
+}
+
+// An inbound connector's required header is a secret between the sender
+// and the gateway: it is removed before the message is queued. From
+// outside, the fields the header rules route by are removed too, so that no
+// outsider chooses the connector for mail the inside later sends on.
+func TestHeadersStrippedBeforeQueueing(t *testing.T) {
+	r := startRelay(t, "smtp", `  domains:
+    - {name: example.test, next_hop: "[127.0.0.1]:1", tls: none}
+  trusted_networks: [127.0.0.2]
+  connectors:
+    - {name: cmg, smarthost: "[127.0.0.1]:1", tls: none}
+  inbound_connectors:
+    - {name: tenant, networks: [127.0.0.3], require_header: {name: X-Tenant, value: "42"}}
+  rules:
+    - {header: X-CS-Sensitivity, contains: confidential, connector: cmg}
+`)
+	for _, tc := range []struct {
+		from, tag, tenant string
+		keepRuleHeader    bool
+	}{
+		{"127.0.0.1", "from-outside", "42", false},
+		{"127.0.0.2", "from-inside", "42", true},
+		// The connector's networks are shared (one provider's tenants):
+		// without its header a client there is from outside.
+		{"127.0.0.3", "other-tenant", "7", false},
+		{"127.0.0.3", "the-tenant", "42", true},
+	} {
+		msg := "Subject: " + tc.tag + "\r\nX-Tenant: " + tc.tenant + "\r\nX-CS-Sensitivity: confidential\r\n\r\nbody\r\n"
+		if reply := send(t, r.addr, tc.from, "alice@example.test", msg); reply != "250" {
+			t.Fatalf("%s: %s", tc.tag, reply)
+		}
+		q := queuedWith(t, r.dir, "Subject: "+tc.tag)
+		if len(q) != 1 {
+			t.Fatalf("%s: %d queued copies", tc.tag, len(q))
+		}
+		if strings.Contains(q[0], "X-Tenant") {
+			t.Errorf("%s: the connector's secret header was queued:\n%s", tc.tag, q[0])
+		}
+		if got := strings.Contains(q[0], "X-CS-Sensitivity"); got != tc.keepRuleHeader {
+			t.Errorf("%s: routing header kept = %v, want %v:\n%s", tc.tag, got, tc.keepRuleHeader, q[0])
+		}
+	}
+}
+
+// testCA makes a CA and a client certificate with common name cn signed
+// by it; it writes the CA's certificate to caFile.
+func testCA(t *testing.T, caFile, cn string) tls.Certificate {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "CA " + caFile},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
+	ca, _ := x509.ParseCertificate(caDER)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
+}
+
+// The CAs that client certificates are verified against follow a reload:
+// a connector's partner whose CA came in with the reload relays at once.
+func TestClientCAsFollowReload(t *testing.T) {
+	dir := t.TempDir()
+	caA, caB := filepath.Join(dir, "a.pem"), filepath.Join(dir, "b.pem")
+	testCA(t, caA, "other.partner.test")
+	cert := testCA(t, caB, "relay.partner.test")
+	section := func(ca string) string {
+		return fmt.Sprintf(`  tls: {ca_file: %s}
+  domains:
+    - {name: example.test, next_hop: "[127.0.0.1]:1", tls: none}
+  connectors:
+    - {name: out, smarthost: "[127.0.0.1]:1", tls: none}
+  default_route: out
+  inbound_connectors:
+    - {name: partner, tls_client_subject: relay.partner.test}
+`, ca)
+	}
+	r := startRelay(t, "smtp", section(caA))
+	rcpt := func() error {
+		c, err := smtp.Dial(r.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.StartTLS(&tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}}); err != nil {
+			return err
+		}
+		if err := c.Mail("partner@partner.test"); err != nil {
+			return err
+		}
+		return c.Rcpt("x@elsewhere.test")
+	}
+	if err := rcpt(); err == nil || !strings.HasPrefix(err.Error(), "554") {
+		t.Fatalf("a certificate from a CA not configured relayed: %v", err)
+	}
+	r.reload(section(caB))
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if err = rcpt(); err == nil {
+			return
+		}
+	}
+	t.Errorf("after the reload brought its CA, the partner's certificate is still refused: %v", err)
+}

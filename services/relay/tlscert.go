@@ -1,0 +1,133 @@
+package relay
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// certStore serves the relay's certificate and picks up a replaced file
+// without a restart: the files are checked at most every few seconds.
+type certStore struct {
+	mu        sync.Mutex
+	cert, key string
+	mod       time.Time
+	checked   time.Time
+	current   *tls.Certificate
+}
+
+// ensureSelfSigned writes a self-signed certificate for host to cert/key
+// when neither exists (first boot without a configured certificate).
+func ensureSelfSigned(cert, key, host string) (bool, error) {
+	if _, err := os.Stat(cert); err == nil {
+		return false, nil
+	}
+	pk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return false, err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: host},
+		DNSNames:     []string{host},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(10, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &pk.PublicKey, pk)
+	if err != nil {
+		return false, err
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(pk)
+	if err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(cert), 0o700); err != nil {
+		return false, err
+	}
+	if err := writeAtomic(key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		return false, err
+	}
+	return true, writeAtomic(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+func writeAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// loadKeyPair is tls.LoadX509KeyPair, with readConfigured's explanation
+// when the relay may not read a file.
+func loadKeyPair(cert, key string) (tls.Certificate, error) {
+	c, err := readConfigured(cert)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	k, err := readConfigured(key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(c, k)
+}
+
+func (cs *certStore) setFiles(cert, key string) error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	c, err := loadKeyPair(cert, key)
+	if err != nil {
+		return fmt.Errorf("smtp: certificate %s / %s: %w", cert, key, err)
+	}
+	fi, _ := os.Stat(cert)
+	cs.cert, cs.key, cs.current, cs.checked = cert, key, &c, time.Now()
+	if fi != nil {
+		cs.mod = fi.ModTime()
+	}
+	return nil
+}
+
+// get returns the current certificate, reloading it when the file changed.
+// A broken new file keeps the old certificate in service.
+func (cs *certStore) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.current == nil {
+		return nil, errors.New("no certificate")
+	}
+	if time.Since(cs.checked) > 5*time.Second {
+		cs.checked = time.Now()
+		if fi, err := os.Stat(cs.cert); err == nil && !fi.ModTime().Equal(cs.mod) {
+			if c, err := loadKeyPair(cs.cert, cs.key); err == nil {
+				cs.current, cs.mod = &c, fi.ModTime()
+			}
+		}
+	}
+	return cs.current, nil
+}
