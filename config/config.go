@@ -14,15 +14,15 @@ import (
 
 // Config describes the whole appliance.
 type Config struct {
-	Hostname   string      `yaml:"hostname"`
-	Interfaces []Interface `yaml:"interfaces"`
-	Routes     []Route     `yaml:"routes"`
-	DNS        DNS         `yaml:"dns"`
-	NTP        NTP         `yaml:"ntp"`
-	Monitoring Monitoring  `yaml:"monitoring"`
-	Shutdown   Shutdown    `yaml:"shutdown"`
-	Firewall   Firewall    `yaml:"firewall"`
-	SSH        SSH         `yaml:"ssh"`
+	Hostname   string        `yaml:"hostname"`
+	Interfaces []Interface   `yaml:"interfaces"`
+	Routes     []StaticRoute `yaml:"routes"`
+	DNS        DNS           `yaml:"dns"`
+	NTP        NTP           `yaml:"ntp"`
+	Monitoring Monitoring    `yaml:"monitoring"`
+	Shutdown   Shutdown      `yaml:"shutdown"`
+	Firewall   Firewall      `yaml:"firewall"`
+	SSH        SSH           `yaml:"ssh"`
 
 	// Sections of the appliance this build does not implement yet. They are
 	// part of the file's shape so that their errors read like every other.
@@ -55,9 +55,9 @@ type VLAN struct {
 	MTU       int      `yaml:"mtu"`
 }
 
-// Route is a static route. To is a prefix, or "default" (IPv4) or
+// StaticRoute is a static route. To is a prefix, or "default" (IPv4) or
 // "default6" (IPv6).
-type Route struct {
+type StaticRoute struct {
 	To     string `yaml:"to"`
 	Via    string `yaml:"via"`
 	Dev    string `yaml:"dev"`    // optional: a configured interface or VLAN
@@ -76,10 +76,10 @@ type NTP struct {
 	Servers []string `yaml:"servers"` // none: the servers DHCP names, if any
 }
 
-// Monitoring names the hosts that watch the appliance; later issues always
-// allow them to reach SSH, SNMP and NRPE.
+// Monitoring names the hosts that watch the appliance: they are always
+// let in to SSH (and, once those exist, SNMP and NRPE).
 type Monitoring struct {
-	Hosts []string `yaml:"hosts"`
+	Hosts PeerSet `yaml:"hosts"`
 }
 
 // Firewall is the appliance's own packet filter: default deny inbound,
@@ -94,7 +94,7 @@ type Firewall struct {
 // allowlist and the monitoring hosts only.
 type SSH struct {
 	Port           int      `yaml:"port"`            // default 22
-	Allow          []string `yaml:"allow"`           // addresses, prefixes, ranges, host names
+	Allow          PeerSet  `yaml:"allow"`           // addresses, prefixes, ranges, host names
 	AuthorizedKeys []string `yaml:"authorized_keys"` // authorized_keys lines; none: the shell is off
 	Ban            Ban      `yaml:"ban"`
 	IdleTimeout    Duration `yaml:"idle_timeout"` // a login with nothing typed this long is closed; default 15m
@@ -113,7 +113,7 @@ type Path struct {
 	Direction   string      `yaml:"direction"` // in | out
 	Proto       string      `yaml:"proto"`     // tcp | udp | icmp
 	Ports       []PortRange `yaml:"ports"`     // 25 or "10045-10049"; none for icmp
-	Peers       []string    `yaml:"peers"`     // addresses, prefixes, ranges (192.168.0.1-50), host names; none: anyone
+	Peers       PeerSet     `yaml:"peers"`     // addresses, prefixes, ranges (192.168.0.1-50), host names; none: anyone
 	Description string      `yaml:"description"`
 	Optional    bool        `yaml:"optional"` // the seeds' "(optional)"; paths are required unless marked
 }

@@ -207,7 +207,7 @@ func TestParsePeer(t *testing.T) {
 		"192.168.0.1-300":         "error",
 		"not a host":              "error",
 	} {
-		p, err := ParsePeer(in)
+		p, err := parsePeer(in)
 		got := "error"
 		switch {
 		case err != nil:
@@ -217,7 +217,7 @@ func TestParsePeer(t *testing.T) {
 			got = p.Ranges[0].From.String() + "-" + p.Ranges[0].To.String()
 		}
 		if got != want {
-			t.Errorf("ParsePeer(%q) = %s (%v), want %s", in, got, err, want)
+			t.Errorf("parsePeer(%q) = %s (%v), want %s", in, got, err, want)
 		}
 	}
 }

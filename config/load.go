@@ -1,6 +1,8 @@
 package config
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,17 +89,62 @@ func parse(name string, data []byte) (*Config, *index, []*Error, error) {
 	if len(file.Docs) > 1 {
 		return nil, nil, nil, Errors{{File: name, Line: 1, Column: 1, Msg: "one YAML document expected, found " + fmt.Sprint(len(file.Docs))}}
 	}
+	var bad invalidValues
 	if len(file.Docs) == 1 && file.Docs[0].Body != nil {
-		if err := yaml.NodeToValue(file.Docs[0].Body, &c, yaml.DisallowUnknownField()); err != nil {
+		ctx := context.WithValue(context.Background(), invalidKey{}, &bad)
+		dec := yaml.NewDecoder(bytes.NewReader(nil), yaml.DisallowUnknownField())
+		if err := dec.DecodeFromNodeContext(ctx, file.Docs[0].Body, &c); err != nil {
 			return nil, nil, nil, Errors{yamlError(name, idx, err)}
 		}
 	}
 	c.applyDefaults()
 	errs, warns := c.validate()
+	errs = bad.merge(idx, errs)
 	if len(errs) > 0 {
 		return nil, idx, idx.place(name, warns), Errors(idx.place(name, errs))
 	}
 	return &c, idx, idx.place(name, warns), nil
+}
+
+// invalidValues are the problems of values written well that mean nothing
+// (a peer that is neither address nor name, a TLS level that does not
+// exist). Decoding goes on past them, so that every such problem in a file
+// is named at once, like validation's.
+type invalidValues struct{ list []*posError }
+
+type invalidKey struct{}
+
+// invalid records a value's problem where the loader collects them, or
+// returns it, to end the decoding, where nothing does.
+func invalid(ctx context.Context, tok *token.Token, format string, args ...any) error {
+	e := &posError{tok: tok, msg: fmt.Sprintf(format, args...)}
+	if bad, ok := ctx.Value(invalidKey{}).(*invalidValues); ok {
+		bad.list = append(bad.list, e)
+		return nil
+	}
+	return e
+}
+
+// merge adds the values' problems to validation's, and drops what
+// validation found about a value that did not decode (it saw a default in
+// its place).
+func (bad *invalidValues) merge(idx *index, errs []problem) []problem {
+	if len(bad.list) == 0 {
+		return errs
+	}
+	at := map[string]bool{}
+	var out []problem
+	for _, e := range bad.list {
+		p := problem{path: idx.pathAt(e.tok.Position), msg: e.msg, pos: e.tok.Position}
+		at[p.path] = true
+		out = append(out, p)
+	}
+	for _, p := range errs {
+		if !at[p.path] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // place gives problems their positions, in the order they are written.
@@ -105,6 +152,9 @@ func (idx *index) place(name string, list []problem) []*Error {
 	out := make([]*Error, 0, len(list))
 	for _, p := range list {
 		line, col := idx.positionOf(p.path)
+		if p.pos != nil {
+			line, col = p.pos.Line, p.pos.Column
+		}
 		if p.atOffset {
 			if l, c, ok := idx.valuePosition(p.path, p.offset); ok {
 				line, col = l, c

@@ -35,9 +35,11 @@ func LoadResolved(ctx context.Context, path string, r Resolver) (*Config, []*Err
 	}
 	type name struct{ path, host, who string }
 	var names []name
-	add := func(field, who string, peers []string) {
-		for i, s := range peers {
-			if p, err := ParsePeer(s); err == nil && p.Host != "" {
+	add := func(field, who string, peers PeerSet) {
+		// A loaded set holds every entry written, so its index is the
+		// entry's in the file.
+		for i, p := range peers.peers {
+			if p.Host != "" {
 				names = append(names, name{fmt.Sprintf("%s[%d]", field, i), p.Host, who})
 			}
 		}

@@ -23,7 +23,7 @@ type SMTP struct {
 	TLS        SMTPFiles `yaml:"tls"`
 
 	Domains         []MailDomain `yaml:"domains"`          // managed domains: accepted from anyone
-	TrustedNetworks []string     `yaml:"trusted_networks"` // may relay anywhere (Postfix mynetworks)
+	TrustedNetworks PeerSet      `yaml:"trusted_networks"` // may relay anywhere (Postfix mynetworks)
 	Users           []MailUser   `yaml:"users"`            // AUTH users (submission)
 	AuthIMAP        *AuthIMAP    `yaml:"auth_imap"`        // check other logins against the internal IMAP server
 	PopBeforeSMTP   PopBefore    `yaml:"pop_before_smtp"`
@@ -31,13 +31,13 @@ type SMTP struct {
 	RejectUnauthenticatedLocalSenders *bool    `yaml:"reject_unauthenticated_local_senders"` // default true
 	LocalSenderExceptions             []string `yaml:"local_sender_exceptions"`
 
-	DefaultRoute      string             `yaml:"default_route"` // mx (default) | a connector name
+	DefaultRoute      Route              `yaml:"default_route"` // mx (default) | a connector name
 	Transport         []TransportEntry   `yaml:"transport"`     // routes by recipient domain
 	Connectors        []Connector        `yaml:"connectors"`
 	InboundConnectors []InboundConnector `yaml:"inbound_connectors"`
 	Rules             []HeaderRule       `yaml:"rules"`
 	TLSPolicy         []TLSPolicyEntry   `yaml:"tls_policy"`
-	OutboundTLS       string             `yaml:"outbound_tls"` // level for direct MX delivery; default may
+	OutboundTLS       TLSLevel           `yaml:"outbound_tls"` // level for direct MX delivery; default may
 
 	Limits       MailLimits `yaml:"limits"`
 	Queue        QueueConf  `yaml:"queue"`
@@ -62,8 +62,8 @@ type SMTPFiles struct {
 type MailDomain struct {
 	Name       string   `yaml:"name"`
 	Subdomains bool     `yaml:"subdomains"`
-	NextHop    string   `yaml:"next_hop"`   // "[10.0.0.5]:25" (no MX lookup) or "host" / "host:port" (MX lookup)
-	TLS        string   `yaml:"tls"`        // none | may (default) | encrypt | verify | secure
+	NextHop    NextHop  `yaml:"next_hop"`   // "[10.0.0.5]:25" (no MX lookup) or "host" / "host:port" (MX lookup)
+	TLS        TLSLevel `yaml:"tls"`        // none | may (default) | encrypt | verify | secure
 	Recipients []string `yaml:"recipients"` // optional: the only valid local parts or addresses
 	// Without a recipients list, ask the next hop whether it takes a
 	// recipient before accepting it (Postfix's reject_unverified_recipient):
@@ -82,8 +82,8 @@ type MailUser struct {
 // AuthIMAP checks AUTH logins that have no local password against the
 // internal mail server's IMAP LOGIN.
 type AuthIMAP struct {
-	Server string `yaml:"server"` // host:port, e.g. 10.0.0.5:993
-	TLS    string `yaml:"tls"`    // implicit (default, port 993) | starttls (port 143)
+	Server string  `yaml:"server"` // host:port, e.g. 10.0.0.5:993
+	TLS    IMAPTLS `yaml:"tls"`    // implicit (default, port 993) | starttls (port 143)
 }
 
 // PopBefore authorises a client address for a while after a POP/IMAP login.
@@ -95,14 +95,14 @@ type PopBefore struct {
 type TransportEntry struct {
 	Domain     string `yaml:"domain"`
 	Subdomains bool   `yaml:"subdomains"`
-	Connector  string `yaml:"connector"` // a connector name, or "mx"
+	Connector  Route  `yaml:"connector"` // a connector name, or "mx"
 }
 
 // Connector is an outbound route: a smart host.
 type Connector struct {
 	Name      string    `yaml:"name"`
-	Smarthost string    `yaml:"smarthost"` // "[host]:port" or "host:port"
-	TLS       string    `yaml:"tls"`       // default may
+	Smarthost NextHop   `yaml:"smarthost"` // "[host]:port" or "host:port"
+	TLS       TLSLevel  `yaml:"tls"`       // default may
 	Auth      *SMTPAuth `yaml:"auth"`
 }
 
@@ -116,7 +116,7 @@ type SMTPAuth struct {
 // client certificate subject, and optionally only with a header value.
 type InboundConnector struct {
 	Name             string         `yaml:"name"`
-	Networks         []string       `yaml:"networks"`
+	Networks         PeerSet        `yaml:"networks"`
 	TLSClientSubject string         `yaml:"tls_client_subject"` // CN of a verified client certificate
 	RequireHeader    *HeaderMatcher `yaml:"require_header"`
 }
@@ -132,13 +132,13 @@ type HeaderMatcher struct {
 type HeaderRule struct {
 	Header    string `yaml:"header"`
 	Contains  string `yaml:"contains"` // case-insensitive
-	Connector string `yaml:"connector"`
+	Connector Route  `yaml:"connector"`
 }
 
 // TLSPolicyEntry sets the TLS level for one destination domain.
 type TLSPolicyEntry struct {
-	Destination string `yaml:"destination"`
-	Level       string `yaml:"level"`
+	Destination string   `yaml:"destination"`
+	Level       TLSLevel `yaml:"level"`
 }
 
 // MailLimits bound what one client can make the relay do.
@@ -175,9 +175,6 @@ type QueueConf struct {
 	Concurrency  int      `yaml:"concurrency"`   // connections per destination, default 20
 }
 
-// TLS levels for outbound delivery, as Postfix names them.
-var tlsLevels = map[string]bool{"none": true, "may": true, "encrypt": true, "verify": true, "secure": true}
-
 func (c *Config) smtpDefaults() {
 	s := c.SMTP
 	if s == nil {
@@ -194,17 +191,24 @@ func (c *Config) smtpDefaults() {
 	def(&s.Listen.SMTP, ":25")
 	def(&s.Listen.Submission, ":587")
 	def(&s.Listen.SMTPS, ":465")
-	def(&s.DefaultRoute, "mx")
-	def(&s.OutboundTLS, "may")
 	def(&s.BareNewlines, "reject")
-	for i := range s.Domains {
-		def(&s.Domains[i].TLS, "may")
+	if s.DefaultRoute.Kind == 0 {
+		s.DefaultRoute = MXRoute
 	}
-	if s.AuthIMAP != nil {
-		def(&s.AuthIMAP.TLS, "implicit")
+	defTLS := func(v *TLSLevel) {
+		if *v == 0 {
+			*v = TLSMay
+		}
+	}
+	defTLS(&s.OutboundTLS)
+	for i := range s.Domains {
+		defTLS(&s.Domains[i].TLS)
+	}
+	if s.AuthIMAP != nil && s.AuthIMAP.TLS == 0 {
+		s.AuthIMAP.TLS = IMAPImplicit
 	}
 	for i := range s.Connectors {
-		def(&s.Connectors[i].TLS, "may")
+		defTLS(&s.Connectors[i].TLS)
 	}
 	if s.RejectUnauthenticatedLocalSenders == nil {
 		t := true
@@ -275,23 +279,13 @@ func (c *Config) checkSMTP(ck *checker) {
 			ck.errf(p+".name", "domain %s is already managed at %s", name, prev)
 		}
 		domains[name] = p
-		if d.NextHop == "" {
+		if d.NextHop.Given == "" {
 			ck.errf(p+".next_hop", "a managed domain needs the next hop its mail goes to, like \"[10.0.0.5]:25\"")
-		} else if _, err := ParseNextHop(d.NextHop); err != nil {
-			ck.errf(p+".next_hop", "%v", err)
-		}
-		if !tlsLevels[d.TLS] {
-			ck.errf(p+".tls", "%q is not a TLS level (none, may, encrypt, verify, secure)", d.TLS)
 		}
 		for j, r := range d.Recipients {
 			if r == "" || strings.ContainsAny(r, " \t<>") || strings.Count(r, "@") > 1 {
 				ck.errf(fmt.Sprintf("%s.recipients[%d]", p, j), "%q is not a local part or address", r)
 			}
-		}
-	}
-	for i, n := range s.TrustedNetworks {
-		if _, err := ParsePeer(n); err != nil {
-			ck.errf(fmt.Sprintf("smtp.trusted_networks[%d]", i), "%v", err)
 		}
 	}
 	logins := map[string]string{}
@@ -322,9 +316,6 @@ func (c *Config) checkSMTP(ck *checker) {
 		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 || !validHost(host) {
 			ck.errf("smtp.auth_imap.server", "%q is not host:port (like 10.0.0.5:993)", a.Server)
 		}
-		if a.TLS != "implicit" && a.TLS != "starttls" {
-			ck.errf("smtp.auth_imap.tls", "%q: implicit or starttls (a password never crosses the network in clear)", a.TLS)
-		}
 	}
 	for i, a := range s.LocalSenderExceptions {
 		if !validMailbox(a) {
@@ -343,11 +334,9 @@ func (c *Config) checkSMTP(ck *checker) {
 			ck.errf(p+".name", "connector %s is already defined at %s", cn.Name, connectors[cn.Name])
 		}
 		connectors[cn.Name] = p
-		if _, err := ParseNextHop(cn.Smarthost); err != nil {
+		if cn.Smarthost.Given == "" {
+			_, err := ParseNextHop("")
 			ck.errf(p+".smarthost", "%v", err)
-		}
-		if !tlsLevels[cn.TLS] {
-			ck.errf(p+".tls", "%q is not a TLS level (none, may, encrypt, verify, secure)", cn.TLS)
 		}
 		if cn.Auth != nil {
 			if cn.Auth.User == "" {
@@ -356,14 +345,14 @@ func (c *Config) checkSMTP(ck *checker) {
 			if cn.Auth.PasswordFile == "" {
 				ck.errf(p+".auth.password_file", "a password file is required (the password is never written in this file)")
 			}
-			if cn.TLS == "none" || cn.TLS == "may" {
+			if cn.TLS == TLSNone || cn.TLS == TLSMay {
 				ck.errf(p+".tls", "AUTH to a smart host needs tls encrypt, verify or secure: the password must not cross the network in clear")
 			}
 		}
 	}
-	route := func(path, name string) {
-		if name != "mx" && connectors[name] == "" {
-			ck.errf(path, "%q is neither \"mx\" nor a connector in smtp.connectors", name)
+	route := func(path string, r Route) {
+		if r.Kind != RouteMX && connectors[r.Name] == "" {
+			ck.errf(path, "%q is neither \"mx\" nor a connector in smtp.connectors", r.Name)
 		}
 	}
 	route("smtp.default_route", s.DefaultRoute)
@@ -389,13 +378,8 @@ func (c *Config) checkSMTP(ck *checker) {
 		if ic.Name == "" {
 			ck.errf(p+".name", "a name is required")
 		}
-		if len(ic.Networks) == 0 && ic.TLSClientSubject == "" {
+		if ic.Networks.Len() == 0 && !ic.Networks.invalid && ic.TLSClientSubject == "" {
 			ck.errf(p, "give networks, tls_client_subject or both: who may use this connector")
-		}
-		for j, n := range ic.Networks {
-			if _, err := ParsePeer(n); err != nil {
-				ck.errf(fmt.Sprintf("%s.networks[%d]", p, j), "%v", err)
-			}
 		}
 		if h := ic.RequireHeader; h != nil {
 			if !validFieldName(h.Name) {
@@ -406,16 +390,13 @@ func (c *Config) checkSMTP(ck *checker) {
 			}
 		}
 	}
-	if !tlsLevels[s.OutboundTLS] {
-		ck.errf("smtp.outbound_tls", "%q is not a TLS level (none, may, encrypt, verify, secure)", s.OutboundTLS)
-	}
 	for i, t := range s.TLSPolicy {
 		p := fmt.Sprintf("smtp.tls_policy[%d]", i)
 		if !validDomain(strings.ToLower(t.Destination)) {
 			ck.errf(p+".destination", "%q is not a domain name", t.Destination)
 		}
-		if !tlsLevels[t.Level] {
-			ck.errf(p+".level", "%q is not a TLS level (none, may, encrypt, verify, secure)", t.Level)
+		if t.Level == 0 {
+			ck.errf(p+".level", "%q is not a TLS level (none, may, encrypt, verify, secure)", "")
 		}
 	}
 	l := s.Limits
@@ -465,49 +446,6 @@ func (c *Config) checkSMTP(ck *checker) {
 	if s.BareNewlines != "reject" && s.BareNewlines != "normalize" {
 		ck.errf("smtp.bare_newlines", "%q: reject or normalize", s.BareNewlines)
 	}
-}
-
-// NextHop is where a route delivers: a host and port, and whether MX
-// records are looked up (Postfix: [host] means no MX lookup).
-type NextHop struct {
-	Host  string
-	Port  uint16
-	NoMX  bool
-	Given string
-}
-
-// String is the next hop as Postfix writes it.
-func (h NextHop) String() string { return h.Given }
-
-// ParseNextHop reads "[host]:port", "[host]", "host:port" or "host".
-func ParseNextHop(s string) (NextHop, error) {
-	h := NextHop{Given: s, Port: 25}
-	rest := s
-	if strings.HasPrefix(rest, "[") {
-		end := strings.IndexByte(rest, ']')
-		if end < 0 {
-			return h, fmt.Errorf("%q: missing ']'", s)
-		}
-		h.Host, h.NoMX, rest = rest[1:end], true, rest[end+1:]
-	} else if i := strings.LastIndexByte(rest, ':'); i >= 0 && !strings.Contains(rest[:i], ":") {
-		h.Host, rest = rest[:i], rest[i:]
-	} else {
-		h.Host, rest = rest, ""
-	}
-	if rest != "" {
-		p, ok := strings.CutPrefix(rest, ":")
-		n, err := strconv.ParseUint(p, 10, 16)
-		if !ok || err != nil || n == 0 {
-			return h, fmt.Errorf("%q: the port after the host must be 1 to 65535", s)
-		}
-		h.Port = uint16(n)
-	}
-	if _, err := netip.ParseAddr(h.Host); err == nil {
-		h.NoMX = true
-	} else if !validHostname(h.Host) {
-		return h, fmt.Errorf("%q is not a next hop like \"[10.0.0.5]:25\", \"[mail.example.com]\" or \"example.com\"", s)
-	}
-	return h, nil
 }
 
 // ParseListen checks a listen address such as ":25" or "192.0.2.1:25".

@@ -10,11 +10,6 @@ func (c *Config) checkSSH(ck *checker) {
 	if c.SSH.Port < 1 || c.SSH.Port > 65535 {
 		ck.errf("ssh.port", "%d is out of range (1 to 65535)", c.SSH.Port)
 	}
-	for i, s := range c.SSH.Allow {
-		if _, err := ParsePeer(s); err != nil {
-			ck.errf(fmt.Sprintf("ssh.allow[%d]", i), "%v", err)
-		}
-	}
 	for i, k := range c.SSH.AuthorizedKeys {
 		if _, err := ParseAuthorizedKey(k); err != nil {
 			var ke *KeyError

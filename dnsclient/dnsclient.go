@@ -1,5 +1,9 @@
-// Package dnsclient asks the appliance's DNS servers directly, for what
-// the system resolver does not give: MX records, and the TTLs of answers.
+// Package dnsclient is the appliance's one resolver. It asks the
+// appliance's DNS servers directly, for what the system resolver does not
+// give: MX records, and the TTLs of answers. Names keeps host names
+// resolved for the allow lists (firewall, SSH, relay): each asked again when
+// its answer runs out, the last good answer kept while no server answers,
+// and a name that does not exist matching no one.
 package dnsclient
 
 import (

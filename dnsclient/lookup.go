@@ -28,7 +28,14 @@ type Lookup struct {
 	} // when DNS has no answer: /etc/hosts and friends (net.DefaultResolver)
 }
 
-// LookupNetIP implements Resolver.
+// New is the appliance's resolver: the DNS servers resolvConf lists
+// (/etc/resolv.conf when it is empty or absent), then /etc/hosts and the
+// system's way for a name DNS has nothing for.
+func New(resolvConf string) Lookup {
+	return Lookup{ResolvConf: resolvConf, Fallback: net.DefaultResolver}
+}
+
+// LookupNetIP is LookupTTL without the TTL, for those that ask once.
 func (d Lookup) LookupNetIP(ctx context.Context, _, host string) ([]netip.Addr, error) {
 	addrs, _, err := d.LookupTTL(ctx, host)
 	return addrs, err

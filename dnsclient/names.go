@@ -133,6 +133,16 @@ func (n *Names) Resolve(ctx context.Context, names []string) (map[string][]netip
 	return out, next
 }
 
+// Err is the error of name's last lookup: nil when it was answered.
+func (n *Names) Err(name string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if e, ok := n.m[name]; ok {
+		return e.err
+	}
+	return nil
+}
+
 // Status lists the names with their addresses and next lookup.
 func (n *Names) Status() []NameStatus {
 	n.mu.Lock()

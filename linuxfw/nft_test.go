@@ -12,22 +12,33 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"testing"
+	"time"
 
 	"gatehouse/config"
+	"gatehouse/dnsclient"
 	"gatehouse/paths"
 	"gatehouse/test/netnstest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-type fakeResolver map[string][]netip.Addr
+// fakeDNS answers with a TTL of ttl; a name it lacks does not exist.
+type fakeDNS struct {
+	zone map[string][]netip.Addr
+	ttl  time.Duration
+}
 
-func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
-	if a, ok := f[host]; ok {
-		return a, nil
+func (f fakeDNS) LookupTTL(_ context.Context, host string) ([]netip.Addr, time.Duration, error) {
+	if a, ok := f.zone[host]; ok {
+		return a, f.ttl, nil
 	}
-	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	return nil, 0, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+func fakeNames(zone map[string][]netip.Addr) *dnsclient.Names {
+	return dnsclient.NewNames(fakeDNS{zone: zone, ttl: time.Hour})
 }
 
 // inNetns runs f on a thread inside a new, empty network namespace, so
@@ -50,10 +61,10 @@ func exampleRuleset(t *testing.T) Ruleset {
 	}
 	c.Firewall.Egress = "restricted"
 	rs, err := Build(context.Background(), c, paths.Table(c),
-		fakeResolver{"admin.example.com": {netip.MustParseAddr("198.51.100.7")}, "0.pool.ntp.org": {netip.MustParseAddr("192.0.2.123")},
+		fakeNames(map[string][]netip.Addr{"admin.example.com": {netip.MustParseAddr("198.51.100.7")}, "0.pool.ntp.org": {netip.MustParseAddr("192.0.2.123")},
 			"1.pool.ntp.org":  {netip.MustParseAddr("2001:db8::123")},
 			"cmg.example.com": {netip.MustParseAddr("203.0.113.25")}, "smtp.office365.com": {netip.MustParseAddr("203.0.113.26")},
-			"pop.example.net": {netip.MustParseAddr("203.0.113.110")}, "outlook.office365.com": {netip.MustParseAddr("203.0.113.111")}})
+			"pop.example.net": {netip.MustParseAddr("203.0.113.110")}, "outlook.office365.com": {netip.MustParseAddr("203.0.113.111")}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,9 +158,42 @@ func TestUnresolvableHostFailsTheBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Build(context.Background(), c, paths.Table(c), fakeResolver{})
-	if err == nil || !regexp.MustCompile(`path "Admin": host name gone.example.com does not resolve`).MatchString(err.Error()) {
+	_, err = Build(context.Background(), c, paths.Table(c), fakeNames(nil))
+	if err == nil || !regexp.MustCompile(`path "Admin": host name gone.example.com does not resolve: lookup gone.example.com: no such host`).MatchString(err.Error()) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// The ruleset is to be rebuilt when the first name's answer runs out (its
+// TTL, within the resolver's floor and ceiling), and a lenient build
+// leaves out what does not resolve, never widening a path to anyone.
+func TestBuildFollowsTTLAndLenientNarrows(t *testing.T) {
+	c, _, err := config.Parse("f.yaml", []byte(`firewall:
+  paths:
+    - {function: Admin, direction: in, proto: tcp, ports: [8443], peers: [admin.example.com, gone.example.com]}
+    - {function: Backup, direction: out, proto: tcp, ports: [873], peers: [gone.example.com]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := dnsclient.NewNames(fakeDNS{zone: map[string][]netip.Addr{"admin.example.com": {netip.MustParseAddr("192.0.2.7")}}, ttl: 42 * time.Second})
+	if _, err := Build(context.Background(), c, paths.Table(c), names); err == nil {
+		t.Fatal("built with a name that does not resolve")
+	}
+	rs := BuildLenient(context.Background(), c, paths.Table(c), names)
+	if len(rs.In) != 1 || len(rs.In[0].V4) != 1 || rs.In[0].V4[0].From != netip.MustParseAddr("192.0.2.7") || rs.In[0].Any ||
+		slices.ContainsFunc(rs.Out, func(r Rule) bool { return r.Function == "Backup" }) {
+		t.Errorf("lenient ruleset in %+v out %+v, want Admin from 192.0.2.7 only", rs.In, rs.Out)
+	}
+	c.Firewall.Paths = c.Firewall.Paths[:1]
+	c.Firewall.Paths[0].Peers = config.PeersOf("admin.example.com")
+	names = dnsclient.NewNames(fakeDNS{zone: map[string][]netip.Addr{"admin.example.com": {netip.MustParseAddr("192.0.2.7")}}, ttl: 42 * time.Second})
+	rs, err = Build(context.Background(), c, paths.Table(c), names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rs.ResolveAgain.Sub(rs.ResolvedAt); got < 42*time.Second || got >= 43*time.Second {
+		t.Errorf("resolve again after %v, want 42s", got)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"gatehouse/config"
+	"gatehouse/dnsclient"
 	"gatehouse/paths"
 )
 
@@ -45,93 +46,69 @@ type Rule struct {
 	Any      bool
 }
 
-// Resolver looks host names up; the firewall re-resolves them on each build.
-type Resolver interface {
-	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
-}
-
-// BuildLenient is Build that leaves out peers whose names do not resolve
-// (and a path all of whose peers are such): narrower, never wider. For a
-// first install, when the strict build failed and nothing is in place.
-func BuildLenient(ctx context.Context, c *config.Config, table []paths.Path, r Resolver) Ruleset {
+// BuildLenient is Build that leaves out peers whose names have no
+// addresses (and a path all of whose peers are such): narrower, never
+// wider. For a first install, when the strict build failed and nothing is
+// in place.
+func BuildLenient(ctx context.Context, c *config.Config, table []paths.Path, names *dnsclient.Names) Ruleset {
+	rs, addrs := start(ctx, c, table, names)
 	var kept []paths.Path
 	for _, p := range table {
-		var peers []string
-		for _, s := range p.Peers {
-			peer, err := config.ParsePeer(s)
-			if err != nil {
-				continue
-			}
-			if peer.Host != "" {
-				lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				_, err = r.LookupNetIP(lctx, "ip", peer.Host)
-				cancel()
-				if err != nil {
-					continue
-				}
-			}
-			peers = append(peers, s)
-		}
-		if len(p.Peers) > 0 && len(peers) == 0 {
+		peers := p.Peers.Filter(func(peer config.Peer) bool { return peer.Host == "" || len(addrs[peer.Host]) > 0 })
+		if p.Peers.Len() > 0 && peers.Len() == 0 {
 			continue
 		}
 		p.Peers = peers
 		kept = append(kept, p)
 	}
-	rs, err := Build(ctx, c, kept, r)
-	if err != nil { // a name stopped resolving in between: the safest table
-		rs, _ = Build(ctx, c, nil, r)
-	}
+	rs, _ = assemble(rs, kept, addrs, names)
 	return rs
 }
 
-func lookupTTL(ctx context.Context, r Resolver, host string) ([]netip.Addr, time.Duration, error) {
-	if tr, ok := r.(TTLResolver); ok {
-		return tr.LookupTTL(ctx, host)
-	}
-	addrs, err := r.LookupNetIP(ctx, "ip", host)
-	return addrs, DefaultTTL, err
+// Build makes the ruleset for a table, its host names looked up by names
+// (the appliance's resolver: each asked again when its answer runs out,
+// the last good answer kept while DNS cannot be asked). A host name that
+// has no addresses fails the build, naming its path: a rule that silently
+// lost its peer would lock out whoever it was for.
+func Build(ctx context.Context, c *config.Config, table []paths.Path, names *dnsclient.Names) (Ruleset, error) {
+	rs, addrs := start(ctx, c, table, names)
+	return assemble(rs, table, addrs, names)
 }
 
-// Build makes the ruleset for a table. A host name that does not resolve
-// fails the build, naming its path: a rule that silently lost its peer
-// would lock out whoever it was for.
-func Build(ctx context.Context, c *config.Config, table []paths.Path, r Resolver) (Ruleset, error) {
+// start is a ruleset without rules, and what the table's names resolve to.
+func start(ctx context.Context, c *config.Config, table []paths.Path, names *dnsclient.Names) (Ruleset, map[string][]netip.Addr) {
 	rs := Ruleset{RestrictEgress: c.Firewall.Egress == "restricted", ResolvedAt: time.Now()}
 	if c.SSHEnabled() {
 		rs.SSHPort, rs.SSHBanFor = uint16(c.SSH.Port), c.SSH.Ban.For.Duration
 	}
 	rs.DHCPClient = slices.ContainsFunc(table, func(p paths.Path) bool { return p.Origin == "network" })
+	var hosts []string
 	for _, p := range table {
-		rule := Rule{Function: p.Function, Proto: p.Proto, Ports: p.Ports, Any: len(p.Peers) == 0}
-		for _, s := range p.Peers {
-			peer, err := config.ParsePeer(s)
-			if err != nil {
-				return Ruleset{}, fmt.Errorf("firewall: path %q: %w", p.Function, err)
+		hosts = append(hosts, p.Peers.Names()...)
+	}
+	if len(hosts) == 0 {
+		return rs, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addrs, next := names.Resolve(lctx, hosts)
+	rs.ResolveAgain = next
+	return rs, addrs
+}
+
+func assemble(rs Ruleset, table []paths.Path, addrs map[string][]netip.Addr, names *dnsclient.Names) (Ruleset, error) {
+	for _, p := range table {
+		rule := Rule{Function: p.Function, Proto: p.Proto, Ports: p.Ports, Any: p.Peers.Len() == 0}
+		for _, peer := range p.Peers.Peers() {
+			if peer.Host != "" && len(addrs[peer.Host]) == 0 {
+				return Ruleset{}, fmt.Errorf("firewall: path %q: host name %s does not resolve: %v", p.Function, peer.Host, names.Err(peer.Host))
 			}
-			if peer.Host != "" {
-				lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				addrs, ttl, err := lookupTTL(lctx, r, peer.Host)
-				cancel()
-				if err != nil || len(addrs) == 0 {
-					return Ruleset{}, fmt.Errorf("firewall: path %q: host name %s does not resolve: %v", p.Function, peer.Host, err)
-				}
-				// Looked up again when the answer runs out; not more often
-				// than every 10 s, and at least hourly.
-				ttl = min(max(ttl, 10*time.Second), time.Hour)
-				if again := rs.ResolvedAt.Add(ttl); rs.ResolveAgain.IsZero() || again.Before(rs.ResolveAgain) {
-					rs.ResolveAgain = again
-				}
-				for _, a := range addrs {
-					peer.Ranges = append(peer.Ranges, config.AddrRange{From: a.Unmap(), To: a.Unmap()})
-				}
-			}
-			for _, ar := range peer.Ranges {
-				if ar.From.Is4() {
-					rule.V4 = append(rule.V4, ar)
-				} else {
-					rule.V6 = append(rule.V6, ar)
-				}
+		}
+		for _, ar := range p.Peers.Ranges(addrs) {
+			if ar.From.Is4() {
+				rule.V4 = append(rule.V4, ar)
+			} else {
+				rule.V6 = append(rule.V6, ar)
 			}
 		}
 		if p.Direction == "in" {

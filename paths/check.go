@@ -39,10 +39,16 @@ const (
 	Skipped  = "skipped"
 )
 
+// Resolver looks host names up: the appliance's (dnsclient.Lookup), so
+// that a check asks the DNS servers the services ask.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
 // Check tests every outbound path of t with a real exchange: a TCP connect
 // with the protocol's greeting where there is one (SMTP banner, IMAP/POP3
 // greeting, a TLS handshake), a DNS or NTP query for UDP.
-func Check(ctx context.Context, t []Path, timeout time.Duration) []Result {
+func Check(ctx context.Context, t []Path, timeout time.Duration, r Resolver) []Result {
 	var results []Result
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -50,18 +56,18 @@ func Check(ctx context.Context, t []Path, timeout time.Duration) []Result {
 		if p.Direction != "out" {
 			continue
 		}
-		if len(p.Peers) == 0 {
+		if p.Peers.Len() == 0 {
 			results = append(results, Result{Path: p, Target: p.PeerText, Outcome: Skipped, Detail: "no fixed peer to test"})
 			continue
 		}
-		for _, peer := range p.Peers {
+		for _, peer := range p.Peers.Peers() {
 			for _, pr := range p.Ports {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					r := checkOne(ctx, p, peer, pr.From, timeout)
+					res := checkOne(ctx, p, peer, pr.From, timeout, r)
 					mu.Lock()
-					results = append(results, r)
+					results = append(results, res)
 					mu.Unlock()
 				}()
 			}
@@ -77,31 +83,39 @@ func Check(ctx context.Context, t []Path, timeout time.Duration) []Result {
 	return results
 }
 
-func checkOne(ctx context.Context, p Path, peer string, port uint16, timeout time.Duration) Result {
-	host := peer
-	if pr, err := config.ParsePeer(peer); err == nil && len(pr.Ranges) == 1 {
-		if pr.Ranges[0].From != pr.Ranges[0].To {
-			return Result{Path: p, Target: peer, Outcome: Skipped, Detail: "a range: test one of its hosts by hand"}
+func checkOne(ctx context.Context, p Path, peer config.Peer, port uint16, timeout time.Duration, res Resolver) Result {
+	host := peer.Host
+	if len(peer.Ranges) == 1 {
+		if peer.Ranges[0].From != peer.Ranges[0].To {
+			return Result{Path: p, Target: peer.String(), Outcome: Skipped, Detail: "a range: test one of its hosts by hand"}
 		}
-		host = pr.Ranges[0].From.String()
+		host = peer.Ranges[0].From.String()
 	}
 	target := net.JoinHostPort(host, fmt.Sprint(port))
 	r := Result{Path: p, Target: target}
-	if _, err := netip.ParseAddr(host); err != nil {
+	// A name is dialled at the address the appliance's resolver gives
+	// (its A records come first), so that the check reaches what the
+	// services would.
+	dial := target
+	if peer.Host != "" {
 		lctx, cancel := context.WithTimeout(ctx, timeout)
-		_, err := net.DefaultResolver.LookupNetIP(lctx, "ip", host)
+		addrs, err := res.LookupNetIP(lctx, "ip", host)
 		cancel()
+		if err == nil && len(addrs) == 0 {
+			err = &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		}
 		if err != nil {
 			r.Outcome, r.Detail = DNSError, err.Error()
 			return r
 		}
+		dial = net.JoinHostPort(addrs[0].Unmap().String(), fmt.Sprint(port))
 	}
 	var err error
 	switch p.Proto {
 	case "tcp":
-		err = checkTCP(ctx, target, host, port, timeout)
+		err = checkTCP(ctx, dial, host, port, timeout)
 	case "udp":
-		err = checkUDP(target, port, timeout)
+		err = checkUDP(dial, port, timeout)
 	default:
 		r.Outcome, r.Detail = Skipped, "ICMP is not tested"
 		return r

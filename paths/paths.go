@@ -21,7 +21,7 @@ type Path struct {
 	Proto       string             `json:"proto"`     // tcp | udp | icmp
 	Ports       []config.PortRange `json:"-"`
 	PortText    string             `json:"ports"`
-	Peers       []string           `json:"peers"` // empty: anyone
+	Peers       config.PeerSet     `json:"peers"` // empty: anyone
 	PeerText    string             `json:"-"`     // how the table names the peers
 	Description string             `json:"description"`
 	Required    bool               `json:"required"`
@@ -65,7 +65,7 @@ func Table(c *config.Config) []Path {
 		}
 		p.PortText = strings.Join(ports, ", ")
 		if p.PeerText == "" {
-			p.PeerText = strings.Join(p.Peers, ", ")
+			p.PeerText = p.Peers.String()
 			if p.PeerText == "" {
 				p.PeerText = "any"
 			}
@@ -85,12 +85,12 @@ func Table(c *config.Config) []Path {
 		dnsText = ""
 	}
 	for _, proto := range []string{"udp", "tcp"} {
-		add(Path{Function: "Name resolution", Direction: "out", Proto: proto, Ports: port(53), Peers: c.DNS.Servers,
+		add(Path{Function: "Name resolution", Direction: "out", Proto: proto, Ports: port(53), Peers: config.PeersOf(c.DNS.Servers...),
 			PeerText: dnsText, Description: "DNS lookups: MX, A and AAAA for mail delivery, and every host name in the config.",
 			Required: true, Origin: "dns"})
 	}
-	ntpPeers, ntpText := hostsOnly(c.NTP.Servers), ""
-	if len(ntpPeers) == 0 {
+	ntpPeers, ntpText := config.PeersOf(hostsOnly(c.NTP.Servers)...), ""
+	if ntpPeers.Len() == 0 {
 		ntpText = "Time server (DHCP-provided)"
 	}
 	add(Path{Function: "Time synchronisation", Direction: "out", Proto: "udp", Ports: port(123), Peers: ntpPeers,
@@ -99,8 +99,8 @@ func Table(c *config.Config) []Path {
 	if c.SSHEnabled() {
 		// Seed 003: the monitoring hosts are always allowed in, with the
 		// administrators' addresses.
-		peers := append(append([]string(nil), c.SSH.Allow...), c.Monitoring.Hosts...)
-		if len(peers) > 0 { // nobody listed: nobody gets through
+		peers := config.JoinPeers(c.SSH.Allow, c.Monitoring.Hosts)
+		if peers.Len() > 0 { // nobody listed: nobody gets through
 			add(Path{Function: "Diagnostics shell (SSH)", Direction: "in", Proto: "tcp",
 				Ports: port(uint16(c.SSH.Port)), Peers: peers,
 				Description: "SSH for administrators and monitoring; public keys only.", Required: false, Origin: "ssh"})
@@ -111,7 +111,7 @@ func Table(c *config.Config) []Path {
 	}
 	for _, a := range c.Fetch {
 		add(Path{Function: "Mail collection " + a.Name, Direction: "out", Proto: "tcp",
-			Ports: port(uint16(a.Port)), Peers: []string{a.Server},
+			Ports: port(uint16(a.Port)), Peers: config.PeersOf(a.Server),
 			Description: fmt.Sprintf("%s mailbox %s for %s.", strings.ToUpper(a.Protocol), a.User, a.DeliverTo),
 			Required:    true, Origin: "fetch"})
 	}
@@ -152,15 +152,11 @@ func smtpPaths(s *config.SMTP, add func(Path)) {
 	listener(s.Listen.SMTP, "Inbound mail (SMTP)", "MX for the managed domains and relay for the trusted networks; STARTTLS offered.")
 	listener(s.Listen.Submission, "Mail submission", "Submission (RFC 6409): STARTTLS, then AUTH.")
 	listener(s.Listen.SMTPS, "Mail submission (implicit TLS)", "SMTPS: TLS from the first byte, then AUTH.")
-	hop := func(function, nextHop, desc string, required bool) {
-		nh, err := config.ParseNextHop(nextHop)
-		if err != nil {
-			return
-		}
+	hop := func(function string, nh config.NextHop, desc string, required bool) {
 		p := Path{Function: function, Direction: "out", Proto: "tcp", Ports: []config.PortRange{{From: nh.Port, To: nh.Port}},
 			Description: desc, Required: required, Origin: "smtp"}
 		if nh.NoMX {
-			p.Peers = []string{nh.Host}
+			p.Peers = config.PeersOf(nh.Host)
 		} else {
 			p.PeerText = "MX hosts of " + nh.Host
 		}
@@ -170,11 +166,11 @@ func smtpPaths(s *config.SMTP, add func(Path)) {
 		hop("Delivery to the internal mail server", d.NextHop, "Mail for "+d.Name+" to its next hop.", true)
 	}
 	for _, c := range s.Connectors {
-		hop("Smart host "+c.Name, c.Smarthost, "Outbound connector "+c.Name+" (TLS "+c.TLS+").", true)
+		hop("Smart host "+c.Name, c.Smarthost, "Outbound connector "+c.Name+" (TLS "+c.TLS.String()+").", true)
 	}
-	direct := s.DefaultRoute == "mx"
+	direct := s.DefaultRoute.Kind == config.RouteMX
 	for _, t := range s.Transport {
-		direct = direct || t.Connector == "mx"
+		direct = direct || t.Connector.Kind == config.RouteMX
 	}
 	if direct {
 		add(Path{Function: "Mail delivery by MX", Direction: "out", Proto: "tcp", Ports: []config.PortRange{{From: 25, To: 25}},

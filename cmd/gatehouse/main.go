@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"gatehouse/config"
 	"gatehouse/console"
 	"gatehouse/control"
+	"gatehouse/dnsclient"
 	"gatehouse/init/pid1"
 	"gatehouse/paths"
 	"gatehouse/services/relay"
@@ -277,7 +277,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 		load := config.Load
 		if !*noResolve {
 			load = func(path string) (*config.Config, []*config.Error, error) {
-				return config.LoadResolved(context.Background(), path, net.DefaultResolver)
+				return config.LoadResolved(context.Background(), path, dnsclient.New(""))
 			}
 		}
 		_, warns, err := load(file)
@@ -365,7 +365,13 @@ func cmdPaths(args []string, stdout io.Writer) error {
 	if !check {
 		return paths.Write(stdout, paths.Table(cfg), *format)
 	}
-	results := paths.Check(context.Background(), paths.Table(cfg), *timeout)
+	// The services' resolver: host mode's dns service writes its file
+	// into the state directory; /etc/resolv.conf otherwise.
+	resolv := ""
+	if *state != "" {
+		resolv = filepath.Join(*state, "resolv.conf")
+	}
+	results := paths.Check(context.Background(), paths.Table(cfg), *timeout, dnsclient.New(resolv))
 	ok, err := paths.WriteResults(stdout, results, *format)
 	if err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,11 +22,11 @@ import (
 	"gatehouse/config"
 	"gatehouse/console"
 	"gatehouse/control"
+	"gatehouse/dnsclient"
 	"gatehouse/init/kmsg"
 	"gatehouse/init/logring"
 	"gatehouse/init/reaper"
 	"gatehouse/init/supervisor"
-	"gatehouse/linuxfw"
 	"gatehouse/netcfg"
 	"gatehouse/services/firewall"
 	"gatehouse/services/relay"
@@ -303,7 +302,7 @@ func (a *appliance) resolver() config.Resolver {
 	if a.opts.PID1 {
 		resolv = "/etc/resolv.conf"
 	}
-	return linuxfw.DNSLookup{ResolvConf: resolv, Fallback: net.DefaultResolver}
+	return dnsclient.New(resolv)
 }
 
 // Reload implements control.Backend: it reads the config again and, if it

@@ -10,13 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"reflect"
 	"slices"
 	"strings"
 	"time"
 
 	"gatehouse/config"
+	"gatehouse/dnsclient"
 	"gatehouse/linuxfw"
 	"gatehouse/paths"
 	"gatehouse/service"
@@ -103,7 +103,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// Names are asked of the DNS servers directly, for the answers' TTLs;
 	// /etc/hosts and the like when DNS has nothing.
-	resolver := linuxfw.DNSLookup{ResolvConf: o.ResolvConf, Fallback: net.DefaultResolver}
+	resolver := dnsclient.NewNames(dnsclient.New(o.ResolvConf))
 	apply := func() {
 		rs, err := linuxfw.Build(ctx, cfg, paths.Table(cfg), resolver)
 		resolveAgain = rs.ResolveAgain

@@ -38,7 +38,7 @@ func imapLogin(ctx context.Context, a *config.AuthIMAP, roots *x509.CertPool, us
 	raw.SetDeadline(deadline)
 	tc := &tls.Config{ServerName: host, RootCAs: roots, MinVersion: tls.VersionTLS12}
 	var conn net.Conn = raw
-	if a.TLS == "implicit" {
+	if a.TLS == config.IMAPImplicit {
 		conn = tls.Client(raw, tc)
 	}
 	r := bufio.NewReader(conn)
@@ -61,7 +61,7 @@ func imapLogin(ctx context.Context, a *config.AuthIMAP, roots *x509.CertPool, us
 	if g, err := wait(""); err != nil || !strings.HasPrefix(g, "* OK") {
 		return false, fmt.Errorf("auth_imap: greeting %q: %v", g, err)
 	}
-	if a.TLS == "starttls" {
+	if a.TLS == config.IMAPStartTLS {
 		fmt.Fprint(conn, "s STARTTLS\r\n")
 		if st, err := wait("s"); err != nil || !strings.HasPrefix(st, "OK") {
 			return false, fmt.Errorf("auth_imap: STARTTLS refused: %q %v", st, err)

@@ -49,7 +49,7 @@ func testCollector(t *testing.T, limit int64) (*collector, *Service) {
 		func(queue.Notice) error { return nil }, log)
 	t.Cleanup(func() { cancel(); q.Wait() })
 	cfg := &config.SMTP{Hostname: "relay.test", Limits: config.MailLimits{MessageSize: config.Size{Bytes: limit}}}
-	svc := &Service{log: log, cfg: cfg, pol: &Policy{hostname: "relay.test", defaultRoute: "mx"}, store: store, q: q}
+	svc := &Service{log: log, cfg: cfg, pol: &Policy{hostname: "relay.test", defaultRoute: config.MXRoute}, store: store, q: q}
 	c := newCollector(svc)
 	c.ioTimeout = 300 * time.Millisecond
 	return c, svc

@@ -41,7 +41,7 @@ type hop struct {
 // target is a route resolved against the running config.
 type target struct {
 	hops      []hop
-	tlsLevel  string
+	tlsLevel  config.TLSLevel
 	matchName string // name the certificate must carry for "secure"
 	auth      *config.SMTPAuth
 	mx        bool
@@ -84,7 +84,7 @@ func (t *transport) resolve(ctx context.Context, route string) (target, error) {
 		found := false
 		for _, d := range cfg.Domains {
 			if strings.EqualFold(strings.TrimSuffix(d.Name, "."), name) {
-				nh, _ = config.ParseNextHop(d.NextHop)
+				nh = d.NextHop
 				tg.tlsLevel, found = d.TLS, true
 			}
 		}
@@ -95,7 +95,7 @@ func (t *transport) resolve(ctx context.Context, route string) (target, error) {
 		found := false
 		for _, c := range cfg.Connectors {
 			if c.Name == name {
-				nh, _ = config.ParseNextHop(c.Smarthost)
+				nh = c.Smarthost
 				tg.tlsLevel, tg.auth, found = c.TLS, c.Auth, true
 			}
 		}
@@ -207,14 +207,14 @@ func (t *transport) hostHops(ctx context.Context, host string, port uint16) ([]h
 func (t *transport) tlsConfig(tg target, h hop) *tls.Config {
 	c := &tls.Config{ServerName: h.name, MinVersion: tls.VersionTLS12}
 	switch tg.tlsLevel {
-	case "may", "encrypt":
+	case config.TLSMay, config.TLSEncrypt:
 		c.InsecureSkipVerify = true
-	case "verify", "secure":
+	case config.TLSVerify, config.TLSSecure:
 		roots := t.svc.roots()
 		c.RootCAs = roots
 		c.InsecureSkipVerify = true // verified below, with the name rules of the level
 		want := h.name
-		if tg.tlsLevel == "secure" {
+		if tg.tlsLevel == config.TLSSecure {
 			want = tg.matchName
 		}
 		c.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -232,7 +232,7 @@ func (t *transport) tlsConfig(tg target, h hop) *tls.Config {
 			if err := leaf.VerifyHostname(want); err == nil {
 				return nil
 			}
-			if tg.tlsLevel == "secure" {
+			if tg.tlsLevel == config.TLSSecure {
 				for _, n := range leaf.DNSNames {
 					if strings.HasSuffix(strings.ToLower(n), "."+strings.ToLower(want)) {
 						return nil
@@ -253,8 +253,8 @@ type client struct {
 }
 
 func (t *transport) connect(ctx context.Context, tg target, h hop) (*client, error) {
-	s, err := t.connectOnce(ctx, tg, h, tg.tlsLevel != "none")
-	if err != nil && tg.tlsLevel == "may" && errors.Is(err, errTLSFailed) {
+	s, err := t.connectOnce(ctx, tg, h, tg.tlsLevel != config.TLSNone)
+	if err != nil && tg.tlsLevel == config.TLSMay && errors.Is(err, errTLSFailed) {
 		// Opportunistic TLS falls back to plain text, as Postfix does.
 		t.log.Warn("TLS handshake failed; retrying in plain text (tls may)", "relay", h.addr, "err", err)
 		s, err = t.connectOnce(ctx, tg, h, false)
@@ -301,10 +301,10 @@ func (t *transport) connectOnce(ctx context.Context, tg target, h hop, useTLS bo
 			}
 			st := c.conn.(*tls.Conn).ConnectionState()
 			tlsRes = tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
-			if tg.tlsLevel == "verify" || tg.tlsLevel == "secure" {
+			if tg.tlsLevel == config.TLSVerify || tg.tlsLevel == config.TLSSecure {
 				tlsRes += " verified"
 			}
-		} else if tg.tlsLevel != "may" {
+		} else if tg.tlsLevel != config.TLSMay {
 			return fail(fmt.Errorf("%s[%s] does not offer STARTTLS and the TLS level is %s", h.name, h.addr, tg.tlsLevel))
 		}
 	}

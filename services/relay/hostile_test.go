@@ -234,9 +234,10 @@ func sinkServer(t *testing.T, got chan<- string) string {
 }
 
 // nextHop writes 127.0.0.1:port as a next hop: [127.0.0.1]:port.
-func nextHop(addr string) string {
+func nextHop(addr string) config.NextHop {
 	h, p, _ := net.SplitHostPort(addr)
-	return "[" + h + "]:" + p
+	nh, _ := config.ParseNextHop("[" + h + "]:" + p)
+	return nh
 }
 
 // Hostile next hops defer the mail for their destinations with a clear
@@ -251,9 +252,9 @@ func TestHostileNextHopDefersOnlyItsDestination(t *testing.T) {
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := &Service{log: log, pol: &Policy{hostname: "relay.test"}, cfg: &config.SMTP{Domains: []config.MailDomain{
-		{Name: "endless.test", NextHop: nextHop(endless), TLS: "none"},
-		{Name: "silent.test", NextHop: nextHop(silent), TLS: "none"},
-		{Name: "good.test", NextHop: nextHop(good), TLS: "none"},
+		{Name: "endless.test", NextHop: nextHop(endless), TLS: config.TLSNone},
+		{Name: "silent.test", NextHop: nextHop(silent), TLS: config.TLSNone},
+		{Name: "good.test", NextHop: nextHop(good), TLS: config.TLSNone},
 	}}}
 	tr := &transport{svc: svc, log: log, dial: (&net.Dialer{}).DialContext, wait: testWait}
 	store, _, probs := queue.OpenStore(t.TempDir())

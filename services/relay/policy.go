@@ -27,7 +27,7 @@ type Policy struct {
 	users            map[string]mailUser
 	rejectLocal      bool
 	exceptions       map[string]bool
-	defaultRoute     string
+	defaultRoute     config.Route
 	transport        []config.TransportEntry
 	rules            []config.HeaderRule
 	inbound          []inboundConnector
@@ -88,7 +88,7 @@ func NewPolicy(c *config.SMTP, addrs map[string][]netip.Addr, pop *PopAuth, root
 		}
 		p.domains = append(p.domains, md)
 	}
-	p.trusted = peerRanges(c.TrustedNetworks, addrs)
+	p.trusted = c.TrustedNetworks.Ranges(addrs)
 	for _, u := range c.Users {
 		mu := mailUser{hash: []byte(u.PasswordHash), addrs: map[string]bool{}}
 		for _, a := range u.Addresses {
@@ -100,8 +100,8 @@ func NewPolicy(c *config.SMTP, addrs map[string][]netip.Addr, pop *PopAuth, root
 		p.exceptions[strings.ToLower(e)] = true
 	}
 	for _, ic := range c.InboundConnectors {
-		p.inbound = append(p.inbound, inboundConnector{name: ic.Name, restricted: len(ic.Networks) > 0,
-			ranges: peerRanges(ic.Networks, addrs), subject: ic.TLSClientSubject, header: ic.RequireHeader})
+		p.inbound = append(p.inbound, inboundConnector{name: ic.Name, restricted: ic.Networks.Len() > 0,
+			ranges: ic.Networks.Ranges(addrs), subject: ic.TLSClientSubject, header: ic.RequireHeader})
 	}
 	return p
 }
@@ -109,47 +109,16 @@ func NewPolicy(c *config.SMTP, addrs map[string][]netip.Addr, pop *PopAuth, root
 // HostNames lists the host names among the trusted networks and the
 // inbound connectors' networks: what NewPolicy needs resolved.
 func HostNames(c *config.SMTP) []string {
-	var out []string
-	for _, list := range append([][]string{c.TrustedNetworks}, connectorNetworks(c)...) {
-		for _, s := range list {
-			if p, err := config.ParsePeer(s); err == nil && p.Host != "" {
-				out = append(out, p.Host)
-			}
-		}
-	}
-	return out
-}
-
-func connectorNetworks(c *config.SMTP) [][]string {
-	var out [][]string
+	sets := []config.PeerSet{c.TrustedNetworks}
 	for _, ic := range c.InboundConnectors {
-		out = append(out, ic.Networks)
+		sets = append(sets, ic.Networks)
 	}
-	return out
-}
-
-// peerRanges is the address ranges of a peer list: its addresses, ranges
-// and prefixes, and what its host names resolved to (nothing for a name
-// that did not).
-func peerRanges(list []string, addrs map[string][]netip.Addr) []config.AddrRange {
-	var out []config.AddrRange
-	for _, s := range list {
-		peer, err := config.ParsePeer(s)
-		if err != nil {
-			continue // validated before
-		}
-		out = append(out, peer.Ranges...)
-		for _, a := range addrs[peer.Host] {
-			out = append(out, config.AddrRange{From: a.Unmap(), To: a.Unmap()})
-		}
-	}
-	return out
+	return config.JoinPeers(sets...).Names()
 }
 
 func inRanges(rs []config.AddrRange, a netip.Addr) bool {
-	a = a.Unmap()
 	for _, r := range rs {
-		if r.From.Compare(a) <= 0 && a.Compare(r.To) <= 0 {
+		if r.Contains(a) {
 			return true
 		}
 	}
@@ -296,17 +265,17 @@ func (p *Policy) CheckRcpt(c Client, to mailmsg.Address) (Decision, *smtp.SMTPEr
 // route picks the route of a recipient outside the managed domains: the
 // transport table, then the default route.
 func (p *Policy) route(to mailmsg.Address) string {
-	name := p.defaultRoute
+	r := p.defaultRoute
 	for _, t := range p.transport {
 		if to.InDomain(t.Domain, t.Subdomains) {
-			name = t.Connector
+			r = t.Connector
 			break
 		}
 	}
-	if name == "mx" {
+	if r.Kind == config.RouteMX {
 		return "mx:" + to.Domain
 	}
-	return "connector:" + name
+	return "connector:" + r.Name
 }
 
 // fromInside says whether the client may relay (trusted, authenticated,
@@ -356,10 +325,10 @@ func (p *Policy) HeaderRoute(h mailmsg.Header) string {
 	for _, r := range p.rules {
 		for _, v := range h.Values(r.Header) {
 			if strings.Contains(strings.ToLower(v), strings.ToLower(r.Contains)) {
-				if r.Connector == "mx" {
+				if r.Connector.Kind == config.RouteMX {
 					return "mx"
 				}
-				return "connector:" + r.Connector
+				return "connector:" + r.Connector.Name
 			}
 		}
 	}

@@ -52,10 +52,11 @@ type Options struct {
 // no one banned. A gate is made for each config and does not change; the
 // bans it records are in the service's one ban table.
 type Gate struct {
-	allowed []config.AddrRange
-	after   int
-	banFor  time.Duration
-	bans    *BanTable
+	allowed  config.PeerSet
+	resolved map[string][]netip.Addr
+	after    int
+	banFor   time.Duration
+	bans     *BanTable
 }
 
 // NewGate compiles the allowlist and the monitoring hosts into ranges;
@@ -63,30 +64,14 @@ type Gate struct {
 // them), and a name missing there admits no one. Its failures and bans go
 // into bans.
 func NewGate(c *config.Config, addrs map[string][]netip.Addr, bans *BanTable) *Gate {
-	g := &Gate{after: c.SSH.Ban.After, banFor: c.SSH.Ban.For.Duration, bans: bans}
-	for _, s := range append(append([]string(nil), c.SSH.Allow...), c.Monitoring.Hosts...) {
-		p, err := config.ParsePeer(s)
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs[p.Host] {
-			p.Ranges = append(p.Ranges, config.AddrRange{From: a.Unmap(), To: a.Unmap()})
-		}
-		g.allowed = append(g.allowed, p.Ranges...)
-	}
-	return g
+	return &Gate{allowed: config.JoinPeers(c.SSH.Allow, c.Monitoring.Hosts), resolved: addrs,
+		after: c.SSH.Ban.After, banFor: c.SSH.Ban.For.Duration, bans: bans}
 }
 
 // HostNames lists the host names on the allowlist and among the
 // monitoring hosts.
 func HostNames(c *config.Config) []string {
-	var out []string
-	for _, s := range append(append([]string(nil), c.SSH.Allow...), c.Monitoring.Hosts...) {
-		if p, err := config.ParsePeer(s); err == nil && p.Host != "" {
-			out = append(out, p.Host)
-		}
-	}
-	return out
+	return config.JoinPeers(c.SSH.Allow, c.Monitoring.Hosts).Names()
 }
 
 // Admit says whether a connection from a may proceed, and if not, why.
@@ -95,10 +80,8 @@ func (g *Gate) Admit(a netip.Addr) (bool, string) {
 	if until, ok := g.bans.bannedUntil(a); ok {
 		return false, "banned until " + until.Format(time.RFC3339)
 	}
-	for _, r := range g.allowed {
-		if r.From.Is4() == a.Is4() && !a.Less(r.From) && !r.To.Less(a) {
-			return true, ""
-		}
+	if g.allowed.Contains(a, g.resolved) {
+		return true, ""
 	}
 	return false, "not on the allowlist"
 }
@@ -312,7 +295,7 @@ func (s *server) newPolicy(ctx context.Context, c *config.Config) (*policy, time
 func newServer(ctx context.Context, c *config.Config, signer ssh.Signer, o Options) *server {
 	s := &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
 		relaySock: relay.SocketPath(filepath.Dir(o.Control)), bans: NewBanTable(), kernelBan: linuxfw.Ban,
-		names: dnsclient.NewNames(dnsclient.Lookup{ResolvConf: o.ResolvConf, Fallback: net.DefaultResolver})}
+		names: dnsclient.NewNames(dnsclient.New(o.ResolvConf))}
 	s.pol, s.nextLookup = s.newPolicy(ctx, c)
 	return s
 }
