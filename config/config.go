@@ -55,13 +55,12 @@ type VLAN struct {
 	MTU       int      `yaml:"mtu"`
 }
 
-// StaticRoute is a static route. To is a prefix, or "default" (IPv4) or
-// "default6" (IPv6).
+// StaticRoute is a static route.
 type StaticRoute struct {
-	To     string `yaml:"to"`
-	Via    string `yaml:"via"`
-	Dev    string `yaml:"dev"`    // optional: a configured interface or VLAN
-	Metric int    `yaml:"metric"` // optional
+	To     Destination `yaml:"to"`
+	Via    Addr        `yaml:"via"`
+	Dev    string      `yaml:"dev"`    // optional: a configured interface or VLAN
+	Metric int         `yaml:"metric"` // optional
 }
 
 // DNS is the resolver configuration.

@@ -234,3 +234,66 @@ func (s *PeerSet) UnmarshalYAML(ctx context.Context, node ast.Node) error {
 	}
 	return nil
 }
+
+// Addr is an IP address, such as a gateway.
+type Addr struct{ netip.Addr }
+
+// UnmarshalYAML decodes an address; one that is not is a problem at its
+// position, and decoding goes on.
+func (a *Addr) UnmarshalYAML(ctx context.Context, node ast.Node) error {
+	s, perr := scalarOrNull(node)
+	if perr != nil {
+		return perr
+	}
+	*a = Addr{}
+	if s == "" {
+		return nil
+	}
+	v, err := netip.ParseAddr(s)
+	if err != nil {
+		return invalid(ctx, node.GetToken(), "%q is not an IP address", s)
+	}
+	a.Addr = v
+	return nil
+}
+
+// MarshalYAML writes the address.
+func (a Addr) MarshalYAML() (any, error) { return a.String(), nil }
+
+// Destination is where a static route leads: a prefix, or "default"
+// (0.0.0.0/0) or "default6" (::/0).
+type Destination struct {
+	netip.Prefix // masked
+	text         string
+}
+
+// String is the destination as written.
+func (d Destination) String() string { return d.text }
+
+// UnmarshalYAML decodes a destination; one that is not is a problem at
+// its position, and decoding goes on.
+func (d *Destination) UnmarshalYAML(ctx context.Context, node ast.Node) error {
+	s, perr := scalarOrNull(node)
+	if perr != nil {
+		return perr
+	}
+	*d = Destination{text: s}
+	switch s {
+	case "":
+		return nil
+	case "default":
+		d.Prefix = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	case "default6":
+		d.Prefix = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	default:
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return invalid(ctx, node.GetToken(), "%q is not a prefix (like 10.0.0.0/8) or \"default\" / \"default6\"", s)
+		}
+		d.Prefix = p.Masked()
+	}
+	return nil
+}
+
+// MarshalYAML writes the destination as written.
+func (d Destination) MarshalYAML() (any, error) { return d.text, nil }

@@ -142,3 +142,25 @@ func TestPeerSet(t *testing.T) {
 		}
 	}
 }
+
+func TestStaticRouteValues(t *testing.T) {
+	_, _, err := Parse("f.yaml", []byte("routes:\n  - {to: 10.0.0.0/33, via: gw}\n  - {via: 192.0.2.1}\n"))
+	want := []string{
+		`f.yaml:2:10: routes[0].to: "10.0.0.0/33" is not a prefix (like 10.0.0.0/8) or "default" / "default6"`,
+		`f.yaml:2:28: routes[0].via: "gw" is not an IP address`,
+		`f.yaml:3:5: routes[1].to: "" is not a prefix (like 10.0.0.0/8) or "default" / "default6"`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("errors:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+	c, _, err := Parse("f.yaml", []byte("routes:\n  - {to: 10.1.2.3/8, via: 192.0.2.1}\n  - {to: default6, via: \"2001:db8::1\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Routes[0]; r.To.Prefix != netip.MustParsePrefix("10.0.0.0/8") || r.To.String() != "10.1.2.3/8" || r.Via.Addr != netip.MustParseAddr("192.0.2.1") {
+		t.Errorf("route %+v", r)
+	}
+	if r := c.Routes[1]; r.To.Prefix != netip.MustParsePrefix("::/0") {
+		t.Errorf("default6 is %v", r.To.Prefix)
+	}
+}

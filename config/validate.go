@@ -211,22 +211,18 @@ func (c *Config) checkRoutes(ck *checker) {
 		if r.Metric < 0 {
 			ck.errf(path+".metric", "%d is negative", r.Metric)
 		}
-		var fam4 bool
-		if r.To == "default" || r.To == "default6" {
-			fam4 = r.To == "default"
-		} else if p, err := netip.ParsePrefix(r.To); err != nil {
-			ck.errf(path+".to", "%q is not a prefix (like 10.0.0.0/8) or \"default\" / \"default6\"", r.To)
-			continue
-		} else {
-			fam4 = p.Addr().Is4()
-		}
-		via, err := netip.ParseAddr(r.Via)
-		if err != nil {
-			ck.errf(path+".via", "%q is not an IP address", r.Via)
+		// Not written at all: as if written empty (a value written
+		// wrong is named where it is decoded).
+		if !r.To.IsValid() {
+			ck.errf(path+".to", "%q is not a prefix (like 10.0.0.0/8) or \"default\" / \"default6\"", "")
 			continue
 		}
-		if via.Is4() != fam4 {
-			ck.errf(path+".via", "gateway %s is not of the same address family as %s", via, r.To)
+		if !r.Via.IsValid() {
+			ck.errf(path+".via", "%q is not an IP address", "")
+			continue
+		}
+		if r.Via.Is4() != r.To.Addr().Is4() {
+			ck.errf(path+".via", "gateway %s is not of the same address family as %s", r.Via, r.To)
 		}
 	}
 }

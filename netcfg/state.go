@@ -130,18 +130,7 @@ func Desired(c *config.Config, leases map[string]Lease) State {
 		}
 	}
 	for _, r := range c.Routes {
-		gw, _ := netip.ParseAddr(r.Via)
-		var dst netip.Prefix
-		switch r.To {
-		case "default":
-			dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
-		case "default6":
-			dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
-		default:
-			dst, _ = netip.ParsePrefix(r.To)
-			dst = dst.Masked()
-		}
-		st.Routes = append(st.Routes, Route{Dst: dst, Gw: gw, Dev: r.Dev, Metric: r.Metric})
+		st.Routes = append(st.Routes, Route{Dst: r.To.Prefix, Gw: r.Via.Addr, Dev: r.Dev, Metric: r.Metric})
 	}
 	return st
 }
