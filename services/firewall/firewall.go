@@ -93,7 +93,7 @@ func Run(ctx context.Context, o Options) error {
 	// and what was in place before (a previous run's rules, in host mode)
 	// may be wider than the config now says. Every start does it, restarts
 	// too; replies on established connections pass throughout.
-	if err := backend.Apply(linuxfw.DefaultDeny()); err != nil {
+	if err := backend.Apply(linuxfw.DefaultDeny(banSets(cfg)...)); err != nil {
 		st.LastError = err.Error()
 		o.Log.Error("firewall default deny not installed", "err", err)
 	} else {
@@ -105,7 +105,7 @@ func Run(ctx context.Context, o Options) error {
 	// /etc/hosts and the like when DNS has nothing.
 	resolver := linuxfw.DNSLookup{ResolvConf: o.ResolvConf, Fallback: net.DefaultResolver}
 	apply := func() {
-		rs, err := linuxfw.Build(ctx, cfg, paths.Table(cfg), resolver)
+		rs, err := build(ctx, cfg, resolver)
 		resolveAgain = rs.ResolveAgain
 		if err != nil {
 			st.LastError = err.Error()
@@ -117,6 +117,7 @@ func Run(ctx context.Context, o Options) error {
 			// rather than leave the appliance on the default deny, or on
 			// whatever a failed apply left.
 			rs = linuxfw.BuildLenient(ctx, cfg, paths.Table(cfg), resolver)
+			rs.BanSets = banSets(cfg)
 		} else {
 			st.LastError = ""
 		}
@@ -185,7 +186,7 @@ func Run(ctx context.Context, o Options) error {
 				// come out: for a moment both filter, which is only
 				// narrower. A build that fails (a name does not resolve)
 				// or an apply that fails keeps the old backend.
-				if rs, err := linuxfw.Build(ctx, cfg, paths.Table(cfg), resolver); err != nil {
+				if rs, err := build(ctx, cfg, resolver); err != nil {
 					backendErr = fmt.Errorf("backend not switched to %s: %w", b.Name(), err)
 				} else if err := b.Apply(rs); err != nil {
 					backendErr = fmt.Errorf("backend not switched to %s: %w", b.Name(), err)
@@ -219,6 +220,16 @@ func (s Status) Summary() string {
 		return s.Backend + ", the boot-time default deny: the config's rules are not in everywhere"
 	}
 	return s.Backend + ", neither the default deny nor the config's rules are in everywhere"
+}
+
+// build is the config's full ruleset, its ban sets included.
+func build(ctx context.Context, cfg *config.Config, r linuxfw.Resolver) (linuxfw.Ruleset, error) {
+	rs, err := linuxfw.Build(ctx, cfg, paths.Table(cfg), r)
+	if err != nil {
+		return rs, err
+	}
+	rs.BanSets = banSets(cfg)
+	return rs, nil
 }
 
 func sameRules(a, b linuxfw.Ruleset) bool {

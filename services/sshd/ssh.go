@@ -32,6 +32,7 @@ import (
 	"gatehouse/dnsclient"
 	"gatehouse/linuxfw"
 	"gatehouse/service"
+	"gatehouse/services/firewall"
 	"gatehouse/services/relay"
 )
 
@@ -273,8 +274,8 @@ type server struct {
 	relaySock string
 
 	bans *BanTable // outlives reloads
-	// kernelBan puts a ban into the firewall (linuxfw.Ban; the tests' own
-	// never touch the host's firewall).
+	// kernelBan puts a ban into the firewall's SSH ban set (linuxfw.Ban;
+	// the tests' own never touch the host's firewall).
 	kernelBan func(netip.Addr, time.Duration) error
 
 	// names keeps the allowlist's host names resolved with the
@@ -311,7 +312,7 @@ func (s *server) newPolicy(ctx context.Context, c *config.Config) (*policy, time
 
 func newServer(ctx context.Context, c *config.Config, signer ssh.Signer, o Options) *server {
 	s := &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
-		relaySock: relay.SocketPath(filepath.Dir(o.Control)), bans: NewBanTable(), kernelBan: linuxfw.Ban,
+		relaySock: relay.SocketPath(filepath.Dir(o.Control)), bans: NewBanTable(), kernelBan: func(a netip.Addr, d time.Duration) error { return linuxfw.Ban(firewall.SSHBans, a, d) },
 		names: dnsclient.NewNames(dnsclient.Lookup{ResolvConf: o.ResolvConf, Fallback: net.DefaultResolver})}
 	s.pol, s.nextLookup = s.newPolicy(ctx, c)
 	return s
@@ -430,7 +431,7 @@ func Run(ctx context.Context, o Options) error {
 // reassertBans puts the current bans missing from the kernel's set back,
 // for the time each has left.
 func reassertBans(bans *BanTable, log *slog.Logger) {
-	inKernel, err := (linuxfw.NFT{}).Bans()
+	inKernel, err := (linuxfw.NFT{}).Bans(firewall.SSHBans)
 	if err != nil {
 		return // no nftables firewall: the gate alone enforces
 	}
@@ -438,7 +439,7 @@ func reassertBans(bans *BanTable, log *slog.Logger) {
 		if _, ok := inKernel[a]; ok || left < time.Second {
 			continue
 		}
-		if err := (linuxfw.NFT{}).Ban(a, left); err == nil {
+		if err := (linuxfw.NFT{}).Ban(firewall.SSHBans, a, left); err == nil {
 			log.Info("ssh ban put back into the firewall", "source", a, "left", left.Round(time.Second))
 		}
 	}
