@@ -360,10 +360,53 @@ func (s *server) current() *policy {
 
 // Run serves until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	cfg, _, err := config.Load(o.Config)
-	if err != nil {
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	sh := &shell{o: o, fail: fail}
+	if err := service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload}, sh); err != nil {
 		return err
 	}
+	if err := context.Cause(ctx); ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+		return err // the listener failed
+	}
+	return nil
+}
+
+// shell is the service's state for service.Run: the server, once the
+// first round made it, and the config it was last given.
+type shell struct {
+	o    Options
+	fail context.CancelCauseFunc // ends the service with an error
+	s    *server
+	cfg  *config.Config
+	port int // the port listened on, from the config at start
+}
+
+// Reconcile starts the server at the first round; a new config puts its
+// policy in force for the connections accepted from then on; and host
+// names on the allowlist follow DNS without a reload (see
+// service.Reconciler).
+func (sh *shell) Reconcile(ctx context.Context, cfg *config.Config) (time.Duration, error) {
+	switch {
+	case sh.s == nil:
+		if err := sh.start(ctx, cfg); err != nil {
+			return 0, err
+		}
+	case cfg != sh.cfg:
+		sh.s.reload(ctx, cfg)
+	}
+	sh.cfg = cfg
+	return sh.s.refresh(ctx), nil
+}
+
+// Status says where the shell listens (see service.Reconciler).
+func (sh *shell) Status() service.Status {
+	return service.Status{Ready: true, Summary: fmt.Sprintf("listening on port %d", sh.port)}
+}
+
+// start makes the host key, the server and its listener, and serves.
+func (sh *shell) start(ctx context.Context, cfg *config.Config) error {
+	o := sh.o
 	signer, err := hostKey(o.KeyDir, o.Log)
 	if err != nil {
 		return fmt.Errorf("ssh: host key: %w", err)
@@ -374,28 +417,21 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("ssh: %w", err)
 	}
+	sh.s, sh.port = s, cfg.SSH.Port
 	go func() {
 		<-ctx.Done()
 		l.Close()
 	}()
 	go func() {
-		for range o.Reload {
-			if c, ok := config.Reread(o.Config, o.Log); ok {
-				s.reload(ctx, c)
-			}
-		}
-	}()
-	go func() {
-		// Host names on the allowlist follow DNS without a reload.
-		t := time.NewTimer(s.refresh(ctx))
-		defer t.Stop()
 		for {
-			select {
-			case <-ctx.Done():
+			c, err := l.Accept()
+			if err != nil {
+				if ctx.Err() == nil {
+					sh.fail(fmt.Errorf("ssh: accept: %w", err))
+				}
 				return
-			case <-t.C:
-				t.Reset(s.refresh(ctx))
 			}
+			go s.serve(c)
 		}
 	}()
 	go func() {
@@ -414,18 +450,7 @@ func Run(ctx context.Context, o Options) error {
 			reassertBans(s.bans, o.Log)
 		}
 	}()
-	o.Notify.Status(fmt.Sprintf("listening on port %d", cfg.SSH.Port))
-	o.Notify.Ready()
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("ssh: accept: %w", err)
-		}
-		go s.serve(c)
-	}
+	return nil
 }
 
 // reassertBans puts the current bans missing from the kernel's set back,
