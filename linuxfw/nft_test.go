@@ -43,7 +43,7 @@ func inNetns(t *testing.T, f func(nsName string)) {
 	netnstest.In(t, name, func() { f(name) })
 }
 
-// exampleBans is the ban set the product declares for its SSH shell (the
+// exampleBans is a ban set as the product declares one (the
 // example config's port and ban time): the golden files have its names.
 var exampleBans = BanSet{Name: "ssh", Proto: "tcp", Ports: []uint16{22}, Timeout: 15 * time.Minute}
 
