@@ -53,8 +53,12 @@ type NameStatus struct {
 }
 
 // NewNames returns an empty set that looks names up with r.
-func NewNames(r TTLLookup) *Names {
-	return &Names{r: r, now: time.Now, m: map[string]*nameEntry{}}
+func NewNames(r TTLLookup) *Names { return NewNamesAt(r, time.Now) }
+
+// NewNamesAt is NewNames on a clock of the caller's (tests make answers
+// run out with it).
+func NewNamesAt(r TTLLookup, now func() time.Time) *Names {
+	return &Names{r: r, now: now, m: map[string]*nameEntry{}}
 }
 
 // Resolve looks up those of names whose answer has run out (all of them

@@ -73,15 +73,15 @@ func NFTAvailable() error {
 	return nil
 }
 
-// Ban drops new connections from a to the SSH port for d in whichever
-// backend's firewall is installed: the nftables table's ban set, else the
-// iptables recent list.
-func Ban(a netip.Addr, d time.Duration) error {
-	nftErr := NFT{}.Ban(a, d)
+// Ban drops new connections from a to the ports of the ban set named set,
+// for d, in whichever backend's firewall is installed: the nftables
+// table's set, else the iptables recent list.
+func Ban(set string, a netip.Addr, d time.Duration) error {
+	nftErr := NFT{}.Ban(set, a, d)
 	if nftErr == nil {
 		return nil
 	}
-	if err := (IPTables{}).Ban(a, d); err != nil {
+	if err := (IPTables{}).Ban(set, a, d); err != nil {
 		return errors.Join(nftErr, err)
 	}
 	return nil

@@ -45,7 +45,6 @@ type ipFamily struct {
 	noLimit       []int  // ICMP types never rate limited
 	essential     []int  // ICMP types allowed at a bounded rate
 	peers         func(Rule) []config.AddrRange
-	banList       string // the xt_recent list of SSH bans
 	fullMask      string // as iptables-save prints a host mask
 }
 
@@ -57,7 +56,7 @@ var ipFamilies = []ipFamily{
 		// Echo and the errors path MTU discovery and traceroute need.
 		essential: []int{0, 3, 8, 11, 12},
 		peers:     func(r Rule) []config.AddrRange { return r.V4 },
-		banList:   "GATEHOUSE-SSH-BAN", fullMask: "255.255.255.255",
+		fullMask:  "255.255.255.255",
 	},
 	{
 		num: 6, af: unix.AF_INET6, name: "IPv6", proto: iptables.ProtocolIPv6, cmd: "ip6tables",
@@ -66,8 +65,8 @@ var ipFamilies = []ipFamily{
 		// Neighbour discovery: without it there is no IPv6 at all.
 		noLimit:   []int{133, 134, 135, 136},
 		essential: []int{1, 2, 3, 4, 128, 129},
-		banList:   "GATEHOUSE-SSH-BAN6", fullMask: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-		peers: func(r Rule) []config.AddrRange { return r.V6 },
+		fullMask:  "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+		peers:     func(r Rule) []config.AddrRange { return r.V6 },
 	},
 }
 
@@ -98,6 +97,9 @@ func IPTablesAvailable() error {
 // time (the firewall service): placing the jumps reads the built-in chains
 // and then changes them.
 func (IPTables) Apply(rs Ruleset) error {
+	if err := checkBanSets(rs); err != nil {
+		return err
+	}
 	var errs []error
 	for _, f := range ipFamilies {
 		if !haveFamily(f) {
@@ -255,14 +257,16 @@ func (IPTables) Show() (string, error) {
 	return b.String(), nil
 }
 
-// Ban drops new connections from a to the SSH port for the ban time the
-// installed rule names (ssh.ban.for; d is that time, as the gate has it):
-// an entry in the kernel's recent list, renewed by banning again.
-func (IPTables) Ban(a netip.Addr, d time.Duration) error {
+// Ban drops new connections from a to the ports of the ban set named set
+// for the ban set's Timeout, which the installed rule checks (d is that
+// time, as the banning service has it): an entry in the kernel's recent
+// list, renewed by banning again.
+func (IPTables) Ban(set string, a netip.Addr, d time.Duration) error {
 	a = a.Unmap()
-	list := ipFamilies[0].banList
+	lists := BanSet{Name: set}.recentLists()
+	list := lists[0]
 	if a.Is6() {
-		list = ipFamilies[1].banList
+		list = lists[1]
 	}
 	// thread-self: /proc/net is the main thread's namespace, and a
 	// caller may run in another (the tests do).
@@ -300,13 +304,19 @@ func renderFamily(rs Ruleset, f ipFamily) string {
 
 	const in = "GATEHOUSE-INPUT"
 	w.common(in, "-i")
-	if rs.SSHPort != 0 {
-		// SSH bans: the shell writes a banned source into the kernel's
-		// recent list (IPTables.Ban); the list outlives refills of the
-		// chain, and a source stays dropped for ban.for after its entry.
-		secs := max(int((rs.SSHBanFor+time.Second-1)/time.Second), 1)
-		w.rule(in, fmt.Sprintf("-p tcp -m tcp --dport %d -m recent --rcheck --seconds %d --name %s --mask %s --rsource -j DROP",
-			rs.SSHPort, secs, w.f.banList, w.f.fullMask))
+	for _, bs := range rs.BanSets {
+		// A banning service writes the source into the kernel's recent
+		// list (IPTables.Ban); the list outlives refills of the chain, and
+		// a source stays dropped for the set's Timeout after its entry.
+		secs := max(int((bs.Timeout+time.Second-1)/time.Second), 1)
+		list := bs.recentLists()[0]
+		if f.num == 6 {
+			list = bs.recentLists()[1]
+		}
+		for _, p := range bs.Ports {
+			w.rule(in, fmt.Sprintf("-p %s -m %s --dport %d -m recent --rcheck --seconds %d --name %s --mask %s --rsource -j DROP",
+				bs.Proto, bs.Proto, p, secs, list, w.f.fullMask))
+		}
 	}
 	if rs.DHCPClient {
 		// In both families, as the nftables backend's inet rule is.

@@ -23,7 +23,7 @@ import (
 // The iptables-restore input for each family, against golden files: the
 // example config's, and the boot-time default deny.
 func TestGoldenIPTablesRuleset(t *testing.T) {
-	for name, rs := range map[string]Ruleset{"example": exampleRuleset(t), "default-deny": DefaultDeny()} {
+	for name, rs := range map[string]Ruleset{"example": exampleRuleset(t), "default-deny": DefaultDeny(exampleBans)} {
 		checkIPTablesGolden(t, rs, name)
 	}
 	if got := RenderIPTables(exampleRuleset(t), 5); got != "" {
@@ -138,13 +138,13 @@ func TestIPTablesApplyAndRemove(t *testing.T) {
 		t.Skip(err)
 	}
 	rs := exampleRuleset(t)
-	// The same without the first inbound path (ssh from the admins), and
+	// The same without the first inbound path (port 22 from the admins), and
 	// with open egress.
 	fewer := rs
 	fewer.In = slices.Clone(rs.In[1:])
 	fewer.RestrictEgress = false
 	if rs.In[0].Ports[0].From != 22 {
-		t.Fatalf("the example's first inbound path is not ssh: %+v", rs.In[0])
+		t.Fatalf("the example's first inbound path is not to port 22: %+v", rs.In[0])
 	}
 
 	inNetns(t, func(ns string) {
@@ -204,7 +204,7 @@ func TestIPTablesApplyAndRemove(t *testing.T) {
 		t.Logf("first Apply: %v", time.Since(start))
 		check(rs)
 		if !strings.Contains(save("iptables-save"), "--dport 22 -j ACCEPT") {
-			t.Error("no ssh rule")
+			t.Error("no rule for port 22")
 		}
 
 		// The same again changes nothing.
@@ -226,7 +226,7 @@ func TestIPTablesApplyAndRemove(t *testing.T) {
 		check(fewer)
 		got := save("iptables-save")
 		if strings.Contains(got, "--dport 22 -j ACCEPT") {
-			t.Errorf("ssh rule still there:\n%s", got)
+			t.Errorf("rule for port 22 still there:\n%s", got)
 		}
 		if strings.Contains(got, "-A GATEHOUSE-OUTPUT") {
 			t.Errorf("open egress, yet output rules:\n%s", got)
@@ -298,7 +298,7 @@ func TestIPTablesRemoveNothing(t *testing.T) {
 	})
 }
 
-// An SSH ban goes into the kernel's recent list, which the rule checks,
+// A ban goes into the kernel's recent list, which the rule checks,
 // and outlives the chain's refill; Ban finds the iptables firewall when
 // there is no nftables table.
 func TestIPTablesBan(t *testing.T) {
@@ -307,16 +307,17 @@ func TestIPTablesBan(t *testing.T) {
 		if err := (IPTables{}).Apply(rs); err != nil {
 			t.Fatal(err)
 		}
-		if err := Ban(netip.MustParseAddr("203.0.113.9"), time.Hour); err != nil {
+		if err := Ban(exampleBans.Name, netip.MustParseAddr("203.0.113.9"), time.Hour); err != nil {
 			t.Fatal(err)
 		}
-		if err := Ban(netip.MustParseAddr("2001:db8::9"), time.Hour); err != nil {
+		if err := Ban(exampleBans.Name, netip.MustParseAddr("2001:db8::9"), time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		if err := (IPTables{}).Apply(rs); err != nil {
 			t.Fatal(err)
 		}
-		for list, want := range map[string]string{"GATEHOUSE-SSH-BAN": "src=203.0.113.9 ", "GATEHOUSE-SSH-BAN6": "src=2001:0db8:0000:0000:0000:0000:0000:0009 "} {
+		lists := exampleBans.recentLists()
+		for list, want := range map[string]string{lists[0]: "src=203.0.113.9 ", lists[1]: "src=2001:0db8:0000:0000:0000:0000:0000:0009 "} {
 			b, err := os.ReadFile("/proc/thread-self/net/xt_recent/" + list)
 			if err != nil || !strings.Contains(string(b), want) {
 				t.Errorf("%s after a re-apply: %v\n%s", list, err, b)

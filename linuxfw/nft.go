@@ -27,21 +27,29 @@ type NFT struct{}
 // kernel swaps old for new atomically, so there is no moment with no
 // rules, or half of them.
 func (NFT) Apply(rs Ruleset) error {
+	if err := checkBanSets(rs); err != nil {
+		return err
+	}
 	c, err := nftables.New(nftables.WithSockOptions(bigBuffers))
 	if err != nil {
 		return fmt.Errorf("firewall: nftables: %w", err)
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
-	// The SSH shell's bans live in the table; they must outlive the
-	// table's replacement, with the time they have left.
-	bans := currentBans(c, t)
+	// Bans live in the table's sets; they must outlive the table's
+	// replacement, with the time they have left.
+	bans := map[string][]nftables.SetElement{}
+	for _, bs := range rs.BanSets {
+		for _, name := range bs.nftSets() {
+			bans[name] = currentBans(c, t, name)
+		}
+	}
 	// Add (a no-op if it exists), delete, add: one batch that works
 	// whether or not the table was there.
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
 	b := &builder{c: c, t: t}
-	b.banSets(bans)
+	b.banSets(rs.BanSets, bans)
 	b.input(rs)
 	b.output(rs)
 	b.forward()
@@ -92,7 +100,7 @@ type builder struct {
 	c    *nftables.Conn
 	t    *nftables.Table
 	sets int
-	bans [2]*nftables.Set // IPv4, IPv6
+	bans map[string]*nftables.Set // by name
 	err  error
 }
 
@@ -112,9 +120,15 @@ func (b *builder) rule(ch *nftables.Chain, exprs ...[]expr.Any) {
 func (b *builder) input(rs Ruleset) {
 	ch := b.chain("input", nftables.ChainHookInput, nftables.ChainPolicyDrop)
 	b.common(ch, "iifname", rs.Boot)
-	if rs.SSHPort != 0 {
-		for fam, set := range b.bans {
-			b.rule(ch, family(fam), saddr(fam), lookup(set), l4(unix.IPPROTO_TCP), port(2, rs.SSHPort), counter(), drop())
+	for _, bs := range rs.BanSets {
+		proto := byte(unix.IPPROTO_TCP)
+		if bs.Proto == "udp" {
+			proto = unix.IPPROTO_UDP
+		}
+		for _, p := range bs.Ports {
+			for fam, name := range bs.nftSets() {
+				b.rule(ch, family(fam), saddr(fam), lookup(b.bans[name]), l4(proto), port(2, p), counter(), drop())
+			}
 		}
 	}
 	if rs.DHCPClient {
@@ -239,59 +253,59 @@ func (b *builder) peers(ranges []config.AddrRange, any bool, fam int, off uint32
 	}
 }
 
-// Ban set names, IPv4 and IPv6.
-var banSetNames = [2]string{"ssh_ban4", "ssh_ban6"}
-
-// banSets adds the two ban sets, elements with a timeout each, holding
-// what was banned before.
-func (b *builder) banSets(carried [2][]nftables.SetElement) {
-	for fam, name := range banSetNames {
-		kt := nftables.TypeIPAddr
-		if fam == 1 {
-			kt = nftables.TypeIP6Addr
+// banSets adds two sets per ban set, IPv4 and IPv6, elements with a
+// timeout each, holding what was banned before.
+func (b *builder) banSets(sets []BanSet, carried map[string][]nftables.SetElement) {
+	b.bans = map[string]*nftables.Set{}
+	for _, bs := range sets {
+		for fam, name := range bs.nftSets() {
+			kt := nftables.TypeIPAddr
+			if fam == 1 {
+				kt = nftables.TypeIP6Addr
+			}
+			s := &nftables.Set{Table: b.t, Name: name, KeyType: kt, HasTimeout: true}
+			if err := b.c.AddSet(s, carried[name]); err != nil && b.err == nil {
+				b.err = fmt.Errorf("firewall: set %s: %w", name, err)
+			}
+			b.bans[name] = s
 		}
-		s := &nftables.Set{Table: b.t, Name: name, KeyType: kt, HasTimeout: true}
-		if err := b.c.AddSet(s, carried[fam]); err != nil && b.err == nil {
-			b.err = fmt.Errorf("firewall: set %s: %w", name, err)
-		}
-		b.bans[fam] = s
 	}
 }
 
-// currentBans reads the ban sets' elements with the time each has left;
-// none when the table is not there yet.
-func currentBans(c *nftables.Conn, t *nftables.Table) [2][]nftables.SetElement {
-	var out [2][]nftables.SetElement
-	for fam, name := range banSetNames {
-		s, err := c.GetSetByName(t, name)
-		if err != nil {
-			continue
-		}
-		elems, err := c.GetSetElements(s)
-		if err != nil {
-			continue
-		}
-		for _, e := range elems {
-			if e.Expires > time.Second {
-				out[fam] = append(out[fam], nftables.SetElement{Key: e.Key, Timeout: e.Expires})
-			}
+// currentBans reads the elements of the ban set named name with the time
+// each has left; none when the table or the set is not there yet.
+func currentBans(c *nftables.Conn, t *nftables.Table, name string) []nftables.SetElement {
+	s, err := c.GetSetByName(t, name)
+	if err != nil {
+		return nil
+	}
+	elems, err := c.GetSetElements(s)
+	if err != nil {
+		return nil
+	}
+	var out []nftables.SetElement
+	for _, e := range elems {
+		if e.Expires > time.Second {
+			out = append(out, nftables.SetElement{Key: e.Key, Timeout: e.Expires})
 		}
 	}
 	return out
 }
 
-// Ban drops new connections from a to the SSH port for d, in the
-// kernel, before they reach the shell. The element expires by itself.
-func (NFT) Ban(a netip.Addr, d time.Duration) error {
+// Ban drops new connections from a to the ports of the ban set named set
+// for d, in the kernel, before they reach the service. The element expires
+// by itself.
+func (NFT) Ban(set string, a netip.Addr, d time.Duration) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("firewall: ban %s: %w", a, err)
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
 	a = a.Unmap()
-	name := banSetNames[0]
+	names := BanSet{Name: set}.nftSets()
+	name := names[0]
 	if a.Is6() {
-		name = banSetNames[1]
+		name = names[1]
 	}
 	s, err := c.GetSetByName(t, name)
 	if err != nil {
@@ -311,16 +325,17 @@ func (NFT) Ban(a netip.Addr, d time.Duration) error {
 	return nil
 }
 
-// Bans lists the sources banned in the kernel and the time left for each.
-func (NFT) Bans() (map[netip.Addr]time.Duration, error) {
+// Bans lists the sources banned in the ban set named set and the time
+// left for each.
+func (NFT) Bans(set string) (map[netip.Addr]time.Duration, error) {
 	c, err := nftables.New()
 	if err != nil {
 		return nil, err
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
 	out := map[netip.Addr]time.Duration{}
-	for _, elems := range currentBans(c, t) {
-		for _, e := range elems {
+	for _, name := range (BanSet{Name: set}).nftSets() {
+		for _, e := range currentBans(c, t, name) {
 			if a, ok := netip.AddrFromSlice(e.Key); ok {
 				out[a] = e.Timeout
 			}

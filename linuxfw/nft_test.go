@@ -53,6 +53,10 @@ func inNetns(t *testing.T, f func(nsName string)) {
 	netnstest.In(t, name, func() { f(name) })
 }
 
+// exampleBans is a ban set as the product declares one (the
+// example config's port and ban time): the golden files have its names.
+var exampleBans = BanSet{Name: "ssh", Proto: "tcp", Ports: []uint16{22}, Timeout: 15 * time.Minute}
+
 func exampleRuleset(t *testing.T) Ruleset {
 	t.Helper()
 	c, _, err := config.Load("../config/example.yaml")
@@ -68,6 +72,7 @@ func exampleRuleset(t *testing.T) Ruleset {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rs.BanSets = []BanSet{exampleBans}
 	return rs
 }
 
@@ -90,7 +95,7 @@ func TestGoldenNftRuleset(t *testing.T) {
 // config's ruleset then replaces it in the same table, leaving nothing of it.
 func TestGoldenNftDefaultDeny(t *testing.T) {
 	inNetns(t, func(ns string) {
-		if err := (NFT{}).Apply(DefaultDeny()); err != nil {
+		if err := (NFT{}).Apply(DefaultDeny(exampleBans)); err != nil {
 			t.Fatal(err)
 		}
 		checkNftGolden(t, ns, "default-deny.nft")

@@ -15,14 +15,13 @@ import (
 // rule for rule and element for element.
 func TestShowMatchesNft(t *testing.T) {
 	rs := exampleRuleset(t)
-	rs.SSHPort = 22
 	rs.In = append(rs.In, Rule{Function: "ping from monitoring", Proto: "icmp",
 		V4: []config.AddrRange{{From: netip.MustParseAddr("192.0.2.0"), To: netip.MustParseAddr("192.0.2.255")}}})
 	inNetns(t, func(ns string) {
 		if err := (NFT{}).Apply(rs); err != nil {
 			t.Fatal(err)
 		}
-		if err := (NFT{}).Ban(netip.MustParseAddr("203.0.113.9"), time.Hour); err != nil {
+		if err := (NFT{}).Ban(exampleBans.Name, netip.MustParseAddr("203.0.113.9"), time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		got, err := NFT{}.Show()
@@ -41,7 +40,7 @@ func TestShowMatchesNft(t *testing.T) {
 		if norm(got) != norm(string(out)) {
 			t.Errorf("Show differs from nft list table:\n--- Show\n%s\n--- nft\n%s", got, out)
 		}
-		for _, want := range []string{"ip saddr @ssh_ban4 tcp dport 22 counter", "203.0.113.9 timeout 1h expires", "ip saddr @peers"} {
+		for _, want := range []string{"ip saddr @" + exampleBans.nftSets()[0] + " tcp dport 22 counter", "203.0.113.9 timeout 1h expires", "ip saddr @peers"} {
 			if !strings.Contains(got, want) {
 				t.Errorf("Show lacks %q", want)
 			}
@@ -53,7 +52,6 @@ func TestShowMatchesNft(t *testing.T) {
 // it had left, can be renewed, and runs out by itself.
 func TestBansOutliveReplace(t *testing.T) {
 	rs := exampleRuleset(t)
-	rs.SSHPort = 22
 	inNetns(t, func(string) {
 		if err := (NFT{}).Apply(rs); err != nil {
 			t.Fatal(err)
@@ -63,7 +61,7 @@ func TestBansOutliveReplace(t *testing.T) {
 			a netip.Addr
 			d time.Duration
 		}{{v4, time.Hour}, {v6, time.Hour}, {v4, 2 * time.Hour}, {short, 1500 * time.Millisecond}} {
-			if err := (NFT{}).Ban(b.a, b.d); err != nil {
+			if err := (NFT{}).Ban(exampleBans.Name, b.a, b.d); err != nil {
 				t.Fatalf("ban %s: %v", b.a, err)
 			}
 		}
@@ -71,7 +69,7 @@ func TestBansOutliveReplace(t *testing.T) {
 		if err := (NFT{}).Apply(rs); err != nil {
 			t.Fatal(err)
 		}
-		bans, err := NFT{}.Bans()
+		bans, err := NFT{}.Bans(exampleBans.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +83,7 @@ func TestBansOutliveReplace(t *testing.T) {
 			t.Errorf("short ban lost in the replace: %v", bans)
 		}
 		time.Sleep(2 * time.Second)
-		if bans, _ := (NFT{}).Bans(); len(bans) != 2 {
+		if bans, _ := (NFT{}).Bans(exampleBans.Name); len(bans) != 2 {
 			t.Errorf("after the short ban ran out: %v", bans)
 		}
 	})

@@ -1,7 +1,9 @@
-// Package service is what every appliance service shares with the
-// supervisor that runs it: the notify protocol (ready, one-line status,
-// conditions, detail as JSON) spoken over the pipe on fd 3. It imports
-// nothing of the appliance, so services need not import PID 1's packages.
+// Package service is what every appliance service shares: the notify
+// protocol (ready, one-line status, conditions, detail as JSON) spoken to
+// the supervisor over the pipe on fd 3, and the loop that reads the
+// config, converges and waits for a reload (Run). It imports nothing of
+// the appliance but its config, so services need not import PID 1's
+// packages.
 package service
 
 import (

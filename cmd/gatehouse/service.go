@@ -102,7 +102,7 @@ func cmdService(args []string, stdout io.Writer) error {
 		if *onAppliance {
 			resolv = "/etc/resolv.conf"
 		}
-		return firewall.Run(ctx, firewall.Options{Config: *cfg, ResolvConf: resolv, Log: log, Notify: n, Reload: reload})
+		return firewall.Run(ctx, firewall.Options{Config: *cfg, RunDir: *run, ResolvConf: resolv, Log: log, Notify: n, Reload: reload})
 	case "ntp":
 		return ntp.Run(ctx, ntp.Options{Config: *cfg, RunDir: *run, SetClock: *onAppliance, MinPoll: max(*ntpPoll, time.Second), Log: log, Notify: n, Reload: reload})
 	}

@@ -1,8 +1,9 @@
 // Package firewall is the firewall service: it puts a default deny in place
 // at once, then builds the appliance's packet filter from the
 // communication-path table, installs it atomically, re-resolves host-name
-// peers, and re-applies on SIGHUP. Stopping the service leaves the rules in
-// place: a crash must never open the box.
+// peers, and re-applies on SIGHUP. It answers on its socket with the rules
+// as the kernel has them (QueryRules). Stopping the service leaves the
+// rules in place: a crash must never open the box.
 package firewall
 
 import (
@@ -13,6 +14,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"gatehouse/config"
@@ -23,7 +25,7 @@ import (
 )
 
 // DefaultDenyCondition holds once a default-deny filter is in place in
-// every family: the boot-time one (firewall.DefaultDeny) or the config's.
+// every family: the boot-time one (linuxfw.DefaultDeny) or the config's.
 // The services that configure the network and ask out wait for it; those
 // that listen wait for the service to be ready, which it is once the
 // config's full ruleset is in.
@@ -32,6 +34,7 @@ const DefaultDenyCondition = "firewall-default-deny"
 // Options configure the service.
 type Options struct {
 	Config     string
+	RunDir     string // where the service's socket is made (SocketPath); "" makes none
 	ResolvConf string // the DNS servers to ask for host-name peers
 	Log        *slog.Logger
 	Notify     *service.Notifier
@@ -58,155 +61,228 @@ type Status struct {
 
 // Run keeps the firewall in line with the config until ctx ends. It is
 // ready once the config's full ruleset is in, in every family; until then
-// it retries every 10 s, and whatever it did put in stays.
+// it retries every 10 s, and whatever it did put in stays. Stopping leaves
+// the rules in place.
 func Run(ctx context.Context, o Options) error {
-	cfg, _, err := config.Load(o.Config)
-	if err != nil {
-		return err
+	// Names are asked of the DNS servers directly, for the answers' TTLs;
+	// /etc/hosts and the like when DNS has nothing.
+	f := newFirewall(o.Log, o.Notify.Condition, dnsclient.NewNames(dnsclient.New(o.ResolvConf)), linuxfw.Select)
+	if o.RunDir != "" {
+		go func() {
+			// Only the display of the rules depends on the socket: the
+			// filter goes in without it.
+			if err := f.serve(ctx, SocketPath(o.RunDir)); err != nil {
+				o.Log.Error("firewall socket not served", "err", err)
+			}
+		}()
 	}
-	var backendErr error // the config asks for a backend this system lacks
-	backend, err := linuxfw.Select(cfg.Firewall.Backend)
+	return service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload}, f)
+}
+
+// Firewall is the service's state: the backend in use, what it installed,
+// what the service reports. Its Reconcile puts a default deny in place at
+// the first round, then the config's ruleset at every round; a new config
+// may switch the backend.
+type Firewall struct {
+	log *slog.Logger
+	// condition says that a condition holds (Notifier.Condition): the
+	// default deny does, before the service is ready.
+	condition func(name string) error
+	resolver  *dnsclient.Names
+	now       func() time.Time                           // the resolver's clock
+	choose    func(pref string) (linuxfw.Backend, error) // linuxfw.Select
+
+	cfg        *config.Config // the config in force
+	backendErr error          // the config asks for a backend this system lacks
+	// The full ruleset in place in every family; nil while not, or not
+	// known (an apply failed in one family and went in in another).
+	installed    *linuxfw.Ruleset
+	resolveAgain time.Time
+	denied       bool
+
+	mu      sync.Mutex // the socket reads the backend and the status
+	backend linuxfw.Backend
+	st      Status
+}
+
+func newFirewall(log *slog.Logger, condition func(string) error, names *dnsclient.Names, choose func(string) (linuxfw.Backend, error)) *Firewall {
+	return &Firewall{log: log, condition: condition, resolver: names, choose: choose, now: time.Now}
+}
+
+// Reconcile converges the kernel's rules on cfg (see service.Reconciler).
+// Only a system with no backend at all is an error: every other failure
+// is in the status, and the next round, in 10 s at most, tries again.
+func (f *Firewall) Reconcile(ctx context.Context, cfg *config.Config) (time.Duration, error) {
+	switch {
+	case f.backend == nil:
+		f.cfg = cfg
+		if err := f.start(); err != nil {
+			return 0, err
+		}
+	case cfg != f.cfg:
+		f.cfg = cfg
+		f.switchBackend(ctx)
+	}
+	f.apply(ctx)
+	if f.installed != nil {
+		f.deny() // the config's ruleset denies by default too
+	}
+	// Host names are looked up again when their answers run out (often
+	// while something is wrong); without names, every few minutes anyway.
+	wait := 5 * time.Minute
+	if !f.resolveAgain.IsZero() {
+		wait = max(f.resolveAgain.Sub(f.now()), time.Second) // a name's answer runs out
+	}
+	if f.status().LastError != "" {
+		wait = min(wait, 10*time.Second)
+	}
+	return wait, nil
+}
+
+// start chooses the backend and puts the default deny in place.
+func (f *Firewall) start() error {
+	backend, err := f.choose(f.cfg.Firewall.Backend)
 	if err != nil {
 		// Never no filter at all: what auto finds, and the reason in the
 		// status (an appliance image has no iptables programs).
-		auto, aerr := linuxfw.Select("auto")
+		auto, aerr := f.choose("auto")
 		if aerr != nil {
 			return errors.Join(err, aerr)
 		}
-		backendErr = fmt.Errorf("backend %s not available, %s used: %w", cfg.Firewall.Backend, auto.Name(), err)
-		o.Log.Error("firewall backend not available", "wanted", cfg.Firewall.Backend, "used", auto.Name(), "err", err)
+		f.backendErr = fmt.Errorf("backend %s not available, %s used: %w", f.cfg.Firewall.Backend, auto.Name(), err)
+		f.log.Error("firewall backend not available", "wanted", f.cfg.Firewall.Backend, "used", auto.Name(), "err", err)
 		backend = auto
 	}
-	// The full ruleset in place in every family; nil while not, or not
-	// known (an apply failed in one family and went in in another).
-	var installed *linuxfw.Ruleset
-	var resolveAgain time.Time
-	st := Status{Backend: backend.Name()}
-	denied, ready := false, false
-	deny := func() { // a default deny is in, in every family
-		if !denied {
-			denied = true
-			o.Notify.Condition(DefaultDenyCondition)
-		}
-	}
+	f.mu.Lock()
+	f.backend = backend
+	f.st = Status{Backend: backend.Name()}
+	f.mu.Unlock()
 	// Default deny first: building the config's ruleset may wait on DNS,
 	// and what was in place before (a previous run's rules, in host mode)
 	// may be wider than the config now says. Every start does it, restarts
-	// too; replies on established connections pass throughout.
-	if err := backend.Apply(linuxfw.DefaultDeny()); err != nil {
-		st.LastError = err.Error()
-		o.Log.Error("firewall default deny not installed", "err", err)
-	} else {
-		st.Ruleset = "default-deny"
-		o.Log.Info("firewall default deny installed")
-		deny()
+	// too; replies on established connections pass throughout. The ban
+	// sets go in with it, so that bans outlive a restart.
+	if err := backend.Apply(linuxfw.DefaultDeny(banSets(f.cfg)...)); err != nil {
+		f.update(func(st *Status) { st.LastError = err.Error() })
+		f.log.Error("firewall default deny not installed", "err", err)
+		return nil
 	}
-	// Names are asked of the DNS servers directly, for the answers' TTLs;
-	// /etc/hosts and the like when DNS has nothing.
-	resolver := dnsclient.NewNames(dnsclient.New(o.ResolvConf))
-	apply := func() {
-		rs, err := linuxfw.Build(ctx, cfg, paths.Table(cfg), resolver)
-		resolveAgain = rs.ResolveAgain
-		if err != nil {
-			st.LastError = err.Error()
-			o.Log.Error("firewall not rebuilt", "err", err)
-			if installed != nil {
-				return // keep what is in place
-			}
-			// The full ruleset is not in place: install what does resolve
-			// rather than leave the appliance on the default deny, or on
-			// whatever a failed apply left.
-			rs = linuxfw.BuildLenient(ctx, cfg, paths.Table(cfg), resolver)
-		} else {
-			st.LastError = ""
+	f.update(func(st *Status) { st.Ruleset = "default-deny" })
+	f.log.Info("firewall default deny installed")
+	f.deny()
+	return nil
+}
+
+// deny says that a default deny is in, in every family.
+func (f *Firewall) deny() {
+	if !f.denied {
+		f.denied = true
+		f.condition(DefaultDenyCondition)
+	}
+}
+
+// switchBackend moves the rules to the backend a new config asks for. The
+// new backend's full rules go in before the old ones come out: for a
+// moment both filter, which is only narrower. A build that fails (a name
+// does not resolve) or an apply that fails keeps the old backend.
+func (f *Firewall) switchBackend(ctx context.Context) {
+	f.backendErr = nil
+	want := f.cfg.Firewall.Backend
+	b, err := f.choose(want)
+	if err != nil {
+		f.backendErr = fmt.Errorf("backend %s not available, %s kept: %w", want, f.backend.Name(), err)
+		f.log.Error("firewall backend not changed", "err", err)
+		return
+	}
+	if b.Name() == f.backend.Name() {
+		return
+	}
+	rs, err := build(ctx, f.cfg, f.resolver)
+	if err == nil {
+		if err = b.Apply(rs); err != nil {
+			b.Remove() // what of it went in
 		}
-		if backendErr != nil {
-			st.LastError = strings.TrimSuffix(backendErr.Error()+"; "+st.LastError, "; ")
-		}
-		if installed != nil && sameRules(*installed, rs) {
-			return // nothing changed: no write at all
-		}
-		if err := backend.Apply(rs); err != nil {
-			// One family may have taken it and another not (iptables):
-			// what is in place is no longer known, and the next round
-			// applies again.
-			installed = nil
-			st.LastError = strings.TrimSuffix(err.Error()+"; "+st.LastError, "; ")
-			o.Log.Error("firewall not applied", "err", err)
-			return
-		}
-		installed = &rs
+	}
+	if err != nil {
+		f.backendErr = fmt.Errorf("backend not switched to %s: %w", b.Name(), err)
+		f.log.Error("firewall backend not changed", "err", f.backendErr)
+		return
+	}
+	if err := f.backend.Remove(); err != nil {
+		f.log.Warn("firewall: old backend's rules not removed", "backend", f.backend.Name(), "err", err)
+	}
+	f.installed = &rs
+	f.mu.Lock()
+	f.backend = b
+	f.st.Backend, f.st.Ruleset, f.st.Applied, f.st.Applies = b.Name(), "config", time.Now(), f.st.Applies+1
+	f.mu.Unlock()
+	f.log.Info("firewall backend switched", "backend", b.Name())
+}
+
+// apply builds the config's ruleset and installs it unless it is in place.
+func (f *Firewall) apply(ctx context.Context) {
+	rs, err := build(ctx, f.cfg, f.resolver)
+	f.resolveAgain = rs.ResolveAgain
+	if err != nil {
+		f.update(func(st *Status) { st.LastError = err.Error() })
+		f.log.Error("firewall not rebuilt", "err", err)
+		// Install what does resolve: a name DNS says has no address
+		// matches no one (the resolver keeps the last good answer when
+		// DNS merely fails to answer), and the rules are never wider
+		// than the config. On a first install this also beats staying
+		// on the default deny.
+		rs = linuxfw.BuildLenient(ctx, f.cfg, paths.Table(f.cfg), f.resolver)
+		rs.BanSets = banSets(f.cfg)
+	} else {
+		f.update(func(st *Status) { st.LastError = "" })
+	}
+	if f.backendErr != nil {
+		f.update(func(st *Status) { st.LastError = strings.TrimSuffix(f.backendErr.Error()+"; "+st.LastError, "; ") })
+	}
+	if f.installed != nil && sameRules(*f.installed, rs) {
+		return // nothing changed: no write at all
+	}
+	if err := f.backend.Apply(rs); err != nil {
+		// One family may have taken it and another not (iptables):
+		// what is in place is no longer known, and the next round
+		// applies again.
+		f.installed = nil
+		f.update(func(st *Status) { st.LastError = strings.TrimSuffix(err.Error()+"; "+st.LastError, "; ") })
+		f.log.Error("firewall not applied", "err", err)
+		return
+	}
+	f.installed = &rs
+	f.update(func(st *Status) {
 		st.Ruleset = "config"
 		st.Applied, st.ResolvedAt, st.Applies = time.Now(), rs.ResolvedAt, st.Applies+1
-		st.In, st.Out, st.Egress = describe(rs.In), describe(rs.Out), cfg.Firewall.Egress
-		o.Log.Info("firewall applied", "in", len(rs.In), "out", len(rs.Out), "egress", cfg.Firewall.Egress)
+		st.In, st.Out, st.Egress = describe(rs.In), describe(rs.Out), f.cfg.Firewall.Egress
+	})
+	f.log.Info("firewall applied", "in", len(rs.In), "out", len(rs.Out), "egress", f.cfg.Firewall.Egress)
+}
+
+func (f *Firewall) update(change func(*Status)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	change(&f.st)
+}
+
+func (f *Firewall) status() Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.st
+	st.NextLookup = f.resolveAgain
+	return st
+}
+
+// Status reports what is in place (see service.Reconciler): ready once
+// the config's full ruleset is.
+func (f *Firewall) Status() service.Status {
+	st := f.status()
+	msg := st.Summary()
+	if st.LastError != "" {
+		msg += "; ERROR: " + st.LastError
 	}
-	publish := func() {
-		st.NextLookup = resolveAgain
-		o.Notify.Detail(st)
-		msg := st.Summary()
-		if st.LastError != "" {
-			msg += "; ERROR: " + st.LastError
-		}
-		o.Notify.Status(msg)
-		if installed != nil && !ready {
-			deny() // the config's ruleset denies by default too
-			ready = true
-			o.Notify.Ready()
-		}
-	}
-	apply()
-	publish()
-	// Host names are looked up again when their answers run out (often
-	// while something is wrong); without names, every few minutes anyway.
-	for {
-		wait := 5 * time.Minute
-		if !resolveAgain.IsZero() {
-			wait = max(time.Until(resolveAgain), time.Second) // a name's answer runs out
-		}
-		if st.LastError != "" {
-			wait = min(wait, 10*time.Second)
-		}
-		select {
-		case <-ctx.Done():
-			return nil // the rules stay
-		case <-o.Reload:
-			c, ok := config.Reread(o.Config, o.Log)
-			if !ok {
-				continue
-			}
-			cfg = c
-			backendErr = nil
-			if b, err := linuxfw.Select(c.Firewall.Backend); err != nil {
-				backendErr = fmt.Errorf("backend %s not available, %s kept: %w", c.Firewall.Backend, backend.Name(), err)
-				o.Log.Error("firewall backend not changed", "err", err)
-			} else if b.Name() != backend.Name() {
-				// The new backend's full rules go in before the old ones
-				// come out: for a moment both filter, which is only
-				// narrower. A build that fails (a name does not resolve)
-				// or an apply that fails keeps the old backend.
-				if rs, err := linuxfw.Build(ctx, cfg, paths.Table(cfg), resolver); err != nil {
-					backendErr = fmt.Errorf("backend not switched to %s: %w", b.Name(), err)
-				} else if err := b.Apply(rs); err != nil {
-					backendErr = fmt.Errorf("backend not switched to %s: %w", b.Name(), err)
-					b.Remove() // what of it went in
-				} else {
-					if err := backend.Remove(); err != nil {
-						o.Log.Warn("firewall: old backend's rules not removed", "backend", backend.Name(), "err", err)
-					}
-					backend, installed = b, &rs
-					st.Backend, st.Ruleset, st.Applied, st.Applies = backend.Name(), "config", time.Now(), st.Applies+1
-					o.Log.Info("firewall backend switched", "backend", backend.Name())
-				}
-				if backendErr != nil {
-					o.Log.Error("firewall backend not changed", "err", backendErr)
-				}
-			}
-		case <-time.After(wait):
-		}
-		apply()
-		publish()
-	}
+	return service.Status{Ready: f.installed != nil, Summary: msg, Detail: st}
 }
 
 // Summary says in one line what is in place (the error aside), for the
@@ -219,6 +295,16 @@ func (s Status) Summary() string {
 		return s.Backend + ", the boot-time default deny: the config's rules are not in everywhere"
 	}
 	return s.Backend + ", neither the default deny nor the config's rules are in everywhere"
+}
+
+// build is the config's full ruleset, its ban sets included.
+func build(ctx context.Context, cfg *config.Config, r *dnsclient.Names) (linuxfw.Ruleset, error) {
+	rs, err := linuxfw.Build(ctx, cfg, paths.Table(cfg), r)
+	if err != nil {
+		return rs, err
+	}
+	rs.BanSets = banSets(cfg)
+	return rs, nil
 }
 
 func sameRules(a, b linuxfw.Ruleset) bool {

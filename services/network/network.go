@@ -73,10 +73,21 @@ type DHCP struct {
 	LastError string     `json:"last_error,omitempty"`
 }
 
+// applier converges links, addresses and routes: netcfg's Manager, or a
+// test's record of what it was asked.
+type applier interface {
+	Apply(want netcfg.State) (netcfg.Changes, netcfg.Problems, error)
+}
+
+// netService is the service's state: the config in force, the DHCP
+// clients and their leases, and what it last reported.
 type netService struct {
-	opts Options
-	mgr  *netcfg.Manager
-	kick chan struct{}
+	log    *slog.Logger
+	runDir string
+	mgr    applier
+	kick   chan struct{} // a lease changed, a link or address event: converge now
+
+	watching bool // link events are followed (from the first round on)
 
 	mu       sync.Mutex
 	cfg      *config.Config
@@ -85,6 +96,8 @@ type netService struct {
 	clients  map[string]*dhcpRun // by link key
 	changes  uint64
 	probs    netcfg.Problems
+	st       Status // what the last round reported
+	summary  string
 }
 
 type dhcpRun struct {
@@ -93,69 +106,93 @@ type dhcpRun struct {
 	done   chan struct{}
 }
 
+func newService(log *slog.Logger, runDir string, mgr applier) *netService {
+	return &netService{log: log, runDir: runDir, mgr: mgr, kick: make(chan struct{}, 1),
+		leases: map[string]netcfg.Lease{}, renewals: map[string]int{}, clients: map[string]*dhcpRun{}}
+}
+
 // Run serves until ctx ends; then it releases its DHCP leases.
 func Run(ctx context.Context, o Options) error {
-	cfg, _, err := config.Load(o.Config)
+	s := newService(o.Log, o.RunDir, netcfg.NewManager(filepath.Join(o.RunDir, "netcfg-owned.json")))
+	err := service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload, Kick: s.kick}, s)
 	if err != nil {
 		return err
 	}
-	s := &netService{opts: o, mgr: netcfg.NewManager(filepath.Join(o.RunDir, "netcfg-owned.json")),
-		kick: make(chan struct{}, 1), cfg: cfg, leases: map[string]netcfg.Lease{},
-		renewals: map[string]int{}, clients: map[string]*dhcpRun{}}
-	s.reconcile(ctx)
-	o.Notify.Ready()
+	s.stopDHCP()
+	return nil
+}
 
+// Reconcile converges the kernel on cfg, starts and stops DHCP clients,
+// and publishes the state (see service.Reconciler). It is ready from the
+// first round: what a link lacks is in the status, not a failure. It runs
+// again every 30 s, and at once on a link or address event or a new lease.
+func (s *netService) Reconcile(ctx context.Context, cfg *config.Config) (time.Duration, error) {
+	s.mu.Lock()
+	s.cfg = cfg
+	s.mu.Unlock()
+	s.reconcile(ctx)
+	if !s.watching {
+		s.watching = true
+		s.watch(ctx)
+	}
+	return 30 * time.Second, nil
+}
+
+// Status is what the last round found (see service.Reconciler).
+func (s *netService) Status() service.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return service.Status{Ready: true, Summary: s.summary, Detail: s.st}
+}
+
+// watch asks for a round when links or addresses change (a burst of
+// events makes one round, 100 ms after the last) and when the wall clock
+// steps, until ctx ends.
+func (s *netService) watch(ctx context.Context) {
 	updates := make(chan netlink.LinkUpdate, 64)
 	addrs := make(chan netlink.AddrUpdate, 64)
 	done := make(chan struct{})
-	defer close(done)
 	if err := netlink.LinkSubscribe(updates, done); err != nil {
-		o.Log.Warn("cannot follow link events; reconciling periodically only", "err", err)
+		s.log.Warn("cannot follow link events; reconciling periodically only", "err", err)
 	}
 	if err := netlink.AddrSubscribe(addrs, done); err != nil {
-		o.Log.Warn("cannot follow address events", "err", err)
+		s.log.Warn("cannot follow address events", "err", err)
 	}
-	tick := time.NewTicker(30 * time.Second)
-	defer tick.Stop()
-	// Lease times are shown as wall time; when NTP steps the clock (at
-	// boot, by years), show them again on the new clock.
-	stepCheck := time.NewTicker(2 * time.Second)
-	defer stepCheck.Stop()
-	last := time.Now()
-	var debounce <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			s.stopDHCP()
-			return nil
-		case <-o.Reload:
-			c, ok := config.Reread(o.Config, o.Log)
-			if !ok {
-				continue
+	go func() {
+		defer close(done)
+		// Lease times are shown as wall time; when NTP steps the clock (at
+		// boot, by years), show them again on the new clock.
+		stepCheck := time.NewTicker(2 * time.Second)
+		defer stepCheck.Stop()
+		last := time.Now()
+		var debounce <-chan time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-updates:
+				debounce = time.After(100 * time.Millisecond)
+			case <-addrs:
+				debounce = time.After(100 * time.Millisecond)
+			case <-debounce:
+				debounce = nil
+				s.kickNow()
+			case <-stepCheck.C:
+				now := time.Now()
+				if skew := now.Round(0).Sub(last.Round(0)) - now.Sub(last); skew > time.Second || skew < -time.Second {
+					s.log.Info("wall clock stepped; lease times shown anew", "by", skew.Round(time.Second))
+					s.kickNow()
+				}
+				last = now
 			}
-			s.mu.Lock()
-			s.cfg = c
-			s.mu.Unlock()
-			s.reconcile(ctx)
-		case <-updates:
-			debounce = time.After(100 * time.Millisecond)
-		case <-addrs:
-			debounce = time.After(100 * time.Millisecond)
-		case <-s.kick:
-			s.reconcile(ctx)
-		case <-debounce:
-			debounce = nil
-			s.reconcile(ctx)
-		case <-tick.C:
-			s.reconcile(ctx)
-		case <-stepCheck.C:
-			now := time.Now()
-			if skew := now.Round(0).Sub(last.Round(0)) - now.Sub(last); skew > time.Second || skew < -time.Second {
-				o.Log.Info("wall clock stepped; lease times shown anew", "by", skew.Round(time.Second))
-				s.reconcile(ctx)
-			}
-			last = now
 		}
+	}()
+}
+
+func (s *netService) kickNow() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -168,10 +205,10 @@ func (s *netService) reconcile(ctx context.Context) {
 	s.mu.Unlock()
 	ch, probs, err := s.mgr.Apply(want)
 	if err != nil {
-		s.opts.Log.Error("apply", "err", err)
+		s.log.Error("apply", "err", err)
 	}
 	if len(ch) > 0 {
-		s.opts.Log.Info("network changed", "changes", ch.String())
+		s.log.Info("network changed", "changes", ch.String())
 	}
 	s.mu.Lock()
 	s.changes += uint64(len(ch))
@@ -199,7 +236,7 @@ func (s *netService) syncDHCP(ctx context.Context, want netcfg.State) {
 			continue
 		}
 		cctx, cancel := context.WithCancel(ctx)
-		c := &netcfg.DHCP{Iface: name, Key: key, Log: s.opts.Log, Changed: s.leaseChanged}
+		c := &netcfg.DHCP{Iface: name, Key: key, Log: s.log, Changed: s.leaseChanged}
 		r := &dhcpRun{c: c, cancel: cancel, done: make(chan struct{})}
 		s.clients[key] = r
 		go func() {
@@ -226,10 +263,7 @@ func (s *netService) leaseChanged(key string, l *netcfg.Lease) {
 		s.leases[key] = *l
 	}
 	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
+	s.kickNow()
 }
 
 func (s *netService) stopDHCP() {
@@ -254,6 +288,8 @@ func (s *netService) stopDHCP() {
 	s.mgr.Apply(netcfg.Desired(cfg, nil))
 }
 
+// publish writes the state for the dns and ntp services (StateFile) and
+// keeps it for the service's report.
 func (s *netService) publish(want netcfg.State) {
 	st := Status{Updated: time.Now()}
 	s.mu.Lock()
@@ -298,15 +334,16 @@ func (s *netService) publish(want netcfg.State) {
 	for _, r := range want.Routes {
 		st.Routes = append(st.Routes, r.String())
 	}
-	s.opts.Notify.Detail(st)
-	if err := writeJSON(filepath.Join(s.opts.RunDir, StateFile), st); err != nil {
-		s.opts.Log.Warn("publish state", "err", err)
+	if err := writeJSON(filepath.Join(s.runDir, StateFile), st); err != nil {
+		s.log.Warn("publish state", "err", err)
 	}
 	summary := fmt.Sprintf("%d links", len(st.Links))
 	if len(st.Problems) > 0 {
 		summary += "; " + st.Problems.String()
 	}
-	s.opts.Notify.Status(summary)
+	s.mu.Lock()
+	s.st, s.summary = st, summary
+	s.mu.Unlock()
 }
 
 // wall re-reads t on today's wall clock. Lease times run on the monotonic

@@ -28,10 +28,6 @@ type Options struct {
 
 // Run keeps the clock in time until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	cfg, _, err := config.Load(o.Config)
-	if err != nil {
-		return err
-	}
 	var clock Clock = Observer{}
 	if o.SetClock {
 		clock = SystemClock{Log: o.Log}
@@ -47,37 +43,39 @@ func Run(ctx context.Context, o Options) error {
 		},
 		OnSynced: func() { o.Notify.Condition(SyncedCondition) },
 	}
-	servers := func() {
-		list, source := cfg.NTP.Servers, "config"
-		if len(list) == 0 {
-			list, source = nil, "none"
-			if ns, err := network.ReadState(o.RunDir); err == nil && len(ns.NTP) > 0 {
-				source = "dhcp"
-				for _, a := range ns.NTP {
-					list = append(list, a.String())
-				}
-			}
-		}
-		d.SetServers(list, source)
-	}
-	servers()
-	o.Notify.Ready()
-	go d.Run(ctx)
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-o.Reload:
-			c, ok := config.Reread(o.Config, o.Log)
-			if !ok {
-				continue
-			}
-			cfg = c
-			servers()
-		case <-tick.C:
-			servers()
-		}
-	}
+	return service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload},
+		&servers{d: d, runDir: o.RunDir})
 }
+
+// servers hands the discipline the servers to ask: the config's, else
+// DHCP's. The discipline reports its state itself, as it polls.
+type servers struct {
+	d       *Discipline
+	runDir  string
+	running bool
+}
+
+// Reconcile sets the servers of cfg, or DHCP's, and starts the discipline
+// at the first round (see service.Reconciler). DHCP's servers arrive in
+// the network service's state file: it looks again every 5 s.
+func (s *servers) Reconcile(ctx context.Context, cfg *config.Config) (time.Duration, error) {
+	list, source := cfg.NTP.Servers, "config"
+	if len(list) == 0 {
+		list, source = nil, "none"
+		if ns, err := network.ReadState(s.runDir); err == nil && len(ns.NTP) > 0 {
+			source = "dhcp"
+			for _, a := range ns.NTP {
+				list = append(list, a.String())
+			}
+		}
+	}
+	s.d.SetServers(list, source)
+	if !s.running {
+		s.running = true
+		go s.d.Run(ctx)
+	}
+	return 5 * time.Second, nil
+}
+
+// Status says the service is ready; the discipline reports the rest.
+func (s *servers) Status() service.Status { return service.Status{Ready: true} }

@@ -32,6 +32,7 @@ import (
 	"gatehouse/dnsclient"
 	"gatehouse/linuxfw"
 	"gatehouse/service"
+	"gatehouse/services/firewall"
 	"gatehouse/services/relay"
 )
 
@@ -256,8 +257,8 @@ type server struct {
 	relaySock string
 
 	bans *BanTable // outlives reloads
-	// kernelBan puts a ban into the firewall (linuxfw.Ban; the tests' own
-	// never touch the host's firewall).
+	// kernelBan puts a ban into the firewall's SSH ban set (linuxfw.Ban;
+	// the tests' own never touch the host's firewall).
 	kernelBan func(netip.Addr, time.Duration) error
 
 	// names keeps the allowlist's host names resolved with the
@@ -294,7 +295,7 @@ func (s *server) newPolicy(ctx context.Context, c *config.Config) (*policy, time
 
 func newServer(ctx context.Context, c *config.Config, signer ssh.Signer, o Options) *server {
 	s := &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
-		relaySock: relay.SocketPath(filepath.Dir(o.Control)), bans: NewBanTable(), kernelBan: linuxfw.Ban,
+		relaySock: relay.SocketPath(filepath.Dir(o.Control)), bans: NewBanTable(), kernelBan: func(a netip.Addr, d time.Duration) error { return linuxfw.Ban(firewall.SSHBans, a, d) },
 		names: dnsclient.NewNames(dnsclient.New(o.ResolvConf))}
 	s.pol, s.nextLookup = s.newPolicy(ctx, c)
 	return s
@@ -342,10 +343,53 @@ func (s *server) current() *policy {
 
 // Run serves until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	cfg, _, err := config.Load(o.Config)
-	if err != nil {
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	sh := &shell{o: o, fail: fail}
+	if err := service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload}, sh); err != nil {
 		return err
 	}
+	if err := context.Cause(ctx); ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+		return err // the listener failed
+	}
+	return nil
+}
+
+// shell is the service's state for service.Run: the server, once the
+// first round made it, and the config it was last given.
+type shell struct {
+	o    Options
+	fail context.CancelCauseFunc // ends the service with an error
+	s    *server
+	cfg  *config.Config
+	port int // the port listened on, from the config at start
+}
+
+// Reconcile starts the server at the first round; a new config puts its
+// policy in force for the connections accepted from then on; and host
+// names on the allowlist follow DNS without a reload (see
+// service.Reconciler).
+func (sh *shell) Reconcile(ctx context.Context, cfg *config.Config) (time.Duration, error) {
+	switch {
+	case sh.s == nil:
+		if err := sh.start(ctx, cfg); err != nil {
+			return 0, err
+		}
+	case cfg != sh.cfg:
+		sh.s.reload(ctx, cfg)
+	}
+	sh.cfg = cfg
+	return sh.s.refresh(ctx), nil
+}
+
+// Status says where the shell listens (see service.Reconciler).
+func (sh *shell) Status() service.Status {
+	return service.Status{Ready: true, Summary: fmt.Sprintf("listening on port %d", sh.port)}
+}
+
+// start makes the host key, the server and its listener, and serves.
+func (sh *shell) start(ctx context.Context, cfg *config.Config) error {
+	o := sh.o
 	signer, err := hostKey(o.KeyDir, o.Log)
 	if err != nil {
 		return fmt.Errorf("ssh: host key: %w", err)
@@ -356,28 +400,21 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("ssh: %w", err)
 	}
+	sh.s, sh.port = s, cfg.SSH.Port
 	go func() {
 		<-ctx.Done()
 		l.Close()
 	}()
 	go func() {
-		for range o.Reload {
-			if c, ok := config.Reread(o.Config, o.Log); ok {
-				s.reload(ctx, c)
-			}
-		}
-	}()
-	go func() {
-		// Host names on the allowlist follow DNS without a reload.
-		t := time.NewTimer(s.refresh(ctx))
-		defer t.Stop()
 		for {
-			select {
-			case <-ctx.Done():
+			c, err := l.Accept()
+			if err != nil {
+				if ctx.Err() == nil {
+					sh.fail(fmt.Errorf("ssh: accept: %w", err))
+				}
 				return
-			case <-t.C:
-				t.Reset(s.refresh(ctx))
 			}
+			go s.serve(c)
 		}
 	}()
 	go func() {
@@ -396,24 +433,13 @@ func Run(ctx context.Context, o Options) error {
 			reassertBans(s.bans, o.Log)
 		}
 	}()
-	o.Notify.Status(fmt.Sprintf("listening on port %d", cfg.SSH.Port))
-	o.Notify.Ready()
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("ssh: accept: %w", err)
-		}
-		go s.serve(c)
-	}
+	return nil
 }
 
 // reassertBans puts the current bans missing from the kernel's set back,
 // for the time each has left.
 func reassertBans(bans *BanTable, log *slog.Logger) {
-	inKernel, err := (linuxfw.NFT{}).Bans()
+	inKernel, err := (linuxfw.NFT{}).Bans(firewall.SSHBans)
 	if err != nil {
 		return // no nftables firewall: the gate alone enforces
 	}
@@ -421,7 +447,7 @@ func reassertBans(bans *BanTable, log *slog.Logger) {
 		if _, ok := inKernel[a]; ok || left < time.Second {
 			continue
 		}
-		if err := (linuxfw.NFT{}).Ban(a, left); err == nil {
+		if err := (linuxfw.NFT{}).Ban(firewall.SSHBans, a, left); err == nil {
 			log.Info("ssh ban put back into the firewall", "source", a, "left", left.Round(time.Second))
 		}
 	}

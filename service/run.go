@@ -1,0 +1,108 @@
+package service
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"gatehouse/config"
+)
+
+// Reconciler is one service's state and the step that converges it on a
+// config. Run calls it from one goroutine only, so its state needs no lock
+// of its own for Run's sake.
+type Reconciler interface {
+	// Reconcile converges on cfg: the config read at start, the same
+	// pointer again on a timer or a kick, a new one after a reload. ctx is
+	// the service's and ends when it stops: what a round starts may live
+	// on it. next is when to run again without a reload or a kick (0: not
+	// before one). An error in the first round ends the service (it could
+	// not start); later ones are logged and the running state stays.
+	Reconcile(ctx context.Context, cfg *config.Config) (next time.Duration, err error)
+	// Status is what the service reports after a round.
+	Status() Status
+}
+
+// Status is a service's report after a round.
+type Status struct {
+	// Ready says the service serves; the first round that says so makes
+	// it ready. Readiness is never taken back.
+	Ready   bool
+	Summary string // the one-line status; "" sends none
+	Detail  any    // the full status, as JSON; nil sends none
+}
+
+// Options are what every service's loop needs.
+type Options struct {
+	Config string // the config file, read at start and on every reload
+	Log    *slog.Logger
+	Notify *Notifier
+	Reload <-chan struct{} // a receive means: read the config again
+	// Kick asks for a round now, with the config in force (a link went
+	// down, a DHCP lease changed); nil if nothing but time and reloads
+	// matter.
+	Kick <-chan struct{}
+}
+
+// Run is every service's loop: read the config, converge, report, be
+// ready once the reconciler says so, then converge again on a reload, a
+// kick or when the reconciler asked to, until ctx ends. A config that
+// fails to load on reload is logged and changes nothing: the running
+// state stays, and so does the time of the next round.
+func Run(ctx context.Context, o Options, r Reconciler) error {
+	cfg, _, err := config.Load(o.Config)
+	if err != nil {
+		return err
+	}
+	next, err := r.Reconcile(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	ready := false
+	publish := func() {
+		st := r.Status()
+		if st.Detail != nil {
+			o.Notify.Detail(st.Detail)
+		}
+		if st.Summary != "" {
+			o.Notify.Status(st.Summary)
+		}
+		if st.Ready && !ready {
+			ready = true
+			o.Notify.Ready()
+		}
+	}
+	publish()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	arm := func(d time.Duration) {
+		timer.Stop()
+		if d > 0 {
+			timer.Reset(d)
+		}
+	}
+	arm(next)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-o.Reload:
+			c, ok := config.Reread(o.Config, o.Log)
+			if !ok {
+				continue
+			}
+			cfg = c
+		case <-o.Kick:
+		case <-timer.C:
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		next, err = r.Reconcile(ctx, cfg)
+		if err != nil {
+			o.Log.Error("not converged; the running state stays", "err", err)
+		}
+		publish()
+		arm(next)
+	}
+}
