@@ -29,6 +29,7 @@ import (
 	"gatehouse/init/supervisor"
 	"gatehouse/linuxfw"
 	"gatehouse/netcfg"
+	"gatehouse/safeio"
 	"gatehouse/services/firewall"
 	"gatehouse/services/relay"
 
@@ -276,11 +277,7 @@ func (a *appliance) useConfig(cfg *config.Config, from string, warns []*config.E
 	if err := os.MkdirAll(a.runDir, 0o755); err != nil {
 		return err
 	}
-	tmp := filepath.Join(a.runDir, "config.yaml.tmp")
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("runtime config: %w", err)
-	}
-	if err := os.Rename(tmp, a.runtimeConfig()); err != nil {
+	if err := safeio.WriteFile(a.runtimeConfig(), data, 0o600); err != nil {
 		return fmt.Errorf("runtime config: %w", err)
 	}
 	for _, w := range warns {
