@@ -38,7 +38,7 @@ func ParsePeer(s string) (Peer, error) {
 		}
 		to, err := netip.ParseAddr(hi)
 		if err != nil && from.Is4() {
-			// The short form of the seeds: 192.168.0.1-50.
+			// The short form network teams write: 192.168.0.1-50.
 			n, nerr := strconv.Atoi(hi)
 			if nerr != nil || n < 0 || n > 255 {
 				return Peer{}, fmt.Errorf("%q: %q is neither an address nor a last octet", s, hi)

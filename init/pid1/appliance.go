@@ -367,7 +367,7 @@ func (a *appliance) reload(resolve bool) error {
 }
 
 // services are what the config asks for. Each subsystem that runs as a
-// service (smtp, fetch, snmp, ...) adds itself here as its issue lands, as
+// service (network, dns, ntp, firewall, ssh, smtp) is listed here, as
 // this binary started with its own verb, so that a crash in one never
 // takes down PID 1 or the others.
 func (a *appliance) services() []supervisor.Service {
