@@ -2,9 +2,9 @@
 // the strict loader and the validation that names file:line:column and the
 // field path of every problem.
 //
-// Sections are added by the issues that implement them. A top-level key whose
-// subsystem this build does not implement yet is recognised but rejected, so
-// an operator is never led to believe a feature is running when it is not.
+// A top-level key whose subsystem this build does not provide (SNMP, NRPE,
+// syslog, cluster) is recognised but rejected, so an operator is never led
+// to believe a feature is running when it is not.
 package config
 
 import (
@@ -24,10 +24,11 @@ type Config struct {
 	Firewall   Firewall      `yaml:"firewall"`
 	SSH        SSH           `yaml:"ssh"`
 
-	// Sections of the appliance this build does not implement yet. They are
-	// part of the file's shape so that their errors read like every other.
 	SMTP *SMTP `yaml:"smtp"` // nil: no relay
 
+	// The mailboxes the collector empties; then the sections this build
+	// does not provide, part of the file's shape so that their errors read
+	// like every other, and rejected when set.
 	Fetch   []FetchAccount `yaml:"fetch"`
 	SNMP    Unimplemented  `yaml:"snmp"`
 	NRPE    Unimplemented  `yaml:"nrpe"`
@@ -75,8 +76,8 @@ type NTP struct {
 	Servers []string `yaml:"servers"` // none: the servers DHCP names, if any
 }
 
-// Monitoring names the hosts that watch the appliance: they are always
-// let in to SSH (and, once those exist, SNMP and NRPE).
+// Monitoring names the hosts that watch the appliance: the SSH shell, when
+// it is on, lets them in beside its allowlist.
 type Monitoring struct {
 	Hosts PeerSet `yaml:"hosts"`
 }
@@ -105,8 +106,8 @@ type Ban struct {
 	For   Duration `yaml:"for"`   // default 15m
 }
 
-// Path is one communication path, a row of the table the seeds print for
-// network administrators.
+// Path is one communication path, a row of the table handed to the
+// customer's network administrators.
 type Path struct {
 	Function    string      `yaml:"function"`
 	Direction   string      `yaml:"direction"` // in | out
@@ -114,7 +115,7 @@ type Path struct {
 	Ports       []PortRange `yaml:"ports"`     // 25 or "10045-10049"; none for icmp
 	Peers       PeerSet     `yaml:"peers"`     // addresses, prefixes, ranges (192.168.0.1-50), host names; none: anyone
 	Description string      `yaml:"description"`
-	Optional    bool        `yaml:"optional"` // the seeds' "(optional)"; paths are required unless marked
+	Optional    bool        `yaml:"optional"` // the table's "(optional)"; paths are required unless marked
 }
 
 // PortRange is a port or an inclusive range of ports.

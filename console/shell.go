@@ -1,5 +1,5 @@
-// Package console is the diagnostics shell of the serial console (and later
-// of the SSH shell), and the log format the console shows during boot.
+// Package console is the diagnostics shell of the serial console and of the
+// SSH shell, and the log format the console shows during boot.
 package console
 
 import (

@@ -1,7 +1,7 @@
 // Package control is the appliance's control socket: a Unix socket over
-// which the CLI (and later the SSH shell and cluster peers) ask the running
-// instance for its status and tell it what to do. One JSON request per
-// connection, one JSON response.
+// which the CLI and the SSH shell ask the running instance for its status
+// and tell it what to do. One JSON request per connection, one JSON
+// response.
 package control
 
 import (

@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"gatehouse/safeio"
 )
 
 // Modules are the kernel modules the image carries and PID 1 loads at boot,
@@ -62,7 +64,10 @@ func Initramfs(spec Spec, out string) ([]string, error) {
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
-	return mods, writeAtomic(out, buf.Bytes(), 0o644)
+	if err := safeio.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+		return mods, fmt.Errorf("image: %w", err)
+	}
+	return mods, nil
 }
 
 func records(spec Spec) ([]cpio.Record, []string, error) {
@@ -209,15 +214,4 @@ func DataDisk(file, label, size string) (created bool, err error) {
 		return false, fmt.Errorf("image: mkfs.ext4: %v: %s", err, out)
 	}
 	return true, os.Rename(tmp, file)
-}
-
-func writeAtomic(file string, data []byte, mode os.FileMode) error {
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return fmt.Errorf("image: %w", err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		return fmt.Errorf("image: %w", err)
-	}
-	return nil
 }

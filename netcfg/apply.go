@@ -14,6 +14,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"gatehouse/safeio"
 )
 
 // Manager converges the kernel's links, addresses and routes to a State.
@@ -307,11 +309,10 @@ func (m *Manager) saveOwned() error {
 	if err := os.MkdirAll(filepath.Dir(m.ownedFile), 0o755); err != nil {
 		return fmt.Errorf("netcfg: %w", err)
 	}
-	tmp := m.ownedFile + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := safeio.WriteFile(m.ownedFile, b, 0o644); err != nil {
 		return fmt.Errorf("netcfg: %w", err)
 	}
-	return os.Rename(tmp, m.ownedFile)
+	return nil
 }
 
 func (m *Manager) applyRoutes(want []Route, links map[string]netlink.Link, ch *Changes, probs Problems) error {

@@ -3,38 +3,16 @@ package netcfg
 import (
 	"net/netip"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-)
 
-// inNetns runs f on this goroutine's thread inside a new, empty network
-// namespace; the host's network is never touched.
-func inNetns(t *testing.T, f func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatalf("new netns (needs root): %v", err)
-	}
-	defer func() {
-		netns.Set(orig)
-		ns.Close()
-	}()
-	f()
-}
+	"gatehouse/test/netnstest"
+)
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
@@ -76,7 +54,7 @@ func routesOf(t *testing.T, proto netlink.RouteProtocol) []string {
 }
 
 func TestApplyConvergesAndOwnsOnlyItsOwn(t *testing.T) {
-	inNetns(t, func() {
+	netnstest.In(t, netnstest.New(t), func() {
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "eth1"}); err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +143,7 @@ func TestApplyConvergesAndOwnsOnlyItsOwn(t *testing.T) {
 }
 
 func TestLeaseAddressLifetime(t *testing.T) {
-	inNetns(t, func() {
+	netnstest.In(t, netnstest.New(t), func() {
 		netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "peer0"})
 		m := NewManager(filepath.Join(t.TempDir(), "owned.json"))
 		lease := Address{Prefix: mustPrefix("10.0.0.50/24"), ValidUntil: time.Now().Add(60 * time.Second)}

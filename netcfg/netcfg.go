@@ -1,6 +1,7 @@
 // Package netcfg configures and describes the appliance's network through
-// netlink. The foundation brings up loopback and prints the state for the
-// console; the reconciler for interfaces, DHCP, VLANs and routes lands here.
+// netlink: loopback at boot, the state printed for the console, the
+// reconciler for interfaces, VLANs, addresses and routes, and the DHCPv4
+// client.
 package netcfg
 
 import (

@@ -1,6 +1,6 @@
 // Package paths is the appliance's communication-path table: every flow it
-// needs through a firewall, in the form the seeds print for customers'
-// network administrators. It is derived from the config (the paths the
+// needs through a firewall, in the form handed to customers' network
+// administrators. It is derived from the config (the paths the
 // enabled services imply, plus the operator's own), and the firewall is
 // built from it, so the table handed to the network team and the rules
 // the appliance enforces cannot drift apart.
@@ -45,7 +45,7 @@ func (p Path) Target() string {
 	return "Appliance"
 }
 
-// Port is the protocol and ports as the seeds write them: "TCP 25".
+// Port is the protocol and ports as the table writes them: "TCP 25".
 func (p Path) Port() string {
 	s := strings.ToUpper(p.Proto)
 	if p.PortText != "" {
@@ -97,7 +97,7 @@ func Table(c *config.Config) []Path {
 		PeerText: ntpText, Description: "NTP; mandatory in a cluster.", Required: c.Cluster.Set(), Origin: "ntp"})
 
 	if c.SSHEnabled() {
-		// Seed 003: the monitoring hosts are always allowed in, with the
+		// The monitoring hosts are always allowed in, with the
 		// administrators' addresses.
 		peers := config.JoinPeers(c.SSH.Allow, c.Monitoring.Hosts)
 		if peers.Len() > 0 { // nobody listed: nobody gets through

@@ -29,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"gatehouse/safeio"
 )
 
 // trailerMagic ends every message file: the envelope's length then "GHQ1".
@@ -403,7 +405,10 @@ func (s *Store) SaveState(id string, st *State) error {
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
-	if err := writeFileSync(s.path("state", id), js); err != nil {
+	// No directory fsync (this runs under the queue's lock): a power cut
+	// just after a save can bring back the previous state, which repeats
+	// a step (an attempt, a notice) but never loses a message.
+	if err := safeio.WriteFile(s.path("state", id), js, 0o600, safeio.NoDirSync); err != nil {
 		return fmt.Errorf("queue: save state of %s: %w", id, err)
 	}
 	return nil
@@ -498,29 +503,7 @@ func (s *Store) pruneFetched(account string, keep func(id string) bool) error {
 	if !dropped {
 		return nil
 	}
-	return writeFileSync(path, []byte(kept.String()))
-}
-
-func writeFileSync(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return safeio.WriteFile(path, []byte(kept.String()), 0o600)
 }
 
 func (s *Store) readEnvelope(id string) (Envelope, error) {

@@ -91,8 +91,8 @@ func TestFirewallPathsRealTraffic(t *testing.T) {
 func firewallPathsRealTraffic(t *testing.T, backend string) {
 	w := newNetWorld(t)
 	admin := addAdmin(t, w)
-	// A monitoring host, 10.79.0.1, on the appliance's a2 (seed 003: it
-	// always reaches the SSH shell, with the administrators).
+	// A monitoring host, 10.79.0.1, on the appliance's a2 (monitoring
+	// hosts always reach the SSH shell, with the administrators).
 	mon := w.appl + "m"
 	run(t, "ip", "netns", "add", mon)
 	t.Cleanup(func() { run(t, "ip", "netns", "del", mon) })

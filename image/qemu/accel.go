@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"gatehouse/safeio"
 )
 
 // Accelerators QEMU can run the guest with.
@@ -200,10 +202,7 @@ func (p Prober) remember(key string, c Choice) {
 	if os.MkdirAll(filepath.Dir(p.Cache), 0o755) != nil {
 		return
 	}
-	tmp := p.Cache + ".tmp"
-	if os.WriteFile(tmp, data, 0o644) == nil {
-		os.Rename(tmp, p.Cache)
-	}
+	safeio.WriteFile(p.Cache, data, 0o644)
 }
 
 // DefaultCache is where the machine's answer is kept between runs.

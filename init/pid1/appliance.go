@@ -28,6 +28,7 @@ import (
 	"gatehouse/init/reaper"
 	"gatehouse/init/supervisor"
 	"gatehouse/netcfg"
+	"gatehouse/safeio"
 	"gatehouse/services/firewall"
 	"gatehouse/services/relay"
 
@@ -275,11 +276,7 @@ func (a *appliance) useConfig(cfg *config.Config, from string, warns []*config.E
 	if err := os.MkdirAll(a.runDir, 0o755); err != nil {
 		return err
 	}
-	tmp := filepath.Join(a.runDir, "config.yaml.tmp")
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("runtime config: %w", err)
-	}
-	if err := os.Rename(tmp, a.runtimeConfig()); err != nil {
+	if err := safeio.WriteFile(a.runtimeConfig(), data, 0o600); err != nil {
 		return fmt.Errorf("runtime config: %w", err)
 	}
 	for _, w := range warns {
@@ -369,7 +366,7 @@ func (a *appliance) reload(resolve bool) error {
 }
 
 // services are what the config asks for. Each subsystem that runs as a
-// service (smtp, fetch, snmp, ...) adds itself here as its issue lands, as
+// service (network, dns, ntp, firewall, ssh, smtp) is listed here, as
 // this binary started with its own verb, so that a crash in one never
 // takes down PID 1 or the others.
 func (a *appliance) services() []supervisor.Service {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"gatehouse/config"
+	"gatehouse/safeio"
 )
 
 // Commit-confirm: a new config is applied at once, and the previous one is
@@ -53,11 +54,11 @@ func (a *appliance) Apply(file string, confirmWithin time.Duration) error {
 	}
 	if confirmWithin > 0 {
 		// An empty rollback file stands for "there was no config file".
-		if err := writeFileSync(rollback, old); err != nil {
+		if err := safeio.WriteFile(rollback, old, 0o600); err != nil {
 			return fmt.Errorf("save the running config: %w", err)
 		}
 	}
-	if err := writeFileSync(target, data); err != nil {
+	if err := safeio.WriteFile(target, data, 0o600); err != nil {
 		return fmt.Errorf("install the new config: %w", err)
 	}
 	if err := a.reload(false); err != nil {
@@ -110,7 +111,7 @@ func (a *appliance) rollback(why string) {
 func (a *appliance) restore(target string, old []byte) {
 	if len(old) == 0 {
 		os.Remove(target)
-	} else if err := writeFileSync(target, old); err != nil {
+	} else if err := safeio.WriteFile(target, old, 0o600); err != nil {
 		a.log.Error("restore the previous config", "subsystem", "init", "err", err)
 	}
 	os.Remove(target + rollbackSuffix)
@@ -126,45 +127,4 @@ func (a *appliance) rollbackAtStart() {
 	}
 	a.restore(target, old)
 	a.log.Warn("an applied config was never confirmed; the previous one is restored", "subsystem", "init")
-}
-
-// writeFileSync replaces file durably: written, synced, renamed, directory
-// synced.
-func writeFileSync(file string, data []byte) error {
-	tmp := file + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		return err
-	}
-	if d, err := os.Open(dirOf(file)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
-
-func dirOf(file string) string {
-	for i := len(file) - 1; i >= 0; i-- {
-		if file[i] == '/' {
-			if i == 0 {
-				return "/"
-			}
-			return file[:i]
-		}
-	}
-	return "."
 }

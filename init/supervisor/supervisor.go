@@ -6,7 +6,7 @@
 // is ready. A service that exits is restarted after an exponential backoff
 // that resets once it has run stably. Shutdown stops services in the reverse
 // order, each with a deadline. The supervisor owns every service's state; the
-// CLI, the console and later SNMP, NRPE and the cluster read Snapshot.
+// CLI, the serial console and the SSH shell read Snapshot.
 package supervisor
 
 import (

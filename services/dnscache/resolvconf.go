@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"gatehouse/safeio"
 )
 
 // MaxResolvConfServers is how many nameserver lines the C library reads.
@@ -31,13 +33,8 @@ func writeIfChanged(file, content string) (bool, error) {
 	if b, err := os.ReadFile(file); err == nil && string(b) == content {
 		return false, nil
 	}
-	tmp := file + ".gatehouse.tmp"
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		return false, fmt.Errorf("dns: write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		os.Remove(tmp)
-		return false, fmt.Errorf("dns: replace %s: %w", file, err)
+	if err := safeio.WriteFile(file, []byte(content), 0o644); err != nil {
+		return false, fmt.Errorf("dns: %w", err)
 	}
 	return true, nil
 }

@@ -21,6 +21,7 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/netcfg"
+	"gatehouse/safeio"
 	"gatehouse/service"
 )
 
@@ -360,11 +361,7 @@ func writeJSON(file string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, file)
+	return safeio.WriteFile(file, b, 0o644)
 }
 
 // ReadState reads what the network service published in runDir.

@@ -31,6 +31,7 @@ import (
 	"gatehouse/control"
 	"gatehouse/dnsclient"
 	"gatehouse/linuxfw"
+	"gatehouse/safeio"
 	"gatehouse/service"
 	"gatehouse/services/firewall"
 	"gatehouse/services/relay"
@@ -202,50 +203,15 @@ func hostKey(dir string, log *slog.Logger) (ssh.Signer, error) {
 	}
 	block, err := ssh.MarshalPrivateKey(priv, "gatehouse host key")
 	if err == nil {
-		err = writeFileAtomic(file, pem.EncodeToMemory(block))
+		err = os.MkdirAll(dir, 0o700)
+	}
+	if err == nil {
+		err = safeio.WriteFile(file, pem.EncodeToMemory(block), 0o600)
 	}
 	if err != nil {
 		log.Error("ssh host key not saved: a new one will be made when the shell restarts", "file", file, "err", err)
 	}
 	return signer, nil
-}
-
-// writeFileAtomic replaces file with b so that a crash leaves the old file
-// or the new one, never a part: a private temporary file in the same
-// directory, synced, renamed over it, and the directory synced.
-func writeFileAtomic(file string, b []byte) error {
-	dir := filepath.Dir(file)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("ssh: save %s: %w", file, err)
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(file)+".*") // mode 0600
-	if err != nil {
-		return fmt.Errorf("ssh: save %s: %w", file, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, file)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("ssh: save %s: %w", file, err)
-	}
-	d, err := os.Open(dir)
-	if err == nil {
-		err = d.Sync()
-		d.Close()
-	}
-	if err != nil {
-		return fmt.Errorf("ssh: save %s: sync directory: %w", file, err)
-	}
-	return nil
 }
 
 // server is the running service: the host key, the ban table, and the

@@ -2,7 +2,7 @@
 // against Debian's fetchmail in the same run, on the same Dovecot mailbox
 // contents and the same sink:
 //
-//	seeded Maildir --> Dovecot 127.0.0.1 POP3S --> gatehouse fetch
+//	seeded Maildir --> Dovecot 127.0.0.1 POP3S --> gatehouse collector
 //	               --> gatehouse relay --> smtp-sink
 //
 // Collection time runs from the relay's start (the collector polls at

@@ -4,12 +4,28 @@ package netnstest
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"runtime"
+	"sync/atomic"
 	"testing"
 
 	"github.com/vishvananda/netns"
 )
+
+var seq atomic.Int64
+
+// New makes an empty namespace with a name no other test process uses, and
+// deletes it when the test ends. Run code in it with In.
+func New(t testing.TB) string {
+	t.Helper()
+	name := fmt.Sprintf("ghtest%d-%d", os.Getpid(), seq.Add(1))
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s (needs root): %v: %s", name, err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	return name
+}
 
 // In runs f on a thread switched into the named namespace (made with `ip
 // netns add`): sockets f opens live in that namespace. The thread is
