@@ -1,4 +1,4 @@
-package relay
+package collector
 
 import (
 	"bufio"
@@ -19,7 +19,7 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/mailmsg"
-	"gatehouse/pop3"
+	"gatehouse/collector/pop3"
 	"gatehouse/queue"
 )
 

@@ -1,4 +1,4 @@
-package relay
+package tlscert
 
 import (
 	"crypto/ecdsa"
