@@ -148,9 +148,9 @@ func (c *imapConn) abandon(cmd *imapclient.FetchCommand) {
 // "folder/UIDVALIDITY/UID". With idle, it then waits in IDLE on the first
 // folder and collects as soon as the server announces new mail; it returns
 // only on an error or when ctx ends (or a forced poll).
-func (c *collector) pollIMAP(ctx context.Context, a *account, log *slog.Logger) error {
+func (c *Collector) pollIMAP(ctx context.Context, a *account, log *slog.Logger) error {
 	cfg := a.cfg
-	pw, err := readConfigured(cfg.PasswordFile)
+	pw, err := c.read(cfg.PasswordFile)
 	if err != nil {
 		return fmt.Errorf("password file: %w", err)
 	}
@@ -159,7 +159,7 @@ func (c *collector) pollIMAP(ctx context.Context, a *account, log *slog.Logger) 
 		return err
 	}
 	newMail := make(chan struct{}, 1)
-	limit := c.svc.config().Limits.MessageSize.Bytes
+	limit := c.settings().MaxSize
 	opts := &imapclient.Options{TLSConfig: tc, DebugWriter: &lineGuard{max: limit + 64<<10},
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 			if d.NumMessages != nil {
@@ -268,14 +268,14 @@ func (c *collector) pollIMAP(ctx context.Context, a *account, log *slog.Logger) 
 
 // collectFolder collects one folder and returns how many messages it left
 // there (kept, or too large).
-func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, ic *imapConn, a *account, folder string, log *slog.Logger) (int, error) {
+func (c *Collector) collectFolder(ctx context.Context, cl *imapclient.Client, ic *imapConn, a *account, folder string, log *slog.Logger) (int, error) {
 	cfg := a.cfg
 	sel, err := cl.Select(folder, nil).Wait()
 	if err != nil {
 		return 0, err
 	}
 	prefix := fmt.Sprintf("%s/%d/", folder, sel.UIDValidity)
-	seen, err := c.svc.store.Fetched(cfg.Name)
+	seen, err := c.sink.Seen(cfg.Name)
 	if err != nil {
 		return 0, err
 	}
@@ -321,7 +321,7 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, ic
 			delete(a.oversize, key)
 		}
 	}
-	limit := c.svc.config().Limits.MessageSize.Bytes
+	limit := c.settings().MaxSize
 	var tooLarge []string
 	var collected, deleted int64
 	// Only what is safely queued is flagged and expunged: with UIDPLUS
@@ -415,7 +415,7 @@ func (c *collector) collectFolder(ctx context.Context, cl *imapclient.Client, ic
 	// other folders' stay. Kept: those the server still lists; deleted:
 	// none of those expunged (all the rest of this folder's went before).
 	if cfg.Keep || deleted > 0 || stale > 0 {
-		c.svc.store.PruneFetched(cfg.Name, func(id string) bool {
+		c.sink.Forget(cfg.Name, func(id string) bool {
 			return idFolder(id) != folder || cfg.Keep && present[id]
 		})
 	}

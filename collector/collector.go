@@ -1,3 +1,5 @@
+// Package collector empties remote mailboxes (POP3, IMAP) into the relay's
+// queue, fetchmail-style, through a Sink the relay implements.
 package collector
 
 import (
@@ -11,16 +13,18 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"gatehouse/collector/pop3"
 	"gatehouse/config"
 	"gatehouse/mailmsg"
-	"gatehouse/collector/pop3"
 	"gatehouse/queue"
+	"gatehouse/status"
 )
 
 // The collector empties remote mailboxes into the queue, fetchmail-style,
@@ -34,9 +38,11 @@ import (
 //
 // So a crash at any point leads to neither loss nor a second copy. Each
 // account runs on its own, with its own backoff.
-type collector struct {
-	svc *Service
-	log *slog.Logger
+type Collector struct {
+	sink     Sink
+	settings func() Settings
+	read     func(name string) ([]byte, error)
+	log      *slog.Logger
 
 	mu       sync.Mutex
 	accounts map[string]*account
@@ -47,26 +53,43 @@ type collector struct {
 	ioTimeout time.Duration
 }
 
-// AccountStatus is what `gatehouse status` and the console show per account.
-type AccountStatus struct {
-	Name      string    `json:"name"`
-	Protocol  string    `json:"protocol"`
-	Server    string    `json:"server"`
-	LastPoll  time.Time `json:"last_poll,omitzero"`
-	LastOK    time.Time `json:"last_ok,omitzero"`
-	Collected int64     `json:"collected"`
-	Deleted   int64     `json:"deleted"`
-	OnServer  int       `json:"on_server"`
-	TooLarge  []string  `json:"too_large,omitempty"` // remote ids left on the server
-	LastError string    `json:"last_error,omitempty"`
-	NextPoll  time.Time `json:"next_poll,omitzero"`
-	Failures  int       `json:"failures,omitempty"`
+// Sink is where collected mail goes: the relay's queue, routed by the
+// relay's policy. A message is recorded as collected under its account
+// and remote id (its de-duplication key) from the moment it is queued.
+type Sink interface {
+	// Route is the route of collected mail for rcpt.
+	Route(rcpt mailmsg.Address) queue.Route
+	// Queue commits msgs to the queue together and returns once every one
+	// is on disk (queue.Queue.AddBatch); on an error none is queued.
+	Queue(msgs []queue.Incoming) error
+	// Seen returns the remote ids of an account's messages that were
+	// collected: still queued, or recorded since (queue.Store.Seen).
+	Seen(account string) (map[string]bool, error)
+	// Forget forgets the recorded ids of an account that keep says no
+	// to (queue.Store.PruneSeen).
+	Forget(account string, keep func(id string) bool) error
+}
+
+// Settings are what the collector takes from the relay's running config.
+type Settings struct {
+	Hostname string         // named in the trace field of collected mail
+	MaxSize  int64          // smtp.limits.message_size: larger messages stay on the server
+	Roots    *x509.CertPool // trusted CAs, for accounts without a ca_file
+}
+
+// Options are what a Collector is built from.
+type Options struct {
+	Sink     Sink
+	Settings func() Settings
+	// ReadFile reads password and CA files (os.ReadFile when nil).
+	ReadFile func(name string) ([]byte, error)
+	Log      *slog.Logger
 }
 
 type account struct {
 	mu     sync.Mutex
 	cfg    config.FetchAccount
-	st     AccountStatus
+	st     status.FetchAccount
 	now    chan struct{}
 	cancel context.CancelFunc
 	// oversize holds the remote ids of messages found larger than the
@@ -76,12 +99,19 @@ type account struct {
 	oversize map[string]bool
 }
 
-func newCollector(svc *Service) *collector {
-	return &collector{svc: svc, log: svc.log.With("part", "fetch"), accounts: map[string]*account{}, ioTimeout: 2 * time.Minute}
+// New returns a collector with no account.
+func New(o Options) *Collector {
+	read := o.ReadFile
+	if read == nil {
+		read = os.ReadFile
+	}
+	return &Collector{sink: o.Sink, settings: o.Settings, read: read, log: o.Log.With("part", "fetch"),
+		accounts: map[string]*account{}, ioTimeout: 2 * time.Minute}
 }
 
-// apply starts, restarts and stops account pollers to match the config.
-func (c *collector) apply(ctx context.Context, accounts []config.FetchAccount) {
+// Apply starts, restarts and stops account pollers to match the config;
+// they run until ctx ends.
+func (c *Collector) Apply(ctx context.Context, accounts []config.FetchAccount) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	want := map[string]config.FetchAccount{}
@@ -100,7 +130,7 @@ func (c *collector) apply(ctx context.Context, accounts []config.FetchAccount) {
 		}
 		actx, cancel := context.WithCancel(ctx)
 		a := &account{cfg: cfg, now: make(chan struct{}, 1), cancel: cancel, oversize: map[string]bool{},
-			st: AccountStatus{Name: name, Protocol: cfg.Protocol, Server: net.JoinHostPort(cfg.Server, strconv.Itoa(cfg.Port))}}
+			st: status.FetchAccount{Name: name, Protocol: cfg.Protocol, Server: net.JoinHostPort(cfg.Server, strconv.Itoa(cfg.Port))}}
 		c.accounts[name] = a
 		c.wg.Add(1)
 		go func() {
@@ -114,8 +144,11 @@ func sameAccount(a, b config.FetchAccount) bool {
 	return fmt.Sprint(a) == fmt.Sprint(b) && *a.TLSVerify == *b.TLSVerify
 }
 
-// pollNow asks one account, or all ("" ), to poll at once.
-func (c *collector) pollNow(name string) error {
+// Wait returns when every poller has stopped (after Apply's ctx ends).
+func (c *Collector) Wait() { c.wg.Wait() }
+
+// PollNow asks one account, or all (""), to poll at once.
+func (c *Collector) PollNow(name string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
@@ -134,10 +167,11 @@ func (c *collector) pollNow(name string) error {
 	return nil
 }
 
-func (c *collector) status() []AccountStatus {
+// Status is the accounts' state, by name.
+func (c *Collector) Status() []status.FetchAccount {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []AccountStatus
+	var out []status.FetchAccount
 	for _, a := range c.accounts {
 		a.mu.Lock()
 		out = append(out, a.st)
@@ -149,7 +183,7 @@ func (c *collector) status() []AccountStatus {
 
 // run polls one account until ctx ends; failures back off from the poll
 // interval up to an hour, and never hold up another account.
-func (c *collector) run(ctx context.Context, a *account) {
+func (c *Collector) run(ctx context.Context, a *account) {
 	log := c.log.With("account", a.cfg.Name)
 	for {
 		err := c.pollSafely(ctx, a, log)
@@ -182,7 +216,7 @@ func (c *collector) run(ctx context.Context, a *account) {
 }
 
 // pollSafely keeps a bug in one account's poll from taking the relay down.
-func (c *collector) pollSafely(ctx context.Context, a *account, log *slog.Logger) (err error) {
+func (c *Collector) pollSafely(ctx context.Context, a *account, log *slog.Logger) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("internal error: %v", r)
@@ -195,14 +229,14 @@ func (c *collector) pollSafely(ctx context.Context, a *account, log *slog.Logger
 	return c.pollPOP3(ctx, a, log)
 }
 
-func (c *collector) tlsConfig(a config.FetchAccount) (*tls.Config, error) {
+func (c *Collector) tlsConfig(a config.FetchAccount) (*tls.Config, error) {
 	tc := &tls.Config{ServerName: a.Server, MinVersion: tls.VersionTLS12, InsecureSkipVerify: !*a.TLSVerify}
 	if a.CAFile != "" {
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {
 			pool = x509.NewCertPool()
 		}
-		b, err := readConfigured(a.CAFile)
+		b, err := c.read(a.CAFile)
 		if err != nil {
 			return nil, err
 		}
@@ -211,7 +245,7 @@ func (c *collector) tlsConfig(a config.FetchAccount) (*tls.Config, error) {
 		}
 		tc.RootCAs = pool
 	} else {
-		tc.RootCAs = c.svc.roots()
+		tc.RootCAs = c.settings().Roots
 	}
 	return tc, nil
 }
@@ -221,7 +255,7 @@ func (c *collector) tlsConfig(a config.FetchAccount) (*tls.Config, error) {
 // new one: a large mailbox shrinks as it is collected, not at the end.
 const pop3SessionMessages = 2000
 
-func (c *collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) error {
+func (c *Collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) error {
 	for {
 		more, err := c.pop3Session(ctx, a, log, pop3SessionMessages)
 		if err != nil || !more {
@@ -232,9 +266,9 @@ func (c *collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) 
 
 // pop3Session collects up to maxNew new messages in one session; more
 // says the mailbox holds further ones.
-func (c *collector) pop3Session(ctx context.Context, a *account, log *slog.Logger, maxNew int) (more bool, err error) {
+func (c *Collector) pop3Session(ctx context.Context, a *account, log *slog.Logger, maxNew int) (more bool, err error) {
 	cfg := a.cfg
-	pw, err := readConfigured(cfg.PasswordFile)
+	pw, err := c.read(cfg.PasswordFile)
 	if err != nil {
 		return false, fmt.Errorf("password file: %w", err)
 	}
@@ -285,11 +319,11 @@ func (c *collector) pop3Session(ctx context.Context, a *account, log *slog.Logge
 		return false, err
 	}
 	account := cfg.Name
-	seen, err := c.svc.store.Fetched(account)
+	seen, err := c.sink.Seen(account)
 	if err != nil {
 		return false, err
 	}
-	limit := c.svc.config().Limits.MessageSize.Bytes
+	limit := c.settings().MaxSize
 	present := map[string]bool{}
 	for _, m := range msgs {
 		present[m.UID] = true
@@ -365,7 +399,7 @@ func (c *collector) pop3Session(ctx context.Context, a *account, log *slog.Logge
 	}
 	// Ids the server no longer has cannot return: forget them, and those
 	// whose deletion the QUIT just committed.
-	c.svc.store.PruneFetched(account, func(id string) bool { return present[id] && !deletedIDs[id] })
+	c.sink.Forget(account, func(id string) bool { return present[id] && !deletedIDs[id] })
 	a.mu.Lock()
 	a.st.Collected += collected
 	a.st.Deleted += deleted
@@ -384,7 +418,7 @@ func (c *collector) pop3Session(ctx context.Context, a *account, log *slog.Logge
 // collectBatch retrieves messages and commits them to the queue together;
 // it returns only once the queue has them all on disk. Each message is
 // read up to limit octets and no further.
-func (c *collector) collectBatch(cl *pop3.Client, a *account, batch []pop3.Message, limit int64, log *slog.Logger) error {
+func (c *Collector) collectBatch(cl *pop3.Client, a *account, batch []pop3.Message, limit int64, log *slog.Logger) error {
 	cfg := a.cfg
 	bodies := make([]bytes.Buffer, len(batch))
 	nums := make([]int, len(batch))
@@ -417,55 +451,48 @@ func (c *collector) collectBatch(cl *pop3.Client, a *account, batch []pop3.Messa
 
 // commitMany queues collected messages, each with the record of where it
 // came from (the remote id travels in the same file), in one batch commit.
-func (c *collector) commitMany(cfg config.FetchAccount, uids []string, bodies [][]byte, log *slog.Logger) error {
-	pol := c.svc.policy()
+func (c *Collector) commitMany(cfg config.FetchAccount, uids []string, bodies [][]byte, log *slog.Logger) error {
+	hostname := c.settings().Hostname
 	to, _ := mailmsg.ParseAddress(cfg.DeliverTo)
-	route := pol.route(to)
-	if md, ok := pol.managed(to); ok {
-		route = "domain:" + md.name
-	}
-	ws := make([]*queue.Writer, 0, len(uids))
-	envs := make([]*queue.Envelope, 0, len(uids))
-	defer func() {
-		for _, w := range ws {
-			w.Abort()
-		}
-	}()
+	route := c.sink.Route(to)
+	msgs := make([]queue.Incoming, len(uids))
 	for i, uid := range uids {
-		w, err := c.svc.store.Create()
-		if err != nil {
-			return err
+		body := bodies[i]
+		write := func(w io.Writer, id string) error {
+			hdr := fmt.Sprintf("Received: from %s (%s)\r\n\tby %s (Gatehouse) with %s id %s\r\n\tfor <%s> (account %s, uid %s);\r\n\t%s\r\n",
+				mailmsg.TraceWord(cfg.Server), mailmsg.TraceWord(cfg.User), hostname, strings.ToUpper(cfg.Protocol), id,
+				mailmsg.TraceWord(cfg.DeliverTo), mailmsg.TraceWord(cfg.Name), mailmsg.TraceWord(uid), time.Now().Format(time.RFC1123Z))
+			if _, err := io.WriteString(w, hdr); err != nil {
+				return err
+			}
+			// Line ends as the listener's normalize mode leaves them,
+			// whatever smtp.bare_newlines says (a collected message cannot
+			// be refused to its sender): a bare CR or LF passed on is how
+			// SMTP smuggling hides a second message for the internal server.
+			g := mailmsg.NewNewlineGuard(bytes.NewReader(body), true)
+			if _, err := io.Copy(w, g); err != nil {
+				return err
+			}
+			if g.Found() {
+				log.Info("bare <CR> or <LF> in a collected message changed to CRLF", "uid", uid)
+			}
+			return nil
 		}
-		ws = append(ws, w)
-		hdr := fmt.Sprintf("Received: from %s (%s)\r\n\tby %s (Gatehouse) with %s id %s\r\n\tfor <%s> (account %s, uid %s);\r\n\t%s\r\n",
-			clean(cfg.Server), clean(cfg.User), pol.hostname, strings.ToUpper(cfg.Protocol), w.ID(),
-			clean(cfg.DeliverTo), clean(cfg.Name), clean(uid), time.Now().Format(time.RFC1123Z))
-		if _, err := io.WriteString(w, hdr); err != nil {
-			return err
-		}
-		// Line ends as the listener's normalize mode leaves them, whatever
-		// smtp.bare_newlines says (a collected message cannot be refused
-		// to its sender): a bare CR or LF passed on is how SMTP smuggling
-		// hides a second message for the internal server.
-		g := &newlineGuard{r: bytes.NewReader(bodies[i]), normalize: true}
-		if _, err := io.Copy(w, g); err != nil {
-			return err
-		}
-		if g.found {
-			log.Info("bare <CR> or <LF> in a collected message changed to CRLF", "uid", uid)
-		}
-		envs = append(envs, &queue.Envelope{From: returnPath(bodies[i]), Rcpts: []queue.Rcpt{{Addr: to.String(), Route: route}},
-			Arrived: time.Now(), Source: "fetch:" + cfg.Name, Fetch: cfg.Name + "/" + uid})
+		msgs[i] = queue.Incoming{Write: write, Envelope: &queue.Envelope{From: returnPath(body),
+			Rcpts: []queue.Rcpt{{Addr: to.String(), Route: route}}, Arrived: time.Now(), Source: "fetch:" + cfg.Name,
+			Dedup: queue.Dedup{Set: cfg.Name, Key: uid}}}
 	}
-	if err := c.svc.store.CommitBatch(ws, envs); err != nil {
+	if err := c.sink.Queue(msgs); err != nil {
 		return err
 	}
-	for _, env := range envs {
-		c.svc.q.Add(*env)
-		log.Debug("collected", "id", env.ID, "size", env.Size, "to", cfg.DeliverTo)
+	for _, m := range msgs {
+		log.Debug("collected", "id", m.Envelope.ID, "size", m.Envelope.Size, "to", cfg.DeliverTo)
 	}
 	return nil
 }
+
+// maxHeader bounds the header read for a collected message's Return-Path.
+const maxHeader = 1 << 20
 
 // returnPath is the envelope sender for a collected message: its
 // Return-Path, else none (the null sender: a bounce of it must not go to a
@@ -480,31 +507,4 @@ func returnPath(msg []byte) string {
 		return a.String()
 	}
 	return ""
-}
-
-// WriteFetch prints the accounts' state (`gatehouse fetch status`, console `fetch`).
-func WriteFetch(w io.Writer, list []AccountStatus) {
-	if len(list) == 0 {
-		fmt.Fprintln(w, "no fetch accounts")
-		return
-	}
-	for _, a := range list {
-		// The error and the ids are the servers' words: printable only.
-		state := "ok"
-		if a.LastError != "" {
-			state = fmt.Sprintf("FAILING (%d in a row): %s", a.Failures, queue.Printable(a.LastError))
-		}
-		fmt.Fprintf(w, "%-16s %-5s %-28s collected %d, deleted %d, on server %d; last poll %s; next %s; %s\n",
-			queue.Printable(a.Name), a.Protocol, queue.Printable(a.Server), a.Collected, a.Deleted, a.OnServer, ago(a.LastPoll), ago(a.NextPoll), state)
-		if len(a.TooLarge) > 0 {
-			fmt.Fprintf(w, "%-16s left on the server, larger than the relay accepts: %s\n", "", queue.Printable(strings.Join(a.TooLarge, " ")))
-		}
-	}
-}
-
-func ago(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Local().Format("15:04:05")
 }

@@ -23,20 +23,42 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 
 	"gatehouse/config"
+	"gatehouse/mailmsg"
 	"gatehouse/queue"
+	"gatehouse/status"
+	"gatehouse/test/hostile"
+	"gatehouse/tlscert"
 )
 
 // heldTransport delivers nothing: collected mail stays in the queue,
 // where the tests look at it.
 type heldTransport struct{}
 
-func (heldTransport) Open(context.Context, string) (queue.Session, error) {
+func (heldTransport) Open(context.Context, queue.Route) (queue.Session, error) {
 	return nil, errors.New("delivery held for the test")
 }
 
-// testCollector is a relay with a store, a queue that delivers nothing
-// and a collector that waits at most ioTimeout for a server.
-func testCollector(t *testing.T, limit int64) (*collector, *Service) {
+// testSink is the relay's side as the relay has it, a queue that
+// delivers nothing, with every recipient routed by MX.
+type testSink struct {
+	store *queue.Store
+	q     *queue.Queue
+}
+
+func (s *testSink) Route(to mailmsg.Address) queue.Route {
+	return queue.Route{Kind: queue.MX, Name: to.Domain}
+}
+func (s *testSink) Queue(msgs []queue.Incoming) error { return s.q.AddBatch(msgs) }
+func (s *testSink) Seen(account string) (map[string]bool, error) {
+	return s.store.Seen(account)
+}
+func (s *testSink) Forget(account string, keep func(string) bool) error {
+	return s.store.PruneSeen(account, keep)
+}
+
+// testCollector is a collector into a store and a queue that delivers
+// nothing, that waits at most ioTimeout for a server.
+func testCollector(t *testing.T, limit int64) (*Collector, *testSink) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store, _, probs := queue.OpenStore(t.TempDir())
@@ -48,11 +70,10 @@ func testCollector(t *testing.T, limit int64) (*collector, *Service) {
 	q := queue.New(ctx, store, nil, heldTransport{}, queue.Policy{Lifetime: time.Hour, MinBackoff: time.Hour, MaxBackoff: time.Hour},
 		func(queue.Notice) error { return nil }, log)
 	t.Cleanup(func() { cancel(); q.Wait() })
-	cfg := &config.SMTP{Hostname: "relay.test", Limits: config.MailLimits{MessageSize: config.Size{Bytes: limit}}}
-	svc := &Service{log: log, cfg: cfg, pol: &Policy{hostname: "relay.test", defaultRoute: "mx"}, store: store, q: q}
-	c := newCollector(svc)
+	sink := &testSink{store: store, q: q}
+	c := New(Options{Sink: sink, Settings: func() Settings { return Settings{Hostname: "relay.test", MaxSize: limit} }, Log: log})
 	c.ioTimeout = 300 * time.Millisecond
-	return c, svc
+	return c, sink
 }
 
 // testAccount is an account of protocol at addr, delivering to
@@ -68,7 +89,7 @@ func testAccount(t *testing.T, name, protocol, addr string) *account {
 	verify := false
 	cfg := config.FetchAccount{Name: name, Protocol: protocol, Server: host, Port: p, User: "helpdesk", PasswordFile: pw,
 		DeliverTo: "helpdesk@example.com", Poll: config.Duration{Duration: time.Hour}, TLSVerify: &verify}
-	return &account{cfg: cfg, now: make(chan struct{}, 1), oversize: map[string]bool{}, st: AccountStatus{Name: name}}
+	return &account{cfg: cfg, now: make(chan struct{}, 1), oversize: map[string]bool{}, st: status.FetchAccount{Name: name}}
 }
 
 // testTLS is a server certificate for the fake servers (the test
@@ -77,7 +98,7 @@ func testTLS(t *testing.T) *tls.Config {
 	t.Helper()
 	dir := t.TempDir()
 	cert, key := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	if _, err := ensureSelfSigned(cert, key, "mail.test"); err != nil {
+	if _, err := tlscert.EnsureSelfSigned(cert, key, "mail.test"); err != nil {
 		t.Fatal(err)
 	}
 	kp, err := tls.LoadX509KeyPair(cert, key)
@@ -88,7 +109,7 @@ func testTLS(t *testing.T) *tls.Config {
 }
 
 // queued returns the messages in the queue.
-func queued(t *testing.T, svc *Service) []string {
+func queued(t *testing.T, svc *testSink) []string {
 	t.Helper()
 	var out []string
 	for _, in := range svc.q.List() {
@@ -104,9 +125,9 @@ func queued(t *testing.T, svc *Service) []string {
 }
 
 // fetched returns the remote ids recorded as collected for an account.
-func fetched(t *testing.T, svc *Service, account string) []string {
+func fetched(t *testing.T, svc *testSink, account string) []string {
 	t.Helper()
-	m, err := svc.store.Fetched(account)
+	m, err := svc.store.Seen(account)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +195,7 @@ func TestCollectPOP3MessageLargerThanListed(t *testing.T) {
 		case "RETR":
 			if arg == "1" {
 				io.WriteString(w, "+OK\r\n")
-				for sentBig.Load() < hostileStream {
+				for sentBig.Load() < hostile.Stream {
 					n, err := w.Write(chunk)
 					sentBig.Add(int64(n))
 					if err != nil {
@@ -196,7 +217,7 @@ func TestCollectPOP3MessageLargerThanListed(t *testing.T) {
 	a := testAccount(t, "pop", "pop3s", addr)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var err error
-	alloc := allocated(func() { err = c.pollSafely(context.Background(), a, log) })
+	alloc := hostile.Allocated(func() { err = c.pollSafely(context.Background(), a, log) })
 	t.Logf("message larger than listed: %v; allocated %d KiB while the server sent %d KiB", err, alloc>>10, sentBig.Load()>>10)
 	if err == nil || !strings.Contains(err.Error(), "message 1 (uid big) is larger than smtp.limits.message_size (1048576 octets), though LIST said 100") {
 		t.Fatalf("first poll: %v", err)
@@ -332,8 +353,8 @@ func TestCollectIMAPEndlessLiteral(t *testing.T) {
 	chunk := []byte(strings.Repeat(strings.Repeat("m", 78)+"\r\n", 800))
 	var sent atomic.Int64
 	addr := imapHostile(t, imapScript(100, func(tag string, w net.Conn) bool {
-		fmt.Fprintf(w, "* 1 FETCH (UID 5 RFC822.SIZE 100 BODY[] {%d}\r\n", int64(hostileStream))
-		for sent.Load() < hostileStream {
+		fmt.Fprintf(w, "* 1 FETCH (UID 5 RFC822.SIZE 100 BODY[] {%d}\r\n", int64(hostile.Stream))
+		for sent.Load() < hostile.Stream {
 			n, err := w.Write(chunk)
 			sent.Add(int64(n))
 			if err != nil {
@@ -346,7 +367,7 @@ func TestCollectIMAPEndlessLiteral(t *testing.T) {
 	a := testAccount(t, "imap", "imaps", addr)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var err error
-	alloc := allocated(func() { err = c.pollSafely(context.Background(), a, log) })
+	alloc := hostile.Allocated(func() { err = c.pollSafely(context.Background(), a, log) })
 	t.Logf("endless literal: %v; allocated %d KiB while the server sent %d KiB", err, alloc>>10, sent.Load()>>10)
 	if err == nil || !strings.Contains(err.Error(), "UID 5: the server sends 209715200 octets, more than smtp.limits.message_size (1048576), though RFC822.SIZE said 100") {
 		t.Fatalf("first poll: %v", err)
@@ -370,7 +391,7 @@ func TestCollectIMAPEndlessLine(t *testing.T) {
 	var sent atomic.Int64
 	addr := imapHostile(t, imapScript(100, func(tag string, w net.Conn) bool {
 		io.WriteString(w, "* OK ")
-		for sent.Load() < hostileStream {
+		for sent.Load() < hostile.Stream {
 			n, err := w.Write(chunk)
 			sent.Add(int64(n))
 			if err != nil {
@@ -382,7 +403,7 @@ func TestCollectIMAPEndlessLine(t *testing.T) {
 	c, _ := testCollector(t, limit)
 	a := testAccount(t, "imap", "imaps", addr)
 	var err error
-	alloc := allocated(func() { err = c.pollSafely(context.Background(), a, slog.New(slog.NewTextHandler(io.Discard, nil))) })
+	alloc := hostile.Allocated(func() { err = c.pollSafely(context.Background(), a, slog.New(slog.NewTextHandler(io.Discard, nil))) })
 	t.Logf("endless line: %v; allocated %d KiB while the server sent %d KiB", err, alloc>>10, sent.Load()>>10)
 	if err == nil || !strings.Contains(err.Error(), "line longer than") {
 		t.Fatalf("poll: %v", err)
@@ -431,11 +452,11 @@ func TestCollectIMAPSilentServerOtherAccountsCarryOn(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); c.wg.Wait() }()
 	start := time.Now()
-	c.apply(ctx, accounts)
+	c.Apply(ctx, accounts)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		st := map[string]AccountStatus{}
-		for _, s := range c.status() {
+		st := map[string]status.FetchAccount{}
+		for _, s := range c.Status() {
 			st[s.Name] = s
 		}
 		if st["silent"].LastError != "" && st["good"].Collected == 1 {
@@ -542,22 +563,5 @@ func TestCollectedMailLineEndsNormalised(t *testing.T) {
 		if !want[body] {
 			t.Errorf("queued %q", m)
 		}
-	}
-}
-
-// `gatehouse fetch status` prints a server's error text without the
-// control characters that would act on the operator's terminal.
-func TestWriteFetchPrintsNoControlCharacters(t *testing.T) {
-	var b strings.Builder
-	WriteFetch(&b, []AccountStatus{{Name: "helpdesk", Protocol: "pop3s", Server: "mail.example:995", Failures: 2,
-		LastError: "pop3: PASS: -ERR \x1b]0;owned\x07denied\r\n\x1b[2J\u009b31m", TooLarge: []string{"uid\x1b[1m"}}})
-	out := b.String()
-	for i, r := range out {
-		if r != '\n' && (r < 0x20 || r == 0x7f || 0x80 <= r && r <= 0x9f) {
-			t.Fatalf("control character %U at offset %d in %q", r, i, out)
-		}
-	}
-	if !strings.Contains(out, "-ERR ]0;owneddenied  [2J31m") {
-		t.Errorf("the error's text is gone: %q", out)
 	}
 }

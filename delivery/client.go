@@ -81,14 +81,14 @@ func (c *deadlineConn) waitFor(w replyWait) {
 	c.idle, c.until = w.idle, time.Now().Add(w.total)
 }
 
-// replyError is a reply from the server that is not the one expected.
-type replyError struct {
+// ReplyError is a reply from the server that is not the one expected.
+type ReplyError struct {
 	Code     int
 	Enhanced string // "5.1.1", or "" when the server sent none
 	Text     string
 }
 
-func (e *replyError) Error() string {
+func (e *ReplyError) Error() string {
 	if e.Enhanced != "" {
 		return fmt.Sprintf("%d %s %s", e.Code, e.Enhanced, e.Text)
 	}
@@ -164,7 +164,7 @@ func truncate(s string) string {
 	return s
 }
 
-// expect reads a reply and turns a code other than want into a replyError.
+// expect reads a reply and turns a code other than want into a ReplyError.
 func (c *smtpConn) expect(want int) (string, error) { return c.expectWithin(want, c.wait) }
 
 func (c *smtpConn) expectWithin(want int, w replyWait) (string, error) {
@@ -178,8 +178,8 @@ func (c *smtpConn) expectWithin(want int, w replyWait) (string, error) {
 	return text, nil
 }
 
-func toReplyError(code int, text string) *replyError {
-	e := &replyError{Code: code, Text: strings.ReplaceAll(text, "\n", " ")}
+func toReplyError(code int, text string) *ReplyError {
+	e := &ReplyError{Code: code, Text: strings.ReplaceAll(text, "\n", " ")}
 	if f, rest, ok := strings.Cut(e.Text, " "); ok && len(f) >= 5 && f[1] == '.' && f[0] == byte('0'+code/100) {
 		e.Enhanced, e.Text = f, rest
 	}
@@ -209,7 +209,7 @@ func (c *smtpConn) greet(name string) error {
 
 func (c *smtpConn) hello(name string) error {
 	text, err := c.cmd(250, "EHLO %s", name)
-	var re *replyError
+	var re *ReplyError
 	if errors.As(err, &re) && re.Code >= 500 {
 		c.ext = map[string]string{}
 		_, err = c.cmd(250, "HELO %s", name)
@@ -454,7 +454,7 @@ func (c *smtpConn) reset() error {
 }
 
 func isReply(err error) bool {
-	var re *replyError
+	var re *ReplyError
 	return errors.As(err, &re)
 }
 

@@ -53,7 +53,7 @@ func TestClientPipelinedPartialRecipients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var re *replyError
+	var re *ReplyError
 	if tr.mail != nil || tr.rcpts[0] != nil || !errors.As(tr.rcpts[1], &re) || re.Code != 550 || re.Enhanced != "5.1.1" || tr.data != nil {
 		t.Fatalf("transaction %+v", tr)
 	}

@@ -1,3 +1,7 @@
+// Package delivery is the relay's outbound side: it resolves a queue route
+// to next hops (MX records, or a managed domain's next hop or a connector's
+// smart host), connects with the route's TLS level, and sends over
+// sessions the queue reuses.
 package delivery
 
 import (
@@ -8,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,14 +25,22 @@ import (
 	"gatehouse/queue"
 )
 
-// transport is the relay's SMTP client: it resolves a route to next hops
-// (MX records, or the host of a [next hop] / smart host), connects with the
-// route's TLS level and sends over the session the queue reuses.
-type transport struct {
-	svc *Service
-	log *slog.Logger
-	// dial is net.Dialer.DialContext; tests replace it.
-	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+// Transport is the relay's SMTP client, the queue's transport: it
+// resolves a route to next hops (MX records, or the host of a [next hop] /
+// smart host), connects with the route's TLS level and sends over the
+// session the queue reuses.
+type Transport struct {
+	Log        *slog.Logger
+	ResolvConf string // the resolvers for MX lookups, read at each lookup
+	// Config and Roots are the running relay section and the trusted CAs:
+	// a route is resolved against the config as it is now.
+	Config func() *config.SMTP
+	Roots  func() *x509.CertPool
+	// ReadFile reads smart host password files (os.ReadFile when nil).
+	ReadFile func(name string) ([]byte, error)
+	// Dial is net.Dialer.DialContext (with a 30 s timeout when nil).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
 	// wait, when set, replaces the waits for every reply (tests).
 	wait replyWait
 }
@@ -47,7 +60,12 @@ type target struct {
 	mx        bool
 }
 
-func (t *transport) Open(ctx context.Context, route string) (queue.Session, error) {
+// Open connects to a next hop of route (queue.Transport).
+func (t *Transport) Open(ctx context.Context, route queue.Route) (queue.Session, error) {
+	return t.open(ctx, route)
+}
+
+func (t *Transport) open(ctx context.Context, route queue.Route) (*client, error) {
 	tg, err := t.resolve(ctx, route)
 	if err != nil {
 		return nil, err
@@ -74,13 +92,13 @@ type permanentOpenError struct{ error }
 
 // resolve turns a queue route into servers and a TLS level, using the
 // config as it is now (a changed next hop applies to mail already queued).
-func (t *transport) resolve(ctx context.Context, route string) (target, error) {
-	cfg := t.svc.config()
-	kind, name, _ := strings.Cut(route, ":")
+func (t *Transport) resolve(ctx context.Context, route queue.Route) (target, error) {
+	cfg := t.Config()
+	name := route.Name
 	var tg target
 	var nh config.NextHop
-	switch kind {
-	case "domain":
+	switch route.Kind {
+	case queue.Domain:
 		found := false
 		for _, d := range cfg.Domains {
 			if strings.EqualFold(strings.TrimSuffix(d.Name, "."), name) {
@@ -91,7 +109,7 @@ func (t *transport) resolve(ctx context.Context, route string) (target, error) {
 		if !found {
 			return tg, fmt.Errorf("managed domain %s is no longer configured", name)
 		}
-	case "connector":
+	case queue.Connector:
 		found := false
 		for _, c := range cfg.Connectors {
 			if c.Name == name {
@@ -102,7 +120,7 @@ func (t *transport) resolve(ctx context.Context, route string) (target, error) {
 		if !found {
 			return tg, fmt.Errorf("connector %s is no longer configured", name)
 		}
-	case "mx":
+	case queue.MX:
 		tg.tlsLevel, tg.mx, tg.matchName = cfg.OutboundTLS, true, name
 		for _, p := range cfg.TLSPolicy {
 			if strings.EqualFold(p.Destination, name) {
@@ -131,14 +149,14 @@ func (t *transport) resolve(ctx context.Context, route string) (target, error) {
 	return tg, err
 }
 
-func (t *transport) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, int, error) {
+func (t *Transport) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, int, error) {
 	// The dns service may rewrite its file: read at each lookup.
-	return dnsclient.Query(ctx, dnsclient.Servers(t.svc.opts.ResolvConf), name, qtype, 5*time.Second)
+	return dnsclient.Query(ctx, dnsclient.Servers(t.ResolvConf), name, qtype, 5*time.Second)
 }
 
 // mxHops resolves MX records in preference order (RFC 5321 5.1), falling
 // back to the domain's own address when there is no MX.
-func (t *transport) mxHops(ctx context.Context, domain string, port uint16) ([]hop, error) {
+func (t *Transport) mxHops(ctx context.Context, domain string, port uint16) ([]hop, error) {
 	ans, rcode, err := t.query(ctx, domain, dns.TypeMX)
 	if err != nil {
 		return nil, err
@@ -174,7 +192,7 @@ func (t *transport) mxHops(ctx context.Context, domain string, port uint16) ([]h
 	return hops, nil
 }
 
-func (t *transport) hostHops(ctx context.Context, host string, port uint16) ([]hop, error) {
+func (t *Transport) hostHops(ctx context.Context, host string, port uint16) ([]hop, error) {
 	p := strconv.Itoa(int(port))
 	if ip := net.ParseIP(host); ip != nil {
 		return []hop{{name: host, addr: net.JoinHostPort(host, p)}}, nil
@@ -204,13 +222,13 @@ func (t *transport) hostHops(ctx context.Context, host string, port uint16) ([]h
 // may and encrypt do not authenticate the server; verify checks the chain
 // and the server's name; secure additionally requires the name of the
 // next hop itself (or a sub-domain of it), not just the MX host's.
-func (t *transport) tlsConfig(tg target, h hop) *tls.Config {
+func (t *Transport) tlsConfig(tg target, h hop) *tls.Config {
 	c := &tls.Config{ServerName: h.name, MinVersion: tls.VersionTLS12}
 	switch tg.tlsLevel {
 	case "may", "encrypt":
 		c.InsecureSkipVerify = true
 	case "verify", "secure":
-		roots := t.svc.roots()
+		roots := t.Roots()
 		c.RootCAs = roots
 		c.InsecureSkipVerify = true // verified below, with the name rules of the level
 		want := h.name
@@ -252,11 +270,11 @@ type client struct {
 	tlsRes string
 }
 
-func (t *transport) connect(ctx context.Context, tg target, h hop) (*client, error) {
+func (t *Transport) connect(ctx context.Context, tg target, h hop) (*client, error) {
 	s, err := t.connectOnce(ctx, tg, h, tg.tlsLevel != "none")
 	if err != nil && tg.tlsLevel == "may" && errors.Is(err, errTLSFailed) {
 		// Opportunistic TLS falls back to plain text, as Postfix does.
-		t.log.Warn("TLS handshake failed; retrying in plain text (tls may)", "relay", h.addr, "err", err)
+		t.Log.Warn("TLS handshake failed; retrying in plain text (tls may)", "relay", h.addr, "err", err)
 		s, err = t.connectOnce(ctx, tg, h, false)
 	}
 	return s, err
@@ -264,10 +282,14 @@ func (t *transport) connect(ctx context.Context, tg target, h hop) (*client, err
 
 var errTLSFailed = errors.New("TLS failed")
 
-func (t *transport) connectOnce(ctx context.Context, tg target, h hop, useTLS bool) (*client, error) {
+func (t *Transport) connectOnce(ctx context.Context, tg target, h hop, useTLS bool) (*client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := t.dial(dctx, "tcp", h.addr)
+	dial := t.Dial
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second}).DialContext
+	}
+	conn, err := dial(dctx, "tcp", h.addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s[%s]: %w", h.name, h.addr, err)
 	}
@@ -286,7 +308,7 @@ func (t *transport) connectOnce(ctx context.Context, tg target, h hop, useTLS bo
 		conn.Close()
 		return nil, err
 	}
-	name := t.svc.policy().hostname
+	name := t.Config().Hostname
 	if err := c.greet(name); err != nil {
 		if isReply(err) {
 			return fail(fmt.Errorf("%s[%s] said: %w", h.name, h.addr, err))
@@ -309,7 +331,11 @@ func (t *transport) connectOnce(ctx context.Context, tg target, h hop, useTLS bo
 		}
 	}
 	if tg.auth != nil {
-		pw, err := readConfigured(tg.auth.PasswordFile)
+		read := t.ReadFile
+		if read == nil {
+			read = os.ReadFile
+		}
+		pw, err := read(tg.auth.PasswordFile)
 		if err != nil {
 			return fail(fmt.Errorf("smart host password: %w", err))
 		}
@@ -317,8 +343,33 @@ func (t *transport) connectOnce(ctx context.Context, tg target, h hop, useTLS bo
 			return fail(fmt.Errorf("AUTH at %s[%s]: %w", h.name, h.addr, err))
 		}
 	}
-	t.log.Debug("connected", "relay", h.addr, "tls", tlsRes)
+	t.Log.Debug("connected", "relay", h.addr, "tls", tlsRes)
 	return &client{c: c, hop: h, tlsRes: tlsRes}, nil
+}
+
+// Probe asks route's next hop whether it takes rcpt (MAIL FROM:<>, RCPT,
+// RSET), for recipient verification. refusal is the hop's refusal of the
+// recipient, nil when it takes it. An error means there is no answer: the
+// hop could not be reached, the connection broke, or the hop refuses the
+// null sender (Exchange's "block blank senders"), which says nothing about
+// the recipient.
+func (t *Transport) Probe(ctx context.Context, route queue.Route, rcpt string) (refusal *ReplyError, err error) {
+	c, err := t.open(ctx, route)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	mailRefusal, rcptRefusal, err := c.c.probe(rcpt)
+	if err != nil {
+		return nil, err
+	}
+	if mailRefusal != nil {
+		return nil, fmt.Errorf("the next hop refuses MAIL FROM:<> for recipient checks: %w", mailRefusal)
+	}
+	if rcptRefusal != nil && !errors.As(rcptRefusal, &refusal) {
+		return nil, rcptRefusal
+	}
+	return refusal, nil
 }
 
 func (c *client) Close() error {
@@ -329,7 +380,7 @@ func (c *client) Close() error {
 // result turns a reply into the queue's per-recipient outcome.
 func (c *client) result(err error) queue.Result {
 	r := queue.Result{RemoteMTA: c.hop.name + "[" + c.hop.addr + "]", Text: err.Error(), Status: "4.4.2"}
-	var re *replyError
+	var re *ReplyError
 	if errors.As(err, &re) {
 		r.Permanent = re.Code >= 500
 		r.Status = re.Enhanced

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,12 +13,8 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/queue"
+	"gatehouse/test/hostile"
 )
-
-// hostileStream is how much a hostile peer in these tests offers to send:
-// far more than any bound the relay keeps, so a client that reads it all
-// shows up in the allocation figures.
-const hostileStream = 200 << 20
 
 // serveOnce listens on 127.0.0.1 and runs serve on every connection,
 // until the test ends.
@@ -60,16 +55,6 @@ func stream(c net.Conn, prefix string, chunk []byte, total int64, sent *atomic.I
 	}
 }
 
-// allocated runs f and returns the bytes the process allocated meanwhile.
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
-
 var testWait = replyWait{idle: 300 * time.Millisecond, total: 2 * time.Second}
 
 func dialSMTP(t *testing.T, addr string) *smtpConn {
@@ -89,11 +74,11 @@ func dialSMTP(t *testing.T, addr string) *smtpConn {
 func TestClientEndlessReplyLine(t *testing.T) {
 	chunk := []byte(strings.Repeat("a", 64<<10))
 	var sent atomic.Int64
-	addr := serveOnce(t, func(c net.Conn) { stream(c, "220 ", chunk, hostileStream, &sent) })
+	addr := serveOnce(t, func(c net.Conn) { stream(c, "220 ", chunk, hostile.Stream, &sent) })
 	c := dialSMTP(t, addr)
 	var err error
 	start := time.Now()
-	alloc := allocated(func() { err = c.greet("relay.test") })
+	alloc := hostile.Allocated(func() { err = c.greet("relay.test") })
 	t.Logf("endless reply line: %v after %v; allocated %d KiB while the server sent %d KiB", err, time.Since(start).Round(time.Millisecond), alloc>>10, sent.Load()>>10)
 	if err == nil || !strings.Contains(err.Error(), "longer than 2048 octets") {
 		t.Fatalf("greet: %v, want a reply line too long", err)
@@ -110,10 +95,10 @@ func TestClientEndlessReplyLine(t *testing.T) {
 func TestClientEndlessMultilineReply(t *testing.T) {
 	chunk := []byte(strings.Repeat("250-"+strings.Repeat("x", 60)+"\r\n", 1000))
 	var sent atomic.Int64
-	addr := serveOnce(t, func(c net.Conn) { stream(c, "", chunk, hostileStream, &sent) })
+	addr := serveOnce(t, func(c net.Conn) { stream(c, "", chunk, hostile.Stream, &sent) })
 	c := dialSMTP(t, addr)
 	var err error
-	alloc := allocated(func() { _, err = c.expect(220) })
+	alloc := hostile.Allocated(func() { _, err = c.expect(220) })
 	t.Logf("endless multi-line reply: %v; allocated %d KiB while the server sent %d KiB", err, alloc>>10, sent.Load()>>10)
 	if err == nil || !strings.Contains(err.Error(), "longer than 100 lines") {
 		t.Fatalf("%v, want a reply with too many lines", err)
@@ -250,12 +235,12 @@ func TestHostileNextHopDefersOnlyItsDestination(t *testing.T) {
 	good := sinkServer(t, got)
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := &Service{log: log, pol: &Policy{hostname: "relay.test"}, cfg: &config.SMTP{Domains: []config.MailDomain{
+	cfg := &config.SMTP{Hostname: "relay.test", Domains: []config.MailDomain{
 		{Name: "endless.test", NextHop: nextHop(endless), TLS: "none"},
 		{Name: "silent.test", NextHop: nextHop(silent), TLS: "none"},
 		{Name: "good.test", NextHop: nextHop(good), TLS: "none"},
-	}}}
-	tr := &transport{svc: svc, log: log, dial: (&net.Dialer{}).DialContext, wait: testWait}
+	}}
+	tr := &Transport{Log: log, Config: func() *config.SMTP { return cfg }, Dial: (&net.Dialer{}).DialContext, wait: testWait}
 	store, _, probs := queue.OpenStore(t.TempDir())
 	if len(probs) > 0 {
 		t.Fatal(probs)
@@ -271,7 +256,7 @@ func TestHostileNextHopDefersOnlyItsDestination(t *testing.T) {
 			t.Fatal(err)
 		}
 		io.WriteString(w, "Subject: x\r\n\r\nbody\r\n")
-		env := &queue.Envelope{From: "a@example.com", Arrived: time.Now(), Rcpts: []queue.Rcpt{{Addr: "u@" + domain, Route: "domain:" + domain}}}
+		env := &queue.Envelope{From: "a@example.com", Arrived: time.Now(), Rcpts: []queue.Rcpt{{Addr: "u@" + domain, Route: queue.Route{Kind: queue.Domain, Name: domain}}}}
 		if err := w.Commit(env); err != nil {
 			t.Fatal(err)
 		}

@@ -6,15 +6,16 @@ import (
 	"io"
 )
 
-// errBareNewline is returned when DATA holds a bare LF or CR and the relay
-// rejects them: such line ends are how SMTP smuggling hides a second
+// ErrBareNewline is returned when message data holds a bare LF or CR and
+// the guard rejects them: such line ends are how SMTP smuggling hides a second
 // message inside the first for a downstream server that reads them
 // differently.
-var errBareNewline = errors.New("bare <LF> or <CR> in message data")
+var ErrBareNewline = errors.New("bare <LF> or <CR> in message data")
 
-// newlineGuard passes message data through, rejecting or normalising any
-// line end other than CRLF. go-smtp hands DATA over unchanged.
-type newlineGuard struct {
+// NewlineGuard passes message data through, rejecting or normalising any
+// line end other than CRLF. go-smtp hands DATA over unchanged, and a
+// mailbox the collector empties may hold anything.
+type NewlineGuard struct {
 	r         io.Reader
 	normalize bool
 	cr        bool // the previous byte was a CR
@@ -24,7 +25,16 @@ type newlineGuard struct {
 	err       error
 }
 
-func (g *newlineGuard) Read(p []byte) (int, error) {
+// NewNewlineGuard reads r. With normalize a bare line end becomes CRLF;
+// without, it ends the data with ErrBareNewline.
+func NewNewlineGuard(r io.Reader, normalize bool) *NewlineGuard {
+	return &NewlineGuard{r: r, normalize: normalize}
+}
+
+// Found says whether a bare line end was seen (and normalised).
+func (g *NewlineGuard) Found() bool { return g.found }
+
+func (g *NewlineGuard) Read(p []byte) (int, error) {
 	for {
 		if len(g.out) > 0 {
 			n := copy(p, g.out)
@@ -55,16 +65,16 @@ func (g *newlineGuard) Read(p []byte) (int, error) {
 	}
 }
 
-func (g *newlineGuard) bad() {
+func (g *NewlineGuard) bad() {
 	g.found = true
 	if !g.normalize {
-		g.err = errBareNewline
+		g.err = ErrBareNewline
 	}
 }
 
 // scan copies in to out, checking every line end. Runs of ordinary bytes
 // are copied in bulk.
-func (g *newlineGuard) scan(in, out []byte) []byte {
+func (g *NewlineGuard) scan(in, out []byte) []byte {
 	for len(in) > 0 {
 		if g.cr {
 			g.cr = false

@@ -27,7 +27,7 @@ func TestNewlineGuard(t *testing.T) {
 			if oneByte {
 				r = iotest.OneByteReader(r)
 			}
-			g := &newlineGuard{r: r, normalize: true}
+			g := &NewlineGuard{r: r, normalize: true}
 			out, err := io.ReadAll(g)
 			if err != nil || string(out) != c.norm || g.found != c.bare {
 				t.Errorf("normalize %q (one byte %v): %q, found %v, %v; want %q, %v", c.in, oneByte, out, g.found, err, c.norm, c.bare)
@@ -36,8 +36,8 @@ func TestNewlineGuard(t *testing.T) {
 			if oneByte {
 				r = iotest.OneByteReader(r)
 			}
-			_, err = io.ReadAll(&newlineGuard{r: r})
-			if c.bare != errors.Is(err, errBareNewline) {
+			_, err = io.ReadAll(&NewlineGuard{r: r})
+			if c.bare != errors.Is(err, ErrBareNewline) {
 				t.Errorf("reject %q (one byte %v): err %v", c.in, oneByte, err)
 			}
 		}
@@ -47,7 +47,7 @@ func TestNewlineGuard(t *testing.T) {
 func FuzzNewlineGuard(f *testing.F) {
 	f.Add([]byte("a\r\nb\nc\rd\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out, err := io.ReadAll(&newlineGuard{r: strings.NewReader(string(in)), normalize: true})
+		out, err := io.ReadAll(&NewlineGuard{r: strings.NewReader(string(in)), normalize: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +57,7 @@ func FuzzNewlineGuard(f *testing.F) {
 				t.Fatalf("bare line end at %d in %q", i, out)
 			}
 		}
-		_, err = io.ReadAll(&newlineGuard{r: strings.NewReader(string(in))})
+		_, err = io.ReadAll(&NewlineGuard{r: strings.NewReader(string(in))})
 		clean := !strings.ContainsAny(strings.ReplaceAll(string(in), "\r\n", ""), "\r\n")
 		if clean != (err == nil) {
 			t.Fatalf("reject mode on %q: %v", in, err)

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"gatehouse/status"
 )
 
 // clientKey is what the per-client limits count: an IPv4 address, or the
@@ -102,13 +104,7 @@ func (g *authGuard) check(ctx context.Context, f func() (bool, error)) (bool, er
 	return f()
 }
 
-// AuthStats is the guard's part of the relay's status.
-type AuthStats struct {
-	BlockedClients int   `json:"blocked_clients"`
-	Refused        int64 `json:"refused"`
-}
-
-func (g *authGuard) stats() AuthStats {
+func (g *authGuard) stats() status.AuthGuard {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.now()
@@ -127,5 +123,5 @@ func (g *authGuard) stats() AuthStats {
 			delete(g.fails, k)
 		}
 	}
-	return AuthStats{BlockedClients: n, Refused: g.refused}
+	return status.AuthGuard{BlockedClients: n, Refused: g.refused}
 }

@@ -4,13 +4,13 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"net/smtp"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,81 +18,64 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"gatehouse/config"
+	"gatehouse/delivery"
+	"gatehouse/queue"
+	"gatehouse/tlscert"
 )
 
-// relay runs the relay in this process on a free loopback port with the
-// given relay section (listen is filled in) and returns the port's address.
+// relay runs an SMTP server in this process on a free loopback port for
+// listener, with the given relay section (hostname filled in), and returns
+// its address. What it accepts is delivered to the section's next hops.
 func relay(t *testing.T, listener, section string) string {
 	t.Helper()
-	return startRelay(t, listener, section).addr
-}
-
-// testRelay is a relay running in this process.
-type testRelay struct {
-	addr, dir string
-	// reload writes a new relay section and has the relay reload it.
-	reload func(section string)
-}
-
-func startRelay(t *testing.T, listener, section string) testRelay {
-	t.Helper()
 	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	full, errs, err := config.Parse("t.yaml", []byte("smtp:\n  hostname: mx.example.test\n"+section))
+	if err != nil || len(errs) > 0 {
+		t.Fatalf("config: %v %v", err, errs)
+	}
+	c := full.SMTP
+	cfg := func() *config.SMTP { return c }
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pol := NewPolicy(c, nil, NewPopAuth(), nil, log)
+	store, _, probs := queue.OpenStore(filepath.Join(dir, "queue"))
+	if len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	tr := &delivery.Transport{Log: log, Config: cfg, Roots: func() *x509.CertPool { return nil }}
+	ctx, cancel := context.WithCancel(context.Background())
+	q := queue.New(ctx, store, nil, tr, queue.Policy{Lifetime: time.Hour, MinBackoff: time.Hour, MaxBackoff: time.Hour},
+		func(queue.Notice) error { return nil }, log)
+	srv := New(Options{Log: log, Store: store, Queue: q, Transport: tr, Config: cfg, Policy: func() *Policy { return pol },
+		FreeSpace: func() (int64, error) { return FreeBytes(dir) }})
+	cert, key := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	if _, err := tlscert.EnsureSelfSigned(cert, key, c.Hostname); err != nil {
+		t.Fatal(err)
+	}
+	kp, err := tls.LoadX509KeyPair(cert, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	listen := map[string]string{"smtp": "off", "submission": "off", "smtps": "off"}
-	listen[listener] = addr
-	cfg := filepath.Join(dir, "gatehouse.yaml")
-	yaml := fmt.Sprintf("smtp:\n  hostname: mx.example.test\n  listen: {smtp: %q, submission: %q, smtps: %q}\n%s",
-		listen["smtp"], listen["submission"], listen["smtps"], section)
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+	srv.SetTLS(&tls.Config{Certificates: []tls.Certificate{kp}, MinVersion: tls.VersionTLS12})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	reload := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		done <- Run(ctx, Options{Config: cfg, QueueDir: filepath.Join(dir, "queue"), TLSDir: filepath.Join(dir, "tls"),
-			ResolvConf: filepath.Join(dir, "resolv.conf"), Socket: filepath.Join(dir, "smtp.sock"),
-			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Reload: reload})
-	}()
+	errc := make(chan error, 1)
+	srv.Serve(listener, ln, errc)
 	t.Cleanup(func() {
+		srv.Close()
 		cancel()
-		<-finished
+		q.Wait()
+		store.Close()
 		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("relay: %v", err)
-			}
-		default: // ended early, already reported
-		}
-	})
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-done:
-			t.Fatalf("relay ended: %v", err)
+		case err := <-errc:
+			t.Errorf("server: %v", err)
 		default:
 		}
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return testRelay{addr: addr, dir: dir, reload: func(section string) {
-				yaml := fmt.Sprintf("smtp:\n  hostname: mx.example.test\n  listen: {smtp: %q, submission: %q, smtps: %q}\n%s",
-					listen["smtp"], listen["submission"], listen["smtps"], section)
-				if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				reload <- struct{}{} // taken by the service's loop
-			}}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("relay not listening on %s", addr)
-		}
-	}
+	})
+	return ln.Addr().String()
 }
 
 // login tries AUTH PLAIN over STARTTLS from the local address from and

@@ -14,6 +14,7 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/mailmsg"
+	"gatehouse/queue"
 )
 
 // Policy is the relay's decision table, built from the config: who may
@@ -259,7 +260,7 @@ func (p *Policy) managed(a mailmsg.Address) (*managedDomain, bool) {
 
 // Decision is the outcome of RCPT TO for an accepted recipient.
 type Decision struct {
-	Route     string            // queue route
+	Route     queue.Route
 	Inside    bool              // relayed for a client inside (header rules apply)
 	Connector *inboundConnector // a connector whose header requirement is checked at DATA
 	Verify    bool              // ask the next hop whether it takes the recipient
@@ -281,7 +282,7 @@ func (p *Policy) CheckRcpt(c Client, to mailmsg.Address) (Decision, *smtp.SMTPEr
 		if d.recipients != nil && !d.recipients[strings.ToLower(to.Local)] && !d.recipients[strings.ToLower(to.String())] {
 			return Decision{}, smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "Recipient address rejected: user unknown")
 		}
-		return Decision{Route: "domain:" + d.name, Verify: d.verify && d.recipients == nil}, nil
+		return Decision{Route: queue.Route{Kind: queue.Domain, Name: d.name}, Verify: d.verify && d.recipients == nil}, nil
 	}
 	if reason == "" {
 		return Decision{}, smtpErr(554, smtp.EnhancedCode{5, 7, 1}, "Relay access denied")
@@ -293,9 +294,18 @@ func (p *Policy) CheckRcpt(c Client, to mailmsg.Address) (Decision, *smtp.SMTPEr
 	return dec, nil
 }
 
+// RouteFor is the route of mail for to that the relay makes itself (DSNs,
+// collected mail): a managed domain's next hop, else as relayed mail.
+func (p *Policy) RouteFor(to mailmsg.Address) queue.Route {
+	if md, ok := p.managed(to); ok {
+		return queue.Route{Kind: queue.Domain, Name: md.name}
+	}
+	return p.route(to)
+}
+
 // route picks the route of a recipient outside the managed domains: the
 // transport table, then the default route.
-func (p *Policy) route(to mailmsg.Address) string {
+func (p *Policy) route(to mailmsg.Address) queue.Route {
 	name := p.defaultRoute
 	for _, t := range p.transport {
 		if to.InDomain(t.Domain, t.Subdomains) {
@@ -304,9 +314,9 @@ func (p *Policy) route(to mailmsg.Address) string {
 		}
 	}
 	if name == "mx" {
-		return "mx:" + to.Domain
+		return queue.Route{Kind: queue.MX, Name: to.Domain}
 	}
-	return "connector:" + name
+	return queue.Route{Kind: queue.Connector, Name: name}
 }
 
 // fromInside says whether the client may relay (trusted, authenticated,
@@ -350,20 +360,21 @@ func (p *Policy) StripHeaders(c Client, h mailmsg.Header) []string {
 	return names
 }
 
-// HeaderRoute applies the header rules: the connector the first matching
-// rule names, or "" when none matches.
-func (p *Policy) HeaderRoute(h mailmsg.Header) string {
+// HeaderRoute applies the header rules: the route the first matching rule
+// names, false when none matches. A rule that sends by MX gives an MX
+// route without a name: each recipient's own domain.
+func (p *Policy) HeaderRoute(h mailmsg.Header) (queue.Route, bool) {
 	for _, r := range p.rules {
 		for _, v := range h.Values(r.Header) {
 			if strings.Contains(strings.ToLower(v), strings.ToLower(r.Contains)) {
 				if r.Connector == "mx" {
-					return "mx"
+					return queue.Route{Kind: queue.MX}, true
 				}
-				return "connector:" + r.Connector
+				return queue.Route{Kind: queue.Connector, Name: r.Connector}, true
 			}
 		}
 	}
-	return ""
+	return queue.Route{}, false
 }
 
 // PopAuth remembers the client addresses that logged in to the internal

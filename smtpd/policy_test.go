@@ -14,6 +14,7 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/mailmsg"
+	"gatehouse/queue"
 )
 
 const testConfig = `
@@ -110,8 +111,8 @@ func TestRelayDecisions(t *testing.T) {
 			t.Errorf("%s: refused: %v", c.name, err)
 		case c.code != 0 && (err == nil || err.Code != c.code):
 			t.Errorf("%s: got %v, want %d", c.name, err, c.code)
-		case c.code == 0 && (d.Route != c.route || d.Inside != c.inside):
-			t.Errorf("%s: route %q inside %v, want %q %v", c.name, d.Route, d.Inside, c.route, c.inside)
+		case c.code == 0 && (d.Route.String() != c.route || d.Inside != c.inside):
+			t.Errorf("%s: route %q inside %v, want %q %v", c.name, d.Route.String(), d.Inside, c.route, c.inside)
 		}
 	}
 	if d, _ := p.CheckRcpt(tenant, addr(t, "x@elsewhere.example")); d.Connector == nil || d.Connector.name != "tenant" {
@@ -200,12 +201,12 @@ func TestHeaderRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := p.HeaderRoute(h); r != "connector:cmg" {
-		t.Errorf("route %q", r)
+	if r, ok := p.HeaderRoute(h); !ok || r != (queue.Route{Kind: queue.Connector, Name: "cmg"}) {
+		t.Errorf("route %v %v", r, ok)
 	}
 	h, _, _ = mailmsg.ReadHeader(bufioReader("X-CS-Sensitivity: public\r\n\r\n"), 1<<20)
-	if r := p.HeaderRoute(h); r != "" {
-		t.Errorf("route %q for a non-matching header", r)
+	if r, ok := p.HeaderRoute(h); ok {
+		t.Errorf("route %v for a non-matching header", r)
 	}
 }
 

@@ -19,22 +19,18 @@ import (
 	"gatehouse/queue"
 )
 
-// maxHeader bounds the original header a DSN reads back from the queue
-// (what it quotes is bounded further, see dsnQuote).
-const maxHeader = 1 << 20
-
 // errorSleep is how long each reply waits once a session is past its
 // soft error limit (Postfix's smtpd_error_sleep_time).
 const errorSleep = time.Second
 
 // backend makes sessions for one listener.
 type backend struct {
-	svc      *Service
+	srv      *Server
 	listener string // smtp | submission | smtps
 }
 
 func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	s := &session{svc: b.svc, conn: c, listener: b.listener, helo: c.Hostname()}
+	s := &session{srv: b.srv, conn: c, listener: b.listener, helo: c.Hostname()}
 	nc := c.Conn()
 	if tc, ok := nc.(*tls.Conn); ok {
 		nc = tc.NetConn()
@@ -42,12 +38,12 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	s.ic, _ = nc.(*idleConn)
 	s.client.Addr = remoteAddr(nc)
 	s.client.Listener = b.listener
-	s.log = b.svc.log.With("client", s.client.Addr.String(), "listener", b.listener)
+	s.log = b.srv.log.With("client", s.client.Addr.String(), "listener", b.listener)
 	return s, nil
 }
 
 type session struct {
-	svc      *Service
+	srv      *Server
 	conn     *smtp.Conn
 	ic       *idleConn
 	listener string
@@ -70,11 +66,11 @@ func (s *session) refresh() *Policy {
 			s.client.TLSSubject = st.VerifiedChains[0][0].Subject.CommonName
 		}
 	}
-	return s.svc.policy()
+	return s.srv.policy()
 }
 
 func (s *session) AuthMechanisms() []string {
-	if !s.svc.policy().HasUsers() {
+	if !s.srv.policy().HasUsers() {
 		return nil
 	}
 	return []string{sasl.Plain, sasl.Login}
@@ -92,7 +88,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		}
 		// The trusted networks are not blocked: one device with a stale
 		// password must not lock out a whole office behind its NAT.
-		if !p.Trusted(s.client.Addr) && s.svc.auth.Blocked(s.client.Addr) {
+		if !p.Trusted(s.client.Addr) && s.srv.auth.Blocked(s.client.Addr) {
 			s.log.Warn("AUTH refused: too many failed authentications from this client", "login", user)
 			return s.fail(smtpErr(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentications from your address; try again later"))
 		}
@@ -102,7 +98,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		// A free slot within a while, or a temporary failure: password
 		// checks are bounded, whatever the number of connections.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		good, err := s.svc.auth.check(ctx, func() (bool, error) { return p.Authenticate(user, pass) })
+		good, err := s.srv.auth.check(ctx, func() (bool, error) { return p.Authenticate(user, pass) })
 		cancel()
 		if err != nil {
 			return smtpErr(454, smtp.EnhancedCode{4, 7, 0}, "Temporary authentication failure")
@@ -126,9 +122,9 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 // authFailed counts a wrong password for the session and the client.
 func (s *session) authFailed(user string) error {
 	s.log.Warn("authentication failed", "login", user)
-	s.svc.count.authFailed.Add(1)
-	if !s.svc.policy().Trusted(s.client.Addr) && s.svc.auth.Failed(s.client.Addr) {
-		s.log.Warn("AUTH blocked for this client: too many failed authentications", "for", s.svc.config().Limits.AuthBlock.Duration)
+	s.srv.count.authFailed.Add(1)
+	if !s.srv.policy().Trusted(s.client.Addr) && s.srv.auth.Failed(s.client.Addr) {
+		s.log.Warn("AUTH blocked for this client: too many failed authentications", "for", s.srv.config().Limits.AuthBlock.Duration)
 	}
 	return s.fail(smtp.ErrAuthFailed)
 }
@@ -139,9 +135,9 @@ func (s *session) authFailed(user string) error {
 // passwords or harvesting addresses is slowed, then cut off.
 func (s *session) fail(e *smtp.SMTPError) error {
 	s.errors++
-	l := s.svc.config().Limits
+	l := s.srv.config().Limits
 	if s.errors == l.HardErrorLimit {
-		s.svc.count.errorLimit.Add(1)
+		s.srv.count.errorLimit.Add(1)
 		s.log.Warn("session ended: too many errors", "errors", s.errors)
 		if s.ic != nil {
 			s.ic.Kill()
@@ -159,10 +155,10 @@ func (s *session) fail(e *smtp.SMTPError) error {
 // ended says whether the session reached its hard error limit. Commands
 // the client pipelined before the 421 are still read from go-smtp's
 // buffer: they get 421 too, without any work done for them.
-func (s *session) ended() bool { return s.errors >= s.svc.config().Limits.HardErrorLimit }
+func (s *session) ended() bool { return s.errors >= s.srv.config().Limits.HardErrorLimit }
 
 func (s *session) tooManyErrors() error {
-	return smtpErr(421, smtp.EnhancedCode{4, 7, 0}, s.svc.policy().hostname+" Error: too many errors")
+	return smtpErr(421, smtp.EnhancedCode{4, 7, 0}, s.srv.config().Hostname+" Error: too many errors")
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -180,18 +176,18 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	if e := p.CheckSender(s.client, a); e != nil {
 		s.log.Warn("sender rejected", "from", from, "reply", e.Message)
-		s.svc.count.rejected.Add(1)
+		s.srv.count.rejected.Add(1)
 		return s.fail(e)
 	}
 	// Keep room for the config, keys and the queue's own bookkeeping on
 	// the data disk (Postfix: queue_minfree, 1.5 x the size limit).
-	if free, err := s.svc.freeSpace(); err == nil {
-		need := s.svc.config().Limits.QueueMinFree.Bytes
+	if free, err := s.srv.freeSpace(); err == nil {
+		need := s.srv.config().Limits.QueueMinFree.Bytes
 		if opts != nil && opts.Size > 0 {
 			need += opts.Size
 		}
 		if free < need {
-			s.svc.count.noSpace.Add(1)
+			s.srv.count.noSpace.Add(1)
 			s.log.Error("MAIL refused: the queue's file system is short of space", "free", free, "needed", need)
 			return smtpErr(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage")
 		}
@@ -207,22 +203,22 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	p := s.refresh()
 	a, err := mailmsg.ParseAddress(to)
 	if err != nil {
-		s.svc.count.rejected.Add(1)
+		s.srv.count.rejected.Add(1)
 		return s.fail(smtpErr(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax"))
 	}
 	d, e := p.CheckRcpt(s.client, a)
 	if e != nil {
 		s.log.Warn("recipient rejected", "from", s.from.String(), "to", to, "reply", e.Message)
-		s.svc.count.rejected.Add(1)
+		s.srv.count.rejected.Add(1)
 		return s.fail(e)
 	}
 	if d.Verify {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		e := s.svc.verify.check(ctx, d.Route, a.String())
+		e := s.srv.verify.check(ctx, d.Route, a.String())
 		cancel()
 		if e != nil {
 			s.log.Warn("recipient rejected", "from", s.from.String(), "to", to, "reply", e.Message)
-			s.svc.count.rejected.Add(1)
+			s.srv.count.rejected.Add(1)
 			return s.fail(e)
 		}
 	}
@@ -247,9 +243,9 @@ func (s *session) Data(r io.Reader) error {
 		return s.tooManyErrors()
 	}
 	p := s.refresh()
-	guard := &newlineGuard{r: r, normalize: p.barenewlineFixup}
+	guard := mailmsg.NewNewlineGuard(r, p.barenewlineFixup)
 	br := bufio.NewReaderSize(guard, 32<<10)
-	h, raw, err := mailmsg.ReadHeader(br, int(s.svc.config().Limits.HeaderSize.Bytes))
+	h, raw, err := mailmsg.ReadHeader(br, int(s.srv.config().Limits.HeaderSize.Bytes))
 	if err != nil {
 		return s.dataError(err)
 	}
@@ -271,20 +267,19 @@ func (s *session) Data(r io.Reader) error {
 		raw = h.Without(raw, strip...)
 	}
 	rcpts := append([]queue.Rcpt(nil), s.rcpts...)
-	if hr := p.HeaderRoute(h); hr != "" {
+	if hr, ok := p.HeaderRoute(h); ok {
 		for i := range rcpts {
 			if !s.inside[i] {
 				continue // mail for the managed domains goes to its next hop
 			}
-			if hr == "mx" {
-				rcpts[i].Route = "mx:" + rcpts[i].Addr[strings.LastIndexByte(rcpts[i].Addr, '@')+1:]
-			} else {
-				rcpts[i].Route = hr
+			rcpts[i].Route = hr
+			if hr.Kind == queue.MX {
+				rcpts[i].Route.Name = rcpts[i].Addr[strings.LastIndexByte(rcpts[i].Addr, '@')+1:]
 			}
 		}
 	}
 
-	w, err := s.svc.store.Create()
+	w, err := s.srv.store.Create()
 	if err != nil {
 		s.log.Error("queue", "err", err)
 		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Queue unavailable, try again later")
@@ -300,7 +295,7 @@ func (s *session) Data(r io.Reader) error {
 		s.log.Error("queue write", "err", err)
 		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Queue write error, try again later")
 	}
-	if guard.found {
+	if guard.Found() {
 		s.log.Info("bare line ends normalised", "id", w.ID())
 	}
 	env := &queue.Envelope{From: s.from.String(), Rcpts: rcpts, Arrived: time.Now(), Client: s.client.Addr.String(),
@@ -309,8 +304,8 @@ func (s *session) Data(r io.Reader) error {
 		s.log.Error("queue commit", "err", err)
 		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Queue write error, try again later")
 	}
-	s.svc.q.Add(*env)
-	s.svc.count.accepted.Add(1)
+	s.srv.q.Add(*env)
+	s.srv.count.accepted.Add(1)
 	s.errors = 0 // as Postfix: the limits count errors without mail delivered
 	s.log.Info("accepted", "id", env.ID, "from", env.From, "rcpts", len(rcpts), "size", env.Size,
 		"message_id", h.Get("Message-ID"), "tls", s.client.TLS, "login", s.client.Login)
@@ -321,9 +316,9 @@ func (s *session) Data(r io.Reader) error {
 func (s *session) dataError(err error) error {
 	var se *smtp.SMTPError
 	switch {
-	case errors.Is(err, errBareNewline):
+	case errors.Is(err, mailmsg.ErrBareNewline):
 		s.log.Warn("rejected: bare line end in DATA (SMTP smuggling defence)")
-		s.svc.count.rejected.Add(1)
+		s.srv.count.rejected.Add(1)
 		if s.ic != nil {
 			s.ic.Kill()
 		}
@@ -331,7 +326,7 @@ func (s *session) dataError(err error) error {
 	case errors.Is(err, mailmsg.ErrHeaderTooLarge):
 		return smtpErr(552, smtp.EnhancedCode{5, 3, 4}, "Header too large")
 	case errors.Is(err, mailmsg.ErrMalformedHeader):
-		s.svc.count.rejected.Add(1)
+		s.srv.count.rejected.Add(1)
 		return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Malformed message header")
 	case errors.As(err, &se):
 		return se // size limit, too long line
@@ -358,25 +353,15 @@ func (s *session) received(id string, rcpts []queue.Rcpt) string {
 		proto += "A"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (Gatehouse) with %s id %s", clean(s.helo), s.client.Addr, s.svc.policy().hostname, proto, id)
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (Gatehouse) with %s id %s", mailmsg.TraceWord(s.helo), s.client.Addr, s.srv.config().Hostname, proto, id)
 	if st, ok := s.conn.TLSConnectionState(); ok {
 		fmt.Fprintf(&b, "\r\n\t(%s %s)", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 	}
 	if len(rcpts) == 1 {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", clean(rcpts[0].Addr))
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", mailmsg.TraceWord(rcpts[0].Addr))
 	}
 	fmt.Fprintf(&b, ";\r\n\t%s\r\n", time.Now().Format(time.RFC1123Z))
 	return b.String()
-}
-
-// clean keeps a client-supplied word from breaking the header.
-func clean(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 33 || r > 126 || r == '(' || r == ')' || r == ';' {
-			return '_'
-		}
-		return r
-	}, s)
 }
 
 // loginServer is SASL LOGIN (draft-murchison-sasl-login), which go-sasl

@@ -2,9 +2,9 @@ package smtpd
 
 import "golang.org/x/sys/unix"
 
-// freeBytes is the space an unprivileged writer may still use on dir's
+// FreeBytes is the space an unprivileged writer may still use on dir's
 // file system.
-func freeBytes(dir string) (int64, error) {
+func FreeBytes(dir string) (int64, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return 0, err

@@ -2,13 +2,15 @@ package smtpd
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"gatehouse/delivery"
+	"gatehouse/queue"
 )
 
 // How long a verification holds, and how many are kept. A user created
@@ -29,7 +31,8 @@ const (
 // most often forged: backscatter. A next hop that cannot be asked gets
 // the client a temporary refusal, never an acceptance.
 type verifier struct {
-	tr    *transport
+	tr    *delivery.Transport
+	log   *slog.Logger
 	slots chan struct{}
 	now   func() time.Time
 
@@ -42,13 +45,13 @@ type verdict struct {
 	expires time.Time
 }
 
-func newVerifier(tr *transport) *verifier {
-	return &verifier{tr: tr, slots: make(chan struct{}, verifyProbes), now: time.Now, cache: map[string]verdict{}}
+func newVerifier(tr *delivery.Transport, log *slog.Logger) *verifier {
+	return &verifier{tr: tr, log: log, slots: make(chan struct{}, verifyProbes), now: time.Now, cache: map[string]verdict{}}
 }
 
 // check asks (or remembers) whether route's next hop takes addr.
-func (v *verifier) check(ctx context.Context, route, addr string) *smtp.SMTPError {
-	key := route + " " + strings.ToLower(addr)
+func (v *verifier) check(ctx context.Context, route queue.Route, addr string) *smtp.SMTPError {
+	key := route.String() + " " + strings.ToLower(addr)
 	v.mu.Lock()
 	d, ok := v.cache[key]
 	v.mu.Unlock()
@@ -56,7 +59,7 @@ func (v *verifier) check(ctx context.Context, route, addr string) *smtp.SMTPErro
 		var temp error
 		d, temp = v.ask(ctx, route, addr)
 		if temp != nil {
-			v.tr.log.Warn("recipient could not be verified", "to", addr, "route", route, "err", temp)
+			v.log.Warn("recipient could not be verified", "to", addr, "route", route.String(), "err", temp)
 			return smtpErr(450, smtp.EnhancedCode{4, 1, 1}, "Recipient address verification failed: try again later")
 		}
 		v.remember(key, d)
@@ -68,35 +71,23 @@ func (v *verifier) check(ctx context.Context, route, addr string) *smtp.SMTPErro
 }
 
 // ask probes the next hop. A temporary error means there is no answer.
-func (v *verifier) ask(ctx context.Context, route, addr string) (verdict, error) {
+func (v *verifier) ask(ctx context.Context, route queue.Route, addr string) (verdict, error) {
 	select {
 	case v.slots <- struct{}{}:
 	case <-ctx.Done():
 		return verdict{}, ctx.Err()
 	}
 	defer func() { <-v.slots }()
-	sess, err := v.tr.Open(ctx, route)
+	refusal, err := v.tr.Probe(ctx, route, addr)
 	if err != nil {
 		return verdict{}, err
-	}
-	c := sess.(*client)
-	defer c.Close()
-	mailRefusal, refusal, err := c.c.probe(addr)
-	if err != nil {
-		return verdict{}, err
-	}
-	if mailRefusal != nil {
-		// Not about the recipient: the next hop refuses the null sender
-		// (Exchange's "block blank senders"). No answer, not a verdict.
-		return verdict{}, fmt.Errorf("the next hop refuses MAIL FROM:<> for recipient checks: %w", mailRefusal)
 	}
 	now := v.now()
-	var re *replyError
 	switch {
 	case refusal == nil:
 		return verdict{expires: now.Add(verifyPositive)}, nil
-	case errors.As(refusal, &re) && re.Code >= 500:
-		return verdict{refusal: printable(re.Text), expires: now.Add(verifyNegative)}, nil
+	case refusal.Code >= 500:
+		return verdict{refusal: printable(refusal.Text), expires: now.Add(verifyNegative)}, nil
 	}
 	return verdict{}, refusal // 4xx: no answer yet
 }

@@ -1,3 +1,6 @@
+// Package tlscert serves a TLS certificate from files an operator may
+// replace while it runs, and makes a self-signed one on first boot when
+// none is configured.
 package tlscert
 
 import (
@@ -17,9 +20,13 @@ import (
 	"time"
 )
 
-// certStore serves the relay's certificate and picks up a replaced file
-// without a restart: the files are checked at most every few seconds.
-type certStore struct {
+// Store serves a certificate and picks up a replaced file without a
+// restart: the files are checked at most every few seconds.
+type Store struct {
+	// ReadFile reads the certificate and key files (os.ReadFile when nil):
+	// a process that runs as its own user explains a file it may not read.
+	ReadFile func(name string) ([]byte, error)
+
 	mu        sync.Mutex
 	cert, key string
 	mod       time.Time
@@ -27,9 +34,10 @@ type certStore struct {
 	current   *tls.Certificate
 }
 
-// ensureSelfSigned writes a self-signed certificate for host to cert/key
-// when neither exists (first boot without a configured certificate).
-func ensureSelfSigned(cert, key, host string) (bool, error) {
+// EnsureSelfSigned writes a self-signed certificate for host to cert/key
+// when neither exists (first boot without a configured certificate), and
+// says whether it did.
+func EnsureSelfSigned(cert, key, host string) (bool, error) {
 	if _, err := os.Stat(cert); err == nil {
 		return false, nil
 	}
@@ -84,26 +92,30 @@ func writeAtomic(path string, b []byte, mode os.FileMode) error {
 	return os.Rename(tmp, path)
 }
 
-// loadKeyPair is tls.LoadX509KeyPair, with readConfigured's explanation
-// when the relay may not read a file.
-func loadKeyPair(cert, key string) (tls.Certificate, error) {
-	c, err := readConfigured(cert)
+// loadKeyPair is tls.LoadX509KeyPair through ReadFile.
+func (cs *Store) loadKeyPair(cert, key string) (tls.Certificate, error) {
+	read := cs.ReadFile
+	if read == nil {
+		read = os.ReadFile
+	}
+	c, err := read(cert)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	k, err := readConfigured(key)
+	k, err := read(key)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
 	return tls.X509KeyPair(c, k)
 }
 
-func (cs *certStore) setFiles(cert, key string) error {
+// SetFiles serves the certificate in cert and its key in key from now on.
+func (cs *Store) SetFiles(cert, key string) error {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	c, err := loadKeyPair(cert, key)
+	c, err := cs.loadKeyPair(cert, key)
 	if err != nil {
-		return fmt.Errorf("smtp: certificate %s / %s: %w", cert, key, err)
+		return fmt.Errorf("certificate %s / %s: %w", cert, key, err)
 	}
 	fi, _ := os.Stat(cert)
 	cs.cert, cs.key, cs.current, cs.checked = cert, key, &c, time.Now()
@@ -113,9 +125,10 @@ func (cs *certStore) setFiles(cert, key string) error {
 	return nil
 }
 
-// get returns the current certificate, reloading it when the file changed.
-// A broken new file keeps the old certificate in service.
-func (cs *certStore) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+// Get returns the current certificate, reloading it when the file changed
+// (tls.Config.GetCertificate). A broken new file keeps the old certificate
+// in service.
+func (cs *Store) Get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if cs.current == nil {
@@ -124,7 +137,7 @@ func (cs *certStore) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if time.Since(cs.checked) > 5*time.Second {
 		cs.checked = time.Now()
 		if fi, err := os.Stat(cs.cert); err == nil && !fi.ModTime().Equal(cs.mod) {
-			if c, err := loadKeyPair(cs.cert, cs.key); err == nil {
+			if c, err := cs.loadKeyPair(cs.cert, cs.key); err == nil {
 				cs.current, cs.mod = &c, fi.ModTime()
 			}
 		}

@@ -12,18 +12,18 @@ import (
 func TestCertificateReload(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	if made, err := ensureSelfSigned(cert, key, "one.example"); err != nil || !made {
+	if made, err := EnsureSelfSigned(cert, key, "one.example"); err != nil || !made {
 		t.Fatalf("made %v, %v", made, err)
 	}
-	if made, _ := ensureSelfSigned(cert, key, "two.example"); made {
+	if made, _ := EnsureSelfSigned(cert, key, "two.example"); made {
 		t.Fatal("an existing certificate was replaced")
 	}
-	var cs certStore
-	if err := cs.setFiles(cert, key); err != nil {
+	var cs Store
+	if err := cs.SetFiles(cert, key); err != nil {
 		t.Fatal(err)
 	}
 	name := func() string {
-		c, err := cs.get(nil)
+		c, err := cs.Get(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -34,7 +34,7 @@ func TestCertificateReload(t *testing.T) {
 	}
 	// The operator installs a new certificate.
 	os.Remove(cert)
-	ensureSelfSigned(cert, key, "two.example")
+	EnsureSelfSigned(cert, key, "two.example")
 	later := time.Now().Add(time.Minute)
 	os.Chtimes(cert, later, later)
 	cs.checked = time.Time{} // as if the check interval had passed

@@ -7,17 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// hostileStream is how much a hostile server in these tests offers to
-// send: far more than any bound the client keeps, so a client that reads
-// it all shows up in the allocation figures.
-const hostileStream = 200 << 20
+	"gatehouse/test/hostile"
+)
 
 // hostileServer listens on 127.0.0.1 and answers each command with what
 // answer writes (a scripted reply, an endless stream, or nothing).
@@ -73,16 +69,6 @@ func endless(w io.Writer, prefix string, total int64, next func() []byte, sent *
 	}
 }
 
-// allocated runs f and returns the bytes the process allocated meanwhile.
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
-
 // A LIST that never ends is refused after the messages STAT announced,
 // holding no more than they take.
 func TestEndlessList(t *testing.T) {
@@ -94,7 +80,7 @@ func TestEndlessList(t *testing.T) {
 		case "LIST":
 			var b bytes.Buffer
 			n := 0
-			endless(w, "+OK\r\n", hostileStream, func() []byte {
+			endless(w, "+OK\r\n", hostile.Stream, func() []byte {
 				b.Reset()
 				for range 1000 {
 					n++
@@ -107,7 +93,7 @@ func TestEndlessList(t *testing.T) {
 		return true
 	})
 	var err error
-	alloc := allocated(func() { _, err = c.List() })
+	alloc := hostile.Allocated(func() { _, err = c.List() })
 	t.Logf("endless LIST: %v; allocated %d KiB while the server sent %d KiB", err, alloc>>10, sent.Load()>>10)
 	if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "message 4 of the 3 STAT announced") {
 		t.Fatalf("List: %v, want a protocol error past STAT's count", err)
@@ -135,11 +121,11 @@ func TestEndlessCapa(t *testing.T) {
 	var sent atomic.Int64
 	line := []byte(strings.Repeat("X-CAP\r\n", 1000))
 	c := hostileServer(t, "+OK\r\n", func(cmd string, w net.Conn) bool {
-		endless(w, "+OK\r\n", hostileStream, func() []byte { return line }, &sent)
+		endless(w, "+OK\r\n", hostile.Stream, func() []byte { return line }, &sent)
 		return false
 	})
 	var err error
-	alloc := allocated(func() {
+	alloc := hostile.Allocated(func() {
 		c.Capabilities()
 		err = c.Login("u", "p")
 	})
@@ -157,11 +143,11 @@ func TestEndlessStatusLine(t *testing.T) {
 	var sent atomic.Int64
 	chunk := []byte(strings.Repeat("a", 64<<10))
 	c := hostileServer(t, "+OK\r\n", func(cmd string, w net.Conn) bool {
-		endless(w, "+OK ", hostileStream, func() []byte { return chunk }, &sent)
+		endless(w, "+OK ", hostile.Stream, func() []byte { return chunk }, &sent)
 		return false
 	})
 	var err error
-	alloc := allocated(func() { err = c.Dele(1) })
+	alloc := hostile.Allocated(func() { err = c.Dele(1) })
 	t.Logf("endless status line: %v; allocated %d KiB while the server sent %d KiB", err, alloc>>10, sent.Load()>>10)
 	if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "line longer than 4096 octets") {
 		t.Fatalf("Dele: %v", err)
@@ -176,13 +162,13 @@ func TestEndlessRetr(t *testing.T) {
 	var sent atomic.Int64
 	chunk := []byte(strings.Repeat(strings.Repeat("m", 998)+"\r\n", 64))
 	c := hostileServer(t, "+OK\r\n", func(cmd string, w net.Conn) bool {
-		endless(w, "+OK\r\n", hostileStream, func() []byte { return chunk }, &sent)
+		endless(w, "+OK\r\n", hostile.Stream, func() []byte { return chunk }, &sent)
 		return false
 	})
 	const limit = 1 << 20
 	var b countingWriter
 	var err error
-	alloc := allocated(func() { err = c.Retr(1, &b, limit) })
+	alloc := hostile.Allocated(func() { err = c.Retr(1, &b, limit) })
 	t.Logf("endless RETR, limit %d KiB: %v; allocated %d KiB while the server sent %d KiB", limit>>10, err, alloc>>10, sent.Load()>>10)
 	var tl *TooLargeError
 	if !errors.As(err, &tl) || tl.Num != 1 || tl.Limit != limit {
