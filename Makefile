@@ -37,8 +37,8 @@ unit:
 # fuzzed for a few seconds each; FUZZTIME=10m for a longer run.
 FUZZTIME ?= 5s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzResponses$$' -fuzztime $(FUZZTIME) ./pop3/
-	$(GO) test -run '^$$' -fuzz '^FuzzReply$$' -fuzztime $(FUZZTIME) ./services/relay/
+	$(GO) test -run '^$$' -fuzz '^FuzzResponses$$' -fuzztime $(FUZZTIME) ./collector/pop3/
+	$(GO) test -run '^$$' -fuzz '^FuzzReply$$' -fuzztime $(FUZZTIME) ./delivery/
 
 # Boots the image in QEMU and builds network namespaces with dnsmasq and
 # chrony: needs root.

@@ -20,6 +20,7 @@ import (
 	"gatehouse/services/firewall"
 	"gatehouse/services/ntp"
 	"gatehouse/services/relay"
+	"gatehouse/status"
 
 	"github.com/miekg/dns"
 	"github.com/u-root/u-root/pkg/rtc"
@@ -243,7 +244,7 @@ func (s *Shell) fetch(args []string) error {
 	if err != nil {
 		return err
 	}
-	relay.WriteFetch(s.Out, resp.Detail.Fetch)
+	status.WriteFetch(s.Out, resp.Detail.Fetch)
 	return nil
 }
 

@@ -5,11 +5,11 @@ import (
 	"sync"
 )
 
-// fetchLog is one account's fetched/<account> file: the remote ids of
-// collected messages that have left the queue. Appends are group-committed:
+// fetchLog is one set's fetched/<set> file: the de-duplication keys of
+// messages that have left the queue. Appends are group-committed:
 // whoever finds no write in progress writes and fsyncs every line queued
 // so far, and the others wait for that one fsync. Deliveries finish many
-// at a time; one fsync each was the collector's largest cost.
+// at a time; one fsync each was the largest cost of collecting mail.
 type fetchLog struct {
 	path string
 

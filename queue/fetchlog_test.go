@@ -29,11 +29,11 @@ func TestFetchLogGroupCommitAndPrune(t *testing.T) {
 	}
 	wg.Go(func() {
 		for range 20 { // keeps every line but old-1 (and any not yet written)
-			s.PruneFetched("acct", func(id string) bool { return id != "old-1" })
+			s.PruneSeen("acct", func(id string) bool { return id != "old-1" })
 		}
 	})
 	wg.Wait()
-	got, err := s.Fetched("acct")
+	got, err := s.Seen("acct")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestCollectedIDsLoggedAtCommit(t *testing.T) {
 		}
 		fmt.Fprintf(w, "Subject: %d\r\n\r\nbody\r\n", i)
 		ws = append(ws, w)
-		envs = append(envs, &Envelope{From: "a@example.com", Rcpts: []Rcpt{{Addr: "b@example.com"}}, Fetch: fmt.Sprintf("acct/uid%d", i)})
+		envs = append(envs, &Envelope{From: "a@example.com", Rcpts: []Rcpt{{Addr: "b@example.com"}}, Dedup: Dedup{Set: "acct", Key: fmt.Sprintf("uid%d", i)}})
 	}
 	if err := s.CommitBatch(ws, envs); err != nil {
 		t.Fatal(err)
@@ -84,7 +84,7 @@ func TestCollectedIDsLoggedAtCommit(t *testing.T) {
 	s.Close()
 	s2, loaded, _ := OpenStore(dir)
 	defer s2.Close()
-	got, _ := s2.Fetched("acct")
+	got, _ := s2.Seen("acct")
 	if len(loaded) != 2 || !got["uid0"] || !got["uid1"] || !got["uid2"] {
 		t.Errorf("after a restart: %d queued, fetched %v", len(loaded), got)
 	}
@@ -101,7 +101,7 @@ func TestFetchLogTornTail(t *testing.T) {
 	if err := s.fetchLog("acct").append("uid3\n"); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Fetched("acct")
+	got, err := s.Seen("acct")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,7 +85,7 @@ func WriteInfo(w io.Writer, in Info) {
 	}
 	fmt.Fprintf(w, "state:     %s (%d attempts)\n", state, in.Attempts)
 	for i, r := range in.Rcpts {
-		fmt.Fprintf(w, "rcpt:      %s  %s via %s", Printable(r), in.Status[i], Printable(in.Routes[i]))
+		fmt.Fprintf(w, "rcpt:      %s  %s via %s", Printable(r), in.Status[i], Printable(in.Routes[i].String()))
 		if in.Errors[i] != "" {
 			fmt.Fprintf(w, "  (%s)", Printable(in.Errors[i]))
 		}

@@ -49,7 +49,7 @@ func TestPrintable(t *testing.T) {
 // operator's terminal without control characters.
 func TestWritersPrintNoControlCharacters(t *testing.T) {
 	in := Info{ID: "ABC", Size: 10, Arrived: time.Now(), From: "a\x1b[1m@example.com", Rcpts: []string{"u@x.example"},
-		Routes: []string{"mx:x.example"}, Status: []string{"pending"}, Errors: []string{hostileReply}}
+		Routes: []Route{{Kind: MX, Name: "x.example"}}, Status: []string{"pending"}, Errors: []string{hostileReply}}
 	var b bytes.Buffer
 	WriteList(&b, []Info{in})
 	WriteInfo(&b, in)

@@ -16,7 +16,7 @@ import (
 type Transport interface {
 	// Open connects to the route's next hop. An error defers every message
 	// waiting for the route: the destination is down.
-	Open(ctx context.Context, route string) (Session, error)
+	Open(ctx context.Context, route Route) (Session, error)
 }
 
 // Session is an open connection to a next hop, reused for several messages.
@@ -82,8 +82,8 @@ type Queue struct {
 	mu       sync.Mutex
 	pol      Policy
 	msgs     map[string]*entry
-	routes   map[string]*route
-	down     map[string]downRoute // routes whose next hop could not be reached
+	lanes    map[Route]*lane
+	down     map[Route]downRoute // routes whose next hop could not be reached
 	deferred deferHeap
 	wake     chan struct{}
 	count    Counters
@@ -113,8 +113,9 @@ type downRoute struct {
 	err   error
 }
 
-type route struct {
-	name    string
+// lane is the jobs waiting for one route and the workers sending them.
+type lane struct {
+	route   Route
 	jobs    []job
 	workers int
 	kick    chan struct{}
@@ -131,7 +132,7 @@ func New(ctx context.Context, store *Store, loaded []Loaded, tr Transport, pol P
 		pol.Linger = time.Second
 	}
 	q := &Queue{store: store, tr: tr, notify: notify, log: log, pol: pol, msgs: map[string]*entry{},
-		routes: map[string]*route{}, down: map[string]downRoute{}, wake: make(chan struct{}, 1), ctx: ctx, now: time.Now}
+		lanes: map[Route]*lane{}, down: map[Route]downRoute{}, wake: make(chan struct{}, 1), ctx: ctx, now: time.Now}
 	q.mu.Lock()
 	for _, l := range loaded {
 		e := &entry{env: l.Envelope, st: l.State, heapIdx: -1}
@@ -167,6 +168,45 @@ func (q *Queue) Add(env Envelope) {
 	q.dispatch(e)
 }
 
+// Incoming is a message to queue whole (AddBatch).
+type Incoming struct {
+	Envelope *Envelope // its ID and Size are filled in
+	// Write writes the message data; id is the message's queue id (for
+	// its trace field).
+	Write func(w io.Writer, id string) error
+}
+
+// AddBatch writes messages, commits them together (one directory fsync
+// covers them all: Store.CommitBatch) and schedules them. It returns once
+// every one is on disk; on an error none is queued.
+func (q *Queue) AddBatch(msgs []Incoming) error {
+	ws := make([]*Writer, 0, len(msgs))
+	envs := make([]*Envelope, 0, len(msgs))
+	defer func() {
+		for _, w := range ws {
+			w.Abort()
+		}
+	}()
+	for _, m := range msgs {
+		w, err := q.store.Create()
+		if err != nil {
+			return err
+		}
+		ws = append(ws, w)
+		if err := m.Write(w, w.ID()); err != nil {
+			return fmt.Errorf("queue: write %s: %w", w.ID(), err)
+		}
+		envs = append(envs, m.Envelope)
+	}
+	if err := q.store.CommitBatch(ws, envs); err != nil {
+		return err
+	}
+	for _, env := range envs {
+		q.Add(*env)
+	}
+	return nil
+}
+
 // schedule puts a loaded or finished-round entry where it belongs.
 func (q *Queue) schedule(e *entry) {
 	switch {
@@ -191,8 +231,8 @@ func (q *Queue) dispatch(e *entry) {
 	if e.inflight > 0 || e.deleted {
 		return
 	}
-	byRoute := map[string][]int{}
-	var order []string
+	byRoute := map[Route][]int{}
+	var order []Route
 	for i, r := range e.env.Rcpts {
 		if e.st.Rcpts[i].Status != Pending {
 			continue
@@ -211,45 +251,45 @@ func (q *Queue) dispatch(e *entry) {
 		return
 	}
 	e.inflight = len(order)
-	for _, name := range order {
-		if d, ok := q.down[name]; ok {
+	for _, rt := range order {
+		if d, ok := q.down[rt]; ok {
 			if q.now().Before(d.until) {
-				j := job{e: e, rcpts: byRoute[name]}
+				j := job{e: e, rcpts: byRoute[rt]}
 				err := fmt.Errorf("delivery temporarily suspended: %w", d.err)
 				q.wg.Add(1)
 				go func() { defer q.wg.Done(); q.finishJob(j, nil, err) }()
 				continue
 			}
-			delete(q.down, name)
+			delete(q.down, rt)
 		}
-		rt := q.routes[name]
-		if rt == nil {
-			rt = &route{name: name, kick: make(chan struct{}, 1)}
-			q.routes[name] = rt
+		ln := q.lanes[rt]
+		if ln == nil {
+			ln = &lane{route: rt, kick: make(chan struct{}, 1)}
+			q.lanes[rt] = ln
 		}
-		rt.jobs = append(rt.jobs, job{e: e, rcpts: byRoute[name]})
-		if rt.workers < q.pol.Concurrency && rt.workers < len(rt.jobs) {
-			rt.workers++
+		ln.jobs = append(ln.jobs, job{e: e, rcpts: byRoute[rt]})
+		if ln.workers < q.pol.Concurrency && ln.workers < len(ln.jobs) {
+			ln.workers++
 			q.wg.Add(1)
-			go q.worker(rt)
+			go q.worker(ln)
 		} else {
 			select {
-			case rt.kick <- struct{}{}:
+			case ln.kick <- struct{}{}:
 			default:
 			}
 		}
 	}
 }
 
-// next takes a job from the route, or returns false when the worker should
+// next takes a job from the lane, or returns false when the worker should
 // end because there is none.
-func (q *Queue) next(rt *route) (job, bool) {
+func (q *Queue) next(ln *lane) (job, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(rt.jobs) > 0 {
-		j := rt.jobs[0]
-		rt.jobs[0] = job{}
-		rt.jobs = rt.jobs[1:]
+	for len(ln.jobs) > 0 {
+		j := ln.jobs[0]
+		ln.jobs[0] = job{}
+		ln.jobs = ln.jobs[1:]
 		if !j.e.deleted {
 			return j, true
 		}
@@ -257,7 +297,7 @@ func (q *Queue) next(rt *route) (job, bool) {
 	return job{}, false
 }
 
-func (q *Queue) worker(rt *route) {
+func (q *Queue) worker(ln *lane) {
 	defer q.wg.Done()
 	var sess Session
 	defer func() {
@@ -268,23 +308,23 @@ func (q *Queue) worker(rt *route) {
 	idle := time.NewTimer(q.pol.Linger)
 	defer idle.Stop()
 	for {
-		j, ok := q.next(rt)
+		j, ok := q.next(ln)
 		if !ok {
 			idle.Reset(q.pol.Linger)
 			select {
-			case <-rt.kick:
+			case <-ln.kick:
 				continue
 			case <-idle.C:
 			case <-q.ctx.Done():
 			}
 			q.mu.Lock()
-			if len(rt.jobs) > 0 && q.ctx.Err() == nil {
+			if len(ln.jobs) > 0 && q.ctx.Err() == nil {
 				q.mu.Unlock()
 				continue
 			}
-			rt.workers--
-			if rt.workers == 0 && len(rt.jobs) == 0 {
-				delete(q.routes, rt.name)
+			ln.workers--
+			if ln.workers == 0 && len(ln.jobs) == 0 {
+				delete(q.lanes, ln.route)
 			}
 			q.mu.Unlock()
 			return
@@ -294,7 +334,7 @@ func (q *Queue) worker(rt *route) {
 			continue
 		}
 		if sess == nil {
-			s, err := q.tr.Open(q.ctx, rt.name)
+			s, err := q.tr.Open(q.ctx, ln.route)
 			if err != nil {
 				// The destination is down: defer everything waiting for it
 				// rather than trying each message against a dead host. Only
@@ -304,9 +344,9 @@ func (q *Queue) worker(rt *route) {
 				// tries the destination again (seen: minutes without a
 				// connection attempt after the next hop came back).
 				q.mu.Lock()
-				q.down[rt.name] = downRoute{until: q.now().Add(min(q.pol.MinBackoff, 5*time.Minute)), err: err}
-				waiting := rt.jobs
-				rt.jobs = nil
+				q.down[ln.route] = downRoute{until: q.now().Add(min(q.pol.MinBackoff, 5*time.Minute)), err: err}
+				waiting := ln.jobs
+				ln.jobs = nil
 				q.mu.Unlock()
 				q.finishJob(j, nil, err)
 				for _, w := range waiting {
@@ -368,7 +408,7 @@ func (q *Queue) finishJob(j job, res []Result, err error) {
 			rs.Status, rs.LastError = Sent, ""
 			q.count.Delivered++
 			q.log.Info("delivered", "id", e.env.ID, "to", e.env.Rcpts[i].Addr, "route", e.env.Rcpts[i].Route, "relay", r.RemoteMTA, "reply", r.Text)
-		case r.Permanent && e.env.Fetch != "":
+		case r.Permanent && !e.env.Dedup.IsZero():
 			// A collected message is not bounced: its Return-Path was
 			// accepted by the mailbox provider, not by us, and is often
 			// forged (backscatter); and the message is gone from the
@@ -423,7 +463,7 @@ func (q *Queue) done(e *entry) {
 		}
 	}
 	expired := len(pending) > 0 && now.Sub(e.env.Arrived) >= pol.Lifetime
-	if expired && e.env.Fetch != "" {
+	if expired && !e.env.Dedup.IsZero() {
 		// A collected message is gone from its mailbox: past its lifetime
 		// it is held for the operator rather than expired and bounced.
 		expired = false
@@ -491,7 +531,9 @@ func (q *Queue) done(e *entry) {
 // wantsNotice says whether the sender gets DSNs: never the null sender,
 // and never a collected message's Return-Path, which the mailbox provider
 // accepted, not we (backscatter).
-func (q *Queue) wantsNotice(env Envelope) bool { return env.From != "" && !env.DSN && env.Fetch == "" }
+func (q *Queue) wantsNotice(env Envelope) bool {
+	return env.From != "" && !env.DSN && env.Dedup.IsZero()
+}
 
 func cloneState(s State) State {
 	s.Rcpts = append([]RcptState(nil), s.Rcpts...)
@@ -539,7 +581,7 @@ func (q *Queue) Flush() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := 0
-	q.down = map[string]downRoute{}
+	q.down = map[Route]downRoute{}
 	for _, e := range q.deferred {
 		e.st.NextTry = time.Time{}
 		n++
@@ -610,7 +652,7 @@ type Info struct {
 	Arrived  time.Time `json:"arrived"`
 	From     string    `json:"from"`
 	Rcpts    []string  `json:"rcpts"`
-	Routes   []string  `json:"routes"`
+	Routes   []Route   `json:"routes"`
 	Status   []string  `json:"status"` // per recipient: pending | sent | failed
 	Active   bool      `json:"active"` // a delivery is in progress
 	Hold     bool      `json:"hold"`

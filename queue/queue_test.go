@@ -23,7 +23,7 @@ type fakeTransport struct {
 	reply   func(rcpt string) Result
 }
 
-func (f *fakeTransport) Open(ctx context.Context, route string) (Session, error) {
+func (f *fakeTransport) Open(ctx context.Context, route Route) (Session, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.opens++
@@ -76,7 +76,7 @@ func enqueue(t *testing.T, s *Store, q *Queue, from string, data string, rcpts .
 	io.WriteString(w, data)
 	env := &Envelope{From: from, Arrived: time.Now()}
 	for _, r := range rcpts {
-		env.Rcpts = append(env.Rcpts, Rcpt{Addr: r, Route: "mx:" + r[strings.IndexByte(r, '@')+1:]})
+		env.Rcpts = append(env.Rcpts, Rcpt{Addr: r, Route: Route{Kind: MX, Name: r[strings.IndexByte(r, '@')+1:]}})
 	}
 	if err := w.Commit(env); err != nil {
 		t.Fatal(err)
@@ -368,7 +368,7 @@ func BenchmarkCommit(b *testing.B) {
 				b.Fatal(err)
 			}
 			w.Write(data)
-			if err := w.Commit(&Envelope{From: "a@b", Rcpts: []Rcpt{{Addr: "c@d", Route: "mx:d"}}}); err != nil {
+			if err := w.Commit(&Envelope{From: "a@b", Rcpts: []Rcpt{{Addr: "c@d", Route: Route{Kind: MX, Name: "d"}}}}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -426,7 +426,7 @@ func TestCollectedMessageIsHeldNotBounced(t *testing.T) {
 	notices := 0
 	q := New(ctx, s, nil, tr, fastPolicy, func(Notice) error { notices++; return nil }, testLog(t))
 	t.Cleanup(func() { cancel(); q.Wait() }) // before the temporary directory goes
-	env := enqueueCollected(t, s, q, "acct/1")
+	env := enqueueCollected(t, s, q, "1")
 	if notices != 0 {
 		t.Fatalf("%d DSNs to the Return-Path of a collected message", notices)
 	}
@@ -477,7 +477,7 @@ func TestCollectedMessagePastLifetimeIsHeld(t *testing.T) {
 	pol.Lifetime, pol.DelayWarning = 100*time.Millisecond, 10*time.Millisecond
 	q := New(ctx, s, nil, tr, pol, func(Notice) error { notices++; return nil }, testLog(t))
 	t.Cleanup(func() { cancel(); q.Wait() }) // before the temporary directory goes
-	env := enqueueCollected(t, s, q, "acct/2")
+	env := enqueueCollected(t, s, q, "2")
 	if notices != 0 {
 		t.Errorf("%d DSNs (bounce or delay warning) for a collected message", notices)
 	}
@@ -488,15 +488,15 @@ func TestCollectedMessagePastLifetimeIsHeld(t *testing.T) {
 
 // enqueueCollected queues a collected message (a forged Return-Path) and
 // waits until the queue holds it for the operator.
-func enqueueCollected(t *testing.T, s *Store, q *Queue, fetchKey string) *Envelope {
+func enqueueCollected(t *testing.T, s *Store, q *Queue, key string) *Envelope {
 	t.Helper()
 	w, err := s.Create()
 	if err != nil {
 		t.Fatal(err)
 	}
 	io.WriteString(w, "Return-Path: <forged@victim.example>\r\n\r\nhi\r\n")
-	env := &Envelope{From: "forged@victim.example", Arrived: time.Now(), Source: "fetch:acct", Fetch: fetchKey,
-		Rcpts: []Rcpt{{Addr: "u@example.test", Route: "domain:example.test"}}}
+	env := &Envelope{From: "forged@victim.example", Arrived: time.Now(), Source: "fetch:acct", Dedup: Dedup{Set: "acct", Key: key},
+		Rcpts: []Rcpt{{Addr: "u@example.test", Route: Route{Kind: Domain, Name: "example.test"}}}}
 	if err := w.Commit(env); err != nil {
 		t.Fatal(err)
 	}

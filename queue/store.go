@@ -9,6 +9,9 @@
 //	state/<id>  per-recipient delivery state, replaced atomically; absent
 //	            while nothing has been tried
 //	corrupt/    files that failed their check at start-up, kept for a human
+//	fetched/<set>  the de-duplication keys of a set (Envelope.Dedup) whose
+//	            messages have left the queue, one a line, appended with
+//	            an fsync
 //
 // A message exists once its rename into msg/ is on disk; it is gone once
 // msg/<id> is unlinked. Everything else is derived from those two facts.
@@ -51,17 +54,17 @@ type Envelope struct {
 	Login   string    `json:"login,omitempty"`  // authenticated user, if any
 	DSN     bool      `json:"dsn,omitempty"`    // a bounce we generated: never bounce it again
 	Source  string    `json:"source,omitempty"` // smtp, submission, fetch:<account>, dsn
-	// Fetch names the remote message a collected one came from:
-	// "<account>/<uid>". While the message is queued this file is the
-	// record that it was collected; when it leaves the queue the record
-	// moves to fetched/<account>.
-	Fetch string `json:"fetch,omitempty"`
+	// Dedup marks a message taken from a mailbox rather than accepted from
+	// its sender (the collector's), with the key that says it was taken.
+	// While the message is queued this file is the record; when it leaves
+	// the queue the key moves to fetched/<set>.
+	Dedup Dedup `json:"fetch,omitzero"`
 }
 
 // Rcpt is one recipient and the route chosen for it when it was accepted.
 type Rcpt struct {
 	Addr  string `json:"addr"`
-	Route string `json:"route"` // "domain:<managed domain>", "connector:<name>" or "mx:<domain>"
+	Route Route  `json:"route"`
 }
 
 // Status of one recipient.
@@ -102,22 +105,22 @@ type Store struct {
 	once    sync.Once
 
 	fmu         sync.Mutex
-	fetchKeys   map[string]string    // queue id -> Envelope.Fetch, for queued collected messages
-	fetchLogged map[string]bool      // queue id -> its Fetch key is in the fetched/ log already
-	fetchLogs   map[string]*fetchLog // account -> its fetched/ file
+	dedupKeys   map[string]Dedup     // queue id -> Envelope.Dedup, for queued messages that carry one
+	dedupLogged map[string]bool      // queue id -> its key is in the fetched/ log already
+	fetchLogs   map[string]*fetchLog // set -> its fetched/ file
 }
 
-// fetchLog returns the account's log, made on first use.
-func (s *Store) fetchLog(account string) *fetchLog {
+// fetchLog returns the set's log, made on first use.
+func (s *Store) fetchLog(set string) *fetchLog {
 	s.fmu.Lock()
 	defer s.fmu.Unlock()
 	if s.fetchLogs == nil {
 		s.fetchLogs = map[string]*fetchLog{}
 	}
-	l := s.fetchLogs[account]
+	l := s.fetchLogs[set]
 	if l == nil {
-		l = &fetchLog{path: s.path("fetched", account)}
-		s.fetchLogs[account] = l
+		l = &fetchLog{path: s.path("fetched", set)}
+		s.fetchLogs[set] = l
 	}
 	return l
 }
@@ -145,7 +148,7 @@ func OpenStore(dir string) (*Store, []Loaded, []error) {
 	var rnd [3]byte
 	rand.Read(rnd[:])
 	s := &Store{dir: dir, msgDir: md, prefix: strings.ToUpper(hex.EncodeToString(rnd[:])), commits: make(chan chan error, 256), closed: make(chan struct{}),
-		fetchKeys: map[string]string{}, fetchLogged: map[string]bool{}}
+		dedupKeys: map[string]Dedup{}, dedupLogged: map[string]bool{}}
 	go s.committer()
 
 	ents, err := md.ReadDir(-1)
@@ -168,8 +171,8 @@ func OpenStore(dir string) (*Store, []Loaded, []error) {
 			st = State{Rcpts: make([]RcptState, len(env.Rcpts))}
 		}
 		have[id] = true
-		if env.Fetch != "" {
-			s.fetchKeys[id] = env.Fetch
+		if !env.Dedup.IsZero() {
+			s.dedupKeys[id] = env.Dedup
 		}
 		loaded = append(loaded, Loaded{Envelope: env, State: st})
 	}
@@ -308,28 +311,27 @@ func (s *Store) CommitBatch(ws []*Writer, envs []*Envelope) error {
 		return fail(fmt.Errorf("queue: fsync directory: %w", err))
 	}
 	s.fmu.Lock()
-	lines := map[string]string{} // account -> its ids, one per line
+	lines := map[string]string{} // set -> its keys, one per line
 	for i, w := range ws {
 		w.done = true
-		if envs[i].Fetch != "" {
-			s.fetchKeys[w.id] = envs[i].Fetch
-			account, uid, _ := strings.Cut(envs[i].Fetch, "/")
-			lines[account] += uid + "\n"
+		if d := envs[i].Dedup; !d.IsZero() {
+			s.dedupKeys[w.id] = d
+			lines[d.Set] += d.Key + "\n"
 		}
 	}
 	s.fmu.Unlock()
-	// Collected ids go into the fetched/ log now, once per batch, rather
-	// than one fsync per message when it leaves the queue. Only after the
-	// messages are durable: a logged id whose message was lost would be
-	// skipped for good. Should this fail, Remove logs each id itself.
-	for account, l := range lines {
-		if err := s.fetchLog(account).append(l); err != nil {
+	// The keys go into the fetched/ log now, once per batch, rather than
+	// one fsync per message when it leaves the queue. Only after the
+	// messages are durable: a logged key whose message was lost would be
+	// skipped for good. Should this fail, Remove logs each key itself.
+	for set, l := range lines {
+		if err := s.fetchLog(set).append(l); err != nil {
 			continue
 		}
 		s.fmu.Lock()
 		for i, w := range ws {
-			if a, _, _ := strings.Cut(envs[i].Fetch, "/"); envs[i].Fetch != "" && a == account {
-				s.fetchLogged[w.id] = true
+			if d := envs[i].Dedup; !d.IsZero() && d.Set == set {
+				s.dedupLogged[w.id] = true
 			}
 		}
 		s.fmu.Unlock()
@@ -415,47 +417,46 @@ func (s *Store) SaveState(id string, st *State) error {
 }
 
 // Remove deletes a message: its data first (the fact that it exists), then
-// its state. A collected message's id is in fetched/ from its commit on
-// (or is put there first, should that have failed), so that it is never
-// lost that the remote copy was collected.
+// its state. A message's de-duplication key is in fetched/ from its
+// commit on (or is put there first, should that have failed), so that it
+// is never lost that the message was taken.
 func (s *Store) Remove(id string) error {
 	s.fmu.Lock()
-	key, logged := s.fetchKeys[id], s.fetchLogged[id]
+	key, logged := s.dedupKeys[id], s.dedupLogged[id]
 	s.fmu.Unlock()
-	if key != "" && !logged {
-		account, uid, _ := strings.Cut(key, "/")
-		if err := s.fetchLog(account).append(uid + "\n"); err != nil {
-			return fmt.Errorf("queue: record collected %s: %w", key, err)
+	if !key.IsZero() && !logged {
+		if err := s.fetchLog(key.Set).append(key.Key + "\n"); err != nil {
+			return fmt.Errorf("queue: record collected %s/%s: %w", key.Set, key.Key, err)
 		}
 	}
 	if err := os.Remove(s.path("msg", id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("queue: %w", err)
 	}
 	os.Remove(s.path("state", id))
-	if key != "" {
+	if !key.IsZero() {
 		s.fmu.Lock()
-		delete(s.fetchKeys, id)
-		delete(s.fetchLogged, id)
+		delete(s.dedupKeys, id)
+		delete(s.dedupLogged, id)
 		s.fmu.Unlock()
 	}
 	return nil
 }
 
-// Fetched returns the remote ids of an account's messages that were
-// collected: those still queued and those recorded in fetched/<account>.
-func (s *Store) Fetched(account string) (map[string]bool, error) {
+// Seen returns the de-duplication keys of a set: those of messages still
+// queued and those recorded in fetched/<set>.
+func (s *Store) Seen(set string) (map[string]bool, error) {
 	out := map[string]bool{}
 	s.fmu.Lock()
-	for _, key := range s.fetchKeys {
-		if a, uid, _ := strings.Cut(key, "/"); a == account {
-			out[uid] = true
+	for _, d := range s.dedupKeys {
+		if d.Set == set {
+			out[d.Key] = true
 		}
 	}
 	s.fmu.Unlock()
 	var b []byte
-	// Not while a write is half done: a torn last line is not an id.
-	err := s.fetchLog(account).exclusive(func() (err error) {
-		b, err = os.ReadFile(s.path("fetched", account))
+	// Not while a write is half done: a torn last line is not a key.
+	err := s.fetchLog(set).exclusive(func() (err error) {
+		b, err = os.ReadFile(s.path("fetched", set))
 		return err
 	})
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -469,18 +470,17 @@ func (s *Store) Fetched(account string) (map[string]bool, error) {
 	return out, nil
 }
 
-// PruneFetched forgets the recorded ids keep says no to (nil: all): ids
-// the server no longer lists cannot come back, and the record must not
-// grow without end. The caller decides, since only it knows which ids its
-// listing covered (one IMAP folder of several, say).
-func (s *Store) PruneFetched(account string, keep func(id string) bool) error {
+// PruneSeen forgets the recorded keys of a set that keep says no to (nil:
+// all), so that the record does not grow without end. The caller decides:
+// only it knows which keys can never come back.
+func (s *Store) PruneSeen(set string, keep func(key string) bool) error {
 	// Under the log's lock: an append landing between the read and the
-	// rename below would be lost, and its message collected again.
-	return s.fetchLog(account).exclusive(func() error { return s.pruneFetched(account, keep) })
+	// rename below would be lost, and its message taken again.
+	return s.fetchLog(set).exclusive(func() error { return s.pruneSeen(set, keep) })
 }
 
-func (s *Store) pruneFetched(account string, keep func(id string) bool) error {
-	path := s.path("fetched", account)
+func (s *Store) pruneSeen(set string, keep func(key string) bool) error {
+	path := s.path("fetched", set)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {

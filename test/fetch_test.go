@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"gatehouse/services/relay"
+	"gatehouse/status"
 )
 
 // seed puts n messages into a Dovecot user's Maildir, as delivery would.
@@ -84,7 +84,7 @@ func pollSettled(t *testing.T, w *netWorld) {
 	var last string
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		out, err := gatehouseCmd(t, w, "fetch", "status", "--format", "json")
-		var st []relay.AccountStatus
+		var st []status.FetchAccount
 		if err != nil || json.Unmarshal([]byte(out), &st) != nil {
 			last = out
 			continue
@@ -180,11 +180,11 @@ fetch:
 	if err != nil {
 		t.Fatalf("fetch status: %v: %s", err, out)
 	}
-	var st []relay.AccountStatus
+	var st []status.FetchAccount
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	byName := map[string]relay.AccountStatus{}
+	byName := map[string]status.FetchAccount{}
 	for _, a := range st {
 		byName[a.Name] = a
 	}

@@ -39,7 +39,7 @@ func TestSMTPRelayRunsUnprivileged(t *testing.T) {
 		t.Fatal(err)
 	}
 	wr.Write([]byte("Message-ID: <old@test>\r\nSubject: from before\r\n\r\nbody\r\n"))
-	if err := wr.Commit(&queue.Envelope{From: "old@example.test", Rcpts: []queue.Rcpt{{Addr: "u@example.test", Route: "domain:example.test"}},
+	if err := wr.Commit(&queue.Envelope{From: "old@example.test", Rcpts: []queue.Rcpt{{Addr: "u@example.test", Route: queue.Route{Kind: queue.Domain, Name: "example.test"}}},
 		Arrived: time.Now(), Source: "smtp"}); err != nil {
 		t.Fatal(err)
 	}

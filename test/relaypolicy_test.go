@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"gatehouse/control"
-	"gatehouse/services/relay"
+	"gatehouse/status"
 )
 
 // An inbound connector whose networks are host names relays for no one
@@ -56,7 +56,7 @@ smtp:
 	// router. The relay asks again within its retry interval.
 	w.dnsmasq(t, "--address=/invalid/", "--address=/relay.tenant.test/10.77.0.1")
 	w.waitFor(t, "the relay looked both names up again", 60*time.Second, func(st *control.Status) bool {
-		d, ok := detailOf[relay.Detail](t, st, "smtp")
+		d, ok := detailOf[status.Relay](t, st, "smtp")
 		if !ok {
 			return false
 		}
@@ -141,7 +141,7 @@ smtp:
 	}
 	// The relay publishes its counters every two seconds.
 	w.waitFor(t, "the counters in the status", 30*time.Second, func(st *control.Status) bool {
-		d, _ := detailOf[relay.Detail](t, st, "smtp")
+		d, _ := detailOf[status.Relay](t, st, "smtp")
 		return d.ErrorLimit == 1 && d.Auth.BlockedClients == 1 && d.Auth.Refused == 55 && d.AuthFailed == 5
 	})
 }

@@ -13,6 +13,7 @@ import (
 
 	"gatehouse/queue"
 	"gatehouse/services/relay"
+	"gatehouse/status"
 )
 
 // relaySocket is the relay's own socket, beside the control socket.
@@ -170,11 +171,11 @@ func cmdFetch(args []string, stdout io.Writer) error {
 			enc.SetIndent("", "  ")
 			list := resp.Detail.Fetch
 			if list == nil {
-				list = []relay.AccountStatus{}
+				list = []status.FetchAccount{}
 			}
 			return enc.Encode(list)
 		}
-		relay.WriteFetch(stdout, resp.Detail.Fetch)
+		status.WriteFetch(stdout, resp.Detail.Fetch)
 		return nil
 	}
 	return usage

@@ -13,6 +13,7 @@ import (
 
 	"gatehouse/control"
 	"gatehouse/queue"
+	"gatehouse/status"
 )
 
 // SocketName is the relay's control socket, next to PID 1's.
@@ -28,11 +29,11 @@ type Request struct {
 
 // Response answers a Request.
 type Response struct {
-	Error   string       `json:"error,omitempty"`
-	List    []queue.Info `json:"list,omitempty"`
-	Info    *queue.Info  `json:"info,omitempty"`
-	Detail  *Detail      `json:"detail,omitempty"`
-	Flushed int          `json:"flushed,omitempty"`
+	Error   string        `json:"error,omitempty"`
+	List    []queue.Info  `json:"list,omitempty"`
+	Info    *queue.Info   `json:"info,omitempty"`
+	Detail  *status.Relay `json:"detail,omitempty"`
+	Flushed int           `json:"flushed,omitempty"`
 }
 
 // serveControl answers the relay's socket until ctx ends. It grants
@@ -86,10 +87,10 @@ func (s *Service) answer(req Request) Response {
 		var a netip.Addr
 		if a, err = netip.ParseAddr(req.Addr); err == nil {
 			s.pop.Add(a)
-			s.log.Info("POP-before-SMTP: address authorised", "addr", a.String(), "window", s.policy().popWindow)
+			s.log.Info("POP-before-SMTP: address authorised", "addr", a.String(), "window", s.config().PopBeforeSMTP.Window.Duration)
 		}
 	case "fetch-now":
-		err = s.fetch.pollNow(req.ID)
+		err = s.fetch.PollNow(req.ID)
 	case "fetch-status":
 		d := s.detail()
 		r.Detail = &d

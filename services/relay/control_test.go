@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"gatehouse/config"
+	"gatehouse/smtpd"
 	"gatehouse/test/asuser"
 )
 
@@ -26,7 +28,7 @@ func TestMain(m *testing.M) {
 // must be answered as an error without taking the relay down.
 func TestControlSocketChecksCallerBoundsRequestsSurvivesPanics(t *testing.T) {
 	sock := filepath.Join(asuser.Dir(t), SocketName)
-	s := &Service{log: slog.New(slog.NewTextHandler(io.Discard, nil)), pop: NewPopAuth(), pol: &Policy{}}
+	s := &Service{log: slog.New(slog.NewTextHandler(io.Discard, nil)), pop: smtpd.NewPopAuth(), cfg: &config.SMTP{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serveControl(ctx, sock, s) }()

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/smtp"
@@ -18,6 +21,74 @@ import (
 	"testing"
 	"time"
 )
+
+// testRelay is a relay running in this process.
+type testRelay struct {
+	addr, dir string
+	// reload writes a new relay section and has the relay reload it.
+	reload func(section string)
+}
+
+func startRelay(t *testing.T, listener, section string) testRelay {
+	t.Helper()
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	listen := map[string]string{"smtp": "off", "submission": "off", "smtps": "off"}
+	listen[listener] = addr
+	cfg := filepath.Join(dir, "gatehouse.yaml")
+	yaml := fmt.Sprintf("smtp:\n  hostname: mx.example.test\n  listen: {smtp: %q, submission: %q, smtps: %q}\n%s",
+		listen["smtp"], listen["submission"], listen["smtps"], section)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		done <- Run(ctx, Options{Config: cfg, QueueDir: filepath.Join(dir, "queue"), TLSDir: filepath.Join(dir, "tls"),
+			ResolvConf: filepath.Join(dir, "resolv.conf"), Socket: filepath.Join(dir, "smtp.sock"),
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Reload: reload})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-finished
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("relay: %v", err)
+			}
+		default: // ended early, already reported
+		}
+	})
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("relay ended: %v", err)
+		default:
+		}
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return testRelay{addr: addr, dir: dir, reload: func(section string) {
+				yaml := fmt.Sprintf("smtp:\n  hostname: mx.example.test\n  listen: {smtp: %q, submission: %q, smtps: %q}\n%s",
+					listen["smtp"], listen["submission"], listen["smtps"], section)
+				if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				reload <- struct{}{} // taken by the service's loop
+			}}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay not listening on %s", addr)
+		}
+	}
+}
 
 // queuedWith returns the queued message files that contain s.
 func queuedWith(t *testing.T, dir, s string) []string {

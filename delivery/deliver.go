@@ -1,0 +1,421 @@
+// Package delivery is the relay's outbound side: it resolves a queue route
+// to next hops (MX records, or a managed domain's next hop or a connector's
+// smart host), connects with the route's TLS level, and sends over
+// sessions the queue reuses.
+package delivery
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"gatehouse/config"
+	"gatehouse/dnsclient"
+	"gatehouse/queue"
+)
+
+// Transport is the relay's SMTP client, the queue's transport: it
+// resolves a route to next hops (MX records, or the host of a [next hop] /
+// smart host), connects with the route's TLS level and sends over the
+// session the queue reuses.
+type Transport struct {
+	Log        *slog.Logger
+	ResolvConf string // the resolvers for MX lookups, read at each lookup
+	// Config and Roots are the running relay section and the trusted CAs:
+	// a route is resolved against the config as it is now.
+	Config func() *config.SMTP
+	Roots  func() *x509.CertPool
+	// ReadFile reads smart host password files (os.ReadFile when nil).
+	ReadFile func(name string) ([]byte, error)
+	// Dial is net.Dialer.DialContext (with a 30 s timeout when nil).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// wait, when set, replaces the waits for every reply (tests).
+	wait replyWait
+}
+
+// hop is one server to try.
+type hop struct {
+	name string // host name (for TLS verification and logs)
+	addr string // ip:port
+}
+
+// target is a route resolved against the running config.
+type target struct {
+	hops      []hop
+	tlsLevel  config.TLSLevel
+	matchName string // name the certificate must carry for "secure"
+	auth      *config.SMTPAuth
+	mx        bool
+}
+
+// Open connects to a next hop of route (queue.Transport).
+func (t *Transport) Open(ctx context.Context, route queue.Route) (queue.Session, error) {
+	return t.open(ctx, route)
+}
+
+func (t *Transport) open(ctx context.Context, route queue.Route) (*client, error) {
+	tg, err := t.resolve(ctx, route)
+	if err != nil {
+		return nil, err
+	}
+	var errs []string
+	for _, h := range tg.hops {
+		s, err := t.connect(ctx, tg, h)
+		if err == nil {
+			return s, nil
+		}
+		var pe *permanentOpenError
+		if errors.As(err, &pe) {
+			return nil, err
+		}
+		errs = append(errs, err.Error())
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("%s: no servers to try", route)
+	}
+	return nil, errors.New(strings.Join(errs, "; "))
+}
+
+type permanentOpenError struct{ error }
+
+// resolve turns a queue route into servers and a TLS level, using the
+// config as it is now (a changed next hop applies to mail already queued).
+func (t *Transport) resolve(ctx context.Context, route queue.Route) (target, error) {
+	cfg := t.Config()
+	name := route.Name
+	var tg target
+	var nh config.NextHop
+	switch route.Kind {
+	case queue.Domain:
+		found := false
+		for _, d := range cfg.Domains {
+			if strings.EqualFold(strings.TrimSuffix(d.Name, "."), name) {
+				nh = d.NextHop
+				tg.tlsLevel, found = d.TLS, true
+			}
+		}
+		if !found {
+			return tg, fmt.Errorf("managed domain %s is no longer configured", name)
+		}
+	case queue.Connector:
+		found := false
+		for _, c := range cfg.Connectors {
+			if c.Name == name {
+				nh = c.Smarthost
+				tg.tlsLevel, tg.auth, found = c.TLS, c.Auth, true
+			}
+		}
+		if !found {
+			return tg, fmt.Errorf("connector %s is no longer configured", name)
+		}
+	case queue.MX:
+		tg.tlsLevel, tg.mx, tg.matchName = cfg.OutboundTLS, true, name
+		for _, p := range cfg.TLSPolicy {
+			if strings.EqualFold(p.Destination, name) {
+				tg.tlsLevel = p.Level
+			}
+		}
+		if strings.HasPrefix(name, "[") {
+			lit := strings.TrimPrefix(strings.Trim(name, "[]"), "IPv6:")
+			tg.hops = []hop{{name: lit, addr: net.JoinHostPort(lit, "25")}}
+			return tg, nil
+		}
+		hops, err := t.mxHops(ctx, name, 25)
+		tg.hops = hops
+		return tg, err
+	default:
+		return tg, fmt.Errorf("unknown route %q", route)
+	}
+	tg.matchName = nh.Host
+	if nh.NoMX {
+		hops, err := t.hostHops(ctx, nh.Host, nh.Port)
+		tg.hops = hops
+		return tg, err
+	}
+	hops, err := t.mxHops(ctx, nh.Host, nh.Port)
+	tg.hops = hops
+	return tg, err
+}
+
+func (t *Transport) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, int, error) {
+	// The dns service may rewrite its file: read at each lookup.
+	return dnsclient.Query(ctx, dnsclient.Servers(t.ResolvConf), name, qtype, 5*time.Second)
+}
+
+// mxHops resolves MX records in preference order (RFC 5321 5.1), falling
+// back to the domain's own address when there is no MX.
+func (t *Transport) mxHops(ctx context.Context, domain string, port uint16) ([]hop, error) {
+	ans, rcode, err := t.query(ctx, domain, dns.TypeMX)
+	if err != nil {
+		return nil, err
+	}
+	if rcode == dns.RcodeNameError {
+		return nil, &permanentOpenError{fmt.Errorf("domain %s does not exist (NXDOMAIN)", domain)}
+	}
+	var mxs []*dns.MX
+	for _, rr := range ans {
+		if mx, ok := rr.(*dns.MX); ok {
+			mxs = append(mxs, mx)
+		}
+	}
+	if len(mxs) == 1 && mxs[0].Mx == "." {
+		return nil, &permanentOpenError{fmt.Errorf("domain %s accepts no mail (null MX, RFC 7505)", domain)}
+	}
+	if len(mxs) == 0 {
+		return t.hostHops(ctx, domain, port)
+	}
+	sort.SliceStable(mxs, func(i, j int) bool { return mxs[i].Preference < mxs[j].Preference })
+	var hops []hop
+	var errs []string
+	for _, mx := range mxs {
+		h, err := t.hostHops(ctx, strings.TrimSuffix(mx.Mx, "."), port)
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		hops = append(hops, h...)
+	}
+	if len(hops) == 0 {
+		return nil, fmt.Errorf("no address for the MX hosts of %s: %s", domain, strings.Join(errs, "; "))
+	}
+	return hops, nil
+}
+
+func (t *Transport) hostHops(ctx context.Context, host string, port uint16) ([]hop, error) {
+	p := strconv.Itoa(int(port))
+	if ip := net.ParseIP(host); ip != nil {
+		return []hop{{name: host, addr: net.JoinHostPort(host, p)}}, nil
+	}
+	var hops []hop
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		ans, _, err := t.query(ctx, host, qt)
+		if err != nil {
+			return nil, err
+		}
+		for _, rr := range ans {
+			switch a := rr.(type) {
+			case *dns.A:
+				hops = append(hops, hop{name: host, addr: net.JoinHostPort(a.A.String(), p)})
+			case *dns.AAAA:
+				hops = append(hops, hop{name: host, addr: net.JoinHostPort(a.AAAA.String(), p)})
+			}
+		}
+	}
+	if len(hops) == 0 {
+		return nil, fmt.Errorf("host %s has no address", host)
+	}
+	return hops, nil
+}
+
+// tlsConfig builds the client TLS settings for a level (Postfix's names):
+// may and encrypt do not authenticate the server; verify checks the chain
+// and the server's name; secure additionally requires the name of the
+// next hop itself (or a sub-domain of it), not just the MX host's.
+func (t *Transport) tlsConfig(tg target, h hop) *tls.Config {
+	c := &tls.Config{ServerName: h.name, MinVersion: tls.VersionTLS12}
+	switch tg.tlsLevel {
+	case config.TLSMay, config.TLSEncrypt:
+		c.InsecureSkipVerify = true
+	case config.TLSVerify, config.TLSSecure:
+		roots := t.Roots()
+		c.RootCAs = roots
+		c.InsecureSkipVerify = true // verified below, with the name rules of the level
+		want := h.name
+		if tg.tlsLevel == config.TLSSecure {
+			want = tg.matchName
+		}
+		c.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("no server certificate")
+			}
+			leaf := cs.PeerCertificates[0]
+			inter := x509.NewCertPool()
+			for _, ic := range cs.PeerCertificates[1:] {
+				inter.AddCert(ic)
+			}
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
+				return fmt.Errorf("certificate not trusted: %w", err)
+			}
+			if err := leaf.VerifyHostname(want); err == nil {
+				return nil
+			}
+			if tg.tlsLevel == config.TLSSecure {
+				for _, n := range leaf.DNSNames {
+					if strings.HasSuffix(strings.ToLower(n), "."+strings.ToLower(want)) {
+						return nil
+					}
+				}
+			}
+			return fmt.Errorf("certificate does not match %s", want)
+		}
+	}
+	return c
+}
+
+// client is an open session with one next hop.
+type client struct {
+	c      *smtpConn
+	hop    hop
+	tlsRes string
+}
+
+func (t *Transport) connect(ctx context.Context, tg target, h hop) (*client, error) {
+	s, err := t.connectOnce(ctx, tg, h, tg.tlsLevel != config.TLSNone)
+	if err != nil && tg.tlsLevel == config.TLSMay && errors.Is(err, errTLSFailed) {
+		// Opportunistic TLS falls back to plain text, as Postfix does.
+		t.Log.Warn("TLS handshake failed; retrying in plain text (tls may)", "relay", h.addr, "err", err)
+		s, err = t.connectOnce(ctx, tg, h, false)
+	}
+	return s, err
+}
+
+var errTLSFailed = errors.New("TLS failed")
+
+func (t *Transport) connectOnce(ctx context.Context, tg target, h hop, useTLS bool) (*client, error) {
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	dial := t.Dial
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second}).DialContext
+	}
+	conn, err := dial(dctx, "tcp", h.addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s[%s]: %w", h.name, h.addr, err)
+	}
+	c := newSMTPConn(conn)
+	if dl, ok := ctx.Deadline(); ok {
+		// A caller in a hurry (a recipient check while a client waits)
+		// bounds every reply by its deadline; deliveries have none.
+		left := time.Until(dl)
+		c.wait = replyWait{idle: min(c.wait.idle, left), total: min(c.wait.total, left)}
+		c.dataEnd = c.wait
+	}
+	if t.wait != (replyWait{}) {
+		c.wait, c.dataEnd = t.wait, t.wait
+	}
+	fail := func(err error) (*client, error) {
+		conn.Close()
+		return nil, err
+	}
+	name := t.Config().Hostname
+	if err := c.greet(name); err != nil {
+		if isReply(err) {
+			return fail(fmt.Errorf("%s[%s] said: %w", h.name, h.addr, err))
+		}
+		return fail(fmt.Errorf("%s[%s]: %w", h.name, h.addr, err))
+	}
+	tlsRes := "no TLS"
+	if useTLS {
+		if c.has("STARTTLS") {
+			if err := c.startTLS(t.tlsConfig(tg, h), name); err != nil {
+				return fail(fmt.Errorf("%w with %s[%s]: %v", errTLSFailed, h.name, h.addr, err))
+			}
+			st := c.conn.(*tls.Conn).ConnectionState()
+			tlsRes = tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
+			if tg.tlsLevel == config.TLSVerify || tg.tlsLevel == config.TLSSecure {
+				tlsRes += " verified"
+			}
+		} else if tg.tlsLevel != config.TLSMay {
+			return fail(fmt.Errorf("%s[%s] does not offer STARTTLS and the TLS level is %s", h.name, h.addr, tg.tlsLevel))
+		}
+	}
+	if tg.auth != nil {
+		read := t.ReadFile
+		if read == nil {
+			read = os.ReadFile
+		}
+		pw, err := read(tg.auth.PasswordFile)
+		if err != nil {
+			return fail(fmt.Errorf("smart host password: %w", err))
+		}
+		if err := c.auth(tg.auth.User, strings.TrimRight(string(pw), "\r\n")); err != nil {
+			return fail(fmt.Errorf("AUTH at %s[%s]: %w", h.name, h.addr, err))
+		}
+	}
+	t.Log.Debug("connected", "relay", h.addr, "tls", tlsRes)
+	return &client{c: c, hop: h, tlsRes: tlsRes}, nil
+}
+
+// Probe asks route's next hop whether it takes rcpt (MAIL FROM:<>, RCPT,
+// RSET), for recipient verification. refusal is the hop's refusal of the
+// recipient, nil when it takes it. An error means there is no answer: the
+// hop could not be reached, the connection broke, or the hop refuses the
+// null sender (Exchange's "block blank senders"), which says nothing about
+// the recipient.
+func (t *Transport) Probe(ctx context.Context, route queue.Route, rcpt string) (refusal *ReplyError, err error) {
+	c, err := t.open(ctx, route)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	mailRefusal, rcptRefusal, err := c.c.probe(rcpt)
+	if err != nil {
+		return nil, err
+	}
+	if mailRefusal != nil {
+		return nil, fmt.Errorf("the next hop refuses MAIL FROM:<> for recipient checks: %w", mailRefusal)
+	}
+	if rcptRefusal != nil && !errors.As(rcptRefusal, &refusal) {
+		return nil, rcptRefusal
+	}
+	return refusal, nil
+}
+
+func (c *client) Close() error {
+	c.c.quit()
+	return nil
+}
+
+// result turns a reply into the queue's per-recipient outcome.
+func (c *client) result(err error) queue.Result {
+	r := queue.Result{RemoteMTA: c.hop.name + "[" + c.hop.addr + "]", Text: err.Error(), Status: "4.4.2"}
+	var re *ReplyError
+	if errors.As(err, &re) {
+		r.Permanent = re.Code >= 500
+		r.Status = re.Enhanced
+		if r.Status == "" {
+			r.Status = fmt.Sprintf("%d.0.0", re.Code/100)
+		}
+		r.Text = fmt.Sprintf("%d %s", re.Code, re.Text)
+	}
+	return r
+}
+
+// Send delivers one message. Refusals are per recipient; a refusal of the
+// sender or of the data applies to every recipient that was accepted.
+func (c *client) Send(ctx context.Context, m *queue.Outgoing) ([]queue.Result, error) {
+	res := make([]queue.Result, len(m.Rcpts))
+	t, err := c.c.deliver(m.From, m.Rcpts, m.Size, m.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%s[%s]: %w", c.hop.name, c.hop.addr, err)
+	}
+	for i := range res {
+		switch {
+		case t.mail != nil:
+			res[i] = c.result(t.mail)
+		case t.rcpts[i] != nil:
+			res[i] = c.result(t.rcpts[i])
+		case t.data != nil:
+			res[i] = c.result(t.data)
+		default:
+			res[i] = queue.Result{OK: true, RemoteMTA: c.hop.name + "[" + c.hop.addr + "]", Text: "250 " + firstLine(t.reply) + " (" + c.tlsRes + ")"}
+		}
+	}
+	return res, nil
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}

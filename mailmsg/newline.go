@@ -1,0 +1,108 @@
+package mailmsg
+
+import (
+	"bytes"
+	"errors"
+	"io"
+)
+
+// ErrBareNewline is returned when message data holds a bare LF or CR and
+// the guard rejects them: such line ends are how SMTP smuggling hides a second
+// message inside the first for a downstream server that reads them
+// differently.
+var ErrBareNewline = errors.New("bare <LF> or <CR> in message data")
+
+// NewlineGuard passes message data through, rejecting or normalising any
+// line end other than CRLF. go-smtp hands DATA over unchanged, and a
+// mailbox the collector empties may hold anything.
+type NewlineGuard struct {
+	r         io.Reader
+	normalize bool
+	cr        bool // the previous byte was a CR
+	found     bool // a bare line end was seen (and normalised)
+	buf       [32 << 10]byte
+	out       []byte
+	err       error
+}
+
+// NewNewlineGuard reads r. With normalize a bare line end becomes CRLF;
+// without, it ends the data with ErrBareNewline.
+func NewNewlineGuard(r io.Reader, normalize bool) *NewlineGuard {
+	return &NewlineGuard{r: r, normalize: normalize}
+}
+
+// Found says whether a bare line end was seen (and normalised).
+func (g *NewlineGuard) Found() bool { return g.found }
+
+func (g *NewlineGuard) Read(p []byte) (int, error) {
+	for {
+		if len(g.out) > 0 {
+			n := copy(p, g.out)
+			g.out = g.out[n:]
+			return n, nil
+		}
+		if g.err != nil {
+			return 0, g.err
+		}
+		n, err := g.r.Read(g.buf[:])
+		g.out = g.scan(g.buf[:n], g.out[:0])
+		if g.err != nil {
+			g.out = nil
+			return 0, g.err
+		}
+		if err != nil {
+			if g.cr { // data cannot end in a lone CR: go-smtp keeps the final CRLF
+				g.bad()
+				if g.err == nil {
+					g.out = append(g.out, '\r', '\n')
+				}
+			}
+			g.cr = false
+			if g.err == nil {
+				g.err = err
+			}
+		}
+	}
+}
+
+func (g *NewlineGuard) bad() {
+	g.found = true
+	if !g.normalize {
+		g.err = ErrBareNewline
+	}
+}
+
+// scan copies in to out, checking every line end. Runs of ordinary bytes
+// are copied in bulk.
+func (g *NewlineGuard) scan(in, out []byte) []byte {
+	for len(in) > 0 {
+		if g.cr {
+			g.cr = false
+			if in[0] == '\n' {
+				out = append(out, '\r', '\n')
+				in = in[1:]
+				continue
+			}
+			if g.bad(); g.err != nil {
+				return out
+			}
+			out = append(out, '\r', '\n')
+			continue
+		}
+		i := bytes.IndexAny(in, "\r\n")
+		if i < 0 {
+			return append(out, in...)
+		}
+		out = append(out, in[:i]...)
+		if in[i] == '\r' {
+			g.cr = true
+		} else {
+			if g.bad(); g.err != nil {
+				return out
+			}
+			out = append(out, '\r', '\n')
+		}
+		in = in[i+1:]
+	}
+	return out
+}
