@@ -9,10 +9,7 @@ import (
 
 	"gatehouse/control"
 	"gatehouse/linuxfw"
-	"gatehouse/services/dnscache"
-	"gatehouse/services/firewall"
-	"gatehouse/services/network"
-	"gatehouse/services/ntp"
+	"gatehouse/status"
 )
 
 // detail decodes the DETAIL a service sent, if it is there.
@@ -28,7 +25,7 @@ func detail[T any](st control.Status, service string) (T, bool) {
 
 // writeNetwork prints links, addresses, DHCP leases and routes.
 func writeNetwork(w io.Writer, st control.Status) {
-	n, ok := detail[network.Status](st, "network")
+	n, ok := detail[status.Network](st, "network")
 	if !ok {
 		return
 	}
@@ -71,7 +68,7 @@ func until(t *time.Time) string {
 }
 
 func writeDNS(w io.Writer, st control.Status) {
-	d, ok := detail[dnscache.Status](st, "dns")
+	d, ok := detail[status.DNS](st, "dns")
 	if !ok {
 		return
 	}
@@ -87,7 +84,7 @@ func writeDNS(w io.Writer, st control.Status) {
 }
 
 func writeNTP(w io.Writer, st control.Status) {
-	n, ok := detail[ntp.Status](st, "ntp")
+	n, ok := detail[status.NTP](st, "ntp")
 	if !ok {
 		return
 	}
@@ -109,7 +106,7 @@ func writeNTP(w io.Writer, st control.Status) {
 
 // WriteFirewall prints what the firewall service installed.
 func WriteFirewall(w io.Writer, st control.Status) bool {
-	f, ok := detail[firewall.Status](st, "firewall")
+	f, ok := detail[status.Firewall](st, "firewall")
 	if !ok {
 		return false
 	}

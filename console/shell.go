@@ -16,10 +16,8 @@ import (
 	"gatehouse/control"
 	"gatehouse/netcfg"
 	"gatehouse/queue"
-	"gatehouse/services/dnscache"
-	"gatehouse/services/firewall"
-	"gatehouse/services/ntp"
 	"gatehouse/services/relay"
+	"gatehouse/status"
 
 	"github.com/miekg/dns"
 	"github.com/u-root/u-root/pkg/rtc"
@@ -150,7 +148,7 @@ func (s *Shell) ip(_ []string) error { return netcfg.Describe(s.Out) }
 
 func (s *Shell) ntp(_ []string) error {
 	st := s.Backend.Status()
-	if _, ok := detail[ntp.Status](st, "ntp"); !ok {
+	if _, ok := detail[status.NTP](st, "ntp"); !ok {
 		return fmt.Errorf("the ntp service has not reported yet")
 	}
 	writeNTP(s.Out, st)
@@ -269,7 +267,7 @@ func (s *Shell) dns(args []string) error {
 		}
 		qtype = t
 	}
-	d, ok := detail[dnscache.Status](s.Backend.Status(), "dns")
+	d, ok := detail[status.DNS](s.Backend.Status(), "dns")
 	if !ok {
 		return fmt.Errorf("the dns service has not reported yet")
 	}
@@ -355,7 +353,7 @@ func WriteStatus(w io.Writer, st control.Status) {
 	writeNetwork(w, st)
 	writeDNS(w, st)
 	writeNTP(w, st)
-	if f, ok := detail[firewall.Status](st, "firewall"); ok {
+	if f, ok := detail[status.Firewall](st, "firewall"); ok {
 		fmt.Fprintf(w, "firewall: %s", f.Summary())
 		if f.LastError != "" {
 			fmt.Fprintf(w, "; ERROR: %s", f.LastError)

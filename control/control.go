@@ -17,7 +17,7 @@ import (
 	"runtime/debug"
 	"time"
 
-	"gatehouse/init/supervisor"
+	"gatehouse/status"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,20 +43,20 @@ type Response struct {
 
 // Status is what the appliance reports about itself.
 type Status struct {
-	Version    string             `json:"version"`
-	Hostname   string             `json:"hostname"`
-	Mode       string             `json:"mode"` // pid1 | host | emergency
-	StartedAt  time.Time          `json:"started_at"`
-	UptimeS    float64            `json:"uptime_s"`
-	Ready      bool               `json:"ready"`
-	ReadyMS    int64              `json:"ready_ms,omitempty"`
-	Config     string             `json:"config"`
-	Warnings   []string           `json:"warnings,omitempty"`
-	Data       Data               `json:"data"`
-	Orphans    int64              `json:"orphans_reaped"`
-	Services   []supervisor.State `json:"services"`
-	Conditions []string           `json:"conditions,omitempty"` // e.g. clock-synced
-	Emergency  string             `json:"emergency,omitempty"`  // why PID 1 is in its emergency shell
+	Version    string         `json:"version"`
+	Hostname   string         `json:"hostname"`
+	Mode       string         `json:"mode"` // pid1 | host | emergency
+	StartedAt  time.Time      `json:"started_at"`
+	UptimeS    float64        `json:"uptime_s"`
+	Ready      bool           `json:"ready"`
+	ReadyMS    int64          `json:"ready_ms,omitempty"`
+	Config     string         `json:"config"`
+	Warnings   []string       `json:"warnings,omitempty"`
+	Data       Data           `json:"data"`
+	Orphans    int64          `json:"orphans_reaped"`
+	Services   []status.State `json:"services"`
+	Conditions []string       `json:"conditions,omitempty"` // e.g. clock-synced
+	Emergency  string         `json:"emergency,omitempty"`  // why PID 1 is in its emergency shell
 }
 
 // Data describes the persistent data disk.

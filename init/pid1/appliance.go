@@ -31,6 +31,7 @@ import (
 	"gatehouse/netcfg"
 	"gatehouse/services/firewall"
 	"gatehouse/services/relay"
+	"gatehouse/status"
 
 	"golang.org/x/sys/unix"
 )
@@ -450,7 +451,7 @@ func (a *appliance) watchReady(ctx context.Context) {
 		case <-slow.C:
 			var waiting []string
 			for _, s := range a.sup.Snapshot() {
-				if s.Phase != supervisor.Running {
+				if s.Phase != status.Running {
 					waiting = append(waiting, s.Name+" ("+string(s.Phase)+")")
 				}
 			}

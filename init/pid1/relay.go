@@ -8,6 +8,7 @@ import (
 
 	"gatehouse/init/supervisor"
 	"gatehouse/services/relay"
+	"gatehouse/status"
 
 	"golang.org/x/sys/unix"
 )
@@ -63,7 +64,7 @@ func (a *appliance) grantRelay(log *slog.Logger) {
 	a.mu.Lock()
 	cfg := a.cfg
 	a.mu.Unlock()
-	running := slices.ContainsFunc(a.sup.Snapshot(), func(s supervisor.State) bool { return s.Name == "smtp" })
+	running := slices.ContainsFunc(a.sup.Snapshot(), func(s status.State) bool { return s.Name == "smtp" })
 	if !running && !cfg.SMTPEnabled() {
 		return
 	}

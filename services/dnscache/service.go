@@ -9,6 +9,7 @@ import (
 	"gatehouse/config"
 	"gatehouse/service"
 	"gatehouse/services/network"
+	"gatehouse/status"
 )
 
 // Options configure the service.
@@ -20,17 +21,6 @@ type Options struct {
 	Log        *slog.Logger
 	Notify     *service.Notifier
 	Reload     <-chan struct{}
-}
-
-// Status is what the service reports.
-type Status struct {
-	Mode       string   `json:"mode"` // system | builtin
-	Servers    []string `json:"servers"`
-	Source     string   `json:"source"` // config | dhcp | none
-	Search     []string `json:"search,omitempty"`
-	ResolvConf string   `json:"resolv_conf"`
-	Listen     string   `json:"listen,omitempty"`
-	Resolver   *Stats   `json:"resolver,omitempty"`
 }
 
 // Run keeps resolv.conf and the resolver in line with the config and DHCP.
@@ -56,9 +46,9 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	var last Status
+	var last status.DNS
 	converge := func() error {
-		st := Status{Mode: cfg.DNS.Resolver, ResolvConf: o.ResolvConf, Search: cfg.DNS.Search, Source: "config"}
+		st := status.DNS{Mode: cfg.DNS.Resolver, ResolvConf: o.ResolvConf, Search: cfg.DNS.Search, Source: "config"}
 		st.Servers = cfg.DNS.Servers
 		if len(st.Servers) == 0 {
 			st.Source = "none"

@@ -20,6 +20,7 @@ import (
 	"gatehouse/linuxfw"
 	"gatehouse/paths"
 	"gatehouse/service"
+	"gatehouse/status"
 )
 
 // DefaultDenyCondition holds once a default-deny filter is in place in
@@ -36,24 +37,6 @@ type Options struct {
 	Log        *slog.Logger
 	Notify     *service.Notifier
 	Reload     <-chan struct{}
-}
-
-// Status is what the service reports.
-type Status struct {
-	Backend string `json:"backend"`
-	// Ruleset is what is in place in every family: "config" once a full
-	// ruleset of the config's went in, "default-deny" while only the
-	// boot-time one did, "" while not even that (LastError says what
-	// failed; a family that took the rules is filtered by them).
-	Ruleset    string    `json:"ruleset"`
-	Applied    time.Time `json:"applied"`
-	In         []string  `json:"in"`  // one line per inbound rule
-	Out        []string  `json:"out"` // one line per outbound rule; empty with open egress
-	Egress     string    `json:"egress"`
-	LastError  string    `json:"last_error,omitempty"`
-	Applies    int       `json:"applies"`
-	ResolvedAt time.Time `json:"resolved_at"`
-	NextLookup time.Time `json:"next_lookup,omitzero"` // when a host-name peer's DNS answer runs out
 }
 
 // Run keeps the firewall in line with the config until ctx ends. It is
@@ -81,7 +64,7 @@ func Run(ctx context.Context, o Options) error {
 	// known (an apply failed in one family and went in in another).
 	var installed *linuxfw.Ruleset
 	var resolveAgain time.Time
-	st := Status{Backend: backend.Name()}
+	st := status.Firewall{Backend: backend.Name()}
 	denied, ready := false, false
 	deny := func() { // a default deny is in, in every family
 		if !denied {
@@ -207,18 +190,6 @@ func Run(ctx context.Context, o Options) error {
 		apply()
 		publish()
 	}
-}
-
-// Summary says in one line what is in place (the error aside), for the
-// service's status line and the console.
-func (s Status) Summary() string {
-	switch s.Ruleset {
-	case "config":
-		return fmt.Sprintf("%s, %d inbound paths, egress %s", s.Backend, len(s.In), s.Egress)
-	case "default-deny":
-		return s.Backend + ", the boot-time default deny: the config's rules are not in everywhere"
-	}
-	return s.Backend + ", neither the default deny nor the config's rules are in everywhere"
 }
 
 func sameRules(a, b linuxfw.Ruleset) bool {
