@@ -2,17 +2,13 @@ package relay
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"time"
 
-	"gatehouse/control"
 	"gatehouse/queue"
+	"gatehouse/sockrpc"
 )
 
 // SocketName is the relay's control socket, next to PID 1's.
@@ -37,29 +33,18 @@ type Response struct {
 
 // serveControl answers the relay's socket until ctx ends. It grants
 // POP-before-SMTP relaying and deletes mail, so the same checks guard it as
-// the appliance's own socket: mode 0600 in a directory of the relay's own,
-// root callers only (control.ServeConn), bounded requests, and a panic in
-// a request answered as an error.
+// the appliance's own socket (sockrpc): mode 0600 in a directory of the
+// relay's own, callers checked, bounded requests, and a panic in a request
+// answered as an error.
 func serveControl(ctx context.Context, path string, s *Service) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("smtp: control socket: %w", err)
-	}
-	ln, err := control.Listen(path)
+	ln, err := sockrpc.Listen(path)
 	if err != nil {
 		return fmt.Errorf("smtp: control socket: %w", err)
 	}
-	go func() { <-ctx.Done(); ln.Close() }()
-	log := s.log.With("socket", path)
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("smtp: control socket: %w", err)
-		}
-		go control.ServeConn(c, log, s.answer)
+	if err := sockrpc.NewServer(s.answer, s.log.With("socket", path)).Serve(ctx, ln); err != nil {
+		return fmt.Errorf("smtp: control socket: %w", err)
 	}
+	return nil
 }
 
 func (s *Service) answer(req Request) Response {
@@ -105,23 +90,20 @@ func (s *Service) answer(req Request) Response {
 	return r
 }
 
-// Call sends one request to the relay's socket.
+// Call sends one request to the relay's socket. An error the relay
+// answered comes with its Response.
 func Call(path string, req Request) (*Response, error) {
-	c, err := net.DialTimeout("unix", path, 5*time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("the relay is not running (no %s): %w", path, err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	if err := json.NewEncoder(c).Encode(req); err != nil {
-		return nil, err
-	}
 	var r Response
-	if err := json.NewDecoder(c).Decode(&r); err != nil {
-		return nil, err
+	err := sockrpc.Call(path, 60*time.Second, req, &r)
+	var de *sockrpc.DialError
+	var ae *sockrpc.AnswerError
+	switch {
+	case err == nil:
+		return &r, nil
+	case errors.As(err, &ae):
+		return &r, err
+	case errors.As(err, &de):
+		return nil, fmt.Errorf("the relay is not running (no %s): %w", path, de.Err)
 	}
-	if r.Error != "" {
-		return &r, errors.New(r.Error)
-	}
-	return &r, nil
+	return nil, err
 }
