@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"gatehouse/control"
+	"gatehouse/layout"
 	"gatehouse/netcfg"
 	"gatehouse/queue"
 	"gatehouse/services/relay"
@@ -32,7 +32,7 @@ type Shell struct {
 	In      io.Reader
 	Out     io.Writer
 	// RelaySocket is the mail relay's socket, for the queue command;
-	// empty: next to control.DefaultSocket.
+	// empty: the appliance's.
 	RelaySocket string
 }
 
@@ -182,7 +182,7 @@ func (s *Shell) firewall(_ []string) error {
 func (s *Shell) queue(args []string) error {
 	sock := s.RelaySocket
 	if sock == "" {
-		sock = relay.SocketPath(filepath.Dir(control.DefaultSocket))
+		sock = layout.Appliance().RelaySocket()
 	}
 	req := relay.Request{Verb: "list"}
 	if len(args) > 0 {
@@ -221,7 +221,7 @@ func (s *Shell) queue(args []string) error {
 func (s *Shell) fetch(args []string) error {
 	sock := s.RelaySocket
 	if sock == "" {
-		sock = relay.SocketPath(filepath.Dir(control.DefaultSocket))
+		sock = layout.Appliance().RelaySocket()
 	}
 	if len(args) > 0 {
 		if args[0] != "now" || len(args) > 2 {

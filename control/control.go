@@ -15,9 +15,6 @@ import (
 	"gatehouse/status"
 )
 
-// DefaultSocket is where PID 1 listens. Host mode listens in its state dir.
-const DefaultSocket = "/run/gatehouse/control.sock"
-
 // Request is one call.
 type Request struct {
 	Verb    string `json:"verb"`              // status | logs | reload | poweroff | reboot

@@ -22,6 +22,7 @@ import (
 	"gatehouse/console"
 	"gatehouse/control"
 	"gatehouse/init/pid1"
+	"gatehouse/layout"
 	"gatehouse/paths"
 	"gatehouse/services/relay"
 )
@@ -60,7 +61,7 @@ const usage = `usage: gatehouse COMMAND [ARGS]
   version                         print the version
 
 Commands that talk to a running instance use its control socket: --socket PATH,
-or --state DIR for one in host mode (default ` + control.DefaultSocket + `).
+or --state DIR for one in host mode (default ` + layout.RunDir + `/control.sock).
 `
 
 func main() {
@@ -302,9 +303,9 @@ func socketFlags(fs *flag.FlagSet) func() string {
 		case *sock != "":
 			return *sock
 		case *state != "":
-			return filepath.Join(*state, "control.sock")
+			return layout.Host(*state).ControlSocket()
 		}
-		return control.DefaultSocket
+		return layout.Appliance().ControlSocket()
 	}
 }
 
@@ -353,9 +354,9 @@ func cmdPaths(args []string, stdout io.Writer) error {
 	}
 	if *file == "" {
 		// The running config: the copy PID 1 validated and the services use.
-		*file = filepath.Join(filepath.Dir(control.DefaultSocket), "config.yaml")
+		*file = layout.Appliance().Config()
 		if *state != "" {
-			*file = filepath.Join(*state, "config.yaml")
+			*file = layout.Host(*state).Config()
 		}
 	}
 	cfg, _, err := config.Load(*file)

@@ -6,18 +6,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"gatehouse/layout"
 	"gatehouse/queue"
 	"gatehouse/services/relay"
 )
 
 // relaySocket is the relay's own socket, beside the control socket.
 func relaySocket(controlSock string) string {
-	return relay.SocketPath(filepath.Dir(controlSock))
+	return layout.OfControlSocket(controlSock).RelaySocket()
 }
 
 // cmdQueue is mailq and postsuper: list, show, flush, hold, release, delete.

@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -27,10 +26,10 @@ import (
 	"gatehouse/init/logring"
 	"gatehouse/init/reaper"
 	"gatehouse/init/supervisor"
+	"gatehouse/layout"
 	"gatehouse/linuxfw"
 	"gatehouse/netcfg"
 	"gatehouse/services/firewall"
-	"gatehouse/services/relay"
 	"gatehouse/status"
 
 	"golang.org/x/sys/unix"
@@ -63,10 +62,10 @@ var pid1Configs = []string{"/data/gatehouse.yaml", "/etc/gatehouse/gatehouse.yam
 
 // appliance is the running system; it is the control.Backend.
 type appliance struct {
-	opts   Options
-	log    *slog.Logger
-	out    *console.LogHandler
-	runDir string // shared with the services: their config copy, network.json
+	opts  Options
+	log   *slog.Logger
+	out   *console.LogHandler
+	paths layout.Paths // the run directory shared with the services: their config copy, sockets, network.json
 
 	mu       sync.Mutex // guards the config: Reload replaces it
 	cfg      *config.Config
@@ -99,9 +98,9 @@ func Run(opts Options) (string, error) {
 		}
 	}
 	h := console.NewLogHandler(opts.Out, opts.Started, slog.LevelInfo)
-	a := &appliance{opts: opts, out: h, log: slog.New(h), shutdown: make(chan string, 1), runDir: "/run/gatehouse"}
+	a := &appliance{opts: opts, out: h, log: slog.New(h), shutdown: make(chan string, 1), paths: layout.Appliance()}
 	if !opts.PID1 {
-		a.runDir = opts.StateDir
+		a.paths = layout.Host(opts.StateDir)
 	}
 	step := a.log.With("subsystem", "init")
 	if opts.PID1 {
@@ -179,18 +178,14 @@ func Run(opts Options) (string, error) {
 		step.Error("services", "err", err)
 	}
 
-	sock := control.DefaultSocket
-	if !opts.PID1 {
-		sock = filepath.Join(opts.StateDir, "control.sock")
-	}
 	go guard(a.log, "control socket", func() {
-		if err := control.Serve(ctx, sock, a, a.log); err != nil {
+		if err := control.Serve(ctx, a.paths.ControlSocket(), a, a.log); err != nil {
 			step.Error("control socket", "err", err)
 		}
 	})
 	go guard(a.log, "ready watch", func() { a.watchReady(ctx) })
 	if opts.Console != nil {
-		sh := &console.Shell{Backend: a, In: opts.Console, Out: h, RelaySocket: relay.SocketPath(a.runDir)}
+		sh := &console.Shell{Backend: a, In: opts.Console, Out: h, RelaySocket: a.paths.RelaySocket()}
 		go guard(a.log, "console", func() { sh.Run(ctx) })
 	}
 
@@ -274,10 +269,10 @@ func (a *appliance) useConfig(cfg *config.Config, from string, warns []*config.E
 			return err
 		}
 	}
-	if err := os.MkdirAll(a.runDir, 0o755); err != nil {
+	if err := os.MkdirAll(a.paths.Run, 0o755); err != nil {
 		return err
 	}
-	tmp := filepath.Join(a.runDir, "config.yaml.tmp")
+	tmp := a.runtimeConfig() + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return fmt.Errorf("runtime config: %w", err)
 	}
@@ -295,16 +290,12 @@ func (a *appliance) useConfig(cfg *config.Config, from string, warns []*config.E
 	return nil
 }
 
-func (a *appliance) runtimeConfig() string { return filepath.Join(a.runDir, "config.yaml") }
+func (a *appliance) runtimeConfig() string { return a.paths.Config() }
 
 // resolver looks host names up as the firewall service does: the dns
 // service's servers, then /etc/hosts and the system's way.
 func (a *appliance) resolver() config.Resolver {
-	resolv := filepath.Join(a.runDir, "resolv.conf")
-	if a.opts.PID1 {
-		resolv = "/etc/resolv.conf"
-	}
-	return linuxfw.DNSLookup{ResolvConf: resolv, Fallback: net.DefaultResolver}
+	return linuxfw.DNSLookup{ResolvConf: a.paths.ResolvConf(), Fallback: net.DefaultResolver}
 }
 
 // Reload implements control.Backend: it reads the config again and, if it
@@ -379,7 +370,7 @@ func (a *appliance) services() []supervisor.Service {
 		return nil
 	}
 	svc := func(name string) supervisor.Service {
-		args := []string{a.opts.Binary, "service", name, "--config", a.runtimeConfig(), "--run", a.runDir}
+		args := []string{a.opts.Binary, "service", name, "--config", a.runtimeConfig(), "--run", a.paths.Run}
 		if a.opts.PID1 {
 			args = append(args, "--appliance")
 		}

@@ -11,9 +11,6 @@ import (
 	"gatehouse/sockrpc"
 )
 
-// SocketName is the relay's control socket, next to PID 1's.
-const SocketName = "smtp.sock"
-
 // Request is one call on the relay's socket (`gatehouse queue ...`,
 // `gatehouse smtp pop-auth ...`).
 type Request struct {

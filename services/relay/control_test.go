@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 // only root may use it. A relay without a queue makes "list" panic, which
 // must be answered as an error without taking the relay down.
 func TestControlSocketChecksCallerBoundsRequestsSurvivesPanics(t *testing.T) {
-	sock := filepath.Join(asuser.Dir(t), SocketName)
+	sock := filepath.Join(asuser.Dir(t), "smtp.sock")
 	s := &Service{log: slog.New(slog.NewTextHandler(io.Discard, nil)), pop: NewPopAuth(), pol: &Policy{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -30,9 +30,9 @@ import (
 	"gatehouse/console"
 	"gatehouse/control"
 	"gatehouse/dnsclient"
+	"gatehouse/layout"
 	"gatehouse/linuxfw"
 	"gatehouse/service"
-	"gatehouse/services/relay"
 )
 
 // Options configure the service.
@@ -311,7 +311,7 @@ func (s *server) newPolicy(ctx context.Context, c *config.Config) (*policy, time
 
 func newServer(ctx context.Context, c *config.Config, signer ssh.Signer, o Options) *server {
 	s := &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
-		relaySock: relay.SocketPath(filepath.Dir(o.Control)), bans: NewBanTable(), kernelBan: linuxfw.Ban,
+		relaySock: layout.OfControlSocket(o.Control).RelaySocket(), bans: NewBanTable(), kernelBan: linuxfw.Ban,
 		names: dnsclient.NewNames(dnsclient.Lookup{ResolvConf: o.ResolvConf, Fallback: net.DefaultResolver})}
 	s.pol, s.nextLookup = s.newPolicy(ctx, c)
 	return s
