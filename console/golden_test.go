@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"gatehouse/control"
+	"gatehouse/layout"
 	"gatehouse/test/fakeinstance"
 )
 
@@ -58,7 +59,7 @@ func TestShellOutputGolden(t *testing.T) {
 		var b strings.Builder
 		for _, line := range tc.lines {
 			var out strings.Builder
-			sh := &Shell{Backend: control.Client{Socket: in.Control}, Out: &out, RelaySocket: filepath.Join(in.Dir, "smtp", "smtp.sock")}
+			sh := &Shell{Backend: control.Client{Socket: in.Control}, Out: &out, Paths: layout.Host(in.Dir)}
 			sh.Exec(line)
 			fmt.Fprintf(&b, "%s%s\n%s\n", Prompt, line, out.String())
 		}

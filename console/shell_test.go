@@ -49,12 +49,12 @@ func TestShell(t *testing.T) {
 		"smtp         backoff         -        3",
 		"last: exit status 1",
 		Prompt + "two\n",
-		"logs: usage: logs SERVICE [N]",
+		"logs: usage: logs SERVICE [-n N]",
 		"logs: no service nope",
 		`logs: "x" is not a positive number`,
 		`unknown command "bogus"; try help`,
-		"  logs SERVICE [N]",
-		"poweroff: stopping services",
+		"  logs SERVICE [-n N]",
+		"poweroff: services are stopping",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)

@@ -185,7 +185,7 @@ func Run(opts Options) (string, error) {
 	})
 	go guard(a.log, "ready watch", func() { a.watchReady(ctx) })
 	if opts.Console != nil {
-		sh := &console.Shell{Backend: a, In: opts.Console, Out: h, RelaySocket: a.paths.RelaySocket()}
+		sh := &console.Shell{Backend: a, In: opts.Console, Out: h, Paths: a.paths}
 		go guard(a.log, "console", func() { sh.Run(ctx) })
 	}
 

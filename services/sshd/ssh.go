@@ -267,10 +267,10 @@ func writeFileAtomic(file string, b []byte) error {
 // server is the running service: the host key, the ban table, and the
 // policy of the config in force, swapped on reload.
 type server struct {
-	log       *slog.Logger
-	signer    ssh.Signer
-	backend   control.Backend
-	relaySock string
+	log     *slog.Logger
+	signer  ssh.Signer
+	backend control.Backend
+	paths   layout.Paths // where the services' sockets are
 
 	bans *BanTable // outlives reloads
 	// kernelBan puts a ban into the firewall (linuxfw.Ban; the tests' own
@@ -311,7 +311,7 @@ func (s *server) newPolicy(ctx context.Context, c *config.Config) (*policy, time
 
 func newServer(ctx context.Context, c *config.Config, signer ssh.Signer, o Options) *server {
 	s := &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
-		relaySock: layout.OfControlSocket(o.Control).RelaySocket(), bans: NewBanTable(), kernelBan: linuxfw.Ban,
+		paths: layout.OfControlSocket(o.Control), bans: NewBanTable(), kernelBan: linuxfw.Ban,
 		names: dnsclient.NewNames(dnsclient.Lookup{ResolvConf: o.ResolvConf, Fallback: net.DefaultResolver})}
 	s.pol, s.nextLookup = s.newPolicy(ctx, c)
 	return s
@@ -663,7 +663,7 @@ func (s *server) session(ch ssh.Channel, reqs <-chan *ssh.Request, act *activity
 				cmd.Command, req.Type = key.Command, "exec"
 			}
 			if req.Type == "exec" {
-				sh := &console.Shell{Backend: s.backend, Out: crlf{ch}, RelaySocket: s.relaySock}
+				sh := &console.Shell{Backend: s.backend, Out: crlf{ch}, Paths: s.paths}
 				sh.Exec(cmd.Command)
 				exit()
 				return
@@ -673,7 +673,7 @@ func (s *server) session(ch ssh.Channel, reqs <-chan *ssh.Request, act *activity
 			if pty {
 				in = &terminal{ch: ch}
 			}
-			sh := &console.Shell{Backend: s.backend, In: in, Out: crlf{ch}, RelaySocket: s.relaySock}
+			sh := &console.Shell{Backend: s.backend, In: in, Out: crlf{ch}, Paths: s.paths}
 			sh.Run(context.Background())
 			exit()
 			return
