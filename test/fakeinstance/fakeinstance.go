@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gatehouse/layout"
 )
 
 // Status is the fixed status, as PID 1 sends it. Times that the text output
@@ -75,7 +77,7 @@ const fetchList = `[
 
 // Instance is a fake appliance's sockets in a directory.
 type Instance struct {
-	Dir     string // the run directory: control.sock, smtp/smtp.sock
+	Dir     string // the run directory (layout.Host)
 	Control string // the control socket
 	// Requests received on either socket, in order, as the JSON sent.
 	Requests chan string
@@ -90,7 +92,8 @@ func Start(t *testing.T, empty bool) *Instance {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	in := &Instance{Dir: dir, Control: filepath.Join(dir, "control.sock"), Requests: make(chan string, 100)}
+	paths := layout.Host(dir)
+	in := &Instance{Dir: dir, Control: paths.ControlSocket(), Requests: make(chan string, 100)}
 	status := Status()
 	serve(t, in.Control, in.Requests, func(req map[string]any) string {
 		switch req["verb"] {
@@ -116,8 +119,8 @@ func Start(t *testing.T, empty bool) *Instance {
 		}
 		return errorJSON(fmt.Sprintf("unknown verb %q", req["verb"]))
 	})
-	os.Mkdir(filepath.Join(dir, "smtp"), 0o700)
-	serve(t, filepath.Join(dir, "smtp", "smtp.sock"), in.Requests, func(req map[string]any) string {
+	os.Mkdir(filepath.Dir(paths.RelaySocket()), 0o700)
+	serve(t, paths.RelaySocket(), in.Requests, func(req map[string]any) string {
 		id, _ := req["id"].(string)
 		switch req["verb"] {
 		case "list":
