@@ -145,7 +145,7 @@ func TestFirewallAsksTheFirewallService(t *testing.T) {
 	if !strings.HasSuffix(out.String(), want) || !strings.HasPrefix(out.String(), "firewall: nftables, applied 0s ago (1 times), egress open\n") {
 		t.Errorf("firewall show printed:\n%s", out)
 	}
-	if len(asked) != 1 || <-asked != "rules" {
+	if len(asked) != 1 || <-asked != "show" {
 		t.Errorf("the firewall service was not asked for its rules once")
 	}
 

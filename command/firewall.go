@@ -72,7 +72,7 @@ func WriteFirewall(w io.Writer, st control.Status, p layout.Paths) bool {
 // under exec's Wait.
 func installedRules(p layout.Paths, backend string) (string, error) {
 	var r status.FirewallRules
-	err := sockrpc.Call(p.FirewallSocket(), 30*time.Second, status.FirewallRequest{Verb: "rules"}, &r)
+	err := sockrpc.Call(p.FirewallSocket(), 30*time.Second, status.FirewallRequest{Verb: "show"}, &r)
 	var de *sockrpc.DialError
 	if errors.As(err, &de) && de.Missing() {
 		return readBackHere(backend)

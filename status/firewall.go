@@ -36,12 +36,12 @@ func (s Firewall) Summary() string {
 }
 
 // FirewallRequest is a call on the firewall service's socket
-// (layout.Paths.FirewallSocket). Its one verb is "rules".
+// (layout.Paths.FirewallSocket). Its one verb is "show".
 type FirewallRequest struct {
 	Verb string `json:"verb"`
 }
 
-// FirewallRules answers "rules": the ruleset the kernel enforces, read
+// FirewallRules answers "show": the ruleset the kernel enforces, read
 // back by the firewall service (PID 1 runs no firewall tool itself: its
 // reaper would race the tool's exit status).
 type FirewallRules struct {
