@@ -84,7 +84,7 @@ func installedRules(p layout.Paths, backend string) (string, error) {
 }
 
 // readBackHere reads the ruleset back in this process, for a firewall
-// service that does not answer "rules" on its socket.
+// service that does not answer on its socket.
 //
 // TODO: remove once the firewall service serves layout's FirewallSocket;
 // until then the serial console (in PID 1) still runs iptables-save here.
