@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"gatehouse/control"
-	"gatehouse/init/supervisor"
+	"gatehouse/status"
 )
 
 type fake struct{ shutdown []string }
@@ -16,7 +16,7 @@ type fake struct{ shutdown []string }
 func (f *fake) Status() control.Status {
 	return control.Status{Version: "v1", Hostname: "gw1", Mode: "pid1", Ready: true, ReadyMS: 42,
 		Config: "/data/gatehouse.yaml", Data: control.Data{Path: "/data", Mounted: true, Device: "/dev/vda"},
-		Services: []supervisor.State{{Name: "smtp", Phase: supervisor.BackingOff, Restarts: 3, Since: time.Now(), LastExit: "exit status 1"}}}
+		Services: []status.State{{Name: "smtp", Phase: status.BackingOff, Restarts: 3, Since: time.Now(), LastExit: "exit status 1"}}}
 }
 
 func (f *fake) Logs(svc string, n int) ([]string, error) {
@@ -49,12 +49,12 @@ func TestShell(t *testing.T) {
 		"smtp         backoff         -        3",
 		"last: exit status 1",
 		Prompt + "two\n",
-		"logs: usage: logs SERVICE [N]",
+		"logs: usage: logs SERVICE [-n N]",
 		"logs: no service nope",
 		`logs: "x" is not a positive number`,
 		`unknown command "bogus"; try help`,
-		"  logs SERVICE [N]",
-		"poweroff: stopping services",
+		"  logs SERVICE [-n N]",
+		"poweroff: services are stopping",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)

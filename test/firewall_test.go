@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"gatehouse/control"
-	"gatehouse/services/firewall"
+	"gatehouse/status"
 )
 
 // listen opens TCP echo listeners on the appliance for the test's probes.
@@ -122,7 +122,7 @@ firewall:
 `
 	w.gatehouse(t, cfg, "--firewall")
 	w.waitFor(t, "firewall applied", 30*time.Second, func(st *control.Status) bool {
-		f, ok := detailOf[firewall.Status](t, st, "firewall")
+		f, ok := detailOf[status.Firewall](t, st, "firewall")
 		return ok && f.Applies >= 1
 	})
 	// Addresses may still be on their way: wait until the public path answers.
@@ -182,7 +182,7 @@ firewall:
 		t.Fatalf("reload: %v %s", err, out)
 	}
 	w.waitFor(t, "firewall re-applied", 30*time.Second, func(st *control.Status) bool {
-		f, _ := detailOf[firewall.Status](t, st, "firewall")
+		f, _ := detailOf[status.Firewall](t, st, "firewall")
 		return f.Applies >= 2
 	})
 	if got := reach(t, admin, "10.78.0.2:8443"); got != "blocked" {
@@ -259,7 +259,7 @@ func firewallReplaceIsAtomic(t *testing.T, backend string) {
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 			st, err := w.status(t)
 			if err == nil {
-				if f, _ := detailOf[firewall.Status](t, st, "firewall"); f.Applies >= i+2 {
+				if f, _ := detailOf[status.Firewall](t, st, "firewall"); f.Applies >= i+2 {
 					break
 				}
 			}
@@ -281,7 +281,7 @@ func firewallReplaceIsAtomic(t *testing.T, backend string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f, _ := detailOf[firewall.Status](t, st, "firewall"); f.Applies != 201 {
+	if f, _ := detailOf[status.Firewall](t, st, "firewall"); f.Applies != 201 {
 		t.Errorf("%d applies for the first and 200 alternating reloads, want 201", f.Applies)
 	}
 }
@@ -387,14 +387,14 @@ firewall:
     - {function: Administration, direction: in, proto: tcp, ports: [8443], peers: [admin.example.test]}
 `, "--firewall")
 	w.waitFor(t, "firewall with the name resolved", 30*time.Second, func(st *control.Status) bool {
-		f, ok := detailOf[firewall.Status](t, st, "firewall")
+		f, ok := detailOf[status.Firewall](t, st, "firewall")
 		return ok && f.LastError == "" && slices.ContainsFunc(f.In, func(r string) bool { return strings.Contains(r, "10.78.0.99") })
 	})
 	if got := reach(t, admin, "10.78.0.2:8443"); got != "blocked" {
 		t.Fatalf("admin.example.test is 10.78.0.99, yet 10.78.0.1 is %s", got)
 	}
 	st, _ := w.status(t)
-	f, _ := detailOf[firewall.Status](t, st, "firewall")
+	f, _ := detailOf[status.Firewall](t, st, "firewall")
 	if ahead := time.Until(f.NextLookup); f.NextLookup.IsZero() || ahead > 11*time.Second {
 		t.Errorf("next lookup in %v, want within the 10 s floor of a 2 s TTL", ahead)
 	}
@@ -510,7 +510,7 @@ firewall:
 			t.Errorf("%s is %s while the firewall is not ready, want waiting", name, p)
 		}
 	}
-	f, _ := detailOf[firewall.Status](t, st, "firewall")
+	f, _ := detailOf[status.Firewall](t, st, "firewall")
 	if f.Ruleset != "" || f.LastError == "" || st.Ready {
 		t.Errorf("firewall status %+v, ready %v: want nothing in place everywhere, the error, and not ready", f, st.Ready)
 	}
@@ -520,10 +520,10 @@ firewall:
 
 	release()
 	st = w.waitFor(t, "ready with the full ruleset", 40*time.Second, func(st *control.Status) bool {
-		f, _ := detailOf[firewall.Status](t, st, "firewall")
+		f, _ := detailOf[status.Firewall](t, st, "firewall")
 		return f.Ruleset == "config" && phaseOf(st, "ssh") == "running" && phaseOf(st, "smtp") == "running"
 	})
-	if f, _ := detailOf[firewall.Status](t, st, "firewall"); f.LastError != "" {
+	if f, _ := detailOf[status.Firewall](t, st, "firewall"); f.LastError != "" {
 		t.Errorf("last error after the retry: %s", f.LastError)
 	}
 	for port, want := range map[string]string{"22": "open", "25": "open", "2222": "blocked"} {

@@ -3,7 +3,6 @@
 package test
 
 import (
-	"encoding/json"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -16,26 +15,22 @@ import (
 	"github.com/miekg/dns"
 
 	"gatehouse/control"
-	"gatehouse/services/dnscache"
-	"gatehouse/services/network"
-	"gatehouse/services/ntp"
+	"gatehouse/status"
 )
 
+// detailOf is the detail service last sent; a detail that does not decode
+// ends the test.
 func detailOf[T any](t *testing.T, st *control.Status, service string) (T, bool) {
-	var v T
-	for _, s := range st.Services {
-		if s.Name == service && len(s.Detail) > 0 {
-			if err := json.Unmarshal(s.Detail, &v); err != nil {
-				t.Fatalf("%s detail: %v", service, err)
-			}
-			return v, true
-		}
+	t.Helper()
+	v, ok, err := status.Detail[T](st.Services, service)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return v, false
+	return v, ok
 }
 
-func dhcpOf(t *testing.T, st *control.Status) *network.DHCP {
-	n, ok := detailOf[network.Status](t, st, "network")
+func dhcpOf(t *testing.T, st *control.Status) *status.DHCP {
+	n, ok := detailOf[status.Network](t, st, "network")
 	if !ok || len(n.Links) == 0 {
 		return nil
 	}
@@ -192,7 +187,7 @@ routes:
 `
 	w.gatehouse(t, cfg)
 	w.waitFor(t, "network applied", 30*time.Second, func(st *control.Status) bool {
-		n, ok := detailOf[network.Status](t, st, "network")
+		n, ok := detailOf[status.Network](t, st, "network")
 		return ok && len(n.Links) == 1 && len(n.Links[0].Addresses) >= 2
 	})
 	if out := ipIn(t, w.appl, "-d", "link", "show", "a0"); !strings.Contains(out, "mtu 1400") {
@@ -230,7 +225,7 @@ routes:
 		t.Fatalf("reload: %v: %s", err, out)
 	}
 	w.waitFor(t, "the same config applied again", 30*time.Second, func(st *control.Status) bool {
-		n, ok := detailOf[network.Status](t, st, "network")
+		n, ok := detailOf[status.Network](t, st, "network")
 		return ok && n.Updated.After(reloaded)
 	})
 	if s := strings.TrimSpace(events.From(from)); s != "" {
@@ -243,7 +238,7 @@ routes:
 		t.Fatalf("reload: %v: %s", err, out)
 	}
 	w.waitFor(t, "the changed config applied", 30*time.Second, func(st *control.Status) bool {
-		n, ok := detailOf[network.Status](t, st, "network")
+		n, ok := detailOf[status.Network](t, st, "network")
 		return ok && len(n.Links) == 1 && slices.Contains(n.Links[0].Addresses, "10.66.0.2/24")
 	})
 	got := waitEvents(t, events, from, "10.66.0.2/24")
@@ -286,7 +281,7 @@ dns:
   resolver: builtin
 `)
 	w.waitFor(t, "resolver up", 30*time.Second, func(st *control.Status) bool {
-		d, ok := detailOf[dnscache.Status](t, st, "dns")
+		d, ok := detailOf[status.DNS](t, st, "dns")
 		return ok && d.Resolver != nil
 	})
 	query := func(name string, qtype uint16) *dns.Msg {
@@ -322,10 +317,10 @@ dns:
 		t.Fatalf("stale answer %v", m)
 	}
 	st := w.waitFor(t, "status says upstream down", 10*time.Second, func(st *control.Status) bool {
-		d, _ := detailOf[dnscache.Status](t, st, "dns")
+		d, _ := detailOf[status.DNS](t, st, "dns")
 		return d.Resolver != nil && d.Resolver.UpstreamDown && d.Resolver.StaleServed >= 1
 	})
-	if d, _ := detailOf[dnscache.Status](t, st, "dns"); d.Resolver.CacheHits < 1 {
+	if d, _ := detailOf[status.DNS](t, st, "dns"); d.Resolver.CacheHits < 1 {
 		t.Errorf("resolver stats %+v", d.Resolver)
 	}
 	conf := w.log("state/resolv.conf")
@@ -349,10 +344,10 @@ ntp:
   servers: [10.77.0.1]
 `, "--service-arg=--ntp-min-poll=2s")
 	st := w.waitFor(t, "ntp synced", 60*time.Second, func(st *control.Status) bool {
-		n, ok := detailOf[ntp.Status](t, st, "ntp")
+		n, ok := detailOf[status.NTP](t, st, "ntp")
 		return ok && n.Synced
 	})
-	n, _ := detailOf[ntp.Status](t, st, "ntp")
+	n, _ := detailOf[status.NTP](t, st, "ntp")
 	if n.Server != "10.77.0.1" || n.Stratum != 8 || n.SetsClock || n.Steps+n.Slews != 0 {
 		t.Errorf("ntp status %+v", n)
 	}

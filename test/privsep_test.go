@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"gatehouse/config"
+	"gatehouse/layout"
 	"gatehouse/queue"
 	"gatehouse/services/relay"
 )
@@ -118,7 +119,7 @@ smtp:
 	// Everything the relay keeps is its own.
 	owner := [2]uint32{relay.RelayUID, relay.RelayGID}
 	n := 0
-	for _, dir := range []string{qdir, filepath.Join(w.state(), "tls"), filepath.Dir(relay.SocketPath(w.state()))} {
+	for _, dir := range []string{qdir, filepath.Join(w.state(), "tls"), filepath.Dir(layout.Host(w.state()).RelaySocket())} {
 		filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				t.Error(err)
@@ -139,7 +140,7 @@ smtp:
 	if _, err := os.Stat(filepath.Join(w.state(), "tls", "smtp.key")); err != nil {
 		t.Errorf("no generated key: %v", err)
 	}
-	if _, err := os.Stat(relay.SocketPath(w.state())); err != nil {
+	if _, err := os.Stat(layout.Host(w.state()).RelaySocket()); err != nil {
 		t.Errorf("no relay socket: %v", err)
 	}
 	if info, err := os.Stat(ca); err != nil {

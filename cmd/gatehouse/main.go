@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,11 +16,12 @@ import (
 	"strings"
 	"time"
 
+	"gatehouse/command"
 	"gatehouse/config"
-	"gatehouse/console"
 	"gatehouse/control"
 	"gatehouse/dnsclient"
 	"gatehouse/init/pid1"
+	"gatehouse/layout"
 	"gatehouse/paths"
 	"gatehouse/services/relay"
 )
@@ -57,10 +57,13 @@ const usage = `usage: gatehouse COMMAND [ARGS]
   smtp pop-auth ADDRESS           authorise ADDRESS to relay for smtp.pop_before_smtp.window
   poweroff | reboot               stop all services in order, then power off or reboot
   firewall show                   the rules the firewall installed
+  ip | ntp | date | dns NAME [TYPE]
+                                  as in the diagnostics shell (interfaces, time sync, clocks,
+                                  a look-up as the relay would)
   version                         print the version
 
 Commands that talk to a running instance use its control socket: --socket PATH,
-or --state DIR for one in host mode (default ` + control.DefaultSocket + `).
+or --state DIR for one in host mode (default ` + layout.RunDir + `/control.sock).
 `
 
 func main() {
@@ -89,22 +92,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(args[1:], stdout)
 	case "config":
 		err = cmdConfig(args[1:], stdout, stderr)
-	case "status":
-		err = cmdStatus(args[1:], stdout)
-	case "logs":
-		err = cmdLogs(args[1:], stdout)
 	case "paths":
 		err = cmdPaths(args[1:], stdout)
-	case "firewall":
-		err = cmdFirewall(args[1:], stdout)
-	case "queue":
-		err = cmdQueue(args[1:], stdout)
 	case "smtp":
 		err = cmdSMTP(args[1:], os.Stdin, stdout)
-	case "fetch":
-		err = cmdFetch(args[1:], stdout)
-	case "poweroff", "reboot":
-		err = cmdShutdown(args[0], args[1:], stdout)
 	case "service": // how the supervisor starts the appliance's services
 		err = cmdService(args[1:], stdout)
 	case "version":
@@ -112,8 +103,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
-		fmt.Fprintf(stderr, "gatehouse: unknown command %q\n\n%s", args[0], usage)
-		return 2
+		c, ok := command.Lookup(args[0])
+		if !ok {
+			fmt.Fprintf(stderr, "gatehouse: unknown command %q\n\n%s", args[0], usage)
+			return 2
+		}
+		err = c.Run(commandEnv(stdout, stderr), args[1:])
 	}
 	if err == nil {
 		return 0
@@ -124,6 +119,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, ee.err)
 		}
 		return ee.code
+	}
+	var ce *command.ExitError
+	if errors.As(err, &ce) {
+		if ce.Err != nil {
+			fmt.Fprintln(stderr, ce.Err)
+		}
+		return ce.Code
 	}
 	fmt.Fprintln(stderr, "gatehouse:", err)
 	return 1
@@ -253,16 +255,8 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "config confirmed")
 		return nil
 	case len(args) >= 1 && args[0] == "reload":
-		fs := flag.NewFlagSet("config reload", flag.ContinueOnError)
-		sock := socketFlags(fs)
-		if err := fs.Parse(args[1:]); err != nil {
-			return &exitError{code: 2}
-		}
-		if _, err := control.Call(sock(), control.Request{Verb: "reload"}); err != nil {
-			return &exitError{2, fmt.Errorf("reload refused; the running config is unchanged:\n%w", err)}
-		}
-		fmt.Fprintln(stdout, "config reloaded")
-		return nil
+		c, _ := command.Lookup("reload")
+		return c.Run(commandEnv(stdout, stderr), args[1:])
 	case len(args) == 1 && args[0] == "default":
 		_, err := stdout.Write(config.DefaultYAML())
 		return err
@@ -293,6 +287,17 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 	return &exitError{2, errors.New("usage: gatehouse config validate [--no-resolve] FILE | default | reload | apply FILE [--confirm-within D] | confirm")}
 }
 
+// commandEnv serves the command table (package command) to the CLI: it
+// acts on the instance its --socket or --state name.
+func commandEnv(stdout, stderr io.Writer) *command.Env {
+	return &command.Env{Prog: "gatehouse", Out: stdout, FlagOutput: stderr, Flags: func(fs *flag.FlagSet) func(*command.Env) {
+		sock := socketFlags(fs)
+		return func(e *command.Env) {
+			e.Appliance, e.Paths = command.Socket(sock()), layout.OfControlSocket(sock())
+		}
+	}}
+}
+
 // socketFlags adds --socket and --state to fs and returns the socket path.
 func socketFlags(fs *flag.FlagSet) func() string {
 	sock := fs.String("socket", "", "control socket of the instance")
@@ -302,37 +307,10 @@ func socketFlags(fs *flag.FlagSet) func() string {
 		case *sock != "":
 			return *sock
 		case *state != "":
-			return filepath.Join(*state, "control.sock")
+			return layout.Host(*state).ControlSocket()
 		}
-		return control.DefaultSocket
+		return layout.Appliance().ControlSocket()
 	}
-}
-
-func cmdStatus(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	format := fs.String("format", "text", "text or json")
-	asJSON := fs.Bool("json", false, "same as --format json")
-	sock := socketFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return &exitError{code: 2}
-	}
-	if *asJSON {
-		*format = "json"
-	}
-	if *format != "text" && *format != "json" {
-		return &exitError{2, fmt.Errorf("unknown format %q (text or json)", *format)}
-	}
-	resp, err := control.Call(sock(), control.Request{Verb: "status"})
-	if err != nil {
-		return err
-	}
-	if *format == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(resp.Status)
-	}
-	console.WriteStatus(stdout, *resp.Status)
-	return nil
 }
 
 func cmdPaths(args []string, stdout io.Writer) error {
@@ -353,9 +331,9 @@ func cmdPaths(args []string, stdout io.Writer) error {
 	}
 	if *file == "" {
 		// The running config: the copy PID 1 validated and the services use.
-		*file = filepath.Join(filepath.Dir(control.DefaultSocket), "config.yaml")
+		*file = layout.Appliance().Config()
 		if *state != "" {
-			*file = filepath.Join(*state, "config.yaml")
+			*file = layout.Host(*state).Config()
 		}
 	}
 	cfg, _, err := config.Load(*file)
@@ -379,57 +357,5 @@ func cmdPaths(args []string, stdout io.Writer) error {
 	if !ok {
 		return &exitError{1, errors.New("paths check: a required path is not open")}
 	}
-	return nil
-}
-
-func cmdFirewall(args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "show" {
-		return &exitError{2, errors.New("usage: gatehouse firewall show")}
-	}
-	fs := flag.NewFlagSet("firewall show", flag.ContinueOnError)
-	sock := socketFlags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		return &exitError{code: 2}
-	}
-	resp, err := control.Call(sock(), control.Request{Verb: "status"})
-	if err != nil {
-		return err
-	}
-	if !console.WriteFirewall(stdout, *resp.Status) {
-		return errors.New("no firewall is running (host mode runs it only with --firewall)")
-	}
-	return nil
-}
-
-func cmdLogs(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
-	n := fs.Int("n", 50, "lines")
-	sock := socketFlags(fs)
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return &exitError{2, errors.New("usage: gatehouse logs SERVICE [-n N]")}
-	}
-	if err := fs.Parse(args[1:]); err != nil {
-		return &exitError{code: 2}
-	}
-	resp, err := control.Call(sock(), control.Request{Verb: "logs", Service: args[0], Lines: *n})
-	if err != nil {
-		return err
-	}
-	for _, l := range resp.Lines {
-		fmt.Fprintln(stdout, l)
-	}
-	return nil
-}
-
-func cmdShutdown(action string, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet(action, flag.ContinueOnError)
-	sock := socketFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return &exitError{code: 2}
-	}
-	if _, err := control.Call(sock(), control.Request{Verb: action}); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: services are stopping\n", action)
 	return nil
 }

@@ -9,11 +9,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
-	"gatehouse/control"
+	"gatehouse/layout"
 	"gatehouse/service"
 	"gatehouse/services/dnscache"
 	"gatehouse/services/firewall"
@@ -67,26 +66,15 @@ func cmdService(args []string, stdout io.Writer) error {
 		}
 	}()
 	n := service.NewNotifier()
+	paths := layout.For(*run, *onAppliance)
 	switch name {
 	case "network":
 		return network.Run(ctx, network.Options{Config: *cfg, RunDir: *run, Log: log, Notify: n, Reload: reload})
 	case "dns":
-		resolv := filepath.Join(*run, "resolv.conf")
-		if *onAppliance {
-			resolv = "/etc/resolv.conf"
-		}
-		return dnscache.Run(ctx, dnscache.Options{Config: *cfg, RunDir: *run, ResolvConf: resolv, Listen: *dnsListen, Log: log, Notify: n, Reload: reload})
+		return dnscache.Run(ctx, dnscache.Options{Config: *cfg, RunDir: *run, ResolvConf: paths.ResolvConf(), Listen: *dnsListen, Log: log, Notify: n, Reload: reload})
 	case "ssh":
-		keyDir := filepath.Join(*run, "ssh")
-		sock := filepath.Join(*run, "control.sock")
-		if *onAppliance {
-			keyDir, sock = "/data/ssh", control.DefaultSocket
-		}
-		resolv := filepath.Join(*run, "resolv.conf") // the dns service's
-		if *onAppliance {
-			resolv = "/etc/resolv.conf"
-		}
-		return sshd.Run(ctx, sshd.Options{Config: *cfg, KeyDir: keyDir, Control: sock, ResolvConf: resolv, Log: log, Notify: n, Reload: reload})
+		return sshd.Run(ctx, sshd.Options{Config: *cfg, KeyDir: paths.SSHKeys(), Control: paths.ControlSocket(), ResolvConf: paths.ResolvConf(),
+			Log: log, Notify: n, Reload: reload})
 	case "smtp":
 		if err := noNewPrivs(); err != nil {
 			return fmt.Errorf("smtp: %w", err)
@@ -98,11 +86,7 @@ func cmdService(args []string, stdout io.Writer) error {
 		return relay.Run(ctx, relay.Options{Config: *cfg, QueueDir: p.Queue, TLSDir: p.TLS, ResolvConf: p.ResolvConf,
 			Socket: p.Socket, Log: log, Notify: n, Reload: reload})
 	case "firewall":
-		resolv := filepath.Join(*run, "resolv.conf") // the dns service's
-		if *onAppliance {
-			resolv = "/etc/resolv.conf"
-		}
-		return firewall.Run(ctx, firewall.Options{Config: *cfg, RunDir: *run, ResolvConf: resolv, Log: log, Notify: n, Reload: reload})
+		return firewall.Run(ctx, firewall.Options{Config: *cfg, Socket: paths.FirewallSocket(), ResolvConf: paths.ResolvConf(), Log: log, Notify: n, Reload: reload})
 	case "ntp":
 		return ntp.Run(ctx, ntp.Options{Config: *cfg, RunDir: *run, SetClock: *onAppliance, MinPoll: max(*ntpPoll, time.Second), Log: log, Notify: n, Reload: reload})
 	}

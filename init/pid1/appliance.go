@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -27,10 +26,11 @@ import (
 	"gatehouse/init/logring"
 	"gatehouse/init/reaper"
 	"gatehouse/init/supervisor"
+	"gatehouse/layout"
 	"gatehouse/netcfg"
 	"gatehouse/safeio"
 	"gatehouse/services/firewall"
-	"gatehouse/services/relay"
+	"gatehouse/status"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,10 +62,10 @@ var pid1Configs = []string{"/data/gatehouse.yaml", "/etc/gatehouse/gatehouse.yam
 
 // appliance is the running system; it is the control.Backend.
 type appliance struct {
-	opts   Options
-	log    *slog.Logger
-	out    *console.LogHandler
-	runDir string // shared with the services: their config copy, network.json
+	opts  Options
+	log   *slog.Logger
+	out   *console.LogHandler
+	paths layout.Paths // the run directory shared with the services: their config copy, sockets, network.json
 
 	mu       sync.Mutex // guards the config: Reload replaces it
 	cfg      *config.Config
@@ -98,9 +98,9 @@ func Run(opts Options) (string, error) {
 		}
 	}
 	h := console.NewLogHandler(opts.Out, opts.Started, slog.LevelInfo)
-	a := &appliance{opts: opts, out: h, log: slog.New(h), shutdown: make(chan string, 1), runDir: "/run/gatehouse"}
+	a := &appliance{opts: opts, out: h, log: slog.New(h), shutdown: make(chan string, 1), paths: layout.Appliance()}
 	if !opts.PID1 {
-		a.runDir = opts.StateDir
+		a.paths = layout.Host(opts.StateDir)
 	}
 	step := a.log.With("subsystem", "init")
 	if opts.PID1 {
@@ -178,18 +178,14 @@ func Run(opts Options) (string, error) {
 		step.Error("services", "err", err)
 	}
 
-	sock := control.DefaultSocket
-	if !opts.PID1 {
-		sock = filepath.Join(opts.StateDir, "control.sock")
-	}
 	go guard(a.log, "control socket", func() {
-		if err := control.Serve(ctx, sock, a, a.log); err != nil {
+		if err := control.Serve(ctx, a.paths.ControlSocket(), a, a.log); err != nil {
 			step.Error("control socket", "err", err)
 		}
 	})
 	go guard(a.log, "ready watch", func() { a.watchReady(ctx) })
 	if opts.Console != nil {
-		sh := &console.Shell{Backend: a, In: opts.Console, Out: h, RelaySocket: relay.SocketPath(a.runDir)}
+		sh := &console.Shell{Backend: a, In: opts.Console, Out: h, Paths: a.paths}
 		go guard(a.log, "console", func() { sh.Run(ctx) })
 	}
 
@@ -273,7 +269,7 @@ func (a *appliance) useConfig(cfg *config.Config, from string, warns []*config.E
 			return err
 		}
 	}
-	if err := os.MkdirAll(a.runDir, 0o755); err != nil {
+	if err := os.MkdirAll(a.paths.Run, 0o755); err != nil {
 		return err
 	}
 	if err := safeio.WriteFile(a.runtimeConfig(), data, 0o600); err != nil {
@@ -290,16 +286,12 @@ func (a *appliance) useConfig(cfg *config.Config, from string, warns []*config.E
 	return nil
 }
 
-func (a *appliance) runtimeConfig() string { return filepath.Join(a.runDir, "config.yaml") }
+func (a *appliance) runtimeConfig() string { return a.paths.Config() }
 
 // resolver looks host names up as the firewall service does: the dns
 // service's servers, then /etc/hosts and the system's way.
 func (a *appliance) resolver() config.Resolver {
-	resolv := filepath.Join(a.runDir, "resolv.conf")
-	if a.opts.PID1 {
-		resolv = "/etc/resolv.conf"
-	}
-	return dnsclient.New(resolv)
+	return dnsclient.New(a.paths.ResolvConf())
 }
 
 // Reload implements control.Backend: it reads the config again and, if it
@@ -374,7 +366,7 @@ func (a *appliance) services() []supervisor.Service {
 		return nil
 	}
 	svc := func(name string) supervisor.Service {
-		args := []string{a.opts.Binary, "service", name, "--config", a.runtimeConfig(), "--run", a.runDir}
+		args := []string{a.opts.Binary, "service", name, "--config", a.runtimeConfig(), "--run", a.paths.Run}
 		if a.opts.PID1 {
 			args = append(args, "--appliance")
 		}
@@ -446,7 +438,7 @@ func (a *appliance) watchReady(ctx context.Context) {
 		case <-slow.C:
 			var waiting []string
 			for _, s := range a.sup.Snapshot() {
-				if s.Phase != supervisor.Running {
+				if s.Phase != status.Running {
 					waiting = append(waiting, s.Name+" ("+string(s.Phase)+")")
 				}
 			}

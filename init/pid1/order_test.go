@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"gatehouse/control"
-	"gatehouse/init/supervisor"
 	"gatehouse/service"
 	"gatehouse/services/firewall"
+	"gatehouse/status"
 )
 
 // The test binary doubles as the gatehouse binary the services run from:
@@ -107,8 +107,8 @@ smtp:
 		b, _ := os.ReadFile(journal)
 		return strings.Split(strings.TrimSpace(string(b)), "\n")
 	}
-	phases := func() map[string]supervisor.Phase {
-		out := map[string]supervisor.Phase{}
+	phases := func() map[string]status.Phase {
+		out := map[string]status.Phase{}
 		if resp, err := control.Call(sock, control.Request{Verb: "status"}); err == nil {
 			for _, s := range resp.Status.Services {
 				out[s.Name] = s.Phase
@@ -127,11 +127,11 @@ smtp:
 	under := []string{"network", "dns", "ntp"}
 	waitFor("network, dns and ntp running", func() bool {
 		p := phases()
-		return !slices.ContainsFunc(under, func(n string) bool { return p[n] != supervisor.Running })
+		return !slices.ContainsFunc(under, func(n string) bool { return p[n] != status.Running })
 	})
 	p := phases()
 	for _, name := range []string{"ssh", "smtp"} {
-		if p[name] != supervisor.Waiting {
+		if p[name] != status.Waiting {
 			t.Errorf("%s is %s while the firewall has only its default deny in, want waiting", name, p[name])
 		}
 	}
@@ -145,7 +145,7 @@ smtp:
 	os.WriteFile(filepath.Join(dir, "full"), nil, 0o644)
 	waitFor("ssh and smtp running", func() bool {
 		p := phases()
-		return p["ssh"] == supervisor.Running && p["smtp"] == supervisor.Running
+		return p["ssh"] == status.Running && p["smtp"] == status.Running
 	})
 	evs = events()
 	for _, name := range []string{"ssh", "smtp"} {

@@ -8,6 +8,7 @@ import (
 
 	"gatehouse/init/supervisor"
 	"gatehouse/services/relay"
+	"gatehouse/status"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,7 +46,7 @@ func (a *appliance) withRelayUser(svc supervisor.Service) supervisor.Service {
 		a.mu.Lock()
 		cfg := a.cfg
 		a.mu.Unlock()
-		return relay.Prepare(relay.PathsFor(a.runDir, a.opts.PID1), cfg, a.runtimeConfig(), int(u.UID), int(u.GID),
+		return relay.Prepare(relay.PathsFor(a.paths.Run, a.opts.PID1), cfg, a.runtimeConfig(), int(u.UID), int(u.GID),
 			a.log.With("subsystem", "init", "service", "smtp"))
 	}
 	return svc
@@ -63,12 +64,12 @@ func (a *appliance) grantRelay(log *slog.Logger) {
 	a.mu.Lock()
 	cfg := a.cfg
 	a.mu.Unlock()
-	running := slices.ContainsFunc(a.sup.Snapshot(), func(s supervisor.State) bool { return s.Name == "smtp" })
+	running := slices.ContainsFunc(a.sup.Snapshot(), func(s status.State) bool { return s.Name == "smtp" })
 	if !running && !cfg.SMTPEnabled() {
 		return
 	}
 	log = log.With("service", "smtp")
-	if err := relay.GrantConfig(a.runDir, a.runtimeConfig(), int(u.UID), int(u.GID)); err != nil {
+	if err := relay.GrantConfig(a.paths.Run, a.runtimeConfig(), int(u.UID), int(u.GID)); err != nil {
 		log.Error("the relay cannot read its new config", "err", err)
 	}
 	relay.Grant(cfg, int(u.UID), int(u.GID), log)

@@ -28,6 +28,7 @@ import (
 	"gatehouse/init/logring"
 	"gatehouse/init/reaper"
 	"gatehouse/service"
+	"gatehouse/status"
 )
 
 // Service is what to run and how.
@@ -86,32 +87,6 @@ type Options struct {
 	LogLines int // lines of output kept per service; default 200
 }
 
-// Phase is where a service is in its life.
-type Phase string
-
-// The phases a service goes through.
-const (
-	Waiting    Phase = "waiting"  // for the services it needs
-	Starting   Phase = "starting" // running, not ready yet
-	Running    Phase = "running"  // ready
-	BackingOff Phase = "backoff"  // exited; restarting after a delay
-	Stopping   Phase = "stopping"
-	Stopped    Phase = "stopped"
-)
-
-// State is a snapshot of one service.
-type State struct {
-	Name      string          `json:"name"`
-	Phase     Phase           `json:"phase"`
-	PID       int             `json:"pid,omitempty"`
-	Restarts  int             `json:"restarts"`
-	Since     time.Time       `json:"since"`
-	LastExit  string          `json:"last_exit,omitempty"`
-	NextStart time.Duration   `json:"next_start_ns,omitempty"` // backoff delay, in backoff
-	Status    string          `json:"status,omitempty"`        // last STATUS= the service sent
-	Detail    json.RawMessage `json:"detail,omitempty"`        // last DETAIL= the service sent: its own status as JSON
-}
-
 // Supervisor runs services. Services are added in groups (PID 1 adds its
 // own before the config is read, then those the config asks for); a group
 // may need services of earlier groups.
@@ -136,7 +111,7 @@ type unit struct {
 	lines *logring.Ring // recent output
 
 	mu    sync.Mutex
-	state State
+	state status.State
 	child *reaper.Child
 }
 
@@ -175,7 +150,7 @@ func (s *Supervisor) Add(services ...Service) error {
 			return fmt.Errorf("supervisor: service %q defined twice", svc.Name)
 		}
 		added[svc.Name] = &unit{svc: svc, ready: make(chan struct{}), exit: make(chan struct{}),
-			lines: logring.New(s.opts.LogLines), state: State{Name: svc.Name, Phase: Waiting, Since: time.Now()}}
+			lines: logring.New(s.opts.LogLines), state: status.State{Name: svc.Name, Phase: status.Waiting, Since: time.Now()}}
 	}
 	for _, svc := range services {
 		u := added[svc.Name]
@@ -279,7 +254,7 @@ func (s *Supervisor) run(u *unit) {
 		select {
 		case <-w:
 		case <-s.stopped:
-			u.setPhase(Stopped)
+			u.setPhase(status.Stopped)
 			return
 		}
 	}
@@ -288,7 +263,7 @@ func (s *Supervisor) run(u *unit) {
 		started := time.Now()
 		exit, err := s.runOnce(u, log)
 		if s.isStopping() {
-			u.setPhase(Stopped)
+			u.setPhase(status.Stopped)
 			return
 		}
 		ran := time.Since(started)
@@ -298,14 +273,14 @@ func (s *Supervisor) run(u *unit) {
 			msg = err.Error()
 		}
 		u.mu.Lock()
-		u.state.Phase, u.state.Since, u.state.PID = BackingOff, time.Now(), 0
+		u.state.Phase, u.state.Since, u.state.PID = status.BackingOff, time.Now(), 0
 		u.state.LastExit, u.state.NextStart = msg, delay
 		u.mu.Unlock()
 		log.Warn("service exited; restarting after backoff", "exit", msg, "ran", ran.Round(time.Millisecond), "backoff", delay)
 		select {
 		case <-time.After(delay):
 		case <-s.stopped:
-			u.setPhase(Stopped)
+			u.setPhase(status.Stopped)
 			return
 		}
 		u.mu.Lock()
@@ -353,7 +328,7 @@ func (s *Supervisor) runOnce(u *unit, log *slog.Logger) (string, error) {
 		cmd.ExtraFiles = []*os.File{notifyW}
 		cmd.Env = append(cmd.Env, service.EnvFD+"=3")
 	}
-	u.setPhase(Starting)
+	u.setPhase(status.Starting)
 	child, err := s.opts.Reaper.Start(cmd)
 	outW.Close()
 	if notifyW != nil {
@@ -409,10 +384,10 @@ func (s *Supervisor) runOnce(u *unit, log *slog.Logger) (string, error) {
 	return exit.String(), nil
 }
 
-func (u *unit) setPhase(p Phase) {
+func (u *unit) setPhase(p status.Phase) {
 	u.mu.Lock()
 	u.state.Phase, u.state.Since = p, time.Now()
-	if p == Stopped {
+	if p == status.Stopped {
 		u.state.PID = 0
 	}
 	u.mu.Unlock()
@@ -420,9 +395,9 @@ func (u *unit) setPhase(p Phase) {
 
 func (u *unit) markReady(log *slog.Logger) {
 	u.mu.Lock()
-	first := u.state.Phase == Starting
+	first := u.state.Phase == status.Starting
 	if first {
-		u.state.Phase, u.state.Since = Running, time.Now()
+		u.state.Phase, u.state.Since = status.Running, time.Now()
 	}
 	u.mu.Unlock()
 	select {
@@ -551,7 +526,7 @@ func (u *unit) signal(sig syscall.Signal) {
 	default:
 	}
 	if sig == syscall.SIGTERM {
-		u.state.Phase, u.state.Since = Stopping, time.Now()
+		u.state.Phase, u.state.Since = status.Stopping, time.Now()
 	}
 	syscall.Kill(-u.child.Pid(), sig)
 }
@@ -568,9 +543,9 @@ func (s *Supervisor) Logs(name string, n int) ([]string, error) {
 }
 
 // Snapshot returns every service's state, in start order.
-func (s *Supervisor) Snapshot() []State {
+func (s *Supervisor) Snapshot() []status.State {
 	units := s.all()
-	out := make([]State, 0, len(units))
+	out := make([]status.State, 0, len(units))
 	for _, u := range units {
 		u.mu.Lock()
 		out = append(out, u.state)

@@ -19,6 +19,7 @@ import (
 
 	"gatehouse/init/reaper"
 	"gatehouse/service"
+	"gatehouse/status"
 	"gatehouse/test/asuser"
 
 	"golang.org/x/sys/unix"
@@ -187,7 +188,7 @@ func TestDependencyOrder(t *testing.T) {
 		t.Errorf("events %q, want %q (a service started before its needs were ready)", evs, want)
 	}
 	for _, st := range s.Snapshot() {
-		if st.Phase != Running || st.PID == 0 || st.Status != "serving" || string(st.Detail) != `{"answers":42}` {
+		if st.Phase != status.Running || st.PID == 0 || st.Status != "serving" || string(st.Detail) != `{"answers":42}` {
 			t.Errorf("%s: %+v, want running with a pid and status", st.Name, st)
 		}
 	}
@@ -213,7 +214,7 @@ func TestShutdownInReverseOrder(t *testing.T) {
 		t.Errorf("services saw SIGTERM in order %s, want web,app,db", got)
 	}
 	for _, st := range s.Snapshot() {
-		if st.Phase != Stopped {
+		if st.Phase != status.Stopped {
 			t.Errorf("%s is %s after Stop", st.Name, st.Phase)
 		}
 	}
@@ -224,11 +225,11 @@ func TestCrashRestartsWithBackoffAndIsolation(t *testing.T) {
 	b := Backoff{Initial: 20 * time.Millisecond, Max: 80 * time.Millisecond, Stable: time.Hour}
 	s := w.start(t, b, w.svc("steady", "steady"), w.svc("crasher", "crash"))
 	deadline := time.Now().Add(20 * time.Second)
-	var crasher, steady State
+	var crasher, steady status.State
 	for time.Now().Before(deadline) {
 		snap := s.Snapshot()
 		steady, crasher = snap[0], snap[1]
-		if crasher.Restarts >= 5 && steady.Phase == Running {
+		if crasher.Restarts >= 5 && steady.Phase == status.Running {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -250,7 +251,7 @@ func TestCrashRestartsWithBackoffAndIsolation(t *testing.T) {
 			crashTimes = append(crashTimes, at[i])
 		}
 	}
-	if steadyStarts != 1 || steady.Phase != Running || steady.Restarts != 0 {
+	if steadyStarts != 1 || steady.Phase != status.Running || steady.Restarts != 0 {
 		t.Errorf("steady service disturbed by the crasher: %d starts, %+v", steadyStarts, steady)
 	}
 	// Restarts never come sooner than the backoff allows: 20, 40, 80, 80 ms.
@@ -400,7 +401,7 @@ func TestNeedsWaitsForReadinessNotStart(t *testing.T) {
 	net := w.svc("network", "steady")
 	net.After = []string{"gate-started"}
 	s := w.start(t, DefaultBackoff, fwall, net, w.svc("ssh", "steady", "firewall"))
-	phase := func(name string) Phase {
+	phase := func(name string) status.Phase {
 		for _, st := range s.Snapshot() {
 			if st.Name == name {
 				return st.Phase
@@ -408,15 +409,15 @@ func TestNeedsWaitsForReadinessNotStart(t *testing.T) {
 		}
 		return ""
 	}
-	for deadline := time.Now().Add(20 * time.Second); phase("network") != Running; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); phase("network") != status.Running; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("network never ran: %+v", s.Snapshot())
 		}
 	}
-	if p := phase("firewall"); p != Starting {
+	if p := phase("firewall"); p != status.Starting {
 		t.Errorf("firewall %s before its gate opened, want starting", p)
 	}
-	if p := phase("ssh"); p != Waiting {
+	if p := phase("ssh"); p != status.Waiting {
 		t.Errorf("ssh %s while the firewall runs but is not ready, want waiting", p)
 	}
 	os.WriteFile(gate, nil, 0o644)

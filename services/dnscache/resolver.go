@@ -12,6 +12,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
+
+	"gatehouse/status"
 )
 
 // Resolver is a caching forwarder. It answers from its cache while answers
@@ -26,18 +28,6 @@ type Resolver struct {
 
 	queries, hits, misses, stale, failures atomic.Uint64
 	upstreamDown                           atomic.Bool
-}
-
-// Stats are the resolver's counters, for status.
-type Stats struct {
-	Upstreams    []string `json:"upstreams"`
-	Queries      uint64   `json:"queries"`
-	CacheHits    uint64   `json:"cache_hits"`
-	CacheMisses  uint64   `json:"cache_misses"`
-	StaleServed  uint64   `json:"stale_served"`
-	Failures     uint64   `json:"upstream_failures"`
-	Entries      int      `json:"entries"`
-	UpstreamDown bool     `json:"upstream_down"` // the last forward found no upstream answering
 }
 
 // NewResolver returns a resolver forwarding to upstreams (addresses, with
@@ -63,11 +53,11 @@ func (r *Resolver) SetUpstreams(ups []string) {
 }
 
 // Stats returns the counters.
-func (r *Resolver) Stats() Stats {
+func (r *Resolver) Stats() status.DNSCache {
 	r.mu.RLock()
 	ups := append([]string(nil), r.upstreams...)
 	r.mu.RUnlock()
-	return Stats{Upstreams: ups, Queries: r.queries.Load(), CacheHits: r.hits.Load(), CacheMisses: r.misses.Load(),
+	return status.DNSCache{Upstreams: ups, Queries: r.queries.Load(), CacheHits: r.hits.Load(), CacheMisses: r.misses.Load(),
 		StaleServed: r.stale.Load(), Failures: r.failures.Load(), Entries: r.cache.len(), UpstreamDown: r.upstreamDown.Load()}
 }
 

@@ -9,6 +9,7 @@ import (
 	"gatehouse/config"
 	"gatehouse/service"
 	"gatehouse/services/network"
+	"gatehouse/status"
 )
 
 // Options configure the service.
@@ -20,17 +21,6 @@ type Options struct {
 	Log        *slog.Logger
 	Notify     *service.Notifier
 	Reload     <-chan struct{}
-}
-
-// Status is what the service reports.
-type Status struct {
-	Mode       string   `json:"mode"` // system | builtin
-	Servers    []string `json:"servers"`
-	Source     string   `json:"source"` // config | dhcp | none
-	Search     []string `json:"search,omitempty"`
-	ResolvConf string   `json:"resolv_conf"`
-	Listen     string   `json:"listen,omitempty"`
-	Resolver   *Stats   `json:"resolver,omitempty"`
 }
 
 // Run keeps resolv.conf and the resolver in line with the config and DHCP.
@@ -45,7 +35,7 @@ type dnsService struct {
 	o          Options
 	r          *Resolver
 	stopServer context.CancelFunc // nil while the built-in resolver does not serve
-	last       Status
+	last       status.DNS
 }
 
 // Reconcile writes resolv.conf for cfg and DHCP's servers, and starts or
@@ -54,7 +44,7 @@ type dnsService struct {
 func (c *dnsService) Reconcile(ctx context.Context, cfg *config.Config) (time.Duration, error) {
 	const again = 2 * time.Second
 	o := c.o
-	st := Status{Mode: cfg.DNS.Resolver, ResolvConf: o.ResolvConf, Search: cfg.DNS.Search, Source: "config"}
+	st := status.DNS{Mode: cfg.DNS.Resolver, ResolvConf: o.ResolvConf, Search: cfg.DNS.Search, Source: "config"}
 	st.Servers = cfg.DNS.Servers
 	if len(st.Servers) == 0 {
 		st.Source = "none"

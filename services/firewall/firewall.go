@@ -22,6 +22,7 @@ import (
 	"gatehouse/linuxfw"
 	"gatehouse/paths"
 	"gatehouse/service"
+	"gatehouse/status"
 )
 
 // DefaultDenyCondition holds once a default-deny filter is in place in
@@ -34,29 +35,11 @@ const DefaultDenyCondition = "firewall-default-deny"
 // Options configure the service.
 type Options struct {
 	Config     string
-	RunDir     string // where the service's socket is made (SocketPath); "" makes none
+	Socket     string // the service's socket (layout.Paths.FirewallSocket); "" makes none
 	ResolvConf string // the DNS servers to ask for host-name peers
 	Log        *slog.Logger
 	Notify     *service.Notifier
 	Reload     <-chan struct{}
-}
-
-// Status is what the service reports.
-type Status struct {
-	Backend string `json:"backend"`
-	// Ruleset is what is in place in every family: "config" once a full
-	// ruleset of the config's went in, "default-deny" while only the
-	// boot-time one did, "" while not even that (LastError says what
-	// failed; a family that took the rules is filtered by them).
-	Ruleset    string    `json:"ruleset"`
-	Applied    time.Time `json:"applied"`
-	In         []string  `json:"in"`  // one line per inbound rule
-	Out        []string  `json:"out"` // one line per outbound rule; empty with open egress
-	Egress     string    `json:"egress"`
-	LastError  string    `json:"last_error,omitempty"`
-	Applies    int       `json:"applies"`
-	ResolvedAt time.Time `json:"resolved_at"`
-	NextLookup time.Time `json:"next_lookup,omitzero"` // when a host-name peer's DNS answer runs out
 }
 
 // Run keeps the firewall in line with the config until ctx ends. It is
@@ -67,11 +50,11 @@ func Run(ctx context.Context, o Options) error {
 	// Names are asked of the DNS servers directly, for the answers' TTLs;
 	// /etc/hosts and the like when DNS has nothing.
 	f := newFirewall(o.Log, o.Notify.Condition, dnsclient.NewNames(dnsclient.New(o.ResolvConf)), linuxfw.Select)
-	if o.RunDir != "" {
+	if o.Socket != "" {
 		go func() {
 			// Only the display of the rules depends on the socket: the
 			// filter goes in without it.
-			if err := f.serve(ctx, SocketPath(o.RunDir)); err != nil {
+			if err := f.serve(ctx, o.Socket); err != nil {
 				o.Log.Error("firewall socket not served", "err", err)
 			}
 		}()
@@ -102,7 +85,7 @@ type Firewall struct {
 
 	mu      sync.Mutex // the socket reads the backend and the status
 	backend linuxfw.Backend
-	st      Status
+	st      status.Firewall
 }
 
 func newFirewall(log *slog.Logger, condition func(string) error, names *dnsclient.Names, choose func(string) (linuxfw.Backend, error)) *Firewall {
@@ -155,7 +138,7 @@ func (f *Firewall) start() error {
 	}
 	f.mu.Lock()
 	f.backend = backend
-	f.st = Status{Backend: backend.Name()}
+	f.st = status.Firewall{Backend: backend.Name()}
 	f.mu.Unlock()
 	// Default deny first: building the config's ruleset may wait on DNS,
 	// and what was in place before (a previous run's rules, in host mode)
@@ -163,11 +146,11 @@ func (f *Firewall) start() error {
 	// too; replies on established connections pass throughout. The ban
 	// sets go in with it, so that bans outlive a restart.
 	if err := backend.Apply(linuxfw.DefaultDeny(banSets(f.cfg)...)); err != nil {
-		f.update(func(st *Status) { st.LastError = err.Error() })
+		f.update(func(st *status.Firewall) { st.LastError = err.Error() })
 		f.log.Error("firewall default deny not installed", "err", err)
 		return nil
 	}
-	f.update(func(st *Status) { st.Ruleset = "default-deny" })
+	f.update(func(st *status.Firewall) { st.Ruleset = "default-deny" })
 	f.log.Info("firewall default deny installed")
 	f.deny()
 	return nil
@@ -224,7 +207,7 @@ func (f *Firewall) apply(ctx context.Context) {
 	rs, err := build(ctx, f.cfg, f.resolver)
 	f.resolveAgain = rs.ResolveAgain
 	if err != nil {
-		f.update(func(st *Status) { st.LastError = err.Error() })
+		f.update(func(st *status.Firewall) { st.LastError = err.Error() })
 		f.log.Error("firewall not rebuilt", "err", err)
 		// Install what does resolve: a name DNS says has no address
 		// matches no one (the resolver keeps the last good answer when
@@ -234,10 +217,12 @@ func (f *Firewall) apply(ctx context.Context) {
 		rs = linuxfw.BuildLenient(ctx, f.cfg, paths.Table(f.cfg), f.resolver)
 		rs.BanSets = banSets(f.cfg)
 	} else {
-		f.update(func(st *Status) { st.LastError = "" })
+		f.update(func(st *status.Firewall) { st.LastError = "" })
 	}
 	if f.backendErr != nil {
-		f.update(func(st *Status) { st.LastError = strings.TrimSuffix(f.backendErr.Error()+"; "+st.LastError, "; ") })
+		f.update(func(st *status.Firewall) {
+			st.LastError = strings.TrimSuffix(f.backendErr.Error()+"; "+st.LastError, "; ")
+		})
 	}
 	if f.installed != nil && sameRules(*f.installed, rs) {
 		return // nothing changed: no write at all
@@ -247,12 +232,12 @@ func (f *Firewall) apply(ctx context.Context) {
 		// what is in place is no longer known, and the next round
 		// applies again.
 		f.installed = nil
-		f.update(func(st *Status) { st.LastError = strings.TrimSuffix(err.Error()+"; "+st.LastError, "; ") })
+		f.update(func(st *status.Firewall) { st.LastError = strings.TrimSuffix(err.Error()+"; "+st.LastError, "; ") })
 		f.log.Error("firewall not applied", "err", err)
 		return
 	}
 	f.installed = &rs
-	f.update(func(st *Status) {
+	f.update(func(st *status.Firewall) {
 		st.Ruleset = "config"
 		st.Applied, st.ResolvedAt, st.Applies = time.Now(), rs.ResolvedAt, st.Applies+1
 		st.In, st.Out, st.Egress = describe(rs.In), describe(rs.Out), f.cfg.Firewall.Egress
@@ -260,13 +245,13 @@ func (f *Firewall) apply(ctx context.Context) {
 	f.log.Info("firewall applied", "in", len(rs.In), "out", len(rs.Out), "egress", f.cfg.Firewall.Egress)
 }
 
-func (f *Firewall) update(change func(*Status)) {
+func (f *Firewall) update(change func(*status.Firewall)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	change(&f.st)
 }
 
-func (f *Firewall) status() Status {
+func (f *Firewall) status() status.Firewall {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := f.st
@@ -283,18 +268,6 @@ func (f *Firewall) Status() service.Status {
 		msg += "; ERROR: " + st.LastError
 	}
 	return service.Status{Ready: f.installed != nil, Summary: msg, Detail: st}
-}
-
-// Summary says in one line what is in place (the error aside), for the
-// service's status line and the console.
-func (s Status) Summary() string {
-	switch s.Ruleset {
-	case "config":
-		return fmt.Sprintf("%s, %d inbound paths, egress %s", s.Backend, len(s.In), s.Egress)
-	case "default-deny":
-		return s.Backend + ", the boot-time default deny: the config's rules are not in everywhere"
-	}
-	return s.Backend + ", neither the default deny nor the config's rules are in everywhere"
 }
 
 // build is the config's full ruleset, its ban sets included.

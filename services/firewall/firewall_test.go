@@ -16,7 +16,10 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/dnsclient"
+	"gatehouse/layout"
 	"gatehouse/linuxfw"
+	"gatehouse/sockrpc"
+	"gatehouse/status"
 )
 
 // world is what the service acts on in a test: backends that record what
@@ -209,7 +212,7 @@ func wantEvents(t *testing.T, w *world, want ...string) {
 func aboutAnHour(d time.Duration) bool { return d > 59*time.Minute && d <= time.Hour }
 
 // admitted is the inbound rule line of the path named function.
-func admitted(d Status, function string) string {
+func admitted(d status.Firewall, function string) string {
 	for _, l := range d.In {
 		if strings.HasSuffix(l, "# "+function) {
 			return l
@@ -218,7 +221,7 @@ func admitted(d Status, function string) string {
 	return ""
 }
 
-func detail(f *Firewall) Status { return f.Status().Detail.(Status) }
+func detail(f *Firewall) status.Firewall { return f.Status().Detail.(status.Firewall) }
 
 // The first round puts the default deny in, says so, then the config's
 // ruleset: ready. The ban sets go in with both, dropping only in the
@@ -232,7 +235,7 @@ func TestStartDefaultDenyThenConfig(t *testing.T) {
 		t.Errorf("conditions %q, want the default deny once", w.conds)
 	}
 	st := f.Status()
-	d := st.Detail.(Status)
+	d := st.Detail.(status.Firewall)
 	if !st.Ready || d.Ruleset != "config" || d.Backend != "nftables" || d.LastError != "" || d.Applies != 1 {
 		t.Errorf("status %+v (ready %v)", d, st.Ready)
 	}
@@ -240,7 +243,7 @@ func TestStartDefaultDenyThenConfig(t *testing.T) {
 		t.Errorf("next round in %v, want the names' TTL, 1h", next)
 	}
 	rs := w.backends["nftables"].installed
-	want := linuxfw.BanSet{Name: SSHBans, Proto: "tcp", Ports: []uint16{22}, Timeout: c.SSH.Ban.For.Duration}
+	want := linuxfw.BanSet{Name: layout.SSHBanSet, Proto: "tcp", Ports: []uint16{22}, Timeout: c.SSH.Ban.For.Duration}
 	if len(rs.BanSets) != 1 || fmt.Sprint(rs.BanSets[0]) != fmt.Sprint(want) {
 		t.Errorf("config's ban sets %+v, want %+v", rs.BanSets, want)
 	}
@@ -261,8 +264,8 @@ func TestBanSetsKeptWhileShellOff(t *testing.T) {
 	c.SSH.AuthorizedKeys = nil
 	round(t, f, c)
 	rs := w.backends["nftables"].installed
-	if len(rs.BanSets) != 1 || rs.BanSets[0].Name != SSHBans || len(rs.BanSets[0].Ports) != 0 {
-		t.Errorf("ban sets with the shell off: %+v, want %s kept without ports", rs.BanSets, SSHBans)
+	if len(rs.BanSets) != 1 || rs.BanSets[0].Name != layout.SSHBanSet || len(rs.BanSets[0].Ports) != 0 {
+		t.Errorf("ban sets with the shell off: %+v, want %s kept without ports", rs.BanSets, layout.SSHBanSet)
 	}
 	dd := linuxfw.DefaultDeny(banSets(exampleConfig(t, "auto"))...)
 	if len(dd.BanSets) != 1 || len(dd.BanSets[0].Ports) != 0 {
@@ -277,7 +280,7 @@ func TestWantedBackendMissingFallsBack(t *testing.T) {
 	round(t, f, exampleConfig(t, "iptables"))
 	wantEvents(t, w, "nftables apply default-deny", "nftables apply config")
 	st := f.Status()
-	d := st.Detail.(Status)
+	d := st.Detail.(status.Firewall)
 	if !st.Ready || d.Backend != "nftables" || !strings.Contains(d.LastError, "backend iptables not available, nftables used") {
 		t.Errorf("status %+v (ready %v)", d, st.Ready)
 	}
@@ -320,7 +323,7 @@ func TestApplyFailsThenRetried(t *testing.T) {
 	next := round(t, f, c)
 	wantEvents(t, w, "nftables apply default-deny FAILED", "nftables apply config FAILED")
 	st := f.Status()
-	if st.Ready || next > 10*time.Second || !strings.Contains(st.Detail.(Status).LastError, "apply refused") {
+	if st.Ready || next > 10*time.Second || !strings.Contains(st.Detail.(status.Firewall).LastError, "apply refused") {
 		t.Errorf("after a failed apply: ready %v, next %v, status %+v", st.Ready, next, st.Detail)
 	}
 	if len(w.conds) != 0 {
@@ -328,7 +331,7 @@ func TestApplyFailsThenRetried(t *testing.T) {
 	}
 	next = round(t, f, c)
 	wantEvents(t, w, "nftables apply config")
-	if st := f.Status(); !st.Ready || !aboutAnHour(next) || st.Detail.(Status).LastError != "" {
+	if st := f.Status(); !st.Ready || !aboutAnHour(next) || st.Detail.(status.Firewall).LastError != "" {
 		t.Errorf("after the retry: ready %v, next %v, status %+v", st.Ready, next, st.Detail)
 	}
 }
@@ -343,7 +346,7 @@ func TestUnresolvedNameAtFirstInstallsLenient(t *testing.T) {
 	next := round(t, f, c)
 	wantEvents(t, w, "nftables apply default-deny", "nftables apply config")
 	st := f.Status()
-	d := st.Detail.(Status)
+	d := st.Detail.(status.Firewall)
 	if !st.Ready || next > 10*time.Second || !strings.Contains(d.LastError, "admin.example.com does not resolve") {
 		t.Errorf("ready %v, next %v, status %+v", st.Ready, next, d)
 	}
@@ -381,7 +384,7 @@ func TestNameLostLaterMatchesNoOne(t *testing.T) {
 	next := round(t, f, c)
 	wantEvents(t, w, "nftables apply config")
 	st := f.Status()
-	if !st.Ready || next > 10*time.Second || !strings.Contains(st.Detail.(Status).LastError, "does not resolve") {
+	if !st.Ready || next > 10*time.Second || !strings.Contains(st.Detail.(status.Firewall).LastError, "does not resolve") {
 		t.Errorf("ready %v, next %v, status %+v", st.Ready, next, st.Detail)
 	}
 	if l := admitted(detail(f), "Administration access"); strings.Contains(l, "198.51.100.7") {
@@ -483,9 +486,9 @@ func TestBackendSwitchUnavailable(t *testing.T) {
 }
 
 // The socket answers with the rules the backend in use reads back.
-func TestQueryRules(t *testing.T) {
+func TestSocketShowsInstalledRules(t *testing.T) {
 	w, f := newWorld(t)
-	sock := SocketPath(t.TempDir())
+	sock := filepath.Join(t.TempDir(), "firewall", "firewall.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.serve(ctx, sock) }()
@@ -495,9 +498,15 @@ func TestQueryRules(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	show := func() (status.FirewallRules, error) {
+		var r status.FirewallRules
+		err := sockrpc.Call(sock, 5*time.Second, status.FirewallRequest{Verb: "show"}, &r)
+		return r, err
+	}
 	var err error
 	for range 100 { // the socket is made in the background
-		if _, err = QueryRules(sock); err == nil || !strings.Contains(err.Error(), "not running") {
+		var de *sockrpc.DialError
+		if _, err = show(); !errors.As(err, &de) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -508,15 +517,12 @@ func TestQueryRules(t *testing.T) {
 
 	round(t, f, exampleConfig(t, "auto"))
 	w.backends["nftables"].show = "table inet gatehouse {\n}\n"
-	in, err := QueryRules(sock)
+	in, err := show()
 	if err != nil || in.Backend != "nftables" || in.Rules != "table inet gatehouse {\n}\n" {
-		t.Errorf("QueryRules = %+v, %v", in, err)
+		t.Errorf("show = %+v, %v", in, err)
 	}
 	w.backends["nftables"].show = ""
-	if in, err := QueryRules(sock); err == nil || in.Backend != "nftables" {
-		t.Errorf("a failed read-back: %+v, %v", in, err)
-	}
-	if _, err := QueryRules(filepath.Join(t.TempDir(), "none.sock")); err == nil {
-		t.Error("no socket: no error")
+	if _, err := show(); err == nil {
+		t.Errorf("a failed read-back: no error")
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -23,6 +22,7 @@ import (
 	"gatehouse/netcfg"
 	"gatehouse/safeio"
 	"gatehouse/service"
+	"gatehouse/status"
 )
 
 // StateFile is where the service publishes its state, in the run directory.
@@ -35,43 +35,6 @@ type Options struct {
 	Log    *slog.Logger
 	Notify *service.Notifier
 	Reload <-chan struct{} // a receive means: re-read the config
-}
-
-// Status is what the service reports (DETAIL and StateFile).
-type Status struct {
-	Updated  time.Time       `json:"updated"`
-	Links    []LinkStatus    `json:"links"`
-	Routes   []string        `json:"routes"`
-	Problems netcfg.Problems `json:"problems,omitempty"`
-	Changes  uint64          `json:"changes"` // netlink writes since start
-	// Learned from DHCP, for the dns and ntp services.
-	DNS    []netip.Addr `json:"dns,omitempty"`
-	NTP    []netip.Addr `json:"ntp,omitempty"`
-	Domain string       `json:"domain,omitempty"`
-}
-
-// LinkStatus is one configured link.
-type LinkStatus struct {
-	Key       string   `json:"key"`
-	Name      string   `json:"name,omitempty"`
-	State     string   `json:"state"` // up, down, missing
-	MTU       int      `json:"mtu,omitempty"`
-	Addresses []string `json:"addresses,omitempty"`
-	DHCP      *DHCP    `json:"dhcp,omitempty"`
-}
-
-// DHCP is one interface's lease.
-type DHCP struct {
-	State     string     `json:"state"` // selecting, bound, renewing, rebinding, expired
-	Address   string     `json:"address,omitempty"`
-	Router    string     `json:"router,omitempty"`
-	Server    string     `json:"server,omitempty"`
-	Obtained  *time.Time `json:"obtained,omitempty"`
-	Renew     *time.Time `json:"renew,omitempty"`
-	Rebind    *time.Time `json:"rebind,omitempty"`
-	Expires   *time.Time `json:"expires,omitempty"`
-	Renewals  int        `json:"renewals"`
-	LastError string     `json:"last_error,omitempty"`
 }
 
 // applier converges links, addresses and routes: netcfg's Manager, or a
@@ -97,7 +60,7 @@ type netService struct {
 	clients  map[string]*dhcpRun // by link key
 	changes  uint64
 	probs    netcfg.Problems
-	st       Status // what the last round reported
+	st       status.Network // what the last round reported
 	summary  string
 }
 
@@ -292,11 +255,11 @@ func (s *netService) stopDHCP() {
 // publish writes the state for the dns and ntp services (StateFile) and
 // keeps it for the service's report.
 func (s *netService) publish(want netcfg.State) {
-	st := Status{Updated: time.Now()}
+	st := status.Network{Updated: time.Now()}
 	s.mu.Lock()
 	st.Changes, st.Problems = s.changes, s.probs
 	for _, l := range want.Links {
-		ls := LinkStatus{Key: l.Key(), State: "missing"}
+		ls := status.Link{Key: l.Key(), State: "missing"}
 		if name := netcfg.KernelName(l); name != "" {
 			if kl, err := netlink.LinkByName(name); err == nil {
 				a := kl.Attrs()
@@ -309,7 +272,7 @@ func (s *netService) publish(want netcfg.State) {
 		}
 		if r := s.clients[l.Key()]; r != nil {
 			state, lastErr := r.c.Status()
-			d := &DHCP{State: state, LastError: lastErr, Renewals: s.renewals[l.Key()]}
+			d := &status.DHCP{State: state, LastError: lastErr, Renewals: s.renewals[l.Key()]}
 			if lease, ok := s.leases[l.Key()]; ok {
 				d.Address, d.Router, d.Server = lease.Address.String(), lease.Router.String(), lease.Server.String()
 				d.Obtained, d.Renew, d.Rebind, d.Expires = wall(lease.Obtained), wall(lease.Renew), wall(lease.Rebind), wall(lease.Expires)
@@ -340,7 +303,7 @@ func (s *netService) publish(want netcfg.State) {
 	}
 	summary := fmt.Sprintf("%d links", len(st.Links))
 	if len(st.Problems) > 0 {
-		summary += "; " + st.Problems.String()
+		summary += "; " + netcfg.Problems(st.Problems).String()
 	}
 	s.mu.Lock()
 	s.st, s.summary = st, summary
@@ -365,8 +328,8 @@ func writeJSON(file string, v any) error {
 }
 
 // ReadState reads what the network service published in runDir.
-func ReadState(runDir string) (Status, error) {
-	var st Status
+func ReadState(runDir string) (status.Network, error) {
+	var st status.Network
 	b, err := os.ReadFile(filepath.Join(runDir, StateFile))
 	if err != nil {
 		return st, err

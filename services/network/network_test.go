@@ -14,6 +14,7 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/netcfg"
+	"gatehouse/status"
 )
 
 // fakeManager records what the service asks of the kernel and answers
@@ -94,7 +95,7 @@ func TestReconcileAppliesAndPublishes(t *testing.T) {
 		t.Errorf("applied %+v", want)
 	}
 	st := s.Status()
-	d := st.Detail.(Status)
+	d := st.Detail.(status.Network)
 	if !st.Ready || st.Summary != "2 links; "+m.probs.String() {
 		t.Errorf("status ready %v, summary %q", st.Ready, st.Summary)
 	}
@@ -111,7 +112,7 @@ func TestReconcileAppliesAndPublishes(t *testing.T) {
 	if _, err := s.Reconcile(context.Background(), s.cfg); err != nil {
 		t.Errorf("a failed apply failed the round: %v", err)
 	}
-	if d := s.Status().Detail.(Status); d.Changes != 4 {
+	if d := s.Status().Detail.(status.Network); d.Changes != 4 {
 		t.Errorf("changes %d after two rounds, want 4", d.Changes)
 	}
 }
@@ -174,7 +175,7 @@ func TestReloadConverges(t *testing.T) {
 	if len(want.Links) != 1 || !hasAddr(want.Links[0], "192.0.2.20/24") || hasAddr(want.Links[0], "192.0.2.10/24") || len(want.Routes) != 0 {
 		t.Errorf("after the reload applied %+v", want)
 	}
-	if d := s.Status().Detail.(Status); len(d.Links) != 1 {
+	if d := s.Status().Detail.(status.Network); len(d.Links) != 1 {
 		t.Errorf("after the reload %d links reported, want 1", len(d.Links))
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/beevik/ntp"
+
+	"gatehouse/status"
 )
 
 // Limits, as ntpd and chrony use them.
@@ -24,21 +26,11 @@ const (
 	queryTimeout    = 2 * time.Second
 )
 
-// Sample is one server's answer.
-type Sample struct {
-	Server       string        `json:"server"`
-	Offset       time.Duration `json:"offset_ns"`
-	RTT          time.Duration `json:"rtt_ns"`
-	Stratum      uint8         `json:"stratum"`
-	RootDistance time.Duration `json:"root_distance_ns"`
-	Err          string        `json:"error,omitempty"`
-}
-
 // Query asks server once and checks the answer: kiss-of-death, an
 // unsynchronised leap indicator, stratum 0 or 16 and a root distance over
 // MaxRootDistance all disqualify it.
-func Query(server string) Sample {
-	s := Sample{Server: server}
+func Query(server string) status.NTPSample {
+	s := status.NTPSample{Server: server}
 	r, err := ntp.QueryWithOptions(server, ntp.QueryOptions{Timeout: queryTimeout})
 	if err != nil {
 		s.Err = err.Error()
@@ -60,15 +52,15 @@ func Query(server string) Sample {
 
 // Best picks the valid sample with the smallest root distance plus half
 // its round trip: the one whose time is least uncertain.
-func Best(samples []Sample) (Sample, bool) {
-	var ok []Sample
+func Best(samples []status.NTPSample) (status.NTPSample, bool) {
+	var ok []status.NTPSample
 	for _, s := range samples {
 		if s.Err == "" {
 			ok = append(ok, s)
 		}
 	}
 	if len(ok) == 0 {
-		return Sample{}, false
+		return status.NTPSample{}, false
 	}
 	sort.SliceStable(ok, func(i, j int) bool {
 		return ok[i].RootDistance+ok[i].RTT/2 < ok[j].RootDistance+ok[j].RTT/2
@@ -93,37 +85,18 @@ func (Observer) Slew(time.Duration) error { return nil }
 // Step does nothing.
 func (Observer) Step(time.Duration) error { return nil }
 
-// Status is what the service reports.
-type Status struct {
-	Synced     bool          `json:"synced"`
-	SetsClock  bool          `json:"sets_clock"`
-	Server     string        `json:"server,omitempty"`
-	Stratum    uint8         `json:"stratum,omitempty"`
-	Offset     time.Duration `json:"offset_ns"`
-	RTT        time.Duration `json:"rtt_ns"`
-	LastSync   time.Time     `json:"last_sync"`
-	Poll       time.Duration `json:"poll_ns"`
-	Steps      int           `json:"steps"`
-	Slews      int           `json:"slews"`
-	Servers    []string      `json:"servers"`
-	Source     string        `json:"source"` // config | dhcp | none
-	Samples    []Sample      `json:"samples"`
-	LastError  string        `json:"last_error,omitempty"`
-	LastAction string        `json:"last_action,omitempty"`
-}
-
 // Discipline runs the poll loop over a set of servers.
 type Discipline struct {
 	Clock    Clock
 	Log      *slog.Logger
 	MinPoll  time.Duration
 	MaxPoll  time.Duration
-	OnStatus func(Status)
-	OnSynced func()                     // called once, at the first sync
-	Query    func(server string) Sample // default Query; tests use fakes
+	OnStatus func(status.NTP)
+	OnSynced func()                               // called once, at the first sync
+	Query    func(server string) status.NTPSample // default Query; tests use fakes
 
 	mu      sync.Mutex
-	st      Status
+	st      status.NTP
 	servers []string
 	kick    chan struct{}
 	synced  bool
@@ -184,7 +157,7 @@ func (d *Discipline) pollOnce(poll time.Duration) time.Duration {
 	d.mu.Lock()
 	servers := append([]string(nil), d.servers...)
 	d.mu.Unlock()
-	samples := make([]Sample, len(servers))
+	samples := make([]status.NTPSample, len(servers))
 	var wg sync.WaitGroup
 	for i, s := range servers {
 		wg.Add(1)

@@ -5,10 +5,12 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"gatehouse/status"
 )
 
 func TestBestSkipsBadAnswersAndPrefersLeastUncertain(t *testing.T) {
-	samples := []Sample{
+	samples := []status.NTPSample{
 		{Server: "kod", Err: "kiss of death"},
 		{Server: "far", Offset: time.Millisecond, RootDistance: 80 * time.Millisecond, RTT: 10 * time.Millisecond},
 		{Server: "near", Offset: 2 * time.Millisecond, RootDistance: 20 * time.Millisecond, RTT: 40 * time.Millisecond},
@@ -17,7 +19,7 @@ func TestBestSkipsBadAnswersAndPrefersLeastUncertain(t *testing.T) {
 	if !ok || best.Server != "near" {
 		t.Errorf("best %+v", best)
 	}
-	if _, ok := Best([]Sample{{Server: "x", Err: "timeout"}}); ok {
+	if _, ok := Best([]status.NTPSample{{Server: "x", Err: "timeout"}}); ok {
 		t.Error("a failed sample was chosen")
 	}
 }
@@ -33,10 +35,10 @@ func TestDisciplineSlewsSmallStepsLargeAndAdaptsPoll(t *testing.T) {
 	c := &recordingClock{}
 	var synced int
 	d := &Discipline{Clock: c, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MinPoll: 16 * time.Second, MaxPoll: 64 * time.Second,
-		Query: func(s string) Sample {
+		Query: func(s string) status.NTPSample {
 			o := offsets[i]
 			i++
-			return Sample{Server: s, Offset: o, Stratum: 2, RootDistance: 10 * time.Millisecond}
+			return status.NTPSample{Server: s, Offset: o, Stratum: 2, RootDistance: 10 * time.Millisecond}
 		},
 		OnSynced: func() { synced++ },
 	}
@@ -70,7 +72,7 @@ func TestDisciplineSlewsSmallStepsLargeAndAdaptsPoll(t *testing.T) {
 
 func TestObserverNeverTouchesTheClock(t *testing.T) {
 	d := &Discipline{Clock: Observer{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Query: func(s string) Sample { return Sample{Server: s, Offset: time.Hour, Stratum: 1} }}
+		Query: func(s string) status.NTPSample { return status.NTPSample{Server: s, Offset: time.Hour, Stratum: 1} }}
 	d.SetServers([]string{"x"}, "config")
 	d.pollOnce(MinPoll)
 	if d.st.Steps != 0 || d.st.Slews != 0 || !d.st.Synced {

@@ -9,6 +9,7 @@ import (
 	"gatehouse/config"
 	"gatehouse/service"
 	"gatehouse/services/network"
+	"gatehouse/status"
 )
 
 // SyncedCondition is the supervisor condition set at the first sync; TLS
@@ -33,7 +34,7 @@ func Run(ctx context.Context, o Options) error {
 		clock = SystemClock{Log: o.Log}
 	}
 	d := &Discipline{Clock: clock, Log: o.Log, MinPoll: o.MinPoll,
-		OnStatus: func(st Status) {
+		OnStatus: func(st status.NTP) {
 			o.Notify.Detail(st)
 			if st.Synced {
 				o.Notify.Status(fmt.Sprintf("synced to %s (stratum %d), offset %v", st.Server, st.Stratum, st.Offset.Round(time.Microsecond)))

@@ -15,6 +15,8 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/smtpd"
+	"gatehouse/sockrpc"
+	"gatehouse/status"
 	"gatehouse/test/asuser"
 )
 
@@ -27,16 +29,17 @@ func TestMain(m *testing.M) {
 // only root may use it. A relay without a queue makes "list" panic, which
 // must be answered as an error without taking the relay down.
 func TestControlSocketChecksCallerBoundsRequestsSurvivesPanics(t *testing.T) {
-	sock := filepath.Join(asuser.Dir(t), SocketName)
+	sock := filepath.Join(asuser.Dir(t), "smtp.sock")
 	s := &Service{log: slog.New(slog.NewTextHandler(io.Discard, nil)), pop: smtpd.NewPopAuth(), cfg: &config.SMTP{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serveControl(ctx, sock, s) }()
 	t.Cleanup(func() { cancel(); <-done })
-	popAuth := func(addr string) error {
-		_, err := Call(sock, Request{Verb: "pop-auth", Addr: addr})
-		return err
+	call := func(req status.RelayRequest) error {
+		var r status.RelayResponse
+		return sockrpc.Call(sock, 10*time.Second, req, &r)
 	}
+	popAuth := func(addr string) error { return call(status.RelayRequest{Verb: "pop-auth", Addr: addr}) }
 	for deadline := time.Now().Add(5 * time.Second); popAuth("192.0.2.1") != nil; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the relay's socket never answered")
@@ -57,7 +60,7 @@ func TestControlSocketChecksCallerBoundsRequestsSurvivesPanics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r Response
+	var r status.RelayResponse
 	if err := json.Unmarshal([]byte(out), &r); err != nil || !strings.Contains(r.Error, "uid 65534") {
 		t.Errorf("uid 65534 was answered %q; want a refusal naming the uid", out)
 	}
@@ -71,13 +74,13 @@ func TestControlSocketChecksCallerBoundsRequestsSurvivesPanics(t *testing.T) {
 	}
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	go io.WriteString(c, `{"verb":"pop-auth","id":"`+strings.Repeat("a", 100<<10)+`","addr":"192.0.2.10"}`+"\n")
-	r = Response{}
+	r = status.RelayResponse{}
 	if err := json.NewDecoder(c).Decode(&r); err != nil || !strings.Contains(r.Error, "64 KiB") {
 		t.Errorf("oversized request: %+v, %v; want an error naming the limit", r, err)
 	}
 	c.Close()
 
-	if _, err := Call(sock, Request{Verb: "list"}); err == nil || !strings.Contains(err.Error(), "internal error") {
+	if err := call(status.RelayRequest{Verb: "list"}); err == nil || !strings.Contains(err.Error(), "internal error") {
 		t.Errorf("panicking request: err = %v; want an internal error", err)
 	}
 	if err := popAuth("192.0.2.2"); err != nil {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"gatehouse/config"
+	"gatehouse/layout"
 )
 
 // The relay's own user. It parses what the internet sends (SMTP, and POP3
@@ -37,19 +38,9 @@ type Paths struct {
 // PathsFor returns the relay's paths on the appliance, or in host mode,
 // where everything lives in the state directory.
 func PathsFor(runDir string, appliance bool) Paths {
-	p := Paths{Run: runDir, Queue: filepath.Join(runDir, "queue"), TLS: filepath.Join(runDir, "tls"),
-		Socket: SocketPath(runDir), ResolvConf: filepath.Join(runDir, "resolv.conf")}
-	if appliance {
-		p.Queue, p.TLS, p.ResolvConf = "/data/queue", "/data/tls", "/etc/resolv.conf"
-	}
-	return p
+	l := layout.For(runDir, appliance)
+	return Paths{Run: runDir, Queue: l.Queue(), TLS: l.TLS(), Socket: l.RelaySocket(), ResolvConf: l.ResolvConf()}
 }
-
-// SocketPath is the relay's control socket for a run directory. It lives
-// in a directory of the relay's own: the run directory is root's, and a
-// relay that could write there could plant files PID 1 then writes
-// through.
-func SocketPath(runDir string) string { return filepath.Join(runDir, "smtp", SocketName) }
 
 // Prepare gives the relay, before it starts as uid:gid, what it cannot
 // take itself. In Postfix, smtpd opens what it needs as root and then

@@ -30,11 +30,10 @@ import (
 	"gatehouse/console"
 	"gatehouse/control"
 	"gatehouse/dnsclient"
+	"gatehouse/layout"
 	"gatehouse/linuxfw"
 	"gatehouse/safeio"
 	"gatehouse/service"
-	"gatehouse/services/firewall"
-	"gatehouse/services/relay"
 )
 
 // Options configure the service.
@@ -217,10 +216,10 @@ func hostKey(dir string, log *slog.Logger) (ssh.Signer, error) {
 // server is the running service: the host key, the ban table, and the
 // policy of the config in force, swapped on reload.
 type server struct {
-	log       *slog.Logger
-	signer    ssh.Signer
-	backend   control.Backend
-	relaySock string
+	log     *slog.Logger
+	signer  ssh.Signer
+	backend control.Backend
+	paths   layout.Paths // where the services' sockets are
 
 	bans *BanTable // outlives reloads
 	// kernelBan puts a ban into the firewall's SSH ban set (linuxfw.Ban;
@@ -261,8 +260,9 @@ func (s *server) newPolicy(ctx context.Context, c *config.Config) (*policy, time
 
 func newServer(ctx context.Context, c *config.Config, signer ssh.Signer, o Options) *server {
 	s := &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
-		relaySock: relay.SocketPath(filepath.Dir(o.Control)), bans: NewBanTable(), kernelBan: func(a netip.Addr, d time.Duration) error { return linuxfw.Ban(firewall.SSHBans, a, d) },
-		names: dnsclient.NewNames(dnsclient.New(o.ResolvConf))}
+		paths: layout.OfControlSocket(o.Control), bans: NewBanTable(),
+		kernelBan: func(a netip.Addr, d time.Duration) error { return linuxfw.Ban(layout.SSHBanSet, a, d) },
+		names:     dnsclient.NewNames(dnsclient.New(o.ResolvConf))}
 	s.pol, s.nextLookup = s.newPolicy(ctx, c)
 	return s
 }
@@ -405,7 +405,7 @@ func (sh *shell) start(ctx context.Context, cfg *config.Config) error {
 // reassertBans puts the current bans missing from the kernel's set back,
 // for the time each has left.
 func reassertBans(bans *BanTable, log *slog.Logger) {
-	inKernel, err := (linuxfw.NFT{}).Bans(firewall.SSHBans)
+	inKernel, err := (linuxfw.NFT{}).Bans(layout.SSHBanSet)
 	if err != nil {
 		return // no nftables firewall: the gate alone enforces
 	}
@@ -413,7 +413,7 @@ func reassertBans(bans *BanTable, log *slog.Logger) {
 		if _, ok := inKernel[a]; ok || left < time.Second {
 			continue
 		}
-		if err := (linuxfw.NFT{}).Ban(firewall.SSHBans, a, left); err == nil {
+		if err := (linuxfw.NFT{}).Ban(layout.SSHBanSet, a, left); err == nil {
 			log.Info("ssh ban put back into the firewall", "source", a, "left", left.Round(time.Second))
 		}
 	}
@@ -638,7 +638,7 @@ func (s *server) session(ch ssh.Channel, reqs <-chan *ssh.Request, act *activity
 				cmd.Command, req.Type = key.Command, "exec"
 			}
 			if req.Type == "exec" {
-				sh := &console.Shell{Backend: s.backend, Out: crlf{ch}, RelaySocket: s.relaySock}
+				sh := &console.Shell{Backend: s.backend, Out: crlf{ch}, Paths: s.paths}
 				sh.Exec(cmd.Command)
 				exit()
 				return
@@ -648,7 +648,7 @@ func (s *server) session(ch ssh.Channel, reqs <-chan *ssh.Request, act *activity
 			if pty {
 				in = &terminal{ch: ch}
 			}
-			sh := &console.Shell{Backend: s.backend, In: in, Out: crlf{ch}, RelaySocket: s.relaySock}
+			sh := &console.Shell{Backend: s.backend, In: in, Out: crlf{ch}, Paths: s.paths}
 			sh.Run(context.Background())
 			exit()
 			return

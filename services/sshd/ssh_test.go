@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"gatehouse/config"
+	"gatehouse/layout"
 	"gatehouse/linuxfw"
-	"gatehouse/services/firewall"
 	"gatehouse/test/netnstest"
 )
 
@@ -61,7 +61,7 @@ func TestBansReassertedIntoTheFirewall(t *testing.T) {
 	}
 	defer exec.Command("ip", "netns", "del", name).Run()
 	netnstest.In(t, name, func() {
-		if err := (linuxfw.NFT{}).Apply(linuxfw.Ruleset{BanSets: []linuxfw.BanSet{{Name: firewall.SSHBans, Proto: "tcp", Ports: []uint16{22}}}}); err != nil {
+		if err := (linuxfw.NFT{}).Apply(linuxfw.Ruleset{BanSets: []linuxfw.BanSet{{Name: layout.SSHBanSet, Proto: "tcp", Ports: []uint16{22}}}}); err != nil {
 			t.Fatal(err)
 		}
 		c, _, err := config.Parse("f.yaml", []byte("ssh:\n  ban: {after: 1, for: 1h}\n"))
@@ -73,11 +73,11 @@ func TestBansReassertedIntoTheFirewall(t *testing.T) {
 		lost, kept := netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("203.0.113.10")
 		g.Failed(lost)
 		g.Failed(kept)
-		if err := (linuxfw.NFT{}).Ban(firewall.SSHBans, kept, 5*time.Minute); err != nil { // the kernel's own, shorter
+		if err := (linuxfw.NFT{}).Ban(layout.SSHBanSet, kept, 5*time.Minute); err != nil { // the kernel's own, shorter
 			t.Fatal(err)
 		}
 		reassertBans(g.bans, log)
-		bans, err := (linuxfw.NFT{}).Bans(firewall.SSHBans)
+		bans, err := (linuxfw.NFT{}).Bans(layout.SSHBanSet)
 		if err != nil {
 			t.Fatal(err)
 		}

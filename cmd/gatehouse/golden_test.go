@@ -1,0 +1,114 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"gatehouse/test/fakeinstance"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// timestamps in JSON output change from run to run.
+var timestamps = regexp.MustCompile(`"\d{4}-\d\d-\d\dT[0-9:.]+Z"`)
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	file := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs (go test -update rewrites it):\n--- got ---\n%s\n--- want ---\n%s", file, got, want)
+	}
+}
+
+// What the CLI prints for each command that talks to a running instance,
+// text and JSON, answers and refusals: the contract scripts rely on.
+func TestCLIOutputGolden(t *testing.T) {
+	defer func(l *time.Location) { time.Local = l }(time.Local)
+	time.Local = time.UTC
+	for _, tc := range []struct {
+		file  string
+		empty bool
+		cmds  [][]string
+	}{
+		{"cli.golden", false, [][]string{
+			{"status"},
+			{"status", "--format", "json"},
+			{"status", "--json"},
+			{"logs", "smtp", "-n", "1"},
+			{"logs", "smtp"},
+			{"logs", "nope"},
+			{"logs"},
+			{"firewall", "show"},
+			{"firewall"},
+			{"config", "reload"},
+			{"config", "confirm"},
+			{"config", "apply", "/data/new.yaml", "--confirm-within", "0s"},
+			{"config", "apply", "/data/new.yaml"},
+			{"poweroff"},
+			{"reboot"},
+			{"queue", "list"},
+			{"queue", "list", "--format", "json"},
+			{"queue", "show", "A1B2C3D4E5F6"},
+			{"queue", "show", "A1B2C3D4E5F6*", "--format", "json"},
+			{"queue", "show", "NOPE"},
+			{"queue", "flush"},
+			{"queue", "flush", "--format", "json"},
+			{"queue", "hold", "A1B2C3D4E5F6"},
+			{"queue", "release", "A1B2C3D4E5F6!"},
+			{"queue", "delete", "A1B2C3D4E5F6"},
+			{"queue", "delete", "A1B2C3D4E5F6", "--format", "json"},
+			{"queue", "hold", "NOPE"},
+			{"queue"},
+			{"queue", "bogus"},
+			{"queue", "show"},
+			{"queue", "list", "--format", "xml"},
+			{"fetch", "status"},
+			{"fetch", "status", "--format", "json"},
+			{"fetch", "now"},
+			{"fetch", "now", "sales"},
+			{"fetch", "now", "nope"},
+			{"fetch"},
+			{"fetch", "bogus"},
+			{"smtp", "pop-auth", "192.0.2.7"},
+		}},
+		{"cli-empty.golden", true, [][]string{
+			{"config", "reload"},
+			{"queue", "list"},
+			{"queue", "list", "--format", "json"},
+			{"queue", "flush"},
+			{"queue", "flush", "--format", "json"},
+			{"fetch", "status"},
+			{"fetch", "status", "--format", "json"},
+		}},
+	} {
+		in := fakeinstance.Start(t, tc.empty)
+		var b strings.Builder
+		for _, args := range tc.cmds {
+			code, out, errOut := call(append(args, "--state", in.Dir)...)
+			out = timestamps.ReplaceAllString(out, `"TIME"`)
+			fmt.Fprintf(&b, "$ gatehouse %s\nexit %d\n%s", strings.Join(args, " "), code, out)
+			if errOut != "" {
+				fmt.Fprintf(&b, "[stderr]\n%s", strings.ReplaceAll(errOut, in.Dir, "DIR"))
+			}
+			b.WriteString("\n")
+		}
+		golden(t, tc.file, b.String())
+	}
+}

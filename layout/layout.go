@@ -1,0 +1,96 @@
+// Package layout is the one place that knows where the appliance keeps
+// things: the run directory PID 1 shares with the services, the sockets in
+// it, the state on the data disk, and which resolv.conf is the appliance's.
+// An instance in host mode (`gatehouse run --state DIR`) keeps all of it in
+// its state directory and leaves the host's files alone.
+package layout
+
+import "path/filepath"
+
+// On the appliance.
+const (
+	RunDir  = "/run/gatehouse" // PID 1's run directory, on a tmpfs
+	DataDir = "/data"          // the data disk: what survives a reboot
+	// SystemResolvConf is the C library's list of DNS servers: on the
+	// appliance the dns service writes it; in host mode it is the host's,
+	// which an instance never touches.
+	SystemResolvConf = "/etc/resolv.conf"
+)
+
+// SSHBanSet is the firewall's ban set the SSH shell puts sources in that
+// failed too often (linuxfw.Ban): the firewall service declares it at the
+// shell's port, the shell fills it.
+const SSHBanSet = "ssh"
+
+// Paths are one instance's paths.
+type Paths struct {
+	Run       string // the run directory: config copy, sockets, what services publish
+	Appliance bool   // state on DataDir, SystemResolvConf the appliance's own
+}
+
+// Appliance is the layout of the appliance (PID 1 and its services).
+func Appliance() Paths { return Paths{Run: RunDir, Appliance: true} }
+
+// Host is the layout of an instance in host mode, all in its state
+// directory.
+func Host(stateDir string) Paths { return Paths{Run: stateDir} }
+
+// For is Appliance() or Host(runDir): what a service started with
+// `--run DIR [--appliance]` is given.
+func For(runDir string, appliance bool) Paths {
+	if appliance {
+		return Paths{Run: runDir, Appliance: true}
+	}
+	return Host(runDir)
+}
+
+// OfControlSocket is the layout of the instance whose control socket is
+// sock: the other sockets are beside it.
+func OfControlSocket(sock string) Paths {
+	run := filepath.Dir(sock)
+	return Paths{Run: run, Appliance: run == RunDir}
+}
+
+// ControlSocket is PID 1's control socket (package control).
+func (p Paths) ControlSocket() string { return filepath.Join(p.Run, "control.sock") }
+
+// RelaySocket is the relay's socket (queue, fetch and pop-auth commands).
+// It lives in a directory of the relay's own: the run directory is
+// root's, and a relay that could write there could plant files PID 1 then
+// writes through.
+func (p Paths) RelaySocket() string { return filepath.Join(p.Run, "smtp", "smtp.sock") }
+
+// FirewallSocket is the firewall service's socket, which answers
+// status.FirewallRequest (the rules the kernel enforces, read back).
+func (p Paths) FirewallSocket() string { return filepath.Join(p.Run, "firewall", "firewall.sock") }
+
+// Config is the running config: the copy PID 1 validated, which the
+// services read.
+func (p Paths) Config() string { return filepath.Join(p.Run, "config.yaml") }
+
+// ResolvConf lists the DNS servers the appliance asks: the file the dns
+// service writes (SystemResolvConf on the appliance), which every service
+// that looks names up reads.
+func (p Paths) ResolvConf() string {
+	if p.Appliance {
+		return SystemResolvConf
+	}
+	return filepath.Join(p.Run, "resolv.conf")
+}
+
+// Queue is the relay's queue directory.
+func (p Paths) Queue() string { return p.state("queue") }
+
+// TLS holds the relay's generated certificate.
+func (p Paths) TLS() string { return p.state("tls") }
+
+// SSHKeys holds the SSH shell's host key.
+func (p Paths) SSHKeys() string { return p.state("ssh") }
+
+// state is name on the data disk, or in the state directory.
+func (p Paths) state(name string) string {
+	if p.Appliance {
+		return filepath.Join(DataDir, name)
+	}
+	return filepath.Join(p.Run, name)
+}
