@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"gatehouse/layout"
 )
 
 // Servers lists the name servers (host:port) in resolvConf, falling back
@@ -21,7 +23,7 @@ import (
 func Servers(resolvConf string) []string {
 	cc, err := dns.ClientConfigFromFile(resolvConf)
 	if err != nil || resolvConf == "" {
-		cc, err = dns.ClientConfigFromFile("/etc/resolv.conf")
+		cc, err = dns.ClientConfigFromFile(layout.SystemResolvConf)
 	}
 	if err != nil || len(cc.Servers) == 0 {
 		return []string{"127.0.0.1:53"}

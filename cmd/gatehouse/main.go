@@ -345,9 +345,9 @@ func cmdPaths(args []string, stdout io.Writer) error {
 	}
 	// The services' resolver: host mode's dns service writes its file
 	// into the state directory; /etc/resolv.conf otherwise.
-	resolv := ""
+	resolv := layout.SystemResolvConf
 	if *state != "" {
-		resolv = filepath.Join(*state, "resolv.conf")
+		resolv = layout.Host(*state).ResolvConf()
 	}
 	results := paths.Check(context.Background(), paths.Table(cfg), *timeout, dnsclient.New(resolv))
 	ok, err := paths.WriteResults(stdout, results, *format)
