@@ -17,6 +17,11 @@ const (
 	SystemResolvConf = "/etc/resolv.conf"
 )
 
+// NetworkState is the file in the run directory where the network
+// service publishes its state (status.Network): the DNS and NTP servers
+// DHCP named are read from it by the dns and ntp services.
+const NetworkState = "network.json"
+
 // SSHBanSet is the firewall's ban set the SSH shell puts sources in that
 // failed too often (linuxfw.Ban): the firewall service declares it at the
 // shell's port, the shell fills it.

@@ -1,8 +1,13 @@
 package status
 
 import (
+	"encoding/json"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"time"
+
+	"gatehouse/layout"
 )
 
 // Network is what the network service reports (its DETAIL, and the file
@@ -41,4 +46,15 @@ type DHCP struct {
 	Expires   *time.Time `json:"expires,omitempty"`
 	Renewals  int        `json:"renewals"`
 	LastError string     `json:"last_error,omitempty"`
+}
+
+// ReadNetwork reads what the network service published in runDir
+// (layout.NetworkState).
+func ReadNetwork(runDir string) (Network, error) {
+	var st Network
+	b, err := os.ReadFile(filepath.Join(runDir, layout.NetworkState))
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(b, &st)
 }

@@ -8,7 +8,6 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/service"
-	"gatehouse/services/network"
 	"gatehouse/status"
 )
 
@@ -48,7 +47,7 @@ func (c *dnsService) Reconcile(ctx context.Context, cfg *config.Config) (time.Du
 	st.Servers = cfg.DNS.Servers
 	if len(st.Servers) == 0 {
 		st.Source = "none"
-		if ns, err := network.ReadState(o.RunDir); err == nil && len(ns.DNS) > 0 {
+		if ns, err := status.ReadNetwork(o.RunDir); err == nil && len(ns.DNS) > 0 {
 			st.Source = "dhcp"
 			for _, a := range ns.DNS {
 				st.Servers = append(st.Servers, a.String())

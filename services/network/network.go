@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -19,19 +18,17 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"gatehouse/config"
+	"gatehouse/layout"
 	"gatehouse/netcfg"
 	"gatehouse/safeio"
 	"gatehouse/service"
 	"gatehouse/status"
 )
 
-// StateFile is where the service publishes its state, in the run directory.
-const StateFile = "network.json"
-
 // Options configure the service.
 type Options struct {
 	Config string // config file
-	RunDir string // where StateFile and netcfg's records live
+	RunDir string // where layout.NetworkState and netcfg's records live
 	Log    *slog.Logger
 	Notify *service.Notifier
 	Reload <-chan struct{} // a receive means: re-read the config
@@ -252,7 +249,7 @@ func (s *netService) stopDHCP() {
 	s.mgr.Apply(netcfg.Desired(cfg, nil))
 }
 
-// publish writes the state for the dns and ntp services (StateFile) and
+// publish writes the state for the dns and ntp services (layout.NetworkState) and
 // keeps it for the service's report.
 func (s *netService) publish(want netcfg.State) {
 	st := status.Network{Updated: time.Now()}
@@ -298,7 +295,7 @@ func (s *netService) publish(want netcfg.State) {
 	for _, r := range want.Routes {
 		st.Routes = append(st.Routes, r.String())
 	}
-	if err := writeJSON(filepath.Join(s.runDir, StateFile), st); err != nil {
+	if err := writeJSON(filepath.Join(s.runDir, layout.NetworkState), st); err != nil {
 		s.log.Warn("publish state", "err", err)
 	}
 	summary := fmt.Sprintf("%d links", len(st.Links))
@@ -325,14 +322,4 @@ func writeJSON(file string, v any) error {
 		return err
 	}
 	return safeio.WriteFile(file, b, 0o644)
-}
-
-// ReadState reads what the network service published in runDir.
-func ReadState(runDir string) (status.Network, error) {
-	var st status.Network
-	b, err := os.ReadFile(filepath.Join(runDir, StateFile))
-	if err != nil {
-		return st, err
-	}
-	return st, json.Unmarshal(b, &st)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"gatehouse/config"
+	"gatehouse/layout"
 	"gatehouse/netcfg"
 	"gatehouse/status"
 )
@@ -81,7 +82,7 @@ func hasAddr(l netcfg.Link, p string) bool {
 }
 
 // A round converges the kernel on the config, counts the changes, and
-// publishes the state, in the status and in StateFile.
+// publishes the state, in the status and in layout.NetworkState.
 func TestReconcileAppliesAndPublishes(t *testing.T) {
 	s, m := newTestService(t)
 	m.changes = netcfg.Changes{"ghtest0: add 192.0.2.10/24", "route 198.51.100.0/24"}
@@ -102,9 +103,9 @@ func TestReconcileAppliesAndPublishes(t *testing.T) {
 	if d.Changes != 2 || len(d.Links) != 2 || d.Links[0].State != "missing" || d.Routes[0] != want.Routes[0].String() {
 		t.Errorf("detail %+v", d)
 	}
-	file, err := ReadState(s.runDir)
+	file, err := status.ReadNetwork(s.runDir)
 	if err != nil || file.Changes != 2 || len(file.Links) != 2 {
-		t.Errorf("%s: %+v, %v", StateFile, file, err)
+		t.Errorf("%s: %+v, %v", layout.NetworkState, file, err)
 	}
 
 	// Changes add up; an error of the kernel's is no failure of the round.
@@ -141,9 +142,9 @@ func TestLeaseChangesTheNextRound(t *testing.T) {
 	if !slices.ContainsFunc(want.Routes, func(r netcfg.Route) bool { return r.Gw == lease.Router }) {
 		t.Errorf("the lease's router not applied: %+v", want.Routes)
 	}
-	file, err := ReadState(s.runDir)
+	file, err := status.ReadNetwork(s.runDir)
 	if err != nil || !slices.Equal(file.DNS, lease.DNS) || !slices.Equal(file.NTP, lease.NTP) || file.Domain != "example.net" {
-		t.Errorf("%s: %+v, %v", StateFile, file, err)
+		t.Errorf("%s: %+v, %v", layout.NetworkState, file, err)
 	}
 
 	renewed := lease
@@ -161,7 +162,7 @@ func TestLeaseChangesTheNextRound(t *testing.T) {
 	if want := m.last(t); hasAddr(want.Links[1], "203.0.113.10/24") || len(want.Routes) != 1 {
 		t.Errorf("an ended lease still applied: %+v", want)
 	}
-	if file, _ := ReadState(s.runDir); len(file.DNS) != 0 || file.Domain != "" {
+	if file, _ := status.ReadNetwork(s.runDir); len(file.DNS) != 0 || file.Domain != "" {
 		t.Errorf("an ended lease's servers still published: %+v", file)
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/service"
-	"gatehouse/services/network"
 	"gatehouse/status"
 )
 
@@ -63,7 +62,7 @@ func (s *servers) Reconcile(ctx context.Context, cfg *config.Config) (time.Durat
 	list, source := cfg.NTP.Servers, "config"
 	if len(list) == 0 {
 		list, source = nil, "none"
-		if ns, err := network.ReadState(s.runDir); err == nil && len(ns.NTP) > 0 {
+		if ns, err := status.ReadNetwork(s.runDir); err == nil && len(ns.NTP) > 0 {
 			source = "dhcp"
 			for _, a := range ns.NTP {
 				list = append(list, a.String())
