@@ -297,6 +297,14 @@ func (q *Queue) next(ln *lane) (job, bool) {
 	return job{}, false
 }
 
+// linger is how long an idle worker keeps its session; SetPolicy may
+// replace the policy meanwhile.
+func (q *Queue) linger() time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pol.Linger
+}
+
 func (q *Queue) worker(ln *lane) {
 	defer q.wg.Done()
 	var sess Session
@@ -305,12 +313,12 @@ func (q *Queue) worker(ln *lane) {
 			sess.Close()
 		}
 	}()
-	idle := time.NewTimer(q.pol.Linger)
+	idle := time.NewTimer(q.linger())
 	defer idle.Stop()
 	for {
 		j, ok := q.next(ln)
 		if !ok {
-			idle.Reset(q.pol.Linger)
+			idle.Reset(q.linger())
 			select {
 			case <-ln.kick:
 				continue

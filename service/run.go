@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -17,7 +18,8 @@ type Reconciler interface {
 	// the service's and ends when it stops: what a round starts may live
 	// on it. next is when to run again without a reload or a kick (0: not
 	// before one). An error in the first round ends the service (it could
-	// not start); later ones are logged and the running state stays.
+	// not start); later ones are logged and the running state stays,
+	// unless they wrap ErrRestart (see Restart).
 	Reconcile(ctx context.Context, cfg *config.Config) (next time.Duration, err error)
 	// Status is what the service reports after a round.
 	Status() Status
@@ -31,6 +33,26 @@ type Status struct {
 	Summary string // the one-line status; "" sends none
 	Detail  any    // the full status, as JSON; nil sends none
 }
+
+// ErrRestart marks an error of a later round that ends the service, so
+// that the supervisor starts it again: the round found what the running
+// service cannot take on (a listen address to change, a listener that
+// failed). Make one with Restart.
+var ErrRestart = errors.New("the service must restart")
+
+// Restart wraps err so that Run ends the service with it: errors.Is(e,
+// ErrRestart) and errors.Is(e, err) hold, and e reads as err.
+func Restart(err error) error {
+	if err == nil {
+		return nil
+	}
+	return restartError{err}
+}
+
+type restartError struct{ err error }
+
+func (e restartError) Error() string   { return e.err.Error() }
+func (e restartError) Unwrap() []error { return []error{e.err, ErrRestart} }
 
 // Options are what every service's loop needs.
 type Options struct {
@@ -46,9 +68,10 @@ type Options struct {
 
 // Run is every service's loop: read the config, converge, report, be
 // ready once the reconciler says so, then converge again on a reload, a
-// kick or when the reconciler asked to, until ctx ends. A config that
-// fails to load on reload is logged and changes nothing: the running
-// state stays, and so does the time of the next round.
+// kick or when the reconciler asked to, until ctx ends (then it returns
+// nil) or a round ends the service with an error that wraps ErrRestart.
+// A config that fails to load on reload is logged and changes nothing:
+// the running state stays, and so does the time of the next round.
 func Run(ctx context.Context, o Options, r Reconciler) error {
 	cfg, _, err := config.Load(o.Config)
 	if err != nil {
@@ -99,6 +122,9 @@ func Run(ctx context.Context, o Options, r Reconciler) error {
 			return nil
 		}
 		next, err = r.Reconcile(ctx, cfg)
+		if errors.Is(err, ErrRestart) {
+			return err
+		}
 		if err != nil {
 			o.Log.Error("not converged; the running state stays", "err", err)
 		}

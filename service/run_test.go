@@ -293,3 +293,35 @@ func TestRunStops(t *testing.T) {
 	}
 	noRound(t, f.called, 50*time.Millisecond)
 }
+
+// A later round's error that wraps ErrRestart ends the service with it,
+// as the error the reconciler made; nothing is published after it.
+func TestRunRestartEnds(t *testing.T) {
+	moved := errors.New("listen address changed")
+	f := &fakeReconciler{called: make(chan *config.Config, 10), errs: []error{nil, Restart(moved)}}
+	r := start(t, f)
+	waitRound(t, f.called)
+	r.expect(`DETAIL={"round":1}`, "STATUS=round 1", "READY=1")
+	r.kick <- struct{}{}
+	waitRound(t, f.called)
+	select {
+	case err := <-r.done:
+		if !errors.Is(err, ErrRestart) || !errors.Is(err, moved) || err.Error() != moved.Error() {
+			t.Fatalf("Run returned %v, want %v wrapped in ErrRestart", err, moved)
+		}
+		r.done <- err // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not end")
+	}
+	select {
+	case l := <-r.lines:
+		t.Errorf("notify line %q after the restart error", l)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if strings.Contains(r.logged(), "not converged") {
+		t.Errorf("a restart logged as a round not converged:\n%s", r.logged())
+	}
+	if Restart(nil) != nil {
+		t.Error("Restart(nil) is not nil")
+	}
+}

@@ -9,8 +9,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -18,8 +18,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"gatehouse/service"
 )
 
 // testRelay is a relay running in this process.
@@ -27,6 +30,32 @@ type testRelay struct {
 	addr, dir string
 	// reload writes a new relay section and has the relay reload it.
 	reload func(section string)
+	// reloadConfig writes a whole config and has the relay reload it.
+	reloadConfig func(yaml string)
+	// header is the relay section's start: its hostname and listeners.
+	header string
+	// ended is what Run returned, once it did.
+	ended <-chan error
+	// logged is what the relay logged so far.
+	logged func() string
+}
+
+// logBuffer is a log that the test reads while the relay writes it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startRelay(t *testing.T, listener, section string) testRelay {
@@ -41,12 +70,13 @@ func startRelay(t *testing.T, listener, section string) testRelay {
 	listen := map[string]string{"smtp": "off", "submission": "off", "smtps": "off"}
 	listen[listener] = addr
 	cfg := filepath.Join(dir, "gatehouse.yaml")
-	yaml := fmt.Sprintf("smtp:\n  hostname: mx.example.test\n  listen: {smtp: %q, submission: %q, smtps: %q}\n%s",
-		listen["smtp"], listen["submission"], listen["smtps"], section)
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+	header := fmt.Sprintf("smtp:\n  hostname: mx.example.test\n  listen: {smtp: %q, submission: %q, smtps: %q}\n",
+		listen["smtp"], listen["submission"], listen["smtps"])
+	if err := os.WriteFile(cfg, []byte(header+section), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	reload := make(chan struct{})
+	log := &logBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	finished := make(chan struct{})
@@ -54,7 +84,7 @@ func startRelay(t *testing.T, listener, section string) testRelay {
 		defer close(finished)
 		done <- Run(ctx, Options{Config: cfg, QueueDir: filepath.Join(dir, "queue"), TLSDir: filepath.Join(dir, "tls"),
 			ResolvConf: filepath.Join(dir, "resolv.conf"), Socket: filepath.Join(dir, "smtp.sock"),
-			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Reload: reload})
+			Log: slog.New(slog.NewTextHandler(log, nil)), Reload: reload})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -75,14 +105,23 @@ func startRelay(t *testing.T, listener, section string) testRelay {
 		}
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return testRelay{addr: addr, dir: dir, reload: func(section string) {
-				yaml := fmt.Sprintf("smtp:\n  hostname: mx.example.test\n  listen: {smtp: %q, submission: %q, smtps: %q}\n%s",
-					listen["smtp"], listen["submission"], listen["smtps"], section)
-				if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+			reloadConfig := func(yaml string) {
+				// Replaced whole: the round of a reload before may be
+				// reading it still.
+				if err := os.WriteFile(cfg+".new", []byte(yaml), 0o600); err != nil {
 					t.Fatal(err)
 				}
-				reload <- struct{}{} // taken by the service's loop
-			}}
+				if err := os.Rename(cfg+".new", cfg); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case reload <- struct{}{}: // taken by the service's loop
+				case <-finished:
+					t.Fatal("relay ended before the reload")
+				}
+			}
+			return testRelay{addr: addr, dir: dir, header: header, ended: done, logged: log.String, reloadConfig: reloadConfig,
+				reload: func(section string) { reloadConfig(header + section) }}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("relay not listening on %s", addr)
@@ -248,4 +287,120 @@ func TestClientCAsFollowReload(t *testing.T) {
 		}
 	}
 	t.Errorf("after the reload brought its CA, the partner's certificate is still refused: %v", err)
+}
+
+// A reload that changes what only a new server applies ends the relay
+// with an error that asks for a restart; the supervisor starts it again.
+func TestReloadNeedingRestartEndsTheRelay(t *testing.T) {
+	const domains = `  domains:
+    - {name: example.test, next_hop: "[127.0.0.1]:1", tls: none}
+`
+	for _, tc := range []struct {
+		name, want string
+		config     func(r testRelay) string
+	}{
+		{"listen address", "listen addresses changed", func(r testRelay) string {
+			return "smtp:\n  hostname: mx.example.test\n  listen: {smtp: \"127.0.0.1:2\", submission: off, smtps: off}\n" + domains
+		}},
+		{"message size", "limits.message_size", func(r testRelay) string {
+			return r.header + domains + "  limits: {message_size: 1MiB}\n"
+		}},
+		{"recipients", "limits.recipients", func(r testRelay) string {
+			return r.header + domains + "  limits: {recipients: 7}\n"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startRelay(t, "smtp", domains)
+			r.reloadConfig(tc.config(r))
+			select {
+			case err := <-r.ended:
+				if !errors.Is(err, service.ErrRestart) || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("relay ended with %v; want a restart naming %q", err, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the relay goes on after a reload that needs a restart")
+			}
+		})
+	}
+}
+
+// A reload that removes the relay section closes the listeners and keeps
+// the relay running (the queue is still delivered); one that brings the
+// section back asks for a restart.
+func TestReloadRemovingTheSectionClosesListeners(t *testing.T) {
+	r := startRelay(t, "smtp", `  domains:
+    - {name: example.test, next_hop: "[127.0.0.1]:1", tls: none}
+`)
+	if got := send(t, r.addr, "127.0.0.1", "u@example.test", "Subject: before\r\n\r\nbody\r\n"); got != "250" {
+		t.Fatalf("before the reload: %s", got)
+	}
+	r.reloadConfig("hostname: gw\n")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.Dial("tcp", r.addr)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the relay still listens after its section was removed")
+		}
+	}
+	r.reloadConfig("hostname: gw\n") // taken only once the round before ended
+	select {
+	case err := <-r.ended:
+		t.Fatalf("the relay ended when its section was removed: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if q := queuedWith(t, r.dir, "Subject: before"); len(q) != 1 {
+		t.Errorf("%d queued copies of the message accepted before the reload, want 1", len(q))
+	}
+
+	r.reload("")
+	select {
+	case err := <-r.ended:
+		if !errors.Is(err, service.ErrRestart) || !strings.Contains(err.Error(), "turned on again") {
+			t.Fatalf("relay ended with %v; want a restart", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay goes on after a reload turned it on again")
+	}
+}
+
+// A reload whose section cannot be applied (a CA file without a
+// certificate) keeps the running settings: the domain relayed before is
+// relayed still, and the next good reload applies.
+func TestReloadThatFailsKeepsTheRunningSettings(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "empty.pem")
+	if err := os.WriteFile(bad, []byte("no certificate here\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startRelay(t, "smtp", `  domains:
+    - {name: example.test, next_hop: "[127.0.0.1]:1", tls: none}
+`)
+	r.reload(fmt.Sprintf(`  tls: {ca_file: %s}
+  domains:
+    - {name: other.test, next_hop: "[127.0.0.1]:1", tls: none}
+`, bad))
+	r.reload(fmt.Sprintf(`  tls: {ca_file: %s}
+  domains:
+    - {name: other.test, next_hop: "[127.0.0.1]:1", tls: none}
+`, bad)) // taken only once the round before ended
+	if !strings.Contains(r.logged(), "holds no PEM certificate") {
+		t.Errorf("the failed reload was not logged:\n%s", r.logged())
+	}
+	if got := send(t, r.addr, "127.0.0.1", "u@example.test", "Subject: kept\r\n\r\nbody\r\n"); got != "250" {
+		t.Fatalf("after a reload that failed, the running domain: %s", got)
+	}
+	r.reload(`  domains:
+    - {name: other.test, next_hop: "[127.0.0.1]:1", tls: none}
+`)
+	r.reload(`  domains:
+    - {name: other.test, next_hop: "[127.0.0.1]:1", tls: none}
+`)
+	if got := send(t, r.addr, "127.0.0.1", "u@other.test", "Subject: applied\r\n\r\nbody\r\n"); got != "250" {
+		t.Fatalf("after a good reload, its domain: %s", got)
+	}
+	if got := send(t, r.addr, "127.0.0.1", "u@example.test", "Subject: gone\r\n\r\nbody\r\n"); got == "250" {
+		t.Fatal("after a good reload, the domain it removed still relays")
+	}
 }

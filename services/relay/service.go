@@ -41,12 +41,15 @@ type Options struct {
 	Reload     <-chan struct{}
 }
 
-// Service is the running relay.
+// Service is the running relay, and its reconciler for service.Run: the
+// first round starts it, a reload puts a new relay section in force (or
+// ends the service when only a restart can), and rounds every 2 s keep the
+// status fresh and the allow lists' host names resolved.
 type Service struct {
 	opts Options
 	log  *slog.Logger
 
-	mu    sync.RWMutex
+	mu    sync.RWMutex // over cfg, pol and pool, which sessions read
 	cfg   *config.SMTP
 	pol   *smtpd.Policy
 	pool  *x509.CertPool
@@ -57,6 +60,15 @@ type Service struct {
 	pop   *smtpd.PopAuth
 	fetch *collector.Collector
 	names *dnsclient.Names // host names in the allow lists, kept resolved
+
+	// Of the loop only.
+	seen       *config.Config // the config of the last round; nil before the first
+	off        bool           // the section was removed by a reload
+	nextLookup time.Time      // when a host name's answer runs out
+	stopQueue  context.CancelFunc
+
+	kick   chan struct{} // a round now: a listener failed
+	failed error         // the listener's failure, under mu
 }
 
 func (s *Service) policy() *smtpd.Policy {
@@ -100,26 +112,77 @@ func queuePolicy(c *config.SMTP) queue.Policy {
 		MaxBackoff: c.Queue.MaxBackoff.Duration, DelayWarning: c.Queue.DelayWarning.Duration, Concurrency: c.Queue.Concurrency}
 }
 
-// Run serves until ctx ends.
+// publishEvery is how often the status goes out: the counters move
+// without rounds of their own.
+const publishEvery = 2 * time.Second
+
+// Run serves until ctx ends; sessions in DATA then get to finish their
+// 250. It ends with an error, for the supervisor to start it again, when
+// a reload changes what only a restart applies (the listen addresses, the
+// message limits, the relay turned on again) or a listener fails.
 func Run(ctx context.Context, o Options) error {
-	full, _, err := config.Load(o.Config)
-	if err != nil {
-		return err
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s := &Service{opts: o, log: o.Log, pop: smtpd.NewPopAuth(), kick: make(chan struct{}, 1),
+		// The allow lists' host names are asked of the appliance's DNS
+		// servers, as the firewall asks them, and follow their TTLs.
+		names: dnsclient.NewNames(dnsclient.New(o.ResolvConf))}
+	s.certs.ReadFile = readConfigured
+	err := service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload, Kick: s.kick}, s)
+	graceful := err == nil // ctx ended
+	cancel()
+	s.stop(graceful)
+	return err
+}
+
+// Reconcile starts the relay at the first round; a new config is a reload;
+// other rounds look up the host names whose answers ran out (see
+// service.Reconciler).
+func (s *Service) Reconcile(ctx context.Context, cfg *config.Config) (time.Duration, error) {
+	var err error
+	failed := s.listenerFailed()
+	switch {
+	case s.seen == nil:
+		err = s.start(ctx, cfg)
+	case failed != nil:
+		return 0, service.Restart(failed)
+	case cfg != s.seen:
+		err = s.reload(ctx, cfg)
+	default:
+		s.refresh(ctx)
 	}
+	s.seen = cfg
+	return min(publishEvery, untilLookup(s.nextLookup)), err
+}
+
+// Status is the relay's counters, queue, collector and host names (see
+// service.Reconciler).
+func (s *Service) Status() service.Status {
+	d := s.detail()
+	line := fmt.Sprintf("queue %d (%d deferred, %d held), %d sessions; accepted %d, delivered %d, bounced %d",
+		d.Queue.Depth, d.Queue.Deferred, d.Queue.Held, d.Connections, d.Accepted, d.Queue.Delivered, d.Queue.Bounced)
+	for _, a := range d.Fetch {
+		if a.LastError != "" {
+			line += fmt.Sprintf("; fetch %s: ERROR %s", a.Name, queue.Printable(a.LastError))
+		}
+	}
+	return service.Status{Ready: true, Summary: line, Detail: d}
+}
+
+// start opens the trust pool, the policy, the certificate, the queue, the
+// listeners, the collector and the control socket. What it started lives
+// on ctx; stop ends the rest, also after a failed start.
+func (s *Service) start(ctx context.Context, full *config.Config) error {
 	if full.SMTP == nil {
 		return errors.New("smtp: no smtp section in the config")
 	}
-	c := full.SMTP
-	s := &Service{opts: o, log: o.Log, cfg: c, pop: smtpd.NewPopAuth()}
-	s.certs.ReadFile = readConfigured
+	o, c := s.opts, full.SMTP
+	s.cfg = c
+	var err error
 	if s.pool, err = trustPool(c.TLS.CAFile); err != nil {
 		return err
 	}
-	// The allow lists' host names are asked of the appliance's DNS
-	// servers, as the firewall asks them, and follow their TTLs.
-	s.names = dnsclient.NewNames(dnsclient.Lookup{ResolvConf: o.ResolvConf, Fallback: net.DefaultResolver})
-	var nextLookup time.Time
-	s.pol, nextLookup = s.buildPolicy(ctx, c, s.pool, true)
+	s.pol, s.nextLookup = s.buildPolicy(ctx, c, s.pool, true)
 	if err := s.loadCert(c); err != nil {
 		return err
 	}
@@ -128,22 +191,21 @@ func Run(ctx context.Context, o Options) error {
 	if store == nil {
 		return problems[0]
 	}
-	defer store.Close()
+	s.store = store
 	for _, p := range problems {
 		o.Log.Error("queue", "err", p)
 	}
-	s.store = store
 	tr := &delivery.Transport{Log: o.Log, ResolvConf: o.ResolvConf, Config: s.config, Roots: s.roots, ReadFile: readConfigured}
+	// The queue outlives ctx: it stops after the listeners (stop).
 	qctx, qcancel := context.WithCancel(context.Background())
-	s.q = queue.New(qctx, store, loaded, tr, queuePolicy(c), s.notice, o.Log)
-	defer func() { qcancel(); s.q.Wait() }()
+	s.q, s.stopQueue = queue.New(qctx, store, loaded, tr, queuePolicy(c), s.notice, o.Log), qcancel
 	o.Log.Info("queue opened", "dir", o.QueueDir, "messages", len(loaded))
 
 	s.smtp = smtpd.New(smtpd.Options{Log: o.Log, Store: store, Queue: s.q, Transport: tr, Config: s.config, Policy: s.policy,
 		FreeSpace: func() (int64, error) { return smtpd.FreeBytes(o.QueueDir) }})
 	s.setServerTLS(c)
 	listen := map[string]string{"smtp": c.Listen.SMTP, "submission": c.Listen.Submission, "smtps": c.Listen.SMTPS}
-	errc := make(chan error, 4)
+	errc := make(chan error, 3)
 	for _, name := range []string{"smtp", "submission", "smtps"} {
 		addr := listen[name]
 		if addr == "off" {
@@ -151,83 +213,102 @@ func Run(ctx context.Context, o Options) error {
 		}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			s.smtp.Close()
 			return fmt.Errorf("smtp: listen %s on %s: %w", name, addr, err)
 		}
 		s.smtp.Serve(name, ln, errc)
 	}
-	defer s.smtp.Close()
+	go func() {
+		select {
+		case err := <-errc:
+			s.mu.Lock()
+			s.failed = err
+			s.mu.Unlock()
+			select {
+			case s.kick <- struct{}{}:
+			default:
+			}
+		case <-ctx.Done():
+		}
+	}()
 	s.fetch = collector.New(collector.Options{Sink: sink{s}, Settings: s.collectorSettings, ReadFile: readConfigured, Log: o.Log})
-	fctx, fcancel := context.WithCancel(ctx)
-	defer func() { fcancel(); s.fetch.Wait() }()
-	s.fetch.Apply(fctx, full.Fetch)
+	s.fetch.Apply(ctx, full.Fetch)
 	go func() {
 		if err := serveControl(ctx, o.Socket, s); err != nil {
 			o.Log.Error("control socket", "err", err)
 		}
 	}()
-	s.publish()
-	o.Notify.Ready()
+	return nil
+}
 
-	off := false // the section was removed by a reload
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-	refresh := time.NewTimer(untilLookup(nextLookup))
-	defer refresh.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			// Stop accepting; sessions in DATA get to finish their 250
-			// (bounded by the supervisor's stop timeout).
-			s.smtp.Shutdown(5 * time.Second)
-			return nil
-		case err := <-errc:
-			return err
-		case <-o.Reload:
-			nc, ok := config.Reread(o.Config, o.Log)
-			if !ok {
-				continue
-			}
-			if nc.SMTP == nil {
-				// Turned off: accept nothing more, but deliver what was
-				// accepted (a 250 is a promise).
-				s.smtp.Close()
-				off = true
-				o.Log.Warn("the smtp section was removed: listeners closed; the queue is still delivered")
-				continue
-			}
-			if off || nc.SMTP.Listen != c.Listen {
-				return errors.New("smtp: listen addresses changed (or the relay was turned on again); restarting to apply them")
-			}
-			// go-smtp reads these of its server in every session without
-			// a lock: they change only with a new server.
-			if nc.SMTP.Limits.MessageSize != c.Limits.MessageSize || nc.SMTP.Limits.Recipients != c.Limits.Recipients {
-				return errors.New("smtp: limits.message_size or limits.recipients changed; restarting to apply them")
-			}
-			next, err := s.apply(ctx, nc.SMTP)
-			if err != nil {
-				o.Log.Error("reload: kept the running relay settings", "err", err)
-				continue
-			}
-			refresh.Reset(untilLookup(next))
-			s.fetch.Apply(fctx, nc.Fetch)
-			c = nc.SMTP
-			o.Log.Info("reloaded")
-		case <-refresh.C:
-			// A host name's answer ran out: only the policy is rebuilt.
-			s.mu.RLock()
-			c, pool := s.cfg, s.pool
-			s.mu.RUnlock()
-			pol, next := s.buildPolicy(ctx, c, pool, false)
-			s.mu.Lock()
-			if s.cfg == c {
-				s.pol = pol
-			}
-			s.mu.Unlock()
-			refresh.Reset(untilLookup(next))
-		case <-tick.C:
-			s.publish()
-		}
+func (s *Service) listenerFailed() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.failed
+}
+
+// reload puts a new config in force. A removed section closes the
+// listeners and keeps delivering the queue (a 250 is a promise); what
+// only a restart applies ends the service (service.Restart); a section
+// that cannot be applied leaves the running settings.
+func (s *Service) reload(ctx context.Context, full *config.Config) error {
+	nc, c := full.SMTP, s.cfg
+	if nc == nil {
+		s.smtp.Close()
+		s.off = true
+		s.log.Warn("the smtp section was removed: listeners closed; the queue is still delivered")
+		return nil
+	}
+	if s.off || nc.Listen != c.Listen {
+		return service.Restart(errors.New("smtp: listen addresses changed (or the relay was turned on again); restarting to apply them"))
+	}
+	// go-smtp reads these of its server in every session without a lock:
+	// they change only with a new server.
+	if nc.Limits.MessageSize != c.Limits.MessageSize || nc.Limits.Recipients != c.Limits.Recipients {
+		return service.Restart(errors.New("smtp: limits.message_size or limits.recipients changed; restarting to apply them"))
+	}
+	next, err := s.apply(ctx, nc)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	s.nextLookup = next
+	s.fetch.Apply(ctx, full.Fetch)
+	s.log.Info("reloaded")
+	return nil
+}
+
+// refresh rebuilds the policy, and only it, when a host name's answer has
+// run out.
+func (s *Service) refresh(ctx context.Context) {
+	if s.nextLookup.IsZero() || time.Now().Before(s.nextLookup) {
+		return
+	}
+	pol, next := s.buildPolicy(ctx, s.cfg, s.pool, false)
+	s.mu.Lock()
+	s.pol = pol
+	s.mu.Unlock()
+	s.nextLookup = next
+}
+
+// stop ends what start started, once ctx has ended (the collector, the
+// control socket): with graceful, sessions in DATA first get to finish
+// their 250 (bounded by the supervisor's stop timeout); then the
+// listeners close, the queue's workers stop, and the store closes.
+func (s *Service) stop(graceful bool) {
+	if s.smtp != nil && graceful {
+		s.smtp.Shutdown(5 * time.Second)
+	}
+	if s.fetch != nil {
+		s.fetch.Wait()
+	}
+	if s.smtp != nil {
+		s.smtp.Close()
+	}
+	if s.q != nil {
+		s.stopQueue()
+		s.q.Wait()
+	}
+	if s.store != nil {
+		s.store.Close()
 	}
 }
 
@@ -328,17 +409,4 @@ func (s *Service) detail() status.Relay {
 	d := s.smtp.Status()
 	d.Queue, d.Fetch, d.Names = s.q.Stats(), s.fetch.Status(), s.names.Status()
 	return d
-}
-
-func (s *Service) publish() {
-	d := s.detail()
-	s.opts.Notify.Detail(d)
-	line := fmt.Sprintf("queue %d (%d deferred, %d held), %d sessions; accepted %d, delivered %d, bounced %d",
-		d.Queue.Depth, d.Queue.Deferred, d.Queue.Held, d.Connections, d.Accepted, d.Queue.Delivered, d.Queue.Bounced)
-	for _, a := range d.Fetch {
-		if a.LastError != "" {
-			line += fmt.Sprintf("; fetch %s: ERROR %s", a.Name, queue.Printable(a.LastError))
-		}
-	}
-	s.opts.Notify.Status(line)
 }
