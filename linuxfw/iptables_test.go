@@ -18,6 +18,7 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/test/netnstest"
+	"gatehouse/test/testserver"
 )
 
 // The iptables-restore input for each family, against golden files: the
@@ -425,16 +426,7 @@ func TestIPTablesFamilyFailsAlone(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer l.Close()
-				go func() {
-					for {
-						conn, err := l.Accept()
-						if err != nil {
-							return
-						}
-						conn.Close()
-					}
-				}()
+				testserver.Serve(t, l, func(net.Conn) {})
 				// The link may take a moment to carry.
 				for deadline := time.Now().Add(10 * time.Second); probe(t, peer, c.addr) != "open"; {
 					if time.Now().After(deadline) {

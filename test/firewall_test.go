@@ -20,6 +20,7 @@ import (
 
 	"gatehouse/control"
 	"gatehouse/status"
+	"gatehouse/test/testserver"
 )
 
 // listen opens TCP echo listeners on the appliance for the test's probes.
@@ -33,16 +34,7 @@ func listen(t *testing.T, ns string, ports ...int) {
 				t.Fatal(err)
 			}
 		})
-		t.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go func() { io.Copy(c, c); c.Close() }()
-			}
-		}()
+		testserver.Serve(t, l, func(c net.Conn) { io.Copy(c, c) })
 	}
 }
 
