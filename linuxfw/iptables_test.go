@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"gatehouse/config"
+	"gatehouse/test/golden"
 	"gatehouse/test/netnstest"
 	"gatehouse/test/testserver"
 )
@@ -35,20 +35,7 @@ func TestGoldenIPTablesRuleset(t *testing.T) {
 func checkIPTablesGolden(t *testing.T, rs Ruleset, name string) {
 	t.Helper()
 	for _, fam := range []int{4, 6} {
-		got := []byte(RenderIPTables(rs, fam))
-		golden := filepath.Join("testdata", fmt.Sprintf("%s.iptables%d", name, fam))
-		if *update {
-			os.MkdirAll("testdata", 0o755)
-			os.WriteFile(golden, got, 0o644)
-			continue
-		}
-		want, err := os.ReadFile(golden)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("IPv%d rules differ from %s:\n%s", fam, golden, got)
-		}
+		golden.Check(t, fmt.Sprintf("%s.iptables%d", name, fam), RenderIPTables(rs, fam))
 	}
 }
 
