@@ -27,6 +27,7 @@ import (
 	"gatehouse/queue"
 	"gatehouse/status"
 	"gatehouse/test/hostile"
+	"gatehouse/test/testserver"
 	"gatehouse/tlscert"
 )
 
@@ -143,35 +144,36 @@ func fetched(t *testing.T, svc *testSink, account string) []string {
 // with answer(command, argument, connection); false ends the session.
 func pop3Server(t *testing.T, answer func(cmd, arg string, w net.Conn) bool) string {
 	t.Helper()
+	return testserver.Serve(t, listenTLS(t), func(c net.Conn) {
+		io.WriteString(c, "+OK ready\r\n")
+		eachLine(c, func(line string) bool {
+			cmd, arg, _ := strings.Cut(line, " ")
+			return answer(strings.ToUpper(cmd), arg, c)
+		})
+	})
+}
+
+// listenTLS is a TLS listener on a free port of 127.0.0.1, with testTLS's
+// certificate.
+func listenTLS(t *testing.T) net.Listener {
+	t.Helper()
 	l, err := tls.Listen("tcp", "127.0.0.1:0", testTLS(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.WriteString(c, "+OK ready\r\n")
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					cmd, arg, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
-					if !answer(strings.ToUpper(cmd), arg, c) {
-						return
-					}
-				}
-			}()
+	return l
+}
+
+// eachLine reads lines from c and hands each, without its line end, to
+// f until f returns false or the client goes away.
+func eachLine(c net.Conn, f func(line string) bool) {
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil || !f(strings.TrimRight(line, "\r\n")) {
+			return
 		}
-	}()
-	return l.Addr().String()
+	}
 }
 
 // A message the server lists as small but sends without end is read up
@@ -194,14 +196,7 @@ func TestCollectPOP3MessageLargerThanListed(t *testing.T) {
 			io.WriteString(w, "+OK\r\n1 big\r\n2 small\r\n.\r\n")
 		case "RETR":
 			if arg == "1" {
-				io.WriteString(w, "+OK\r\n")
-				for sentBig.Load() < hostile.Stream {
-					n, err := w.Write(chunk)
-					sentBig.Add(int64(n))
-					if err != nil {
-						return false
-					}
-				}
+				hostile.Send(w, "+OK\r\n", func() []byte { return chunk }, &sentBig)
 				return false
 			}
 			io.WriteString(w, "+OK\r\n"+small+".\r\n")
@@ -249,6 +244,13 @@ func (l literal) Size() int64 { return l.Reader.Size() }
 // INBOX holds msgs.
 func imapGood(t *testing.T, msgs ...string) string {
 	t.Helper()
+	return imapMem(t, listenTLS(t), nil, msgs...)
+}
+
+// imapMem serves go-imap's in-memory server on l, its INBOX holding msgs,
+// offering STARTTLS with starttls (nil: none).
+func imapMem(t *testing.T, l net.Listener, starttls *tls.Config, msgs ...string) string {
+	t.Helper()
 	user := imapmemserver.NewUser("helpdesk", "secret")
 	if err := user.Create("INBOX", nil); err != nil {
 		t.Fatal(err)
@@ -264,13 +266,10 @@ func imapGood(t *testing.T, msgs ...string) string {
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			return mem.NewSession(), nil, nil
 		},
-		Caps:   imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}},
-		Logger: slogDiscard{},
+		Caps:      imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}},
+		TLSConfig: starttls,
+		Logger:    slogDiscard{},
 	})
-	l, err := tls.Listen("tcp", "127.0.0.1:0", testTLS(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return l.Addr().String()
@@ -285,37 +284,15 @@ func (slogDiscard) Printf(string, ...any) {}
 // session. The command is upper-cased, its arguments follow.
 func imapHostile(t *testing.T, answer func(tag, cmd string, w net.Conn) bool) string {
 	t.Helper()
-	l, err := tls.Listen("tcp", "127.0.0.1:0", testTLS(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if !answer("", "", c) {
-					return
-				}
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					tag, cmd, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
-					if !answer(tag, strings.ToUpper(cmd), c) {
-						return
-					}
-				}
-			}()
+	return testserver.Serve(t, listenTLS(t), func(c net.Conn) {
+		if !answer("", "", c) {
+			return
 		}
-	}()
-	return l.Addr().String()
+		eachLine(c, func(line string) bool {
+			tag, cmd, _ := strings.Cut(line, " ")
+			return answer(tag, strings.ToUpper(cmd), c)
+		})
+	})
 }
 
 // imapScript answers as an IMAP server whose INBOX holds UID 5, of the
@@ -353,14 +330,8 @@ func TestCollectIMAPEndlessLiteral(t *testing.T) {
 	chunk := []byte(strings.Repeat(strings.Repeat("m", 78)+"\r\n", 800))
 	var sent atomic.Int64
 	addr := imapHostile(t, imapScript(100, func(tag string, w net.Conn) bool {
-		fmt.Fprintf(w, "* 1 FETCH (UID 5 RFC822.SIZE 100 BODY[] {%d}\r\n", int64(hostile.Stream))
-		for sent.Load() < hostile.Stream {
-			n, err := w.Write(chunk)
-			sent.Add(int64(n))
-			if err != nil {
-				break
-			}
-		}
+		literal := fmt.Sprintf("* 1 FETCH (UID 5 RFC822.SIZE 100 BODY[] {%d}\r\n", int64(hostile.Stream))
+		hostile.Send(w, literal, func() []byte { return chunk }, &sent)
 		return false
 	}))
 	c, svc := testCollector(t, limit)
@@ -390,14 +361,7 @@ func TestCollectIMAPEndlessLine(t *testing.T) {
 	chunk := []byte(strings.Repeat("a", 64<<10))
 	var sent atomic.Int64
 	addr := imapHostile(t, imapScript(100, func(tag string, w net.Conn) bool {
-		io.WriteString(w, "* OK ")
-		for sent.Load() < hostile.Stream {
-			n, err := w.Write(chunk)
-			sent.Add(int64(n))
-			if err != nil {
-				break
-			}
-		}
+		hostile.Send(w, "* OK ", func() []byte { return chunk }, &sent)
 		return false
 	}))
 	c, _ := testCollector(t, limit)
@@ -483,31 +447,13 @@ func TestCollectIMAPStreamsInChunks(t *testing.T) {
 	for i := range 5 {
 		msgs = append(msgs, fmt.Sprintf("Subject: %d\r\n\r\n%s", i, strings.Repeat(strings.Repeat("x", 78)+"\r\n", 3<<20/80)))
 	}
-	user := imapmemserver.NewUser("helpdesk", "secret")
-	user.Create("INBOX", nil)
-	for _, m := range msgs {
-		if _, err := user.Append("INBOX", literal{strings.NewReader(m)}, &imap.AppendOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mem := imapmemserver.New()
-	mem.AddUser(user)
-	srv := imapserver.New(&imapserver.Options{
-		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
-		},
-		Caps:      imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}},
-		TLSConfig: testTLS(t),
-		Logger:    slogDiscard{},
-	})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	addr := imapMem(t, l, testTLS(t), msgs...)
 	c, svc := testCollector(t, 25<<20)
-	a := testAccount(t, "imap", "imap", l.Addr().String())
+	a := testAccount(t, "imap", "imap", addr)
 	if err := c.pollSafely(context.Background(), a, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,7 @@
 package console
 
 import (
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,28 +9,8 @@ import (
 	"gatehouse/control"
 	"gatehouse/layout"
 	"gatehouse/test/fakeinstance"
+	"gatehouse/test/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	file := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test -update rewrites it):\n--- got ---\n%s\n--- want ---\n%s", file, got, want)
-	}
-}
 
 // What the console's (and the SSH) shell prints for each command, acting
 // on an instance through its sockets as the SSH shell does.
@@ -63,6 +40,6 @@ func TestShellOutputGolden(t *testing.T) {
 			sh.Exec(line)
 			fmt.Fprintf(&b, "%s%s\n%s\n", Prompt, line, out.String())
 		}
-		golden(t, tc.file, b.String())
+		golden.Check(t, tc.file, b.String())
 	}
 }

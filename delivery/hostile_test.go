@@ -14,46 +14,8 @@ import (
 	"gatehouse/config"
 	"gatehouse/queue"
 	"gatehouse/test/hostile"
+	"gatehouse/test/testserver"
 )
-
-// serveOnce listens on 127.0.0.1 and runs serve on every connection,
-// until the test ends.
-func serveOnce(t *testing.T, serve func(c net.Conn)) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				serve(c)
-			}()
-		}
-	}()
-	return l.Addr().String()
-}
-
-// stream writes prefix, then chunk over and over up to total octets (or
-// until the reader goes away), and counts what it got out.
-func stream(c net.Conn, prefix string, chunk []byte, total int64, sent *atomic.Int64) {
-	n, _ := io.WriteString(c, prefix)
-	sent.Add(int64(n))
-	for written := int64(0); written < total; {
-		n, err := c.Write(chunk)
-		written += int64(n)
-		sent.Add(int64(n))
-		if err != nil {
-			return
-		}
-	}
-}
 
 var testWait = replyWait{idle: 300 * time.Millisecond, total: 2 * time.Second}
 
@@ -74,7 +36,7 @@ func dialSMTP(t *testing.T, addr string) *smtpConn {
 func TestClientEndlessReplyLine(t *testing.T) {
 	chunk := []byte(strings.Repeat("a", 64<<10))
 	var sent atomic.Int64
-	addr := serveOnce(t, func(c net.Conn) { stream(c, "220 ", chunk, hostile.Stream, &sent) })
+	addr := testserver.Local(t, func(c net.Conn) { hostile.Send(c, "220 ", func() []byte { return chunk }, &sent) })
 	c := dialSMTP(t, addr)
 	var err error
 	start := time.Now()
@@ -95,7 +57,7 @@ func TestClientEndlessReplyLine(t *testing.T) {
 func TestClientEndlessMultilineReply(t *testing.T) {
 	chunk := []byte(strings.Repeat("250-"+strings.Repeat("x", 60)+"\r\n", 1000))
 	var sent atomic.Int64
-	addr := serveOnce(t, func(c net.Conn) { stream(c, "", chunk, hostile.Stream, &sent) })
+	addr := testserver.Local(t, func(c net.Conn) { hostile.Send(c, "", func() []byte { return chunk }, &sent) })
 	c := dialSMTP(t, addr)
 	var err error
 	alloc := hostile.Allocated(func() { _, err = c.expect(220) })
@@ -110,7 +72,7 @@ func TestClientEndlessMultilineReply(t *testing.T) {
 
 // A next hop that says nothing is given up after the idle timeout.
 func TestClientSilentServer(t *testing.T) {
-	addr := serveOnce(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	addr := testserver.Local(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	c := dialSMTP(t, addr)
 	start := time.Now()
 	err := c.greet("relay.test")
@@ -125,7 +87,7 @@ func TestClientSilentServer(t *testing.T) {
 // One that trickles its reply, a byte at a time within the idle timeout,
 // is given up when the reply has taken its whole time.
 func TestClientTricklingServer(t *testing.T) {
-	addr := serveOnce(t, func(c net.Conn) {
+	addr := testserver.Local(t, func(c net.Conn) {
 		for {
 			for _, b := range []byte("220-trickle\r\n") {
 				if _, err := c.Write([]byte{b}); err != nil {
@@ -149,7 +111,7 @@ func TestClientTricklingServer(t *testing.T) {
 // The reply after the message gets its own, longer wait: the server may
 // scan the message before it answers.
 func TestClientSlowDataEnd(t *testing.T) {
-	addr := serveOnce(t, func(c net.Conn) {
+	addr := testserver.Local(t, func(c net.Conn) {
 		r := bufio.NewReader(c)
 		io.WriteString(c, "220 slow\r\n")
 		for {
@@ -181,7 +143,7 @@ func TestClientSlowDataEnd(t *testing.T) {
 
 // sinkServer is a well-behaved next hop: it takes every message.
 func sinkServer(t *testing.T, got chan<- string) string {
-	return serveOnce(t, func(c net.Conn) {
+	return testserver.Local(t, func(c net.Conn) {
 		r := bufio.NewReader(c)
 		io.WriteString(c, "220 sink ESMTP\r\n")
 		var data strings.Builder
@@ -230,8 +192,8 @@ func nextHop(addr string) config.NextHop {
 func TestHostileNextHopDefersOnlyItsDestination(t *testing.T) {
 	chunk := []byte(strings.Repeat("a", 64<<10))
 	var sent atomic.Int64
-	endless := serveOnce(t, func(c net.Conn) { stream(c, "220 ", chunk, 1<<62, &sent) })
-	silent := serveOnce(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	endless := testserver.Local(t, func(c net.Conn) { hostile.Send(c, "220 ", func() []byte { return chunk }, &sent) })
+	silent := testserver.Local(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	got := make(chan string, 1)
 	good := sinkServer(t, got)
 

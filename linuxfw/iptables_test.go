@@ -2,14 +2,12 @@ package linuxfw
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -17,7 +15,9 @@ import (
 	"time"
 
 	"gatehouse/config"
+	"gatehouse/test/golden"
 	"gatehouse/test/netnstest"
+	"gatehouse/test/testserver"
 )
 
 // The iptables-restore input for each family, against golden files: the
@@ -34,20 +34,7 @@ func TestGoldenIPTablesRuleset(t *testing.T) {
 func checkIPTablesGolden(t *testing.T, rs Ruleset, name string) {
 	t.Helper()
 	for _, fam := range []int{4, 6} {
-		got := []byte(RenderIPTables(rs, fam))
-		golden := filepath.Join("testdata", fmt.Sprintf("%s.iptables%d", name, fam))
-		if *update {
-			os.MkdirAll("testdata", 0o755)
-			os.WriteFile(golden, got, 0o644)
-			continue
-		}
-		want, err := os.ReadFile(golden)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("IPv%d rules differ from %s:\n%s", fam, golden, got)
-		}
+		golden.Check(t, fmt.Sprintf("%s.iptables%d", name, fam), RenderIPTables(rs, fam))
 	}
 }
 
@@ -326,61 +313,6 @@ func TestIPTablesBan(t *testing.T) {
 	})
 }
 
-// ownTable makes table "filter" of family (ip, ip6) in namespace ns the
-// property of another process, a long-lived nft: the kernel then refuses
-// every change to it from anyone else, so that family's iptables-restore
-// fails for real (EPERM). release lets the table go with its owner.
-func ownTable(t *testing.T, ns, family string) (release func()) {
-	t.Helper()
-	owner := exec.Command("ip", "netns", "exec", ns, "nft", "-i")
-	stdin, err := owner.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := owner.Start(); err != nil {
-		t.Fatal(err)
-	}
-	released := false
-	release = func() {
-		if !released {
-			released = true
-			stdin.Close()
-			owner.Wait()
-		}
-	}
-	t.Cleanup(release)
-	fmt.Fprintf(stdin, "add table %s filter { flags owner; }\n", family)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		out, _ := exec.Command("ip", "netns", "exec", ns, "nft", "list", "tables").Output()
-		if strings.Contains(string(out), "table "+family+" filter\n") {
-			return release
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nft did not take table %s filter: %s", family, out)
-		}
-	}
-}
-
-// probe says how a TCP connection from namespace ns to addr fares: "open",
-// "blocked" (no answer: dropped) or "refused".
-func probe(t *testing.T, ns, addr string) string {
-	result := ""
-	netnstest.In(t, ns, func() {
-		c, err := net.DialTimeout("tcp", addr, 700*time.Millisecond)
-		var ne net.Error
-		switch {
-		case err == nil:
-			c.Close()
-			result = "open"
-		case errors.As(err, &ne) && ne.Timeout():
-			result = "blocked"
-		default:
-			result = "refused"
-		}
-	})
-	return result
-}
-
 // Each family is applied and hooked on its own: when the kernel refuses
 // one family's rules, the other is filtered all the same (its INPUT jumps
 // to GATEHOUSE-INPUT, and a port no path opens is dropped), and the error
@@ -425,24 +357,15 @@ func TestIPTablesFamilyFailsAlone(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer l.Close()
-				go func() {
-					for {
-						conn, err := l.Accept()
-						if err != nil {
-							return
-						}
-						conn.Close()
-					}
-				}()
+				testserver.Serve(t, l, func(net.Conn) {})
 				// The link may take a moment to carry.
-				for deadline := time.Now().Add(10 * time.Second); probe(t, peer, c.addr) != "open"; {
+				for deadline := time.Now().Add(10 * time.Second); netnstest.Reach(t, peer, c.addr) != "open"; {
 					if time.Now().After(deadline) {
 						t.Fatalf("before any firewall, %s does not answer", c.addr)
 					}
 				}
 
-				release := ownTable(t, ns, c.broken)
+				release := netnstest.OwnTable(t, ns, c.broken+" filter")
 				err = (IPTables{}).Apply(rs)
 				if err == nil || !strings.Contains(err.Error(), c.failed+":") || strings.Contains(err.Error(), c.working+":") {
 					t.Errorf("Apply with %s refused: err = %v, want an error of %s alone", c.failed, err, c.failed)
@@ -452,7 +375,7 @@ func TestIPTablesFamilyFailsAlone(t *testing.T) {
 					!strings.Contains(got, "-A GATEHOUSE-INPUT -j DROP\n") {
 					t.Errorf("%s not hooked and filled while %s was refused:\n%s", c.working, c.failed, got)
 				}
-				if got := probe(t, peer, c.addr); got != "blocked" {
+				if got := netnstest.Reach(t, peer, c.addr); got != "blocked" {
 					t.Errorf("%s: %s with %s refused, want blocked", c.addr, got, c.failed)
 				}
 
@@ -481,7 +404,7 @@ func TestIPTablesSkipsFamilyNotInKernel(t *testing.T) {
 	defer func() { haveFamily = have }()
 	rs := exampleRuleset(t)
 	inNetns(t, func(ns string) {
-		ownTable(t, ns, "ip6") // would refuse, were it asked
+		netnstest.OwnTable(t, ns, "ip6 filter") // would refuse, were it asked
 		if err := (IPTables{}).Apply(rs); err != nil {
 			t.Errorf("Apply: %v", err)
 		}

@@ -3,14 +3,12 @@ package linuxfw
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"testing"
@@ -19,10 +17,9 @@ import (
 	"gatehouse/config"
 	"gatehouse/dnsclient"
 	"gatehouse/paths"
+	"gatehouse/test/golden"
 	"gatehouse/test/netnstest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // fakeDNS answers with a TTL of ttl; a name it lacks does not exist.
 type fakeDNS struct {
@@ -99,7 +96,7 @@ func TestGoldenNftDefaultDeny(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkNftGolden(t, ns, "default-deny.nft")
-		if *update {
+		if golden.Updating() {
 			return
 		}
 		if err := (NFT{}).Apply(exampleRuleset(t)); err != nil {
@@ -119,19 +116,7 @@ func checkNftGolden(t *testing.T, ns, name string) {
 	}
 	// Counters change with traffic; the golden file has them at zero.
 	out = regexp.MustCompile(`counter packets \d+ bytes \d+`).ReplaceAll(out, []byte("counter packets 0 bytes 0"))
-	golden := filepath.Join("testdata", name)
-	if *update {
-		os.MkdirAll("testdata", 0o755)
-		os.WriteFile(golden, out, 0o644)
-		return
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(out, want) {
-		t.Errorf("nft list table differs from %s:\n%s", golden, out)
-	}
+	golden.Check(t, name, string(out))
 }
 
 func TestOtherTablesUntouched(t *testing.T) {

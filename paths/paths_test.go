@@ -2,15 +2,11 @@ package paths
 
 import (
 	"bytes"
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"gatehouse/config"
+	"gatehouse/test/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // The table for the documented example, in every format, against golden
 // files reviewed in diffs (go test ./paths -update rewrites them).
@@ -25,18 +21,7 @@ func TestGoldenTables(t *testing.T) {
 		if err := Write(&b, table, f); err != nil {
 			t.Fatal(err)
 		}
-		golden := filepath.Join("testdata", "example."+f)
-		if *update {
-			os.WriteFile(golden, b.Bytes(), 0o644)
-			continue
-		}
-		want, err := os.ReadFile(golden)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(b.Bytes(), want) {
-			t.Errorf("%s differs from %s:\n%s", f, golden, b.String())
-		}
+		golden.Check(t, "example."+f, b.String())
 	}
 }
 

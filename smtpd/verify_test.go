@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"gatehouse/test/testserver"
 )
 
 // fakeNextHop is an internal mail server that knows only the local parts
@@ -24,59 +26,45 @@ func startNextHop(t *testing.T, users ...string) (string, *fakeNextHop) {
 // senders" does.
 func startNextHopWith(t *testing.T, refuseNull bool, users ...string) (string, *fakeNextHop) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
 	f := &fakeNextHop{asked: map[string]int{}}
 	known := map[string]bool{}
 	for _, u := range users {
 		known[u] = true
 	}
-	go func() {
+	hop := testserver.Local(t, func(c net.Conn) {
+		r := bufio.NewReader(c)
+		fmt.Fprint(c, "220 internal.test ESMTP\r\n")
 		for {
-			c, err := l.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				fmt.Fprint(c, "220 internal.test ESMTP\r\n")
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					cmd := strings.ToUpper(strings.TrimSpace(line))
-					switch {
-					case strings.HasPrefix(cmd, "EHLO"):
-						fmt.Fprint(c, "250-internal.test\r\n250 PIPELINING\r\n")
-					case strings.HasPrefix(cmd, "RCPT TO:"):
-						addr := strings.Trim(strings.TrimSpace(line[len("RCPT TO:"):]), "<>")
-						local, _, _ := strings.Cut(addr, "@")
-						f.mu.Lock()
-						f.asked[addr]++
-						f.mu.Unlock()
-						if known[local] {
-							fmt.Fprint(c, "250 2.1.5 Ok\r\n")
-						} else {
-							fmt.Fprint(c, "550 5.1.1 <"+addr+">: Recipient address rejected: User unknown in virtual mailbox table\r\n")
-						}
-					case refuseNull && strings.HasPrefix(cmd, "MAIL FROM:<>"):
-						fmt.Fprint(c, "550 5.7.1 Blank senders are not accepted\r\n")
-					case cmd == "QUIT":
-						fmt.Fprint(c, "221 Bye\r\n")
-						return
-					default: // MAIL, RSET
-						fmt.Fprint(c, "250 Ok\r\n")
-					}
+			cmd := strings.ToUpper(strings.TrimSpace(line))
+			switch {
+			case strings.HasPrefix(cmd, "EHLO"):
+				fmt.Fprint(c, "250-internal.test\r\n250 PIPELINING\r\n")
+			case strings.HasPrefix(cmd, "RCPT TO:"):
+				addr := strings.Trim(strings.TrimSpace(line[len("RCPT TO:"):]), "<>")
+				local, _, _ := strings.Cut(addr, "@")
+				f.mu.Lock()
+				f.asked[addr]++
+				f.mu.Unlock()
+				if known[local] {
+					fmt.Fprint(c, "250 2.1.5 Ok\r\n")
+				} else {
+					fmt.Fprint(c, "550 5.1.1 <"+addr+">: Recipient address rejected: User unknown in virtual mailbox table\r\n")
 				}
-			}()
+			case refuseNull && strings.HasPrefix(cmd, "MAIL FROM:<>"):
+				fmt.Fprint(c, "550 5.7.1 Blank senders are not accepted\r\n")
+			case cmd == "QUIT":
+				fmt.Fprint(c, "221 Bye\r\n")
+				return
+			default: // MAIL, RSET
+				fmt.Fprint(c, "250 Ok\r\n")
+			}
 		}
-	}()
-	return l.Addr().String(), f
+	})
+	return hop, f
 }
 
 // With verify_recipients, a recipient the internal server does not know is

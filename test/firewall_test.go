@@ -4,7 +4,6 @@ package test
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,6 +19,8 @@ import (
 
 	"gatehouse/control"
 	"gatehouse/status"
+	"gatehouse/test/netnstest"
+	"gatehouse/test/testserver"
 )
 
 // listen opens TCP echo listeners on the appliance for the test's probes.
@@ -33,37 +34,8 @@ func listen(t *testing.T, ns string, ports ...int) {
 				t.Fatal(err)
 			}
 		})
-		t.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go func() { io.Copy(c, c); c.Close() }()
-			}
-		}()
+		testserver.Serve(t, l, func(c net.Conn) { io.Copy(c, c) })
 	}
-}
-
-// reach says how a TCP connection from ns to addr fares: "open",
-// "blocked" (no answer: dropped) or "refused".
-func reach(t *testing.T, ns, addr string) string {
-	result := ""
-	inNS(t, ns, func() {
-		c, err := net.DialTimeout("tcp", addr, 700*time.Millisecond)
-		var ne net.Error
-		switch {
-		case err == nil:
-			c.Close()
-			result = "open"
-		case errors.As(err, &ne) && ne.Timeout():
-			result = "blocked"
-		default:
-			result = "refused"
-		}
-	})
-	return result
 }
 
 // addAdmin adds an "admin" namespace, 10.78.0.1, wired to the appliance's
@@ -127,7 +99,7 @@ firewall:
 	})
 	// Addresses may still be on their way: wait until the public path answers.
 	deadline := time.Now().Add(10 * time.Second)
-	for reach(t, w.router, "10.77.0.2:10046") != "open" && time.Now().Before(deadline) {
+	for netnstest.Reach(t, w.router, "10.77.0.2:10046") != "open" && time.Now().Before(deadline) {
 	}
 
 	for _, c := range []struct{ from, to, want string }{
@@ -145,7 +117,7 @@ firewall:
 		{w.router, "10.77.0.2:25", "open"},       // SMTP, derived from the relay: anyone
 		{w.router, "10.77.0.2:587", "blocked"},   // submission is off: no opening
 	} {
-		if got := reach(t, c.from, c.to); got != c.want {
+		if got := netnstest.Reach(t, c.from, c.to); got != c.want {
 			t.Errorf("%s -> %s: %s, want %s", c.from, c.to, got, c.want)
 		}
 	}
@@ -185,7 +157,7 @@ firewall:
 		f, _ := detailOf[status.Firewall](t, st, "firewall")
 		return f.Applies >= 2
 	})
-	if got := reach(t, admin, "10.78.0.2:8443"); got != "blocked" {
+	if got := netnstest.Reach(t, admin, "10.78.0.2:8443"); got != "blocked" {
 		t.Errorf("closed admin path: %s, want blocked", got)
 	}
 	conn.SetDeadline(time.Now().Add(3 * time.Second))
@@ -217,7 +189,7 @@ func firewallReplaceIsAtomic(t *testing.T, backend string) {
 	extra := base + "    - {function: Other, direction: in, proto: tcp, ports: [9999]}\n"
 	w.gatehouse(t, base, "--firewall")
 	deadline := time.Now().Add(10 * time.Second)
-	for reach(t, w.router, "10.77.0.2:10046") != "open" && time.Now().Before(deadline) {
+	for netnstest.Reach(t, w.router, "10.77.0.2:10046") != "open" && time.Now().Before(deadline) {
 	}
 	var conn net.Conn
 	inNS(t, w.router, func() {
@@ -238,7 +210,7 @@ func firewallReplaceIsAtomic(t *testing.T, backend string) {
 				return
 			default:
 			}
-			if r := reach(t, w.router, "10.77.0.2:2222"); r != "blocked" {
+			if r := netnstest.Reach(t, w.router, "10.77.0.2:2222"); r != "blocked" {
 				leaks <- r
 			}
 		}
@@ -306,7 +278,7 @@ firewall:
 `
 	w.gatehouse(t, good, "--firewall")
 	deadline := time.Now().Add(10 * time.Second)
-	for reach(t, admin, "10.78.0.2:8443") != "open" && time.Now().Before(deadline) {
+	for netnstest.Reach(t, admin, "10.78.0.2:8443") != "open" && time.Now().Before(deadline) {
 	}
 	// Bad input changes nothing: a peer name that does not resolve (the
 	// appliance's DNS, dnsmasq, says NXDOMAIN), and two paths that allow
@@ -337,7 +309,7 @@ firewall:
 	if out, err := nsExec(w.appl, gatehouseBinary(t), "config", "validate", "--no-resolve", file); err == nil || !strings.Contains(out, "overlaps firewall.paths[0]") {
 		t.Errorf("validate of overlapping paths: %v\n%s", err, out)
 	}
-	if got := reach(t, admin, "10.78.0.2:8443"); got != "open" {
+	if got := netnstest.Reach(t, admin, "10.78.0.2:8443"); got != "open" {
 		t.Errorf("after refused applies, the admin port is %s", got)
 	}
 
@@ -348,8 +320,8 @@ firewall:
 	if out, err := gatehouseCmd(t, w, "config", "apply", lockout, "--confirm-within", "3s"); err != nil {
 		t.Fatalf("apply: %v %s", err, out)
 	}
-	w.waitFor(t, "lockout applied", 10*time.Second, func(*control.Status) bool { return reach(t, admin, "10.78.0.2:8443") == "blocked" })
-	w.waitFor(t, "rolled back", 20*time.Second, func(*control.Status) bool { return reach(t, admin, "10.78.0.2:8443") == "open" })
+	w.waitFor(t, "lockout applied", 10*time.Second, func(*control.Status) bool { return netnstest.Reach(t, admin, "10.78.0.2:8443") == "blocked" })
+	w.waitFor(t, "rolled back", 20*time.Second, func(*control.Status) bool { return netnstest.Reach(t, admin, "10.78.0.2:8443") == "open" })
 	if !w.logShows("applied config rolled back") {
 		t.Error("the rollback is not in the log")
 	}
@@ -362,7 +334,7 @@ firewall:
 		t.Fatalf("confirm: %v %s", err, out)
 	}
 	time.Sleep(3 * time.Second)
-	if got := reach(t, admin, "10.78.0.2:8443"); got != "blocked" {
+	if got := netnstest.Reach(t, admin, "10.78.0.2:8443"); got != "blocked" {
 		t.Errorf("confirmed config did not stay: admin port %s", got)
 	}
 }
@@ -390,7 +362,7 @@ firewall:
 		f, ok := detailOf[status.Firewall](t, st, "firewall")
 		return ok && f.LastError == "" && slices.ContainsFunc(f.In, func(r string) bool { return strings.Contains(r, "10.78.0.99") })
 	})
-	if got := reach(t, admin, "10.78.0.2:8443"); got != "blocked" {
+	if got := netnstest.Reach(t, admin, "10.78.0.2:8443"); got != "blocked" {
 		t.Fatalf("admin.example.test is 10.78.0.99, yet 10.78.0.1 is %s", got)
 	}
 	st, _ := w.status(t)
@@ -401,42 +373,7 @@ firewall:
 	dnsmasq.Process.Signal(syscall.SIGTERM)
 	dnsmasq.Wait()
 	w.dnsmasq(t, "--local-ttl=2", "--address=/admin.example.test/10.78.0.1")
-	w.waitFor(t, "the firewall follows the name", 30*time.Second, func(*control.Status) bool { return reach(t, admin, "10.78.0.2:8443") == "open" })
-}
-
-// ownTable makes an nftables table in namespace ns ("ip6 filter", "inet
-// gatehouse") the property of another process, a long-lived nft: the
-// kernel then refuses every change to it from anyone else, the firewall
-// included. release lets the table go with its owner.
-func ownTable(t *testing.T, ns, table string) (release func()) {
-	t.Helper()
-	owner := exec.Command("ip", "netns", "exec", ns, "nft", "-i")
-	stdin, err := owner.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := owner.Start(); err != nil {
-		t.Fatal(err)
-	}
-	released := false
-	release = func() {
-		if !released {
-			released = true
-			stdin.Close()
-			owner.Wait()
-		}
-	}
-	t.Cleanup(release)
-	fmt.Fprintf(stdin, "add table %s { flags owner; }\n", table)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		out, _ := nsExec(ns, "nft", "list", "tables")
-		if strings.Contains(out, "table "+table+"\n") {
-			return release
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nft did not take table %s: %s", table, out)
-		}
-	}
+	w.waitFor(t, "the firewall follows the name", 30*time.Second, func(*control.Status) bool { return netnstest.Reach(t, admin, "10.78.0.2:8443") == "open" })
 }
 
 func phaseOf(st *control.Status, service string) string {
@@ -472,7 +409,7 @@ func firewallNotReadyKeepsListenersClosed(t *testing.T, backend, refused string)
 	ipIn(t, w.appl, "addr", "add", "10.77.0.2/24", "dev", "a0")
 	ipIn(t, w.appl, "link", "set", "a0", "up")
 	listen(t, w.appl, 2222) // something of the host's, on a port no path opens
-	release := ownTable(t, w.appl, refused)
+	release := netnstest.OwnTable(t, w.appl, refused)
 	w.startGatehouse(t, `
 interfaces:
   - {name: a0, addresses: [10.77.0.2/24]}
@@ -492,12 +429,12 @@ firewall:
 		return strings.Count(w.log("gatehouse.log"), "firewall not applied") >= 2
 	})
 	for _, port := range []string{"22", "25"} {
-		if got := reach(t, w.router, "10.77.0.2:"+port); got == "open" {
+		if got := netnstest.Reach(t, w.router, "10.77.0.2:"+port); got == "open" {
 			t.Errorf("port %s open while the firewall is not ready", port)
 		}
 	}
 	if backend == "iptables" {
-		if got := reach(t, w.router, "10.77.0.2:2222"); got != "blocked" {
+		if got := netnstest.Reach(t, w.router, "10.77.0.2:2222"); got != "blocked" {
 			t.Errorf("IPv4 with IPv6 refused: port 2222 %s, want blocked", got)
 		}
 		if save, _ := nsExec(w.appl, "iptables-save"); !strings.Contains(save, "-A INPUT -j GATEHOUSE-INPUT\n") ||
@@ -527,7 +464,7 @@ firewall:
 		t.Errorf("last error after the retry: %s", f.LastError)
 	}
 	for port, want := range map[string]string{"22": "open", "25": "open", "2222": "blocked"} {
-		if got := reach(t, w.router, "10.77.0.2:"+port); got != want {
+		if got := netnstest.Reach(t, w.router, "10.77.0.2:"+port); got != want {
 			t.Errorf("with the full ruleset, port %s %s, want %s", port, got, want)
 		}
 	}

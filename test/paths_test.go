@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"gatehouse/test/testserver"
 )
 
 // paths check against real peers: every outbound path is tested with its
@@ -27,17 +29,7 @@ func TestPathsCheckNamesTheBlockedPath(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprint(c, "220 mx.example.test ESMTP\r\n")
-			c.Close()
-		}
-	}()
+	testserver.Serve(t, l, func(c net.Conn) { fmt.Fprint(c, "220 mx.example.test ESMTP\r\n") })
 	ipIn(t, w.appl, "addr", "add", "10.77.0.2/24", "dev", "a0")
 	ipIn(t, w.appl, "link", "set", "a0", "up")
 	cfg := w.config(t, `

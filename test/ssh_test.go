@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"gatehouse/control"
+	"gatehouse/test/netnstest"
 )
 
 // The SSH shell with a real OpenSSH client: a key from an allowed source
@@ -101,7 +102,7 @@ firewall:
 	} else if out, err := nsExec(w.appl, "cat", "/proc/net/xt_recent/GATEHOUSE-SSH-BAN"); err != nil || !strings.Contains(out, "src=10.78.0.1 ") {
 		t.Errorf("ban list: %v\n%s", err, out)
 	}
-	if got := reach(t, admin, "10.78.0.2:22"); got != "blocked" {
+	if got := netnstest.Reach(t, admin, "10.78.0.2:22"); got != "blocked" {
 		t.Errorf("banned source's connection: %s, want blocked (dropped by the firewall)", got)
 	}
 	time.Sleep(5 * time.Second) // the ban lapses, in the kernel and in the shell
@@ -200,7 +201,7 @@ func waitSSH(t *testing.T, w *netWorld, admin string) {
 		}
 		return false
 	})
-	for deadline := time.Now().Add(10 * time.Second); reach(t, admin, "10.78.0.2:22") != "open"; time.Sleep(300 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); netnstest.Reach(t, admin, "10.78.0.2:22") != "open"; time.Sleep(300 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the SSH port does not answer the admin host")
 		}

@@ -1,41 +1,18 @@
 package main
 
 import (
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"gatehouse/test/fakeinstance"
+	"gatehouse/test/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // timestamps in JSON output change from run to run.
 var timestamps = regexp.MustCompile(`"\d{4}-\d\d-\d\dT[0-9:.]+Z"`)
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	file := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test -update rewrites it):\n--- got ---\n%s\n--- want ---\n%s", file, got, want)
-	}
-}
 
 // What the CLI prints for each command that talks to a running instance,
 // text and JSON, answers and refusals: the contract scripts rely on.
@@ -109,6 +86,6 @@ func TestCLIOutputGolden(t *testing.T) {
 			}
 			b.WriteString("\n")
 		}
-		golden(t, tc.file, b.String())
+		golden.Check(t, tc.file, b.String())
 	}
 }

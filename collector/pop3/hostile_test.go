@@ -13,23 +13,14 @@ import (
 	"time"
 
 	"gatehouse/test/hostile"
+	"gatehouse/test/testserver"
 )
 
 // hostileServer listens on 127.0.0.1 and answers each command with what
 // answer writes (a scripted reply, an endless stream, or nothing).
 func hostileServer(t *testing.T, greeting string, answer func(cmd string, w net.Conn) bool) *Client {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr := testserver.Local(t, func(c net.Conn) {
 		io.WriteString(c, greeting)
 		r := bufio.NewReader(c)
 		for {
@@ -41,8 +32,8 @@ func hostileServer(t *testing.T, greeting string, answer func(cmd string, w net.
 				return
 			}
 		}
-	}()
-	conn, err := net.Dial("tcp", l.Addr().String())
+	})
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,21 +43,6 @@ func hostileServer(t *testing.T, greeting string, answer func(cmd string, w net.
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// endless writes prefix, then chunks from next until total octets are out
-// or the client went away.
-func endless(w io.Writer, prefix string, total int64, next func() []byte, sent *atomic.Int64) {
-	n, _ := io.WriteString(w, prefix)
-	sent.Add(int64(n))
-	for written := int64(0); written < total; {
-		n, err := w.Write(next())
-		written += int64(n)
-		sent.Add(int64(n))
-		if err != nil {
-			return
-		}
-	}
 }
 
 // A LIST that never ends is refused after the messages STAT announced,
@@ -80,7 +56,7 @@ func TestEndlessList(t *testing.T) {
 		case "LIST":
 			var b bytes.Buffer
 			n := 0
-			endless(w, "+OK\r\n", hostile.Stream, func() []byte {
+			hostile.Send(w, "+OK\r\n", func() []byte {
 				b.Reset()
 				for range 1000 {
 					n++
@@ -121,7 +97,7 @@ func TestEndlessCapa(t *testing.T) {
 	var sent atomic.Int64
 	line := []byte(strings.Repeat("X-CAP\r\n", 1000))
 	c := hostileServer(t, "+OK\r\n", func(cmd string, w net.Conn) bool {
-		endless(w, "+OK\r\n", hostile.Stream, func() []byte { return line }, &sent)
+		hostile.Send(w, "+OK\r\n", func() []byte { return line }, &sent)
 		return false
 	})
 	var err error
@@ -143,7 +119,7 @@ func TestEndlessStatusLine(t *testing.T) {
 	var sent atomic.Int64
 	chunk := []byte(strings.Repeat("a", 64<<10))
 	c := hostileServer(t, "+OK\r\n", func(cmd string, w net.Conn) bool {
-		endless(w, "+OK ", hostile.Stream, func() []byte { return chunk }, &sent)
+		hostile.Send(w, "+OK ", func() []byte { return chunk }, &sent)
 		return false
 	})
 	var err error
@@ -162,7 +138,7 @@ func TestEndlessRetr(t *testing.T) {
 	var sent atomic.Int64
 	chunk := []byte(strings.Repeat(strings.Repeat("m", 998)+"\r\n", 64))
 	c := hostileServer(t, "+OK\r\n", func(cmd string, w net.Conn) bool {
-		endless(w, "+OK\r\n", hostile.Stream, func() []byte { return chunk }, &sent)
+		hostile.Send(w, "+OK\r\n", func() []byte { return chunk }, &sent)
 		return false
 	})
 	const limit = 1 << 20

@@ -1,9 +1,13 @@
 // Package bench is what the benchmark programs (relaybench, fetchbench)
-// share: medians of repetitions, a process's CPU time, the repository
-// root, and the number formats of their name=value lines.
+// share: running until Ctrl-C, the binary and tools they need, the
+// work directory, the baseline script run beside Gatehouse, smtp-sink's
+// count, the relay's log problems, medians of repetitions, a process's
+// CPU time, the repository root, and the number formats of their
+// name=value lines.
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,12 +15,174 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
+
+// Main runs run with a context that Ctrl-C and SIGTERM cancel (run
+// returns and its deferred cleanups stop everything it started), and
+// exits 1 if run fails, naming the program.
+func Main(name string, run func(context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
+}
+
+// Binary is the absolute path of the gatehouse binary at path, which must
+// exist.
+func Binary(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return "", fmt.Errorf("%w (make build/gatehouse)", err)
+	}
+	return abs, nil
+}
+
+// Tools checks that the programs are on PATH; hint says how to get them.
+func Tools(hint string, names ...string) error {
+	for _, t := range names {
+		if _, err := exec.LookPath(t); err != nil {
+			return fmt.Errorf("%s: %w (%s)", t, err, hint)
+		}
+	}
+	return nil
+}
+
+// FromRoot is path, or path below the repository root when it is relative.
+func FromRoot(path string) (string, error) {
+	if filepath.IsAbs(path) {
+		return path, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, path), nil
+}
+
+// WorkDir makes a temporary directory for a run's configs and logs.
+// remove deletes it, or with keep says on standard error where it is.
+func WorkDir(name string, keep bool) (dir string, remove func(), err error) {
+	dir, err = os.MkdirTemp("", name)
+	if err != nil {
+		return "", nil, err
+	}
+	if keep {
+		return dir, func() { fmt.Fprintln(os.Stderr, name+": work directory kept:", dir) }, nil
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
+
+// Baseline runs the baseline script's run mode with env added to this
+// process's and passes its output through, except the name=value lines
+// headline takes (returns true for): the caller prints those last. It
+// prints <name>_baseline=ok or =failed.
+func Baseline(ctx context.Context, name, script string, env []string, headline func(key, value string) bool) error {
+	cmd := exec.CommandContext(ctx, "bash", script, "run")
+	// The scripts trap TERM and stop what they started.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 60 * time.Second
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	pr, pw := io.Pipe()
+	cmd.Stdout = pw
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			l := sc.Text()
+			k, v, _ := strings.Cut(l, "=")
+			if !headline(k, v) {
+				fmt.Println(l)
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	err := cmd.Run()
+	pw.Close()
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		fmt.Printf("%s_baseline=failed\n", name)
+		return fmt.Errorf("%s: %w", script, err)
+	}
+	fmt.Printf("%s_baseline=ok\n", name)
+	return nil
+}
+
+// Output is cmd's standard output; an error carries its standard error.
+func Output(cmd *exec.Cmd) ([]byte, error) {
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		err = fmt.Errorf("%v: %s", err, ee.Stderr)
+	}
+	return out, err
+}
+
+// SinkCount is the mesg=N of the last complete "sess=N quit=N mesg=N"
+// counter line smtp-sink -c printed to the file at path (it rewrites one
+// line with \r).
+func SinkCount(path string) int {
+	b := []byte(ReadTail(path, 256))
+	i := bytes.LastIndexAny(b, "\r\n")
+	if i < 0 {
+		return 0
+	}
+	b = b[:i]
+	if j := bytes.LastIndexAny(b, "\r\n"); j >= 0 {
+		b = b[j+1:]
+	}
+	for f := range strings.FieldsSeq(string(b)) {
+		if v, ok := strings.CutPrefix(f, "mesg="); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
+}
+
+// LogProblems counts the relay's log lines at path that are neither INFO
+// nor DEBUG (warnings, errors, deferrals, panics) and shows the first few
+// on standard error, naming the program.
+func LogProblems(name, path string) int {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "level=INFO ") || strings.HasPrefix(l, "level=DEBUG ") {
+			continue
+		}
+		if n++; n <= 5 {
+			fmt.Fprintln(os.Stderr, name+": gatehouse log:", l)
+		}
+	}
+	return n
+}
 
 // ClkTck is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100 on
 // every Linux architecture Gatehouse runs on (getconf CLK_TCK needs cgo).

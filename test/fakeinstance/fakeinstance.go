@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"gatehouse/layout"
+	"gatehouse/test/testserver"
 )
 
 // Status is the fixed status, as PID 1 sends it. Times that the text output
@@ -181,37 +182,27 @@ func serve(t *testing.T, path string, seen chan<- string, answer func(map[string
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				line, err := bufio.NewReader(c).ReadString('\n')
-				if err != nil {
-					return
-				}
-				select {
-				case seen <- strings.TrimSpace(line):
-				default:
-				}
-				var req map[string]any
-				if err := json.Unmarshal([]byte(line), &req); err != nil {
-					fmt.Fprintf(c, `{"error": %q}`+"\n", err.Error())
-					return
-				}
-				// Compact, as the real sockets answer.
-				var v any
-				if err := json.Unmarshal([]byte(answer(req)), &v); err != nil {
-					panic(err)
-				}
-				json.NewEncoder(c).Encode(v)
-			}()
+	testserver.Serve(t, l, func(c net.Conn) {
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return
 		}
-	}()
+		select {
+		case seen <- strings.TrimSpace(line):
+		default:
+		}
+		var req map[string]any
+		if err := json.Unmarshal([]byte(line), &req); err != nil {
+			fmt.Fprintf(c, `{"error": %q}`+"\n", err.Error())
+			return
+		}
+		// Compact, as the real sockets answer.
+		var v any
+		if err := json.Unmarshal([]byte(answer(req)), &v); err != nil {
+			panic(err)
+		}
+		json.NewEncoder(c).Encode(v)
+	})
 }
 
 func errorJSON(msg string) string {

@@ -21,25 +21,21 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"os/exec"
-	"os/signal"
 	"os/user"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -81,29 +77,18 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 2*time.Minute, "longest collection; later, messages count as lost")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs)")
 	flag.Parse()
-	// Ctrl-C and SIGTERM cancel ctx: run returns and its deferred
-	// cleanups stop everything it started and delete the namespace.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fetchbench:", err)
-		os.Exit(1)
-	}
+	// Ctrl-C and SIGTERM end run, whose deferred cleanups also delete the
+	// namespace.
+	bench.Main("fetchbench", func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func run(ctx context.Context, o opts) error {
 	var err error
-	if o.bin, err = filepath.Abs(o.bin); err != nil {
+	if o.bin, err = bench.Binary(o.bin); err != nil {
 		return err
 	}
-	if _, err := os.Stat(o.bin); err != nil {
-		return fmt.Errorf("%w (make build/gatehouse)", err)
-	}
-	for _, t := range []string{"smtp-sink", "dovecot", "doveadm", "ip"} {
-		if _, err := exec.LookPath(t); err != nil {
-			return fmt.Errorf("%s: %w (make deps; the script installs dovecot)", t, err)
-		}
+	if err := bench.Tools("make deps; the script installs dovecot", "smtp-sink", "dovecot", "doveadm", "ip"); err != nil {
+		return err
 	}
 	if o.msgs < 1 || o.size < 1 || o.reps < 1 || o.fmReps < 1 {
 		return errors.New("-msgs, -size, -reps and -fetchmail-reps must be positive")
@@ -111,13 +96,9 @@ func run(ctx context.Context, o opts) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespace, Dovecot, smtp-sink -u postfix)")
 	}
-	script := o.script
-	if !filepath.IsAbs(script) {
-		root, err := bench.RepoRoot()
-		if err != nil {
-			return err
-		}
-		script = filepath.Join(root, script)
+	script, err := bench.FromRoot(o.script)
+	if err != nil {
+		return err
 	}
 	haveScript := true
 	if _, err := os.Stat(script); err != nil {
@@ -187,19 +168,15 @@ type world struct {
 // the relay's CPU seconds.
 func benchGatehouse(ctx context.Context, o opts, script string) (rates map[string]bench.Stat, cpu bench.Stat, err error) {
 	rates = map[string]bench.Stat{}
-	dir, err := os.MkdirTemp("", "fetchbench")
+	dir, remove, err := bench.WorkDir("fetchbench", o.keep)
 	if err != nil {
 		return rates, cpu, err
 	}
+	defer remove()
 	// Dovecot's mail and auth processes (nobody, dovecot) walk down to
 	// the Maildir and the passwd-file.
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return rates, cpu, err
-	}
-	if o.keep {
-		defer fmt.Fprintln(os.Stderr, "fetchbench: work directory kept:", dir)
-	} else {
-		defer os.RemoveAll(dir)
 	}
 	w := &world{dir: dir, work: filepath.Join(dir, "fm"), ns: fmt.Sprintf("fetchbench%d", os.Getpid())}
 	defer w.stop()
@@ -388,7 +365,7 @@ fetch:
 	if out, err := exec.Command(o.bin, "config", "validate", cfg).CombinedOutput(); err != nil {
 		return 0, 0, fmt.Errorf("config validate: %v: %s", err, out)
 	}
-	c0 := w.sinkCount()
+	c0 := bench.SinkCount(w.sinkOut)
 	if err := bench.Sleep(ctx, o.settle); err != nil {
 		return 0, 0, err
 	}
@@ -418,7 +395,7 @@ fetch:
 			gh.Process.Kill()
 			<-exited
 		}
-		if n := logProblems(logPath); n > 0 {
+		if n := bench.LogProblems("fetchbench", logPath); n > 0 {
 			fmt.Printf("gatehouse_fetch_log_problems=%d\n", n)
 		}
 	}()
@@ -430,13 +407,13 @@ fetch:
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if w.sinkCount()-c0 >= o.msgs && w.mailboxEmpty() {
+		if bench.SinkCount(w.sinkOut)-c0 >= o.msgs && w.mailboxEmpty() {
 			secs = time.Since(t0).Seconds()
 			break
 		}
 		if time.Now().After(deadline) {
 			return 0, 0, fmt.Errorf("after %s the sink got %d of %d messages, %d left in the Maildir; relay log: %s",
-				o.timeout, w.sinkCount()-c0, o.msgs, w.mailboxCount(), bench.ReadTail(logPath, 1500))
+				o.timeout, bench.SinkCount(w.sinkOut)-c0, o.msgs, w.mailboxCount(), bench.ReadTail(logPath, 1500))
 		}
 		select {
 		case <-tick.C:
@@ -451,7 +428,7 @@ fetch:
 	if err := bench.Sleep(ctx, 300*time.Millisecond); err != nil {
 		return 0, 0, err
 	}
-	if c := w.sinkCount() - c0; c != o.msgs {
+	if c := bench.SinkCount(w.sinkOut) - c0; c != o.msgs {
 		return 0, 0, fmt.Errorf("the sink got %d messages for %d in the mailbox (duplicates)", c, o.msgs)
 	}
 	if err := fetchStatus(o.bin, run); err != nil {
@@ -557,36 +534,11 @@ func (w *world) mailboxEmpty() bool {
 	return true
 }
 
-// sinkCount is the mesg=N of the last complete "sess=N quit=N mesg=N"
-// counter line smtp-sink -c printed (it rewrites one line with \r).
-func (w *world) sinkCount() int {
-	b := []byte(bench.ReadTail(w.sinkOut, 256))
-	i := bytes.LastIndexAny(b, "\r\n")
-	if i < 0 {
-		return 0
-	}
-	b = b[:i]
-	if j := bytes.LastIndexAny(b, "\r\n"); j >= 0 {
-		b = b[j+1:]
-	}
-	for f := range strings.FieldsSeq(string(b)) {
-		if v, ok := strings.CutPrefix(f, "mesg="); ok {
-			n, _ := strconv.Atoi(v)
-			return n
-		}
-	}
-	return 0
-}
-
 // fetchStatus fails if the collector reports an error for an account.
 func fetchStatus(bin, run string) error {
-	out, err := exec.Command(bin, "fetch", "status", "--format", "json",
-		"--socket", filepath.Join(run, "control.sock")).Output()
+	out, err := bench.Output(exec.Command(bin, "fetch", "status", "--format", "json",
+		"--socket", filepath.Join(run, "control.sock")))
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			err = fmt.Errorf("%v: %s", err, ee.Stderr)
-		}
 		return fmt.Errorf("fetch status: %w", err)
 	}
 	var st []struct {
@@ -612,29 +564,6 @@ func fetchStatus(bin, run string) error {
 	return nil
 }
 
-// logProblems counts the relay's log lines that are neither INFO nor
-// DEBUG (warnings, errors, panics) and shows the first few.
-func logProblems(path string) int {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	n := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if strings.HasPrefix(l, "level=INFO ") || strings.HasPrefix(l, "level=DEBUG ") {
-			continue
-		}
-		if n++; n <= 5 {
-			fmt.Fprintln(os.Stderr, "fetchbench: gatehouse log:", l)
-		}
-	}
-	return n
-}
-
 // ---------------------------------------------------------------- fetchmail
 
 // benchFetchmail runs the baseline script with QUICKACK=1 and the same
@@ -650,48 +579,21 @@ func benchFetchmail(ctx context.Context, o opts, script string, have bool) (pop3
 	// PROTO etc. are set; other knobs (ports, WORK, EXPUNGE...) pass
 	// through from the environment. Its namespace is its own, so its
 	// ports cannot collide with ours (and ours is gone by now anyway).
-	cmd := exec.CommandContext(ctx, "bash", script, "run")
-	// The script traps TERM, stops its Dovecot and sink, deletes its namespace.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 60 * time.Second
-	cmd.Env = append(os.Environ(), "PROTO=imaps pop3s", "QUICKACK=1", fmt.Sprintf("MSGS=%d", o.msgs),
-		fmt.Sprintf("SIZE=%d", o.size), fmt.Sprintf("REPS=%d", o.fmReps))
-	cmd.Stderr = os.Stderr
-	pr, pw := io.Pipe()
-	cmd.Stdout = pw
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			l := sc.Text()
-			k, v, _ := strings.Cut(l, "=")
-			// With QUICKACK=1 the script names them
-			// fetchmail_<proto>_quickack_msgs_per_s.
-			switch strings.Replace(k, "_quickack", "", 1) {
-			case "fetchmail_pop3s_msgs_per_s":
-				pop3s = bench.ParseFloat(v)
-			case "fetchmail_imaps_msgs_per_s":
-				imaps = bench.ParseFloat(v)
-			default:
-				fmt.Println(l)
-			}
+	err = bench.Baseline(ctx, "fetchmail", script, []string{"PROTO=imaps pop3s", "QUICKACK=1", fmt.Sprintf("MSGS=%d", o.msgs),
+		fmt.Sprintf("SIZE=%d", o.size), fmt.Sprintf("REPS=%d", o.fmReps)}, func(k, v string) bool {
+		// With QUICKACK=1 the script names them
+		// fetchmail_<proto>_quickack_msgs_per_s.
+		switch strings.Replace(k, "_quickack", "", 1) {
+		case "fetchmail_pop3s_msgs_per_s":
+			pop3s = bench.ParseFloat(v)
+		case "fetchmail_imaps_msgs_per_s":
+			imaps = bench.ParseFloat(v)
+		default:
+			return false
 		}
-		io.Copy(io.Discard, pr)
-	}()
-	err = cmd.Run()
-	pw.Close()
-	wg.Wait()
-	if ctx.Err() != nil {
-		return pop3s, imaps, ctx.Err()
-	}
-	if err != nil {
-		fmt.Println("fetchmail_baseline=failed")
-		return pop3s, imaps, fmt.Errorf("%s: %w", script, err)
-	}
-	fmt.Println("fetchmail_baseline=ok")
-	return pop3s, imaps, nil
+		return true
+	})
+	return pop3s, imaps, err
 }
 
 // ---------------------------------------------------------------- helpers

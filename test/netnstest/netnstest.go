@@ -3,12 +3,16 @@
 package netnstest
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netns"
 )
@@ -70,4 +74,60 @@ func Enter(name string) (remove func(), err error) {
 		return nil, err
 	}
 	return remove, nil
+}
+
+// Reach says how a TCP connection from namespace ns to addr fares: "open",
+// "blocked" (no answer: dropped) or "refused".
+func Reach(t testing.TB, ns, addr string) string {
+	result := ""
+	In(t, ns, func() {
+		c, err := net.DialTimeout("tcp", addr, 700*time.Millisecond)
+		var ne net.Error
+		switch {
+		case err == nil:
+			c.Close()
+			result = "open"
+		case errors.As(err, &ne) && ne.Timeout():
+			result = "blocked"
+		default:
+			result = "refused"
+		}
+	})
+	return result
+}
+
+// OwnTable makes an nftables table in namespace ns ("ip filter", "inet
+// gatehouse") the property of another process, a long-lived nft: the
+// kernel then refuses every change to it from anyone else (EPERM), the
+// firewall included. release lets the table go with its owner; it runs
+// when the test ends at the latest.
+func OwnTable(t testing.TB, ns, table string) (release func()) {
+	t.Helper()
+	owner := exec.Command("ip", "netns", "exec", ns, "nft", "-i")
+	stdin, err := owner.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release = func() {
+		if !released {
+			released = true
+			stdin.Close()
+			owner.Wait()
+		}
+	}
+	t.Cleanup(release)
+	fmt.Fprintf(stdin, "add table %s { flags owner; }\n", table)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out, _ := exec.Command("ip", "netns", "exec", ns, "nft", "list", "tables").Output()
+		if strings.Contains(string(out), "table "+table+"\n") {
+			return release
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nft did not take table %s: %s", table, out)
+		}
+	}
 }

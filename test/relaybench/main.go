@@ -30,7 +30,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -79,29 +78,16 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 900*time.Second, "longest smtp-source run")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs)")
 	flag.Parse()
-	// Ctrl-C and SIGTERM cancel ctx: run returns and its deferred
-	// cleanups stop everything it started.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "relaybench:", err)
-		os.Exit(1)
-	}
+	bench.Main("relaybench", func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func run(ctx context.Context, o opts) error {
 	var err error
-	if o.bin, err = filepath.Abs(o.bin); err != nil {
+	if o.bin, err = bench.Binary(o.bin); err != nil {
 		return err
 	}
-	if _, err := os.Stat(o.bin); err != nil {
-		return fmt.Errorf("%w (make build/gatehouse)", err)
-	}
-	for _, t := range []string{"smtp-source", "smtp-sink"} {
-		if _, err := exec.LookPath(t); err != nil {
-			return fmt.Errorf("%s: %w (make deps installs postfix)", t, err)
-		}
+	if err := bench.Tools("make deps installs postfix", "smtp-source", "smtp-sink"); err != nil {
+		return err
 	}
 	if o.msgs < 1 || o.reps < 1 || o.sessions < 1 || o.size < 1 {
 		return errors.New("-msgs, -reps, -sessions and -size must be positive")
@@ -109,23 +95,15 @@ func run(ctx context.Context, o opts) error {
 	if err := raiseNofile(uint64(o.idleSessions) + 1024); err != nil {
 		return err
 	}
-	script := o.script
-	if !filepath.IsAbs(script) {
-		root, err := bench.RepoRoot()
-		if err != nil {
-			return err
-		}
-		script = filepath.Join(root, script)
-	}
-	dir, err := os.MkdirTemp("", "relaybench")
+	script, err := bench.FromRoot(o.script)
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		defer fmt.Fprintln(os.Stderr, "relaybench: work directory kept:", dir)
-	} else {
-		defer os.RemoveAll(dir)
+	dir, remove, err := bench.WorkDir("relaybench", o.keep)
+	if err != nil {
+		return err
 	}
+	defer remove()
 	t0 := time.Now()
 
 	// 1. Gatehouse under the baseline's load.
@@ -235,7 +213,7 @@ func benchGatehouse(ctx context.Context, o opts, dir, prefix string, n, size, wa
 			prefix, rr.cpuS, prefix, 100*rr.cpuS/rr.e2eS, prefix, rr.peakKiB, rr.busyS, b2i(idle))
 	}
 	r.accept, r.e2e, r.cpu, r.cpuPct = bench.Stats(accept), bench.Stats(e2e), bench.Stats(cpu), bench.Stats(pct)
-	r.logProblems = in.logProblems()
+	r.logProblems = bench.LogProblems("relaybench", in.log)
 	return r, nil
 }
 
@@ -350,7 +328,7 @@ func (in *instance) rep(ctx context.Context, o opts, n, size int) (repResult, er
 	}
 	// "5" resets VmHWM, so the peak is this repetition's.
 	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
-	c0 := in.sinkCount()
+	c0 := bench.SinkCount(in.sinkOut)
 	cpu0 := bench.ProcCPU(pid)
 	busy0, _ := sysTicks()
 	var srcOut bytes.Buffer
@@ -391,7 +369,7 @@ func (in *instance) rep(ctx context.Context, o opts, n, size int) (repResult, er
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if c := in.sinkCount(); c-c0 >= n {
+		if c := bench.SinkCount(in.sinkOut); c-c0 >= n {
 			q, err := in.queue()
 			if err != nil {
 				return r, err
@@ -402,7 +380,7 @@ func (in *instance) rep(ctx context.Context, o opts, n, size int) (repResult, er
 			}
 		}
 		if time.Now().After(deadline) {
-			c := in.sinkCount()
+			c := bench.SinkCount(in.sinkOut)
 			q, _ := in.queue()
 			return r, fmt.Errorf("sink got %d of %d messages, %d still queued after %s%s",
 				c-c0, n, len(q), o.drain, describeQueue(q))
@@ -423,31 +401,10 @@ func (in *instance) rep(ctx context.Context, o opts, n, size int) (repResult, er
 	if err := bench.Sleep(ctx, 200*time.Millisecond); err != nil {
 		return r, err
 	}
-	if c1 := in.sinkCount(); c1-c0 > n {
+	if c1 := bench.SinkCount(in.sinkOut); c1-c0 > n {
 		fmt.Fprintf(os.Stderr, "relaybench: the sink got %d messages for %d sent (duplicates)\n", c1-c0, n)
 	}
 	return r, nil
-}
-
-// sinkCount is the mesg=N of the last complete "sess=N quit=N mesg=N"
-// counter line smtp-sink -c printed (it rewrites one line with \r).
-func (in *instance) sinkCount() int {
-	b := []byte(bench.ReadTail(in.sinkOut, 256))
-	i := bytes.LastIndexAny(b, "\r\n")
-	if i < 0 {
-		return 0
-	}
-	b = b[:i]
-	if j := bytes.LastIndexAny(b, "\r\n"); j >= 0 {
-		b = b[j+1:]
-	}
-	for f := range strings.FieldsSeq(string(b)) {
-		if v, ok := strings.CutPrefix(f, "mesg="); ok {
-			n, _ := strconv.Atoi(v)
-			return n
-		}
-	}
-	return 0
 }
 
 type queued struct {
@@ -461,13 +418,9 @@ type queued struct {
 // queue is `gatehouse queue list --format json`: the relay's socket is
 // found next to the control socket path given.
 func (in *instance) queue() ([]queued, error) {
-	out, err := exec.Command(in.bin, "queue", "list", "--format", "json",
-		"--socket", filepath.Join(in.run, "control.sock")).Output()
+	out, err := bench.Output(exec.Command(in.bin, "queue", "list", "--format", "json",
+		"--socket", filepath.Join(in.run, "control.sock")))
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			err = fmt.Errorf("%v: %s", err, ee.Stderr)
-		}
 		return nil, fmt.Errorf("queue list: %w", err)
 	}
 	var q []queued
@@ -497,29 +450,6 @@ func describeQueue(q []queued) string {
 	return s
 }
 
-// logProblems counts the relay's log lines that are neither INFO nor
-// DEBUG (warnings, errors, deferrals, panics) and shows the first few.
-func (in *instance) logProblems() int {
-	f, err := os.Open(in.log)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	n := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if strings.HasPrefix(l, "level=INFO ") || strings.HasPrefix(l, "level=DEBUG ") {
-			continue
-		}
-		if n++; n <= 5 {
-			fmt.Fprintln(os.Stderr, "relaybench: gatehouse log:", l)
-		}
-	}
-	return n
-}
-
 // ---------------------------------------------------------------- Postfix
 
 // benchPostfix runs the baseline script with the same knobs and returns
@@ -534,46 +464,19 @@ func benchPostfix(ctx context.Context, o opts, script string) (accept, e2e float
 	}
 	// MSGS etc. are set; other knobs (PF_PORT, SINK_PORT, IDLE_WAIT...)
 	// pass through from the environment.
-	cmd := exec.CommandContext(ctx, "bash", script, "run")
-	// The script traps TERM and stops its Postfix instance and tools.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 60 * time.Second
-	cmd.Env = append(os.Environ(), fmt.Sprintf("MSGS=%d", o.msgs), fmt.Sprintf("SIZE=%d", o.size),
-		fmt.Sprintf("SESSIONS=%d", o.sessions), fmt.Sprintf("REPS=%d", o.reps), fmt.Sprintf("WARMUP=%d", o.warmup))
-	cmd.Stderr = os.Stderr
-	pr, pw := io.Pipe()
-	cmd.Stdout = pw
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			l := sc.Text()
-			k, v, _ := strings.Cut(l, "=")
-			switch k {
-			case "postfix_accept_msgs_per_s":
-				accept = bench.ParseFloat(v)
-			case "postfix_e2e_msgs_per_s":
-				e2e = bench.ParseFloat(v)
-			default:
-				fmt.Println(l)
-			}
+	err = bench.Baseline(ctx, "postfix", script, []string{fmt.Sprintf("MSGS=%d", o.msgs), fmt.Sprintf("SIZE=%d", o.size),
+		fmt.Sprintf("SESSIONS=%d", o.sessions), fmt.Sprintf("REPS=%d", o.reps), fmt.Sprintf("WARMUP=%d", o.warmup)}, func(k, v string) bool {
+		switch k {
+		case "postfix_accept_msgs_per_s":
+			accept = bench.ParseFloat(v)
+		case "postfix_e2e_msgs_per_s":
+			e2e = bench.ParseFloat(v)
+		default:
+			return false
 		}
-		io.Copy(io.Discard, pr)
-	}()
-	err = cmd.Run()
-	pw.Close()
-	wg.Wait()
-	if ctx.Err() != nil {
-		return accept, e2e, ctx.Err()
-	}
-	if err != nil {
-		fmt.Println("postfix_baseline=failed")
-		return accept, e2e, fmt.Errorf("%s: %w", script, err)
-	}
-	fmt.Println("postfix_baseline=ok")
-	return accept, e2e, nil
+		return true
+	})
+	return accept, e2e, err
 }
 
 // ---------------------------------------------------------------- sessions
