@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"gatehouse/test/testserver"
 	"io"
 	"log/slog"
 	"net"
@@ -82,12 +83,7 @@ func relay(t *testing.T, listener, section string) string {
 // returns the server's reply ("235 ..." on success).
 func login(t *testing.T, addr, from, user, pass string) string {
 	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
-	conn, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := smtp.NewClient(conn, "mx.example.test")
+	c, err := smtp.NewClient(testserver.DialFrom(t, from, addr), "mx.example.test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,17 +1,16 @@
 package sockrpc
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"gatehouse/test/testlog"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,34 +43,16 @@ func answer(r request) response {
 	return response{Echo: r.Verb + " " + r.Arg}
 }
 
-// logBuffer collects log lines from several goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // serve runs a server in a fresh directory (made by Listen) until the test
 // ends.
-func serve(t *testing.T) (sock string, logs *logBuffer) {
+func serve(t *testing.T) (sock string, logs *testlog.Buffer) {
 	t.Helper()
 	sock = filepath.Join(asuser.Dir(t), "sub", "test.sock")
 	l, err := Listen(sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs = &logBuffer{}
+	logs = &testlog.Buffer{}
 	s := NewServer(answer, slog.New(slog.NewTextHandler(logs, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

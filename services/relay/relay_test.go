@@ -11,6 +11,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"gatehouse/test/testlog"
+	"gatehouse/test/testserver"
 	"log/slog"
 	"math/big"
 	"net"
@@ -18,7 +20,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -40,24 +41,6 @@ type testRelay struct {
 	logged func() string
 }
 
-// logBuffer is a log that the test reads while the relay writes it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func startRelay(t *testing.T, listener, section string) testRelay {
 	t.Helper()
 	dir := t.TempDir()
@@ -76,7 +59,7 @@ func startRelay(t *testing.T, listener, section string) testRelay {
 		t.Fatal(err)
 	}
 	reload := make(chan struct{})
-	log := &logBuffer{}
+	log := &testlog.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	finished := make(chan struct{})
@@ -148,12 +131,7 @@ func queuedWith(t *testing.T, dir, s string) []string {
 // final reply.
 func send(t *testing.T, addr, from, rcpt, msg string) string {
 	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
-	conn, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := smtp.NewClient(conn, "mx.example.test")
+	c, err := smtp.NewClient(testserver.DialFrom(t, from, addr), "mx.example.test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"gatehouse/test/testlog"
 	"io"
 	"log/slog"
 	"net"
@@ -57,31 +58,13 @@ func (b *fakePID1) Apply(file string, d time.Duration) error {
 }
 func (b *fakePID1) Confirm() error { b.record("confirm"); return nil }
 
-// syncBuffer is a log the server and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // testShell is the SSH service on a loopback port, with a fake PID 1 and
 // a firewall that only records bans.
 type testShell struct {
 	s     *server
 	addr  string
 	pid1  *fakePID1
-	log   *syncBuffer
+	log   *testlog.Buffer
 	mu    sync.Mutex
 	fwBan []netip.Addr
 }
@@ -120,7 +103,7 @@ func startShell(t *testing.T, yaml string, tweaks ...func(*server)) *testShell {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testShell{pid1: &fakePID1{}, log: &syncBuffer{}}
+	ts := &testShell{pid1: &fakePID1{}, log: &testlog.Buffer{}}
 	ts.s = newServer(context.Background(), c, signer, Options{Log: slog.New(slog.NewTextHandler(ts.log, nil)), Control: "/nonexistent/control.sock"})
 	ts.s.backend = ts.pid1
 	ts.s.kernelBan = func(a netip.Addr, _ time.Duration) error {

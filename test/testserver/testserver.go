@@ -6,6 +6,7 @@ package testserver
 import (
 	"net"
 	"testing"
+	"time"
 )
 
 // Serve accepts connections on l until the test ends (then it closes l),
@@ -36,4 +37,16 @@ func Local(t testing.TB, handle func(net.Conn)) string {
 		t.Fatal(err)
 	}
 	return Serve(t, l, handle)
+}
+
+// DialFrom connects to addr over TCP from the local address from (a test
+// that plays several clients gives each its own loopback address).
+func DialFrom(t testing.TB, from, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
