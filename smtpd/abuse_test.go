@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"gatehouse/test/testserver"
 	"io"
 	"log/slog"
 	"net"
@@ -23,6 +22,7 @@ import (
 	"gatehouse/config"
 	"gatehouse/delivery"
 	"gatehouse/queue"
+	"gatehouse/test/testserver"
 	"gatehouse/tlscert"
 )
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"gatehouse/test/testlog"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"gatehouse/test/asuser"
+	"gatehouse/test/testlog"
 )
 
 func TestMain(m *testing.M) {

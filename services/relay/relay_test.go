@@ -11,8 +11,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"gatehouse/test/testlog"
-	"gatehouse/test/testserver"
 	"log/slog"
 	"math/big"
 	"net"
@@ -24,6 +22,8 @@ import (
 	"time"
 
 	"gatehouse/service"
+	"gatehouse/test/testlog"
+	"gatehouse/test/testserver"
 )
 
 // testRelay is a relay running in this process.

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"gatehouse/test/testlog"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +20,7 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/control"
+	"gatehouse/test/testlog"
 )
 
 // fakePID1 stands in for PID 1 behind the control socket: it records what
