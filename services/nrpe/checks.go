@@ -283,7 +283,7 @@ func (k *Checker) Run(ctx context.Context, cfg *config.Config, q Query) Result {
 		}
 		ms := []metric{m("depth", float64(r.Queue.Depth)), m("deferred", float64(r.Queue.Deferred)), m("oldest", math.Round(oldest))}
 		return judge(fmt.Sprintf("queue %d messages, %d deferred, %d held, oldest %s", r.Queue.Depth, r.Queue.Deferred, r.Queue.Held,
-			(time.Duration(oldest) * time.Second).String()), ms, OK)
+			(time.Duration(oldest)*time.Second).String()), ms, OK)
 	case "check_ntp":
 		n, ok, err := status.Detail[status.NTP](st.Services, "ntp")
 		if err != nil || !ok {
