@@ -145,7 +145,7 @@ func (m metric) state() int {
 
 func (m metric) perf() string {
 	v := strconv.FormatFloat(m.value, 'f', -1, 64)
-	if m.unit == "s" || m.name == "load1" || m.name == "load5" || m.name == "load15" {
+	if m.name == "offset" || m.name == "load1" || m.name == "load5" || m.name == "load15" {
 		v = strconv.FormatFloat(m.value, 'f', 3, 64)
 	}
 	return fmt.Sprintf("%s=%s%s;%s;%s;%s", m.name, v, m.unit, m.warn.String(), m.crit.String(), m.min)
