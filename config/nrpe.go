@@ -268,5 +268,13 @@ func (c *Config) checkNRPE(ck *checker) {
 	}
 }
 
+// Port is the port the server listens on (its listen address is
+// validated).
+func (n *NRPE) Port() int {
+	_, port, _ := net.SplitHostPort(n.Listen)
+	p, _ := strconv.Atoi(port)
+	return p
+}
+
 // NRPEEnabled reports whether the NRPE server runs.
 func (c *Config) NRPEEnabled() bool { return c.NRPE != nil }
