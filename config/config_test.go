@@ -73,6 +73,7 @@ func TestErrors(t *testing.T) {
 			[]string{
 				`f.yaml:3:8: nrpe.ssl: "maybe": give off, on or required`,
 				`f.yaml:4:23: nrpe.tls.client_certs: required client certificates need tls.client_ca`,
+				`f.yaml:4:23: nrpe.tls.client_certs: required client certificates need ssl: required`,
 				`f.yaml:6:19: nrpe.checks.check_queue.age: check_queue measures no age (it measures depth, deferred, oldest)`,
 				`f.yaml:7:5: nrpe.checks.check_foo: no such check (the built-in checks: check_load, check_disk, check_mem, check_services, check_queue, check_ntp, check_collector, check_firewall, check_paths)`,
 			}},

@@ -229,6 +229,10 @@ func (c *Config) checkNRPE(ck *checker) {
 		if n.TLS.ClientCA == "" {
 			ck.errf("nrpe.tls.client_certs", "required client certificates need tls.client_ca")
 		}
+		if n.SSL != "required" {
+			// Plain text would go around the certificate.
+			ck.errf("nrpe.tls.client_certs", "required client certificates need ssl: required")
+		}
 	default:
 		ck.errf("nrpe.tls.client_certs", "%q: give optional or required", n.TLS.ClientCerts)
 	}

@@ -10,7 +10,10 @@ type NRPE struct {
 	Certificate string `json:"certificate"` // the file served
 	// Answered counts the queries answered, by state (OK, WARNING,
 	// CRITICAL, UNKNOWN); the others count the connections turned away.
-	Answered    map[string]int64 `json:"answered"`
+	Answered map[string]int64 `json:"answered"`
+	// Protocols counts the queries answered by packet version and
+	// transport: v2+tls, v4+tls, v2+plain, v4+plain.
+	Protocols   map[string]int64 `json:"protocols"`
 	NotAllowed  int64            `json:"refused_not_allowed"`
 	OverLimit   int64            `json:"refused_over_limit"`
 	BadRequests int64            `json:"bad_requests"` // no valid packet, or a TLS handshake that failed

@@ -48,8 +48,30 @@ func Run(ctx context.Context, o Options) error {
 	defer fail(nil)
 	s := &Server{o: o, fail: fail, check: &Checker{Src: o.Sources, Version: o.Version},
 		names: dnsclient.NewNames(dnsclient.New(o.ResolvConf)), perSource: map[netip.Addr]int{},
-		answered: map[string]int64{}}
-	if err := service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload}, s); err != nil {
+		answered: map[string]int64{}, byProto: map[string]int64{}}
+	// The counters reach the status at most once a second, and only
+	// when they moved.
+	kick := make(chan struct{}, 1)
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var last int64
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if n := s.events.Load(); n != last {
+				last = n
+				select {
+				case kick <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	if err := service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload, Kick: kick}, s); err != nil {
 		return err
 	}
 	if err := context.Cause(ctx); ctx.Err() != nil && !errors.Is(err, context.Canceled) {
@@ -78,6 +100,9 @@ type Server struct {
 	st        status.NRPE
 
 	notAllowed, overLimit, badRequests atomic.Int64
+	events                             atomic.Int64 // connections handled: the status has news
+	byProto                            map[string]int64
+	nextLookup                         time.Time   // when a host name's answer runs out
 	closed                             atomic.Bool // the listener was closed on purpose
 }
 
@@ -105,6 +130,12 @@ func (s *Server) Reconcile(ctx context.Context, cfg *config.Config) (time.Durati
 		s.mu.Unlock()
 		return 0, nil
 	}
+	s.mu.Lock()
+	same := s.pol != nil && s.pol.cfg == cfg
+	s.mu.Unlock()
+	if same && (s.nextLookup.IsZero() || time.Now().Before(s.nextLookup)) {
+		return time.Minute, nil // a kick for the status: nothing to converge
+	}
 	if s.l != nil && cfg.NRPE.Listen != s.listen {
 		return 0, service.Restart(fmt.Errorf("nrpe: listen address changed from %s to %s", s.listen, cfg.NRPE.Listen))
 	}
@@ -131,6 +162,7 @@ func (s *Server) newPolicy(ctx context.Context, cfg *config.Config) (*policy, ti
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	addrs, until := s.names.Resolve(rctx, allowed.Names())
 	cancel()
+	s.nextLookup = until
 	for _, ns := range s.names.Status() {
 		if len(ns.Addrs) == 0 {
 			s.o.Log.Warn("nrpe: allowed host name has no address; it admits no one until it resolves", "host", ns.Name, "err", ns.Error)
@@ -253,10 +285,12 @@ func (s *Server) serve(ctx context.Context, c net.Conn) {
 	src := ap.Addr().Unmap()
 	pol, why := s.admit(src)
 	if pol == nil {
+		s.events.Add(1)
 		s.o.Log.Warn("nrpe connection refused", "source", src, "why", why)
 		return
 	}
 	defer s.release(src)
+	defer s.events.Add(1)
 	n := pol.cfg.NRPE
 	deadline := time.Now().Add(n.Timeout.Duration)
 	c.SetDeadline(deadline)
@@ -306,8 +340,15 @@ func (s *Server) serve(ctx context.Context, c net.Conn) {
 		res = s.check.Run(cctx, pol.cfg, q)
 		cancel()
 	}
+	proto := fmt.Sprintf("v%d", pkt.Version)
+	if isTLS {
+		proto += "+tls"
+	} else {
+		proto += "+plain"
+	}
 	s.mu.Lock()
 	s.answered[stateNames[res.State]]++
+	s.byProto[proto]++
 	s.mu.Unlock()
 	if _, err := conn.Write(EncodeResponse(pkt.Version, res.State, res.Text)); err != nil {
 		s.o.Log.Info("nrpe: answer not sent", "source", src, "err", err)
@@ -322,6 +363,10 @@ func (s *Server) Status() service.Status {
 	st.Answered = map[string]int64{}
 	for k, v := range s.answered {
 		st.Answered[k] = v
+	}
+	st.Protocols = map[string]int64{}
+	for k, v := range s.byProto {
+		st.Protocols[k] = v
 	}
 	if s.pol != nil {
 		st.Listen, st.SSL = s.listen, s.pol.cfg.NRPE.SSL
