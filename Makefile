@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-fetch lint clean
+.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-fetch bench-nrpe lint clean
 
 all: build/gatehouse
 
@@ -39,6 +39,7 @@ FUZZTIME ?= 5s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzResponses$$' -fuzztime $(FUZZTIME) ./collector/pop3/
 	$(GO) test -run '^$$' -fuzz '^FuzzReply$$' -fuzztime $(FUZZTIME) ./delivery/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadQuery$$' -fuzztime $(FUZZTIME) ./services/nrpe/
 
 # Boots the image in QEMU and builds network namespaces with dnsmasq and
 # chrony: needs root.
@@ -70,6 +71,11 @@ bench-relay: deps build/gatehouse
 # instance both sides poll.
 bench-fetch: deps build/gatehouse
 	$(GO) run ./test/fetchbench -binary build/gatehouse
+
+# Needs root: a network namespace of its own with Gatehouse's NRPE server
+# and Debian's nrpe daemon, asked by check_nrpe over TLS.
+bench-nrpe: deps build/gatehouse
+	$(GO) run ./test/nrpebench -binary build/gatehouse
 
 clean:
 	rm -rf build

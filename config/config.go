@@ -2,7 +2,7 @@
 // the strict loader and the validation that names file:line:column and the
 // field path of every problem.
 //
-// A top-level key whose subsystem this build does not provide (SNMP, NRPE,
+// A top-level key whose subsystem this build does not provide (SNMP,
 // syslog, cluster) is recognised but rejected, so an operator is never led
 // to believe a feature is running when it is not.
 package config
@@ -31,7 +31,7 @@ type Config struct {
 	// like every other, and rejected when set.
 	Fetch   []FetchAccount `yaml:"fetch"`
 	SNMP    Unimplemented  `yaml:"snmp"`
-	NRPE    Unimplemented  `yaml:"nrpe"`
+	NRPE    *NRPE          `yaml:"nrpe"` // nil: no NRPE server
 	Syslog  Unimplemented  `yaml:"syslog"`
 	Cluster Unimplemented  `yaml:"cluster"`
 }

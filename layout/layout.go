@@ -92,6 +92,9 @@ func (p Paths) TLS() string { return p.state("tls") }
 // SSHKeys holds the SSH shell's host key.
 func (p Paths) SSHKeys() string { return p.state("ssh") }
 
+// NRPE holds the NRPE server's generated certificate.
+func (p Paths) NRPE() string { return p.state("nrpe") }
+
 // state is name on the data disk, or in the state directory.
 func (p Paths) state(name string) string {
 	if p.Appliance {

@@ -106,6 +106,16 @@ func Table(c *config.Config) []Path {
 				Description: "SSH for administrators and monitoring; public keys only.", Required: false, Origin: "ssh"})
 		}
 	}
+	if c.NRPE != nil {
+		// Nagios and Icinga ask from the monitoring hosts and the NRPE
+		// server's own allow list.
+		peers := config.JoinPeers(c.NRPE.Allow, c.Monitoring.Hosts)
+		if peers.Len() > 0 { // nobody listed: nobody gets through
+			add(Path{Function: "System monitoring (NRPE)", Direction: "in", Proto: "tcp",
+				Ports: port(uint16(c.NRPE.Port())), Peers: peers,
+				Description: "check_nrpe from Nagios or Icinga; built-in checks only, TLS or plain.", Required: false, Origin: "nrpe"})
+		}
+	}
 	if c.SMTP != nil {
 		smtpPaths(c.SMTP, add)
 	}

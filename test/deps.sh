@@ -19,6 +19,9 @@ packages=(
   libnet-ssleay-perl  # swaks --tls and AUTH over TLS (only a recommend of swaks)
   dovecot-imapd     # the internal IMAP server (AUTH checks; the collector's peer)
   dovecot-pop3d     # its POP3 side
+  nagios-nrpe-plugin  # check_nrpe 4.1: the NRPE server's real client
+  nagios-nrpe-server  # nrpe 4.1: the baseline of make bench-nrpe (never started as a system service)
+  monitoring-plugins-basic  # check_load, the plugin the nrpe baseline runs
 )
 missing=()
 for p in "${packages[@]}"; do

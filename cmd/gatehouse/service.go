@@ -12,11 +12,13 @@ import (
 	"syscall"
 	"time"
 
+	"gatehouse/dnsclient"
 	"gatehouse/layout"
 	"gatehouse/service"
 	"gatehouse/services/dnscache"
 	"gatehouse/services/firewall"
 	"gatehouse/services/network"
+	"gatehouse/services/nrpe"
 	"gatehouse/services/ntp"
 	"gatehouse/services/relay"
 	"gatehouse/services/sshd"
@@ -29,7 +31,7 @@ import (
 // one, SIGHUP has it re-read the config.
 func cmdService(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp --config FILE --run DIR")}
+		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp|nrpe --config FILE --run DIR")}
 	}
 	name := args[0]
 	fs := flag.NewFlagSet("service "+name, flag.ContinueOnError)
@@ -87,6 +89,16 @@ func cmdService(args []string, stdout io.Writer) error {
 			Socket: p.Socket, Log: log, Notify: n, Reload: reload})
 	case "firewall":
 		return firewall.Run(ctx, firewall.Options{Config: *cfg, Socket: paths.FirewallSocket(), ResolvConf: paths.ResolvConf(), Log: log, Notify: n, Reload: reload})
+	case "nrpe":
+		// Root, for PID 1's control socket (root's only), where every
+		// answer is read; it executes nothing, and nothing it could exec
+		// gains privileges.
+		if err := noNewPrivs(); err != nil {
+			return fmt.Errorf("nrpe: %w", err)
+		}
+		src := nrpe.HostSources(paths.ControlSocket(), paths.RelaySocket(), dnsclient.New(paths.ResolvConf()))
+		return nrpe.Run(ctx, nrpe.Options{Config: *cfg, TLSDir: paths.NRPE(), ResolvConf: paths.ResolvConf(), Version: version,
+			Sources: src, Log: log, Notify: n, Reload: reload})
 	case "ntp":
 		return ntp.Run(ctx, ntp.Options{Config: *cfg, RunDir: *run, SetClock: *onAppliance, MinPoll: max(*ntpPoll, time.Second), Log: log, Notify: n, Reload: reload})
 	}

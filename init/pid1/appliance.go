@@ -358,7 +358,7 @@ func (a *appliance) reload(resolve bool) error {
 }
 
 // services are what the config asks for. Each subsystem that runs as a
-// service (network, dns, ntp, firewall, ssh, smtp) is listed here, as
+// service (network, dns, ntp, firewall, ssh, smtp, nrpe) is listed here, as
 // this binary started with its own verb, so that a crash in one never
 // takes down PID 1 or the others.
 func (a *appliance) services() []supervisor.Service {
@@ -394,6 +394,12 @@ func (a *appliance) services() []supervisor.Service {
 	a.mu.Unlock()
 	if smtpOn {
 		svcs = append(svcs, a.withRelayUser(svc("smtp")))
+	}
+	a.mu.Lock()
+	nrpeOn := a.cfg.NRPEEnabled()
+	a.mu.Unlock()
+	if nrpeOn {
+		svcs = append(svcs, svc("nrpe"))
 	}
 	if a.opts.PID1 || a.opts.Firewall {
 		// Nothing faces the network before the firewall's default deny is
