@@ -19,6 +19,9 @@ packages=(
   libnet-ssleay-perl  # swaks --tls and AUTH over TLS (only a recommend of swaks)
   dovecot-imapd     # the internal IMAP server (AUTH checks; the collector's peer)
   dovecot-pop3d     # its POP3 side
+  snmp              # snmpget, snmpwalk, snmpbulkwalk, snmptranslate: the SNMP agent's real manager; its MIBs
+  snmpd             # net-snmp's agent: the baseline of make bench-snmp
+  snmptrapd         # net-snmp's trap receiver: the agent's traps and informs
 )
 missing=()
 for p in "${packages[@]}"; do

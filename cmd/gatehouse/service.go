@@ -19,6 +19,7 @@ import (
 	"gatehouse/services/network"
 	"gatehouse/services/ntp"
 	"gatehouse/services/relay"
+	snmpsvc "gatehouse/services/snmp"
 	"gatehouse/services/sshd"
 
 	"golang.org/x/sys/unix"
@@ -29,7 +30,7 @@ import (
 // one, SIGHUP has it re-read the config.
 func cmdService(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp --config FILE --run DIR")}
+		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp|snmp --config FILE --run DIR")}
 	}
 	name := args[0]
 	fs := flag.NewFlagSet("service "+name, flag.ContinueOnError)
@@ -87,6 +88,12 @@ func cmdService(args []string, stdout io.Writer) error {
 			Socket: p.Socket, Log: log, Notify: n, Reload: reload})
 	case "firewall":
 		return firewall.Run(ctx, firewall.Options{Config: *cfg, Socket: paths.FirewallSocket(), ResolvConf: paths.ResolvConf(), Log: log, Notify: n, Reload: reload})
+	case "snmp":
+		if err := noNewPrivs(); err != nil {
+			return fmt.Errorf("snmp: %w", err)
+		}
+		return snmpsvc.Run(ctx, snmpsvc.Options{Config: *cfg, StateDir: paths.SNMP(), Control: paths.ControlSocket(), DataDir: paths.Data(),
+			ResolvConf: paths.ResolvConf(), Version: version, Log: log, Notify: n, Reload: reload})
 	case "ntp":
 		return ntp.Run(ctx, ntp.Options{Config: *cfg, RunDir: *run, SetClock: *onAppliance, MinPoll: max(*ntpPoll, time.Second), Log: log, Notify: n, Reload: reload})
 	}
