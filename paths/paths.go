@@ -203,7 +203,7 @@ func snmpPaths(c *config.Config, add func(Path)) {
 	if peers.Len() > 0 { // nobody listed: nobody gets through
 		add(Path{Function: "System monitoring (SNMP)", Direction: "in", Proto: "udp", Ports: port(p), Peers: peers,
 			Description: "SNMP v2c/v3 queries from the monitoring hosts and the communities' and users' allow lists.",
-			Required: false, Origin: "snmp"})
+			Required:    false, Origin: "snmp"})
 	}
 	for _, t := range s.Traps {
 		kind := "traps"
