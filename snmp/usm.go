@@ -345,7 +345,7 @@ func (e *Engine) Handle(pkt []byte, now time.Time, users func(name string) *User
 		if u != nil {
 			name = []byte(u.Name)
 		}
-		return e.encode(h.MsgID, level, name, u, &p, vbs, now), nil
+		return e.encode(h.MsgID, byte(level), name, u, &p, vbs, now), nil
 	}
 	// The request-id of a plain-text request, for a report before
 	// authentication; 0 when it is not readable (the manager matches
@@ -406,12 +406,12 @@ func (e *Engine) Handle(pkt []byte, now time.Time, users func(name string) *User
 	limit := min(int(h.MaxSize), maxSize)
 	req := &ScopedRequest{User: u, Level: level, MaxSize: int(h.MaxSize), PDU: p}
 	empty := PDU{Type: PDUResponse, RequestID: p.RequestID}
-	budget := limit - len(e.encode(h.MsgID, level, h.UserName, u, &empty, nil, now)) - 12
+	budget := limit - len(e.encode(h.MsgID, byte(level), h.UserName, u, &empty, nil, now)) - 12
 	resp, vbs, ok := answer(req, budget)
 	if !ok {
 		return nil, nil
 	}
-	return e.encode(h.MsgID, level, h.UserName, u, &resp, vbs, now), nil
+	return e.encode(h.MsgID, byte(level), h.UserName, u, &resp, vbs, now), nil
 }
 
 // verify checks the message's HMAC with the user's key, over the message
@@ -465,12 +465,14 @@ func aesCFB(key []byte, boots, engineTime uint32, salt, dst, src []byte, encrypt
 	s.XORKeyStream(dst, src)
 }
 
-// encode builds an outgoing v3 message from the agent's engine (a
-// response, a report or a trap): at level, for user name (u nil: not
-// authenticated), with p and its encoded varbinds.
-func (e *Engine) encode(msgID int64, level int, name []byte, u *User, p *PDU, vbs []byte, now time.Time) []byte {
+// encode builds a v3 message with the agent's engine authoritative (a
+// response, a report or a trap): with flags (the level, and whether it is
+// reportable), for user name (u nil: not authenticated), with p and its
+// encoded varbinds.
+func (e *Engine) encode(msgID int64, flags byte, name []byte, u *User, p *PDU, vbs []byte, now time.Time) []byte {
+	level := int(flags & (flagAuth | flagPriv))
 	if u == nil {
-		level = LevelNoAuthNoPriv
+		level, flags = LevelNoAuthNoPriv, flags&flagReportable
 	}
 	boots, t := e.Boots, e.Time(now)
 	scoped := appendScoped(nil, e.ID, p, vbs)
@@ -503,7 +505,7 @@ func (e *Engine) encode(msgID int64, level int, name []byte, u *User, p *PDU, vb
 	var global []byte
 	global = appendInt(global, TagInteger, msgID)
 	global = appendInt(global, TagInteger, MaxMessageSize)
-	global = appendTLV(global, TagOctetString, []byte{byte(level)})
+	global = appendTLV(global, TagOctetString, []byte{flags})
 	global = appendInt(global, TagInteger, securityModelUSM)
 
 	n := 3 + headerLen(len(global)) + len(global) + headerLen(len(usmSeq)) + len(usmSeq) + len(scoped)
@@ -528,10 +530,4 @@ func appendScoped(dst, engineID []byte, p *PDU, vbs []byte) []byte {
 	dst = appendTLV(dst, TagOctetString, engineID)
 	dst = appendTLV(dst, TagOctetString, nil)
 	return appendPDU(dst, p, vbs)
-}
-
-// EncodeTrap builds a v3 trap (or inform) from this engine, which is
-// authoritative for traps: at level for u.
-func (e *Engine) EncodeTrap(msgID int64, level int, u *User, p *PDU, vbs []byte, now time.Time) []byte {
-	return e.encode(msgID, level, []byte(u.Name), u, p, vbs, now)
 }
