@@ -103,6 +103,9 @@ func (m *mib) rebuild(now time.Time) *snapshot {
 	e = hostResources(e, sys.dataDir, &m.cpu, now)
 	e = loadAverages(e)
 	e = enterprise(e, st, now)
+	if free, ok := dataFree(sys.dataDir); ok {
+		e = append(e, snmp.Scalar(oidDiskFreePct, snmp.Gauge32(uint64(free))))
+	}
 	s := &snapshot{t: snmp.NewTable(e), at: now, state: st}
 	m.cur.Store(s)
 	return s

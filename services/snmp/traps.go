@@ -108,17 +108,22 @@ func (t *trapper) check(p *policy, c *config.Config) {
 		s := n.Synced
 		t.synced = &s
 	}
-	if dir := t.mib.o.DataDir; dir != "" {
-		var fs unix.Statfs_t
-		if unix.Statfs(dir, &fs) == nil && fs.Blocks > 0 {
-			free := int(fs.Bavail * 100 / fs.Blocks)
-			low := free < c.SNMP.Thresholds.DiskFreePercent
-			if low && !t.diskLow {
-				t.send(p, c, oidDiskLow, []snmp.VarBind{{OID: oidDiskFreePct.Append(0), Value: snmp.Gauge32(uint64(free))}})
-			}
-			t.diskLow = low
+	if free, ok := dataFree(t.mib.o.DataDir); ok {
+		low := free < c.SNMP.Thresholds.DiskFreePercent
+		if low && !t.diskLow {
+			t.send(p, c, oidDiskLow, []snmp.VarBind{{OID: oidDiskFreePct.Append(0), Value: snmp.Gauge32(uint64(free))}})
 		}
+		t.diskLow = low
 	}
+}
+
+// dataFree is the share of the data disk free to use, in percent.
+func dataFree(dir string) (int, bool) {
+	var fs unix.Statfs_t
+	if dir == "" || unix.Statfs(dir, &fs) != nil || fs.Blocks == 0 {
+		return 0, false
+	}
+	return int(fs.Bavail * 100 / fs.Blocks), true
 }
 
 // send sends one notification to every receiver, each in its own
