@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-fetch lint clean
+.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-fetch bench-snmp lint clean
 
 all: build/gatehouse
 
@@ -72,6 +72,11 @@ bench-relay: deps build/gatehouse
 # instance both sides poll.
 bench-fetch: deps build/gatehouse
 	$(GO) run ./test/fetchbench -binary build/gatehouse
+
+# Needs root: snmpd and the SNMP agent in a network namespace of its own,
+# both walked with snmpbulkwalk -Cr50 (v2c and v3 authPriv).
+bench-snmp: deps build/gatehouse
+	$(GO) run ./test/snmpbench -binary build/gatehouse
 
 clean:
 	rm -rf build
