@@ -134,10 +134,7 @@ func interfaces(e []snmp.Entry) []snmp.Entry {
 		ones, _ := ad.Mask.Size()
 		if ip.Is4() {
 			idx := oidOfBytes(ip.AsSlice())
-			mask := netip.PrefixFrom(ip, ones).Masked()
-			m := net.CIDRMask(ones, 32)
-			maskAddr, _ := netip.AddrFromSlice(m)
-			_ = mask
+			maskAddr, _ := netip.AddrFromSlice(net.CIDRMask(ones, 32))
 			e = append(e,
 				snmp.Cell(oidIPAdEntry.Append(1), idx, snmp.IPAddress(ip)),
 				snmp.Cell(oidIPAdEntry.Append(2), idx, snmp.Integer(int64(ad.LinkIndex))),
