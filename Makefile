@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-fetch bench-nrpe lint clean
+.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-fetch bench-nrpe bench-snmp lint clean
 
 all: build/gatehouse
 
@@ -40,6 +40,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzResponses$$' -fuzztime $(FUZZTIME) ./collector/pop3/
 	$(GO) test -run '^$$' -fuzz '^FuzzReply$$' -fuzztime $(FUZZTIME) ./delivery/
 	$(GO) test -run '^$$' -fuzz '^FuzzReadQuery$$' -fuzztime $(FUZZTIME) ./services/nrpe/
+	$(GO) test -run '^$$' -fuzz '^FuzzBER$$' -fuzztime $(FUZZTIME) ./snmp/
+	$(GO) test -run '^$$' -fuzz '^FuzzUSM$$' -fuzztime $(FUZZTIME) ./snmp/
 
 # Boots the image in QEMU and builds network namespaces with dnsmasq and
 # chrony: needs root.
@@ -76,6 +78,11 @@ bench-fetch: deps build/gatehouse
 # and Debian's nrpe daemon, asked by check_nrpe over TLS.
 bench-nrpe: deps build/gatehouse
 	$(GO) run ./test/nrpebench -binary build/gatehouse
+
+# Needs root: snmpd and the SNMP agent in a network namespace of its own,
+# both walked with snmpbulkwalk -Cr50 (v2c and v3 authPriv).
+bench-snmp: deps build/gatehouse
+	$(GO) run ./test/snmpbench -binary build/gatehouse
 
 clean:
 	rm -rf build

@@ -2,8 +2,8 @@
 // the strict loader and the validation that names file:line:column and the
 // field path of every problem.
 //
-// A top-level key whose subsystem this build does not provide (SNMP,
-// syslog, cluster) is recognised but rejected, so an operator is never led
+// A top-level key whose subsystem this build does not provide (syslog,
+// cluster) is recognised but rejected, so an operator is never led
 // to believe a feature is running when it is not.
 package config
 
@@ -30,7 +30,7 @@ type Config struct {
 	// does not provide, part of the file's shape so that their errors read
 	// like every other, and rejected when set.
 	Fetch   []FetchAccount `yaml:"fetch"`
-	SNMP    Unimplemented  `yaml:"snmp"`
+	SNMP    *SNMP          `yaml:"snmp"` // nil: no SNMP agent
 	NRPE    *NRPE          `yaml:"nrpe"` // nil: no NRPE server
 	Syslog  Unimplemented  `yaml:"syslog"`
 	Cluster Unimplemented  `yaml:"cluster"`

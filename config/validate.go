@@ -68,6 +68,7 @@ func (c *Config) applyDefaults() {
 	c.smtpDefaults()
 	c.fetchDefaults()
 	c.nrpeDefaults()
+	c.snmpDefaults()
 	if c.Shutdown.Timeout.Duration == 0 {
 		c.Shutdown.Timeout.Duration = DefaultShutdownTimeout
 	}
@@ -88,6 +89,7 @@ func (c *Config) validate() (errs, warns []problem) {
 	c.checkSMTP(&ck)
 	c.checkFetch(&ck)
 	c.checkNRPE(&ck)
+	c.checkSNMP(&ck)
 	for i, s := range c.NTP.Servers {
 		host := s
 		if h, port, err := net.SplitHostPort(s); err == nil {
@@ -105,11 +107,8 @@ func (c *Config) validate() (errs, warns []problem) {
 		ck.errf("shutdown.timeout", "%s is out of range (1s to 5m)", t)
 	}
 
-	// Sections that are checked but not applied yet, and sections not
-	// implemented at all: say so instead of doing nothing quietly.
-	if c.Monitoring.Hosts.Len() > 0 {
-		ck.warnf("monitoring", "checked but not applied by this build yet")
-	}
+	// Sections not implemented at all: say so instead of doing nothing
+	// quietly.
 
 	if c.Cluster.Set() && len(c.NTP.Servers) == 0 {
 		ck.errf("cluster", "a cluster needs ntp.servers: its nodes must agree on the time")
@@ -118,7 +117,7 @@ func (c *Config) validate() (errs, warns []problem) {
 		key string
 		u   Unimplemented
 	}{
-		{"snmp", c.SNMP}, {"syslog", c.Syslog}, {"cluster", c.Cluster},
+		{"syslog", c.Syslog}, {"cluster", c.Cluster},
 	} {
 		if s.u.Set() {
 			ck.errf(s.key, "this build of gatehouse does not implement the %s section yet; remove it", s.key)

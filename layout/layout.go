@@ -95,6 +95,17 @@ func (p Paths) SSHKeys() string { return p.state("ssh") }
 // NRPE holds the NRPE server's generated certificate.
 func (p Paths) NRPE() string { return p.state("nrpe") }
 
+// SNMP holds the SNMP agent's engine ID and boots.
+func (p Paths) SNMP() string { return p.state("snmp") }
+
+// Data is the data disk (the state directory in host mode).
+func (p Paths) Data() string {
+	if p.Appliance {
+		return DataDir
+	}
+	return p.Run
+}
+
 // state is name on the data disk, or in the state directory.
 func (p Paths) state(name string) string {
 	if p.Appliance {

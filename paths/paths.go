@@ -116,6 +116,9 @@ func Table(c *config.Config) []Path {
 				Description: "check_nrpe from Nagios or Icinga; built-in checks only, TLS or plain.", Required: false, Origin: "nrpe"})
 		}
 	}
+	if c.SNMPEnabled() {
+		snmpPaths(c, add)
+	}
 	if c.SMTP != nil {
 		smtpPaths(c.SMTP, add)
 	}
@@ -186,5 +189,38 @@ func smtpPaths(s *config.SMTP, add func(Path)) {
 		add(Path{Function: "Mail delivery by MX", Direction: "out", Proto: "tcp", Ports: []config.PortRange{{From: 25, To: 25}},
 			PeerText: "MX hosts of the recipients' domains", Description: "Direct delivery to the recipients' mail servers.",
 			Required: true, Origin: "smtp"})
+	}
+}
+
+// snmpPaths are the SNMP agent's: 161/udp in from the monitoring hosts and
+// every community's and user's allow list, and 162/udp out to each trap
+// receiver.
+func snmpPaths(c *config.Config, add func(Path)) {
+	s := c.SNMP
+	sets := []config.PeerSet{c.Monitoring.Hosts}
+	for _, cm := range s.Communities {
+		sets = append(sets, cm.Allow)
+	}
+	for _, u := range s.Users {
+		sets = append(sets, u.Allow)
+	}
+	peers := config.JoinPeers(sets...)
+	port := func(n uint16) []config.PortRange { return []config.PortRange{{From: n, To: n}} }
+	var p uint16
+	if i := strings.LastIndex(s.Listen, ":"); i >= 0 {
+		fmt.Sscan(s.Listen[i+1:], &p)
+	}
+	if peers.Len() > 0 { // nobody listed: nobody gets through
+		add(Path{Function: "System monitoring (SNMP)", Direction: "in", Proto: "udp", Ports: port(p), Peers: peers,
+			Description: "SNMP v2c/v3 queries from the monitoring hosts and the communities' and users' allow lists.",
+			Required:    false, Origin: "snmp"})
+	}
+	for _, t := range s.Traps {
+		kind := "traps"
+		if t.Inform {
+			kind = "informs"
+		}
+		add(Path{Function: "System monitoring (SNMP " + kind + ")", Direction: "out", Proto: "udp", Ports: port(uint16(t.Port)),
+			Peers: config.PeersOf(t.Host), Description: "SNMP " + t.Version + " " + kind + " to a receiver.", Required: false, Origin: "snmp"})
 	}
 }

@@ -22,6 +22,9 @@ packages=(
   nagios-nrpe-plugin  # check_nrpe 4.1: the NRPE server's real client
   nagios-nrpe-server  # nrpe 4.1: the baseline of make bench-nrpe (never started as a system service)
   monitoring-plugins-basic  # check_load, the plugin the nrpe baseline runs
+  snmp              # snmpget, snmpwalk, snmpbulkwalk, snmptranslate: the SNMP agent's real manager; its MIBs
+  snmpd             # net-snmp's agent: the baseline of make bench-snmp
+  snmptrapd         # net-snmp's trap receiver: the agent's traps and informs
 )
 missing=()
 for p in "${packages[@]}"; do

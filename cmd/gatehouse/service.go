@@ -21,6 +21,7 @@ import (
 	"gatehouse/services/nrpe"
 	"gatehouse/services/ntp"
 	"gatehouse/services/relay"
+	snmpsvc "gatehouse/services/snmp"
 	"gatehouse/services/sshd"
 
 	"golang.org/x/sys/unix"
@@ -31,7 +32,7 @@ import (
 // one, SIGHUP has it re-read the config.
 func cmdService(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp|nrpe --config FILE --run DIR")}
+		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp|nrpe|snmp --config FILE --run DIR")}
 	}
 	name := args[0]
 	fs := flag.NewFlagSet("service "+name, flag.ContinueOnError)
@@ -99,6 +100,12 @@ func cmdService(args []string, stdout io.Writer) error {
 		src := nrpe.HostSources(paths.ControlSocket(), paths.RelaySocket(), dnsclient.New(paths.ResolvConf()))
 		return nrpe.Run(ctx, nrpe.Options{Config: *cfg, TLSDir: paths.NRPE(), ResolvConf: paths.ResolvConf(), Version: version,
 			Sources: src, Log: log, Notify: n, Reload: reload})
+	case "snmp":
+		if err := noNewPrivs(); err != nil {
+			return fmt.Errorf("snmp: %w", err)
+		}
+		return snmpsvc.Run(ctx, snmpsvc.Options{Config: *cfg, StateDir: paths.SNMP(), Control: paths.ControlSocket(), DataDir: paths.Data(),
+			ResolvConf: paths.ResolvConf(), Version: version, Log: log, Notify: n, Reload: reload})
 	case "ntp":
 		return ntp.Run(ctx, ntp.Options{Config: *cfg, RunDir: *run, SetClock: *onAppliance, MinPoll: max(*ntpPoll, time.Second), Log: log, Notify: n, Reload: reload})
 	}

@@ -358,7 +358,7 @@ func (a *appliance) reload(resolve bool) error {
 }
 
 // services are what the config asks for. Each subsystem that runs as a
-// service (network, dns, ntp, firewall, ssh, smtp, nrpe) is listed here, as
+// service (network, dns, ntp, firewall, ssh, smtp, nrpe, snmp) is listed here, as
 // this binary started with its own verb, so that a crash in one never
 // takes down PID 1 or the others.
 func (a *appliance) services() []supervisor.Service {
@@ -400,6 +400,14 @@ func (a *appliance) services() []supervisor.Service {
 	a.mu.Unlock()
 	if nrpeOn {
 		svcs = append(svcs, svc("nrpe"))
+	}
+	a.mu.Lock()
+	snmpOn := a.cfg.SNMPEnabled()
+	a.mu.Unlock()
+	if snmpOn {
+		// As root: it reads PID 1's status on the root-only control
+		// socket (no new privileges, nothing executed).
+		svcs = append(svcs, svc("snmp"))
 	}
 	if a.opts.PID1 || a.opts.Firewall {
 		// Nothing faces the network before the firewall's default deny is
