@@ -19,6 +19,7 @@ packages=(
   libnet-ssleay-perl  # swaks --tls and AUTH over TLS (only a recommend of swaks)
   dovecot-imapd     # the internal IMAP server (AUTH checks; the collector's peer)
   dovecot-pop3d     # its POP3 side
+  rsyslog rsyslog-gnutls  # the syslog receiver (UDP, TCP, TLS), run with its own config, never the host's
 )
 missing=()
 for p in "${packages[@]}"; do
