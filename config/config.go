@@ -24,7 +24,8 @@ type Config struct {
 	Firewall   Firewall      `yaml:"firewall"`
 	SSH        SSH           `yaml:"ssh"`
 
-	SMTP *SMTP `yaml:"smtp"` // nil: no relay
+	SMTP   *SMTP   `yaml:"smtp"`   // nil: no relay
+	Syslog *Syslog `yaml:"syslog"` // nil: no forwarding
 
 	// The mailboxes the collector empties; then the sections this build
 	// does not provide, part of the file's shape so that their errors read
@@ -32,7 +33,6 @@ type Config struct {
 	Fetch   []FetchAccount `yaml:"fetch"`
 	SNMP    Unimplemented  `yaml:"snmp"`
 	NRPE    Unimplemented  `yaml:"nrpe"`
-	Syslog  Unimplemented  `yaml:"syslog"`
 	Cluster Unimplemented  `yaml:"cluster"`
 }
 

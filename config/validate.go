@@ -67,6 +67,7 @@ func (c *Config) applyDefaults() {
 	}
 	c.smtpDefaults()
 	c.fetchDefaults()
+	c.syslogDefaults()
 	if c.Shutdown.Timeout.Duration == 0 {
 		c.Shutdown.Timeout.Duration = DefaultShutdownTimeout
 	}
@@ -86,6 +87,7 @@ func (c *Config) validate() (errs, warns []problem) {
 	c.checkSSH(&ck)
 	c.checkSMTP(&ck)
 	c.checkFetch(&ck)
+	c.checkSyslog(&ck)
 	for i, s := range c.NTP.Servers {
 		host := s
 		if h, port, err := net.SplitHostPort(s); err == nil {
@@ -116,7 +118,7 @@ func (c *Config) validate() (errs, warns []problem) {
 		key string
 		u   Unimplemented
 	}{
-		{"snmp", c.SNMP}, {"nrpe", c.NRPE}, {"syslog", c.Syslog}, {"cluster", c.Cluster},
+		{"snmp", c.SNMP}, {"nrpe", c.NRPE}, {"cluster", c.Cluster},
 	} {
 		if s.u.Set() {
 			ck.errf(s.key, "this build of gatehouse does not implement the %s section yet; remove it", s.key)
