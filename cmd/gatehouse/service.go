@@ -20,6 +20,7 @@ import (
 	"gatehouse/services/ntp"
 	"gatehouse/services/relay"
 	"gatehouse/services/sshd"
+	"gatehouse/services/syslog"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,7 +30,7 @@ import (
 // one, SIGHUP has it re-read the config.
 func cmdService(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp --config FILE --run DIR")}
+		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp|syslog --config FILE --run DIR")}
 	}
 	name := args[0]
 	fs := flag.NewFlagSet("service "+name, flag.ContinueOnError)
@@ -87,6 +88,11 @@ func cmdService(args []string, stdout io.Writer) error {
 			Socket: p.Socket, Log: log, Notify: n, Reload: reload})
 	case "firewall":
 		return firewall.Run(ctx, firewall.Options{Config: *cfg, Socket: paths.FirewallSocket(), ResolvConf: paths.ResolvConf(), Log: log, Notify: n, Reload: reload})
+	case "syslog":
+		if err := noNewPrivs(); err != nil {
+			return fmt.Errorf("syslog: %w", err)
+		}
+		return syslog.Run(ctx, syslog.Options{Config: *cfg, Control: paths.ControlSocket(), Log: log, Notify: n, Reload: reload})
 	case "ntp":
 		return ntp.Run(ctx, ntp.Options{Config: *cfg, RunDir: *run, SetClock: *onAppliance, MinPoll: max(*ntpPoll, time.Second), Log: log, Notify: n, Reload: reload})
 	}

@@ -397,6 +397,14 @@ func (a *appliance) services() []supervisor.Service {
 	if smtpOn {
 		svcs = append(svcs, a.withRelayUser(svc("smtp")))
 	}
+	a.mu.Lock()
+	syslogOn := a.cfg.SyslogEnabled()
+	a.mu.Unlock()
+	if syslogOn {
+		// As root: the log feed is on the control socket, which only
+		// root may use.
+		svcs = append(svcs, svc("syslog"))
+	}
 	if a.opts.PID1 || a.opts.Firewall {
 		// Nothing faces the network before the firewall's default deny is
 		// in, and nothing listens on it before the config's full ruleset
