@@ -98,6 +98,9 @@ func (s *Subscription) Stamp(r Record) Record {
 	return r
 }
 
+// Pending is how many records wait for the subscriber.
+func (s *Subscription) Pending() int { return len(s.c) }
+
 // Dropped is how many records this subscriber lost in all.
 func (s *Subscription) Dropped() uint64 {
 	s.mu.Lock()
