@@ -134,6 +134,7 @@ syslog:
 					t.Errorf("%s: %+v; want PRI 134 and procid %s", tr, r, pids[r.AppName])
 				}
 			case r.Msg == "forwarding the log" && r.Hostname == "gw1-reloaded":
+				t.Logf("%s: %+v", tr, r)
 				if r.SD != `[gatehouse@32473 destinations="3" kernel="true"]` || r.AppName != "syslog" || r.PRI != "134" {
 					t.Errorf("%s: %+v", tr, r)
 				}
