@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-fetch lint clean
+.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-fetch bench-syslog lint clean
 
 all: build/gatehouse
 
@@ -71,6 +71,10 @@ bench-relay: deps build/gatehouse
 # instance both sides poll.
 bench-fetch: deps build/gatehouse
 	$(GO) run ./test/fetchbench -binary build/gatehouse
+
+# Needs root: rsyslog (TLS) in a network namespace of its own.
+bench-syslog: deps build/gatehouse
+	$(GO) run ./test/syslogbench -binary build/gatehouse
 
 clean:
 	rm -rf build
