@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-fetch bench-nrpe bench-snmp lint clean
+.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-fetch bench-nrpe bench-snmp bench-syslog lint clean
 
 all: build/gatehouse
 
@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReadQuery$$' -fuzztime $(FUZZTIME) ./services/nrpe/
 	$(GO) test -run '^$$' -fuzz '^FuzzBER$$' -fuzztime $(FUZZTIME) ./snmp/
 	$(GO) test -run '^$$' -fuzz '^FuzzUSM$$' -fuzztime $(FUZZTIME) ./snmp/
+	$(GO) test -run '^$$' -fuzz '^FuzzFormat$$' -fuzztime $(FUZZTIME) ./services/syslog/
 
 # Boots the image in QEMU and builds network namespaces with dnsmasq and
 # chrony: needs root.
@@ -83,6 +84,10 @@ bench-nrpe: deps build/gatehouse
 # both walked with snmpbulkwalk -Cr50 (v2c and v3 authPriv).
 bench-snmp: deps build/gatehouse
 	$(GO) run ./test/snmpbench -binary build/gatehouse
+
+# Needs root: rsyslog (TLS) in a network namespace of its own.
+bench-syslog: deps build/gatehouse
+	$(GO) run ./test/syslogbench -binary build/gatehouse
 
 clean:
 	rm -rf build

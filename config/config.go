@@ -2,7 +2,7 @@
 // the strict loader and the validation that names file:line:column and the
 // field path of every problem.
 //
-// A top-level key whose subsystem this build does not provide (syslog,
+// A top-level key whose subsystem this build does not provide (the
 // cluster) is recognised but rejected, so an operator is never led
 // to believe a feature is running when it is not.
 package config
@@ -24,16 +24,16 @@ type Config struct {
 	Firewall   Firewall      `yaml:"firewall"`
 	SSH        SSH           `yaml:"ssh"`
 
-	SMTP *SMTP `yaml:"smtp"` // nil: no relay
+	SMTP  *SMTP          `yaml:"smtp"`  // nil: no relay
+	Fetch []FetchAccount `yaml:"fetch"` // the mailboxes the collector empties
 
-	// The mailboxes the collector empties; then the sections this build
-	// does not provide, part of the file's shape so that their errors read
-	// like every other, and rejected when set.
-	Fetch   []FetchAccount `yaml:"fetch"`
-	SNMP    *SNMP          `yaml:"snmp"` // nil: no SNMP agent
-	NRPE    *NRPE          `yaml:"nrpe"` // nil: no NRPE server
-	Syslog  Unimplemented  `yaml:"syslog"`
-	Cluster Unimplemented  `yaml:"cluster"`
+	SNMP   *SNMP   `yaml:"snmp"`   // nil: no SNMP agent
+	NRPE   *NRPE   `yaml:"nrpe"`   // nil: no NRPE server
+	Syslog *Syslog `yaml:"syslog"` // nil: no forwarding
+
+	// A section this build does not provide, part of the file's shape so
+	// that its errors read like every other, and rejected when set.
+	Cluster Unimplemented `yaml:"cluster"`
 }
 
 // Interface is one network interface, matched by name or MAC address.

@@ -69,6 +69,7 @@ func (c *Config) applyDefaults() {
 	c.fetchDefaults()
 	c.nrpeDefaults()
 	c.snmpDefaults()
+	c.syslogDefaults()
 	if c.Shutdown.Timeout.Duration == 0 {
 		c.Shutdown.Timeout.Duration = DefaultShutdownTimeout
 	}
@@ -90,6 +91,7 @@ func (c *Config) validate() (errs, warns []problem) {
 	c.checkFetch(&ck)
 	c.checkNRPE(&ck)
 	c.checkSNMP(&ck)
+	c.checkSyslog(&ck)
 	for i, s := range c.NTP.Servers {
 		host := s
 		if h, port, err := net.SplitHostPort(s); err == nil {
@@ -117,7 +119,7 @@ func (c *Config) validate() (errs, warns []problem) {
 		key string
 		u   Unimplemented
 	}{
-		{"syslog", c.Syslog}, {"cluster", c.Cluster},
+		{"cluster", c.Cluster},
 	} {
 		if s.u.Set() {
 			ck.errf(s.key, "this build of gatehouse does not implement the %s section yet; remove it", s.key)

@@ -1,23 +1,26 @@
 // Package control is PID 1's control socket: the Unix socket over which
 // the CLI and the SSH shell (a process of its own) ask the running
 // appliance for its status and tell it what to do. One JSON request per
-// connection, one JSON response (sockrpc).
+// connection, one JSON response (sockrpc); `follow` streams the log feed
+// after its response.
 package control
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"gatehouse/init/logring"
 	"gatehouse/sockrpc"
 	"gatehouse/status"
 )
 
 // Request is one call.
 type Request struct {
-	Verb    string `json:"verb"`              // status | logs | reload | poweroff | reboot
+	Verb    string `json:"verb"`              // status | logs | follow | reload | poweroff | reboot
 	Service string `json:"service,omitempty"` // for logs
 	Lines   int    `json:"lines,omitempty"`   // for logs; 0 means all kept
 	File    string `json:"file,omitempty"`    // for apply: a config file on the appliance
@@ -29,7 +32,15 @@ type Response struct {
 	Error  string   `json:"error,omitempty"`
 	Status *Status  `json:"status,omitempty"`
 	Lines  []string `json:"lines,omitempty"`
+	// Following says that log records (logring.Record), one JSON line
+	// each, follow this response until the caller hangs up.
+	Following bool `json:"following,omitempty"`
+
+	stream sockrpc.StreamFunc
 }
+
+// Streams implements sockrpc.Streamer: the log feed after a follow.
+func (r Response) Streams() sockrpc.StreamFunc { return r.stream }
 
 // Status is what the appliance reports about itself.
 type Status struct {
@@ -71,6 +82,49 @@ type Backend interface {
 	Confirm() error
 }
 
+// Follower is a Backend that serves the log feed: every service's output
+// lines and the kernel's, as they come (PID 1 does; the emergency shell
+// does not).
+type Follower interface {
+	Follow() (*logring.Subscription, error)
+}
+
+// followBatch bounds how many records are written before a flush.
+const followBatch = 512
+
+// follow streams sub's records until ctx ends or the caller stops reading.
+// PID 1 never waits on it: the feed drops what the subscription cannot
+// hold, and says so on the next record sent.
+func follow(sub *logring.Subscription) sockrpc.StreamFunc {
+	return func(ctx context.Context, st *sockrpc.Stream) error {
+		defer sub.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case r := <-sub.C():
+				if err := st.Send(sub.Stamp(r)); err != nil {
+					return err
+				}
+			}
+		more:
+			for range followBatch {
+				select {
+				case r := <-sub.C():
+					if err := st.Send(sub.Stamp(r)); err != nil {
+						return err
+					}
+				default:
+					break more
+				}
+			}
+			if err := st.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
 // Serve answers requests on a Unix socket at path until ctx ends. Only
 // root may steer the appliance: the socket is mode 0600, and each caller's
 // credentials are checked besides (sockrpc.Server).
@@ -104,6 +158,16 @@ func Answer(b Backend, req Request) Response {
 			return Response{Error: err.Error()}
 		}
 		return Response{Lines: lines}
+	case "follow":
+		f, ok := b.(Follower)
+		if !ok {
+			return Response{Error: "no log feed here"}
+		}
+		sub, err := f.Follow()
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{Following: true, stream: follow(sub)}
 	case "apply":
 		within, err := time.ParseDuration(req.Within)
 		if err != nil {
@@ -148,6 +212,29 @@ func Call(path string, req Request) (*Response, error) {
 		return nil, fmt.Errorf("no gatehouse is running with control socket %s", path)
 	}
 	return nil, fmt.Errorf("control: %w", err)
+}
+
+// Follow hands each log record the appliance's feed passes on to each,
+// until ctx ends (nil), the appliance ends the stream or each fails (an
+// error). A record's Dropped says how many were lost before it because
+// the caller did not keep up.
+func Follow(ctx context.Context, path string, each func(logring.Record) error) error {
+	var resp Response
+	err := sockrpc.Follow(ctx, path, Request{Verb: "follow"}, &resp, func(line []byte) error {
+		var r logring.Record
+		if err := json.Unmarshal(line, &r); err != nil {
+			return fmt.Errorf("control: log record: %w", err)
+		}
+		return each(r)
+	})
+	var de *sockrpc.DialError
+	if errors.As(err, &de) && de.Missing() {
+		return fmt.Errorf("no gatehouse is running with control socket %s", path)
+	}
+	if err != nil {
+		return fmt.Errorf("control: follow: %w", err)
+	}
+	return nil
 }
 
 // Client is a Backend on the far side of the socket: what the SSH shell,

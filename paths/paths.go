@@ -128,6 +128,17 @@ func Table(c *config.Config) []Path {
 			Description: fmt.Sprintf("%s mailbox %s for %s.", strings.ToUpper(a.Protocol), a.User, a.DeliverTo),
 			Required:    true, Origin: "fetch"})
 	}
+	if c.Syslog != nil {
+		for _, d := range c.Syslog.Destinations {
+			proto := "tcp"
+			if d.Transport == "udp" {
+				proto = "udp"
+			}
+			add(Path{Function: "Syslog", Direction: "out", Proto: proto, Ports: port(uint16(d.Port)), Peers: config.PeersOf(d.Server),
+				Description: fmt.Sprintf("Log forwarding (RFC 5424 over %s) to the syslog server.", strings.ToUpper(d.Transport)),
+				Required:    false, Origin: "syslog"})
+		}
+	}
 	for _, p := range c.Firewall.Paths {
 		add(Path{Function: p.Function, Direction: p.Direction, Proto: p.Proto, Ports: p.Ports, Peers: p.Peers,
 			Description: p.Description, Required: !p.Optional, Origin: "config"})

@@ -1,11 +1,14 @@
 // Package sockrpc is the appliance's one way to ask a process something
-// over a Unix socket: one JSON request per connection, one JSON answer.
+// over a Unix socket: one JSON request per connection, one JSON answer,
+// and, for an answer that says so (Streamer), JSON lines after it until
+// either side hangs up.
 // PID 1's control socket and the services' sockets all use it, so that
 // every one of them checks who calls, bounds what it reads, and survives a
 // request that panics.
 package sockrpc
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,7 +85,7 @@ func (s *Server[Req, Resp]) Serve(ctx context.Context, l net.Listener) error {
 			}
 			return fmt.Errorf("sockrpc: accept: %w", err)
 		}
-		go s.ServeConn(c)
+		go s.serveConn(ctx, c)
 	}
 }
 
@@ -92,7 +95,9 @@ type errorResponse struct {
 }
 
 // ServeConn answers the one request on c and closes it.
-func (s *Server[Req, Resp]) ServeConn(c net.Conn) {
+func (s *Server[Req, Resp]) ServeConn(c net.Conn) { s.serveConn(context.Background(), c) }
+
+func (s *Server[Req, Resp]) serveConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(Timeout))
 	reply := func(v any) {
@@ -133,6 +138,76 @@ func (s *Server[Req, Resp]) ServeConn(c net.Conn) {
 		resp = s.Answer(req)
 	}()
 	reply(resp)
+	if st, ok := resp.(Streamer); ok {
+		if f := st.Streams(); f != nil {
+			s.stream(ctx, c, f)
+		}
+	}
+}
+
+// StreamWriteTimeout is how long a streamed write may wait for a caller
+// that does not read before the stream ends.
+const StreamWriteTimeout = 10 * time.Second
+
+// Streamer is an answer that may go on: when Streams returns a function,
+// the server runs it once the answer is written, and it sends JSON lines
+// until it returns or its ctx ends. ctx ends when the caller hangs up
+// (anything it sends after its request counts as hanging up) or the
+// server stops.
+type Streamer interface {
+	Streams() StreamFunc
+}
+
+// StreamFunc sends a stream's lines on s.
+type StreamFunc func(ctx context.Context, s *Stream) error
+
+// Stream is the server's end of a streamed answer. Send buffers; Flush
+// writes, waiting at most StreamWriteTimeout for the caller to read.
+type Stream struct {
+	c   net.Conn
+	w   *bufio.Writer
+	enc *json.Encoder
+}
+
+// Send adds one JSON line to the stream.
+func (s *Stream) Send(v any) error {
+	s.c.SetWriteDeadline(time.Now().Add(StreamWriteTimeout))
+	return s.enc.Encode(v)
+}
+
+// Flush writes what Send buffered.
+func (s *Stream) Flush() error {
+	s.c.SetWriteDeadline(time.Now().Add(StreamWriteTimeout))
+	return s.w.Flush()
+}
+
+func (s *Server[Req, Resp]) stream(ctx context.Context, c net.Conn, f StreamFunc) {
+	c.SetDeadline(time.Time{})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		// The caller says nothing more: a read that returns means it hung up.
+		var b [1]byte
+		c.Read(b[:])
+		cancel()
+	}()
+	w := bufio.NewWriterSize(c, 64<<10)
+	st := &Stream{c: c, w: w, enc: json.NewEncoder(w)}
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.Log.Error("stream panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}()
+		return f(ctx, st)
+	}()
+	if err == nil {
+		err = st.Flush()
+	}
+	if err != nil && ctx.Err() == nil {
+		s.Log.Debug("stream ended", "err", err)
+	}
 }
 
 // PeerCred returns the credentials of the process that connected c, as
@@ -205,4 +280,58 @@ func Call(path string, timeout time.Duration, req, resp any) error {
 		return &AnswerError{Message: e.Error}
 	}
 	return nil
+}
+
+// MaxStreamLine bounds one line of a streamed answer.
+const MaxStreamLine = 1 << 20
+
+// Follow sends req to the socket at path, decodes the answer into resp as
+// Call does, and then, if the server streams, hands each further line to
+// each until ctx ends (Follow returns nil), the server ends the stream
+// (io.EOF) or each returns an error (that error).
+func Follow(ctx context.Context, path string, req, resp any, each func(line []byte) error) error {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return &DialError{Path: path, Err: err}
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	c.SetDeadline(time.Now().Add(Timeout))
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	sc := bufio.NewScanner(c)
+	sc.Buffer(make([]byte, 64<<10), MaxStreamLine)
+	if !sc.Scan() {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("read answer: %w", orEOF(sc.Err()))
+	}
+	if err := json.Unmarshal(sc.Bytes(), resp); err != nil {
+		return fmt.Errorf("read answer: %w", err)
+	}
+	var e errorResponse
+	if json.Unmarshal(sc.Bytes(), &e) == nil && e.Error != "" {
+		return &AnswerError{Message: e.Error}
+	}
+	c.SetDeadline(time.Time{})
+	for sc.Scan() {
+		if err := each(sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("stream: %w", orEOF(sc.Err()))
+}
+
+func orEOF(err error) error {
+	if err == nil {
+		return io.EOF
+	}
+	return err
 }

@@ -25,6 +25,7 @@ packages=(
   snmp              # snmpget, snmpwalk, snmpbulkwalk, snmptranslate: the SNMP agent's real manager; its MIBs
   snmpd             # net-snmp's agent: the baseline of make bench-snmp
   snmptrapd         # net-snmp's trap receiver: the agent's traps and informs
+  rsyslog rsyslog-gnutls  # the syslog receiver (UDP, TCP, TLS), run with its own config, never the host's
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -23,6 +23,7 @@ import (
 	"gatehouse/services/relay"
 	snmpsvc "gatehouse/services/snmp"
 	"gatehouse/services/sshd"
+	"gatehouse/services/syslog"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,7 +33,7 @@ import (
 // one, SIGHUP has it re-read the config.
 func cmdService(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp|nrpe|snmp --config FILE --run DIR")}
+		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp|nrpe|snmp|syslog --config FILE --run DIR")}
 	}
 	name := args[0]
 	fs := flag.NewFlagSet("service "+name, flag.ContinueOnError)
@@ -106,6 +107,11 @@ func cmdService(args []string, stdout io.Writer) error {
 		}
 		return snmpsvc.Run(ctx, snmpsvc.Options{Config: *cfg, StateDir: paths.SNMP(), Control: paths.ControlSocket(), DataDir: paths.Data(),
 			ResolvConf: paths.ResolvConf(), Version: version, Log: log, Notify: n, Reload: reload})
+	case "syslog":
+		if err := noNewPrivs(); err != nil {
+			return fmt.Errorf("syslog: %w", err)
+		}
+		return syslog.Run(ctx, syslog.Options{Config: *cfg, Control: paths.ControlSocket(), Log: log, Notify: n, Reload: reload})
 	case "ntp":
 		return ntp.Run(ctx, ntp.Options{Config: *cfg, RunDir: *run, SetClock: *onAppliance, MinPoll: max(*ntpPoll, time.Second), Log: log, Notify: n, Reload: reload})
 	}

@@ -11,12 +11,14 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"gatehouse/init/logring"
 )
 
-// Follow copies kernel log records into ring until ctx ends.
-func Follow(ctx context.Context, ring *logring.Ring) error {
+// Follow copies kernel log records into ring, and hands them to feed (when
+// not nil), until ctx ends.
+func Follow(ctx context.Context, ring *logring.Ring, feed *logring.Feed) error {
 	f, err := os.Open("/dev/kmsg")
 	if err != nil {
 		return fmt.Errorf("kmsg: %w", err)
@@ -38,25 +40,43 @@ func Follow(ctx context.Context, ring *logring.Ring) error {
 			}
 			return fmt.Errorf("kmsg: read: %w", err)
 		}
-		if s, ok := format(line); ok {
+		if s, rec, ok := parse(line); ok {
 			ring.Add(s)
+			rec.Time = time.Now()
+			feed.Publish(rec)
 		}
 	}
 }
 
 // format turns a /dev/kmsg record into "[seconds] message".
 func format(rec string) (string, bool) {
+	s, _, ok := parse(rec)
+	return s, ok
+}
+
+// parse turns a /dev/kmsg record into "[seconds] message", and into a
+// feed record with the message and its severity (the low three bits of
+// the record's priority).
+func parse(rec string) (string, logring.Record, bool) {
 	head, msg, ok := strings.Cut(strings.TrimRight(rec, "\n"), ";")
 	if !ok || strings.HasPrefix(rec, " ") { // continuation lines start with a space
-		return "", false
+		return "", logring.Record{}, false
 	}
 	f := strings.Split(head, ",")
 	if len(f) < 3 {
-		return "", false
+		return "", logring.Record{}, false
 	}
 	usec, err := strconv.ParseInt(f[2], 10, 64)
 	if err != nil {
-		return "", false
+		return "", logring.Record{}, false
 	}
-	return fmt.Sprintf("[%5d.%06d] %s", usec/1e6, usec%1e6, msg), true
+	r := logring.Record{Service: Name, Line: msg}
+	if prio, err := strconv.Atoi(f[0]); err == nil && prio >= 0 {
+		sev := prio & 7
+		r.Severity = &sev
+	}
+	return fmt.Sprintf("[%5d.%06d] %s", usec/1e6, usec%1e6, msg), r, true
 }
+
+// Name is the name under which the kernel's log is served and forwarded.
+const Name = "kernel"

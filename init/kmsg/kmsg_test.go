@@ -15,3 +15,10 @@ func TestFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSeverity(t *testing.T) {
+	_, r, ok := parse("11,2,30,-;usb 1-1: device descriptor read error\n") // facility 1, severity 3
+	if !ok || r.Service != "kernel" || r.Line != "usb 1-1: device descriptor read error" || r.Severity == nil || *r.Severity != 3 {
+		t.Fatalf("parse: %+v %v", r, ok)
+	}
+}

@@ -78,6 +78,7 @@ type appliance struct {
 	data      dataDisk
 	modules   *modules      // nil in host mode
 	kernelLog *logring.Ring // nil in host mode
+	feed      *logring.Feed // every service's and the kernel's lines, for the syslog service
 	reaper    *reaper.Reaper
 	sup       *supervisor.Supervisor
 	readyMS   atomic.Int64
@@ -125,7 +126,8 @@ func Run(opts Options) (string, error) {
 		}
 	}
 	go a.reaper.Run(ctx)
-	sup, err := supervisor.New(supervisor.Options{Reaper: a.reaper, Log: a.log})
+	a.feed = &logring.Feed{}
+	sup, err := supervisor.New(supervisor.Options{Reaper: a.reaper, Log: a.log, Feed: a.feed})
 	if err != nil {
 		return "", err
 	}
@@ -133,7 +135,7 @@ func Run(opts Options) (string, error) {
 	if opts.PID1 {
 		a.kernelLog = logring.New(1000)
 		go guard(a.log, "kernel log", func() {
-			if err := kmsg.Follow(ctx, a.kernelLog); err != nil {
+			if err := kmsg.Follow(ctx, a.kernelLog, a.feed); err != nil {
 				step.Warn("kernel log", "err", err)
 			}
 		})
@@ -409,6 +411,14 @@ func (a *appliance) services() []supervisor.Service {
 		// socket (no new privileges, nothing executed).
 		svcs = append(svcs, svc("snmp"))
 	}
+	a.mu.Lock()
+	syslogOn := a.cfg.SyslogEnabled()
+	a.mu.Unlock()
+	if syslogOn {
+		// As root: the log feed is on the control socket, which only
+		// root may use.
+		svcs = append(svcs, svc("syslog"))
+	}
 	if a.opts.PID1 || a.opts.Firewall {
 		// Nothing faces the network before the firewall's default deny is
 		// in, and nothing listens on it before the config's full ruleset
@@ -554,6 +564,10 @@ func (a *appliance) Logs(service string, n int) ([]string, error) {
 	}
 	return a.sup.Logs(service, n)
 }
+
+// Follow implements control.Follower: the log feed the syslog service
+// forwards.
+func (a *appliance) Follow() (*logring.Subscription, error) { return a.feed.Subscribe() }
 
 // Shutdown implements control.Backend: it asks for the shutdown and returns;
 // the main loop carries it out.

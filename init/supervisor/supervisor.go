@@ -85,6 +85,9 @@ type Options struct {
 	Log      *slog.Logger
 	Backoff  Backoff
 	LogLines int // lines of output kept per service; default 200
+	// Feed, when set, is handed every service's output lines as they
+	// come (the syslog service subscribes to it); it never blocks.
+	Feed *logring.Feed
 }
 
 // Supervisor runs services. Services are added in groups (PID 1 adds its
@@ -355,7 +358,7 @@ func (s *Supervisor) runOnce(u *unit, log *slog.Logger) (string, error) {
 	go func() {
 		defer readers.Done()
 		// A service's own output is logged as its own subsystem.
-		u.collect(out, s.opts.Log.With("subsystem", u.svc.Name))
+		u.collect(out, s.opts.Log.With("subsystem", u.svc.Name), s.opts.Feed, child.Pid())
 	}()
 	if notify != nil {
 		readers.Add(1)
@@ -436,14 +439,16 @@ func (u *unit) readNotify(r io.ReadCloser, log *slog.Logger, setCondition func(n
 	}
 }
 
-// collect keeps the service's output lines and passes them to the log.
-func (u *unit) collect(r io.ReadCloser, log *slog.Logger) {
+// collect keeps the service's output lines and passes them to the log
+// and to the feed.
+func (u *unit) collect(r io.ReadCloser, log *slog.Logger, feed *logring.Feed, pid int) {
 	defer r.Close()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), 64*1024)
 	for sc.Scan() {
 		line := sc.Text()
 		u.lines.Add(line)
+		feed.Publish(logring.Record{Service: u.svc.Name, PID: pid, Time: time.Now(), Line: line})
 		log.Info(line)
 	}
 }

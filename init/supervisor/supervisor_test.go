@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"gatehouse/init/logring"
 	"gatehouse/init/reaper"
 	"gatehouse/service"
 	"gatehouse/status"
@@ -480,6 +481,38 @@ func TestUserAndPrepare(t *testing.T) {
 	for _, st := range s.Snapshot() {
 		if st.Name == "bind" && (st.Restarts != 1 || !strings.Contains(st.LastExit, "directory not ready")) {
 			t.Errorf("bind: restarts %d, last exit %q; want 1 and the Prepare error", st.Restarts, st.LastExit)
+		}
+	}
+}
+
+func TestFeedGetsEveryServiceLine(t *testing.T) {
+	w := newWorld(t)
+	feed := &logring.Feed{}
+	sub, err := feed.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	s, err := New(Options{Reaper: w.reaper, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Feed: feed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(w.svc("chatty", "chatty")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Stop(ctx)
+	})
+	for i := range 500 {
+		select {
+		case r := <-sub.C():
+			if want := fmt.Sprintf("line %d", i); r.Service != "chatty" || r.Line != want || r.PID == 0 || r.Time.IsZero() {
+				t.Fatalf("record %d: %+v, want chatty's %q with pid and time", i, r, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("record %d never came", i)
 		}
 	}
 }
