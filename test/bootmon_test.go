@@ -3,6 +3,7 @@
 package test
 
 import (
+	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
@@ -35,12 +36,18 @@ func freePort(t *testing.T, network string) int {
 }
 
 // The booted image answers the monitoring tools an operator runs on the
-// monitoring host: check_nrpe over TLS. QEMU's user network forwards the
-// host's ports; the appliance sees the host as 10.0.2.2, which is the
-// monitoring host, and its firewall lets only that in.
+// monitoring host (check_nrpe over TLS, snmpwalk), and sends its log,
+// the kernel's included, to the syslog server there. QEMU's user network
+// forwards the host's ports; the appliance sees the host as 10.0.2.2,
+// which is the monitoring host, and its firewall lets only that in.
 func TestBootMonitoring(t *testing.T) {
-	nrpePort := freePort(t, "tcp")
-	img := dataDisk(t, map[string]string{"gatehouse.yaml": `
+	nrpePort, snmpPort := freePort(t, "tcp"), freePort(t, "udp")
+	logs, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	img := dataDisk(t, map[string]string{"gatehouse.yaml": fmt.Sprintf(`
 hostname: gw-mon
 interfaces:
   - name: eth0
@@ -48,14 +55,33 @@ interfaces:
 monitoring:
   hosts: [10.0.2.2]
 nrpe: {}
-`})
-	v := boot(t, qemu.Options{Data: img, Nics: []string{"user,hostfwd=tcp:127.0.0.1:" + strconv.Itoa(nrpePort) + "-:5666"}})
+snmp:
+  communities: [{community: mon1t0r}]
+syslog:
+  destinations: [{server: "10.0.2.2", port: %d}]
+`, logs.LocalAddr().(*net.UDPAddr).Port)})
+	v := boot(t, qemu.Options{Data: img, Nics: []string{fmt.Sprintf("user,hostfwd=tcp:127.0.0.1:%d-:5666,hostfwd=udp:127.0.0.1:%d-:161", nrpePort, snmpPort)}})
 	waitReady(t, v)
+
+	// The kernel's log and the services' reach the syslog server: records
+	// are read until one of each has come.
+	seen := map[string]bool{}
+	buf := make([]byte, 64<<10)
+	for !(seen["kernel"] && seen["nrpe"]) {
+		logs.SetReadDeadline(time.Now().Add(stepTimeout))
+		n, _, err := logs.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("syslog records: %v; app-names seen %v", err, seen)
+		}
+		// <PRI>1 TIMESTAMP HOSTNAME APP-NAME ...
+		if f := strings.Fields(string(buf[:n])); len(f) > 3 && f[2] == "gw-mon" {
+			seen[f[3]] = true
+		}
+	}
 
 	// Asked until the firewall's full ruleset and the NRPE service are in:
 	// ready comes before every service has reported.
 	var out []byte
-	var err error
 	deadline := time.Now().Add(stepTimeout)
 	for {
 		out, err = exec.Command(checkNRPE, "-H", "127.0.0.1", "-p", strconv.Itoa(nrpePort), "-t", "10", "-c", "check_services").CombinedOutput()
@@ -74,6 +100,13 @@ nrpe: {}
 	out, _ = exec.Command(checkNRPE, "-H", "127.0.0.1", "-p", strconv.Itoa(nrpePort), "-t", "10", "-c", "check_load").CombinedOutput()
 	if !strings.Contains(string(out), "load1=") {
 		t.Errorf("check_nrpe check_load: %s", out)
+	}
+	// The whole tree walks to its end, the enterprise subtree included.
+	walk, err := exec.Command("snmpbulkwalk", "-v2c", "-c", "mon1t0r", "-t", "5", "-r", "2", "-Cr50", "-On",
+		fmt.Sprintf("udp:127.0.0.1:%d", snmpPort), ".1").CombinedOutput()
+	if err != nil || !strings.Contains(string(walk), ".1.3.6.1.2.1.1.5.0 = STRING: \"gw-mon\"") ||
+		!strings.Contains(string(walk), ".1.3.6.1.4.1.99999.") {
+		t.Errorf("snmpbulkwalk: %v: %.2000s", err, walk)
 	}
 	command(t, v, "poweroff")
 	expect(t, v, `gatehouse: /data unmounted cleanly`)
