@@ -386,38 +386,26 @@ func (a *appliance) services() []supervisor.Service {
 	// need not wait for it, and all three start at once.
 	svcs := []supervisor.Service{netsvc, svc("dns"), svc("ntp")}
 	a.mu.Lock()
-	sshOn := a.cfg.SSHEnabled()
+	cfg := a.cfg
 	a.mu.Unlock()
-	if sshOn {
-		svcs = append(svcs, svc("ssh"))
-	}
-	a.mu.Lock()
-	smtpOn := a.cfg.SMTPEnabled()
-	a.mu.Unlock()
-	if smtpOn {
-		svcs = append(svcs, a.withRelayUser(svc("smtp")))
-	}
-	a.mu.Lock()
-	nrpeOn := a.cfg.NRPEEnabled()
-	a.mu.Unlock()
-	if nrpeOn {
-		svcs = append(svcs, svc("nrpe"))
-	}
-	a.mu.Lock()
-	snmpOn := a.cfg.SNMPEnabled()
-	a.mu.Unlock()
-	if snmpOn {
-		// As root: it reads PID 1's status on the root-only control
-		// socket (no new privileges, nothing executed).
-		svcs = append(svcs, svc("snmp"))
-	}
-	a.mu.Lock()
-	syslogOn := a.cfg.SyslogEnabled()
-	a.mu.Unlock()
-	if syslogOn {
-		// As root: the log feed is on the control socket, which only
-		// root may use.
-		svcs = append(svcs, svc("syslog"))
+	// The services a section of the config turns on. The relay runs as
+	// its own user; nrpe, snmp and syslog as root because PID 1's status
+	// and log feed are on the control socket, which answers root only
+	// (each sets no_new_privs and executes nothing).
+	for _, o := range []struct {
+		name string
+		on   bool
+	}{
+		{"ssh", cfg.SSHEnabled()}, {"smtp", cfg.SMTPEnabled()},
+		{"nrpe", cfg.NRPEEnabled()}, {"snmp", cfg.SNMPEnabled()}, {"syslog", cfg.SyslogEnabled()},
+	} {
+		switch {
+		case !o.on:
+		case o.name == "smtp":
+			svcs = append(svcs, a.withRelayUser(svc(o.name)))
+		default:
+			svcs = append(svcs, svc(o.name))
+		}
 	}
 	if a.opts.PID1 || a.opts.Firewall {
 		// Nothing faces the network before the firewall's default deny is
