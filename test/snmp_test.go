@@ -289,7 +289,8 @@ func mustAbs(t *testing.T, p string) string {
 // snmpget). The snmp service killed and restarted by the supervisor sends
 // coldStart to all three; the inform is acknowledged once (the agent
 // counts it and does not retry); another service killed gives
-// ghServiceDown then ghServiceUp naming it, in each form.
+// ghServiceDown then ghServiceUp naming it, in each form; two messages
+// held in the queue give ghQueueOverThreshold (threshold 1).
 func TestSNMPTraps(t *testing.T) {
 	t.Parallel()
 	w := newNetWorld(t)
@@ -312,6 +313,13 @@ snmp:
     - {host: 10.77.0.1, port: 1162, community: gh-trap}
     - {host: 10.77.0.1, port: 1163, community: gh-trap, inform: true}
     - {host: 10.77.0.1, port: 1164, version: v3, user: trapper}
+  thresholds: {queue_depth: 1}
+smtp:
+  hostname: gw.example.test
+  listen: {smtp: "127.0.0.1:2525", submission: "off", smtps: "off"}
+  trusted_networks: [127.0.0.0/8]
+  domains:
+    - {name: example.test, next_hop: "[10.77.0.1]:25", tls: none}
 `, pass("auth", "trap-auth-pass"), pass("priv", "trap-priv-pass"))
 	w.gatehouse(t, cfg)
 
@@ -437,6 +445,22 @@ snmp:
 		d, ok, _ := status.Detail[status.SNMP](st.Services, "snmp")
 		return ok && d.InformsAcked >= 3 && d.TrapErrors == 0
 	})
+
+	// Two messages for a next hop that refuses connections stay in the
+	// queue: its depth crosses the threshold of 1.
+	inNS(t, w.appl, func() {
+		for i := range 2 {
+			if !sendOne("127.0.0.1:2525", i) {
+				t.Fatalf("message %d not accepted", i)
+			}
+		}
+	})
+	for _, r := range []struct{ what, port, user string }{{"v2c trap", "1162", "gh-trap"}, {"v2c inform", "1163", "gh-trap"}, {"v3 trap", "1164", "trapper"}} {
+		waitTrap("queue over the threshold, "+r.what, r.port, r.user, "= OID: .1.3.6.1.4.1.99999.2.0.3", ".1.3.6.1.4.1.99999.1.3.1.0 = Gauge32: 2")
+	}
+	if n := lines("1162", "gh-trap", "= OID: .1.3.6.1.4.1.99999.2.0.3"); n != 1 {
+		t.Errorf("ghQueueOverThreshold sent %d times, want once per crossing", n)
+	}
 }
 
 func serviceRunning(st *control.Status, name string) bool {
