@@ -63,7 +63,7 @@ func (t *trapper) stats() (sent, acked, failed uint64, last string) {
 
 // coldStart says the agent (re)started.
 func (t *trapper) coldStart(p *policy, c *config.Config) {
-	t.send(p, c, oidColdStart, nil)
+	t.send(p, c, []notification{{oid: oidColdStart}})
 }
 
 // check compares the appliance's state with the last check's and sends
@@ -73,8 +73,8 @@ func (t *trapper) check(p *policy, c *config.Config) {
 	// the last request, and the edges are to be seen when they happen.
 	st := t.mib.rebuild(time.Now()).state
 	free, freeOK := dataFree(t.mib.o.DataDir)
-	for _, n := range t.observe(st, c, free, freeOK) {
-		t.send(p, c, n.oid, n.vbs)
+	if ns := t.observe(st, c, free, freeOK); len(ns) > 0 {
+		t.send(p, c, ns)
 	}
 }
 
@@ -163,16 +163,20 @@ func dataFree(dir string) (int, bool) {
 	return int(fs.Bavail * 100 / fs.Blocks), true
 }
 
-// send sends one notification to every receiver, each in its own
-// goroutine (an inform waits for its acknowledgement).
-func (t *trapper) send(p *policy, c *config.Config, trapOID snmp.OID, vbs []snmp.VarBind) {
+// send sends notifications to every receiver: one goroutine a receiver,
+// sending them in order (a service's down before its up; an inform waits
+// for its acknowledgement before the next goes).
+func (t *trapper) send(p *policy, c *config.Config, ns []notification) {
 	uptime := uint32(t.mib.sysUpTime(time.Now()))
-	pdus := []gosnmp.SnmpPDU{
-		{Name: oidSysUpTimeVal.String(), Type: gosnmp.TimeTicks, Value: uptime},
-		{Name: oidSnmpTrapOID.String(), Type: gosnmp.ObjectIdentifier, Value: trapOID.String()},
-	}
-	for _, vb := range vbs {
-		pdus = append(pdus, toGosnmp(vb))
+	pdus := make([][]gosnmp.SnmpPDU, len(ns))
+	for i, n := range ns {
+		pdus[i] = []gosnmp.SnmpPDU{
+			{Name: oidSysUpTimeVal.String(), Type: gosnmp.TimeTicks, Value: uptime},
+			{Name: oidSnmpTrapOID.String(), Type: gosnmp.ObjectIdentifier, Value: n.oid.String()},
+		}
+		for _, vb := range n.vbs {
+			pdus[i] = append(pdus[i], toGosnmp(vb))
+		}
 	}
 	for _, r := range c.SNMP.Traps {
 		x := &gosnmp.GoSNMP{Target: r.Host, Port: uint16(r.Port), Transport: "udp", Timeout: 2 * time.Second, Retries: 2,
@@ -203,29 +207,38 @@ func (t *trapper) send(p *policy, c *config.Config, trapOID snmp.OID, vbs []snmp
 		go func() {
 			defer t.inFlight.Done()
 			err := x.Connect()
-			if err == nil {
-				_, err = x.SendTrap(gosnmp.SnmpTrap{Variables: append([]gosnmp.SnmpPDU(nil), pdus...), IsInform: r.Inform})
-				x.Conn.Close()
-			}
 			if err != nil {
-				t.failed.Add(1)
-				t.mu.Lock()
-				t.lastErr = fmt.Sprintf("%s: %v", target, err)
-				t.mu.Unlock()
-				t.log.Warn("snmp: notification not sent", "to", target, "trap", trapOID.String(), "err", err)
+				for _, n := range ns {
+					t.fail(target, n.oid, err)
+				}
 				return
 			}
-			t.sent.Add(1)
-			if r.Inform {
-				// SendTrap returns for an inform once the receiver's
-				// response came: acknowledged.
-				t.acked.Add(1)
-				t.log.Info("snmp: inform acknowledged", "to", target, "trap", trapOID.String())
-				return
+			defer x.Conn.Close()
+			for i, n := range ns {
+				if _, err := x.SendTrap(gosnmp.SnmpTrap{Variables: pdus[i], IsInform: r.Inform}); err != nil {
+					t.fail(target, n.oid, err)
+					continue
+				}
+				t.sent.Add(1)
+				if r.Inform {
+					// SendTrap returns for an inform once the receiver's
+					// response came: acknowledged.
+					t.acked.Add(1)
+					t.log.Info("snmp: inform acknowledged", "to", target, "trap", n.oid.String())
+					continue
+				}
+				t.log.Info("snmp: notification sent", "to", target, "trap", n.oid.String())
 			}
-			t.log.Info("snmp: notification sent", "to", target, "trap", trapOID.String())
 		}()
 	}
+}
+
+func (t *trapper) fail(target string, trapOID snmp.OID, err error) {
+	t.failed.Add(1)
+	t.mu.Lock()
+	t.lastErr = fmt.Sprintf("%s: %v", target, err)
+	t.mu.Unlock()
+	t.log.Warn("snmp: notification not sent", "to", target, "trap", trapOID.String(), "err", err)
 }
 
 var authToGosnmp = map[snmp.AuthProtocol]gosnmp.SnmpV3AuthProtocol{snmp.AuthSHA1: gosnmp.SHA, snmp.AuthSHA224: gosnmp.SHA224,

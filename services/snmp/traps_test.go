@@ -3,7 +3,10 @@ package snmp
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
+	"net"
 	"testing"
+	"time"
 
 	"github.com/gosnmp/gosnmp"
 
@@ -118,4 +121,41 @@ func join(s []string) string {
 		out += x
 	}
 	return out
+}
+
+// One check's notifications reach each receiver in order: a service's
+// down before its up.
+func TestTrapsInOrder(t *testing.T) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	e := snmp.NewEngine([]byte{0x80, 0, 0x1f, 0x88, 5, 1, 2, 3, 4}, 1, time.Now(), 1)
+	tr := newTrapper(slog.New(slog.DiscardHandler), e, newMIB(Options{}, e))
+	c := &config.Config{SNMP: &config.SNMP{Traps: []config.SNMPTrap{{Host: "127.0.0.1", Port: conn.LocalAddr().(*net.UDPAddr).Port, Version: "v2c", Community: "c"}}}}
+	var ns []notification
+	for range 20 {
+		ns = append(ns, notification{oid: oidServiceDown}, notification{oid: oidServiceUp})
+	}
+	tr.send(&policy{}, c, ns)
+	tr.inFlight.Wait()
+	buf := make([]byte, 2048)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i, n := range ns {
+		k, _, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("notification %d: %v", i, err)
+		}
+		p, err := gosnmp.Default.UnmarshalTrap(buf[:k], false)
+		if err != nil || len(p.Variables) < 2 {
+			t.Fatalf("notification %d: %v", i, err)
+		}
+		if got := p.Variables[1].Value.(string); got != "."+n.oid.String() {
+			t.Fatalf("notification %d is %s, want %s", i, got, n.oid)
+		}
+	}
+	if sent, _, failed, _ := tr.stats(); sent != uint64(len(ns)) || failed != 0 {
+		t.Errorf("%d sent, %d failed", sent, failed)
+	}
 }
