@@ -23,7 +23,8 @@ type SNMP struct {
 	UnsupportedSecLevels uint64 `json:"usm_unsupported_sec_levels"`
 	DecryptionErrors     uint64 `json:"usm_decryption_errors"`
 
-	TrapsSent     uint64 `json:"traps_sent"`
+	TrapsSent     uint64 `json:"traps_sent"`    // traps sent and informs acknowledged
+	InformsAcked  uint64 `json:"informs_acked"` // of those, informs
 	TrapErrors    uint64 `json:"trap_errors"`
 	LastTrapError string `json:"last_trap_error,omitempty"`
 	// Host names in the allow lists and among the trap receivers.

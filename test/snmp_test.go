@@ -282,3 +282,192 @@ func mustAbs(t *testing.T, p string) string {
 	}
 	return a
 }
+
+// The agent's notifications at net-snmp's snmptrapd, one receiver port
+// each: a v2c trap, a v2c inform and a v3 authPriv trap (snmptrapd knows
+// the user under the agent's engine ID, read from the agent with
+// snmpget). The snmp service killed and restarted by the supervisor sends
+// coldStart to all three; the inform is acknowledged once (the agent
+// counts it and does not retry); another service killed gives
+// ghServiceDown then ghServiceUp naming it, in each form; two messages
+// held in the queue give ghQueueOverThreshold (threshold 1).
+func TestSNMPTraps(t *testing.T) {
+	t.Parallel()
+	w := newNetWorld(t)
+	mon := w.router
+	pass := func(name, v string) string {
+		f := filepath.Join(w.dir, name)
+		os.WriteFile(f, []byte(v+"\n"), 0o600)
+		return f
+	}
+	cfg := fmt.Sprintf(`
+hostname: gw-traps
+interfaces:
+  - {name: a0, addresses: [10.77.0.2/24]}
+snmp:
+  communities:
+    - {community: gh-public, allow: [10.77.0.1]}
+  users:
+    - {name: trapper, auth: {protocol: sha256, password_file: %s}, priv: {protocol: aes128, password_file: %s}, allow: [10.77.0.1]}
+  traps:
+    - {host: 10.77.0.1, port: 1162, community: gh-trap}
+    - {host: 10.77.0.1, port: 1163, community: gh-trap, inform: true}
+    - {host: 10.77.0.1, port: 1164, version: v3, user: trapper}
+  thresholds: {queue_depth: 1}
+smtp:
+  hostname: gw.example.test
+  listen: {smtp: "127.0.0.1:2525", submission: "off", smtps: "off"}
+  trusted_networks: [127.0.0.0/8]
+  domains:
+    - {name: example.test, next_hop: "[10.77.0.1]:25", tls: none}
+`, pass("auth", "trap-auth-pass"), pass("priv", "trap-priv-pass"))
+	w.gatehouse(t, cfg)
+
+	// The agent's engine ID, asked of the agent.
+	var engineID string
+	for deadline := time.Now().Add(20 * time.Second); engineID == ""; time.Sleep(100 * time.Millisecond) {
+		out, _ := snmpTool(mon, "snmpget", "-v2c", "-c", "gh-public", "-t", "1", "-r", "0", "10.77.0.2", ".1.3.6.1.6.3.10.2.1.1.0")
+		if m := regexp.MustCompile(`Hex-STRING: ([0-9A-F ]+)`).FindStringSubmatch(out); m != nil {
+			engineID = strings.ReplaceAll(strings.TrimSpace(m[1]), " ", "")
+		}
+		if engineID == "" && time.Now().After(deadline) {
+			t.Fatalf("no snmpEngineID from the agent: %s", out)
+		}
+	}
+
+	// %s: the SNMP version (1 v2c, 3 v3), %u the community or user, %b
+	// the addresses (the port says which receiver), %v the variables.
+	conf := filepath.Join(w.dir, "snmptrapd.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("createUser -e 0x%s trapper SHA-256 trap-auth-pass AES trap-priv-pass\nauthUser log trapper priv\nauthCommunity log gh-trap\n", engineID)), 0o600)
+	w.start(t, mon, "snmptrapd.log", "snmptrapd", "-f", "-Lo", "-On", "-m", "", "-C", "-c", conf, "-F", "TRAP v=%s u=%u %b | %v\n",
+		"-p", filepath.Join(w.dir, "snmptrapd.pid"), "udp:10.77.0.1:1162,udp:10.77.0.1:1163,udp:10.77.0.1:1164")
+	lines := func(port, user, oid string) int {
+		n := 0
+		for _, l := range strings.Split(w.log("snmptrapd.log"), "\n") {
+			if strings.HasPrefix(l, "TRAP ") && strings.Contains(l, "->[10.77.0.1]:"+port+" |") && strings.Contains(l, "u="+user+" ") && strings.Contains(l, oid) {
+				n++
+			}
+		}
+		return n
+	}
+	waitTrap := func(what, port, user, oid string, more ...string) string {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			for _, l := range strings.Split(w.log("snmptrapd.log"), "\n") {
+				ok := strings.HasPrefix(l, "TRAP ") && strings.Contains(l, "->[10.77.0.1]:"+port+" |") && strings.Contains(l, "u="+user+" ") && strings.Contains(l, oid)
+				for _, m := range more {
+					ok = ok && strings.Contains(l, m)
+				}
+				if ok {
+					return l
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not at snmptrapd:\n%s", what, w.log("snmptrapd.log"))
+			}
+		}
+	}
+	// Ask the receiver until it logs a trap of the test's own.
+	for deadline := time.Now().Add(10 * time.Second); lines("1162", "gh-trap", ".1.3.6.1.4.1.99999.99.1") == 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("snmptrapd does not log traps:\n%s", w.log("snmptrapd.log"))
+		}
+		snmpTool(mon, "snmptrap", "-v2c", "-c", "gh-trap", "10.77.0.1:1162", "", ".1.3.6.1.4.1.99999.99.1")
+	}
+
+	pidOf := func(st *control.Status, name string) (int, int) {
+		for _, s := range st.Services {
+			if s.Name == name {
+				return s.PID, s.Restarts
+			}
+		}
+		return 0, 0
+	}
+	// kill kills a running service and waits for the supervisor to have
+	// it running again.
+	kill := func(name string) {
+		t.Helper()
+		st := w.waitFor(t, name+" running", 20*time.Second, func(st *control.Status) bool {
+			pid, _ := pidOf(st, name)
+			return pid > 0 && serviceRunning(st, name)
+		})
+		pid, restarts := pidOf(st, name)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill %s (%d): %v", name, pid, err)
+		}
+		w.waitFor(t, name+" restarted", 30*time.Second, func(st *control.Status) bool {
+			_, r := pidOf(st, name)
+			return r > restarts && serviceRunning(st, name)
+		})
+	}
+
+	// The agent restarted: coldStart to every receiver, now listening.
+	kill("snmp")
+	coldStart := "= OID: .1.3.6.1.6.3.1.1.5.1"
+	waitTrap("v2c coldStart trap", "1162", "gh-trap", coldStart)
+	waitTrap("v2c coldStart inform", "1163", "gh-trap", coldStart)
+	l := waitTrap("v3 coldStart trap", "1164", "trapper", coldStart)
+	if !strings.HasPrefix(l, "TRAP v=3 ") { // snmptrapd's %s: 1 v2c, 3 v3
+		t.Errorf("the v3 trap is logged as another version: %s", l)
+	}
+	st := w.waitFor(t, "the inform acknowledged", 15*time.Second, func(st *control.Status) bool {
+		d, ok, _ := status.Detail[status.SNMP](st.Services, "snmp")
+		return ok && d.InformsAcked >= 1
+	})
+	if d, _, _ := status.Detail[status.SNMP](st.Services, "snmp"); d.TrapErrors != 0 || d.TrapsSent < 3 {
+		t.Errorf("after coldStart: %d sent, %d informs acknowledged, %d errors (%s)", d.TrapsSent, d.InformsAcked, d.TrapErrors, d.LastTrapError)
+	}
+
+	// Another service killed: down, then up, naming it.
+	var victim string
+	for _, s := range st.Services {
+		if s.Name != "snmp" && s.PID > 0 && s.Phase == status.Running {
+			victim = s.Name
+			if s.Name == "ntp" || s.Name == "dns" {
+				break
+			}
+		}
+	}
+	if victim == "" {
+		t.Fatalf("no service to kill: %+v", st.Services)
+	}
+	kill(victim)
+	name := `STRING: "` + victim + `"`
+	for _, r := range []struct{ what, port, user string }{{"v2c trap", "1162", "gh-trap"}, {"v2c inform", "1163", "gh-trap"}, {"v3 trap", "1164", "trapper"}} {
+		waitTrap(victim+" down, "+r.what, r.port, r.user, "= OID: .1.3.6.1.4.1.99999.2.0.1", name)
+		waitTrap(victim+" up, "+r.what, r.port, r.user, "= OID: .1.3.6.1.4.1.99999.2.0.2", name)
+	}
+	// An acknowledged inform is not sent again.
+	if n := lines("1163", "gh-trap", coldStart); n != 1 {
+		t.Errorf("the coldStart inform reached snmptrapd %d times, want once", n)
+	}
+	w.waitFor(t, "the informs acknowledged", 15*time.Second, func(st *control.Status) bool {
+		d, ok, _ := status.Detail[status.SNMP](st.Services, "snmp")
+		return ok && d.InformsAcked >= 3 && d.TrapErrors == 0
+	})
+
+	// Two messages for a next hop that refuses connections stay in the
+	// queue: its depth crosses the threshold of 1.
+	inNS(t, w.appl, func() {
+		for i := range 2 {
+			if !sendOne("127.0.0.1:2525", i) {
+				t.Fatalf("message %d not accepted", i)
+			}
+		}
+	})
+	for _, r := range []struct{ what, port, user string }{{"v2c trap", "1162", "gh-trap"}, {"v2c inform", "1163", "gh-trap"}, {"v3 trap", "1164", "trapper"}} {
+		waitTrap("queue over the threshold, "+r.what, r.port, r.user, "= OID: .1.3.6.1.4.1.99999.2.0.3", ".1.3.6.1.4.1.99999.1.3.1.0 = Gauge32: 2")
+	}
+	if n := lines("1162", "gh-trap", "= OID: .1.3.6.1.4.1.99999.2.0.3"); n != 1 {
+		t.Errorf("ghQueueOverThreshold sent %d times, want once per crossing", n)
+	}
+}
+
+func serviceRunning(st *control.Status, name string) bool {
+	for _, s := range st.Services {
+		if s.Name == name {
+			return s.Phase == status.Running
+		}
+	}
+	return false
+}

@@ -279,7 +279,7 @@ func (a *agent) Status() service.Status {
 		st.Objects = a.mib.objects()
 	}
 	if a.traps != nil {
-		st.TrapsSent, st.TrapErrors, st.LastTrapError = a.traps.stats()
+		st.TrapsSent, st.InformsAcked, st.TrapErrors, st.LastTrapError = a.traps.stats()
 	}
 	a.mu.Lock()
 	st.Names = a.nameState
