@@ -567,7 +567,9 @@ func (a *appliance) Logs(service string, n int) ([]string, error) {
 
 // Follow implements control.Follower: the log feed the syslog service
 // forwards.
-func (a *appliance) Follow() (*logring.Subscription, error) { return a.feed.Subscribe() }
+func (a *appliance) Follow(since uint64) (*logring.Subscription, error) {
+	return a.feed.Subscribe(since)
+}
 
 // Shutdown implements control.Backend: it asks for the shutdown and returns;
 // the main loop carries it out.

@@ -58,7 +58,10 @@ type forwarder struct {
 	cur      atomic.Pointer[settings]
 	received atomic.Uint64
 	feedLost atomic.Uint64
-	feed     atomic.Value // string: the feed's state
+	// seen is the Seq of the last record taken from the feed: following
+	// again after the feed ended resumes after it, without duplicates.
+	seen atomic.Uint64
+	feed atomic.Value // string: the feed's state
 }
 
 func newForwarder(log *slog.Logger) *forwarder {
@@ -74,7 +77,7 @@ func (f *forwarder) follow(ctx context.Context, socket string) {
 	backoff := minBackoff
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := control.Follow(ctx, socket, func(r logring.Record) error {
+		err := control.Follow(ctx, socket, f.seen.Load(), func(r logring.Record) error {
 			f.feed.Store("following")
 			f.handle(r)
 			return nil
@@ -99,6 +102,9 @@ func (f *forwarder) follow(ctx context.Context, socket string) {
 // handle formats one record for each destination that wants it.
 func (f *forwarder) handle(r logring.Record) {
 	f.received.Add(1)
+	if r.Seq > 0 {
+		f.seen.Store(r.Seq)
+	}
 	s := f.cur.Load()
 	if r.Dropped > 0 {
 		f.feedLost.Add(r.Dropped)
