@@ -62,10 +62,14 @@ type forwarder struct {
 	// again after the feed ended resumes after it, without duplicates.
 	seen atomic.Uint64
 	feed atomic.Value // string: the feed's state
+	// configured is closed once the config's destinations are in place:
+	// the feed's first records (those kept since boot) need them.
+	configured chan struct{}
+	once       sync.Once
 }
 
 func newForwarder(log *slog.Logger) *forwarder {
-	f := &forwarder{log: log}
+	f := &forwarder{log: log, configured: make(chan struct{})}
 	f.cur.Store(&settings{})
 	f.feed.Store("connecting")
 	return f
@@ -74,6 +78,11 @@ func newForwarder(log *slog.Logger) *forwarder {
 // follow subscribes to the feed, again after a pause if it ends, until
 // ctx ends.
 func (f *forwarder) follow(ctx context.Context, socket string) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-f.configured:
+	}
 	backoff := minBackoff
 	for ctx.Err() == nil {
 		start := time.Now()
@@ -167,6 +176,7 @@ func (r *reconciler) Reconcile(ctx context.Context, cfg *config.Config) (time.Du
 		want = cfg.Syslog.Destinations
 		next.hostname, next.kernel = cfg.Syslog.Hostname, *cfg.Syslog.Kernel
 	}
+	defer r.f.once.Do(func() { close(r.f.configured) })
 	if old.hostname == next.hostname && old.kernel == next.kernel && sameDests(old.dests, want) {
 		return again, nil
 	}
