@@ -32,7 +32,7 @@ func Commands() []Command {
 	return []Command{
 		{"help", "", "list the commands", help},
 		{"status", "[--format text|json]", "version, uptime, data disk and every service's state", cmdStatus},
-		{"logs", "SERVICE [-n N]", "the last N (default 50) output lines of a service (kernel: the kernel log)", logs},
+		{"logs", "SERVICE [-n N]", "the last N (default 50) output lines of a service (kernel: the kernel log; init: PID 1's own)", logs},
 		{"ip", "", "interfaces, addresses and routes", ip},
 		{"dns", "NAME [TYPE]", "look NAME up (A, AAAA, MX, ...) as the relay would", dnsLookup},
 		{"ntp", "", "time servers, offset and sync state", ntp},

@@ -25,6 +25,9 @@ type Request struct {
 	Lines   int    `json:"lines,omitempty"`   // for logs; 0 means all kept
 	File    string `json:"file,omitempty"`    // for apply: a config file on the appliance
 	Within  string `json:"within,omitempty"`  // for apply: confirm within this duration; "0s": no rollback
+	// Since, for follow: the Seq of the last log record the caller took;
+	// the records still kept after it come first. 0: all still kept.
+	Since uint64 `json:"since,omitempty"`
 }
 
 // Response answers a Request.
@@ -83,10 +86,10 @@ type Backend interface {
 }
 
 // Follower is a Backend that serves the log feed: every service's output
-// lines and the kernel's, as they come (PID 1 does; the emergency shell
-// does not).
+// lines, PID 1's own and the kernel's, those still kept after since first,
+// then as they come (PID 1 does; the emergency shell does not).
 type Follower interface {
-	Follow() (*logring.Subscription, error)
+	Follow(since uint64) (*logring.Subscription, error)
 }
 
 // followBatch bounds how many records are written before a flush.
@@ -163,7 +166,7 @@ func Answer(b Backend, req Request) Response {
 		if !ok {
 			return Response{Error: "no log feed here"}
 		}
-		sub, err := f.Follow()
+		sub, err := f.Follow(req.Since)
 		if err != nil {
 			return Response{Error: err.Error()}
 		}
@@ -216,11 +219,12 @@ func Call(path string, req Request) (*Response, error) {
 
 // Follow hands each log record the appliance's feed passes on to each,
 // until ctx ends (nil), the appliance ends the stream or each fails (an
-// error). A record's Dropped says how many were lost before it because
-// the caller did not keep up.
-func Follow(ctx context.Context, path string, each func(logring.Record) error) error {
+// error): first those the feed still keeps after since (a record's Seq;
+// 0 for all it keeps), then each as it comes. A record's Dropped says how
+// many were lost before it because the caller did not keep up.
+func Follow(ctx context.Context, path string, since uint64, each func(logring.Record) error) error {
 	var resp Response
-	err := sockrpc.Follow(ctx, path, Request{Verb: "follow"}, &resp, func(line []byte) error {
+	err := sockrpc.Follow(ctx, path, Request{Verb: "follow", Since: since}, &resp, func(line []byte) error {
 		var r logring.Record
 		if err := json.Unmarshal(line, &r); err != nil {
 			return fmt.Errorf("control: log record: %w", err)

@@ -16,6 +16,7 @@ import (
 
 	"gatehouse/control"
 	"gatehouse/init/logring"
+	"gatehouse/services/syslog"
 	"gatehouse/status"
 	"gatehouse/test/syslogpeer"
 )
@@ -101,6 +102,39 @@ syslog:
 	pids := map[string]string{}
 	for _, s := range st.Services {
 		pids[s.Name] = strconv.Itoa(s.PID)
+	}
+
+	// What was written before the syslog service followed the feed arrives
+	// too, PID 1's own lines among it (app-name init): the first lines of
+	// `gatehouse logs init` and `gatehouse logs network` (the boot), and
+	// PID 1's "service started" for the syslog service itself.
+	firstMsg := func(name string) string {
+		out, err := gatehouseCmd(t, w, "logs", name, "-n", "1000")
+		if err != nil || out == "" {
+			t.Fatalf("logs %s: %v %s", name, err, out)
+		}
+		_, msg, _ := syslog.ParseLine(strings.SplitN(out, "\n", 2)[0])
+		return msg
+	}
+	bootInit, bootNetwork := firstMsg("init"), firstMsg("network")
+	for _, tr := range syslogpeer.Transports {
+		recs := waitRecords(t, peer, tr, "lines from before the syslog service started", func(recs []syslogpeer.Record) bool {
+			var init, network, started bool
+			for _, r := range recs {
+				init = init || r.AppName == "init" && r.Msg == bootInit
+				network = network || r.AppName == "network" && r.Msg == bootNetwork
+				started = started || r.AppName == "init" && r.Msg == "service started" && strings.Contains(r.SD, `service="syslog"`)
+			}
+			return init && network && started
+		})
+		for _, r := range recs {
+			if r.AppName == "init" && r.Msg == "service started" && strings.Contains(r.SD, `service="syslog"`) {
+				t.Logf("%s: %+v", tr, r)
+				if r.PRI != "134" || r.ProcID == "" || r.ProcID == "-" || !strings.Contains(r.SD, `subsystem="supervisor"`) || !strings.Contains(r.SD, `pid="`+pids["syslog"]+`"`) {
+					t.Errorf("%s: %+v", tr, r)
+				}
+			}
+		}
 	}
 
 	// A reload: every service says "config reloaded", the syslog service

@@ -78,7 +78,8 @@ type appliance struct {
 	data      dataDisk
 	modules   *modules      // nil in host mode
 	kernelLog *logring.Ring // nil in host mode
-	feed      *logring.Feed // every service's and the kernel's lines, for the syslog service
+	initLog   *initLines    // PID 1's own log
+	feed      *logring.Feed // every service's, PID 1's and the kernel's lines, for the syslog service
 	reaper    *reaper.Reaper
 	sup       *supervisor.Supervisor
 	readyMS   atomic.Int64
@@ -99,7 +100,10 @@ func Run(opts Options) (string, error) {
 		}
 	}
 	h := console.NewLogHandler(opts.Out, opts.Started, slog.LevelInfo)
-	a := &appliance{opts: opts, out: h, log: slog.New(h), shutdown: make(chan string, 1), paths: layout.Appliance()}
+	feed := &logring.Feed{}
+	il := newInitLines(feed)
+	a := &appliance{opts: opts, out: h, log: slog.New(slog.NewMultiHandler(h, initHandler(il, slog.LevelInfo))),
+		initLog: il, feed: feed, shutdown: make(chan string, 1), paths: layout.Appliance()}
 	if !opts.PID1 {
 		a.paths = layout.Host(opts.StateDir)
 	}
@@ -126,8 +130,9 @@ func Run(opts Options) (string, error) {
 		}
 	}
 	go a.reaper.Run(ctx)
-	a.feed = &logring.Feed{}
-	sup, err := supervisor.New(supervisor.Options{Reaper: a.reaper, Log: a.log, Feed: a.feed})
+	// A service's lines are its own in the feed and in its ring: on the
+	// console only, not again as PID 1's.
+	sup, err := supervisor.New(supervisor.Options{Reaper: a.reaper, Log: a.log, Echo: slog.New(h), Feed: a.feed})
 	if err != nil {
 		return "", err
 	}
@@ -550,12 +555,17 @@ func (a *appliance) Logs(service string, n int) ([]string, error) {
 	if service == KernelLog && a.kernelLog != nil {
 		return a.kernelLog.Last(n), nil
 	}
+	if service == InitLog {
+		return a.initLog.ring.Last(n), nil
+	}
 	return a.sup.Logs(service, n)
 }
 
 // Follow implements control.Follower: the log feed the syslog service
 // forwards.
-func (a *appliance) Follow() (*logring.Subscription, error) { return a.feed.Subscribe() }
+func (a *appliance) Follow(since uint64) (*logring.Subscription, error) {
+	return a.feed.Subscribe(since)
+}
 
 // Shutdown implements control.Backend: it asks for the shutdown and returns;
 // the main loop carries it out.

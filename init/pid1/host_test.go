@@ -1,16 +1,19 @@
 package pid1
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"gatehouse/config"
 	"gatehouse/control"
+	"gatehouse/init/logring"
 )
 
 // Host mode end to end in one process: boot, answer on the control socket,
@@ -49,6 +52,24 @@ func TestHostModeStatusAndShutdown(t *testing.T) {
 	}
 	if _, err := control.Call(sock, control.Request{Verb: "logs", Service: "nope"}); err == nil {
 		t.Error("logs of an unknown service succeeded")
+	}
+	// PID 1's own lines: in `logs init`, and in the log feed, where a
+	// subscriber that comes now still gets those of the boot.
+	if resp, err := control.Call(sock, control.Request{Verb: "logs", Service: InitLog}); err != nil || len(resp.Lines) == 0 {
+		t.Errorf("logs init: %v %+v", err, resp)
+	} else if !strings.HasPrefix(resp.Lines[0], "level=") {
+		t.Errorf("logs init: first line %q is not slog's text", resp.Lines[0])
+	}
+	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	var first logring.Record
+	errFound := errors.New("found")
+	err := control.Follow(fctx, sock, 0, func(r logring.Record) error {
+		first = r
+		return errFound
+	})
+	fcancel()
+	if !errors.Is(err, errFound) || first.Service != InitLog || first.Seq != 1 || first.PID != os.Getpid() || !strings.Contains(first.Line, "msg=") {
+		t.Errorf("follow since boot: %v, first record %+v", err, first)
 	}
 	if _, err := control.Call(sock, control.Request{Verb: "frob"}); err == nil {
 		t.Error("unknown verb accepted")

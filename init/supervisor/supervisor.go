@@ -85,6 +85,9 @@ type Options struct {
 	Log      *slog.Logger
 	Backoff  Backoff
 	LogLines int // lines of output kept per service; default 200
+	// Echo is where a service's output lines are logged besides its ring
+	// and the feed (the console); default Log.
+	Echo *slog.Logger
 	// Feed, when set, is handed every service's output lines as they
 	// come (the syslog service subscribes to it); it never blocks.
 	Feed *logring.Feed
@@ -128,6 +131,9 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	if opts.Backoff == (Backoff{}) {
 		opts.Backoff = DefaultBackoff
+	}
+	if opts.Echo == nil {
+		opts.Echo = opts.Log
 	}
 	if opts.LogLines <= 0 {
 		opts.LogLines = 200
@@ -358,7 +364,7 @@ func (s *Supervisor) runOnce(u *unit, log *slog.Logger) (string, error) {
 	go func() {
 		defer readers.Done()
 		// A service's own output is logged as its own subsystem.
-		u.collect(out, s.opts.Log.With("subsystem", u.svc.Name), s.opts.Feed, child.Pid())
+		u.collect(out, s.opts.Echo.With("subsystem", u.svc.Name), s.opts.Feed, child.Pid())
 	}()
 	if notify != nil {
 		readers.Add(1)

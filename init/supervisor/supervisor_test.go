@@ -488,7 +488,7 @@ func TestUserAndPrepare(t *testing.T) {
 func TestFeedGetsEveryServiceLine(t *testing.T) {
 	w := newWorld(t)
 	feed := &logring.Feed{}
-	sub, err := feed.Subscribe()
+	sub, err := feed.Subscribe(0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,11 +58,18 @@ type forwarder struct {
 	cur      atomic.Pointer[settings]
 	received atomic.Uint64
 	feedLost atomic.Uint64
-	feed     atomic.Value // string: the feed's state
+	// seen is the Seq of the last record taken from the feed: following
+	// again after the feed ended resumes after it, without duplicates.
+	seen atomic.Uint64
+	feed atomic.Value // string: the feed's state
+	// configured is closed once the config's destinations are in place:
+	// the feed's first records (those kept since boot) need them.
+	configured chan struct{}
+	once       sync.Once
 }
 
 func newForwarder(log *slog.Logger) *forwarder {
-	f := &forwarder{log: log}
+	f := &forwarder{log: log, configured: make(chan struct{})}
 	f.cur.Store(&settings{})
 	f.feed.Store("connecting")
 	return f
@@ -71,10 +78,15 @@ func newForwarder(log *slog.Logger) *forwarder {
 // follow subscribes to the feed, again after a pause if it ends, until
 // ctx ends.
 func (f *forwarder) follow(ctx context.Context, socket string) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-f.configured:
+	}
 	backoff := minBackoff
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := control.Follow(ctx, socket, func(r logring.Record) error {
+		err := control.Follow(ctx, socket, f.seen.Load(), func(r logring.Record) error {
 			f.feed.Store("following")
 			f.handle(r)
 			return nil
@@ -99,6 +111,9 @@ func (f *forwarder) follow(ctx context.Context, socket string) {
 // handle formats one record for each destination that wants it.
 func (f *forwarder) handle(r logring.Record) {
 	f.received.Add(1)
+	if r.Seq > 0 {
+		f.seen.Store(r.Seq)
+	}
 	s := f.cur.Load()
 	if r.Dropped > 0 {
 		f.feedLost.Add(r.Dropped)
@@ -161,6 +176,7 @@ func (r *reconciler) Reconcile(ctx context.Context, cfg *config.Config) (time.Du
 		want = cfg.Syslog.Destinations
 		next.hostname, next.kernel = cfg.Syslog.Hostname, *cfg.Syslog.Kernel
 	}
+	defer r.f.once.Do(func() { close(r.f.configured) })
 	if old.hostname == next.hostname && old.kernel == next.kernel && sameDests(old.dests, want) {
 		return again, nil
 	}

@@ -26,8 +26,8 @@ func (p *PID1) Serve(ctx context.Context, path string) {
 }
 
 // Follow implements control.Follower.
-func (p *PID1) Follow() (*logring.Subscription, error) {
-	s, err := p.Feed.Subscribe()
+func (p *PID1) Follow(since uint64) (*logring.Subscription, error) {
+	s, err := p.Feed.Subscribe(since)
 	if err == nil {
 		p.mu.Lock()
 		p.sub = s
