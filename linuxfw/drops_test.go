@@ -2,6 +2,7 @@ package linuxfw
 
 import (
 	"net"
+	"os"
 	"os/exec"
 	"testing"
 	"time"
@@ -36,8 +37,13 @@ func withPeer(t *testing.T, ns string) (peer string) {
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", peer).Run() })
 	// No IPv6 on the link: its multicast listener reports would be
 	// dropped too, and the test counts exactly.
+	// (A sysctl under /proc/sys/net is the opening thread's namespace's.)
 	for _, n := range []string{ns, peer} {
-		run("ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+		netnstest.In(t, n, func() {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", []byte("1"), 0); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 	run("ip", "-n", ns, "link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns", peer)
 	run("ip", "-n", ns, "addr", "add", "10.9.0.1/24", "dev", "v0")
