@@ -47,6 +47,11 @@ func WriteFirewall(w io.Writer, st control.Status, p layout.Paths) bool {
 	if f.LastError != "" {
 		fmt.Fprintf(w, "  ERROR: %s\n", f.LastError)
 	}
+	fmt.Fprintf(w, "  dropped: in %d packets (%d bytes), out %d packets (%d bytes)\n",
+		f.Drops.In.Packets, f.Drops.In.Bytes, f.Drops.Out.Packets, f.Drops.Out.Bytes)
+	if f.DropsError != "" {
+		fmt.Fprintf(w, "  drop counters not read: %s\n", f.DropsError)
+	}
 	fmt.Fprintln(w, "  inbound (default drop; replies, loopback and essential ICMP pass):")
 	for _, r := range f.In {
 		fmt.Fprintf(w, "    %s\n", r)

@@ -75,7 +75,7 @@ var NRPEChecks = []NRPECheck{
 	{"check_queue", []NRPEMetric{{"depth", "", "100", "500"}, {"deferred", "", "50", "200"}, {"oldest", "s", "3600", "14400"}}},
 	{"check_ntp", []NRPEMetric{{"offset", "s", "0.5", "1"}}},
 	{"check_collector", []NRPEMetric{{"failing", "", "", "0"}}},
-	{"check_firewall", []NRPEMetric{{"rules_in", "", "", ""}}},
+	{"check_firewall", []NRPEMetric{{"rules_in", "", "", ""}, {"drops_in", "", "", ""}, {"drops_out", "", "", ""}}},
 	{"check_paths", []NRPEMetric{{"failed", "", "", "0"}}},
 }
 

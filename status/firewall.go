@@ -21,6 +21,28 @@ type Firewall struct {
 	Applies    int       `json:"applies"`
 	ResolvedAt time.Time `json:"resolved_at"`
 	NextLookup time.Time `json:"next_lookup,omitzero"` // when a host-name peer's DNS answer runs out
+	// Drops are what the default drop rules dropped (the traffic no path
+	// allows; invalid packets and banned sources aside), both families,
+	// read back from the kernel every round (every 30 s at most). They
+	// only grow while the service runs: the counters a ruleset's
+	// replacement starts at zero again are carried over.
+	Drops FirewallDrops `json:"drops"`
+	// DropsError is why the counters could not be read at the last try;
+	// Drops are then the last ones read.
+	DropsError string    `json:"drops_error,omitempty"`
+	DropsRead  time.Time `json:"drops_read,omitzero"` // when they were last read
+}
+
+// FirewallDrops are the dropped traffic, inbound and outbound.
+type FirewallDrops struct {
+	In  DropCount `json:"in"`
+	Out DropCount `json:"out"`
+}
+
+// DropCount is a count of dropped packets and their bytes.
+type DropCount struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
 }
 
 // Summary says in one line what is in place (the error aside), for the

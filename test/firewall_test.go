@@ -157,6 +157,12 @@ firewall:
 		f, _ := detailOf[status.Firewall](t, st, "firewall")
 		return f.Applies >= 2
 	})
+	// The blocked attempts above were counted before the re-apply started
+	// the kernel's counters at zero again: the status has them.
+	w.waitFor(t, "drops in the status", 5*time.Second, func(st *control.Status) bool {
+		f, _ := detailOf[status.Firewall](t, st, "firewall")
+		return f.Drops.In.Packets >= 1 && f.Drops.In.Bytes >= 40*f.Drops.In.Packets && f.DropsError == ""
+	})
 	if got := netnstest.Reach(t, admin, "10.78.0.2:8443"); got != "blocked" {
 		t.Errorf("closed admin path: %s, want blocked", got)
 	}

@@ -236,7 +236,7 @@ fetch:
 			{"check_queue", 0, `^OK - queue 0 messages, 0 deferred, 0 held, oldest 0s \| depth=0;100;500;0 deferred=0;50;200;0 oldest=0s;3600;14400;0$`},
 			{"check_collector", 2, `^CRITICAL - 1 fetch accounts, 1 failing: helpdesk failing \(\d+ in a row\) \| failing=1;;0;0$`},
 			{"check_ntp", 0, `^OK - offset -?[0-9.]+[µnm]?s from 10\.77\.0\.1, stratum 8 \| offset=-?0\.\d{3}s;0\.5;1;$`},
-			{"check_firewall", 0, `^OK - nftables, \d+ inbound paths, egress open \| rules_in=\d+;;;0$`},
+			{"check_firewall", 0, `^OK - nftables, \d+ inbound paths, egress open \| rules_in=\d+;;;0 drops_in=\d+;;;0 drops_out=\d+;;;0$`},
 			// The POP3 server is not there: refused.
 			{"check_paths", 2, `^CRITICAL - \d+ outbound paths tested, \d+ failed: .*Mail collection helpdesk 10\.77\.0\.1:110 refused`},
 			{"check_services", 0, `^OK - \d+ services running, \d+ restarts \| down=0;;0;0 restarts=\d+;;;0$`},

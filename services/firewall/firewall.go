@@ -59,7 +59,35 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}()
 	}
-	return service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload}, f)
+	return service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload, Kick: ticks(ctx, DropsEvery)}, f)
+}
+
+// DropsEvery is how often at least a round runs, and with it the drop
+// counters are read back: a round with nothing to change reads the
+// counters and compares the rebuilt ruleset (its names from the
+// resolver's cache) with what is in, and writes nothing.
+const DropsEvery = 30 * time.Second
+
+// ticks sends on its channel every d until ctx ends; a tick the loop has
+// not taken yet is not doubled.
+func ticks(ctx context.Context, d time.Duration) <-chan struct{} {
+	c := make(chan struct{}, 1)
+	go func() {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				select {
+				case c <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return c
 }
 
 // Firewall is the service's state: the backend in use, what it installed,
@@ -82,6 +110,9 @@ type Firewall struct {
 	installed    *linuxfw.Ruleset
 	resolveAgain time.Time
 	denied       bool
+	// dropsLast are the drop counters as the kernel had them at the last
+	// read: what they grew by since goes into the status.
+	dropsLast linuxfw.Drops
 
 	mu      sync.Mutex // the socket reads the backend and the status
 	backend linuxfw.Backend
@@ -110,6 +141,7 @@ func (f *Firewall) Reconcile(ctx context.Context, cfg *config.Config) (time.Dura
 	if f.installed != nil {
 		f.deny() // the config's ruleset denies by default too
 	}
+	f.readDrops()
 	// Host names are looked up again when their answers run out (often
 	// while something is wrong); without names, every few minutes anyway.
 	wait := 5 * time.Minute
@@ -191,10 +223,12 @@ func (f *Firewall) switchBackend(ctx context.Context) {
 		f.log.Error("firewall backend not changed", "err", f.backendErr)
 		return
 	}
+	f.readDrops() // the old backend's last drops
 	if err := f.backend.Remove(); err != nil {
 		f.log.Warn("firewall: old backend's rules not removed", "backend", f.backend.Name(), "err", err)
 	}
 	f.installed = &rs
+	f.dropsLast = linuxfw.Drops{} // the new backend's counters started with its rules
 	f.mu.Lock()
 	f.backend = b
 	f.st.Backend, f.st.Ruleset, f.st.Applied, f.st.Applies = b.Name(), "config", time.Now(), f.st.Applies+1
@@ -227,6 +261,9 @@ func (f *Firewall) apply(ctx context.Context) {
 	if f.installed != nil && sameRules(*f.installed, rs) {
 		return // nothing changed: no write at all
 	}
+	// The replacement starts the counters at zero: what they grew by
+	// until now is counted first.
+	f.readDrops()
 	if err := f.backend.Apply(rs); err != nil {
 		// One family may have taken it and another not (iptables):
 		// what is in place is no longer known, and the next round
@@ -237,12 +274,51 @@ func (f *Firewall) apply(ctx context.Context) {
 		return
 	}
 	f.installed = &rs
+	f.dropsLast = linuxfw.Drops{}
 	f.update(func(st *status.Firewall) {
 		st.Ruleset = "config"
 		st.Applied, st.ResolvedAt, st.Applies = time.Now(), rs.ResolvedAt, st.Applies+1
 		st.In, st.Out, st.Egress = describe(rs.In), describe(rs.Out), f.cfg.Firewall.Egress
 	})
 	f.log.Info("firewall applied", "in", len(rs.In), "out", len(rs.Out), "egress", f.cfg.Firewall.Egress)
+}
+
+// readDrops reads the backend's drop counters and adds what they grew
+// by since the last read to the status. A counter lower than at the last
+// read started again at zero (rules replaced, one family of them, or by
+// someone else): all of it is new. A failed read keeps the last figures
+// and says why.
+func (f *Firewall) readDrops() {
+	dr, ok := f.backend.(linuxfw.DropReader)
+	if !ok {
+		return
+	}
+	d, err := dr.Drops()
+	if err != nil {
+		if prev := f.status().DropsError; prev != err.Error() {
+			f.log.Warn("firewall drop counters not read", "err", err)
+		}
+		f.update(func(st *status.Firewall) { st.DropsError = err.Error() })
+		return
+	}
+	last := f.dropsLast
+	f.dropsLast = d
+	f.update(func(st *status.Firewall) {
+		st.DropsError, st.DropsRead = "", f.now()
+		st.Drops.In.Packets += grown(d.InPackets, last.InPackets)
+		st.Drops.In.Bytes += grown(d.InBytes, last.InBytes)
+		st.Drops.Out.Packets += grown(d.OutPackets, last.OutPackets)
+		st.Drops.Out.Bytes += grown(d.OutBytes, last.OutBytes)
+	})
+}
+
+// grown is what a counter grew by from last to now; all of now when it
+// is lower (it started again at zero).
+func grown(now, last uint64) uint64 {
+	if now >= last {
+		return now - last
+	}
+	return now
 }
 
 func (f *Firewall) update(change func(*status.Firewall)) {

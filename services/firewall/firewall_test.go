@@ -42,6 +42,24 @@ type fakeBackend struct {
 	failApply int // the next n applies fail
 	installed *linuxfw.Ruleset
 	show      string
+	drops     linuxfw.Drops // the kernel's counters; an apply starts them at zero
+	dropsErr  error
+}
+
+func (b *fakeBackend) Drops() (linuxfw.Drops, error) {
+	b.w.mu.Lock()
+	defer b.w.mu.Unlock()
+	return b.drops, b.dropsErr
+}
+
+// count has the kernel's counters grow: in and out packets of 100 bytes.
+func (b *fakeBackend) count(in, out uint64) {
+	b.w.mu.Lock()
+	defer b.w.mu.Unlock()
+	b.drops.InPackets += in
+	b.drops.InBytes += 100 * in
+	b.drops.OutPackets += out
+	b.drops.OutBytes += 100 * out
 }
 
 func (b *fakeBackend) Name() string { return b.name }
@@ -60,6 +78,7 @@ func (b *fakeBackend) Apply(rs linuxfw.Ruleset) error {
 	}
 	b.w.events = append(b.w.events, b.name+" apply "+what)
 	b.installed = &rs
+	b.drops = linuxfw.Drops{}
 	return nil
 }
 
@@ -524,5 +543,52 @@ func TestSocketShowsInstalledRules(t *testing.T) {
 	w.backends["nftables"].show = ""
 	if _, err := show(); err == nil {
 		t.Errorf("a failed read-back: no error")
+	}
+}
+
+// The drop counters are read every round and only grow: what they grew by
+// before a replacement started them at zero is kept; a failed read keeps
+// the figures and says why.
+func TestDropsCountedAcrossReplacements(t *testing.T) {
+	w, f := newWorld(t)
+	c := exampleConfig(t, "auto")
+	round(t, f, c)
+	nft := w.backends["nftables"]
+	if d := detail(f); d.Drops != (status.FirewallDrops{}) || d.DropsRead.IsZero() {
+		t.Errorf("drops after the first round: %+v, read %v", d.Drops, d.DropsRead)
+	}
+	nft.count(5, 1)
+	round(t, f, c)
+	want := status.FirewallDrops{In: status.DropCount{Packets: 5, Bytes: 500}, Out: status.DropCount{Packets: 1, Bytes: 100}}
+	if d := detail(f); d.Drops != want {
+		t.Errorf("drops %+v, want %+v", d.Drops, want)
+	}
+	// A new ruleset: counted up to the replacement, then from zero.
+	nft.count(2, 0)
+	w.setName("admin.example.com", "198.51.100.8")
+	round(t, f, c)
+	wantEvents(t, w, "nftables apply default-deny", "nftables apply config", "nftables apply config")
+	nft.count(3, 2)
+	round(t, f, c)
+	want = status.FirewallDrops{In: status.DropCount{Packets: 10, Bytes: 1000}, Out: status.DropCount{Packets: 3, Bytes: 300}}
+	if d := detail(f); d.Drops != want {
+		t.Errorf("drops across a replacement %+v, want %+v", d.Drops, want)
+	}
+	// Started at zero behind the service's back (someone flushed it).
+	w.mu.Lock()
+	nft.drops = linuxfw.Drops{InPackets: 1, InBytes: 100}
+	nft.dropsErr = errors.New("netlink: gone")
+	w.mu.Unlock()
+	round(t, f, c)
+	if d := detail(f); d.Drops != want || d.DropsError != "netlink: gone" {
+		t.Errorf("after a failed read: %+v %q, want %+v kept and the error", d.Drops, d.DropsError, want)
+	}
+	w.mu.Lock()
+	nft.dropsErr = nil
+	w.mu.Unlock()
+	round(t, f, c)
+	want.In = status.DropCount{Packets: 11, Bytes: 1100}
+	if d := detail(f); d.Drops != want || d.DropsError != "" {
+		t.Errorf("after a reset: %+v %q, want %+v", d.Drops, d.DropsError, want)
 	}
 }

@@ -329,7 +329,7 @@ func (k *Checker) Run(ctx context.Context, cfg *config.Config, q Query) Result {
 		case fw.LastError != "":
 			state, text = Warning, text+"; last apply failed: "+fw.LastError
 		}
-		return judge(text, []metric{m("rules_in", float64(len(fw.In)))}, state)
+		return judge(text, []metric{m("rules_in", float64(len(fw.In))), m("drops_in", float64(fw.Drops.In.Packets)), m("drops_out", float64(fw.Drops.Out.Packets))}, state)
 	case "check_paths":
 		results := k.Src.Paths(ctx, cfg)
 		failed, tested := 0, 0

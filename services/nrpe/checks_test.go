@@ -107,7 +107,8 @@ func fakeSources(t *testing.T) Sources {
 			Queue: queue.Stats{Depth: 120, Deferred: 3},
 			Fetch: []status.FetchAccount{{Name: "helpdesk", LastError: "login refused", Failures: 4}, {Name: "sales"}}})},
 		{Name: "ntp", Phase: status.Running, Detail: detail(t, status.NTP{Synced: true, Server: "10.0.0.1", Offset: -700 * time.Millisecond})},
-		{Name: "firewall", Phase: status.Running, Detail: detail(t, status.Firewall{Backend: "nftables", Ruleset: "config", In: []string{"a", "b"}})},
+		{Name: "firewall", Phase: status.Running, Detail: detail(t, status.Firewall{Backend: "nftables", Ruleset: "config", In: []string{"a", "b"},
+			Drops: status.FirewallDrops{In: status.DropCount{Packets: 12, Bytes: 720}, Out: status.DropCount{Packets: 3, Bytes: 180}}})},
 		{Name: "nrpe", Phase: status.BackingOff, Restarts: 1},
 	}}
 	return Sources{
@@ -152,7 +153,9 @@ func TestChecks(t *testing.T) {
 		{"check_ntp", Warning, "WARNING - offset -700ms from 10.0.0.1, stratum 0 | offset=-0.700s;0.5;1;"},
 		{"check_ntp!0.1!0.6", Critical, "CRITICAL - offset -700ms"},
 		{"check_collector", Critical, "CRITICAL - 2 fetch accounts, 1 failing: helpdesk failing (4 in a row) | failing=1;;0;0"},
-		{"check_firewall", OK, "OK - nftables, 2 inbound paths, egress  | rules_in=2;;;0"},
+		{"check_firewall", OK, "OK - nftables, 2 inbound paths, egress  | rules_in=2;;;0 drops_in=12;;;0 drops_out=3;;;0"},
+		{"check_firewall!~:!~:!10", Warning, "WARNING - nftables, 2 inbound paths, egress  | rules_in=2;~:;~:;0 drops_in=12;10;;0 drops_out=3;;;0"},
+		{"check_firewall!~:!~:!~:!~:!~:!2", Critical, "CRITICAL - nftables"},
 		{"check_firewall!3:", Warning, "WARNING - nftables"},
 		{"check_paths", Critical, "CRITICAL - 2 outbound paths tested, 1 failed: Mail delivery 192.0.2.1:25 blocked | failed=1;;0;0"},
 	} {

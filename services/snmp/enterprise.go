@@ -108,6 +108,10 @@ func enterprise(e []snmp.Entry, st *control.Status, now time.Time) []snmp.Entry 
 			snmp.Scalar(oidGhFirewall.Append(3), snmp.Gauge32(uint64(len(f.In)))),
 			snmp.Scalar(oidGhFirewall.Append(4), snmp.Counter32(uint64(f.Applies))),
 			snmp.Scalar(oidGhFirewall.Append(5), snmp.String(f.LastError)),
+			snmp.Scalar(oidGhFirewall.Append(6), snmp.Counter64(f.Drops.In.Packets)),
+			snmp.Scalar(oidGhFirewall.Append(7), snmp.Counter64(f.Drops.In.Bytes)),
+			snmp.Scalar(oidGhFirewall.Append(8), snmp.Counter64(f.Drops.Out.Packets)),
+			snmp.Scalar(oidGhFirewall.Append(9), snmp.Counter64(f.Drops.Out.Bytes)),
 		)
 	}
 	return e
