@@ -3,7 +3,9 @@
 package test
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"strconv"
@@ -42,7 +44,9 @@ func freePort(t *testing.T, network string) int {
 // which is the monitoring host, and its firewall lets only that in.
 func TestBootMonitoring(t *testing.T) {
 	nrpePort, snmpPort := freePort(t, "tcp"), freePort(t, "udp")
-	logs, err := net.ListenPacket("udp", "127.0.0.1:0")
+	// TCP (octet counting), not UDP: the replay of the boot's lines is a
+	// burst that QEMU's user network may drop datagrams of.
+	logs, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,23 +62,35 @@ nrpe: {}
 snmp:
   communities: [{community: mon1t0r}]
 syslog:
-  destinations: [{server: "10.0.2.2", port: %d}]
-`, logs.LocalAddr().(*net.UDPAddr).Port)})
+  destinations: [{server: "10.0.2.2", port: %d, transport: tcp}]
+`, logs.Addr().(*net.TCPAddr).Port)})
 	v := boot(t, qemu.Options{Data: img, Nics: []string{fmt.Sprintf("user,hostfwd=tcp:127.0.0.1:%d-:5666,hostfwd=udp:127.0.0.1:%d-:161", nrpePort, snmpPort)}})
 	waitReady(t, v)
 
 	// The kernel's log and the services' reach the syslog server: records
 	// are read until one of each has come.
+	if l, ok := logs.(*net.TCPListener); ok {
+		l.SetDeadline(time.Now().Add(stepTimeout))
+	}
+	conn, err := logs.Accept()
+	if err != nil {
+		t.Fatalf("no syslog connection from the appliance: %v", err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
 	seen := map[string]bool{}
-	buf := make([]byte, 64<<10)
 	for !(seen["kernel"] && seen["nrpe"]) {
-		logs.SetReadDeadline(time.Now().Add(stepTimeout))
-		n, _, err := logs.ReadFrom(buf)
-		if err != nil {
-			t.Fatalf("syslog records: %v; app-names seen %v", err, seen)
+		conn.SetReadDeadline(time.Now().Add(stepTimeout))
+		var n int
+		if _, err := fmt.Fscanf(r, "%d ", &n); err != nil || n <= 0 || n > 64<<10 {
+			t.Fatalf("syslog frame: %v (length %d); app-names seen %v", err, n, seen)
+		}
+		rec := make([]byte, n)
+		if _, err := io.ReadFull(r, rec); err != nil {
+			t.Fatalf("syslog record: %v; app-names seen %v", err, seen)
 		}
 		// <PRI>1 TIMESTAMP HOSTNAME APP-NAME ...
-		if f := strings.Fields(string(buf[:n])); len(f) > 3 && f[2] == "gw-mon" {
+		if f := strings.Fields(string(rec)); len(f) > 3 && f[2] == "gw-mon" {
 			seen[f[3]] = true
 		}
 	}
