@@ -15,6 +15,7 @@ packages=(
   openssh-client    # ssh, ssh-keygen: the SSH shell's real client
   iptables          # the iptables backend's tests; iptables-restore, the baseline of make bench-firewall
   postfix           # smtp-sink, smtp-source, and the baseline of make bench-relay
+  fetchmail         # the baseline of make bench-fetch (run by its script, never as a service)
   swaks             # the SMTP test client
   libnet-ssleay-perl  # swaks --tls and AUTH over TLS (only a recommend of swaks)
   dovecot-imapd     # the internal IMAP server (AUTH checks; the collector's peer)
