@@ -87,8 +87,8 @@ func splitTop(doc []byte) ([]block, error) {
 
 func isLocal(key string) bool { return slices.Contains(config.NodeLocalKeys, key) }
 
-// sharedPart is the part of a config the cluster replicates.
-func sharedPart(doc []byte) ([]byte, error) {
+// SharedPart is the part of a config the cluster replicates.
+func SharedPart(doc []byte) ([]byte, error) {
 	blocks, err := splitTop(doc)
 	if err != nil {
 		return nil, err
@@ -102,9 +102,9 @@ func sharedPart(doc []byte) ([]byte, error) {
 	return ensureNewline(out), nil
 }
 
-// merge is the config a node runs: its own sections from local, the
+// Merge is the config a node runs: its own sections from local, the
 // cluster's from shared.
-func merge(shared, local []byte) ([]byte, error) {
+func Merge(shared, local []byte) ([]byte, error) {
 	lb, err := splitTop(local)
 	if err != nil {
 		return nil, fmt.Errorf("this node's config: %w", err)
@@ -145,8 +145,8 @@ func hashOf(shared []byte) string {
 // with the config, encrypted like the rest.
 var secretKeys = []string{"password_file", "ca_file", "cert", "key", "client_ca", "cert_file", "key_file"}
 
-// secretPaths lists the files a config names under secretKeys.
-func secretPaths(doc []byte) []string {
+// SecretPaths lists the files a config names under secretKeys.
+func SecretPaths(doc []byte) []string {
 	var v any
 	if err := yaml.Unmarshal(doc, &v); err != nil {
 		return nil

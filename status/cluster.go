@@ -135,3 +135,28 @@ func orNone(s string) string {
 	}
 	return s
 }
+
+// ClusterRequest is a call to the cluster service's socket (the CLI's
+// `gatehouse cluster ...`, and PID 1 forwarding `config apply`).
+type ClusterRequest struct {
+	Verb    string        `json:"verb"` // status | init | token | join | remove | recover | propose | confirm
+	Address string        `json:"address,omitempty"`
+	Token   string        `json:"token,omitempty"`
+	TTL     time.Duration `json:"ttl,omitempty"`
+	Node    string        `json:"node,omitempty"`
+	File    string        `json:"file,omitempty"` // propose: a config file PID 1 validated
+	Within  time.Duration `json:"within,omitempty"`
+	Author  string        `json:"author,omitempty"`
+}
+
+// ClusterResponse answers a ClusterRequest.
+type ClusterResponse struct {
+	Error string `json:"error,omitempty"`
+	// NotJoined: this node has the cluster section but is in no cluster
+	// yet; PID 1 then applies a config here alone.
+	NotJoined bool     `json:"not_joined,omitempty"`
+	Token     string   `json:"token,omitempty"`
+	Version   uint64   `json:"version,omitempty"`
+	Message   string   `json:"message,omitempty"`
+	Status    *Cluster `json:"status,omitempty"`
+}
