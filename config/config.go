@@ -140,4 +140,3 @@ type Duration struct{ time.Duration }
 
 // Size is a number of bytes, written as 25MiB, 10MB or 1000000.
 type Size struct{ Bytes int64 }
-

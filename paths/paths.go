@@ -123,7 +123,7 @@ func Table(c *config.Config) []Path {
 		// nothing inward but its one-time join.
 		add(Path{Function: "Cluster communication", Direction: "in", Proto: "tcp", Ports: port(ap.Port()), Peers: k.Peers,
 			Description: "Raft replication of the config and status polls from the backends; mutual TLS with the cluster's CA.",
-			Required: true, Origin: "cluster"})
+			Required:    true, Origin: "cluster"})
 		out := Path{Function: "Cluster communication", Direction: "out", Proto: "tcp", Ports: port(ap.Port()), Peers: k.Peers,
 			Description: "To the other nodes: Raft replication, status polls, forwarding to the leader.", Required: true, Origin: "cluster"}
 		if k.Role == config.RoleFrontend {
