@@ -606,7 +606,7 @@ func (n *Node) Propose(shared []byte, files map[string][]byte, author string, wi
 	if err != nil {
 		return 0, err
 	}
-	return resp.Seq, n.waitApplied(resp.Seq, 30*time.Second)
+	return resp.Seq, n.waitApplied(resp.Seq, false, 30*time.Second)
 }
 
 // Confirm confirms the pending apply cluster-wide.
@@ -615,7 +615,7 @@ func (n *Node) Confirm() error {
 	if err != nil {
 		return err
 	}
-	return n.waitApplied(resp.Seq, 30*time.Second)
+	return n.waitApplied(resp.Seq, true, 30*time.Second)
 }
 
 // RemoveNode takes a node out of the cluster.
@@ -624,14 +624,15 @@ func (n *Node) RemoveNode(name string) error {
 	return err
 }
 
-// waitApplied waits until this node runs version seq or a later one.
-func (n *Node) waitApplied(seq uint64, limit time.Duration) error {
+// waitApplied waits until this node runs version seq or a later one
+// (confirmed: and has confirmed it here).
+func (n *Node) waitApplied(seq uint64, confirmed bool, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		n.mu.Lock()
 		a := n.applied
 		n.mu.Unlock()
-		if a.seq >= seq && !(a.pending && n.pendingSeq() == 0) {
+		if a.seq >= seq && !(confirmed && a.pending) {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -639,14 +640,6 @@ func (n *Node) waitApplied(seq uint64, limit time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func (n *Node) pendingSeq() uint64 {
-	st, _ := n.fsm.view()
-	if st.Pending == nil {
-		return 0
-	}
-	return st.Pending.Seq
 }
 
 // Recover makes this node the cluster's only voter, for when a majority

@@ -54,6 +54,9 @@ func newTestNode(t *testing.T, name, role string, skew time.Duration) *testNode 
 	t.Helper()
 	port := freePort(t)
 	l := &fakeLocal{shared: []byte("ssh: {port: 22}\n")}
+	if role == config.RoleFrontend || name != "b1" {
+		l.shared = []byte("own: " + name + "\n") // until the cluster's config comes
+	}
 	opts := Options{Dir: t.TempDir(), Name: name, Role: role, Address: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port),
 		ListenAddr: fmt.Sprintf("127.0.0.1:%d", port), MaxClockOffset: 5 * time.Second, ReportInterval: 100 * time.Millisecond,
 		StaleAfter: time.Second, ClockSkew: skew, Local: l, Log: slog.New(slog.NewTextHandler(t.Output(), nil))}
@@ -88,7 +91,6 @@ func TestClusterReplicatesConfigAndRefusesBadJoins(t *testing.T) {
 	var nodes []*testNode
 	for _, spec := range []struct{ name, role string }{{"b2", config.RoleBackend}, {"b3", config.RoleBackend}, {"f1", config.RoleFrontend}} {
 		n := newTestNode(t, spec.name, spec.role, 0)
-		n.local.shared = []byte("ssh: {port: 2222}\n")
 		tok, err := b1.Token(time.Minute)
 		if err != nil {
 			t.Fatal(err)
