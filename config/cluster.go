@@ -142,3 +142,12 @@ func ValidNodeName(s string) bool {
 	}
 	return true
 }
+
+// SSHPeers are who may reach the diagnostics shell: the allow list, the
+// monitoring hosts and, on a cluster node, the other nodes.
+func (c *Config) SSHPeers() PeerSet {
+	if c.Cluster != nil {
+		return JoinPeers(c.SSH.Allow, c.Monitoring.Hosts, c.Cluster.Peers)
+	}
+	return JoinPeers(c.SSH.Allow, c.Monitoring.Hosts)
+}

@@ -97,9 +97,9 @@ func Table(c *config.Config) []Path {
 		PeerText: ntpText, Description: "NTP; mandatory in a cluster.", Required: c.ClusterEnabled(), Origin: "ntp"})
 
 	if c.SSHEnabled() {
-		// The monitoring hosts are always allowed in, with the
-		// administrators' addresses.
-		peers := config.JoinPeers(c.SSH.Allow, c.Monitoring.Hosts)
+		// The monitoring hosts and the cluster's nodes are always
+		// allowed in, with the administrators' addresses.
+		peers := c.SSHPeers()
 		if peers.Len() > 0 { // nobody listed: nobody gets through
 			add(Path{Function: "Diagnostics shell (SSH)", Direction: "in", Proto: "tcp",
 				Ports: port(uint16(c.SSH.Port)), Peers: peers,
