@@ -743,7 +743,9 @@ func (n *Node) converge(st *state) {
 			within = time.Until(st.Pending.Deadline) + installGrace
 		}
 		if err := n.opts.Local.Install(st.Config, within); err != nil {
-			n.log.Error("install the cluster's config", "version", st.Config.Seq, "err", err)
+			if err.Error() != a.err { // retried every few seconds: said once
+				n.log.Error("install the cluster's config", "version", st.Config.Seq, "err", err)
+			}
 			n.setApplied(appliedState{seq: a.seq, hash: a.hash, err: err.Error()})
 			return
 		}
@@ -856,7 +858,7 @@ func (n *Node) report() status.ClusterReport {
 	a := n.applied
 	n.mu.Unlock()
 	rep.Node, rep.Role, rep.Time, rep.Version = id.name, id.role, n.now(), n.opts.Version
-	rep.AppliedVersion, rep.AppliedHash = a.seq, a.hash
+	rep.AppliedVersion, rep.AppliedHash, rep.InstallError = a.seq, a.hash, a.err
 	return rep
 }
 
@@ -987,7 +989,7 @@ func (n *Node) member(c status.Cluster, m *Member, s *seen, voter bool) status.C
 	cm.Reachable = age <= n.opts.StaleAfter
 	rep := s.report
 	cm.AppliedVersion, cm.AppliedHash, cm.Version, cm.Queue = rep.AppliedVersion, rep.AppliedHash, rep.Version, rep.Queue
-	cm.NTPOffset, cm.Services = rep.NTPOffset, rep.Services
+	cm.NTPOffset, cm.Services, cm.InstallError = rep.NTPOffset, rep.Services, rep.InstallError
 	cm.ClockOffsetMS = float64(s.offset.Microseconds()) / 1000
 	if !cm.Reachable {
 		cm.Problems = append(cm.Problems, "unreachable")

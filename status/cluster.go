@@ -38,6 +38,8 @@ type ClusterReport struct {
 	Queue          int           `json:"queue"` // messages in the relay's queue
 	NTPOffset      time.Duration `json:"ntp_offset_ns"`
 	NTPSynced      bool          `json:"ntp_synced"`
+	// InstallError is why the cluster's latest version does not run here.
+	InstallError string `json:"install_error,omitempty"`
 }
 
 // ServiceLine is one service in a node's report.
@@ -78,6 +80,7 @@ type ClusterMember struct {
 	NTPOffset      time.Duration `json:"ntp_offset_ns"`
 	Services       []ServiceLine `json:"services,omitempty"`
 	Problems       []string      `json:"problems"`
+	InstallError   string        `json:"install_error,omitempty"`
 }
 
 // Cluster is `gatehouse cluster status`: the cluster as its leader sees
@@ -120,6 +123,11 @@ func (c *Cluster) Write(w io.Writer) {
 			n.AppliedVersion, short(n.AppliedHash), n.ClockOffsetMS, n.Queue, probs)
 	}
 	tw.Flush()
+	for _, n := range c.Nodes {
+		if n.InstallError != "" {
+			fmt.Fprintf(w, "%s cannot install the latest version: %s\n", n.Name, n.InstallError)
+		}
+	}
 }
 
 func short(h string) string {
