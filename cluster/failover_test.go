@@ -200,3 +200,23 @@ func TestClusterRecoverOnTheFrontendOfAPair(t *testing.T) {
 	}
 	allRun(t, []*testNode{f1}, "ssh: {port: 2224}\n")
 }
+
+func TestClusterRemoveTheLeader(t *testing.T) {
+	nodes := cluster3(t)
+	l := leaderOf(t, nodes)
+	if err := l.RemoveNode(l.opts.Name); err != nil {
+		t.Fatal(err)
+	}
+	rest := without(nodes, l)
+	nl := leaderOf(t, rest)
+	st := nl.Status()
+	for _, m := range st.Nodes {
+		if m.Name == l.opts.Name {
+			t.Fatalf("%s still a member: %+v", l.opts.Name, st)
+		}
+	}
+	if _, err := nl.Propose([]byte("ssh: {port: 2300}\n"), nil, "test", 0); err != nil {
+		t.Fatal(err)
+	}
+	allRun(t, rest, "ssh: {port: 2300}\n")
+}

@@ -166,7 +166,7 @@ func (n *Node) start(bootstrap bool) error {
 	if err != nil {
 		return fmt.Errorf("cluster: listen on %s: %w", listen, err)
 	}
-	m := &mux{ln: ln, node: n, raftC: make(chan net.Conn), log: n.log, done: make(chan struct{})}
+	m := &mux{ln: ln, node: n, raftC: make(chan net.Conn), log: n.log, done: make(chan struct{}), slots: make(chan struct{}, maxHandshakes)}
 	store, err := raftboltdb.New(raftboltdb.Options{Path: n.path(fileRaft)})
 	if err != nil {
 		ln.Close()
@@ -484,6 +484,14 @@ func (n *Node) leaderDo(req *Request) (*Response, error) {
 	}
 	if r.State() != raft.Leader {
 		addr, _ := r.LeaderWithID()
+		// Just after an election the leader may not be known yet.
+		for wait := time.Now().Add(3 * time.Second); addr == "" && r.State() != raft.Leader && time.Now().Before(wait); {
+			time.Sleep(50 * time.Millisecond)
+			addr, _ = r.LeaderWithID()
+		}
+		if r.State() == raft.Leader {
+			return n.lead(req)
+		}
 		if addr == "" {
 			return nil, errors.New("the cluster has no leader now (a majority of the backends is unreachable); see `gatehouse cluster recover` in the README")
 		}
@@ -583,7 +591,13 @@ func (n *Node) admit(req *Request) (*Response, error) {
 func (n *Node) remove(name string) error {
 	r, _ := n.r()
 	if name == n.identity().name {
-		return errors.New("a node cannot remove itself: remove it from another backend")
+		// The leader is leaving: another backend takes over and
+		// removes it.
+		if err := r.LeadershipTransfer().Error(); err != nil {
+			return fmt.Errorf("hand the leadership over before leaving: %w", err)
+		}
+		_, err := n.leaderDo(&Request{Op: "remove", Name: name})
+		return err
 	}
 	if err := r.RemoveServer(raft.ServerID(name), 0, 10*time.Second).Error(); err != nil {
 		return fmt.Errorf("remove %s from raft: %w", name, err)

@@ -29,8 +29,12 @@ const (
 // Bounds on what a peer may make us read or wait for.
 const (
 	maxCallSize   = 16 << 20 // a config with its files
+	maxJoinSize   = 64 << 10 // what a peer without a certificate may send
 	callTimeout   = 10 * time.Second
 	handshakeTime = 5 * time.Second
+	// maxHandshakes bounds the connections not yet authenticated: the
+	// port is open to cluster.peers, and not every peer is a member.
+	maxHandshakes = 32
 )
 
 // peerInfo is who is at the other end of a connection, as its certificate
@@ -47,6 +51,7 @@ type mux struct {
 	node  *Node
 	raftC chan net.Conn
 	log   *slog.Logger
+	slots chan struct{} // handshakes in progress
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -69,7 +74,12 @@ func (m *mux) serve() {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		go m.handle(c)
+		select {
+		case m.slots <- struct{}{}:
+			go m.handle(c)
+		default:
+			c.Close() // too many at once: the peer tries again
+		}
 	}
 }
 
@@ -81,13 +91,14 @@ func (m *mux) handle(raw net.Conn) {
 	}
 	conn := tls.Server(raw, m.node.serverTLS(id))
 	conn.SetDeadline(time.Now().Add(handshakeTime))
-	if err := conn.Handshake(); err != nil {
-		m.log.Warn("cluster connection refused", "peer", raw.RemoteAddr().String(), "err", err)
-		conn.Close()
-		return
-	}
+	err := conn.Handshake()
 	var kind [1]byte
-	if _, err := io.ReadFull(conn, kind[:]); err != nil {
+	if err == nil {
+		_, err = io.ReadFull(conn, kind[:])
+	}
+	<-m.slots
+	if err != nil {
+		m.log.Warn("cluster connection refused", "peer", raw.RemoteAddr().String(), "err", err)
 		conn.Close()
 		return
 	}
@@ -109,7 +120,11 @@ func (m *mux) handle(raw net.Conn) {
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(callTimeout))
 		var req Request
-		if err := json.NewDecoder(io.LimitReader(conn, maxCallSize)).Decode(&req); err != nil {
+		limit := int64(maxCallSize)
+		if peer == nil {
+			limit = maxJoinSize
+		}
+		if err := json.NewDecoder(io.LimitReader(conn, limit)).Decode(&req); err != nil {
 			return
 		}
 		resp := m.node.serveCall(peer, &req)
