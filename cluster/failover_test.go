@@ -1,7 +1,11 @@
 package cluster
 
 import (
+	"bytes"
 	"crypto/tls"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -219,4 +223,36 @@ func TestClusterRemoveTheLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	allRun(t, rest, "ssh: {port: 2300}\n")
+}
+
+// What the cluster keeps on disk is sealed with the cluster key: neither
+// the Raft log nor a snapshot shows the config or its secret files.
+func TestClusterStateOnDiskIsSealed(t *testing.T) {
+	b1 := newTestNode(t, "b1", config.RoleBackend, 0)
+	if err := b1.Init("test"); err != nil {
+		t.Fatal(err)
+	}
+	const marker = "Zx9-secret-marker"
+	if _, err := b1.Propose([]byte("smtp: {users: [{name: "+marker+"}]}\n"), map[string][]byte{"/data/pw": []byte(marker + "-file")}, "test", 0); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := b1.r()
+	if err := r.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	filepath.WalkDir(b1.opts.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Base(p) == fileKeyring {
+			return err
+		}
+		b, _ := os.ReadFile(p)
+		found++
+		if bytes.Contains(b, []byte(marker)) {
+			t.Errorf("%s holds the config in clear", p)
+		}
+		return nil
+	})
+	if found < 3 {
+		t.Fatalf("only %d files looked at", found)
+	}
 }

@@ -8,6 +8,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -250,8 +251,25 @@ func (n *Node) halt() {
 	n.mu.Unlock()
 }
 
+// hclog routes Raft's own log (warnings and errors) into the node's.
 func (n *Node) hclog() hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+	return hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: raftLog{n.log}, DisableTime: true})
+}
+
+// raftLog turns hclog's lines ("[WARN]  raft: message: k=v") into ours.
+type raftLog struct{ log *slog.Logger }
+
+func (w raftLog) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.HasPrefix(line, "[ERROR]") {
+		level = slog.LevelError
+	}
+	if i := strings.Index(line, "]"); i >= 0 && strings.HasPrefix(line, "[") {
+		line = strings.TrimSpace(line[i+1:])
+	}
+	w.log.Log(context.Background(), level, line)
+	return len(p), nil
 }
 
 func (n *Node) r() (*raft.Raft, error) {
