@@ -33,7 +33,7 @@ type Config struct {
 
 	// A section this build does not provide, part of the file's shape so
 	// that its errors read like every other, and rejected when set.
-	Cluster Unimplemented `yaml:"cluster"`
+	Cluster *Cluster `yaml:"cluster"` // nil: not a cluster node
 }
 
 // Interface is one network interface, matched by name or MAC address.
@@ -140,9 +140,3 @@ type Duration struct{ time.Duration }
 
 // Size is a number of bytes, written as 25MiB, 10MB or 1000000.
 type Size struct{ Bytes int64 }
-
-// Unimplemented marks a section this build does not provide yet.
-type Unimplemented struct{ set bool }
-
-// Set reports whether the section appears in the file.
-func (u Unimplemented) Set() bool { return u.set }

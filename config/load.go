@@ -385,15 +385,6 @@ func (p PortRange) String() string {
 // MarshalYAML writes the port or range.
 func (p PortRange) MarshalYAML() (any, error) { return p.String(), nil }
 
-// UnmarshalYAML records that the section was given.
-func (u *Unimplemented) UnmarshalYAML(node ast.Node) error {
-	if _, isNull := node.(*ast.NullNode); isNull {
-		return nil
-	}
-	u.set = true
-	return nil
-}
-
 // index maps field paths to positions in the file and back.
 type index struct {
 	locs  []loc

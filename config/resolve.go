@@ -52,6 +52,9 @@ func LoadResolved(ctx context.Context, path string, r Resolver) (*Config, []*Err
 		add("ssh.allow", fw, c.SSH.Allow)
 	}
 	add("monitoring.hosts", fw, c.Monitoring.Hosts)
+	if c.Cluster != nil {
+		add("cluster.peers", fw, c.Cluster.Peers)
+	}
 	if c.SMTP != nil {
 		add("smtp.trusted_networks", relay, c.SMTP.TrustedNetworks)
 		for i, ic := range c.SMTP.InboundConnectors {

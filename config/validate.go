@@ -70,6 +70,7 @@ func (c *Config) applyDefaults() {
 	c.nrpeDefaults()
 	c.snmpDefaults()
 	c.syslogDefaults()
+	c.clusterDefaults()
 	if c.Shutdown.Timeout.Duration == 0 {
 		c.Shutdown.Timeout.Duration = DefaultShutdownTimeout
 	}
@@ -109,22 +110,7 @@ func (c *Config) validate() (errs, warns []problem) {
 		ck.errf("shutdown.timeout", "%s is out of range (1s to 5m)", t)
 	}
 
-	// Sections not implemented at all: say so instead of doing nothing
-	// quietly.
-
-	if c.Cluster.Set() && len(c.NTP.Servers) == 0 {
-		ck.errf("cluster", "a cluster needs ntp.servers: its nodes must agree on the time")
-	}
-	for _, s := range []struct {
-		key string
-		u   Unimplemented
-	}{
-		{"cluster", c.Cluster},
-	} {
-		if s.u.Set() {
-			ck.errf(s.key, "this build of gatehouse does not implement the %s section yet; remove it", s.key)
-		}
-	}
+	c.checkCluster(&ck)
 	return ck.errs, ck.warns
 }
 

@@ -28,6 +28,10 @@ type Request struct {
 	// Since, for follow: the Seq of the last log record the caller took;
 	// the records still kept after it come first. 0: all still kept.
 	Since uint64 `json:"since,omitempty"`
+	// Local, for apply and confirm: on this node only, even in a cluster
+	// (the cluster service installing the cluster's config, or the
+	// operator's way around a cluster service that is down).
+	Local bool `json:"local,omitempty"`
 }
 
 // Response answers a Request.
@@ -83,6 +87,13 @@ type Backend interface {
 	// one comes back if Confirm does not follow in time.
 	Apply(file string, confirmWithin time.Duration) error
 	Confirm() error
+}
+
+// LocalApplier is a Backend that is a cluster node: Apply and Confirm go
+// cluster-wide, these act on this node alone.
+type LocalApplier interface {
+	ApplyLocal(file string, confirmWithin time.Duration) error
+	ConfirmLocal() error
 }
 
 // Follower is a Backend that serves the log feed: every service's output
@@ -176,12 +187,20 @@ func Answer(b Backend, req Request) Response {
 		if err != nil {
 			return Response{Error: fmt.Sprintf("confirm within: %v", err)}
 		}
-		if err := b.Apply(req.File, within); err != nil {
+		apply := b.Apply
+		if la, ok := b.(LocalApplier); ok && req.Local {
+			apply = la.ApplyLocal
+		}
+		if err := apply(req.File, within); err != nil {
 			return Response{Error: err.Error()}
 		}
 		return Response{}
 	case "confirm":
-		if err := b.Confirm(); err != nil {
+		confirm := b.Confirm
+		if la, ok := b.(LocalApplier); ok && req.Local {
+			confirm = la.ConfirmLocal
+		}
+		if err := confirm(); err != nil {
 			return Response{Error: err.Error()}
 		}
 		return Response{}

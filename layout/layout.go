@@ -98,6 +98,13 @@ func (p Paths) NRPE() string { return p.state("nrpe") }
 // SNMP holds the SNMP agent's engine ID and boots.
 func (p Paths) SNMP() string { return p.state("snmp") }
 
+// Cluster holds the node's cluster identity, key and Raft log.
+func (p Paths) Cluster() string { return p.state("cluster") }
+
+// ClusterSocket is the cluster service's socket (`gatehouse cluster`,
+// and PID 1 forwarding `config apply` on a cluster node).
+func (p Paths) ClusterSocket() string { return filepath.Join(p.Run, "cluster", "cluster.sock") }
+
 // Data is the data disk (the state directory in host mode).
 func (p Paths) Data() string {
 	if p.Appliance {

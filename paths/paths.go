@@ -94,12 +94,12 @@ func Table(c *config.Config) []Path {
 		ntpText = "Time server (DHCP-provided)"
 	}
 	add(Path{Function: "Time synchronisation", Direction: "out", Proto: "udp", Ports: port(123), Peers: ntpPeers,
-		PeerText: ntpText, Description: "NTP; mandatory in a cluster.", Required: c.Cluster.Set(), Origin: "ntp"})
+		PeerText: ntpText, Description: "NTP; mandatory in a cluster.", Required: c.ClusterEnabled(), Origin: "ntp"})
 
 	if c.SSHEnabled() {
-		// The monitoring hosts are always allowed in, with the
-		// administrators' addresses.
-		peers := config.JoinPeers(c.SSH.Allow, c.Monitoring.Hosts)
+		// The monitoring hosts and the cluster's nodes are always
+		// allowed in, with the administrators' addresses.
+		peers := c.SSHPeers()
 		if peers.Len() > 0 { // nobody listed: nobody gets through
 			add(Path{Function: "Diagnostics shell (SSH)", Direction: "in", Proto: "tcp",
 				Ports: port(uint16(c.SSH.Port)), Peers: peers,
@@ -115,6 +115,21 @@ func Table(c *config.Config) []Path {
 				Ports: port(uint16(c.NRPE.Port())), Peers: peers,
 				Description: "check_nrpe from Nagios or Icinga; built-in checks only, TLS or plain.", Required: false, Origin: "nrpe"})
 		}
+	}
+	if k := c.Cluster; k != nil && k.Peers.Len() > 0 {
+		ap, _ := k.AddrPort()
+		// The backends dial out: Raft's leader replicates to every node
+		// and asks each for its status, so a frontend in the DMZ opens
+		// nothing inward but its one-time join.
+		add(Path{Function: "Cluster communication", Direction: "in", Proto: "tcp", Ports: port(ap.Port()), Peers: k.Peers,
+			Description: "Raft replication of the config and status polls from the backends; mutual TLS with the cluster's CA.",
+			Required:    true, Origin: "cluster"})
+		out := Path{Function: "Cluster communication", Direction: "out", Proto: "tcp", Ports: port(ap.Port()), Peers: k.Peers,
+			Description: "To the other nodes: Raft replication, status polls, forwarding to the leader.", Required: true, Origin: "cluster"}
+		if k.Role == config.RoleFrontend {
+			out.Description, out.Required = "Only `gatehouse cluster join`: a frontend never dials the cluster otherwise.", false
+		}
+		add(out)
 	}
 	if c.SNMPEnabled() {
 		snmpPaths(c, add)

@@ -2,6 +2,7 @@ package paths
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"gatehouse/config"
@@ -44,4 +45,41 @@ func TestDerivedFromServices(t *testing.T) {
 			t.Errorf("row %d: %q, want %q", i, fns[i], want[i])
 		}
 	}
+}
+
+// A frontend in the DMZ needs the cluster port open inward from the
+// backends; outward only for its join.
+func TestClusterPaths(t *testing.T) {
+	for _, tc := range []struct {
+		role    string
+		wantOut bool
+	}{{"backend", true}, {"frontend", false}} {
+		c, _, err := config.Parse("x.yaml", []byte("ntp: {servers: [10.0.0.1]}\nssh: {allow: [192.0.2.7]}\ncluster: {role: "+tc.role+", address: \"10.0.0.5:9446\", peers: [10.0.0.0/28]}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range Table(c) {
+			if p.Origin == "cluster" || p.Origin == "ntp" {
+				got = append(got, p.Function+" "+p.Direction+" "+p.Port()+" "+p.Source()+" "+p.Target()+" "+requiredText(p.Required))
+			}
+		}
+		want := []string{"Time synchronisation out UDP 123 Appliance 10.0.0.1 required",
+			"Cluster communication in TCP 9446 10.0.0.0/28 Appliance required",
+			"Cluster communication out TCP 9446 Appliance 10.0.0.0/28 " + requiredText(tc.wantOut)}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s:\n%s\nwant\n%s", tc.role, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		// The other nodes may always reach the diagnostics shell.
+		if s := c.SSHPeers().String(); s != "192.0.2.7, 10.0.0.0/28" {
+			t.Errorf("ssh peers: %s", s)
+		}
+	}
+}
+
+func requiredText(r bool) string {
+	if r {
+		return "required"
+	}
+	return "optional"
 }

@@ -39,7 +39,13 @@ const usage = `usage: gatehouse COMMAND [ARGS]
   config reload                   have the running instance read its config again
   config apply FILE [--confirm-within 120s]
                                   install FILE as the config now; it is rolled back unless
-  config confirm                  ... this follows in time (0s: no rollback)
+  config confirm                  ... this follows in time (0s: no rollback); on a cluster
+                                  node both go cluster-wide (--local: this node alone)
+  cluster status [--format text|json]
+                                  every node of the cluster: reachable, config version, clock
+  cluster init | token [--ttl 1h] | join ADDRESS TOKEN | remove NODE | recover
+                                  start a cluster on the first backend; let a node in; take
+                                  one out; make this node the only voter after losing quorum
   status [--format text|json]     state of the running instance (--json = --format json)
   logs SERVICE [-n N]             a service's recent output
   paths [--config FILE] [--format text|md|csv|json]
@@ -226,6 +232,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 	case len(args) >= 2 && args[0] == "apply":
 		fs := flag.NewFlagSet("config apply", flag.ContinueOnError)
 		within := fs.Duration("confirm-within", 120*time.Second, "roll back unless `gatehouse config confirm` follows in time; 0: no rollback")
+		local := fs.Bool("local", false, "on a cluster node: this node alone (the cluster puts its own sections back when it can)")
 		sock := socketFlags(fs)
 		if err := fs.Parse(args[2:]); err != nil {
 			return &exitError{code: 2}
@@ -234,7 +241,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if _, err := control.Call(sock(), control.Request{Verb: "apply", File: file, Within: within.String()}); err != nil {
+		if _, err := control.Call(sock(), control.Request{Verb: "apply", File: file, Within: within.String(), Local: *local}); err != nil {
 			return &exitError{2, fmt.Errorf("apply refused; the running config is unchanged:\n%w", err)}
 		}
 		if *within > 0 {
@@ -245,11 +252,12 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 		return nil
 	case len(args) >= 1 && args[0] == "confirm":
 		fs := flag.NewFlagSet("config confirm", flag.ContinueOnError)
+		local := fs.Bool("local", false, "on a cluster node: confirm what `config apply --local` applied here")
 		sock := socketFlags(fs)
 		if err := fs.Parse(args[1:]); err != nil {
 			return &exitError{code: 2}
 		}
-		if _, err := control.Call(sock(), control.Request{Verb: "confirm"}); err != nil {
+		if _, err := control.Call(sock(), control.Request{Verb: "confirm", Local: *local}); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "config confirmed")
@@ -284,7 +292,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s: valid\n", file)
 		return nil
 	}
-	return &exitError{2, errors.New("usage: gatehouse config validate [--no-resolve] FILE | default | reload | apply FILE [--confirm-within D] | confirm")}
+	return &exitError{2, errors.New("usage: gatehouse config validate [--no-resolve] FILE | default | reload | apply FILE [--confirm-within D] [--local] | confirm [--local]")}
 }
 
 // commandEnv serves the command table (package command) to the CLI: it

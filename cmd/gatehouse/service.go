@@ -15,6 +15,7 @@ import (
 	"gatehouse/dnsclient"
 	"gatehouse/layout"
 	"gatehouse/service"
+	clustersvc "gatehouse/services/cluster"
 	"gatehouse/services/dnscache"
 	"gatehouse/services/firewall"
 	"gatehouse/services/network"
@@ -33,7 +34,7 @@ import (
 // one, SIGHUP has it re-read the config.
 func cmdService(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp|nrpe|snmp|syslog --config FILE --run DIR")}
+		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp|nrpe|snmp|syslog|cluster --config FILE --run DIR")}
 	}
 	name := args[0]
 	fs := flag.NewFlagSet("service "+name, flag.ContinueOnError)
@@ -42,6 +43,7 @@ func cmdService(args []string, stdout io.Writer) error {
 	onAppliance := fs.Bool("appliance", false, "running under PID 1: own /etc/resolv.conf and the clock")
 	dnsListen := fs.String("dns-listen", "127.0.0.1:53", "address of the built-in resolver")
 	ntpPoll := fs.Duration("ntp-min-poll", ntp.MinPoll, "shortest NTP poll interval")
+	clusterSkew := fs.Duration("cluster-clock-skew", 0, "tests only: the cluster node shows others its clock shifted by this")
 	if err := fs.Parse(args[1:]); err != nil {
 		return &exitError{code: 2}
 	}
@@ -112,6 +114,12 @@ func cmdService(args []string, stdout io.Writer) error {
 			return fmt.Errorf("syslog: %w", err)
 		}
 		return syslog.Run(ctx, syslog.Options{Config: *cfg, Control: paths.ControlSocket(), Log: log, Notify: n, Reload: reload})
+	case "cluster":
+		if err := noNewPrivs(); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		return clustersvc.Run(ctx, clustersvc.Options{Config: *cfg, Dir: paths.Cluster(), DataDir: paths.Data(), Socket: paths.ClusterSocket(),
+			Control: paths.ControlSocket(), Version: version, ClockSkew: *clusterSkew, Log: log, Notify: n, Reload: reload})
 	case "ntp":
 		return ntp.Run(ctx, ntp.Options{Config: *cfg, RunDir: *run, SetClock: *onAppliance, MinPoll: max(*ntpPoll, time.Second), Log: log, Notify: n, Reload: reload})
 	}

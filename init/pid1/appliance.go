@@ -394,15 +394,16 @@ func (a *appliance) services() []supervisor.Service {
 	cfg := a.cfg
 	a.mu.Unlock()
 	// The services a section of the config turns on. The relay runs as
-	// its own user; nrpe, snmp and syslog as root because PID 1's status
-	// and log feed are on the control socket, which answers root only
-	// (each sets no_new_privs and executes nothing).
+	// its own user; nrpe, snmp, syslog and cluster as root because PID 1's
+	// status and log feed are on the control socket, which answers root
+	// only (each sets no_new_privs and executes nothing).
 	for _, o := range []struct {
 		name string
 		on   bool
 	}{
 		{"ssh", cfg.SSHEnabled()}, {"smtp", cfg.SMTPEnabled()},
 		{"nrpe", cfg.NRPEEnabled()}, {"snmp", cfg.SNMPEnabled()}, {"syslog", cfg.SyslogEnabled()},
+		{"cluster", cfg.ClusterEnabled()},
 	} {
 		switch {
 		case !o.on:

@@ -9,6 +9,8 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/safeio"
+	"gatehouse/sockrpc"
+	"gatehouse/status"
 )
 
 // Commit-confirm: a new config is applied at once, and the previous one is
@@ -28,13 +30,62 @@ func (a *appliance) configTarget() string {
 	return a.opts.ConfigPath
 }
 
-// Apply implements control.Backend.
+// Apply implements control.Backend. On a cluster node the config goes to
+// the cluster (through its leader), which has every node install it with
+// ApplyLocal; on a node not in a cluster yet it is applied here.
 func (a *appliance) Apply(file string, confirmWithin time.Duration) error {
 	// Host names are looked up now: a peer that does not resolve is an
 	// error at its line, before anything changes.
 	if _, _, err := config.LoadResolved(context.Background(), file, a.resolver()); err != nil {
 		return err // nothing changed
 	}
+	if done, err := a.toCluster(status.ClusterRequest{Verb: "propose", File: file, Within: confirmWithin}); done {
+		return err
+	}
+	return a.applyHere(file, confirmWithin)
+}
+
+// ApplyLocal implements control.LocalApplier: a config for this node
+// alone, the cluster service's or the operator's. A pending apply gives
+// way to it (the cluster's rollback or a newer version).
+func (a *appliance) ApplyLocal(file string, confirmWithin time.Duration) error {
+	if _, _, err := config.Load(file); err != nil {
+		return err // validated with its host names where it was applied
+	}
+	a.applyMu.Lock()
+	if a.pending != nil {
+		a.pending.Stop()
+		a.pending = nil
+		os.Remove(a.configTarget() + rollbackSuffix)
+	}
+	a.applyMu.Unlock()
+	return a.applyHere(file, confirmWithin)
+}
+
+// ConfirmLocal implements control.LocalApplier.
+func (a *appliance) ConfirmLocal() error { return a.confirmHere() }
+
+// toCluster hands a request to the cluster service when this appliance
+// is a cluster node; done is false when it is not (or not yet) in one.
+func (a *appliance) toCluster(req status.ClusterRequest) (done bool, err error) {
+	a.mu.Lock()
+	clustered := a.cfg.ClusterEnabled()
+	a.mu.Unlock()
+	if !clustered {
+		return false, nil
+	}
+	var resp status.ClusterResponse
+	if err := sockrpc.Call(a.paths.ClusterSocket(), 60*time.Second, req, &resp); err != nil {
+		var de *sockrpc.DialError
+		if errors.As(err, &de) {
+			return true, fmt.Errorf("this node is in a cluster, but its cluster service does not answer (%v); `--local` changes this node alone", err)
+		}
+		return true, err
+	}
+	return !resp.NotJoined, nil
+}
+
+func (a *appliance) applyHere(file string, confirmWithin time.Duration) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return err
@@ -74,8 +125,15 @@ func (a *appliance) Apply(file string, confirmWithin time.Duration) error {
 	return nil
 }
 
-// Confirm implements control.Backend.
+// Confirm implements control.Backend: cluster-wide on a cluster node.
 func (a *appliance) Confirm() error {
+	if done, err := a.toCluster(status.ClusterRequest{Verb: "confirm"}); done {
+		return err
+	}
+	return a.confirmHere()
+}
+
+func (a *appliance) confirmHere() error {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
 	if a.pending == nil {

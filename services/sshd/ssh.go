@@ -60,19 +60,20 @@ type Gate struct {
 	bans     *BanTable
 }
 
-// NewGate compiles the allowlist and the monitoring hosts into ranges;
+// NewGate compiles the allowlist, the monitoring hosts and the cluster's
+// peers into ranges;
 // addrs holds what their host names resolve to now (HostNames lists
 // them), and a name missing there admits no one. Its failures and bans go
 // into bans.
 func NewGate(c *config.Config, addrs map[string][]netip.Addr, bans *BanTable) *Gate {
-	return &Gate{allowed: config.JoinPeers(c.SSH.Allow, c.Monitoring.Hosts), resolved: addrs,
+	return &Gate{allowed: c.SSHPeers(), resolved: addrs,
 		after: c.SSH.Ban.After, banFor: c.SSH.Ban.For.Duration, bans: bans}
 }
 
 // HostNames lists the host names on the allowlist and among the
 // monitoring hosts.
 func HostNames(c *config.Config) []string {
-	return config.JoinPeers(c.SSH.Allow, c.Monitoring.Hosts).Names()
+	return c.SSHPeers().Names()
 }
 
 // Admit says whether a connection from a may proceed, and if not, why.
