@@ -593,6 +593,14 @@ func TestClusterFiveNodes(t *testing.T) {
 		on.apply(t, v4, "0s")
 		waitHash(t, rest, sharedHash(v4), 30*time.Second)
 		current, currentHost = v4, "failover.example.test"
+		poll(t, old.name+" unreachable in "+on.name+"'s cluster status", 30*time.Second, func() (bool, string) {
+			c, err := on.clusterStatus(t)
+			if err != nil {
+				return false, err.Error()
+			}
+			m, _ := member(c, old.name)
+			return !m.Reachable && slices.Contains(m.Problems, "unreachable"), fmt.Sprintf("%+v", m)
+		})
 
 		w.restart(t, old)
 		waitHash(t, all, sharedHash(v4), 60*time.Second)
@@ -620,6 +628,7 @@ func TestClusterRefusalsAndRecovery(t *testing.T) {
 	t.Run("refused joins", func(t *testing.T) {
 		join := func(tok string) (string, int) {
 			_, errOut, code := x.cli(t, "cluster", "join", b1.addr, tok)
+			t.Logf("join refused: exit %d: %s", code, strings.TrimSpace(errOut))
 			return errOut, code
 		}
 		if errOut, code := join(used["f1"]); code == 0 || !strings.Contains(errOut, "token already used") {
