@@ -1021,7 +1021,7 @@ func (n *Node) member(c status.Cluster, m *Member, s *seen, voter bool) status.C
 	cm.Reachable = age <= n.opts.StaleAfter
 	rep := s.report
 	cm.AppliedVersion, cm.AppliedHash, cm.Version, cm.Queue = rep.AppliedVersion, rep.AppliedHash, rep.Version, rep.Queue
-	cm.NTPOffset, cm.Services, cm.InstallError = rep.NTPOffset, rep.Services, rep.InstallError
+	cm.NTPOffset, cm.Services, cm.InstallError, cm.CollectorFailing = rep.NTPOffset, rep.Services, rep.InstallError, rep.CollectorFailed
 	cm.ClockOffsetMS = float64(s.offset.Microseconds()) / 1000
 	if !cm.Reachable {
 		cm.Problems = append(cm.Problems, "unreachable")

@@ -36,8 +36,11 @@ type ClusterReport struct {
 	AppliedHash    string        `json:"applied_hash"`
 	Services       []ServiceLine `json:"services"`
 	Queue          int           `json:"queue"` // messages in the relay's queue
-	NTPOffset      time.Duration `json:"ntp_offset_ns"`
-	NTPSynced      bool          `json:"ntp_synced"`
+	// The collector's accounts, and those whose last poll failed.
+	Collector       int           `json:"collector_accounts"`
+	CollectorFailed int           `json:"collector_failing"`
+	NTPOffset       time.Duration `json:"ntp_offset_ns"`
+	NTPSynced       bool          `json:"ntp_synced"`
 	// InstallError is why the cluster's latest version does not run here.
 	InstallError string `json:"install_error,omitempty"`
 }
@@ -66,21 +69,24 @@ type ClusterPending struct {
 
 // ClusterMember is one node in `gatehouse cluster status`.
 type ClusterMember struct {
-	Name           string        `json:"name"`
-	Role           string        `json:"role"`
-	Address        string        `json:"address"`
-	Voter          bool          `json:"voter"`
-	Reachable      bool          `json:"reachable"`
-	AgeS           float64       `json:"age_s"` // since its last report; -1: none yet
-	AppliedVersion uint64        `json:"applied_version"`
-	AppliedHash    string        `json:"applied_hash"`
-	ClockOffsetMS  float64       `json:"clock_offset_ms"`
-	Version        string        `json:"version"`
-	Queue          int           `json:"queue"`
-	NTPOffset      time.Duration `json:"ntp_offset_ns"`
-	Services       []ServiceLine `json:"services,omitempty"`
-	Problems       []string      `json:"problems"`
-	InstallError   string        `json:"install_error,omitempty"`
+	Name           string  `json:"name"`
+	Role           string  `json:"role"`
+	Address        string  `json:"address"`
+	Voter          bool    `json:"voter"`
+	Reachable      bool    `json:"reachable"`
+	AgeS           float64 `json:"age_s"` // since its last report; -1: none yet
+	AppliedVersion uint64  `json:"applied_version"`
+	AppliedHash    string  `json:"applied_hash"`
+	ClockOffsetMS  float64 `json:"clock_offset_ms"`
+	Version        string  `json:"version"`
+	Queue          int     `json:"queue"`
+	// CollectorFailing counts the collector's accounts whose last poll
+	// failed.
+	CollectorFailing int           `json:"collector_failing"`
+	NTPOffset        time.Duration `json:"ntp_offset_ns"`
+	Services         []ServiceLine `json:"services,omitempty"`
+	Problems         []string      `json:"problems"`
+	InstallError     string        `json:"install_error,omitempty"`
 }
 
 // Cluster is `gatehouse cluster status`: the cluster as its leader sees

@@ -260,7 +260,12 @@ func (p *pid1) Report() status.ClusterReport {
 		rep.Services = append(rep.Services, status.ServiceLine{Name: s.Name, Phase: s.Phase, Restarts: s.Restarts})
 	}
 	if r, ok, _ := status.Detail[status.Relay](resp.Status.Services, "smtp"); ok {
-		rep.Queue = r.Queue.Depth
+		rep.Queue, rep.Collector = r.Queue.Depth, len(r.Fetch)
+		for _, a := range r.Fetch {
+			if a.LastError != "" {
+				rep.CollectorFailed++
+			}
+		}
 	}
 	if t, ok, _ := status.Detail[status.NTP](resp.Status.Services, "ntp"); ok {
 		rep.NTPOffset, rep.NTPSynced = t.Offset, t.Synced
