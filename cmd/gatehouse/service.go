@@ -100,7 +100,7 @@ func cmdService(args []string, stdout io.Writer) error {
 		if err := noNewPrivs(); err != nil {
 			return fmt.Errorf("nrpe: %w", err)
 		}
-		src := nrpe.HostSources(paths.ControlSocket(), paths.RelaySocket(), dnsclient.New(paths.ResolvConf()))
+		src := nrpe.HostSources(paths.ControlSocket(), paths.RelaySocket(), paths.ClusterSocket(), dnsclient.New(paths.ResolvConf()))
 		return nrpe.Run(ctx, nrpe.Options{Config: *cfg, TLSDir: paths.NRPE(), ResolvConf: paths.ResolvConf(), Version: version,
 			Sources: src, Log: log, Notify: n, Reload: reload})
 	case "snmp":
