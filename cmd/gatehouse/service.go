@@ -107,7 +107,7 @@ func cmdService(args []string, stdout io.Writer) error {
 		if err := noNewPrivs(); err != nil {
 			return fmt.Errorf("snmp: %w", err)
 		}
-		return snmpsvc.Run(ctx, snmpsvc.Options{Config: *cfg, StateDir: paths.SNMP(), Control: paths.ControlSocket(), DataDir: paths.Data(),
+		return snmpsvc.Run(ctx, snmpsvc.Options{Config: *cfg, StateDir: paths.SNMP(), Control: paths.ControlSocket(), Cluster: paths.ClusterSocket(), DataDir: paths.Data(),
 			ResolvConf: paths.ResolvConf(), Version: version, Log: log, Notify: n, Reload: reload})
 	case "syslog":
 		if err := noNewPrivs(); err != nil {
