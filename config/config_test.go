@@ -75,7 +75,7 @@ func TestErrors(t *testing.T) {
 				`f.yaml:4:23: nrpe.tls.client_certs: required client certificates need tls.client_ca`,
 				`f.yaml:4:23: nrpe.tls.client_certs: required client certificates need ssl: required`,
 				`f.yaml:6:19: nrpe.checks.check_queue.age: check_queue measures no age (it measures depth, deferred, oldest)`,
-				`f.yaml:7:5: nrpe.checks.check_foo: no such check (the built-in checks: check_load, check_disk, check_mem, check_services, check_queue, check_ntp, check_collector, check_firewall, check_paths)`,
+				`f.yaml:7:5: nrpe.checks.check_foo: no such check (the built-in checks: check_load, check_disk, check_mem, check_services, check_queue, check_ntp, check_collector, check_firewall, check_paths, check_cluster)`,
 			}},
 		{"name and mac", "interfaces:\n  - name: eth0\n    mac: \"52:54:00:00:00:01\"\n",
 			[]string{`f.yaml:3:10: interfaces[0].mac: give either name or mac, not both`}},

@@ -77,6 +77,10 @@ var NRPEChecks = []NRPECheck{
 	{"check_collector", []NRPEMetric{{"failing", "", "", "0"}}},
 	{"check_firewall", []NRPEMetric{{"rules_in", "", "", ""}, {"drops_in", "", "", ""}, {"drops_out", "", "", ""}}},
 	{"check_paths", []NRPEMetric{{"failed", "", "", "0"}}},
+	// A node without a report for stale_after is critical; one whose
+	// config lags or whose clock is off, a warning; lag (config versions
+	// behind, the most of any node) alerts only when asked to.
+	{"check_cluster", []NRPEMetric{{"nodes", "", "", ""}, {"unreachable", "", "", "0"}, {"problems", "", "0", ""}, {"lag", "", "", ""}}},
 }
 
 // NRPECheckNamed is the built-in check called name.

@@ -100,14 +100,14 @@ func cmdService(args []string, stdout io.Writer) error {
 		if err := noNewPrivs(); err != nil {
 			return fmt.Errorf("nrpe: %w", err)
 		}
-		src := nrpe.HostSources(paths.ControlSocket(), paths.RelaySocket(), dnsclient.New(paths.ResolvConf()))
+		src := nrpe.HostSources(paths.ControlSocket(), paths.RelaySocket(), paths.ClusterSocket(), dnsclient.New(paths.ResolvConf()))
 		return nrpe.Run(ctx, nrpe.Options{Config: *cfg, TLSDir: paths.NRPE(), ResolvConf: paths.ResolvConf(), Version: version,
 			Sources: src, Log: log, Notify: n, Reload: reload})
 	case "snmp":
 		if err := noNewPrivs(); err != nil {
 			return fmt.Errorf("snmp: %w", err)
 		}
-		return snmpsvc.Run(ctx, snmpsvc.Options{Config: *cfg, StateDir: paths.SNMP(), Control: paths.ControlSocket(), DataDir: paths.Data(),
+		return snmpsvc.Run(ctx, snmpsvc.Options{Config: *cfg, StateDir: paths.SNMP(), Control: paths.ControlSocket(), Cluster: paths.ClusterSocket(), DataDir: paths.Data(),
 			ResolvConf: paths.ResolvConf(), Version: version, Log: log, Notify: n, Reload: reload})
 	case "syslog":
 		if err := noNewPrivs(); err != nil {

@@ -38,8 +38,9 @@ type Result struct {
 }
 
 // Sources are where the checks read: PID 1's status, the host's kernel
-// figures, the relay's socket (the queue's oldest message) and the
-// outbound path test.
+// figures, the relay's socket (the queue's oldest message), the outbound
+// path test and the cluster service's socket (the cluster as this node
+// sees it).
 type Sources struct {
 	Status      func() control.Status
 	LoadAvg     func() ([3]float64, error)
@@ -47,12 +48,14 @@ type Sources struct {
 	DiskFree    func(path string) (total, free uint64, err error)
 	QueueOldest func() (time.Time, error) // zero: the queue is empty
 	Paths       func(ctx context.Context, c *config.Config) []paths.Result
+	Cluster     func(ctx context.Context) (*status.Cluster, error)
 	Now         func() time.Time
 }
 
 // HostSources are the real ones: the control socket at controlSocket,
-// /proc, statfs, the relay's socket at relaySocket, paths.Check.
-func HostSources(controlSocket, relaySocket string, resolver paths.Resolver) Sources {
+// /proc, statfs, the relay's socket at relaySocket, paths.Check, the
+// cluster service's socket at clusterSocket.
+func HostSources(controlSocket, relaySocket, clusterSocket string, resolver paths.Resolver) Sources {
 	return Sources{
 		Status:   control.Client{Socket: controlSocket}.Status,
 		LoadAvg:  loadAvg,
@@ -74,8 +77,32 @@ func HostSources(controlSocket, relaySocket string, resolver paths.Resolver) Sou
 		Paths: func(ctx context.Context, c *config.Config) []paths.Result {
 			return paths.Check(ctx, paths.Table(c), 3*time.Second, resolver)
 		},
+		Cluster: func(ctx context.Context) (*status.Cluster, error) {
+			return ClusterStatus(ctx, clusterSocket)
+		},
 		Now: time.Now,
 	}
+}
+
+// ClusterStatus asks the cluster service at socket for the cluster's
+// status, within ctx's deadline (8 s without one). On a backend that is
+// not the leader the service asks the leader, which takes a round trip.
+func ClusterStatus(ctx context.Context, socket string) (*status.Cluster, error) {
+	timeout := 8 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	if timeout <= 0 {
+		return nil, fmt.Errorf("cluster service: no time left to ask")
+	}
+	var resp status.ClusterResponse
+	if err := sockrpc.Call(socket, timeout, status.ClusterRequest{Verb: "status"}, &resp); err != nil {
+		return nil, fmt.Errorf("cluster service: %w", err)
+	}
+	if resp.Status == nil {
+		return nil, fmt.Errorf("cluster service: the answer has no status")
+	}
+	return resp.Status, nil
 }
 
 // Query is a parsed request: a command and its arguments.
@@ -250,6 +277,15 @@ func (k *Checker) Run(ctx context.Context, cfg *config.Config, q Query) Result {
 		pct := 100 * float64(avail) / float64(max(total, 1))
 		mm := m("available", round2(pct))
 		return judge(fmt.Sprintf("memory %.1f%% available (%d MiB of %d MiB)", pct, avail>>20, total>>20), []metric{mm}, OK)
+	case "check_cluster":
+		if cfg.Cluster == nil {
+			return Result{Unknown, "UNKNOWN - not a cluster node (the config has no cluster section)"}
+		}
+		c, err := k.Src.Cluster(ctx)
+		if err != nil {
+			return unknown(err)
+		}
+		return clusterCheck(c, m)
 	}
 	st := k.Src.Status()
 	if st.Mode == "unreachable" {
@@ -380,6 +416,61 @@ func (k *Checker) services(st control.Status, only string, m func(string, float6
 	}
 	text += fmt.Sprintf(", %d restarts", restarts)
 	return judge(text, []metric{m("down", float64(len(down))), m("restarts", float64(restarts))}, OK)
+}
+
+// clusterCheck judges the cluster as this node sees it: the leader's view
+// of every node on a backend, only itself on a frontend (the view's note
+// says so and goes into the text). A cluster without a leader is
+// critical whatever the thresholds: no config can be applied.
+func clusterCheck(c *status.Cluster, m func(string, float64) metric) Result {
+	if len(c.Nodes) == 0 {
+		// A member always sees at least itself: this node has the
+		// cluster section but was neither initialised nor joined.
+		text := fmt.Sprintf("WARNING - %s is in no cluster yet", c.Node)
+		if c.Note != "" {
+			text += ": " + c.Note
+		}
+		return Result{Warning, text}
+	}
+	unreachable, problems, lag := 0, 0, uint64(0)
+	var nodes []string
+	for _, n := range c.Nodes {
+		line := n.Name + " never reported"
+		if n.AgeS >= 0 {
+			line = fmt.Sprintf("%s %.1fs", n.Name, n.AgeS)
+			// The version it last reported; a node never heard from
+			// has none to lag by.
+			if c.Config.Version > n.AppliedVersion {
+				lag = max(lag, c.Config.Version-n.AppliedVersion)
+			}
+		}
+		if len(n.Problems) > 0 {
+			problems++
+			line += " (" + strings.Join(n.Problems, ", ") + ")"
+		}
+		if !n.Reachable {
+			unreachable++
+		}
+		nodes = append(nodes, line)
+	}
+	state, leader := OK, "leader "+c.Leader
+	if c.Leader == "" {
+		state, leader = Critical, "NO LEADER"
+	}
+	text := fmt.Sprintf("%s, %d with problems, %s, config v%d: %s", plural(len(c.Nodes), "node"), problems, leader,
+		c.Config.Version, strings.Join(nodes, ", "))
+	if c.Note != "" {
+		text += "; " + c.Note
+	}
+	ms := []metric{m("nodes", float64(len(c.Nodes))), m("unreachable", float64(unreachable)), m("problems", float64(problems)), m("lag", float64(lag))}
+	return judge(text, ms, state)
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // judge is the worst of floor and the metrics' states, with the text and

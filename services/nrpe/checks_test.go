@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +16,7 @@ import (
 	"gatehouse/control"
 	"gatehouse/paths"
 	"gatehouse/queue"
+	"gatehouse/sockrpc"
 	"gatehouse/status"
 )
 
@@ -120,8 +125,20 @@ func fakeSources(t *testing.T) Sources {
 		Paths: func(context.Context, *config.Config) []paths.Result {
 			return []paths.Result{{Outcome: paths.OK}, {Outcome: paths.Blocked, Target: "192.0.2.1:25", Path: paths.Path{Function: "Mail delivery"}}, {Outcome: paths.Skipped}}
 		},
-		Now: func() time.Time { return now },
+		Cluster: func(context.Context) (*status.Cluster, error) { return leaderView(), nil },
+		Now:     func() time.Time { return now },
 	}
+}
+
+// leaderView is a three-node cluster as its leader b1 sees it: all well.
+func leaderView() *status.Cluster {
+	return &status.Cluster{Node: "b1", Role: "backend", RaftState: "Leader", Leader: "b1", Term: 3, From: "b1",
+		Config: status.ClusterVersion{Version: 4, Hash: "h4"},
+		Nodes: []status.ClusterMember{
+			{Name: "b1", Role: "backend", Voter: true, Reachable: true, AgeS: 0.4, AppliedVersion: 4, AppliedHash: "h4", Problems: []string{}},
+			{Name: "b2", Role: "backend", Voter: true, Reachable: true, AgeS: 1.06, AppliedVersion: 4, AppliedHash: "h4", Problems: []string{}},
+			{Name: "f1", Role: "frontend", Reachable: true, AgeS: 0.9, AppliedVersion: 4, AppliedHash: "h4", Problems: []string{}},
+		}}
 }
 
 func TestChecks(t *testing.T) {
@@ -158,6 +175,8 @@ func TestChecks(t *testing.T) {
 		{"check_firewall!~:!~:!~:!~:!~:!2", Critical, "CRITICAL - nftables"},
 		{"check_firewall!3:", Warning, "WARNING - nftables"},
 		{"check_paths", Critical, "CRITICAL - 2 outbound paths tested, 1 failed: Mail delivery 192.0.2.1:25 blocked | failed=1;;0;0"},
+		// This config has no cluster section.
+		{"check_cluster", Unknown, "UNKNOWN - not a cluster node (the config has no cluster section)"},
 	} {
 		q, err := ParseQuery(tt.query, true)
 		if err != nil {
@@ -177,5 +196,144 @@ func TestChecks(t *testing.T) {
 	k.Src.QueueOldest = func() (time.Time, error) { return time.Time{}, errors.New("no socket") }
 	if res := k.Run(context.Background(), cfg, Query{Command: "check_queue"}); res.State != Unknown {
 		t.Errorf("no queue listing: %+v", res)
+	}
+}
+
+func TestClusterCheck(t *testing.T) {
+	cfg := &config.Config{Cluster: &config.Cluster{Name: "b1", Role: "backend"},
+		NRPE: &config.NRPE{AllowArguments: true, Checks: map[string]map[string]config.NRPEThreshold{}}}
+	const perfOK = " | nodes=3;;;0 unreachable=0;;0;0 problems=0;0;;0 lag=0;;;0"
+	for _, tt := range []struct {
+		name  string
+		query string
+		view  func(c *status.Cluster)
+		err   error
+		state int
+		text  string // the whole output, or its start when it ends in "..."
+	}{
+		{"all well", "check_cluster", nil, nil, OK,
+			"OK - 3 nodes, 0 with problems, leader b1, config v4: b1 0.4s, b2 1.1s, f1 0.9s" + perfOK},
+		{"config lags: a warning", "check_cluster", func(c *status.Cluster) {
+			c.Config.Version = 6
+			c.Nodes[1].AppliedVersion, c.Nodes[1].Problems = 3, []string{"config lags"}
+			c.Nodes[2].AppliedVersion, c.Nodes[2].Problems = 5, []string{"config lags", "clock off"}
+			c.Nodes[0].AppliedVersion = 6
+		}, nil, Warning,
+			"WARNING - 3 nodes, 2 with problems, leader b1, config v6: b1 0.4s, b2 1.1s (config lags), f1 0.9s (config lags, clock off)" +
+				" | nodes=3;;;0 unreachable=0;;0;0 problems=2;0;;0 lag=3;;;0"},
+		{"clock off: a warning", "check_cluster", func(c *status.Cluster) { c.Nodes[1].Problems = []string{"clock off"} }, nil, Warning,
+			"WARNING - 3 nodes, 1 with problems, leader b1, config v4: b1 0.4s, b2 1.1s (clock off), f1 0.9s | nodes=3;;;0 unreachable=0;;0;0 problems=1;0;;0 lag=0;;;0"},
+		// A node never heard from has no version to lag by; one heard
+		// from long ago has its last one.
+		{"unreachable: critical", "check_cluster", func(c *status.Cluster) {
+			c.Nodes[2] = status.ClusterMember{Name: "f1", Role: "frontend", AgeS: -1, Problems: []string{"unreachable"}}
+			c.Nodes[1].Reachable, c.Nodes[1].AgeS, c.Nodes[1].AppliedVersion, c.Nodes[1].Problems = false, 42, 2, []string{"unreachable", "config lags"}
+		}, nil, Critical,
+			"CRITICAL - 3 nodes, 2 with problems, leader b1, config v4: b1 0.4s, b2 42.0s (unreachable, config lags), f1 never reported (unreachable)" +
+				" | nodes=3;;;0 unreachable=2;;0;0 problems=2;0;;0 lag=2;;;0"},
+		{"no leader: critical", "check_cluster", func(c *status.Cluster) {
+			c.Leader, c.RaftState, c.Nodes = "", "Candidate", c.Nodes[:1]
+			c.Note = "the leader's view is not available: the cluster has no leader now"
+		}, nil, Critical,
+			"CRITICAL - 1 node, 0 with problems, NO LEADER, config v4: b1 0.4s; the leader's view is not available: the cluster has no leader now" +
+				" | nodes=1;;;0 unreachable=0;;0;0 problems=0;0;;0 lag=0;;;0"},
+		{"a frontend sees itself and says so", "check_cluster", func(c *status.Cluster) {
+			c.Node, c.Role, c.RaftState, c.From, c.Nodes = "f1", "frontend", "Follower", "f1", c.Nodes[2:]
+			c.Note = "a frontend sees only itself; the leader last contacted it 80ms ago"
+		}, nil, OK,
+			"OK - 1 node, 0 with problems, leader b1, config v4: f1 0.9s; a frontend sees only itself; the leader last contacted it 80ms ago" +
+				" | nodes=1;;;0 unreachable=0;;0;0 problems=0;0;;0 lag=0;;;0"},
+		{"not joined yet", "check_cluster", func(c *status.Cluster) {
+			*c = status.Cluster{Node: "b1", Role: "backend", RaftState: "not joined", Note: "this node is not in a cluster"}
+		}, nil, Warning, "WARNING - b1 is in no cluster yet: this node is not in a cluster"},
+		{"no cluster service", "check_cluster", nil, errors.New("cluster service: dial: no such file or directory"), Unknown,
+			"UNKNOWN - cluster service: dial: no such file or directory"},
+		// Arguments: nodes, unreachable, problems, lag; each warning
+		// then critical.
+		{"fewer nodes than expected", "check_cluster!4:", nil, nil, Warning, "WARNING - 3 nodes, ..."},
+		{"lag over the request's critical", "check_cluster!~:!~:!~:!~:!~:!~:!~:!0", func(c *status.Cluster) {
+			c.Nodes[1].AppliedVersion, c.Nodes[1].Problems = 3, []string{"config lags"}
+		}, nil, Critical, "CRITICAL - 3 nodes, 1 with problems, ..."},
+		{"problems quiet by the request", "check_cluster!~:!~:!~:!~:!~:", func(c *status.Cluster) {
+			c.Nodes[1].Problems = []string{"clock off"}
+		}, nil, OK, "OK - 3 nodes, 1 with problems, ..."},
+		{"too many arguments", "check_cluster!1!1!1!1!1!1!1!1!1", nil, nil, Unknown, "UNKNOWN - check_cluster takes at most 8 arguments..."},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			k := &Checker{Src: fakeSources(t)}
+			k.Src.Cluster = func(context.Context) (*status.Cluster, error) {
+				if tt.err != nil {
+					return nil, tt.err
+				}
+				c := leaderView()
+				if tt.view != nil {
+					tt.view(c)
+				}
+				return c, nil
+			}
+			q, err := ParseQuery(tt.query, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := k.Run(context.Background(), cfg, q)
+			match := res.Text == tt.text
+			if prefix, ok := strings.CutSuffix(tt.text, "..."); ok {
+				match = strings.HasPrefix(res.Text, prefix)
+			}
+			if res.State != tt.state || !match {
+				t.Errorf("%d %q\nwant %d %q", res.State, res.Text, tt.state, tt.text)
+			}
+		})
+	}
+	// The config's thresholds: lag warns from 2 versions behind.
+	r, _ := config.ParseRange("1")
+	cfg.NRPE.Checks["check_cluster"] = map[string]config.NRPEThreshold{"lag": {Warning: &r}}
+	k := &Checker{Src: fakeSources(t)}
+	k.Src.Cluster = func(context.Context) (*status.Cluster, error) {
+		c := leaderView()
+		c.Config.Version = 6 // every node two behind, and none marked
+		return c, nil
+	}
+	if res := k.Run(context.Background(), cfg, Query{Command: "check_cluster"}); res.State != Warning || !strings.HasSuffix(res.Text, " lag=2;1;;0") {
+		t.Errorf("lag 2 over the config's warning 1: %d %q", res.State, res.Text)
+	}
+}
+
+// ClusterStatus asks the socket as `gatehouse cluster status` does.
+func TestClusterStatusSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "cluster.sock")
+	ln, err := sockrpc.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var verbs []string
+	var mu sync.Mutex
+	srv := sockrpc.NewServer(func(req status.ClusterRequest) status.ClusterResponse {
+		mu.Lock()
+		verbs = append(verbs, req.Verb)
+		mu.Unlock()
+		if req.Verb != "status" {
+			return status.ClusterResponse{Error: "unexpected " + req.Verb}
+		}
+		return status.ClusterResponse{Status: leaderView()}
+	}, slog.New(slog.DiscardHandler))
+	srv.UID = uint32(os.Getuid()) // the test may run as another user than root
+	go srv.Serve(ctx, ln)
+	src := HostSources("", "", sock, nil)
+	tctx, tcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer tcancel()
+	c, err := src.Cluster(tctx)
+	if err != nil || c.Leader != "b1" || len(c.Nodes) != 3 {
+		t.Fatalf("%+v, %v", c, err)
+	}
+	mu.Lock()
+	if len(verbs) != 1 || verbs[0] != "status" {
+		t.Errorf("verbs %v", verbs)
+	}
+	mu.Unlock()
+	if _, err := ClusterStatus(ctx, filepath.Join(t.TempDir(), "none.sock")); err == nil || !strings.HasPrefix(err.Error(), "cluster service: ") {
+		t.Errorf("no socket: %v", err)
 	}
 }

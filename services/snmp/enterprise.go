@@ -1,10 +1,15 @@
 package snmp
 
 import (
+	"fmt"
+	"math"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gatehouse/control"
 	"gatehouse/snmp"
+	"gatehouse/sockrpc"
 	"gatehouse/status"
 )
 
@@ -17,6 +22,8 @@ var (
 	oidGhCollEntry = oidGhObjects.Append(4, 1)
 	oidGhNTP       = oidGhObjects.Append(5)
 	oidGhFirewall  = oidGhObjects.Append(6)
+	oidGhCluster   = oidGhObjects.Append(7)
+	oidGhClusEntry = oidGhObjects.Append(8, 1)
 	oidGhNotify    = oidEnterprise.Append(2, 0)
 )
 
@@ -118,3 +125,80 @@ func enterprise(e []snmp.Entry, st *control.Status, now time.Time) []snmp.Entry 
 }
 
 func clamp32(n int64) int64 { return min(max(n, -1<<31), 1<<31-1) }
+
+// clusterTimeout bounds a question to the cluster service: a backend that
+// is not the leader asks the leader. The snapshot is rebuilt in the
+// background, so a slow answer holds up none.
+const clusterTimeout = 3 * time.Second
+
+// clusterStatus is `gatehouse cluster status` from the cluster service's
+// socket.
+func clusterStatus(socket string) (*status.Cluster, error) {
+	var resp status.ClusterResponse
+	if err := sockrpc.Call(socket, clusterTimeout, status.ClusterRequest{Verb: "status"}, &resp); err != nil {
+		return nil, fmt.Errorf("cluster service: %w", err)
+	}
+	if resp.Status == nil {
+		return nil, fmt.Errorf("cluster service: the answer has no status")
+	}
+	return resp.Status, nil
+}
+
+// ghClusterRole's and ghClusterNodeRole's values.
+var clusterRoles = map[string]int64{"backend": 1, "frontend": 2}
+
+// clusterGroup is GATEHOUSE-MIB's ghCluster scalars and
+// ghClusterNodeTable: the cluster as this node sees it (a backend, the
+// leader's view of every node; a frontend, itself).
+func clusterGroup(e []snmp.Entry, c *status.Cluster) []snmp.Entry {
+	problems := 0
+	for _, n := range c.Nodes {
+		if len(n.Problems) > 0 {
+			problems++
+		}
+	}
+	e = append(e, snmp.Scalar(oidGhCluster.Append(1), snmp.String(c.Node)))
+	if r, ok := clusterRoles[c.Role]; ok {
+		e = append(e, snmp.Scalar(oidGhCluster.Append(2), snmp.Integer(r)))
+	}
+	e = append(e,
+		snmp.Scalar(oidGhCluster.Append(3), snmp.String(c.RaftState)),
+		snmp.Scalar(oidGhCluster.Append(4), snmp.String(c.Leader)),
+		snmp.Scalar(oidGhCluster.Append(5), snmp.Gauge32(c.Config.Version)),
+		snmp.Scalar(oidGhCluster.Append(6), snmp.Gauge32(uint64(len(c.Nodes)))),
+		snmp.Scalar(oidGhCluster.Append(7), snmp.Gauge32(uint64(problems))),
+		snmp.Scalar(oidGhCluster.Append(8), display(c.Note)),
+	)
+	for i, n := range c.Nodes {
+		idx := snmp.OID{uint32(i + 1)}
+		age := int64(-1) // never reported
+		if n.AgeS >= 0 {
+			age = clamp32(int64(math.Round(n.AgeS * 1000)))
+		}
+		e = append(e, snmp.Cell(oidGhClusEntry.Append(2), idx, snmp.String(n.Name)))
+		if r, ok := clusterRoles[n.Role]; ok {
+			e = append(e, snmp.Cell(oidGhClusEntry.Append(3), idx, snmp.Integer(r)))
+		}
+		e = append(e,
+			snmp.Cell(oidGhClusEntry.Append(4), idx, snmp.String(n.Address)),
+			snmp.Cell(oidGhClusEntry.Append(5), idx, snmp.Integer(truth(n.Reachable))),
+			snmp.Cell(oidGhClusEntry.Append(6), idx, snmp.Integer(age)),
+			snmp.Cell(oidGhClusEntry.Append(7), idx, snmp.Gauge32(n.AppliedVersion)),
+			snmp.Cell(oidGhClusEntry.Append(8), idx, snmp.Integer(clamp32(int64(math.Round(n.ClockOffsetMS))))),
+			snmp.Cell(oidGhClusEntry.Append(9), idx, display(strings.Join(n.Problems, ", "))),
+		)
+	}
+	return e
+}
+
+// display is a DisplayString: at most 255 bytes, cut at a character.
+func display(s string) snmp.Value {
+	if len(s) <= 255 {
+		return snmp.String(s)
+	}
+	cut := 255
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return snmp.String(s[:cut])
+}

@@ -35,6 +35,7 @@ type mib struct {
 type sysInfo struct {
 	name, contact, location string
 	dataDir                 string
+	cluster                 bool // a cluster node: ask the cluster service
 }
 
 type snapshot struct {
@@ -50,7 +51,8 @@ func newMIB(o Options, e *snmp.Engine) *mib {
 // configure takes the system group's strings from the config, for the
 // next snapshot.
 func (m *mib) configure(c *config.Config) {
-	m.sys.Store(&sysInfo{name: c.SNMP.Name, contact: c.SNMP.Contact, location: c.SNMP.Location, dataDir: m.o.DataDir})
+	m.sys.Store(&sysInfo{name: c.SNMP.Name, contact: c.SNMP.Contact, location: c.SNMP.Location, dataDir: m.o.DataDir,
+		cluster: c.Cluster != nil})
 	m.rebuild(time.Now())
 }
 
@@ -103,6 +105,12 @@ func (m *mib) rebuild(now time.Time) *snapshot {
 	e = hostResources(e, sys.dataDir, &m.cpu, now)
 	e = loadAverages(e)
 	e = enterprise(e, st, now)
+	if sys.cluster && m.o.Cluster != "" {
+		// Absent from this snapshot when the service does not answer.
+		if c, err := clusterStatus(m.o.Cluster); err == nil {
+			e = clusterGroup(e, c)
+		}
+	}
 	if free, ok := dataFree(sys.dataDir); ok {
 		e = append(e, snmp.Scalar(oidDiskFreePct, snmp.Gauge32(uint64(free))))
 	}

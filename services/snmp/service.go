@@ -30,6 +30,7 @@ type Options struct {
 	Config     string
 	StateDir   string // engine ID and boots: on /data on the appliance
 	Control    string // PID 1's control socket: the status the MIB serves
+	Cluster    string // the cluster service's socket: the cluster the MIB serves, on a node with a cluster section
 	DataDir    string // the data disk, for hrStorage and the disk-low trap
 	ResolvConf string
 	Version    string // for sysDescr
