@@ -94,6 +94,9 @@ type Node struct {
 	loops   sync.WaitGroup
 	applied appliedState
 	reports map[string]seen
+	// A follower's last copy of the leader's view.
+	leaderView   *status.Cluster
+	leaderViewAt time.Time
 }
 
 type appliedState struct {
@@ -906,8 +909,19 @@ func (n *Node) Status() status.Cluster {
 	}
 	id := n.identity()
 	if id.role == config.RoleBackend && n.voter() {
+		// The leader's view, fetched at most once per half report
+		// interval: SNMP and NRPE may ask often.
+		n.mu.Lock()
+		cached, at := n.leaderView, n.leaderViewAt
+		n.mu.Unlock()
+		if cached != nil && time.Since(at) < n.opts.ReportInterval/2 {
+			return *cached
+		}
 		if resp, err := n.leaderDo(&Request{Op: "status"}); err == nil && resp.Status != nil {
 			resp.Status.Node, resp.Status.Role, resp.Status.RaftState = id.name, id.role, r.State().String()
+			n.mu.Lock()
+			n.leaderView, n.leaderViewAt = resp.Status, time.Now()
+			n.mu.Unlock()
 			return *resp.Status
 		} else if err != nil {
 			st := n.localStatus()
