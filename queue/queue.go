@@ -377,12 +377,12 @@ func (q *Queue) worker(ln *lane) {
 
 func (q *Queue) send(sess Session, j job) ([]Result, error) {
 	env := &j.e.env
-	data, err := q.store.Open(env.ID, env.Size)
+	data, err := q.store.Open(env)
 	if err != nil {
 		return nil, err
 	}
 	defer data.Close()
-	m := &Outgoing{ID: env.ID, From: env.From, Size: env.Size, Data: data}
+	m := &Outgoing{ID: env.ID, From: env.From, Size: env.OutSize(), Data: data}
 	for _, i := range j.rcpts {
 		m.Rcpts = append(m.Rcpts, env.Rcpts[i].Addr)
 	}

@@ -507,3 +507,35 @@ func enqueueCollected(t *testing.T, s *Store, q *Queue, key string) *Envelope {
 	})
 	return env
 }
+
+// Header fields known only after the data was on disk go out in front of
+// it, and survive a restart with the envelope.
+func TestPrependedHeadersGoOutFirst(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _ := OpenStore(dir)
+	w, err := s.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "Subject: x\r\n\r\nbody\r\n")
+	env := &Envelope{From: "a@x.example", Arrived: time.Now(), Prepend: "Authentication-Results: gw; spf=pass\r\n",
+		Rcpts: []Rcpt{{Addr: "u@one.example", Route: Route{Kind: MX, Name: "one.example"}}}}
+	if err := w.Commit(env); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, loaded, probs := OpenStore(dir)
+	defer s.Close()
+	if len(loaded) != 1 || len(probs) != 0 {
+		t.Fatal(loaded, probs)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr := &fakeTransport{got: map[string]string{}}
+	q := New(ctx, s, loaded, tr, fastPolicy, func(Notice) error { return nil }, testLog(t))
+	t.Cleanup(func() { cancel(); q.Wait() })
+	waitFor(t, "the delivery", func() bool { return tr.count() == 1 })
+	if got := tr.got[env.ID+" u@one.example"]; got != "Authentication-Results: gw; spf=pass\r\nSubject: x\r\n\r\nbody\r\n" {
+		t.Fatalf("delivered %q", got)
+	}
+}

@@ -59,6 +59,10 @@ type Envelope struct {
 	// While the message is queued this file is the record; when it leaves
 	// the queue the key moves to fetched/<set>.
 	Dedup Dedup `json:"fetch,omitzero"`
+	// Prepend are header fields known only once the data was on disk
+	// (Authentication-Results, Received-SPF, DKIM-Signature), with their
+	// CRLFs: they go out in front of the data.
+	Prepend string `json:"prepend,omitempty"`
 }
 
 // Rcpt is one recipient and the route chosen for it when it was accepted.
@@ -389,17 +393,21 @@ func (s *Store) committer() {
 	}
 }
 
-// Open returns a reader of the message's data.
-func (s *Store) Open(id string, size int64) (io.ReadCloser, error) {
-	f, err := os.Open(s.path("msg", id))
+// Open returns a reader of the message as it goes out: the envelope's
+// prepended header fields, then the data.
+func (s *Store) Open(env *Envelope) (io.ReadCloser, error) {
+	f, err := os.Open(s.path("msg", env.ID))
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	return struct {
 		io.Reader
 		io.Closer
-	}{io.LimitReader(f, size), f}, nil
+	}{io.MultiReader(strings.NewReader(env.Prepend), io.LimitReader(f, env.Size)), f}, nil
 }
+
+// OutSize is the size of the message as it goes out.
+func (e *Envelope) OutSize() int64 { return e.Size + int64(len(e.Prepend)) }
 
 // SaveState replaces the message's delivery state atomically.
 func (s *Store) SaveState(id string, st *State) error {

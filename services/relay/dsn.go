@@ -33,7 +33,7 @@ func (s *Service) notice(n queue.Notice) error {
 	c := s.config()
 	pol := s.policy()
 	var orig []byte
-	if f, err := s.store.Open(n.Envelope.ID, n.Envelope.Size); err == nil {
+	if f, err := s.store.Open(&n.Envelope); err == nil {
 		if _, raw, err := mailmsg.ReadHeader(bufio.NewReader(f), maxHeader); err == nil {
 			orig = quoteForDSN(raw)
 		}
