@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -254,5 +255,52 @@ func TestClusterStateOnDiskIsSealed(t *testing.T) {
 	})
 	if found < 3 {
 		t.Fatalf("only %d files looked at", found)
+	}
+}
+
+// A leader whose member has gone stops at once, not after the dial
+// timeout of its replication to that member.
+func TestClusterLeaderStopsPromptlyWithAMemberGone(t *testing.T) {
+	b1 := newTestNode(t, "b1", config.RoleBackend, 0)
+	if err := b1.Init("test"); err != nil {
+		t.Fatal(err)
+	}
+	// A member that takes connections and never answers: a dial to it
+	// hangs in the handshake until its timeout.
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	dialled := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			select {
+			case dialled <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	f1 := newTestNode(t, "f1", config.RoleFrontend, 0)
+	tok, _ := b1.Token(time.Minute)
+	if err := f1.Join(b1.opts.Address.String(), tok); err != nil {
+		t.Fatal(err)
+	}
+	f1.Close()
+	r, _ := b1.r()
+	r.RemoveServer("f1", 0, 0)
+	r.AddNonvoter("f1", raft.ServerAddress(mute.Addr().String()), 0, 0)
+	<-dialled // a replicator is in the handshake
+	start := time.Now()
+	b1.Close()
+	// The handshake's own timeout is 10s: well under it means the stop
+	// cut the dial short.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the leader took %v to stop", d)
 	}
 }

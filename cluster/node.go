@@ -220,6 +220,7 @@ func (n *Node) start(bootstrap bool) error {
 func (n *Node) Close() error {
 	n.mu.Lock()
 	r := n.raft
+	n.signalStop()
 	n.mu.Unlock()
 	if r != nil {
 		r.Shutdown().Error()
@@ -228,8 +229,9 @@ func (n *Node) Close() error {
 	return nil
 }
 
-func (n *Node) halt() {
-	n.mu.Lock()
+// signalStop tells the loops and the dials in flight that the node stops;
+// n.mu is held.
+func (n *Node) signalStop() {
 	if n.stop != nil {
 		select {
 		case <-n.stop:
@@ -237,6 +239,18 @@ func (n *Node) halt() {
 			close(n.stop)
 		}
 	}
+}
+
+// stopping is closed when the running node stops.
+func (n *Node) stopping() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.stop
+}
+
+func (n *Node) halt() {
+	n.mu.Lock()
+	n.signalStop()
 	m, store, trans := n.mux, n.store, n.trans
 	n.mu.Unlock()
 	if trans != nil {

@@ -216,8 +216,22 @@ func (n *Node) peerOf(cs tls.ConnectionState) *peerInfo {
 // is the fingerprint of the CA the other end must show (a join, before
 // this node has a certificate); otherwise both ends use the cluster's.
 func (n *Node) dial(addr string, timeout time.Duration, kind byte, pinCA *string) (net.Conn, error) {
-	d := net.Dialer{Timeout: timeout}
-	raw, err := d.Dial("tcp", addr)
+	// A node that stops gives up its dials at once: Raft's shutdown
+	// waits for its replicators, which may be dialling a node that is
+	// gone.
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if stop := n.stopping(); stop != nil {
+		go func() {
+			select {
+			case <-stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +268,7 @@ func (n *Node) dial(addr string, timeout time.Duration, kind byte, pinCA *string
 	}
 	conn := tls.Client(raw, cfg)
 	conn.SetDeadline(time.Now().Add(timeout))
-	if err := conn.HandshakeContext(context.Background()); err != nil {
+	if err := conn.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, err
 	}
