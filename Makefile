@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-fetch bench-nrpe bench-snmp bench-syslog lint clean
+.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-fetch bench-nrpe bench-snmp bench-syslog bench-cluster lint clean
 
 all: build/gatehouse
 
@@ -91,6 +91,13 @@ bench-snmp: deps build/gatehouse
 # Needs root: rsyslog (TLS) in a network namespace of its own.
 bench-syslog: deps build/gatehouse
 	$(GO) run ./test/syslogbench -binary build/gatehouse
+
+# Needs root and chronyd: five nodes (3 backends, 2 frontends), each a
+# `gatehouse run` in a network namespace of its own on one bridge, with
+# chronyd serving time; times 100 config changes until every node runs
+# them, the leader's view of the nodes, and an idle node's CPU and RSS.
+bench-cluster: deps build/gatehouse
+	$(GO) run ./test/clusterbench -binary build/gatehouse
 
 clean:
 	rm -rf build
