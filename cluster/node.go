@@ -64,6 +64,9 @@ type Options struct {
 	Version   string // gatehouse's
 	Local     Local
 	Log       *slog.Logger
+	// Changed, when set, is told (without blocking) whenever what
+	// NodeStatus shows has changed: the service reports it at once.
+	Changed chan<- struct{}
 }
 
 // Files in Dir.
@@ -404,6 +407,11 @@ func (n *Node) apply(c *command) (any, error) {
 		}
 		return nil, fmt.Errorf("cluster: commit: %w", err)
 	}
+	// The followers learn that an entry is committed from the next
+	// AppendEntries, which Raft sends after up to twice its commit timeout
+	// when nothing else is appended. A barrier entry carries the news at
+	// once: every node installs a new config without that wait.
+	r.Barrier(0)
 	if err, ok := f.Response().(error); ok {
 		return nil, err
 	}
@@ -812,8 +820,15 @@ func (n *Node) converge(st *state) {
 
 func (n *Node) setApplied(a appliedState) {
 	n.mu.Lock()
+	changed := n.applied != a
 	n.applied = a
 	n.mu.Unlock()
+	if changed && n.opts.Changed != nil {
+		select {
+		case n.opts.Changed <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // leaderLoop, while this node leads: rolls back an apply not confirmed in

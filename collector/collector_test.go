@@ -114,7 +114,7 @@ func queued(t *testing.T, svc *testSink) []string {
 	t.Helper()
 	var out []string
 	for _, in := range svc.q.List() {
-		r, err := svc.store.Open(in.ID, in.Size)
+		r, err := svc.store.Open(&queue.Envelope{ID: in.ID, Size: in.Size})
 		if err != nil {
 			t.Fatal(err)
 		}

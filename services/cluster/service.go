@@ -50,7 +50,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	addr, _ := k.AddrPort()
 	local := &pid1{o: o}
-	node, err := cluster.Open(cluster.Options{Dir: o.Dir, Name: k.Name, Role: k.Role, Address: addr,
+	kick := make(chan struct{}, 1)
+	node, err := cluster.Open(cluster.Options{Changed: kick, Dir: o.Dir, Name: k.Name, Role: k.Role, Address: addr,
 		MaxClockOffset: k.MaxClockOffset.Duration, ReportInterval: k.ReportInterval.Duration, StaleAfter: k.StaleAfter.Duration,
 		ClockSkew: o.ClockSkew, Version: o.Version, Local: local, Log: o.Log})
 	if err != nil {
@@ -63,7 +64,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("cluster: socket: %w", err)
 	}
 	go sockrpc.NewServer(s.answer, o.Log.With("socket", o.Socket)).Serve(ctx, ln)
-	return service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload}, s)
+	return service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload, Kick: kick}, s)
 }
 
 type svc struct {

@@ -554,7 +554,15 @@ func change(ctx context.Context, all []*node, on *node, file, want string, poll 
 	}
 	t := timing{total: slices.Max(seen), applied: applied}
 	for _, n := range all {
-		at, ok := n.installedAt(want)
+		// The log line reaches the log file through the supervisor, a
+		// little after the status may show the version.
+		var at time.Time
+		var ok bool
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if at, ok = n.installedAt(want); ok || time.Now().After(deadline) {
+				break
+			}
+		}
 		if !ok {
 			return timing{}, fmt.Errorf("%s's status shows %.12s, but its log never said it installed it", n.name, want)
 		}
