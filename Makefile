@@ -34,10 +34,11 @@ unit:
 	$(GO) test -race -count=1 ./...
 
 # The readers of what remote peers send (POP3 responses, SMTP replies, NRPE
-# packets, SNMP datagrams) and the syslog formatter, fuzzed for a number of
-# inputs each (FUZZTIME=2000000x, or a duration such as 10m, for a longer
-# run). A count, not a duration: Go 1.26's fuzzing coordinator can report
-# its own deadline as a failure at the end of a timed run (go.dev/issue/75804).
+# packets, SNMP datagrams), the syslog formatter and the DKIM key parser,
+# fuzzed for a number of inputs each (FUZZTIME=2000000x, or a duration such
+# as 10m, for a longer run). A count, not a duration: Go 1.26's fuzzing
+# coordinator can report its own deadline as a failure at the end of a timed
+# run (go.dev/issue/75804).
 FUZZTIME ?= 50000x
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzResponses$$' -fuzztime $(FUZZTIME) ./collector/pop3/
@@ -46,6 +47,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzBER$$' -fuzztime $(FUZZTIME) ./snmp/
 	$(GO) test -run '^$$' -fuzz '^FuzzUSM$$' -fuzztime $(FUZZTIME) ./snmp/
 	$(GO) test -run '^$$' -fuzz '^FuzzFormat$$' -fuzztime $(FUZZTIME) ./services/syslog/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseKey$$' -fuzztime $(FUZZTIME) ./dkimsign/
 
 # Boots the image in QEMU and builds network namespaces with dnsmasq and
 # chrony: needs root.

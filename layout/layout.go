@@ -89,6 +89,9 @@ func (p Paths) Queue() string { return p.state("queue") }
 // TLS holds the relay's generated certificate.
 func (p Paths) TLS() string { return p.state("tls") }
 
+// DKIM holds the DKIM signing keys `gatehouse dkim keygen` makes.
+func (p Paths) DKIM() string { return p.state("dkim") }
+
 // SSHKeys holds the SSH shell's host key.
 func (p Paths) SSHKeys() string { return p.state("ssh") }
 

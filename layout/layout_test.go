@@ -15,6 +15,7 @@ func TestPaths(t *testing.T) {
 		{app.Queue(), "/data/queue"},
 		{app.TLS(), "/data/tls"},
 		{app.SSHKeys(), "/data/ssh"},
+		{app.DKIM(), "/data/dkim"},
 		{host.ControlSocket(), "/var/lib/gh/control.sock"},
 		{host.RelaySocket(), "/var/lib/gh/smtp/smtp.sock"},
 		{host.FirewallSocket(), "/var/lib/gh/firewall/firewall.sock"},
@@ -23,6 +24,7 @@ func TestPaths(t *testing.T) {
 		{host.Queue(), "/var/lib/gh/queue"},
 		{host.TLS(), "/var/lib/gh/tls"},
 		{host.SSHKeys(), "/var/lib/gh/ssh"},
+		{host.DKIM(), "/var/lib/gh/dkim"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s, want %s", tc.got, tc.want)

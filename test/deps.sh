@@ -27,6 +27,8 @@ packages=(
   snmpd             # net-snmp's agent: the baseline of make bench-snmp
   snmptrapd         # net-snmp's trap receiver: the agent's traps and informs
   rsyslog rsyslog-gnutls  # the syslog receiver (UDP, TCP, TLS), run with its own config, never the host's
+  python3-dkim      # dkimpy: the independent verifier of our DKIM signatures (test/dkim_test.go)
+  python3-nacl      # dkimpy needs it for Ed25519 (RFC 8463) signatures; named although python3-dkim pulls it in today
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -64,6 +64,11 @@ func TestCLIOutputGolden(t *testing.T) {
 			{"fetch"},
 			{"fetch", "bogus"},
 			{"smtp", "pop-auth", "192.0.2.7"},
+			{"dkim"},
+			{"dkim", "keygen", "example.com"},
+			{"dkim", "keygen", "example.com", "s1", "--type", "dsa"},
+			{"dkim", "keygen", "example.com", "s1", "--bits", "1024"},
+			{"dkim", "keygen", "../etc", "s1"},
 		}},
 		{"cli-empty.golden", true, [][]string{
 			{"config", "reload"},

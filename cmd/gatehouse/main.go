@@ -61,6 +61,9 @@ const usage = `usage: gatehouse COMMAND [ARGS]
   fetch now [ACCOUNT]             poll one account, or all, at once
   smtp hash-password              read a password on stdin, print its bcrypt hash for smtp.users
   smtp pop-auth ADDRESS           authorise ADDRESS to relay for smtp.pop_before_smtp.window
+  dkim keygen DOMAIN SELECTOR [--type rsa|ed25519] [--dir DIR]
+                                  make a DKIM signing key (RSA 2048 bits by default) in
+                                  DIR (default /data/dkim), mode 0600; print its DNS record
   poweroff | reboot               stop all services in order, then power off or reboot
   firewall show                   the rules the firewall installed
   ip | ntp | date | dns NAME [TYPE]
@@ -102,6 +105,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdPaths(args[1:], stdout)
 	case "smtp":
 		err = cmdSMTP(args[1:], os.Stdin, stdout)
+	case "dkim":
+		err = cmdDKIM(args[1:], stdout)
 	case "service": // how the supervisor starts the appliance's services
 		err = cmdService(args[1:], stdout)
 	case "version":

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/miekg/dns"
 )
 
 func call(args ...string) (code int, stdout, stderr string) {
@@ -69,5 +71,41 @@ func TestPathsFormats(t *testing.T) {
 	}
 	if code, _, _ := call("paths", "--config", "../../config/example.yaml", "--format", "xml"); code != 2 {
 		t.Errorf("unknown format: exit %d", code)
+	}
+}
+
+// `dkim keygen` writes the key where --dir or --state says, prints a
+// record a DNS server can load (a zone file snippet), and never replaces
+// a key.
+func TestDKIMKeygen(t *testing.T) {
+	state := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		key  string
+		k    string
+	}{
+		{[]string{"dkim", "keygen", "example.com", "s1", "--state", state}, filepath.Join(state, "dkim", "example.com.s1.key"), "rsa"},
+		{[]string{"dkim", "keygen", "--type", "ed25519", "Example.com", "s2", "--dir", filepath.Join(state, "elsewhere")}, filepath.Join(state, "elsewhere", "example.com.s2.key"), "ed25519"},
+	} {
+		code, out, errOut := call(tc.args...)
+		if code != 0 {
+			t.Fatalf("%q: exit %d: %s", tc.args, code, errOut)
+		}
+		if st, err := os.Stat(tc.key); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v", tc.key, err)
+		}
+		zp := dns.NewZoneParser(strings.NewReader(out), "", "")
+		rr, ok := zp.Next()
+		if !ok || zp.Err() != nil {
+			t.Fatalf("%q printed no record (%v):\n%s", tc.args, zp.Err(), out)
+		}
+		txt, _ := rr.(*dns.TXT)
+		if txt == nil || txt.Hdr.Name != tc.args[len(tc.args)-3]+"._domainkey.example.com." ||
+			!strings.HasPrefix(strings.Join(txt.Txt, ""), "v=DKIM1; k="+tc.k+"; p=") || !strings.Contains(out, tc.key) {
+			t.Errorf("%q: %v\n%s", tc.args, rr, out)
+		}
+		if code, _, errOut := call(tc.args...); code != 1 || !strings.Contains(errOut, "never replaced") {
+			t.Errorf("again: exit %d, %s", code, errOut)
+		}
 	}
 }
