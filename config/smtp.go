@@ -38,6 +38,7 @@ type SMTP struct {
 	Rules             []HeaderRule       `yaml:"rules"`
 	TLSPolicy         []TLSPolicyEntry   `yaml:"tls_policy"`
 	OutboundTLS       TLSLevel           `yaml:"outbound_tls"` // level for direct MX delivery; default may
+	DKIMSigning       []DKIMKey          `yaml:"dkim_signing"` // sign mail from the inside by sender domain
 
 	Limits       MailLimits `yaml:"limits"`
 	Queue        QueueConf  `yaml:"queue"`
@@ -258,6 +259,7 @@ func (c *Config) checkSMTP(ck *checker) {
 	if !validHostname(s.Hostname) {
 		ck.errf("smtp.hostname", "%q is not a valid host name", s.Hostname)
 	}
+	s.checkDKIM(ck)
 	for key, v := range map[string]string{"smtp": s.Listen.SMTP, "submission": s.Listen.Submission, "smtps": s.Listen.SMTPS} {
 		if v == "off" {
 			continue

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // Key algorithms, as config names them and as DKIM's k= tag does.
@@ -53,7 +54,7 @@ func LoadKey(path string) (crypto.Signer, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("dkim key %s: not a regular file (%v)", path, st.Mode().Type())
 	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+	if perm := st.Mode().Perm(); perm&0o037 != 0 || perm&0o040 != 0 && !grantedToUs(st) {
 		return nil, fmt.Errorf("dkim key %s: mode %#o lets group or others at the private key; chmod 600 it", path, perm)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
@@ -129,4 +130,12 @@ func Algorithm(pub crypto.PublicKey) string {
 		return Ed25519
 	}
 	return ""
+}
+
+// grantedToUs says whether a group-readable key is root's, readable by our
+// group alone: how PID 1 grants the relay (which runs as its own user and
+// group) the files its config names.
+func grantedToUs(st os.FileInfo) bool {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && sys.Uid == 0 && int(sys.Gid) == os.Getegid() && os.Getegid() != 0
 }

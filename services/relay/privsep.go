@@ -131,6 +131,9 @@ func relayFiles(full *config.Config) []namedFile {
 				add(fmt.Sprintf("smtp.connectors[%d].auth.password_file", i), cn.Auth.PasswordFile)
 			}
 		}
+		for i, k := range c.DKIMSigning {
+			add(fmt.Sprintf("smtp.dkim_signing[%d].key_file", i), k.KeyFile)
+		}
 	}
 	for i, a := range full.Fetch {
 		add(fmt.Sprintf("fetch[%d].password_file", i), a.PasswordFile)
