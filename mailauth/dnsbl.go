@@ -100,7 +100,7 @@ func ParseZone(s string) (Zone, error) {
 	}
 	name, filters, hasFilter := strings.Cut(rest, "=")
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
-	if _, ok := dns.IsDomainName(name); !ok || name == "" || strings.Contains(name, "..") || strings.HasPrefix(name, ".") || strings.ContainsAny(name, " \t*=[]") {
+	if !isHostName(name) {
 		return Zone{}, fmt.Errorf("dnsbl zone %q: %q is not a domain name", s, name)
 	}
 	z.Name = name
@@ -114,6 +114,20 @@ func ParseZone(s string) (Zone, error) {
 		}
 	}
 	return z, nil
+}
+
+// isHostName accepts a DNS name of letters, digits, '-' and '_' in
+// labels of 1 to 63 characters; a zone name is nothing more.
+func isHostName(name string) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(name, ".") {
+		if l == "" || len(l) > 63 || strings.TrimLeft(l, "abcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 func parseFilter(s string) (Filter, error) {
