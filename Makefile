@@ -34,11 +34,12 @@ unit:
 	$(GO) test -race -count=1 ./...
 
 # The readers of what remote peers send (POP3 responses, SMTP replies, NRPE
-# packets, SNMP datagrams), the syslog formatter and the DKIM key parser,
-# fuzzed for a number of inputs each (FUZZTIME=2000000x, or a duration such
-# as 10m, for a longer run). A count, not a duration: Go 1.26's fuzzing
-# coordinator can report its own deadline as a failure at the end of a timed
-# run (go.dev/issue/75804).
+# packets, SNMP datagrams), the syslog formatter and the mail
+# authentication parsers (DKIM keys, DNSBL zones, DKIM signature tags, From
+# domains, Authentication-Results authserv-id), fuzzed for a number of
+# inputs each (FUZZTIME=2000000x, or a duration such as 10m, for a longer
+# run). A count, not a duration: Go 1.26's fuzzing coordinator can report
+# its own deadline as a failure at the end of a timed run (go.dev/issue/75804).
 FUZZTIME ?= 50000x
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzResponses$$' -fuzztime $(FUZZTIME) ./collector/pop3/
@@ -48,6 +49,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUSM$$' -fuzztime $(FUZZTIME) ./snmp/
 	$(GO) test -run '^$$' -fuzz '^FuzzFormat$$' -fuzztime $(FUZZTIME) ./services/syslog/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseKey$$' -fuzztime $(FUZZTIME) ./dkimsign/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseZone$$' -fuzztime $(FUZZTIME) ./mailauth/
+	$(GO) test -run '^$$' -fuzz '^FuzzSignatureTags$$' -fuzztime $(FUZZTIME) ./mailauth/
+	$(GO) test -run '^$$' -fuzz '^FuzzFromDomains$$' -fuzztime $(FUZZTIME) ./mailauth/
+	$(GO) test -run '^$$' -fuzz '^FuzzAuthServID$$' -fuzztime $(FUZZTIME) ./mailauth/
 
 # Boots the image in QEMU and builds network namespaces with dnsmasq and
 # chrony: needs root.
