@@ -46,6 +46,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzBER$$' -fuzztime $(FUZZTIME) ./snmp/
 	$(GO) test -run '^$$' -fuzz '^FuzzUSM$$' -fuzztime $(FUZZTIME) ./snmp/
 	$(GO) test -run '^$$' -fuzz '^FuzzFormat$$' -fuzztime $(FUZZTIME) ./services/syslog/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRecord$$' -fuzztime $(FUZZTIME) ./mtasts/
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePolicy$$' -fuzztime $(FUZZTIME) ./mtasts/
+	$(GO) test -run '^$$' -fuzz '^FuzzTLSA$$' -fuzztime $(FUZZTIME) ./dane/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRecord$$' -fuzztime $(FUZZTIME) ./tlsrpt/
 
 # Boots the image in QEMU and builds network namespaces with dnsmasq and
 # chrony: needs root.
