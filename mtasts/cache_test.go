@@ -215,3 +215,21 @@ func TestVerifyCertificate(t *testing.T) {
 		}
 	}
 }
+
+func TestCacheConcurrent(t *testing.T) {
+	// Deliveries waiting on the same domain share one fetch.
+	w := newWorld(t)
+	c := openCache(t, t.TempDir(), w, &clock{t: time.Now()})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if p, err := decide(t, c); err != nil || p == nil {
+				t.Errorf("%v, %v", p, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := w.fetchCount(); n != 1 {
+		t.Errorf("%d fetches, want 1", n)
+	}
+}

@@ -71,8 +71,8 @@ func (m txtMap) LookupTXT(_ context.Context, name string) ([]string, error) {
 
 func TestLookupRecord(t *testing.T) {
 	r := txtMap{
-		"_smtp._tls.example.com": {"v=spf1 -all", "v=TLSRPTv1; rua=mailto:tls@example.com"},
-		"_smtp._tls.two.example": {"v=TLSRPTv1; rua=mailto:a@two.example", "v=TLSRPTv1; rua=mailto:b@two.example"},
+		"_smtp._tls.example.com":  {"v=spf1 -all", "v=TLSRPTv1; rua=mailto:tls@example.com"},
+		"_smtp._tls.two.example":  {"v=TLSRPTv1; rua=mailto:a@two.example", "v=TLSRPTv1; rua=mailto:b@two.example"},
 		"_smtp._tls.none.example": {"v=spf1 -all"},
 	}
 	rec, err := LookupRecord(context.Background(), r, "example.com.")
