@@ -35,8 +35,9 @@ unit:
 
 # The readers of what remote peers send (POP3 responses, SMTP replies, NRPE
 # packets, SNMP datagrams), the syslog formatter and the mail
-# authentication parsers (DKIM keys, DNSBL zones, DKIM signature tags, From
-# domains, Authentication-Results authserv-id), fuzzed for a number of
+# authentication and transport security parsers (DKIM keys, DNSBL zones,
+# DKIM signature tags, From domains, Authentication-Results authserv-id,
+# MTA-STS records and policies, TLSA records, TLS-RPT records), fuzzed for a number of
 # inputs each (FUZZTIME=2000000x, or a duration such as 10m, for a longer
 # run). A count, not a duration: Go 1.26's fuzzing coordinator can report
 # its own deadline as a failure at the end of a timed run (go.dev/issue/75804).
@@ -53,6 +54,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSignatureTags$$' -fuzztime $(FUZZTIME) ./mailauth/
 	$(GO) test -run '^$$' -fuzz '^FuzzFromDomains$$' -fuzztime $(FUZZTIME) ./mailauth/
 	$(GO) test -run '^$$' -fuzz '^FuzzAuthServID$$' -fuzztime $(FUZZTIME) ./mailauth/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRecord$$' -fuzztime $(FUZZTIME) ./mtasts/
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePolicy$$' -fuzztime $(FUZZTIME) ./mtasts/
+	$(GO) test -run '^$$' -fuzz '^FuzzTLSA$$' -fuzztime $(FUZZTIME) ./dane/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRecord$$' -fuzztime $(FUZZTIME) ./tlsrpt/
 
 # Boots the image in QEMU and builds network namespaces with dnsmasq and
 # chrony: needs root.
