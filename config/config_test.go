@@ -105,7 +105,7 @@ func TestErrors(t *testing.T) {
 		{"smtp semantic errors", "smtp:\n  domains:\n    - {name: example.com, next_hop: \"[10.0.0.5:25\", tls: sometimes}\n  default_route: cmg\n  users:\n    - {login: alice, password_hash: secret, addresses: [alice@example.com]}\n  connectors:\n    - {name: m365, smarthost: \"[smtp.office365.com]:587\", tls: may, auth: {user: relay@example.com, password_file: /data/secrets/m365}}\n  queue: {lifetime: 5d, min_backoff: 2h}\n",
 			[]string{
 				`f.yaml:3:37: smtp.domains[0].next_hop: "[10.0.0.5:25": missing ']'`,
-				`f.yaml:3:58: smtp.domains[0].tls: "sometimes" is not a TLS level (none, may, encrypt, verify, secure)`,
+				`f.yaml:3:58: smtp.domains[0].tls: "sometimes" is not a TLS level (none, may, encrypt, verify, secure, dane)`,
 				`f.yaml:4:18: smtp.default_route: "cmg" is neither "mx" nor a connector in smtp.connectors`,
 				`f.yaml:6:37: smtp.users[0].password_hash: not a bcrypt hash (create one with: gatehouse smtp hash-password): crypto/bcrypt: hashedSecret too short to be a bcrypted password`,
 				`f.yaml:8:64: smtp.connectors[0].tls: AUTH to a smart host needs tls encrypt, verify or secure: the password must not cross the network in clear`,

@@ -24,16 +24,25 @@ func scalarOrNull(node ast.Node) (string, *posError) {
 // the levels. The zero value is "not given": the default applies.
 type TLSLevel uint8
 
-// The TLS levels, weakest first.
+// The TLS levels, weakest first; dane stands apart (see TLSDane).
 const (
 	TLSNone    TLSLevel = iota + 1 // plain text only
 	TLSMay                         // STARTTLS when offered, any certificate; plain text when TLS fails
 	TLSEncrypt                     // TLS required, any certificate
 	TLSVerify                      // TLS required, a certificate a trusted CA signed
 	TLSSecure                      // verify, and the certificate names the next hop
+	// TLSDane is Postfix's "dane": per server, DANE (RFC 7672) when its
+	// TLSA records are DNSSEC-authenticated (TLS then mandatory, and
+	// verified when a record is usable); else, for direct MX delivery,
+	// the domain's MTA-STS policy; else may. It is not above secure in
+	// strength: without DNSSEC it is as weak as may (see transportsec.go).
+	TLSDane
 )
 
-var tlsLevelNames = [...]string{TLSNone: "none", TLSMay: "may", TLSEncrypt: "encrypt", TLSVerify: "verify", TLSSecure: "secure"}
+var tlsLevelNames = [...]string{TLSNone: "none", TLSMay: "may", TLSEncrypt: "encrypt", TLSVerify: "verify", TLSSecure: "secure", TLSDane: "dane"}
+
+// tlsLevelList names the levels for error messages.
+const tlsLevelList = "none, may, encrypt, verify, secure, dane"
 
 // String is the level's name as the config writes it.
 func (l TLSLevel) String() string {
@@ -43,7 +52,7 @@ func (l TLSLevel) String() string {
 	return fmt.Sprintf("TLSLevel(%d)", uint8(l))
 }
 
-// UnmarshalYAML decodes none, may, encrypt, verify or secure.
+// UnmarshalYAML decodes none, may, encrypt, verify, secure or dane.
 func (l *TLSLevel) UnmarshalYAML(ctx context.Context, node ast.Node) error {
 	s, perr := scalarOrNull(node)
 	if perr != nil {
@@ -59,7 +68,7 @@ func (l *TLSLevel) UnmarshalYAML(ctx context.Context, node ast.Node) error {
 			return nil
 		}
 	}
-	return invalid(ctx, node.GetToken(), "%q is not a TLS level (none, may, encrypt, verify, secure)", s)
+	return invalid(ctx, node.GetToken(), "%q is not a TLS level ("+tlsLevelList+")", s)
 }
 
 // MarshalYAML writes the level's name.

@@ -39,6 +39,8 @@ type SMTP struct {
 	TLSPolicy         []TLSPolicyEntry   `yaml:"tls_policy"`
 	OutboundTLS       TLSLevel           `yaml:"outbound_tls"` // level for direct MX delivery; default may
 	DKIMSigning       []DKIMKey          `yaml:"dkim_signing"` // sign mail from the inside by sender domain
+	MTASTS            *bool              `yaml:"mta_sts"`      // MTA-STS for direct MX delivery (transportsec.go); default true
+	TLSRPT            *TLSRPT            `yaml:"tls_rpt"`      // daily TLS reports (RFC 8460); nil: none sent
 
 	Limits       MailLimits `yaml:"limits"`
 	Queue        QueueConf  `yaml:"queue"`
@@ -205,6 +207,7 @@ func (c *Config) smtpDefaults() {
 	for i := range s.Domains {
 		defTLS(&s.Domains[i].TLS)
 	}
+	s.transportSecDefaults()
 	if s.AuthIMAP != nil && s.AuthIMAP.TLS == 0 {
 		s.AuthIMAP.TLS = IMAPImplicit
 	}
@@ -260,6 +263,7 @@ func (c *Config) checkSMTP(ck *checker) {
 		ck.errf("smtp.hostname", "%q is not a valid host name", s.Hostname)
 	}
 	s.checkDKIM(ck)
+	s.checkTransportSec(ck)
 	for key, v := range map[string]string{"smtp": s.Listen.SMTP, "submission": s.Listen.Submission, "smtps": s.Listen.SMTPS} {
 		if v == "off" {
 			continue
@@ -398,7 +402,7 @@ func (c *Config) checkSMTP(ck *checker) {
 			ck.errf(p+".destination", "%q is not a domain name", t.Destination)
 		}
 		if t.Level == 0 {
-			ck.errf(p+".level", "%q is not a TLS level (none, may, encrypt, verify, secure)", "")
+			ck.errf(p+".level", "%q is not a TLS level ("+tlsLevelList+")", "")
 		}
 	}
 	l := s.Limits

@@ -41,10 +41,10 @@ smtp:
 		`f.yaml:5:16: ssh.ban.after: -1: ban after at least one failure`,
 		`f.yaml:7:43: smtp.domains[0].next_hop: "[10.0.0.5]:0": the port after the host must be 1 to 65535`,
 		`f.yaml:8:22: smtp.trusted_networks[0]: "10.0.0.1-2001:db8::1": the range's ends are not addresses of one family`,
-		`f.yaml:9:17: smtp.outbound_tls: "always" is not a TLS level (none, may, encrypt, verify, secure)`,
-		`f.yaml:10:50: smtp.tls_policy[0].level: "strict" is not a TLS level (none, may, encrypt, verify, secure)`,
+		`f.yaml:9:17: smtp.outbound_tls: "always" is not a TLS level (none, may, encrypt, verify, secure, dane)`,
+		`f.yaml:10:50: smtp.tls_policy[0].level: "strict" is not a TLS level (none, may, encrypt, verify, secure, dane)`,
 		`f.yaml:11:44: smtp.auth_imap.tls: "plain": implicit or starttls (a password never crosses the network in clear)`,
-		`f.yaml:13:64: smtp.connectors[0].tls: "sure" is not a TLS level (none, may, encrypt, verify, secure)`,
+		`f.yaml:13:64: smtp.connectors[0].tls: "sure" is not a TLS level (none, may, encrypt, verify, secure, dane)`,
 		`f.yaml:15:34: smtp.inbound_connectors[0].networks[0]: "300.1.1.1" is not an address, prefix, range or host name`,
 	}
 	if got := strings.Split(err.Error(), "\n"); !slices.Equal(got, want) {
