@@ -89,6 +89,14 @@ func (p Paths) Queue() string { return p.state("queue") }
 // TLS holds the relay's generated certificate.
 func (p Paths) TLS() string { return p.state("tls") }
 
+// MTASTS holds the relay's cache of MTA-STS policies (RFC 8461): kept
+// across restarts, so that a blocked policy host cannot downgrade a domain.
+func (p Paths) MTASTS() string { return p.state("mta-sts") }
+
+// TLSRPT holds the relay's counts of TLS sessions per day for the TLS
+// reports (RFC 8460) until they are sent.
+func (p Paths) TLSRPT() string { return p.state("tls-rpt") }
+
 // DKIM holds the DKIM signing keys `gatehouse dkim keygen` makes.
 func (p Paths) DKIM() string { return p.state("dkim") }
 

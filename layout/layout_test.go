@@ -16,6 +16,8 @@ func TestPaths(t *testing.T) {
 		{app.TLS(), "/data/tls"},
 		{app.SSHKeys(), "/data/ssh"},
 		{app.DKIM(), "/data/dkim"},
+		{app.MTASTS(), "/data/mta-sts"},
+		{app.TLSRPT(), "/data/tls-rpt"},
 		{host.ControlSocket(), "/var/lib/gh/control.sock"},
 		{host.RelaySocket(), "/var/lib/gh/smtp/smtp.sock"},
 		{host.FirewallSocket(), "/var/lib/gh/firewall/firewall.sock"},
@@ -25,6 +27,8 @@ func TestPaths(t *testing.T) {
 		{host.TLS(), "/var/lib/gh/tls"},
 		{host.SSHKeys(), "/var/lib/gh/ssh"},
 		{host.DKIM(), "/var/lib/gh/dkim"},
+		{host.MTASTS(), "/var/lib/gh/mta-sts"},
+		{host.TLSRPT(), "/var/lib/gh/tls-rpt"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s, want %s", tc.got, tc.want)

@@ -31,6 +31,8 @@ type Paths struct {
 	Run        string // the run directory PID 1 shares with the services (the config copy)
 	Queue      string
 	TLS        string // the generated certificate
+	MTASTS     string // the MTA-STS policy cache
+	TLSRPT     string // the TLS-RPT counts
 	Socket     string // the relay's control socket
 	ResolvConf string // the resolvers for MX lookups
 }
@@ -39,7 +41,7 @@ type Paths struct {
 // where everything lives in the state directory.
 func PathsFor(runDir string, appliance bool) Paths {
 	l := layout.For(runDir, appliance)
-	return Paths{Run: runDir, Queue: l.Queue(), TLS: l.TLS(), Socket: l.RelaySocket(), ResolvConf: l.ResolvConf()}
+	return Paths{Run: runDir, Queue: l.Queue(), TLS: l.TLS(), MTASTS: l.MTASTS(), TLSRPT: l.TLSRPT(), Socket: l.RelaySocket(), ResolvConf: l.ResolvConf()}
 }
 
 // Prepare gives the relay, before it starts as uid:gid, what it cannot
@@ -48,7 +50,8 @@ func PathsFor(runDir string, appliance bool) Paths {
 // supervisor.User), so here the launcher (PID 1, or `gatehouse run` as
 // root) does the root part before the start:
 //
-//   - its directories (queue, TLS, socket) are made and owned by it; a
+//   - its directories (queue, TLS, MTA-STS cache, TLS-RPT counts,
+//     socket) are made and owned by it; a
 //     directory an older version left to root is chowned with all it
 //     holds, once (the upgrade);
 //   - the run directory is searchable for it;
@@ -57,7 +60,7 @@ func Prepare(p Paths, full *config.Config, configFile string, uid, gid int, log 
 	if err := openDir(p.Run, uid, gid); err != nil {
 		return err
 	}
-	for _, dir := range []string{p.Queue, p.TLS, filepath.Dir(p.Socket)} {
+	for _, dir := range []string{p.Queue, p.TLS, p.MTASTS, p.TLSRPT, filepath.Dir(p.Socket)} {
 		if err := ownDir(dir, uid, gid, log); err != nil {
 			return err
 		}

@@ -95,6 +95,8 @@ func TestPrepareGivesTheRelayWhatItNeeds(t *testing.T) {
 	}{
 		{run, "0:100", 0o710},
 		{p.Queue, relay, 0o700},
+		{p.MTASTS, relay, 0o700},
+		{p.TLSRPT, relay, 0o700},
 		{filepath.Join(p.Queue, "msg"), relay, 0o700},
 		{filepath.Join(p.Queue, "msg", "A1"), relay, 0o600},
 		{filepath.Join(base, "elsewhere"), root, 0o600}, // neither through the hard link nor the symbolic one
