@@ -1,10 +1,12 @@
 // Package delivery is the relay's outbound side: it resolves a queue route
 // to next hops (MX records, or a managed domain's next hop or a connector's
-// smart host), connects with the route's TLS level, and sends over
+// smart host), connects with the route's TLS level — raised per server by
+// DANE and MTA-STS, each session counted for TLS reports — and sends over
 // sessions the queue reuses.
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -22,7 +24,9 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/dnsclient"
+	"gatehouse/mtasts"
 	"gatehouse/queue"
+	"gatehouse/tlsrpt"
 )
 
 // Transport is the relay's SMTP client, the queue's transport: it
@@ -40,9 +44,17 @@ type Transport struct {
 	ReadFile func(name string) ([]byte, error)
 	// Dial is net.Dialer.DialContext (with a 30 s timeout when nil).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// STS is the MTA-STS policy cache direct MX delivery consults (see
+	// config.SMTP.MTASTSApplies); nil: no MTA-STS.
+	STS *mtasts.Cache
+	// Reports counts the sessions under MTA-STS and DANE policies for the
+	// TLS reports; nil: none counted.
+	Reports *tlsrpt.Recorder
 
 	// wait, when set, replaces the waits for every reply (tests).
 	wait replyWait
+	// dnsServers, when set, replace ResolvConf's servers (tests).
+	dnsServers []string
 }
 
 // hop is one server to try.
@@ -70,9 +82,15 @@ func (t *Transport) open(ctx context.Context, route queue.Route) (*client, error
 	if err != nil {
 		return nil, err
 	}
+	sts := t.mtaSTS(ctx, t.Config(), tg)
 	var errs []string
 	for _, h := range tg.hops {
-		s, err := t.connect(ctx, tg, h)
+		sec, err := t.secure(ctx, tg, h, sts)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		s, err := t.connect(ctx, tg, h, sec)
 		if err == nil {
 			return s, nil
 		}
@@ -150,8 +168,7 @@ func (t *Transport) resolve(ctx context.Context, route queue.Route) (target, err
 }
 
 func (t *Transport) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, int, error) {
-	// The dns service may rewrite its file: read at each lookup.
-	return dnsclient.Query(ctx, dnsclient.Servers(t.ResolvConf), name, qtype, 5*time.Second)
+	return dnsclient.Query(ctx, t.servers(), name, qtype, 5*time.Second)
 }
 
 // mxHops resolves MX records in preference order (RFC 5321 5.1), falling
@@ -221,9 +238,36 @@ func (t *Transport) hostHops(ctx context.Context, host string, port uint16) ([]h
 // tlsConfig builds the client TLS settings for a level (Postfix's names):
 // may and encrypt do not authenticate the server; verify checks the chain
 // and the server's name; secure additionally requires the name of the
-// next hop itself (or a sub-domain of it), not just the MX host's.
-func (t *Transport) tlsConfig(tg target, h hop) *tls.Config {
+// next hop itself (or a sub-domain of it), not just the MX host's. DANE
+// and MTA-STS add their checks (sec.verify) or have theirs observed
+// (sec.observe, whose verdict lands in *observed).
+func (t *Transport) tlsConfig(tg target, h hop, sec security, observed *error) *tls.Config {
+	c := t.levelTLSConfig(tg, h, sec.level)
+	if sec.verify == nil && sec.observe == nil {
+		return c
+	}
+	c.InsecureSkipVerify = true // every check is in VerifyConnection
+	level := c.VerifyConnection
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if level != nil {
+			if err := level(cs); err != nil {
+				return err
+			}
+		}
+		if sec.observe != nil {
+			*observed = sec.observe(cs)
+		}
+		if sec.verify != nil {
+			return sec.verify(cs)
+		}
+		return nil
+	}
+	return c
+}
+
+func (t *Transport) levelTLSConfig(tg target, h hop, level config.TLSLevel) *tls.Config {
 	c := &tls.Config{ServerName: h.name, MinVersion: tls.VersionTLS12}
+	tg.tlsLevel = level
 	switch tg.tlsLevel {
 	case config.TLSMay, config.TLSEncrypt:
 		c.InsecureSkipVerify = true
@@ -270,19 +314,33 @@ type client struct {
 	tlsRes string
 }
 
-func (t *Transport) connect(ctx context.Context, tg target, h hop) (*client, error) {
-	s, err := t.connectOnce(ctx, tg, h, tg.tlsLevel != config.TLSNone)
-	if err != nil && tg.tlsLevel == config.TLSMay && errors.Is(err, errTLSFailed) {
+func (t *Transport) connect(ctx context.Context, tg target, h hop, sec security) (*client, error) {
+	var rep session
+	s, err := t.connectOnce(ctx, tg, h, sec, sec.level != config.TLSNone, &rep)
+	if rep.tried {
+		// The TLS report counts the attempt: a failed handshake, STARTTLS
+		// missing, or a session a testing policy would have failed.
+		t.record(sec.policy, h, rep.local, cmp.Or(rep.tlsErr, sec.failed, rep.observed))
+	}
+	if err != nil && sec.level == config.TLSMay && errors.Is(err, errTLSFailed) {
 		// Opportunistic TLS falls back to plain text, as Postfix does.
 		t.Log.Warn("TLS handshake failed; retrying in plain text (tls may)", "relay", h.addr, "err", err)
-		s, err = t.connectOnce(ctx, tg, h, false)
+		s, err = t.connectOnce(ctx, tg, h, sec, false, &session{})
 	}
 	return s, err
 }
 
 var errTLSFailed = errors.New("TLS failed")
 
-func (t *Transport) connectOnce(ctx context.Context, tg target, h hop, useTLS bool) (*client, error) {
+// session is what connectOnce tells the TLS report.
+type session struct {
+	tried    bool // the server greeted us: the TLS part was reached
+	local    net.Addr
+	tlsErr   error // the handshake failed, or STARTTLS was missing
+	observed error // a testing policy's verdict on a handshake that went through
+}
+
+func (t *Transport) connectOnce(ctx context.Context, tg target, h hop, sec security, useTLS bool, rep *session) (*client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	dial := t.Dial
@@ -315,19 +373,33 @@ func (t *Transport) connectOnce(ctx context.Context, tg target, h hop, useTLS bo
 		}
 		return fail(fmt.Errorf("%s[%s]: %w", h.name, h.addr, err))
 	}
+	rep.tried, rep.local = true, conn.LocalAddr()
 	tlsRes := "no TLS"
 	if useTLS {
 		if c.has("STARTTLS") {
-			if err := c.startTLS(t.tlsConfig(tg, h), name); err != nil {
-				return fail(fmt.Errorf("%w with %s[%s]: %v", errTLSFailed, h.name, h.addr, err))
+			if err := c.startTLS(t.tlsConfig(tg, h, sec, &rep.observed), name); err != nil {
+				rep.tlsErr = err
+				if isReply(err) { // STARTTLS refused
+					rep.tlsErr = &tlsrpt.Error{Result: tlsrpt.StartTLSNotSupported, Err: err}
+				}
+				return fail(&tlsFailure{h: h, why: sec.why, err: err})
 			}
 			st := c.conn.(*tls.Conn).ConnectionState()
 			tlsRes = tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
-			if tg.tlsLevel == config.TLSVerify || tg.tlsLevel == config.TLSSecure {
+			switch {
+			case sec.verify != nil:
+				tlsRes += " verified (" + sec.why + ")"
+			case sec.level == config.TLSVerify || sec.level == config.TLSSecure:
 				tlsRes += " verified"
+			case sec.why != "":
+				tlsRes += " (" + sec.why + ")"
 			}
-		} else if tg.tlsLevel != config.TLSMay {
-			return fail(fmt.Errorf("%s[%s] does not offer STARTTLS and the TLS level is %s", h.name, h.addr, tg.tlsLevel))
+		} else {
+			e := &noStartTLS{h: h, level: sec.level, why: sec.why}
+			rep.tlsErr = e
+			if sec.level != config.TLSMay {
+				return fail(e)
+			}
 		}
 	}
 	if tg.auth != nil {
