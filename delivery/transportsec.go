@@ -137,8 +137,8 @@ func (t *Transport) servers() []string {
 // success when err is nil. local is the connection, for the sending
 // address; nil when none was made.
 func (t *Transport) record(policy *tlsrpt.Policy, h hop, local net.Addr, err error) {
-	if t.Reports == nil || policy == nil {
-		return
+	if t.Reports == nil || policy == nil || t.Config().TLSRPT == nil {
+		return // counted only when the config asks for reports
 	}
 	if err == nil {
 		t.Reports.Success(*policy)

@@ -232,7 +232,7 @@ func TestTransportSecurity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &config.SMTP{Hostname: "relay.test", OutboundTLS: config.TLSMay, TLSPolicy: []config.TLSPolicyEntry{}}
+	cfg := &config.SMTP{Hostname: "relay.test", OutboundTLS: config.TLSMay, TLSRPT: &config.TLSRPT{Organization: "Test", Contact: "postmaster@relay.test"}}
 	for d := range daneMX {
 		cfg.TLSPolicy = append(cfg.TLSPolicy, config.TLSPolicyEntry{Destination: d, Level: config.TLSDane})
 	}

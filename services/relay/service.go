@@ -22,11 +22,13 @@ import (
 	"gatehouse/config"
 	"gatehouse/delivery"
 	"gatehouse/dnsclient"
+	"gatehouse/mtasts"
 	"gatehouse/queue"
 	"gatehouse/service"
 	"gatehouse/smtpd"
 	"gatehouse/status"
 	"gatehouse/tlscert"
+	"gatehouse/tlsrpt"
 )
 
 // Options configure the service.
@@ -35,6 +37,8 @@ type Options struct {
 	QueueDir   string // /data/queue on the appliance
 	TLSDir     string // where a generated certificate is kept
 	ResolvConf string // the resolvers for MX lookups
+	MTASTSDir  string // the MTA-STS policy cache (/data/mta-sts); "": no MTA-STS
+	TLSRPTDir  string // the TLS report counts (/data/tls-rpt); "": no TLS reports
 	Socket     string // the relay's control socket (queue commands)
 	Log        *slog.Logger
 	Notify     *service.Notifier
@@ -60,6 +64,9 @@ type Service struct {
 	pop   *smtpd.PopAuth
 	fetch *collector.Collector
 	names *dnsclient.Names // host names in the allow lists, kept resolved
+	// reports counts outbound TLS sessions for TLS-RPT; nil without
+	// Options.TLSRPTDir.
+	reports *tlsrpt.Recorder
 
 	// Of the loop only.
 	seen       *config.Config // the config of the last round; nil before the first
@@ -196,6 +203,21 @@ func (s *Service) start(ctx context.Context, full *config.Config) error {
 		o.Log.Error("queue", "err", p)
 	}
 	tr := &delivery.Transport{Log: o.Log, ResolvConf: o.ResolvConf, Config: s.config, Roots: s.roots, ReadFile: readConfigured}
+	if o.MTASTSDir != "" {
+		// Policies are fetched through the appliance's resolver and
+		// verified against the same CAs as delivery.
+		f := &mtasts.Fetcher{Resolver: mtasts.DNS{Lookup: dnsclient.New(o.ResolvConf)}, Roots: s.roots}
+		if tr.STS, err = mtasts.Open(o.MTASTSDir, f, o.Log); err != nil {
+			return fmt.Errorf("smtp: %w", err)
+		}
+	}
+	if o.TLSRPTDir != "" {
+		if s.reports, err = tlsrpt.Open(o.TLSRPTDir, tlsrpt.Options{Submitter: c.Hostname, Log: o.Log}); err != nil {
+			return fmt.Errorf("smtp: %w", err)
+		}
+		tr.Reports = s.reports
+		go s.reportLoop(ctx)
+	}
 	// The queue outlives ctx: it stops after the listeners (stop).
 	qctx, qcancel := context.WithCancel(context.Background())
 	s.q, s.stopQueue = queue.New(qctx, store, loaded, tr, queuePolicy(c), s.notice, o.Log), qcancel
@@ -306,6 +328,11 @@ func (s *Service) stop(graceful bool) {
 	if s.q != nil {
 		s.stopQueue()
 		s.q.Wait()
+	}
+	if s.reports != nil {
+		if err := s.reports.Flush(); err != nil {
+			s.log.Error("TLS report counts not saved", "err", err)
+		}
 	}
 	if s.store != nil {
 		s.store.Close()
