@@ -175,7 +175,8 @@ func hostsOnly(servers []string) []string {
 }
 
 // smtpPaths are the relay's openings: its listeners from anyone, its next
-// hops and smart hosts, and port 25 to any MX when it delivers directly.
+// hops and smart hosts, port 25 to any MX when it delivers directly, and
+// 443 to any web server for MTA-STS and TLS reports.
 func smtpPaths(s *config.SMTP, add func(Path)) {
 	listener := func(addr, function, desc string) {
 		if addr == "off" {
@@ -215,6 +216,14 @@ func smtpPaths(s *config.SMTP, add func(Path)) {
 		add(Path{Function: "Mail delivery by MX", Direction: "out", Proto: "tcp", Ports: []config.PortRange{{From: 25, To: 25}},
 			PeerText: "MX hosts of the recipients' domains", Description: "Direct delivery to the recipients' mail servers.",
 			Required: true, Origin: "smtp"})
+	}
+	// MTA-STS policies are fetched from https://mta-sts.<domain>/, and TLS
+	// reports may go to https: addresses: any web server, port 443.
+	if direct && s.MTASTSEnabled() || s.TLSRPT != nil {
+		add(Path{Function: "MTA-STS policies and TLS reports", Direction: "out", Proto: "tcp", Ports: []config.PortRange{{From: 443, To: 443}},
+			PeerText: "mta-sts.<domain> of the recipients' domains; https: report addresses",
+			Description: "MTA-STS policies (RFC 8461) fetched over HTTPS for direct delivery; TLS reports (RFC 8460) posted to https: addresses.",
+			Origin: "smtp"})
 	}
 }
 
