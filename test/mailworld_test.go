@@ -40,7 +40,8 @@ type mailWorld struct {
 	postfixConf string
 }
 
-func newMailWorld(t *testing.T) *mailWorld {
+// extraDNS are more dnsmasq options (records) for a test's own domains.
+func newMailWorld(t *testing.T, extraDNS ...string) *mailWorld {
 	t.Helper()
 	w := &mailWorld{netWorld: newNetWorld(t)}
 	id := mrand.N(1 << 30)
@@ -65,9 +66,9 @@ func newMailWorld(t *testing.T) *mailWorld {
 	link(w.intl, "n0", "10.88.0.1/24", "a1", "10.88.0.2/24")
 	link(w.smart, "s0", "10.99.0.1/24", "a2", "10.99.0.2/24")
 	w.ca, w.chain, w.selfSigned, w.issue = writeCA(t, w.dir)
-	w.dnsmasq(t, "--mx-host=partner.test,mail.partner.test,10", "--address=/mail.partner.test/10.77.0.25",
+	w.dnsmasq(t, append([]string{"--mx-host=partner.test,mail.partner.test,10", "--address=/mail.partner.test/10.77.0.25",
 		"--mx-host=reject.test,mail.reject.test,10", "--address=/mail.reject.test/10.77.0.26",
-		"--address=/smarthost.test/10.99.0.1")
+		"--address=/smarthost.test/10.99.0.1"}, extraDNS...)...)
 	return w
 }
 
