@@ -116,6 +116,9 @@ smtp:
 		if !strings.Contains(d, "(using TLS") {
 			t.Errorf("delivered without TLS:\n%s", d)
 		}
+		if !w.logShows("verified (MTA-STS enforce)") {
+			t.Error("the delivery log does not show the session verified under the policy")
+		}
 	})
 	t.Run("enforce and a certificate for another name: deferred", func(t *testing.T) {
 		send("x@sts-bad.test", "bad1@test")
@@ -128,6 +131,9 @@ smtp:
 	t.Run("testing: delivered all the same", func(t *testing.T) {
 		send("x@sts-testing.test", "testing1@test")
 		waitDump(t, sink, 30*time.Second, "<testing1@test>")
+		if !w.logShows("(MTA-STS testing)") {
+			t.Error("the delivery log does not show the testing policy")
+		}
 	})
 
 	t.Run("the policy outlives a restart of the relay", func(t *testing.T) {
