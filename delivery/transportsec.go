@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"gatehouse/config"
 	"gatehouse/dane"
 	"gatehouse/dnsclient"
@@ -120,6 +122,13 @@ func (t *Transport) daneDecide(ctx context.Context, h hop) (dane.Decision, error
 	}
 	recs, ad, err := dane.LookupTLSA(ctx, t.servers(), h.name, uint16(port), 5*time.Second)
 	if err != nil {
+		// RFC 7672 2.2.2: a failed TLSA lookup defers the server only
+		// when its address records are secure; in an unsigned zone DANE
+		// does not apply (and some servers there fail TLSA queries).
+		ans, aerr := dane.Query(ctx, t.servers(), h.name, dns.TypeA, 5*time.Second)
+		if aerr == nil && !ans.Authenticated {
+			return dane.Decision{}, nil
+		}
 		return dane.Decision{}, err
 	}
 	return dane.Decide(recs, ad), nil

@@ -207,7 +207,8 @@ func TestTransportSecurity(t *testing.T) {
 	// host under an MTA-STS policy it does not meet (DANE comes first).
 	daneMX := map[string]string{"dane-good.test": "mx.dane-good.test", "dane-wrong.test": "mx.dane-wrong.test",
 		"dane-unusable.test": "mx.dane-unusable.test", "dane-insecure.test": "mx.dane-insecure.test",
-		"dane-servfail.test": "mx.dane-servfail.test", "dane-plain.test": "mx.dane-plain.test", "dane-sts.test": "mx.dane-sts.test"}
+		"dane-servfail.test": "mx.dane-servfail.test", "dane-plain.test": "mx.dane-plain.test", "dane-sts.test": "mx.dane-sts.test",
+		"dane-servfail-unsigned.test": "mx.dane-servfail-unsigned.test"}
 	for d, h := range daneMX {
 		mx(d, h)
 	}
@@ -221,7 +222,11 @@ func TestTransportSecurity(t *testing.T) {
 	tlsa("mx.dane-unusable.test", "0 0 1 "+strings.Repeat("ab", 32), true)
 	tlsa("mx.dane-plain.test", "0 0 1 "+strings.Repeat("ab", 32), true)
 	tlsa("mx.dane-insecure.test", "3 1 1 "+strings.Repeat("ab", 32), false)
+	// A failed TLSA lookup defers a host whose address is secure, and is
+	// no reason to defer one in an unsigned zone (RFC 7672 2.2.2).
 	z.broken["_25._tcp.mx.dane-servfail.test."] = true
+	z.secure["mx.dane-servfail.test."] = true
+	z.broken["_25._tcp.mx.dane-servfail-unsigned.test."] = true
 
 	resolver := mtasts.DNS{Lookup: dnsclient.Lookup{Servers: []string{dnsAddr}}}
 	cache, err := mtasts.Open(stsDir, &mtasts.Fetcher{Resolver: resolver}, nil)
@@ -268,6 +273,7 @@ func TestTransportSecurity(t *testing.T) {
 		{domain: "dane-plain.test", err: "does not offer STARTTLS", result: tlsrpt.StartTLSNotSupported, failed: 1},
 		{domain: "dane-insecure.test", ok: "TLS"},
 		{domain: "dane-servfail.test", err: "DANE: TLSA lookup"},
+		{domain: "dane-servfail-unsigned.test", ok: "TLS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.domain, func(t *testing.T) {

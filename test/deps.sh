@@ -29,6 +29,8 @@ packages=(
   rsyslog rsyslog-gnutls  # the syslog receiver (UDP, TCP, TLS), run with its own config, never the host's
   python3-dkim      # dkimpy: the independent verifier of our DKIM signatures (test/dkim_test.go)
   python3-nacl      # dkimpy needs it for Ed25519 (RFC 8463) signatures; named although python3-dkim pulls it in today
+  unbound           # the validating resolver of the DANE test (test/transportsec_test.go): serves a signed zone, sets the AD bit
+  ldnsutils         # ldns-keygen, ldns-signzone: sign that zone with a fresh key (its DS is unbound's trust anchor)
 )
 missing=()
 for p in "${packages[@]}"; do

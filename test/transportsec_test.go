@@ -3,10 +3,15 @@
 package test
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -162,5 +167,163 @@ smtp:
 		time.Sleep(5 * time.Second) // a retry or two
 		noDump(t, sink, "<bad2@test>")
 		noDump(t, sink, "<bad1@test>")
+	})
+}
+
+// signedZone writes dane.test signed with a fresh key (ldns-keygen,
+// ldns-signzone) and returns the signed file and the trust anchor (DS).
+func signedZone(t *testing.T, dir, zone string) (signed, anchor string) {
+	t.Helper()
+	zd := filepath.Join(dir, "zone")
+	os.MkdirAll(zd, 0o755)
+	cmd := exec.Command("ldns-keygen", "-a", "ECDSAP256SHA256", "-k", "dane.test")
+	cmd.Dir = zd
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ldns-keygen: %v", err)
+	}
+	key := filepath.Join(zd, strings.TrimSpace(string(out)))
+	unsigned := filepath.Join(zd, "dane.test.zone")
+	os.WriteFile(unsigned, []byte(zone), 0o644)
+	signed = unsigned + ".signed"
+	run(t, "ldns-signzone", "-f", signed, unsigned, key)
+	return signed, key + ".ds"
+}
+
+// validatingResolver runs unbound in the internet namespace on
+// 10.77.0.53: dane.test from the signed zone file, validated against
+// its trust anchor (the AD bit set); partner.test forwarded to dnsmasq,
+// insecure (no trust anchor above it). A forward zone for "." would take
+// dane.test too: unbound prefers forwarding to its auth-zone.
+func (w *mailWorld) validatingResolver(t *testing.T, signed, anchor string) {
+	t.Helper()
+	ipIn(t, w.router, "addr", "add", "10.77.0.53/24", "dev", "r0")
+	dir := filepath.Join(w.dir, "unbound")
+	os.MkdirAll(dir, 0o755)
+	conf := filepath.Join(dir, "unbound.conf")
+	os.WriteFile(conf, []byte(`server:
+  interface: 10.77.0.53
+  access-control: 10.77.0.0/24 allow
+  username: ""
+  chroot: ""
+  directory: "`+dir+`"
+  pidfile: "`+dir+`/unbound.pid"
+  use-syslog: no
+  logfile: "`+dir+`/unbound.log"
+  module-config: "validator iterator"
+  trust-anchor-file: "`+anchor+`"
+  local-zone: "test." nodefault
+  do-not-query-localhost: no
+  val-log-level: 2
+remote-control:
+  control-enable: no
+auth-zone:
+  name: "dane.test"
+  zonefile: "`+signed+`"
+  for-upstream: yes
+  for-downstream: no
+  fallback-enabled: no
+forward-zone:
+  name: "partner.test."
+  forward-addr: 10.77.0.1
+`), 0o644)
+	w.start(t, w.router, "unbound.out", "unbound", "-d", "-c", conf)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "unbound.log"))
+			t.Logf("unbound log:\n%s", tail(string(b), 30))
+		}
+	})
+	waitDNS(t, w.router, "10.77.0.53")
+}
+
+// spkiSHA256 is the DANE-EE SPKI SHA2-256 association data (3 1 1) of
+// the first certificate in a PEM file.
+func spkiSHA256(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			t.Fatalf("no certificate in %s", file)
+		}
+		if blk.Type == "CERTIFICATE" {
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+			return hex.EncodeToString(h[:])
+		}
+	}
+}
+
+// DANE against real peers: a DNSSEC-signed zone (ldns) behind a
+// validating unbound, the receiving MX the Postfix with a certificate
+// from the test CA (its name does not matter to DANE-EE), and an
+// smtp-sink without STARTTLS.
+func TestDANEDelivery(t *testing.T) {
+	w := newMailWorld(t)
+	sink := w.smarthost(t)
+	plainSink := w.sink(t, w.router, "10.77.0.25:25") // mail.partner.test: no STARTTLS
+	right := spkiSHA256(t, w.chain)
+	zone := `$ORIGIN dane.test.
+$TTL 60
+@ IN SOA ns.dane.test. admin.dane.test. 1 3600 600 86400 60
+@ IN NS ns.dane.test.
+ns IN A 10.77.0.53
+good IN MX 10 mx-good.dane.test.
+mx-good IN A 10.99.0.1
+_25._tcp.mx-good IN TLSA 3 1 1 ` + right + `
+bad IN MX 10 mx-bad.dane.test.
+mx-bad IN A 10.99.0.1
+_25._tcp.mx-bad IN TLSA 3 1 1 ` + strings.Repeat("ab", 32) + `
+notls IN MX 10 mx-notls.dane.test.
+mx-notls IN A 10.77.0.25
+_25._tcp.mx-notls IN TLSA 0 0 1 ` + right + `
+`
+	signed, anchor := signedZone(t, w.dir, zone)
+	w.validatingResolver(t, signed, anchor)
+	w.gatehouse(t, `
+hostname: gw
+dns: {servers: [10.77.0.53]}
+smtp:
+  hostname: mx.example.test
+  domains:
+    - {name: example.test, next_hop: "[10.88.0.1]:25", tls: may}
+  trusted_networks: [10.88.0.0/24]
+  outbound_tls: dane
+  queue: {lifetime: 1h, min_backoff: 2s, max_backoff: 4s}
+`)
+	send := func(to, id string) {
+		mustSwaks(t, w.intl, "--server", "10.88.0.2:25", "--from", "bob@example.test", "--to", to, "--header", "Message-ID: <"+id+">")
+	}
+	t.Run("a TLSA record that matches: delivered, verified", func(t *testing.T) {
+		send("x@good.dane.test", "dane-good@test")
+		d := waitDump(t, sink, 30*time.Second, "<dane-good@test>")
+		if !strings.Contains(d, "(using TLS") {
+			t.Errorf("delivered without TLS:\n%s", d)
+		}
+		if !w.logShows("verified (DANE)") {
+			t.Error("the delivery log does not show a session verified by DANE")
+		}
+	})
+	t.Run("a TLSA record that does not match: deferred", func(t *testing.T) {
+		send("x@bad.dane.test", "dane-bad@test")
+		w.waitQueued(t, "x@bad.dane.test", "no TLSA record matches", 30*time.Second)
+		noDump(t, sink, "<dane-bad@test>")
+	})
+	t.Run("unusable TLSA records still require TLS", func(t *testing.T) {
+		send("x@notls.dane.test", "dane-notls@test")
+		w.waitQueued(t, "x@notls.dane.test", "does not offer STARTTLS", 30*time.Second)
+		noDump(t, plainSink, "<dane-notls@test>")
+	})
+	t.Run("an unsigned domain: opportunistic TLS as may", func(t *testing.T) {
+		send("x@partner.test", "dane-unsigned@test")
+		waitDump(t, plainSink, 30*time.Second, "<dane-unsigned@test>")
 	})
 }
