@@ -39,6 +39,7 @@ type SMTP struct {
 	TLSPolicy         []TLSPolicyEntry   `yaml:"tls_policy"`
 	OutboundTLS       TLSLevel           `yaml:"outbound_tls"` // level for direct MX delivery; default may
 	DKIMSigning       []DKIMKey          `yaml:"dkim_signing"` // sign mail from the inside by sender domain
+	Checks            *MailChecks        `yaml:"checks"`       // nil: mail from outside is not authenticated
 
 	Limits       MailLimits `yaml:"limits"`
 	Queue        QueueConf  `yaml:"queue"`
@@ -184,6 +185,7 @@ func (c *Config) smtpDefaults() {
 	if s.Hostname == "" {
 		s.Hostname = c.Hostname
 	}
+	s.checksDefaults()
 	def := func(v *string, d string) {
 		if *v == "" {
 			*v = d
@@ -260,6 +262,7 @@ func (c *Config) checkSMTP(ck *checker) {
 		ck.errf("smtp.hostname", "%q is not a valid host name", s.Hostname)
 	}
 	s.checkDKIM(ck)
+	s.checkChecks(ck)
 	for key, v := range map[string]string{"smtp": s.Listen.SMTP, "submission": s.Listen.Submission, "smtps": s.Listen.SMTPS} {
 		if v == "off" {
 			continue
