@@ -159,9 +159,13 @@ func (s *Server) Shutdown(timeout time.Duration) {
 // Status fills in the SMTP side of the relay's status: counters, the AUTH
 // guard, connections.
 func (s *Server) Status() status.Relay {
-	return status.Relay{Accepted: s.count.accepted.Load(), Rejected: s.count.rejected.Load(),
+	st := status.Relay{Accepted: s.count.accepted.Load(), Rejected: s.count.rejected.Load(),
 		AuthFailed: s.count.authFailed.Load(), Auth: s.auth.stats(), ErrorLimit: s.count.errorLimit.Load(),
 		NoSpace: s.count.noSpace.Load(), Connections: s.lim.count()}
+	if d, ok := s.checks().DNSBLStats(); ok {
+		st.DNSBL = &status.DNSBL{Queries: d.Queries, Cached: d.Cached, Listed: d.Listed, Errors: d.Errors}
+	}
+	return st
 }
 
 // slogWriter carries go-smtp's log lines (mostly clients that vanish
