@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"time"
 
@@ -30,14 +31,20 @@ type Checks struct {
 }
 
 // NewChecks builds the checks of c with the appliance's resolver r; keys
-// are the loaded DKIM keys (nil for none).
-func NewChecks(c *config.SMTP, r mailauth.Resolver, keys *dkimsign.Keyring) *Checks {
+// are the loaded DKIM keys (nil for none). The DNSBL of prev, with its
+// cache and counters, carries over when its sites and threshold are the
+// same (a reload for something else).
+func NewChecks(c *config.SMTP, r mailauth.Resolver, keys *dkimsign.Keyring, prev *Checks) *Checks {
 	k := &Checks{conf: c.Checks, res: r, keyring: keys}
 	if c.Checks == nil {
 		return k
 	}
 	if b := c.Checks.DNSBL; b != nil {
-		k.dnsbl = mailauth.NewDNSBL(r, b.Sites, b.Threshold, 0)
+		if prev != nil && prev.dnsbl != nil && reflect.DeepEqual(prev.conf.DNSBL.Sites, b.Sites) && prev.conf.DNSBL.Threshold == b.Threshold {
+			k.dnsbl = prev.dnsbl
+		} else {
+			k.dnsbl = mailauth.NewDNSBL(r, b.Sites, b.Threshold, 0)
+		}
 	}
 	k.spf = mailauth.SPF{Resolver: r, Receiver: c.Hostname}
 	k.dmarc = mailauth.DMARC{Resolver: r}

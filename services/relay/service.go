@@ -360,7 +360,7 @@ func (s *Service) apply(ctx context.Context, c *config.SMTP) (time.Time, error) 
 		return time.Time{}, err
 	}
 	pol, next := s.buildPolicy(ctx, c, pool, true)
-	chk := smtpd.NewChecks(c, mailauth.DNSClient{ResolvConf: s.opts.ResolvConf}, s.keyring(c))
+	chk := smtpd.NewChecks(c, mailauth.DNSClient{ResolvConf: s.opts.ResolvConf}, s.keyring(c), s.checks())
 	s.setServerTLS(c)
 	s.mu.Lock()
 	s.cfg, s.pol, s.pool, s.chk = c, pol, pool, chk
