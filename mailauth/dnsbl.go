@@ -2,6 +2,7 @@ package mailauth
 
 import (
 	"gatehouse/config"
+	"gatehouse/dnsclient"
 
 	"container/list"
 	"context"
@@ -246,7 +247,7 @@ func (b *DNSBL) query(ctx context.Context, zone string, ip netip.Addr) dnsblAnsw
 	case dns.RcodeNameError:
 		ttl = b.negativeTTL(rep)
 	case dns.RcodeSuccess:
-		chain := cnameChain(name, rep.Answer)
+		chain := dnsclient.CNAMEChain(name, rep.Answer)
 		ttl = -1
 		for _, rr := range rep.Answer {
 			ar, ok := rr.(*dns.A)
