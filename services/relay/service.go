@@ -192,6 +192,7 @@ func (s *Service) start(ctx context.Context, full *config.Config) error {
 		return err
 	}
 	s.pol, s.nextLookup = s.buildPolicy(ctx, c, s.pool, true)
+	s.chk = smtpd.NewChecks(c, mailauth.DNSClient{ResolvConf: o.ResolvConf}, s.keyring(c), nil)
 	if err := s.loadCert(c); err != nil {
 		return err
 	}
