@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -876,7 +875,7 @@ func (n *Node) poll(st *state) {
 		go func(name, addr string) {
 			defer wg.Done()
 			sent := time.Now()
-			resp, err := n.callWithin(addr, &Request{Op: "report"}, n.opts.ReportInterval)
+			resp, err := n.callWithin(addr, &Request{Op: "report"}, nil, n.opts.ReportInterval, n.opts.ReportInterval)
 			if err != nil || resp.Report == nil {
 				return
 			}
@@ -892,26 +891,6 @@ func (n *Node) record(name string, rep status.ClusterReport, at time.Time, offse
 	n.mu.Lock()
 	n.reports[name] = seen{report: rep, at: at, offset: offset}
 	n.mu.Unlock()
-}
-
-func (n *Node) callWithin(addr string, req *Request, limit time.Duration) (*Response, error) {
-	conn, err := n.dial(addr, limit, connCall, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(limit))
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return nil, err
-	}
-	var resp Response
-	if err := json.NewDecoder(io.LimitReader(conn, maxCallSize)).Decode(&resp); err != nil {
-		return nil, err
-	}
-	if resp.Error != "" {
-		return nil, errors.New(resp.Error)
-	}
-	return &resp, nil
 }
 
 // report is this node's answer to the leader.

@@ -282,12 +282,17 @@ func (n *Node) dial(addr string, timeout time.Duration, kind byte, pinCA *string
 
 // call makes one call to the node at addr.
 func (n *Node) call(addr string, req *Request, pinCA *string) (*Response, error) {
-	conn, err := n.dial(addr, 5*time.Second, connCall, pinCA)
+	return n.callWithin(addr, req, pinCA, 5*time.Second, callTimeout)
+}
+
+// callWithin is call with its bounds: to connect, and for the whole call.
+func (n *Node) callWithin(addr string, req *Request, pinCA *string, connect, limit time.Duration) (*Response, error) {
+	conn, err := n.dial(addr, connect, connCall, pinCA)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(callTimeout))
+	conn.SetDeadline(time.Now().Add(limit))
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
 		return nil, err
 	}

@@ -39,6 +39,7 @@ type SMTP struct {
 	TLSPolicy         []TLSPolicyEntry   `yaml:"tls_policy"`
 	OutboundTLS       TLSLevel           `yaml:"outbound_tls"` // level for direct MX delivery; default may
 	DKIMSigning       []DKIMKey          `yaml:"dkim_signing"` // sign mail from the inside by sender domain
+	Checks            *MailChecks        `yaml:"checks"`       // nil: mail from outside is not authenticated
 	MTASTS            *bool              `yaml:"mta_sts"`      // MTA-STS for direct MX delivery (transportsec.go); default true
 	TLSRPT            *TLSRPT            `yaml:"tls_rpt"`      // daily TLS reports (RFC 8460); nil: none sent
 
@@ -186,6 +187,7 @@ func (c *Config) smtpDefaults() {
 	if s.Hostname == "" {
 		s.Hostname = c.Hostname
 	}
+	s.checksDefaults()
 	def := func(v *string, d string) {
 		if *v == "" {
 			*v = d
@@ -263,6 +265,7 @@ func (c *Config) checkSMTP(ck *checker) {
 		ck.errf("smtp.hostname", "%q is not a valid host name", s.Hostname)
 	}
 	s.checkDKIM(ck)
+	s.checkChecks(ck)
 	s.checkTransportSec(ck)
 	for key, v := range map[string]string{"smtp": s.Listen.SMTP, "submission": s.Listen.Submission, "smtps": s.Listen.SMTPS} {
 		if v == "off" {

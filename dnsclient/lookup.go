@@ -53,7 +53,7 @@ func (d Lookup) LookupTTL(ctx context.Context, host string) ([]netip.Addr, time.
 			errs = append(errs, err)
 			continue
 		}
-		chain := cnameChain(host, rrs)
+		chain := CNAMEChain(host, rrs)
 		for _, rr := range rrs {
 			if !chain[strings.ToLower(rr.Header().Name)] {
 				continue // not about the name asked for: never a peer
@@ -97,9 +97,9 @@ func (d Lookup) LookupTTL(ctx context.Context, host string) ([]netip.Addr, time.
 	return nil, 0, fmt.Errorf("lookup %s: %w", host, errors.Join(errs...))
 }
 
-// cnameChain is the set of owner names an answer for host may use: host
+// CNAMEChain is the set of owner names an answer for host may use: host
 // and the CNAME targets reached from it (at most 8 deep), lower case.
-func cnameChain(host string, rrs []dns.RR) map[string]bool {
+func CNAMEChain(host string, rrs []dns.RR) map[string]bool {
 	name := strings.ToLower(dns.Fqdn(host))
 	chain := map[string]bool{name: true}
 	for range 8 {

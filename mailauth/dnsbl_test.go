@@ -234,7 +234,7 @@ func TestDNSBLCache(t *testing.T) {
 }
 
 func TestParseZone(t *testing.T) {
-	r := func(lo, hi uint8) []OctetRange { return []OctetRange{{lo, hi}} }
+	r := func(lo, hi uint8) []OctetRange { return []OctetRange{{Lo: lo, Hi: hi}} }
 	tests := []struct {
 		in   string
 		want Zone
@@ -247,7 +247,7 @@ func TestParseZone(t *testing.T) {
 		{in: "list.dnswl.org=127.0.[0..255].[1..3]*-5", want: Zone{Name: "list.dnswl.org", Weight: -5,
 			Filters: []Filter{{r(127, 127), r(0, 0), r(0, 255), r(1, 3)}}}},
 		{in: "b.test=127.0.0.[1;3;5..7],127.0.1.2", want: Zone{Name: "b.test", Weight: 1, Filters: []Filter{
-			{r(127, 127), r(0, 0), r(0, 0), {{1, 1}, {3, 3}, {5, 7}}},
+			{r(127, 127), r(0, 0), r(0, 0), {{Lo: 1, Hi: 1}, {Lo: 3, Hi: 3}, {Lo: 5, Hi: 7}}},
 			{r(127, 127), r(0, 0), r(1, 1), r(2, 2)}}}},
 		{in: "", err: true},
 		{in: "*3", err: true},

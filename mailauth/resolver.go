@@ -83,7 +83,7 @@ func lookup(ctx context.Context, r Resolver, name string, qtype uint16) ([]dns.R
 	default:
 		return nil, &net.DNSError{Err: "server answered " + dns.RcodeToString[rep.Rcode], Name: name, IsTemporary: true}
 	}
-	chain := cnameChain(name, rep.Answer)
+	chain := dnsclient.CNAMEChain(name, rep.Answer)
 	var out []dns.RR
 	for _, rr := range rep.Answer {
 		if rr.Header().Rrtype == qtype && chain[strings.ToLower(rr.Header().Name)] {
@@ -94,27 +94,6 @@ func lookup(ctx context.Context, r Resolver, name string, qtype uint16) ([]dns.R
 		return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
 	}
 	return out, nil
-}
-
-// cnameChain is the set of owner names an answer for host may use: host
-// and the CNAME targets reached from it (at most 8 deep), lower case.
-// Records about other names are never believed.
-func cnameChain(host string, rrs []dns.RR) map[string]bool {
-	name := strings.ToLower(dns.Fqdn(host))
-	chain := map[string]bool{name: true}
-	for range 8 {
-		next := ""
-		for _, rr := range rrs {
-			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, name) {
-				next = strings.ToLower(c.Target)
-			}
-		}
-		if next == "" || chain[next] {
-			break
-		}
-		chain[next], name = true, next
-	}
-	return chain
 }
 
 // lookupTXT returns one string per TXT record, its character-strings

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -255,5 +256,24 @@ func (h Header) Without(raw []byte, names ...string) []byte {
 		kept += len(f.raw)
 	}
 	// The empty line (or nothing, at EOF) after the fields.
+	return append(out, raw[kept:]...)
+}
+
+// WithoutNth is Without for some fields of one name only: those at the
+// positions nth (0 is the first field of that name), as Values lists them.
+func (h Header) WithoutNth(raw []byte, name string, nth []int) []byte {
+	out := make([]byte, 0, len(raw))
+	kept, i := 0, 0
+	for _, f := range h.fields {
+		drop := false
+		if strings.EqualFold(f.name, name) {
+			drop = slices.Contains(nth, i)
+			i++
+		}
+		if !drop {
+			out = append(out, f.raw...)
+		}
+		kept += len(f.raw)
+	}
 	return append(out, raw[kept:]...)
 }

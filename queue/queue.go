@@ -165,6 +165,14 @@ func (q *Queue) Add(env Envelope) {
 	q.count.Received++
 	e := &entry{env: env, st: State{Rcpts: make([]RcptState, len(env.Rcpts))}, heapIdx: -1}
 	q.msgs[env.ID] = e
+	if env.Quarantine != "" {
+		e.st.Hold = true
+		if err := q.store.SaveState(env.ID, &e.st); err != nil {
+			q.log.Error("queue: save the quarantine hold; the envelope holds it", "id", env.ID, "err", err)
+		}
+		q.log.Warn("message quarantined: held until released", "id", env.ID, "why", env.Quarantine)
+		return
+	}
 	q.dispatch(e)
 }
 

@@ -539,3 +539,63 @@ func TestPrependedHeadersGoOutFirst(t *testing.T) {
 		t.Fatalf("delivered %q", got)
 	}
 }
+
+// A quarantined message is held from the start, across a restart too, until
+// released.
+func TestQuarantinedMessageIsHeld(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _ := OpenStore(dir)
+	w, err := s.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "Subject: x\r\n\r\nbody\r\n")
+	env := &Envelope{From: "a@x.example", Arrived: time.Now(), Quarantine: "DMARC quarantine policy of x.example",
+		Rcpts: []Rcpt{{Addr: "u@one.example", Route: Route{Kind: MX, Name: "one.example"}}}}
+	if err := w.Commit(env); err != nil {
+		t.Fatal(err)
+	}
+	s.Close() // a crash before the queue saw it: no state file yet
+	s, loaded, _ := OpenStore(dir)
+	defer s.Close()
+	if len(loaded) != 1 || !loaded[0].State.Hold {
+		t.Fatalf("loaded %+v", loaded)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr := &fakeTransport{got: map[string]string{}}
+	q := New(ctx, s, loaded, tr, fastPolicy, func(Notice) error { return nil }, testLog(t))
+	t.Cleanup(func() { cancel(); q.Wait() })
+	if st := q.Stats(); st.Held != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Nothing goes out until the release.
+	if err := q.Release(env.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the delivery", func() bool { return tr.count() == 1 })
+	// One added while running is held too.
+	id := enqueueEnv(t, s, q, &Envelope{From: "b@x.example", Arrived: time.Now(), Quarantine: "test",
+		Rcpts: []Rcpt{{Addr: "v@one.example", Route: Route{Kind: MX, Name: "one.example"}}}})
+	if st := q.Stats(); st.Held != 1 {
+		t.Fatalf("stats after add %+v", st)
+	}
+	if err := q.Release(id); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second delivery", func() bool { return tr.count() == 2 })
+}
+
+func enqueueEnv(t *testing.T, s *Store, q *Queue, env *Envelope) string {
+	t.Helper()
+	w, err := s.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "Subject: y\r\n\r\nbody\r\n")
+	if err := w.Commit(env); err != nil {
+		t.Fatal(err)
+	}
+	q.Add(*env)
+	return env.ID
+}

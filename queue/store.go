@@ -63,6 +63,9 @@ type Envelope struct {
 	// (Authentication-Results, Received-SPF, DKIM-Signature), with their
 	// CRLFs: they go out in front of the data.
 	Prepend string `json:"prepend,omitempty"`
+	// Quarantine holds the message from the start (postsuper -h), for
+	// this reason (a DMARC quarantine policy); `queue release` lets it go.
+	Quarantine string `json:"quarantine,omitempty"`
 }
 
 // Rcpt is one recipient and the route chosen for it when it was accepted.
@@ -169,7 +172,7 @@ func OpenStore(dir string) (*Store, []Loaded, []error) {
 			os.Rename(s.path("msg", id), s.path("corrupt", id))
 			continue
 		}
-		st, err := s.readState(id, len(env.Rcpts))
+		st, err := s.readState(id, &env)
 		if err != nil {
 			problems = append(problems, fmt.Errorf("queue: message %s: state unreadable, retrying all recipients not known as sent: %w", id, err))
 			st = State{Rcpts: make([]RcptState, len(env.Rcpts))}
@@ -571,10 +574,14 @@ func DecodeTrailer(r io.ReaderAt, size int64) (Envelope, error) {
 	return env, nil
 }
 
-func (s *Store) readState(id string, n int) (State, error) {
+func (s *Store) readState(id string, env *Envelope) (State, error) {
+	n := len(env.Rcpts)
 	st := State{Rcpts: make([]RcptState, n)}
 	js, err := os.ReadFile(s.path("state", id))
 	if errors.Is(err, os.ErrNotExist) {
+		// Not yet tried, or a crash came before the first state was
+		// saved: a quarantined message is held all the same.
+		st.Hold = env.Quarantine != ""
 		return st, nil
 	}
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"gatehouse/mailauth"
 	"io"
 	"log/slog"
 	"net"
@@ -39,6 +40,9 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	s.client.Addr = remoteAddr(nc)
 	s.client.Listener = b.listener
 	s.log = b.srv.log.With("client", s.client.Addr.String(), "listener", b.listener)
+	if err := s.checkDNSBL(b.srv.checks(), s.refresh()); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -56,6 +60,10 @@ type session struct {
 	rcpts   []queue.Rcpt
 	inside  []bool
 	connect *inboundConnector
+	// The checks of mail from outside: SPF's result at MAIL, and the
+	// DNSBL's when it only tags.
+	spf      *mailauth.SPFResult
+	dnsblTag string
 }
 
 // refresh updates what TLS changed since the session began (STARTTLS).
@@ -179,6 +187,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		s.srv.count.rejected.Add(1)
 		return s.fail(e)
 	}
+	if e := s.checkSPF(s.srv.checks(), p, a); e != nil {
+		s.srv.count.rejected.Add(1)
+		return s.fail(e)
+	}
 	// Keep room for the config, keys and the queue's own bookkeeping on
 	// the data disk (Postfix: queue_minfree, 1.5 x the size limit).
 	if free, err := s.srv.freeSpace(); err == nil {
@@ -266,6 +278,13 @@ func (s *session) Data(r io.Reader) error {
 	if strip := p.StripHeaders(s.client, h); len(strip) > 0 {
 		raw = h.Without(raw, strip...)
 	}
+	checks := s.srv.checks()
+	in := s.inspect(checks, p)
+	if in != nil {
+		defer in.abort()
+	}
+	raw = in.stripOwn(h, raw)
+	sign := s.signer(checks, p, h)
 	rcpts := append([]queue.Rcpt(nil), s.rcpts...)
 	if hr, ok := p.HeaderRoute(h); ok {
 		for i := range rcpts {
@@ -286,20 +305,46 @@ func (s *session) Data(r io.Reader) error {
 	}
 	defer w.Abort()
 	bw := bufio.NewWriterSize(w, 32<<10)
-	bw.WriteString(s.received(w.ID(), rcpts))
-	bw.Write(raw)
-	if _, err := io.Copy(bw, br); err != nil {
+	// What goes to the queue also goes, as it streams, to the DKIM
+	// verifier (mail from outside) or signer (mail from the inside).
+	var out io.Writer = bw
+	switch {
+	case in != nil:
+		out = io.MultiWriter(bw, in.writer())
+	case sign != nil:
+		out = io.MultiWriter(bw, sign)
+		defer sign.Close()
+	}
+	io.WriteString(out, s.received(w.ID(), rcpts))
+	out.Write(raw)
+	if _, err := io.Copy(out, br); err != nil {
 		return s.dataError(err)
 	}
 	if err := bw.Flush(); err != nil {
 		s.log.Error("queue write", "err", err)
 		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Queue write error, try again later")
 	}
+	var prepend, quarantine string
+	if in != nil {
+		v := in.finish(s, h)
+		if v.reject != nil {
+			s.srv.count.rejected.Add(1)
+			return s.fail(v.reject)
+		}
+		prepend, quarantine = v.prepend, v.quarantine
+	}
+	if sign != nil {
+		if err := sign.Close(); err != nil {
+			s.log.Warn("dkim: not signed", "err", err)
+		} else {
+			prepend = sign.Header()
+		}
+	}
 	if guard.Found() {
 		s.log.Info("bare line ends normalised", "id", w.ID())
 	}
 	env := &queue.Envelope{From: s.from.String(), Rcpts: rcpts, Arrived: time.Now(), Client: s.client.Addr.String(),
-		Login: s.client.Login, Source: s.listener}
+		Login: s.client.Login, Source: s.listener, Prepend: prepend, Quarantine: quarantine}
 	if err := w.Commit(env); err != nil {
 		s.log.Error("queue commit", "err", err)
 		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Queue write error, try again later")

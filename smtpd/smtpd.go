@@ -41,6 +41,9 @@ type Options struct {
 	Policy func() *Policy
 	// FreeSpace says how many bytes the queue's file system has left.
 	FreeSpace func() (int64, error)
+	// Checks are the running mail checks and DKIM keys; nil or a nil
+	// result: none.
+	Checks func() *Checks
 }
 
 // Server is what the relay's listeners share: the running settings, the
@@ -52,6 +55,7 @@ type Server struct {
 	config    func() *config.SMTP
 	policy    func() *Policy
 	freeSpace func() (int64, error)
+	checksFn  func() *Checks
 	verify    *verifier
 	lim       *connLimits
 	auth      *authGuard
@@ -65,9 +69,17 @@ type Server struct {
 // New returns a server with no listener yet.
 func New(o Options) *Server {
 	c := o.Config()
-	return &Server{log: o.Log, store: o.Store, q: o.Queue, config: o.Config, policy: o.Policy, freeSpace: o.FreeSpace,
+	return &Server{log: o.Log, store: o.Store, q: o.Queue, config: o.Config, policy: o.Policy, freeSpace: o.FreeSpace, checksFn: o.Checks,
 		verify: newVerifier(o.Transport, o.Log), lim: newConnLimits(c.Limits.Connections, c.Limits.ConnectionsPerClient),
 		auth: newAuthGuard(c.Limits.AuthFailures, c.Limits.AuthBlock.Duration)}
+}
+
+// checks are the running checks; nil for none.
+func (s *Server) checks() *Checks {
+	if s.checksFn == nil {
+		return nil
+	}
+	return s.checksFn()
 }
 
 // Apply takes the limits of a reloaded relay section; sessions under way
@@ -147,9 +159,13 @@ func (s *Server) Shutdown(timeout time.Duration) {
 // Status fills in the SMTP side of the relay's status: counters, the AUTH
 // guard, connections.
 func (s *Server) Status() status.Relay {
-	return status.Relay{Accepted: s.count.accepted.Load(), Rejected: s.count.rejected.Load(),
+	st := status.Relay{Accepted: s.count.accepted.Load(), Rejected: s.count.rejected.Load(),
 		AuthFailed: s.count.authFailed.Load(), Auth: s.auth.stats(), ErrorLimit: s.count.errorLimit.Load(),
 		NoSpace: s.count.noSpace.Load(), Connections: s.lim.count()}
+	if d, ok := s.checks().DNSBLStats(); ok {
+		st.DNSBL = &status.DNSBL{Queries: d.Queries, Cached: d.Cached, Listed: d.Listed, Errors: d.Errors}
+	}
+	return st
 }
 
 // slogWriter carries go-smtp's log lines (mostly clients that vanish

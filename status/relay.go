@@ -25,6 +25,17 @@ type Relay struct {
 	Fetch       []FetchAccount `json:"fetch,omitempty"`
 	// Host names in trusted_networks and the inbound connectors' networks.
 	Names []dnsclient.NameStatus `json:"names,omitempty"`
+	// DNSBL counts the DNSBL's lookups (smtp.checks.dnsbl); nil without.
+	DNSBL *DNSBL `json:"dnsbl,omitempty"`
+}
+
+// DNSBL is the DNSBL's part of the relay's status: a lookup that failed
+// counts as an error, never as a listing.
+type DNSBL struct {
+	Queries uint64 `json:"queries"`
+	Cached  uint64 `json:"cached"`
+	Listed  uint64 `json:"listed"`
+	Errors  uint64 `json:"errors"`
 }
 
 // AuthGuard is the SMTP AUTH guard's part of the relay's status.

@@ -12,6 +12,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"gatehouse/dkimsign"
+	"gatehouse/mailauth"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -57,6 +59,7 @@ type Service struct {
 	cfg   *config.SMTP
 	pol   *smtpd.Policy
 	pool  *x509.CertPool
+	chk   *smtpd.Checks // smtp.checks and smtp.dkim_signing
 	store *queue.Store
 	q     *queue.Queue
 	certs tlscert.Store
@@ -82,6 +85,12 @@ func (s *Service) policy() *smtpd.Policy {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.pol
+}
+
+func (s *Service) checks() *smtpd.Checks {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.chk
 }
 
 func (s *Service) config() *config.SMTP {
@@ -190,6 +199,7 @@ func (s *Service) start(ctx context.Context, full *config.Config) error {
 		return err
 	}
 	s.pol, s.nextLookup = s.buildPolicy(ctx, c, s.pool, true)
+	s.chk = smtpd.NewChecks(c, mailauth.DNSClient{ResolvConf: o.ResolvConf}, s.keyring(c), nil)
 	if err := s.loadCert(c); err != nil {
 		return err
 	}
@@ -223,7 +233,7 @@ func (s *Service) start(ctx context.Context, full *config.Config) error {
 	s.q, s.stopQueue = queue.New(qctx, store, loaded, tr, queuePolicy(c), s.notice, o.Log), qcancel
 	o.Log.Info("queue opened", "dir", o.QueueDir, "messages", len(loaded))
 
-	s.smtp = smtpd.New(smtpd.Options{Log: o.Log, Store: store, Queue: s.q, Transport: tr, Config: s.config, Policy: s.policy,
+	s.smtp = smtpd.New(smtpd.Options{Log: o.Log, Store: store, Queue: s.q, Transport: tr, Config: s.config, Policy: s.policy, Checks: s.checks,
 		FreeSpace: func() (int64, error) { return smtpd.FreeBytes(o.QueueDir) }})
 	s.setServerTLS(c)
 	listen := map[string]string{"smtp": c.Listen.SMTP, "submission": c.Listen.Submission, "smtps": c.Listen.SMTPS}
@@ -378,13 +388,38 @@ func (s *Service) apply(ctx context.Context, c *config.SMTP) (time.Time, error) 
 		return time.Time{}, err
 	}
 	pol, next := s.buildPolicy(ctx, c, pool, true)
+	chk := smtpd.NewChecks(c, mailauth.DNSClient{ResolvConf: s.opts.ResolvConf}, s.keyring(c), s.checks())
 	s.setServerTLS(c)
 	s.mu.Lock()
-	s.cfg, s.pol, s.pool = c, pol, pool
+	s.cfg, s.pol, s.pool, s.chk = c, pol, pool, chk
 	s.mu.Unlock()
 	s.q.SetPolicy(queuePolicy(c))
 	s.smtp.Apply(c)
 	return next, nil
+}
+
+// keyring loads the DKIM keys. A key that does not load signs nothing
+// (said in the log), and the rest still sign: the relay never stops
+// relaying for want of a signature.
+func (s *Service) keyring(c *config.SMTP) *dkimsign.Keyring {
+	var good []dkimsign.Config
+	for i, k := range c.DKIMSigning {
+		kc := dkimsign.Config{Domain: k.Domain, Selector: k.Selector, KeyFile: k.KeyFile, Headers: k.Headers, Subdomains: k.Subdomains}
+		if _, err := dkimsign.NewKeyring([]dkimsign.Config{kc}); err != nil {
+			s.log.Error("dkim: key not loaded; this domain's mail goes out unsigned", "setting", fmt.Sprintf("smtp.dkim_signing[%d]", i), "err", err)
+			continue
+		}
+		good = append(good, kc)
+	}
+	if len(good) == 0 {
+		return nil
+	}
+	kr, err := dkimsign.NewKeyring(good)
+	if err != nil {
+		s.log.Error("dkim: keys not loaded; mail goes out unsigned", "err", err)
+		return nil
+	}
+	return kr
 }
 
 func (s *Service) loadCert(c *config.SMTP) error {
