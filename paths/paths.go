@@ -221,9 +221,9 @@ func smtpPaths(s *config.SMTP, add func(Path)) {
 	// reports may go to https: addresses: any web server, port 443.
 	if direct && s.MTASTSEnabled() || s.TLSRPT != nil {
 		add(Path{Function: "MTA-STS policies and TLS reports", Direction: "out", Proto: "tcp", Ports: []config.PortRange{{From: 443, To: 443}},
-			PeerText: "mta-sts.<domain> of the recipients' domains; https: report addresses",
+			PeerText:    "mta-sts.<domain> of the recipients' domains; https: report addresses",
 			Description: "MTA-STS policies (RFC 8461) fetched over HTTPS for direct delivery; TLS reports (RFC 8460) posted to https: addresses.",
-			Origin: "smtp"})
+			Origin:      "smtp"})
 	}
 }
 
