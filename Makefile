@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-fetch bench-nrpe bench-snmp bench-syslog bench-cluster lint clean
+.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-mailauth bench-fetch bench-nrpe bench-snmp bench-syslog bench-cluster lint clean
 
 all: build/gatehouse
 
@@ -82,6 +82,13 @@ bench-firewall: deps
 # script (-postfix-script, default ../shared/bench/postfix_baseline.sh).
 bench-relay: deps build/gatehouse
 	$(GO) run ./test/relaybench -binary build/gatehouse
+
+# Needs root: a network namespace of its own with dnsmasq serving the
+# sender's SPF, DKIM and DMARC records; the relay with smtp.checks against
+# the baseline script's Postfix plus opendkim, opendmarc and policyd-spf
+# (test/relaybench/postfix_milters.sh), then DKIM signing against opendkim.
+bench-mailauth: deps build/gatehouse
+	$(GO) run ./test/relaybench -mailauth -binary build/gatehouse -msgs 2000 -warmup 200 $(MAILAUTH_FLAGS)
 
 # Needs root: Dovecot, fetchmail and smtp-sink in network namespaces of its
 # own, and the fetchmail baseline script (-fetchmail-script, default

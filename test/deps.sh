@@ -31,6 +31,9 @@ packages=(
   python3-nacl      # dkimpy needs it for Ed25519 (RFC 8463) signatures; named although python3-dkim pulls it in today
   unbound           # the validating resolver of the DANE test (test/transportsec_test.go): serves a signed zone, sets the AD bit
   ldnsutils         # ldns-keygen, ldns-signzone: sign that zone with a fresh key (its DS is unbound's trust anchor)
+  opendkim          # Postfix's DKIM milter: the baseline of make bench-mailauth (verify and sign mode; run in the foreground with its own config, never as a service)
+  opendmarc         # Postfix's DMARC milter: the same baseline (foreground, own config)
+  postfix-policyd-spf-python  # policyd-spf, Postfix's SPF policy service: the same baseline (spawned by the bench's own Postfix instance)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -15,6 +15,10 @@
 // run as is with the same knobs; when it is not there Gatehouse is still
 // measured and the ratios are nan. The two never run at the same time.
 // The last six lines are the headline figures, as name=value.
+//
+// With -mailauth (`make bench-mailauth`) it measures mail authentication
+// and DKIM signing instead, against Postfix with opendkim, opendmarc and
+// policyd-spf: see mailauth.go.
 package main
 
 import (
@@ -56,6 +60,8 @@ type opts struct {
 	settle, idleWait      time.Duration
 	drain, timeout        time.Duration
 	keep                  bool
+	mailauth              bool
+	miltersScript         string
 }
 
 func main() {
@@ -77,7 +83,13 @@ func main() {
 	flag.DurationVar(&o.drain, "drain", 60*time.Second, "after smtp-source exits, how long the sink and queue may take")
 	flag.DurationVar(&o.timeout, "timeout", 900*time.Second, "longest smtp-source run")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs)")
+	flag.BoolVar(&o.mailauth, "mailauth", false, "instead: mail authentication and DKIM signing against Postfix's milters (make bench-mailauth)")
+	flag.StringVar(&o.miltersScript, "milters-script", "test/relaybench/postfix_milters.sh", "the Postfix milter setup of -mailauth, relative to the repository root")
 	flag.Parse()
+	if o.mailauth {
+		bench.Main("relaybench", func(ctx context.Context) error { return mailAuth(ctx, o) })
+		return
+	}
 	bench.Main("relaybench", func(ctx context.Context) error { return run(ctx, o) })
 }
 
@@ -227,7 +239,21 @@ type instance struct {
 	exitErr                error
 }
 
-func startInstance(o opts, dir string) (_ *instance, err error) {
+func startInstance(o opts, dir string) (*instance, error) {
+	return startRelay(o, dir, fmt.Sprintf(`hostname: bench
+smtp:
+  hostname: bench.localdomain
+  listen: {smtp: "127.0.0.1:%d", submission: "off", smtps: "off"}
+  domains:
+    - {name: example.test, next_hop: "[127.0.0.1]:%d", tls: none}
+  trusted_networks: [127.0.0.0/8]
+  limits: {connections_per_client: %d, connections: %d, message_size: 200MiB}
+`, o.port, o.sinkPort, max(1000, o.idleSessions), max(2000, 2*o.idleSessions)))
+}
+
+// startRelay starts smtp-sink (with sinkArgs before its address) and the
+// relay with config yaml in dir.
+func startRelay(o opts, dir, yaml string, sinkArgs ...string) (_ *instance, err error) {
 	in := &instance{dir: dir, run: filepath.Join(dir, "run"), log: filepath.Join(dir, "gatehouse.log"),
 		sinkOut: filepath.Join(dir, "sink.out"), bin: o.bin, port: o.port}
 	defer func() {
@@ -245,8 +271,8 @@ func startInstance(o opts, dir string) (_ *instance, err error) {
 	}
 	// The same peer as the baseline script's: smtp-sink, counting (-c)
 	// on stdout, a file we read the last counter line from.
-	in.sink, err = startLogged(filepath.Join(dir, "sink"), "smtp-sink", "-4", "-c", "-u", "postfix",
-		fmt.Sprintf("127.0.0.1:%d", o.sinkPort), "1024")
+	in.sink, err = startLogged(filepath.Join(dir, "sink"), "smtp-sink", append(append([]string{"-4", "-c", "-u", "postfix"}, sinkArgs...),
+		fmt.Sprintf("127.0.0.1:%d", o.sinkPort), "1024")...)
 	if err != nil {
 		return nil, fmt.Errorf("smtp-sink: %w", err)
 	}
@@ -254,15 +280,7 @@ func startInstance(o opts, dir string) (_ *instance, err error) {
 		return nil, fmt.Errorf("smtp-sink: %w: %s", err, bench.ReadTail(filepath.Join(dir, "sink.err"), 500))
 	}
 	cfg := filepath.Join(dir, "gatehouse.yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `hostname: bench
-smtp:
-  hostname: bench.localdomain
-  listen: {smtp: "127.0.0.1:%d", submission: "off", smtps: "off"}
-  domains:
-    - {name: example.test, next_hop: "[127.0.0.1]:%d", tls: none}
-  trusted_networks: [127.0.0.0/8]
-  limits: {connections_per_client: %d, connections: %d, message_size: 200MiB}
-`, o.port, o.sinkPort, max(1000, o.idleSessions), max(2000, 2*o.idleSessions)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		return nil, err
 	}
 	if out, err := exec.Command(o.bin, "config", "validate", cfg).CombinedOutput(); err != nil {
