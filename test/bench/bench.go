@@ -207,19 +207,47 @@ func Stats(v []float64) Stat {
 // ProcCPU is the user and system CPU seconds process pid has used (0 when
 // it cannot be read).
 func ProcCPU(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after "(comm) ": state is the first, utime the 12th.
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
+	f := procStat(pid)
 	if len(f) < 13 {
 		return 0
 	}
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	s, _ := strconv.ParseInt(f[12], 10, 64)
 	return float64(u+s) / ClkTck
+}
+
+// PPID is process pid's parent (0 when it cannot be read).
+func PPID(pid int) int {
+	f := procStat(pid)
+	if len(f) < 2 {
+		return 0
+	}
+	p, _ := strconv.Atoi(f[1])
+	return p
+}
+
+// procStat is /proc/PID/stat's fields after "(comm) ": the state first,
+// the parent second, utime the 12th.
+func procStat(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return strings.Fields(string(b[i+1:]))
+}
+
+// ProcStatus is a kB field of /proc/PID/status (VmRSS, VmHWM); 0 when it
+// cannot be read.
+func ProcStatus(pid int, key string) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for l := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(l, key+":"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	return 0
 }
 
 // RepoRoot is the directory holding go.mod, at or above the working one.

@@ -601,7 +601,7 @@ func idleUse(ctx context.Context, d time.Duration, ns ...*node) ([]use, error) {
 		var cpu float64
 		for pid, c := range after {
 			cpu += c - before[i][pid] // a process started meanwhile counts whole
-			out[i].rssMB += float64(rssKiB(pid)) / 1024
+			out[i].rssMB += float64(bench.ProcStatus(pid, "VmRSS")) / 1024
 		}
 		out[i].procs = len(after)
 		out[i].cpuPct = 100 * cpu / el
@@ -665,7 +665,7 @@ func procsOf(n *node) []int {
 				mine[pid] = true
 			}
 		}
-		parent[pid] = ppid(pid)
+		parent[pid] = bench.PPID(pid)
 	}
 	var out []int
 	for pid := range parent {
@@ -678,35 +678,6 @@ func procsOf(n *node) []int {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func ppid(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	p, _ := strconv.Atoi(f[1])
-	return p
-}
-
-// rssKiB is the process's resident set, KiB.
-func rssKiB(pid int) int {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				k, _ := strconv.Atoi(f[0])
-				return k
-			}
-		}
-	}
-	return 0
 }
 
 // freshness runs `gatehouse cluster status --format json` on the leader

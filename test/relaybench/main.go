@@ -414,7 +414,7 @@ func (in *instance) rep(ctx context.Context, o opts, n, size int) (repResult, er
 	r.cpuS = bench.ProcCPU(pid) - cpu0
 	busy1, _ := sysTicks()
 	r.busyS = float64(busy1-busy0) / bench.ClkTck
-	r.peakKiB = procStatus(pid, "VmHWM")
+	r.peakKiB = bench.ProcStatus(pid, "VmHWM")
 	// Late duplicates would show up here.
 	if err := bench.Sleep(ctx, 200*time.Millisecond); err != nil {
 		return r, err
@@ -511,7 +511,7 @@ func benchSessions(ctx context.Context, o opts, dir string) error {
 	if err := bench.Sleep(ctx, time.Second); err != nil {
 		return err
 	}
-	idle := procStatus(pid, "VmRSS")
+	idle := bench.ProcStatus(pid, "VmRSS")
 	conns := make([]net.Conn, o.idleSessions)
 	defer func() {
 		for _, c := range conns {
@@ -550,7 +550,7 @@ func benchSessions(ctx context.Context, o opts, dir string) error {
 		if err := bench.Sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
-		rss = max(rss, procStatus(pid, "VmRSS"))
+		rss = max(rss, bench.ProcStatus(pid, "VmRSS"))
 	}
 	select {
 	case <-in.exited:
@@ -564,7 +564,7 @@ func benchSessions(ctx context.Context, o opts, dir string) error {
 	if err := bench.Sleep(ctx, time.Second); err != nil {
 		return err
 	}
-	after := procStatus(pid, "VmRSS")
+	after := bench.ProcStatus(pid, "VmRSS")
 	fmt.Printf("gatehouse_rss_idle_kib=%d\n", idle)
 	fmt.Printf("gatehouse_rss_per_session_kib=%.1f\n", float64(rss-idle)/float64(o.idleSessions))
 	fmt.Printf("gatehouse_rss_after_close_kib=%d\n", after)
@@ -687,18 +687,6 @@ func sysTicks() (busy, total int64) {
 	}
 	busy = v(1) + v(2) + v(3) + v(6) + v(7) + v(8)
 	return busy, busy + v(4) + v(5)
-}
-
-// procStatus is a kB field of /proc/PID/status (VmRSS, VmHWM).
-func procStatus(pid int, key string) int {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for l := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(l, key+":"); ok {
-			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			return n
-		}
-	}
-	return 0
 }
 
 // raiseNofile makes room for the idle sessions. Setting the limit
