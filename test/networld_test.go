@@ -6,11 +6,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +32,7 @@ type netWorld struct {
 }
 
 func gatehouseBinary(t *testing.T) string {
+	t.Helper()
 	bin := os.Getenv("GATEHOUSE_BIN")
 	if bin == "" {
 		bin = "../build/gatehouse"
@@ -41,7 +44,45 @@ func gatehouseBinary(t *testing.T) string {
 	if _, err := os.Stat(abs); err != nil {
 		t.Fatalf("no gatehouse binary (run make): %v", err)
 	}
-	return abs
+	shared.once.Do(func() { shared.path, shared.err = shareBinary(abs) })
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.path
+}
+
+// shared is the binary as every test runs it: a copy the relay's own user
+// can reach, since the checkout may lie in a directory only root may
+// enter (a clone into `mktemp -d`, mode 0700).
+var shared struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+func shareBinary(src string) (string, error) {
+	dir, err := os.MkdirTemp("", "gatehouse-bin-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	dst := filepath.Join(dir, "gatehouse")
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return "", err
+	}
+	return dst, out.Close()
 }
 
 func run(t *testing.T, name string, args ...string) string {
@@ -213,4 +254,13 @@ func gatehouseCmd(t *testing.T, w *netWorld, args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	return out.String(), err
+}
+
+// TestMain removes the shared copy of the binary once every test is done.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.path != "" {
+		os.RemoveAll(filepath.Dir(shared.path))
+	}
+	os.Exit(code)
 }
