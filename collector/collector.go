@@ -478,9 +478,13 @@ func (c *Collector) commitMany(cfg config.FetchAccount, uids []string, bodies []
 			}
 			return nil
 		}
-		msgs[i] = queue.Incoming{Write: write, Envelope: &queue.Envelope{From: returnPath(body),
+		from := returnPath(body)
+		// An internationalised address in the envelope goes with SMTPUTF8
+		// (RFC 6531), as it would have come by SMTP.
+		utf8 := !isASCII(from) || !to.IsASCII()
+		msgs[i] = queue.Incoming{Write: write, Envelope: &queue.Envelope{From: from,
 			Rcpts: []queue.Rcpt{{Addr: to.String(), Route: route}}, Arrived: time.Now(), Source: "fetch:" + cfg.Name,
-			Dedup: queue.Dedup{Set: cfg.Name, Key: uid}}}
+			Dedup: queue.Dedup{Set: cfg.Name, Key: uid}, SMTPUTF8: utf8, UTF8Header: utf8 && !mailmsg.HeaderIsASCII(body)}}
 	}
 	if err := c.sink.Queue(msgs); err != nil {
 		return err
@@ -489,6 +493,10 @@ func (c *Collector) commitMany(cfg config.FetchAccount, uids []string, bodies []
 		log.Debug("collected", "id", m.Envelope.ID, "size", m.Envelope.Size, "to", cfg.DeliverTo)
 	}
 	return nil
+}
+
+func isASCII(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return r >= 0x80 })
 }
 
 // maxHeader bounds the header read for a collected message's Return-Path.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/net/idna"
 )
 
 // SMTP is the mail relay. The vocabulary follows Postfix where Postfix has
@@ -42,6 +43,9 @@ type SMTP struct {
 	Checks            *MailChecks        `yaml:"checks"`       // nil: mail from outside is not authenticated
 	MTASTS            *bool              `yaml:"mta_sts"`      // MTA-STS for direct MX delivery (transportsec.go); default true
 	TLSRPT            *TLSRPT            `yaml:"tls_rpt"`      // daily TLS reports (RFC 8460); nil: none sent
+	// SMTPUTF8 offers internationalised addresses (RFC 6531) on every
+	// listener; default true. DSN (RFC 3461) is always offered.
+	SMTPUTF8 *bool `yaml:"smtputf8"`
 
 	Limits       MailLimits `yaml:"limits"`
 	Queue        QueueConf  `yaml:"queue"`
@@ -476,9 +480,21 @@ func ParseListen(s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(a, uint16(n)), nil
 }
 
+// validDomain accepts a host name, in A-labels or U-labels ("bücher.example",
+// RFC 5890): the relay compares domains on their A-labels.
 func validDomain(s string) bool {
+	if strings.ContainsFunc(s, func(r rune) bool { return r >= 0x80 }) {
+		a, err := idna.Lookup.ToASCII(s)
+		if err != nil {
+			return false
+		}
+		s = a
+	}
 	return strings.Contains(s, ".") && validHostname(s) || s == "localhost"
 }
+
+// SMTPUTF8Enabled says whether the relay offers SMTPUTF8.
+func (s *SMTP) SMTPUTF8Enabled() bool { return s.SMTPUTF8 == nil || *s.SMTPUTF8 }
 
 func validMailbox(s string) bool {
 	i := strings.LastIndexByte(s, '@')

@@ -284,6 +284,13 @@ type transaction struct {
 // deliver runs MAIL, RCPT..., DATA, pipelined when the server offers it.
 // A non-nil error means the connection is broken.
 func (c *smtpConn) deliver(from string, rcpts []string, size int64, data io.Reader) (*transaction, error) {
+	return c.deliverWith(from, rcpts, size, data, "", nil)
+}
+
+// deliverWith is deliver with ESMTP parameters: mailExt is added to MAIL
+// FROM, rcptExt[i] (if any) to the i-th RCPT TO, each with its leading
+// space. The caller offers only what the server advertised.
+func (c *smtpConn) deliverWith(from string, rcpts []string, size int64, data io.Reader, mailExt string, rcptExt []string) (*transaction, error) {
 	t := &transaction{rcpts: make([]error, len(rcpts))}
 	from, err := smtpPath(from)
 	if err != nil {
@@ -302,6 +309,7 @@ func (c *smtpConn) deliver(from string, rcpts []string, size int64, data io.Read
 	if c.has("8BITMIME") {
 		mail += " BODY=8BITMIME"
 	}
+	mail += mailExt
 	pipelined := c.has("PIPELINING")
 	c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
 	c.w.WriteString(mail + "\r\n")
@@ -314,7 +322,11 @@ func (c *smtpConn) deliver(from string, rcpts []string, size int64, data io.Read
 		}
 	}
 	for i, r := range paths {
-		fmt.Fprintf(c.w, "RCPT TO:<%s>\r\n", r)
+		ext := ""
+		if i < len(rcptExt) {
+			ext = rcptExt[i]
+		}
+		fmt.Fprintf(c.w, "RCPT TO:<%s>%s\r\n", r, ext)
 		if !pipelined {
 			if err := c.w.Flush(); err != nil {
 				return nil, err

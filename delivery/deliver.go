@@ -24,6 +24,7 @@ import (
 
 	"gatehouse/config"
 	"gatehouse/dnsclient"
+	"gatehouse/mailmsg"
 	"gatehouse/mtasts"
 	"gatehouse/queue"
 	"gatehouse/tlsrpt"
@@ -119,7 +120,7 @@ func (t *Transport) resolve(ctx context.Context, route queue.Route) (target, err
 	case queue.Domain:
 		found := false
 		for _, d := range cfg.Domains {
-			if strings.EqualFold(strings.TrimSuffix(d.Name, "."), name) {
+			if mailmsg.ASCIIDomain(strings.TrimSuffix(d.Name, ".")) == mailmsg.ASCIIDomain(name) {
 				nh = d.NextHop
 				tg.tlsLevel, found = d.TLS, true
 			}
@@ -141,7 +142,7 @@ func (t *Transport) resolve(ctx context.Context, route queue.Route) (target, err
 	case queue.MX:
 		tg.tlsLevel, tg.mx, tg.matchName = cfg.OutboundTLS, true, name
 		for _, p := range cfg.TLSPolicy {
-			if strings.EqualFold(p.Destination, name) {
+			if mailmsg.ASCIIDomain(p.Destination) == mailmsg.ASCIIDomain(name) {
 				tg.tlsLevel = p.Level
 			}
 		}
@@ -468,23 +469,123 @@ func (c *client) result(err error) queue.Result {
 // sender or of the data applies to every recipient that was accepted.
 func (c *client) Send(ctx context.Context, m *queue.Outgoing) ([]queue.Result, error) {
 	res := make([]queue.Result, len(m.Rcpts))
-	t, err := c.c.deliver(m.From, m.Rcpts, m.Size, m.Data)
+	e, refused := c.envelope(m)
+	if len(e.rcpts) == 0 {
+		return refused, nil
+	}
+	t, err := c.c.deliverWith(e.from, e.rcpts, m.Size, m.Data, e.mailExt, e.rcptExt)
 	if err != nil {
 		return nil, fmt.Errorf("%s[%s]: %w", c.hop.name, c.hop.addr, err)
 	}
+	dsn := c.c.has("DSN")
+	k := 0 // index into e.rcpts, the recipients sent
 	for i := range res {
+		if refused[i].Status != "" {
+			res[i] = refused[i]
+			continue
+		}
+		j := k
+		k++
 		switch {
 		case t.mail != nil:
 			res[i] = c.result(t.mail)
-		case t.rcpts[i] != nil:
-			res[i] = c.result(t.rcpts[i])
+		case t.rcpts[j] != nil:
+			res[i] = c.result(t.rcpts[j])
 		case t.data != nil:
 			res[i] = c.result(t.data)
 		default:
-			res[i] = queue.Result{OK: true, RemoteMTA: c.hop.name + "[" + c.hop.addr + "]", Text: "250 " + firstLine(t.reply) + " (" + c.tlsRes + ")"}
+			res[i] = queue.Result{OK: true, RemoteMTA: c.hop.name + "[" + c.hop.addr + "]", Text: "250 " + firstLine(t.reply) + " (" + c.tlsRes + ")", DSN: dsn}
 		}
 	}
 	return res, nil
+}
+
+// outEnvelope is a message's envelope as this next hop is sent it.
+type outEnvelope struct {
+	from    string
+	rcpts   []string
+	mailExt string
+	rcptExt []string
+}
+
+// envelope fits m to what the next hop offers. With SMTPUTF8 it goes as
+// it came. Without, internationalised domains go as A-labels, which
+// changes nothing; but a UTF-8 local part or header has no ASCII form and
+// the relay does not downgrade (RFC 6531 3.7.5): such a recipient, or all
+// of them for the sender or the header, fail with 5.6.7 (refused[i] has a
+// Status for each one not sent). The DSN parameters go along when the
+// next hop offers DSN (RFC 3461 4): then its notifications are its duty.
+func (c *client) envelope(m *queue.Outgoing) (e outEnvelope, refused []queue.Result) {
+	refused = make([]queue.Result, len(m.Rcpts))
+	utf8 := m.SMTPUTF8 && c.c.has("SMTPUTF8")
+	no := func(what string) queue.Result {
+		return queue.Result{Permanent: true, Status: "5.6.7", RemoteMTA: c.hop.name + "[" + c.hop.addr + "]",
+			Text: "SMTPUTF8 is required for the " + what + ", but was not offered by host " + c.hop.name + "[" + c.hop.addr + "]"}
+	}
+	e.from = m.From
+	if m.SMTPUTF8 && !utf8 {
+		why := ""
+		if m.UTF8Header {
+			why = "message header"
+		}
+		if f, ok := asciiAddr(m.From); ok {
+			e.from = f
+		} else {
+			why = "sender address"
+		}
+		if why != "" {
+			for i := range refused {
+				refused[i] = no(why)
+			}
+			return outEnvelope{}, refused
+		}
+	}
+	dsn := c.c.has("DSN")
+	if utf8 {
+		e.mailExt += " SMTPUTF8"
+	}
+	if dsn && m.Ret != "" {
+		e.mailExt += " RET=" + m.Ret
+	}
+	if dsn && m.EnvID != "" {
+		e.mailExt += " ENVID=" + mailmsg.EncodeXtext(m.EnvID)
+	}
+	for i, r := range m.Rcpts {
+		if m.SMTPUTF8 && !utf8 {
+			a, ok := asciiAddr(r)
+			if !ok {
+				refused[i] = no("recipient address")
+				continue
+			}
+			r = a
+		}
+		ext := ""
+		if dsn && i < len(m.Params) {
+			p := m.Params[i]
+			if p.Notify != "" {
+				ext += " NOTIFY=" + p.Notify
+			}
+			if !p.ORCPT.IsZero() {
+				if v, err := p.ORCPT.Param(utf8); err == nil {
+					ext += " ORCPT=" + v
+				}
+			}
+		}
+		e.rcpts = append(e.rcpts, r)
+		e.rcptExt = append(e.rcptExt, ext)
+	}
+	return e, refused
+}
+
+// asciiAddr is a queued address with its domain in A-labels; false when
+// its local part is UTF-8.
+func asciiAddr(s string) (string, bool) {
+	a, err := mailmsg.ParseAddress(s)
+	if err != nil {
+		return s, true // sent as queued; the next hop judges it
+	}
+	a, ok := a.ASCII()
+	return a.String(), ok
 }
 
 func firstLine(s string) string {

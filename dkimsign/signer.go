@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/emersion/go-msgauth/dkim"
+
+	"gatehouse/mailmsg"
 )
 
 // DefaultHeaders are the header fields a signature covers unless config
@@ -222,8 +224,11 @@ func Sign(r io.Reader, signers ...*Signer) (string, error) {
 }
 
 // normalize is a DNS name as compared: lower case, no final dot.
+// normalize is a domain as the DNS knows it (A-labels, lower case):
+// d= and the keyring's lookups use that form, whichever the config or
+// the From field wrote.
 func normalize(name string) string {
-	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(name)), ".")
+	return mailmsg.ASCIIDomain(strings.TrimSuffix(strings.TrimSpace(name), "."))
 }
 
 // checkName accepts a DNS name of letters, digits, hyphens and

@@ -12,6 +12,8 @@ import (
 	"blitiri.com.ar/go/spf"
 	"github.com/emersion/go-msgauth/dmarc"
 	"golang.org/x/net/publicsuffix"
+
+	"gatehouse/mailmsg"
 )
 
 // DMARCStatus is the DMARC result as Authentication-Results names it
@@ -262,8 +264,9 @@ func aligned(authenticated, from string, mode dmarc.AlignmentMode) bool {
 	return mode != dmarc.AlignmentStrict && OrgDomain(a) == OrgDomain(f)
 }
 
+// normDomain is a domain as the DNS knows it: A-labels, lower case.
 func normDomain(d string) string {
-	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+	return mailmsg.ASCIIDomain(strings.TrimSuffix(strings.TrimSpace(d), "."))
 }
 
 // FromDomains returns the distinct domains of the addresses in a

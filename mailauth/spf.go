@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"blitiri.com.ar/go/spf"
+
+	"gatehouse/mailmsg"
 )
 
 // SPF checks the RFC5321.MailFrom identity (RFC 7208 §2.4), or the HELO
@@ -51,10 +53,14 @@ func (s SPF) Check(ctx context.Context, ip netip.Addr, helo, mailFrom string) SP
 		res.Identity, domain = "helo", helo
 		sender = "postmaster@" + helo
 	}
-	res.Domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	// The DNS knows an internationalised domain by its A-labels.
+	res.Domain = mailmsg.ASCIIDomain(strings.TrimSuffix(domain, "."))
 	if res.Domain == "" {
 		res.Result, res.Err = spf.None, errNoDomain
 		return res
+	}
+	if at := strings.LastIndexByte(sender, '@'); at >= 0 {
+		sender = sender[:at+1] + res.Domain
 	}
 	res.Result, res.Err = spf.CheckHostWithSender(net.IP(res.ClientIP.AsSlice()), helo, sender,
 		spf.WithContext(ctx), spf.WithResolver(spfResolver{s.Resolver}))

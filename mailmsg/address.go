@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 )
 
 // RFC 5321 section 4.5.3.1 limits.
@@ -45,7 +46,7 @@ func (a Address) Path() string {
 		return ""
 	}
 	local := a.Local
-	if !isDotAtom(local) { // RFC 5321's Dot-string is RFC 5322's dot-atom
+	if !isDotAtom(asciiAtext(local)) { // RFC 5321's Dot-string is RFC 5322's dot-atom
 		local = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(local) + `"`
 	}
 	return local + "@" + a.Domain
@@ -61,6 +62,12 @@ func (a Address) IsLiteral() bool { return strings.HasPrefix(a.Domain, "[") }
 // ParseAddress parses a MAIL FROM or RCPT TO path as go-smtp hands it: angle
 // brackets and source route already removed, a quoted local part already
 // unquoted. "" is the null address and not an error.
+//
+// Internationalised addresses (RFC 6531) are accepted: a UTF-8 local part
+// and a domain of U-labels, which is kept in its canonical Unicode form
+// (IDNA2008 with the UTS #46 mapping: "Bücher.Example" is
+// "bücher.example"). Whether the session allowed them (SMTPUTF8 given
+// with MAIL) is the caller's to check, with IsASCII.
 //
 // The string is split at the last '@' because an unquoted local part may
 // itself contain '@'; a domain never can.
@@ -95,19 +102,21 @@ func ParseAddress(s string) (Address, error) {
 	return Address{Local: local, Domain: d}, nil
 }
 
-// checkBytes refuses the bytes no path may contain. Control characters and
-// spaces cannot appear even in a quoted local part that went through
-// go-smtp's parser legitimately, and non-ASCII bytes need SMTPUTF8, which the
-// relay does not offer.
+// checkBytes refuses what no path may contain. Control characters (C1
+// included) and spaces cannot appear even in a quoted local part that went
+// through go-smtp's parser legitimately; non-ASCII text must be UTF-8
+// (RFC 6531 3.3).
 func checkBytes(s string) error {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == ' ':
+	for i, r := range s {
+		switch {
+		case r == ' ':
 			return fmt.Errorf("mailmsg: address %q: space at offset %d", s, i)
-		case c < ' ' || c == 0x7f:
-			return fmt.Errorf("mailmsg: address %q: control character %#02x at offset %d", s, c, i)
-		case c >= 0x80:
-			return fmt.Errorf("mailmsg: address %q: non-ASCII byte %#02x at offset %d (SMTPUTF8 is not offered)", s, c, i)
+		case r < ' ' || r == 0x7f || 0x80 <= r && r <= 0x9f:
+			return fmt.Errorf("mailmsg: address %q: control character %U at offset %d", s, r, i)
+		case r == utf8.RuneError:
+			if _, n := utf8.DecodeRuneInString(s[i:]); n == 1 { // not a U+FFFD written out
+				return fmt.Errorf("mailmsg: address %q: not UTF-8 at offset %d", s, i)
+			}
 		}
 	}
 	return nil
@@ -121,6 +130,9 @@ func parseDomain(d string) (string, error) {
 	}
 	// A trailing dot only marks the name as absolute; it is not part of it.
 	name := strings.TrimSuffix(d, ".")
+	if !isASCII(name) {
+		return parseUDomain(d, name)
+	}
 	if len(name) > maxDomain {
 		return "", fmt.Errorf("mailmsg: domain %q: longer than %d octets", d, maxDomain)
 	}
@@ -232,19 +244,22 @@ func (a Address) RelayTrick() string {
 // InDomain says whether a.Domain equals d or, when sub is true, is a
 // sub-domain of d. Sub-domains are matched on a label boundary, so
 // "x.example.com" is in "example.com" but "badexample.com" is not. The
-// comparison is case-insensitive and ignores a trailing dot on d. An address
-// literal has no sub-domains and only matches itself.
+// comparison is case-insensitive, ignores a trailing dot on d, and is made
+// on A-labels, so "bücher.example" and "xn--bcher-kva.example" are the same
+// domain in either place. An address literal has no sub-domains and only
+// matches itself.
 func (a Address) InDomain(d string, sub bool) bool {
-	d = strings.TrimSuffix(d, ".")
-	if d == "" || a.Domain == "" {
+	d = ASCIIDomain(strings.TrimSuffix(d, "."))
+	ad := ASCIIDomain(a.Domain)
+	if d == "" || ad == "" {
 		return false
 	}
-	if strings.EqualFold(a.Domain, d) {
+	if strings.EqualFold(ad, d) {
 		return true
 	}
 	if !sub || a.IsLiteral() || strings.HasPrefix(d, "[") {
 		return false
 	}
-	n := len(a.Domain) - len(d)
-	return n > 0 && a.Domain[n-1] == '.' && strings.EqualFold(a.Domain[n:], d)
+	n := len(ad) - len(d)
+	return n > 0 && ad[n-1] == '.' && strings.EqualFold(ad[n:], d)
 }

@@ -88,8 +88,11 @@ func TestParseAddressErrors(t *testing.T) {
 		{"user\r\n@example.com", "control character"},
 		{"user@exa\tmple.com", "control character"},
 		{"user\x7f@example.com", "control character"},
-		{"üser@example.com", "non-ASCII"},
-		{"user@exämple.com", "non-ASCII"},
+		{"\xffser@example.com", "not UTF-8"},
+		{"user\u0085x@example.com", "control character"},
+		{"user@ex\u00a0mple.com", "internationalised"},
+		{"user@-bücher.example", "internationalised"},
+		{"user@" + strings.Repeat("ä", 64) + ".example", "label longer"},
 		{"user@.", "no labels"},
 		{"user@example..com", "empty label"},
 		{"user@.example.com", "empty label"},
@@ -237,6 +240,59 @@ func TestPath(t *testing.T) {
 	} {
 		if got := c.a.Path(); got != c.want {
 			t.Errorf("%+v: %s, want %s", c.a, got, c.want)
+		}
+	}
+}
+
+func TestParseAddressInternational(t *testing.T) {
+	for _, tc := range []struct {
+		in, local, domain, ascii, key string
+		needs                         bool
+	}{
+		{"jörg@outside.example", "jörg", "outside.example", "", "jörg@outside.example", true},
+		{"user@Bücher.Example", "user", "bücher.example", "user@xn--bcher-kva.example", "user@xn--bcher-kva.example", false},
+		{"user@xn--bcher-kva.example", "user", "xn--bcher-kva.example", "user@xn--bcher-kva.example", "user@xn--bcher-kva.example", false},
+		{"Müller@ＢÜCHER.example.", "Müller", "bücher.example", "", "müller@xn--bcher-kva.example", true},
+		{"用户@例子.广告", "用户", "例子.广告", "", "用户@xn--fsqu00a.xn--4rr70v", true},
+	} {
+		a, err := ParseAddress(tc.in)
+		if err != nil {
+			t.Errorf("ParseAddress(%q): %v", tc.in, err)
+			continue
+		}
+		if a.Local != tc.local || a.Domain != tc.domain {
+			t.Errorf("ParseAddress(%q) = %q @ %q, want %q @ %q", tc.in, a.Local, a.Domain, tc.local, tc.domain)
+		}
+		if a.IsASCII() != (a.Local+a.Domain == strings.ToValidUTF8(a.Local+a.Domain, "") && !strings.ContainsFunc(a.Local+a.Domain, func(r rune) bool { return r >= 0x80 })) {
+			t.Errorf("%q: IsASCII = %v", tc.in, a.IsASCII())
+		}
+		if a.NeedsSMTPUTF8() != tc.needs {
+			t.Errorf("%q: NeedsSMTPUTF8 = %v, want %v", tc.in, a.NeedsSMTPUTF8(), tc.needs)
+		}
+		asc, ok := a.ASCII()
+		if ok != (tc.ascii != "") || ok && asc.String() != tc.ascii {
+			t.Errorf("%q: ASCII() = %q, %v; want %q", tc.in, asc.String(), ok, tc.ascii)
+		}
+		if a.Key() != tc.key {
+			t.Errorf("%q: Key() = %q, want %q", tc.in, a.Key(), tc.key)
+		}
+	}
+}
+
+func TestInDomainInternational(t *testing.T) {
+	u, _ := ParseAddress("a@mail.bücher.example")
+	x, _ := ParseAddress("a@mail.xn--bcher-kva.example")
+	for _, a := range []Address{u, x} {
+		for _, d := range []string{"bücher.example", "xn--bcher-kva.example", "BÜCHER.example.", "XN--BCHER-KVA.EXAMPLE"} {
+			if !a.InDomain(d, true) {
+				t.Errorf("%s not in %s", a, d)
+			}
+			if a.InDomain(d, false) {
+				t.Errorf("%s in %s without subdomains", a, d)
+			}
+		}
+		if a.InDomain("bucher.example", true) || a.InDomain("ücher.example", true) {
+			t.Errorf("%s matched a different domain", a)
 		}
 	}
 }

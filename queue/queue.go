@@ -34,6 +34,13 @@ type Outgoing struct {
 	Rcpts []string
 	Size  int64
 	Data  io.Reader
+	// What the sender asked for with the message: SMTPUTF8 and the DSN
+	// parameters (see Envelope), and per recipient Params[i] for
+	// Rcpts[i] (its Notify and ORCPT).
+	SMTPUTF8   bool
+	UTF8Header bool
+	Ret, EnvID string
+	Params     []Rcpt
 }
 
 // Result is the outcome for one recipient.
@@ -43,6 +50,9 @@ type Result struct {
 	Text      string // the reply or the error, for logs and DSNs
 	Status    string // enhanced status code, e.g. 5.1.1, when known
 	RemoteMTA string
+	// DSN: the next hop offered DSN and took the recipient's request
+	// with the message; any notification is its duty now (RFC 3461 4).
+	DSN bool
 }
 
 // Policy are the retry rules.
@@ -390,9 +400,11 @@ func (q *Queue) send(sess Session, j job) ([]Result, error) {
 		return nil, err
 	}
 	defer data.Close()
-	m := &Outgoing{ID: env.ID, From: env.From, Size: env.OutSize(), Data: data}
+	m := &Outgoing{ID: env.ID, From: env.From, Size: env.OutSize(), Data: data,
+		SMTPUTF8: env.SMTPUTF8, UTF8Header: env.UTF8Header, Ret: env.Ret, EnvID: env.EnvID}
 	for _, i := range j.rcpts {
 		m.Rcpts = append(m.Rcpts, env.Rcpts[i].Addr)
+		m.Params = append(m.Params, env.Rcpts[i])
 	}
 	res, err := sess.Send(q.ctx, m)
 	if len(res) != len(j.rcpts) {
@@ -421,7 +433,7 @@ func (q *Queue) finishJob(j job, res []Result, err error) {
 		rs.RemoteMTA = r.RemoteMTA
 		switch {
 		case r.OK:
-			rs.Status, rs.LastError = Sent, ""
+			rs.Status, rs.LastError, rs.Relayed = Sent, "", !r.DSN
 			q.count.Delivered++
 			q.log.Info("delivered", "id", e.env.ID, "to", e.env.Rcpts[i].Addr, "route", e.env.Rcpts[i].Route, "relay", r.RemoteMTA, "reply", r.Text)
 		case r.Permanent && !e.env.Dedup.IsZero():
@@ -471,11 +483,20 @@ func (q *Queue) done(e *entry) {
 	}
 	var pending, owed []int
 	for i, rs := range e.st.Rcpts {
+		r := e.env.Rcpts[i]
 		switch {
 		case rs.Status == Pending:
 			pending = append(pending, i)
-		case rs.Status == Failed && !rs.Notified:
+		case rs.Notified:
+		case rs.Status == Failed && !r.Wants(NotifyFailure):
+			// NOTIFY=NEVER, or without FAILURE: the sender asked not to
+			// hear of it (RFC 3461 4.1). The log has it.
+			e.st.Rcpts[i].Notified = true
+			q.log.Info("no DSN: the sender asked for none", "id", e.env.ID, "to", r.Addr, "notify", r.Notify)
+		case rs.Status == Failed:
 			owed = append(owed, i)
+		case rs.Status == Sent && rs.Relayed && r.Wants(NotifySuccess):
+			owed = append(owed, i) // "relayed": the next hop will not tell
 		}
 	}
 	expired := len(pending) > 0 && now.Sub(e.env.Arrived) >= pol.Lifetime
@@ -495,12 +516,20 @@ func (q *Queue) done(e *entry) {
 			rs.LastError = "4.4.7 message expired in queue; last error: " + rs.LastError
 			q.count.Bounced++
 			q.log.Warn("expired", "id", e.env.ID, "to", e.env.Rcpts[i].Addr, "age", now.Sub(e.env.Arrived).Round(time.Second))
-			owed = append(owed, i)
+			if e.env.Rcpts[i].Wants(NotifyFailure) {
+				owed = append(owed, i)
+			} else {
+				rs.Notified = true
+			}
 		}
 		pending = nil
 		sort.Ints(owed)
 	}
-	warn := len(pending) > 0 && pol.DelayWarning > 0 && !e.st.Warned && now.Sub(e.env.Arrived) >= pol.DelayWarning
+	var delayed []int
+	if !e.st.Warned {
+		delayed = delayedRcpts(e.env, pending, pol.DelayWarning, now)
+	}
+	warn := len(delayed) > 0
 	env, st := e.env, cloneState(e.st)
 	q.mu.Unlock()
 
@@ -508,7 +537,7 @@ func (q *Queue) done(e *entry) {
 	if len(owed) > 0 && q.wantsNotice(env) {
 		notifyErr = q.notify(Notice{Envelope: env, State: st, Rcpts: owed})
 	}
-	if warn && q.wantsNotice(env) && q.notify(Notice{Envelope: env, State: st, Rcpts: pending, Delayed: true}) == nil {
+	if warn && q.wantsNotice(env) && q.notify(Notice{Envelope: env, State: st, Rcpts: delayed, Delayed: true}) == nil {
 		st.Warned = true
 	}
 
@@ -549,6 +578,30 @@ func (q *Queue) done(e *entry) {
 // accepted, not we (backscatter).
 func (q *Queue) wantsNotice(env Envelope) bool {
 	return env.From != "" && !env.DSN && env.Dedup.IsZero()
+}
+
+// delayNotice is when a recipient that asked for NOTIFY=DELAY hears of a
+// delay if the relay sends no delay warnings of its own (Postfix's
+// suggested delay_warning_time).
+const delayNotice = 4 * time.Hour
+
+// delayedRcpts are the pending recipients whose sender is owed a delay
+// notice by now: those that asked for it (RFC 3461 4.1), after the delay
+// warning time or delayNotice; those that gave no NOTIFY, after the delay
+// warning time when there is one. One notice per message.
+func delayedRcpts(env Envelope, pending []int, warning time.Duration, now time.Time) []int {
+	var out []int
+	for _, i := range pending {
+		r := env.Rcpts[i]
+		after := warning
+		if r.Wants(NotifyDelay) && after == 0 {
+			after = delayNotice
+		}
+		if after > 0 && now.Sub(env.Arrived) >= after && (r.Notify == "" || r.Wants(NotifyDelay)) {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 func cloneState(s State) State {

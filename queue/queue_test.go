@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gatehouse/mailmsg"
 )
 
 // fakeTransport records what it delivers; reply decides per recipient.
@@ -598,4 +600,111 @@ func enqueueEnv(t *testing.T, s *Store, q *Queue, env *Envelope) string {
 	}
 	q.Add(*env)
 	return env.ID
+}
+
+// The sender's NOTIFY decides which outcomes it hears of (RFC 3461 4.1):
+// failures unless it asked otherwise; success only when the next hop did
+// not offer DSN and so will not report it.
+func TestNotifyDecidesNotices(t *testing.T) {
+	bounce := Result{Permanent: true, Text: "550 no such user", Status: "5.1.1"}
+	for _, tc := range []struct {
+		notify  string
+		reply   Result
+		notices int
+	}{
+		{"", bounce, 1},
+		{"NEVER", bounce, 0},
+		{"DELAY", bounce, 0},
+		{"SUCCESS,FAILURE", bounce, 1},
+		{"", Result{OK: true, Text: "250 ok"}, 0},
+		{"SUCCESS", Result{OK: true, Text: "250 ok"}, 1},            // relayed: the next hop has no DSN
+		{"SUCCESS", Result{OK: true, Text: "250 ok", DSN: true}, 0}, // the next hop took the request
+		{"FAILURE,DELAY", Result{OK: true, Text: "250 ok"}, 0},
+	} {
+		t.Run(fmt.Sprintf("%s/%s", tc.notify, tc.reply.Text), func(t *testing.T) {
+			s, _, _ := OpenStore(t.TempDir())
+			defer s.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			tr := &fakeTransport{got: map[string]string{}, reply: func(string) Result { return tc.reply }}
+			var mu sync.Mutex
+			var notices []Notice
+			q := New(ctx, s, nil, tr, fastPolicy, func(n Notice) error {
+				mu.Lock()
+				defer mu.Unlock()
+				notices = append(notices, n)
+				return nil
+			}, testLog(t))
+			t.Cleanup(func() { cancel(); q.Wait() })
+			id := enqueueEnv(t, s, q, &Envelope{From: "sender@x.example", Arrived: time.Now(),
+				Rcpts: []Rcpt{{Addr: "u@a.example", Route: Route{Kind: MX, Name: "a.example"}, Notify: tc.notify}}})
+			waitFor(t, "the message to leave the queue", func() bool { _, err := q.Get(id); return err != nil })
+			mu.Lock()
+			defer mu.Unlock()
+			if len(notices) != tc.notices {
+				t.Fatalf("%d notices, want %d: %+v", len(notices), tc.notices, notices)
+			}
+			if len(notices) == 1 {
+				n := notices[0]
+				want := Failed
+				if tc.reply.OK {
+					want = Sent
+				}
+				if n.Delayed || len(n.Rcpts) != 1 || n.State.Rcpts[0].Status != want {
+					t.Fatalf("notice %+v, want one about a %q recipient", n, want)
+				}
+			}
+		})
+	}
+}
+
+func TestDelayedRcpts(t *testing.T) {
+	arrived := time.Now()
+	env := Envelope{Arrived: arrived, Rcpts: []Rcpt{{Addr: "a@x"}, {Addr: "b@x", Notify: "DELAY"}, {Addr: "c@x", Notify: "FAILURE"}, {Addr: "d@x", Notify: "NEVER"}}}
+	all := []int{0, 1, 2, 3}
+	for _, tc := range []struct {
+		warning time.Duration
+		age     time.Duration
+		want    string
+	}{
+		{0, time.Hour, "[]"},                   // no delay warnings, DELAY waits for delayNotice
+		{0, delayNotice, "[1]"},                // then the one that asked
+		{time.Hour, 30 * time.Minute, "[]"},    // too early for everyone
+		{time.Hour, time.Hour, "[0 1]"},        // the relay's warning: those without NOTIFY, and DELAY
+		{time.Hour, 10 * delayNotice, "[0 1]"}, // never FAILURE-only or NEVER
+	} {
+		got := fmt.Sprint(delayedRcpts(env, all, tc.warning, arrived.Add(tc.age)))
+		if got == "[]" && tc.want == "[]" || got == tc.want {
+			continue
+		}
+		t.Errorf("delay_warning %s, age %s: %s, want %s", tc.warning, tc.age, got, tc.want)
+	}
+}
+
+// What the sender asked for with SMTPUTF8 and DSN lives in the envelope
+// on disk: a restart (or kill -9) after the 250 keeps it.
+func TestExtensionsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _ := OpenStore(dir)
+	w, err := s.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "Subject: y\r\n\r\nbody\r\n")
+	env := &Envelope{From: "jörg@bücher.example", Arrived: time.Now(), SMTPUTF8: true, UTF8Header: true, Ret: "HDRS", EnvID: "QQ314159",
+		Rcpts: []Rcpt{{Addr: "müller@example.test", Route: Route{Kind: MX, Name: "example.test"}, Notify: "SUCCESS,DELAY",
+			ORCPT: mailmsg.OrigRcpt{Type: "utf-8", Addr: "müller@example.test"}}}}
+	if err := w.Commit(env); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2, loaded, probs := OpenStore(dir)
+	defer s2.Close()
+	if len(probs) != 0 || len(loaded) != 1 {
+		t.Fatalf("loaded %v, problems %v", loaded, probs)
+	}
+	got := loaded[0].Envelope
+	if got.From != env.From || !got.SMTPUTF8 || !got.UTF8Header || got.Ret != "HDRS" || got.EnvID != "QQ314159" ||
+		fmt.Sprint(got.Rcpts) != fmt.Sprint(env.Rcpts) {
+		t.Fatalf("after a restart: %+v\nwant %+v", got, *env)
+	}
 }

@@ -33,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gatehouse/mailmsg"
 	"gatehouse/safeio"
 )
 
@@ -66,12 +67,51 @@ type Envelope struct {
 	// Quarantine holds the message from the start (postsuper -h), for
 	// this reason (a DMARC quarantine policy); `queue release` lets it go.
 	Quarantine string `json:"quarantine,omitempty"`
+	// SMTPUTF8 says the sender gave SMTPUTF8 (RFC 6531): the addresses
+	// or the header may be UTF-8. UTF8Header says the header (what we
+	// prepend included) does hold non-ASCII text, so that a next hop
+	// without SMTPUTF8 cannot take the message (RFC 6531 3.7.5).
+	SMTPUTF8   bool `json:"smtputf8,omitempty"`
+	UTF8Header bool `json:"utf8_header,omitempty"`
+	// Ret and EnvID are the DSN parameters of MAIL FROM (RFC 3461 4.3,
+	// 4.4): "FULL" or "HDRS" (or "": the relay's choice, the header), and
+	// the sender's own id of the message.
+	Ret   string `json:"ret,omitempty"`
+	EnvID string `json:"envid,omitempty"`
 }
 
 // Rcpt is one recipient and the route chosen for it when it was accepted.
 type Rcpt struct {
 	Addr  string `json:"addr"`
 	Route Route  `json:"route"`
+	// Notify and ORCPT are the DSN parameters of RCPT TO (RFC 3461 4.1,
+	// 4.2): "NEVER" or some of "SUCCESS,FAILURE,DELAY" ("": not given),
+	// and the original recipient, passed on and quoted in DSNs.
+	Notify string           `json:"notify,omitempty"`
+	ORCPT  mailmsg.OrigRcpt `json:"orcpt,omitzero"`
+}
+
+// Notify words of RFC 3461 4.1.
+const (
+	NotifySuccess = "SUCCESS"
+	NotifyFailure = "FAILURE"
+	NotifyDelay   = "DELAY"
+)
+
+// Wants says whether the sender asked to hear of an outcome (NotifySuccess,
+// NotifyFailure, NotifyDelay) for r. A recipient without NOTIFY hears of
+// failures, as before the extension (RFC 3461 4.1); delays then follow
+// the relay's delay_warning.
+func (r Rcpt) Wants(what string) bool {
+	if r.Notify == "" {
+		return what == NotifyFailure
+	}
+	for w := range strings.SplitSeq(r.Notify, ",") {
+		if w == what {
+			return true
+		}
+	}
+	return false
 }
 
 // Status of one recipient.
@@ -89,6 +129,9 @@ type RcptState struct {
 	LastTry   time.Time `json:"last_try,omitzero"`
 	RemoteMTA string    `json:"remote_mta,omitempty"`
 	Notified  bool      `json:"notified,omitempty"` // the sender has its DSN
+	// Relayed: sent to a next hop that does not offer DSN, so a request
+	// for success notification is still ours to answer ("relayed").
+	Relayed bool `json:"relayed,omitempty"`
 }
 
 // State is the delivery state of a message.

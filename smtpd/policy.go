@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"log/slog"
+	"mime"
 	"net/netip"
 	"strings"
 	"sync"
@@ -80,11 +81,11 @@ func NewPolicy(c *config.SMTP, addrs map[string][]netip.Addr, pop *PopAuth, root
 		maxHops: c.Limits.MaxHops, popWindow: c.PopBeforeSMTP.Window.Duration, barenewlineFixup: c.BareNewlines == "normalize", pop: pop,
 		authIMAP: c.AuthIMAP, roots: roots, log: log}
 	for _, d := range c.Domains {
-		md := managedDomain{name: strings.ToLower(strings.TrimSuffix(d.Name, ".")), sub: d.Subdomains, verify: d.VerifyRecipients}
+		md := managedDomain{name: mailmsg.ASCIIDomain(strings.TrimSuffix(d.Name, ".")), sub: d.Subdomains, verify: d.VerifyRecipients}
 		if len(d.Recipients) > 0 {
 			md.recipients = map[string]bool{}
 			for _, r := range d.Recipients {
-				md.recipients[strings.ToLower(r)] = true
+				md.recipients[addrKey(r)] = true
 			}
 		}
 		p.domains = append(p.domains, md)
@@ -93,18 +94,32 @@ func NewPolicy(c *config.SMTP, addrs map[string][]netip.Addr, pop *PopAuth, root
 	for _, u := range c.Users {
 		mu := mailUser{hash: []byte(u.PasswordHash), addrs: map[string]bool{}}
 		for _, a := range u.Addresses {
-			mu.addrs[strings.ToLower(a)] = true
+			mu.addrs[addrKey(a)] = true
 		}
 		p.users[u.Login] = mu
 	}
 	for _, e := range c.LocalSenderExceptions {
-		p.exceptions[strings.ToLower(e)] = true
+		p.exceptions[addrKey(e)] = true
 	}
 	for _, ic := range c.InboundConnectors {
 		p.inbound = append(p.inbound, inboundConnector{name: ic.Name, restricted: ic.Networks.Len() > 0,
 			ranges: ic.Networks.Ranges(addrs), subject: ic.TLSClientSubject, header: ic.RequireHeader})
 	}
 	return p
+}
+
+// addrKey is an address of the config (or a bare local part) in the form
+// addresses are compared in (Address.Key): either spelling of a domain,
+// U-labels or A-labels, matches mail in either.
+func addrKey(s string) string {
+	if !strings.Contains(s, "@") {
+		return strings.ToLower(s)
+	}
+	a, err := mailmsg.ParseAddress(s)
+	if err != nil {
+		return strings.ToLower(s) // validated at load; matches nothing odd
+	}
+	return a.Key()
 }
 
 // HostNames lists the host names among the trusted networks and the
@@ -197,16 +212,16 @@ func (p *Policy) CheckSender(c Client, from mailmsg.Address) *smtp.SMTPError {
 	if c.Login != "" {
 		// A user sends as its configured addresses; a login known only
 		// to the IMAP server, as itself when it is an address.
-		owned := strings.EqualFold(from.String(), c.Login) && strings.Contains(c.Login, "@")
+		owned := strings.Contains(c.Login, "@") && addrKey(c.Login) == from.Key()
 		if u, ok := p.users[c.Login]; ok {
-			owned = u.addrs[strings.ToLower(from.String())]
+			owned = u.addrs[from.Key()]
 		}
 		if !owned {
 			return smtpErr(553, smtp.EnhancedCode{5, 7, 1}, "Sender address rejected: not owned by user "+c.Login)
 		}
 		return nil
 	}
-	if from.IsNull() || !p.rejectLocal || p.exceptions[strings.ToLower(from.String())] {
+	if from.IsNull() || !p.rejectLocal || p.exceptions[from.Key()] {
 		return nil
 	}
 	if reason, _ := p.relayReason(c); reason != "" {
@@ -248,7 +263,7 @@ func (p *Policy) CheckRcpt(c Client, to mailmsg.Address) (Decision, *smtp.SMTPEr
 		}
 	}
 	if d, ok := p.managed(to); ok {
-		if d.recipients != nil && !d.recipients[strings.ToLower(to.Local)] && !d.recipients[strings.ToLower(to.String())] {
+		if d.recipients != nil && !d.recipients[strings.ToLower(to.Local)] && !d.recipients[to.Key()] {
 			return Decision{}, smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "Recipient address rejected: user unknown")
 		}
 		return Decision{Route: queue.Route{Kind: queue.Domain, Name: d.name}, Verify: d.verify && d.recipients == nil}, nil
@@ -283,7 +298,8 @@ func (p *Policy) route(to mailmsg.Address) queue.Route {
 		}
 	}
 	if r.Kind == config.RouteMX {
-		return queue.Route{Kind: queue.MX, Name: to.Domain}
+		// The DNS knows the domain by its A-labels (RFC 5891 5).
+		return queue.Route{Kind: queue.MX, Name: mailmsg.ASCIIDomain(to.Domain)}
 	}
 	return queue.Route{Kind: queue.Connector, Name: r.Name}
 }
@@ -335,7 +351,7 @@ func (p *Policy) StripHeaders(c Client, h mailmsg.Header) []string {
 func (p *Policy) HeaderRoute(h mailmsg.Header) (queue.Route, bool) {
 	for _, r := range p.rules {
 		for _, v := range h.Values(r.Header) {
-			if strings.Contains(strings.ToLower(v), strings.ToLower(r.Contains)) {
+			if ruleMatches(v, r.Contains) {
 				if r.Connector.Kind == config.RouteMX {
 					return queue.Route{Kind: queue.MX}, true
 				}
@@ -345,6 +361,33 @@ func (p *Policy) HeaderRoute(h mailmsg.Header) (queue.Route, bool) {
 	}
 	return queue.Route{}, false
 }
+
+// ruleMatches says whether a header value contains a rule's text, case
+// folded, in the value as written or with its MIME encoded-words decoded
+// (RFC 2047), and with a domain in the text in either spelling: a rule for
+// "@bücher.example" matches "@xn--bcher-kva.example" and the other way
+// round.
+func ruleMatches(v, contains string) bool {
+	vs := []string{strings.ToLower(v)}
+	if d, err := wordDecoder.DecodeHeader(v); err == nil && d != v {
+		vs = append(vs, strings.ToLower(d))
+	}
+	want := strings.ToLower(contains)
+	at := strings.LastIndexByte(want, '@')
+	local, domain := want[:at+1], want[at+1:]
+	for _, w := range []string{want, local + mailmsg.ASCIIDomain(domain), local + mailmsg.UnicodeDomain(domain)} {
+		for _, v := range vs {
+			if strings.Contains(v, w) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// wordDecoder decodes RFC 2047 words in any charset Go knows (UTF-8,
+// ISO-8859-1, US-ASCII); a word in another one is left encoded.
+var wordDecoder = &mime.WordDecoder{}
 
 // PopAuth remembers the client addresses that logged in to the internal
 // POP/IMAP server recently (POP-before-SMTP).

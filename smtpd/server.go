@@ -64,6 +64,11 @@ type session struct {
 	// DNSBL's when it only tags.
 	spf      *mailauth.SPFResult
 	dnsblTag string
+	// What MAIL FROM asked for: SMTPUTF8 (RFC 6531) and the DSN
+	// parameters RET and ENVID (RFC 3461).
+	utf8  bool
+	ret   string
+	envid string
 }
 
 // refresh updates what TLS changed since the session began (STARTTLS).
@@ -182,6 +187,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if err != nil {
 		return s.fail(smtpErr(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax"))
 	}
+	utf8 := opts != nil && opts.UTF8
+	if !utf8 && !a.IsASCII() {
+		return s.fail(needUTF8())
+	}
 	if e := p.CheckSender(s.client, a); e != nil {
 		s.log.Warn("sender rejected", "from", from, "reply", e.Message)
 		s.srv.count.rejected.Add(1)
@@ -205,7 +214,17 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 	}
 	s.from = a
+	s.utf8 = utf8
+	if opts != nil {
+		s.ret, s.envid = string(opts.Return), opts.EnvelopeID
+	}
 	return nil
+}
+
+// needUTF8 refuses a UTF-8 address in a transaction without SMTPUTF8
+// (RFC 6531 3.4; Postfix's words).
+func needUTF8() *smtp.SMTPError {
+	return smtpErr(553, smtp.EnhancedCode{5, 6, 7}, "Must declare SMTPUTF8 to send unicode address")
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
@@ -217,6 +236,10 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if err != nil {
 		s.srv.count.rejected.Add(1)
 		return s.fail(smtpErr(501, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax"))
+	}
+	if !s.utf8 && !a.IsASCII() {
+		s.srv.count.rejected.Add(1)
+		return s.fail(needUTF8())
 	}
 	d, e := p.CheckRcpt(s.client, a)
 	if e != nil {
@@ -234,7 +257,18 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 			return s.fail(e)
 		}
 	}
-	s.rcpts = append(s.rcpts, queue.Rcpt{Addr: a.String(), Route: d.Route})
+	rcpt := queue.Rcpt{Addr: a.String(), Route: d.Route}
+	if opts != nil {
+		var notify []string
+		for _, n := range opts.Notify {
+			notify = append(notify, string(n))
+		}
+		rcpt.Notify = strings.Join(notify, ",")
+		if opts.OriginalRecipient != "" {
+			rcpt.ORCPT = mailmsg.OrigRcpt{Type: strings.ToLower(string(opts.OriginalRecipientType)), Addr: opts.OriginalRecipient}
+		}
+	}
+	s.rcpts = append(s.rcpts, rcpt)
 	s.inside = append(s.inside, d.Inside)
 	if d.Connector != nil {
 		s.connect = d.Connector
@@ -244,6 +278,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 
 func (s *session) Reset() {
 	s.from, s.rcpts, s.inside, s.connect = mailmsg.Address{}, nil, nil, nil
+	s.utf8, s.ret, s.envid = false, "", ""
 }
 
 func (s *session) Logout() error { return nil }
@@ -293,7 +328,7 @@ func (s *session) Data(r io.Reader) error {
 			}
 			rcpts[i].Route = hr
 			if hr.Kind == queue.MX {
-				rcpts[i].Route.Name = rcpts[i].Addr[strings.LastIndexByte(rcpts[i].Addr, '@')+1:]
+				rcpts[i].Route.Name = mailmsg.ASCIIDomain(rcpts[i].Addr[strings.LastIndexByte(rcpts[i].Addr, '@')+1:])
 			}
 		}
 	}
@@ -344,7 +379,8 @@ func (s *session) Data(r io.Reader) error {
 		s.log.Info("bare line ends normalised", "id", w.ID())
 	}
 	env := &queue.Envelope{From: s.from.String(), Rcpts: rcpts, Arrived: time.Now(), Client: s.client.Addr.String(),
-		Login: s.client.Login, Source: s.listener, Prepend: prepend, Quarantine: quarantine}
+		Login: s.client.Login, Source: s.listener, Prepend: prepend, Quarantine: quarantine,
+		SMTPUTF8: s.utf8, UTF8Header: s.utf8 && !(isASCII(raw) && isASCII([]byte(prepend))), Ret: s.ret, EnvID: s.envid}
 	if err := w.Commit(env); err != nil {
 		s.log.Error("queue commit", "err", err)
 		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Queue write error, try again later")
@@ -391,6 +427,9 @@ func (s *session) dataError(err error) error {
 // received is the trace header this relay adds (RFC 5321 4.4).
 func (s *session) received(id string, rcpts []queue.Rcpt) string {
 	proto := "ESMTP"
+	if s.utf8 {
+		proto = "UTF8SMTP" // RFC 6531 3.7.4
+	}
 	if s.client.TLS {
 		proto += "S"
 	}
@@ -403,10 +442,38 @@ func (s *session) received(id string, rcpts []queue.Rcpt) string {
 		fmt.Fprintf(&b, "\r\n\t(%s %s)", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 	}
 	if len(rcpts) == 1 {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", mailmsg.TraceWord(rcpts[0].Addr))
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", traceAddr(rcpts[0].Addr))
 	}
 	fmt.Fprintf(&b, ";\r\n\t%s\r\n", time.Now().Format(time.RFC1123Z))
 	return b.String()
+}
+
+// traceAddr is a recipient as the Received field names it: its domain in
+// A-labels, so that the field stays ASCII unless the local part is UTF-8
+// (the message needs SMTPUTF8 then anyway, RFC 6531 3.7.3).
+func traceAddr(addr string) string {
+	a, err := mailmsg.ParseAddress(addr)
+	if err != nil {
+		return mailmsg.TraceWord(addr)
+	}
+	if asc, ok := a.ASCII(); ok {
+		return mailmsg.TraceWord(asc.String())
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 33 || r == 0x7f || r == '(' || r == ')' || r == ';' || r == '<' || r == '>' {
+			return '_'
+		}
+		return r
+	}, addr)
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // loginServer is SASL LOGIN (draft-murchison-sasl-login), which go-sasl

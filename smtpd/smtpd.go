@@ -125,6 +125,11 @@ func (s *Server) Serve(name string, ln net.Listener, errc chan<- error) {
 	srv.MaxMessageBytes = c.Limits.MessageSize.Bytes
 	srv.MaxRecipients = c.Limits.Recipients
 	srv.MaxLineLength = 2048 // as Postfix's line_length_limit; RFC 5321 asks for 1000
+	// Exchange Online, Gmail and Postfix send both; without SMTPUTF8 a
+	// message to or from an internationalised address is refused at MAIL
+	// (504 5.5.4), as the operator may choose.
+	srv.EnableSMTPUTF8 = c.SMTPUTF8Enabled()
+	srv.EnableDSN = true
 	srv.ErrorLog = log.New(slogWriter{s.log.With("listener", name)}, "", 0)
 	if name != "smtps" {
 		srv.TLSConfig = tc

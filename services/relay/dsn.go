@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -28,31 +29,67 @@ func quoteForDSN(raw []byte) []byte {
 	return raw[:cut+1]
 }
 
-// notice queues a DSN to the sender of a message (RFC 3464).
+// dsnFullMax bounds the message a DSN returns whole when the sender asked
+// for it (RET=FULL): Postfix's bounce_size_limit. A larger one is
+// returned as its header, and the DSN says why.
+const dsnFullMax = 50000
+
+// original reads back what a DSN about env returns: the whole message
+// when full and it fits in dsnFullMax, else its header (truncated says the
+// message was too large). Nothing, when the queue file cannot be read.
+func (s *Service) original(env *queue.Envelope, full bool) (msg, header []byte, truncated bool) {
+	f, err := s.store.Open(env)
+	if err != nil {
+		return nil, nil, false
+	}
+	defer f.Close()
+	if full && env.OutSize() <= dsnFullMax {
+		if b, err := io.ReadAll(io.LimitReader(f, dsnFullMax+1)); err == nil && len(b) <= dsnFullMax {
+			return b, nil, false
+		}
+		return nil, nil, false
+	}
+	if _, raw, err := mailmsg.ReadHeader(bufio.NewReader(f), maxHeader); err == nil {
+		header = quoteForDSN(raw)
+	}
+	return nil, header, full
+}
+
+// notice queues a DSN to the sender of a message (RFC 3464): failures,
+// delays, and successes the next hop will not report ("relayed", RFC
+// 3461 4.1). Which recipients the sender wants to hear of (NOTIFY) the
+// queue has decided; RET, ENVID and ORCPT are honoured here, and mail
+// that came with SMTPUTF8 gets the internationalised report (RFC 6533).
 func (s *Service) notice(n queue.Notice) error {
 	c := s.config()
 	pol := s.policy()
-	var orig []byte
-	if f, err := s.store.Open(&n.Envelope); err == nil {
-		if _, raw, err := mailmsg.ReadHeader(bufio.NewReader(f), maxHeader); err == nil {
-			orig = quoteForDSN(raw)
-		}
-		f.Close()
+	failed := false
+	for _, i := range n.Rcpts {
+		failed = failed || !n.Delayed && n.State.Rcpts[i].Status == queue.Failed
 	}
+	// RET=FULL asks for the message with a failure report; delays and
+	// successes quote the header only (RFC 3461 4.3).
+	orig, header, truncated := s.original(&n.Envelope, failed && n.Envelope.Ret == "FULL")
 	w, err := s.store.Create()
 	if err != nil {
 		return err
 	}
 	defer w.Abort()
 	d := mailmsg.DSN{ReportingMTA: c.Hostname, From: "MAILER-DAEMON@" + c.Hostname, To: n.Envelope.From,
-		Arrival: n.Envelope.Arrived, EnvelopeID: n.Envelope.ID, OriginalHeader: orig, Date: time.Now(),
-		MessageID: "dsn." + w.ID() + "@" + c.Hostname}
+		Arrival: n.Envelope.Arrived, EnvelopeID: n.Envelope.EnvID, QueueID: n.Envelope.ID,
+		OriginalHeader: header, Original: orig, OriginalTruncated: truncated, Global: n.Envelope.SMTPUTF8,
+		Date: time.Now(), MessageID: "dsn." + w.ID() + "@" + c.Hostname}
+	kinds := map[string]bool{}
 	for _, i := range n.Rcpts {
 		rs := n.State.Rcpts[i]
 		action, status := "failed", "5.0.0"
-		if n.Delayed {
+		switch {
+		case n.Delayed:
 			action, status = "delayed", "4.0.0"
+		case rs.Status == queue.Sent:
+			action, status = "relayed", "2.0.0"
 		}
+		kinds[action] = true
 		if f := strings.Fields(rs.LastError); len(f) > 0 && len(f[0]) >= 5 && (f[0][0] == '4' || f[0][0] == '5') && f[0][1] == '.' {
 			status = f[0]
 			if !n.Delayed && status[0] == '4' {
@@ -67,25 +104,32 @@ func (s *Service) notice(n queue.Notice) error {
 		if rs.RemoteMTA != "" {
 			remote = "dns; " + rs.RemoteMTA
 		}
-		d.Recipients = append(d.Recipients, mailmsg.DSNRecipient{Address: n.Envelope.Rcpts[i].Addr, Action: action,
+		r := n.Envelope.Rcpts[i]
+		d.Recipients = append(d.Recipients, mailmsg.DSNRecipient{Address: r.Addr, Original: r.ORCPT, Action: action,
 			Status: status, Diagnostic: diag, RemoteMTA: remote, LastAttempt: rs.LastTry})
 	}
-	if _, err := w.Write(d.Bytes()); err != nil {
+	msg := d.Bytes()
+	if _, err := w.Write(msg); err != nil {
 		return err
 	}
 	to, err := mailmsg.ParseAddress(n.Envelope.From)
 	if err != nil {
 		return fmt.Errorf("DSN to unparseable sender %q: %w", n.Envelope.From, err)
 	}
-	env := &queue.Envelope{From: "", Rcpts: []queue.Rcpt{{Addr: to.String(), Route: pol.RouteFor(to)}}, Arrived: time.Now(), DSN: true, Source: "dsn"}
+	env := &queue.Envelope{From: "", Rcpts: []queue.Rcpt{{Addr: to.String(), Route: pol.RouteFor(to)}}, Arrived: time.Now(), DSN: true, Source: "dsn",
+		SMTPUTF8: d.Global, UTF8Header: d.Global && !mailmsg.HeaderIsASCII(msg)}
 	if err := w.Commit(env); err != nil {
 		return err
 	}
 	s.q.Add(*env)
 	kind := "bounce"
-	if n.Delayed {
+	switch {
+	case kinds["failed"]:
+	case n.Delayed:
 		kind = "delay warning"
+	case kinds["relayed"]:
+		kind = "success (relayed)"
 	}
-	s.log.Info("DSN queued", "kind", kind, "id", env.ID, "about", n.Envelope.ID, "to", env.Rcpts[0].Addr)
+	s.log.Info("DSN queued", "kind", kind, "id", env.ID, "about", n.Envelope.ID, "to", env.Rcpts[0].Addr, "ret", n.Envelope.Ret, "envid", n.Envelope.EnvID)
 	return nil
 }

@@ -295,8 +295,8 @@ func (s *Service) reload(ctx context.Context, full *config.Config) error {
 	}
 	// go-smtp reads these of its server in every session without a lock:
 	// they change only with a new server.
-	if nc.Limits.MessageSize != c.Limits.MessageSize || nc.Limits.Recipients != c.Limits.Recipients {
-		return service.Restart(errors.New("smtp: limits.message_size or limits.recipients changed; restarting to apply them"))
+	if nc.Limits.MessageSize != c.Limits.MessageSize || nc.Limits.Recipients != c.Limits.Recipients || nc.SMTPUTF8Enabled() != c.SMTPUTF8Enabled() {
+		return service.Restart(errors.New("smtp: limits.message_size, limits.recipients or smtputf8 changed; restarting to apply them"))
 	}
 	next, err := s.apply(ctx, nc)
 	if err != nil {
