@@ -437,12 +437,26 @@ func (c *smtpConn) failMail(t *transaction, err error) (*transaction, error) {
 // probe asks whether the server takes rcpt (MAIL FROM:<>, RCPT, RSET)
 // and returns its refusal of the sender or of the recipient, or nils. A
 // non-nil err means the connection broke.
+//
+// An internationalised address is asked about as it would be sent: with
+// SMTPUTF8 when the server offers it, else in A-labels; one that cannot
+// be sent at all is refused here, with 5.6.7, rather than bounced later.
 func (c *smtpConn) probe(rcpt string) (mailRefusal, rcptRefusal, err error) {
+	mail := "MAIL FROM:<>"
+	if a, err := mailmsg.ParseAddress(rcpt); err == nil && !a.IsASCII() {
+		if c.has("SMTPUTF8") {
+			mail += " SMTPUTF8"
+		} else if asc, ok := a.ASCII(); ok {
+			rcpt = asc.String()
+		} else {
+			return nil, &ReplyError{Code: 553, Enhanced: "5.6.7", Text: "SMTPUTF8 is required, but was not offered by the next hop"}, nil
+		}
+	}
 	path, err := smtpPath(rcpt)
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := c.cmd(250, "MAIL FROM:<>"); err != nil {
+	if _, err := c.cmd(250, "%s", mail); err != nil {
 		if !isReply(err) {
 			return nil, nil, err
 		}

@@ -181,8 +181,8 @@ func writeCA(t *testing.T, dir string) (ca, chain, selfSigned string, issue func
 // smarthost runs a Postfix instance in the smarthost namespace: STARTTLS
 // with a certificate from the test CA on 10.99.0.1:25 and a self-signed
 // one on :2525; everything it accepts goes to its own smtp-sink, whose dump
-// directory it returns.
-func (w *mailWorld) smarthost(t *testing.T) string {
+// directory it returns. extra are more master.cf services (postconf -M).
+func (w *mailWorld) smarthost(t *testing.T, extra ...string) string {
 	t.Helper()
 	sinkDir := w.sink(t, w.smart, "127.0.0.1:2526")
 	chain, self := w.chain, w.selfSigned
@@ -235,6 +235,9 @@ func (w *mailWorld) smarthost(t *testing.T) string {
 	pc("-MX", "smtp/inet")
 	pc("-M", "10.99.0.1:25/inet=10.99.0.1:25 inet n - n - - smtpd")
 	pc("-M", "10.99.0.1:2525/inet=10.99.0.1:2525 inet n - n - - smtpd -o smtpd_tls_chain_files="+self)
+	for _, e := range extra {
+		pc("-M", e)
+	}
 	exec.Command("env", "MAIL_CONFIG="+conf, "/usr/lib/postfix/configure-instance.sh").Run()
 	exec.Command("postfix", "-c", conf, "check").Run()
 	if out, err := exec.Command("ip", "netns", "exec", w.smart, "postfix", "-c", conf, "start").CombinedOutput(); err != nil {

@@ -375,31 +375,7 @@ smtp:
 		snmpTool(mon, "snmptrap", "-v2c", "-c", "gh-trap", "10.77.0.1:1162", "", ".1.3.6.1.4.1.99999.99.1")
 	}
 
-	pidOf := func(st *control.Status, name string) (int, int) {
-		for _, s := range st.Services {
-			if s.Name == name {
-				return s.PID, s.Restarts
-			}
-		}
-		return 0, 0
-	}
-	// kill kills a running service and waits for the supervisor to have
-	// it running again.
-	kill := func(name string) {
-		t.Helper()
-		st := w.waitFor(t, name+" running", 20*time.Second, func(st *control.Status) bool {
-			pid, _ := pidOf(st, name)
-			return pid > 0 && serviceRunning(st, name)
-		})
-		pid, restarts := pidOf(st, name)
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatalf("kill %s (%d): %v", name, pid, err)
-		}
-		w.waitFor(t, name+" restarted", 30*time.Second, func(st *control.Status) bool {
-			_, r := pidOf(st, name)
-			return r > restarts && serviceRunning(st, name)
-		})
-	}
+	kill := func(name string) { t.Helper(); w.killService(t, name) }
 
 	// The agent restarted: coldStart to every receiver, now listening.
 	kill("snmp")
