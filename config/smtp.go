@@ -286,6 +286,9 @@ func (c *Config) checkSMTP(ck *checker) {
 	for i, d := range s.Domains {
 		p := fmt.Sprintf("smtp.domains[%d]", i)
 		name := strings.ToLower(strings.TrimSuffix(d.Name, "."))
+		if a, err := idna.Lookup.ToASCII(name); err == nil {
+			name = a // one domain in either spelling is one domain
+		}
 		if !validDomain(name) {
 			ck.errf(p+".name", "%q is not a domain name", d.Name)
 		} else if prev, dup := domains[name]; dup {
