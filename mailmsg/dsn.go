@@ -327,6 +327,22 @@ func clean(s string) string {
 	return strings.Join(strings.Fields(string(b)), " ")
 }
 
+// cleanUTF8 is clean for the parts of a global DSN (RFC 6533), which may
+// carry UTF-8: control characters, the C1 ones included, become spaces as in
+// clean, and what is not valid UTF-8 becomes U+FFFD, so that the part is
+// valid UTF-8 whatever the input. Runs of white space collapse.
+func cleanUTF8(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s { // ranging over invalid UTF-8 yields U+FFFD
+		if isControl(r) {
+			r = ' '
+		}
+		b.WriteRune(r)
+	}
+	return strings.Join(strings.Fields(b.String()), " ")
+}
+
 // headerAddress quotes the local part of an address for a header field when
 // it is not a dot-atom. go-smtp hands over quoted local parts unquoted, so
 // the original sender may well be "a@b"@example.com, which written as
