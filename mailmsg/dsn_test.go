@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var (
@@ -27,7 +28,8 @@ func testDSN() DSN {
 		From:         "MAILER-DAEMON@mx.example.com",
 		To:           "sender@example.org",
 		Arrival:      arrival,
-		EnvelopeID:   "Q1234",
+		EnvelopeID:   "QQ314159.env@client.example",
+		QueueID:      "Q1234",
 		Recipients: []DSNRecipient{{
 			Address:     "nobody@example.net",
 			Action:      "failed",
@@ -49,29 +51,48 @@ func testDSN() DSN {
 // parsedDSN is a DSN as a receiving mail program sees it.
 type parsedDSN struct {
 	header     mail.Header
+	global     bool                   // report-type=global-delivery-status
+	types      []string               // the parts' media types, in order
 	text       string                 // the human-readable part
+	status     string                 // the delivery-status part, raw
 	perMessage textproto.MIMEHeader   // delivery-status per-message fields
 	recipients []textproto.MIMEHeader // delivery-status per-recipient blocks
-	original   *string                // the text/rfc822-headers part, nil if absent
+	original   *string                // the returned header, decoded; nil if absent
+	message    *string                // the returned message; nil if absent
+	messageCTE string                 // its Content-Transfer-Encoding
+}
+
+// The media types of the parts of a DSN: the report's, then what may be
+// returned of the original message.
+var dsnPartTypes = map[bool][]string{
+	false: {"text/plain", "message/delivery-status", "text/rfc822-headers", "message/rfc822"},
+	true:  {"text/plain", "message/global-delivery-status", "message/global-headers", "message/global"},
 }
 
 // parseDSN parses a DSN back with net/mail and mime/multipart, failing the
-// test on anything a mail program would object to.
+// test on anything a mail program would object to: a part of the wrong type
+// for the DSN's kind (RFC 3464 or RFC 6533), 8-bit octets where the DSN is
+// not declared 8bit or in a non-global DSN outside the returned message,
+// invalid UTF-8 in a global DSN outside the returned message.
 func parseDSN(t *testing.T, msg []byte) parsedDSN {
 	t.Helper()
-	checkLines(t, msg)
 	m, err := mail.ReadMessage(bytes.NewReader(msg))
 	if err != nil {
 		t.Fatalf("mail.ReadMessage: %v", err)
 	}
+	eightBit := m.Header.Get("Content-Transfer-Encoding") == "8bit"
+	checkLines(t, msg, eightBit)
 	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
 	if err != nil {
 		t.Fatalf("Content-Type: %v", err)
 	}
-	if mt != "multipart/report" || params["report-type"] != "delivery-status" {
-		t.Fatalf("Content-Type %q, want multipart/report; report-type=delivery-status", m.Header.Get("Content-Type"))
+	p := parsedDSN{header: m.Header, global: params["report-type"] == "global-delivery-status"}
+	if mt != "multipart/report" || params["report-type"] != "delivery-status" && !p.global {
+		t.Fatalf("Content-Type %q, want multipart/report; report-type=(global-)delivery-status", m.Header.Get("Content-Type"))
 	}
-	p := parsedDSN{header: m.Header}
+	head := msg[:bytes.Index(msg, []byte("\r\n\r\n"))]
+	checkCharset(t, "header", head, p.global)
+	want := dsnPartTypes[p.global]
 	mr := multipart.NewReader(m.Body, params["boundary"])
 	for i := 0; ; i++ {
 		part, err := mr.NextPart()
@@ -88,20 +109,55 @@ func parseDSN(t *testing.T, msg []byte) parsedDSN {
 		if err != nil {
 			t.Fatalf("part %d: %v", i+1, err)
 		}
-		ct, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
+		ct, ctParams, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
+		p.types = append(p.types, ct)
+		cte := part.Header.Get("Content-Transfer-Encoding")
+		if i < 2 {
+			checkCharset(t, ct, body, p.global)
+			if !is7bit(body) && cte != "8bit" {
+				t.Errorf("part %d %s holds 8-bit octets but has Content-Transfer-Encoding %q", i+1, ct, cte)
+			}
+		}
 		switch {
-		case i == 0 && ct == "text/plain":
+		case i == 0 && ct == want[0]:
+			if cs := ctParams["charset"]; p.global && cs != "utf-8" || !p.global && cs != "us-ascii" {
+				t.Errorf("text part charset %q in a DSN with global %v", cs, p.global)
+			}
 			p.text = string(body)
-		case i == 1 && ct == "message/delivery-status":
+		case i == 1 && ct == want[1]:
+			p.status = string(body)
 			p.perMessage, p.recipients = parseDeliveryStatus(t, body)
-		case i == 2 && ct == "text/rfc822-headers":
+		case i == 2 && ct == want[2]:
+			if p.global && cte != "" && !utf8.Valid(body) {
+				t.Errorf("message/global-headers part with Content-Transfer-Encoding %q is not UTF-8", cte)
+			}
 			s := string(body)
 			p.original = &s
+		case i == 2 && ct == want[3]:
+			if cte != "7bit" && cte != "8bit" {
+				t.Errorf("%s part has Content-Transfer-Encoding %q", ct, cte)
+			}
+			if cte == "7bit" && !is7bit(body) {
+				t.Errorf("%s part is declared 7bit but is not", ct)
+			}
+			s := string(body)
+			p.message, p.messageCTE = &s, cte
 		default:
-			t.Fatalf("part %d has Content-Type %q", i+1, ct)
+			t.Fatalf("part %d has Content-Type %q in a DSN with global %v", i+1, ct, p.global)
 		}
 	}
 	return p
+}
+
+// checkCharset checks that text is US-ASCII, or UTF-8 in a global DSN.
+func checkCharset(t *testing.T, what string, text []byte, global bool) {
+	t.Helper()
+	switch {
+	case global && !utf8.Valid(text):
+		t.Errorf("%s is not valid UTF-8: %q", what, text)
+	case !global && !is7bit(text):
+		t.Errorf("%s is not US-ASCII: %q", what, text)
+	}
 }
 
 // parseDeliveryStatus splits a message/delivery-status body into its blocks.
@@ -119,24 +175,23 @@ func parseDeliveryStatus(t *testing.T, body []byte) (textproto.MIMEHeader, []tex
 	return blocks[0], blocks[1:]
 }
 
-// checkLines checks that every line ends in CRLF and is at most 998 octets.
-func checkLines(t *testing.T, msg []byte) {
+// checkLines checks that every line ends in CRLF, is at most 998 octets and
+// holds no NUL, and that the message holds 8-bit octets exactly when it is
+// declared 8bit.
+func checkLines(t *testing.T, msg []byte, eightBit bool) {
 	t.Helper()
 	if !bytes.HasSuffix(msg, []byte("\r\n")) {
 		t.Errorf("message does not end in CRLF")
 	}
+	if eightBit == is7bit(msg) {
+		t.Errorf("message declared 8bit: %v, but holds 8-bit octets: %v", eightBit, !eightBit)
+	}
 	for i, line := range strings.Split(string(msg), "\r\n") {
-		if strings.ContainsAny(line, "\r\n") {
-			t.Errorf("line %d %q contains a bare CR or LF", i+1, line)
+		if strings.ContainsAny(line, "\r\n\x00") {
+			t.Errorf("line %d %q contains a bare CR or LF, or NUL", i+1, line)
 		}
 		if len(line) > 998 {
 			t.Errorf("line %d is %d octets long", i+1, len(line))
-		}
-		for _, c := range []byte(line) {
-			if c >= 0x80 || c == 0 {
-				t.Errorf("line %d %q is not 7bit", i+1, line)
-				break
-			}
 		}
 	}
 }
@@ -171,11 +226,13 @@ func TestDSN(t *testing.T) {
 	}
 
 	wantMessage := map[string]string{
+		"Original-Envelope-Id": "QQ314159.env@client.example",
 		"Reporting-Mta":        "dns; mx.example.com",
-		"Original-Envelope-Id": "Q1234",
 		"Arrival-Date":         "Tue, 04 Mar 2025 05:06:07 +0000",
+		"X-Gatehouse-Queue-Id": "Q1234",
 	}
 	checkFields(t, "per-message", p.perMessage, wantMessage)
+	checkOrder(t, p.status, "Original-Envelope-Id:", "Reporting-MTA:", "Arrival-Date:", "X-Gatehouse-Queue-ID:", "\r\n\r\n")
 	if len(p.recipients) != 2 {
 		t.Fatalf("%d recipient blocks, want 2", len(p.recipients))
 	}
@@ -202,6 +259,20 @@ func TestDSN(t *testing.T) {
 	}
 }
 
+// checkOrder checks that each of subs occurs in s, in this order.
+func checkOrder(t *testing.T, s string, subs ...string) {
+	t.Helper()
+	at := 0
+	for _, sub := range subs {
+		i := strings.Index(s[at:], sub)
+		if i < 0 {
+			t.Errorf("%q does not occur after %q in\n%s", sub, s[:at], s)
+			return
+		}
+		at += i + len(sub)
+	}
+}
+
 // checkFields checks that h has exactly the fields in want.
 func checkFields(t *testing.T, what string, h textproto.MIMEHeader, want map[string]string) {
 	t.Helper()
@@ -221,6 +292,7 @@ func TestDSNDelayedOnlyAndOptionalFields(t *testing.T) {
 	d := testDSN()
 	d.Recipients = d.Recipients[1:]
 	d.EnvelopeID = ""
+	d.QueueID = ""
 	d.Arrival = time.Time{}
 	d.OriginalHeader = nil
 	p := parseDSN(t, d.Bytes())
