@@ -8,6 +8,7 @@ import (
 	"mime/multipart"
 	"net/mail"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +148,14 @@ func parseDSN(t *testing.T, msg []byte) parsedDSN {
 		}
 	}
 	return p
+}
+
+// quoted shows a part of a parsedDSN.
+func quoted(s *string) string {
+	if s == nil {
+		return "absent"
+	}
+	return strconv.Quote(*s)
 }
 
 // checkCharset checks that text is US-ASCII, or UTF-8 in a global DSN.
@@ -443,6 +452,287 @@ func TestWriteFolded(t *testing.T) {
 		" abcdefghi abcdefghi abcdefghi\r\n"
 	if b.String() != want {
 		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
+	}
+}
+
+// origMessage is an original message as the relay received it, with an
+// 8-bit body.
+const origMessage = origHeader + "Hello,\r\n\r\ncaf\xc3\xa9 at 8:00?\r\n-- \r\nSender\r\n"
+
+// The parts of a DSN by its kind and what it returns.
+func TestDSNParts(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		global   bool
+		original []byte // DSN.Original; else the header is returned
+		types    []string
+		cte      string
+		attached string
+	}{
+		{"headers", false, nil, []string{"text/plain", "message/delivery-status", "text/rfc822-headers"}, "", "The header of your message is attached."},
+		{"full", false, []byte(origMessage), []string{"text/plain", "message/delivery-status", "message/rfc822"}, "8bit", "Your message is attached."},
+		{"full 7bit", false, []byte(origHeader + "Hello\r\n"), []string{"text/plain", "message/delivery-status", "message/rfc822"}, "7bit", "Your message is attached."},
+		{"global headers", true, nil, []string{"text/plain", "message/global-delivery-status", "message/global-headers"}, "", "The header of your message is attached."},
+		{"global full", true, []byte(origMessage), []string{"text/plain", "message/global-delivery-status", "message/global"}, "8bit", "Your message is attached."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := testDSN()
+			d.Global = tc.global
+			d.Original = tc.original
+			msg := d.Bytes()
+			p := parseDSN(t, msg)
+			if p.global != tc.global {
+				t.Errorf("global %v, want %v", p.global, tc.global)
+			}
+			if strings.Join(p.types, " ") != strings.Join(tc.types, " ") {
+				t.Errorf("parts %q, want %q", p.types, tc.types)
+			}
+			if !strings.Contains(p.text, tc.attached) {
+				t.Errorf("text part does not say %q:\n%s", tc.attached, p.text)
+			}
+			if tc.original == nil {
+				if p.original == nil || *p.original != strings.TrimSuffix(origHeader, "\r\n") {
+					t.Errorf("header part %s", quoted(p.original))
+				}
+				return
+			}
+			// RET=FULL: the message goes back byte for byte.
+			if p.message == nil || *p.message != string(tc.original) {
+				t.Fatalf("message part %s, want %q", quoted(p.message), tc.original)
+			}
+			if p.messageCTE != tc.cte {
+				t.Errorf("message part Content-Transfer-Encoding %q, want %q", p.messageCTE, tc.cte)
+			}
+			if !bytes.Contains(msg, tc.original) {
+				t.Errorf("the original is not in the DSN as it is")
+			}
+		})
+	}
+}
+
+// A message that no mail can carry unaltered goes back as its header, and
+// the sender is told why; a message too large for the caller to return
+// likewise.
+func TestDSNOriginalNotReturned(t *testing.T) {
+	for _, orig := range []string{
+		origHeader + "bare\nLF\r\n",
+		origHeader + "bare\rCR\r\n",
+		origHeader + "NUL\x00\r\n",
+		origHeader + strings.Repeat("x", 999) + "\r\n",
+	} {
+		d := testDSN()
+		d.Original = []byte(orig)
+		p := parseDSN(t, d.Bytes())
+		if p.message != nil || p.original == nil || *p.original != strings.TrimSuffix(origHeader, "\r\n") {
+			t.Errorf("Original %q: message part %v, header part %v", orig, p.message != nil, p.original)
+		}
+		if !strings.Contains(p.text, "cannot be returned whole as it was sent") || strings.Contains(p.text, "Your message is attached") {
+			t.Errorf("Original %q: text part:\n%s", orig, p.text)
+		}
+	}
+
+	d := testDSN()
+	d.OriginalTruncated = true
+	p := parseDSN(t, d.Bytes())
+	if want := "Your message was too large to return whole; its header is attached."; !strings.Contains(p.text, want) {
+		t.Errorf("text part does not say %q:\n%s", want, p.text)
+	}
+	if strings.Contains(p.text, "The header of your message is attached.") {
+		t.Errorf("text part speaks of the header twice:\n%s", p.text)
+	}
+}
+
+func TestDSNOriginalRecipient(t *testing.T) {
+	rcpts := []OrigRcpt{{"rfc822", "Bob+list@Example.COM"}, {"utf-8", "müller@bücher.example"}}
+	for _, tc := range []struct {
+		global bool
+		want   []string
+	}{
+		{false, []string{"rfc822;Bob+list@Example.COM", `utf-8;m\x{FC}ller@b\x{FC}cher.example`}},
+		{true, []string{"rfc822;Bob+list@Example.COM", "utf-8;müller@bücher.example"}},
+	} {
+		d := testDSN()
+		d.Global = tc.global
+		d.Recipients[0].Original = rcpts[0]
+		d.Recipients[1].Original = rcpts[1]
+		p := parseDSN(t, d.Bytes())
+		for i, r := range p.recipients {
+			if got := r.Get("Original-Recipient"); got != tc.want[i] {
+				t.Errorf("global %v: recipient %d: Original-Recipient %q, want %q", tc.global, i+1, got, tc.want[i])
+			}
+		}
+		// RFC 3464 2.3: Original-Recipient comes first in the block.
+		checkOrder(t, p.status, "\r\n\r\nOriginal-Recipient:", "\r\nFinal-Recipient:", "\r\n\r\nOriginal-Recipient:", "\r\nFinal-Recipient:")
+	}
+}
+
+func TestDSNSuccess(t *testing.T) {
+	d := testDSN()
+	d.Recipients = []DSNRecipient{{Address: "far@example.net", Action: "relayed", Status: "2.0.0", RemoteMTA: "dns; mx.example.net", Diagnostic: "smtp; 250 2.0.0 queued as 1234"}}
+	p := parseDSN(t, d.Bytes())
+	if got := p.header.Get("Subject"); got != "Successful Mail Delivery Report" {
+		t.Errorf("Subject %q", got)
+	}
+	checkFields(t, "recipient", p.recipients[0], map[string]string{
+		"Final-Recipient": "rfc822; far@example.net",
+		"Action":          "relayed",
+		"Status":          "2.0.0",
+		"Remote-Mta":      "dns; mx.example.net",
+		"Diagnostic-Code": "smtp; 250 2.0.0 queued as 1234",
+	})
+	text := strings.Join(strings.Fields(p.text), " ") // unwrapped
+	for _, s := range []string{"The next hop does not offer delivery status notifications, so you may still hear of a failure from another system:", "<far@example.net>: 2.0.0"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("text part does not say %q:\n%s", s, p.text)
+		}
+	}
+	if strings.Contains(text, "could not be delivered") || strings.Contains(text, "delayed") {
+		t.Errorf("text part speaks of failure or delay:\n%s", p.text)
+	}
+
+	d.Recipients[0].Action = "delivered"
+	p = parseDSN(t, d.Bytes())
+	if got := p.header.Get("Subject"); got != "Successful Mail Delivery Report" {
+		t.Errorf("Subject %q", got)
+	}
+	if text := strings.Join(strings.Fields(p.text), " "); !strings.Contains(text, "delivered to the mailbox of the following recipients") || strings.Contains(text, "next hop") {
+		t.Errorf("text part for delivered:\n%s", p.text)
+	}
+}
+
+// A DSN about recipients in several states lists each group under its own
+// paragraph, and its Subject names the worst.
+func TestDSNMixed(t *testing.T) {
+	d := testDSN()
+	d.Recipients = []DSNRecipient{
+		{Address: "in@example.net", Action: "delivered", Status: "2.0.0"},
+		{Address: "far@example.net", Action: "relayed", Status: "2.0.0"},
+		{Address: "slow@example.net", Action: "delayed", Status: "4.4.1"},
+		{Address: "nobody@example.net", Action: "failed", Status: "5.1.1"},
+	}
+	p := parseDSN(t, d.Bytes())
+	if got := p.header.Get("Subject"); got != "Undelivered Mail Returned to Sender" {
+		t.Errorf("Subject %q", got)
+	}
+	checkOrder(t, strings.Join(strings.Fields(p.text), " "),
+		"could not be delivered", "<nobody@example.net>",
+		"is delayed", "<slow@example.net>",
+		"next hop does not offer", "<far@example.net>",
+		"to the mailbox", "<in@example.net>")
+	for _, addr := range []string{"nobody", "slow", "far", "in"} {
+		if n := strings.Count(p.text, "<"+addr+"@"); n != 1 {
+			t.Errorf("%s listed %d times", addr, n)
+		}
+	}
+
+	d.Recipients = d.Recipients[:3]
+	if got := parseDSN(t, d.Bytes()).header.Get("Subject"); got != "Delayed Mail (still being retried)" {
+		t.Errorf("Subject %q without failures", got)
+	}
+}
+
+// A Global DSN carries UTF-8 addresses as they are; the ASCII one writes a
+// UTF-8 recipient address as utf-8-addr-xtext.
+func TestDSNUTF8Address(t *testing.T) {
+	d := testDSN()
+	d.To = "jürgen@example.org"
+	d.Recipients[0].Address = "müller@bücher.example"
+	d.Recipients[0].Diagnostic = "smtp; 550 5.1.1 Benutzer unbekannt: müller"
+	d.OriginalHeader = []byte("From: Jürgen <jürgen@example.org>\r\nSubject: Grüße\r\n\r\n")
+
+	d.Global = true
+	p := parseDSN(t, d.Bytes())
+	if got := p.header.Get("To"); got != "jürgen@example.org" {
+		t.Errorf("To %q", got)
+	}
+	checkFields(t, "recipient 1", p.recipients[0], map[string]string{
+		"Final-Recipient":   "utf-8; müller@bücher.example",
+		"Action":            "failed",
+		"Status":            "5.1.1",
+		"Remote-Mta":        "dns; mx.example.net",
+		"Diagnostic-Code":   "smtp; 550 5.1.1 Benutzer unbekannt: müller",
+		"Last-Attempt-Date": "Tue, 04 Mar 2025 06:00:00 +0100",
+	})
+	if !strings.Contains(p.text, "<müller@bücher.example>: 5.1.1") {
+		t.Errorf("text part:\n%s", p.text)
+	}
+	// Valid UTF-8 goes as 8bit, not quoted-printable (RFC 6533 6.3).
+	if p.original == nil || *p.original != strings.TrimSuffix(string(d.OriginalHeader), "\r\n") {
+		t.Errorf("global header part %s", quoted(p.original))
+	}
+	if !bytes.Contains(d.Bytes(), d.OriginalHeader) {
+		t.Errorf("the UTF-8 header is not carried as it is")
+	}
+	// Invalid UTF-8 cannot go as 8bit in message/global-headers; it is
+	// quoted-printable and decodes to what it was.
+	bad := testDSN()
+	bad.Global = true
+	bad.OriginalHeader = []byte("Subject: Gr\xfc\xdfe\r\n\r\n")
+	if p := parseDSN(t, bad.Bytes()); p.original == nil || *p.original != "Subject: Gr\xfc\xdfe\r\n" {
+		t.Errorf("invalid UTF-8 header part %s", quoted(p.original))
+	}
+
+	d.Global = false
+	p = parseDSN(t, d.Bytes())
+	if got := p.recipients[0].Get("Final-Recipient"); got != `utf-8; m\x{FC}ller@b\x{FC}cher.example` {
+		t.Errorf("Final-Recipient %q outside a Global DSN", got)
+	}
+	if got := p.header.Get("To"); got != "j??rgen@example.org" {
+		t.Errorf("To %q outside a Global DSN", got)
+	}
+}
+
+// In a Global DSN, too, values cannot add lines or fields, invalid UTF-8
+// does not get through, and nothing in the returned message, not even a line
+// that looks like a delimiter, breaks the structure.
+func TestDSNGlobalHostile(t *testing.T) {
+	d := testDSN()
+	d.Global = true
+	d.To = "j\xfcrgen@example.org\r\nBcc: victim@example.com"
+	d.EnvelopeID = "env\r\nX-Injected: 1"
+	d.QueueID = "Q1\n\nFinal-Recipient: rfc822; evil@example.com"
+	d.Recipients[0].Address = "m\xfcller@b\u0085cher.example\rAction: delivered"
+	d.Recipients[0].Original = OrigRcpt{"utf-8", "x\r\nAction: delivered"}
+	d.Recipients[0].Diagnostic = "smtp; 550 \xff\xfe\u2028\r\n\r\nX-Injected: 2 " + strings.Repeat("ü", 600)
+	d.Recipients[1].Original = OrigRcpt{"rfc822", "y\r\n\r\nX-Injected: 3"}
+	first := d.Bytes()
+	d.Original = []byte(origHeader + "--" + boundaryOf(t, first) + "\r\n--" + boundaryOf(t, first) + "--\r\n\xff\xfe invalid UTF-8 and\r\n--dsn-\r\n")
+	msg := d.Bytes()
+	p := parseDSN(t, msg)
+	if len(p.types) != 3 {
+		t.Fatalf("%d parts", len(p.types))
+	}
+	if p.message == nil || *p.message != string(d.Original) {
+		t.Fatalf("message part %s, want %q", quoted(p.message), d.Original)
+	}
+	for k := range p.header {
+		if k == "Bcc" {
+			t.Errorf("injected header %s: %q", k, p.header[k])
+		}
+	}
+	if got := p.header.Get("To"); got != "\"j\uFFFDrgen@example.org Bcc: victim\"@example.com" {
+		t.Errorf("To %q", got)
+	}
+	if len(p.recipients) != 2 {
+		t.Fatalf("%d recipient blocks, want 2", len(p.recipients))
+	}
+	for i, r := range append(p.recipients, p.perMessage) {
+		if r.Get("X-Injected") != "" || len(r.Values("Action")) > 1 || len(r.Values("Final-Recipient")) > 1 {
+			t.Errorf("block %d: injected fields: %q", i+1, r)
+		}
+	}
+	if got, want := p.recipients[0].Get("Final-Recipient"), "utf-8; m\uFFFDller@b cher.example Action: delivered"; got != want {
+		t.Errorf("Final-Recipient %q, want %q", got, want)
+	}
+	if got, want := p.recipients[0].Get("Original-Recipient"), "utf-8;x Action: delivered"; got != want {
+		t.Errorf("Original-Recipient %q, want %q", got, want)
+	}
+	// The long diagnostic is folded between characters, never inside one.
+	if got := p.recipients[0].Get("Diagnostic-Code"); !strings.HasPrefix(got, "smtp; 550 \uFFFD\uFFFD X-Injected: 2 ü") || !utf8.ValidString(got) {
+		t.Errorf("Diagnostic-Code %q", got)
+	}
+	if !bytes.Equal(msg, d.Bytes()) {
+		t.Error("Bytes is not deterministic")
 	}
 }
 
