@@ -102,7 +102,7 @@ type DSNRecipient struct {
 // it.
 func (d DSN) Bytes() []byte {
 	parts := [][]byte{d.notification(), d.deliveryStatus()}
-	if _, p := d.returned(); p != nil {
+	if p := d.returned(); p != nil {
 		parts = append(parts, p)
 	}
 	boundary := chooseBoundary(parts)
@@ -191,17 +191,30 @@ const (
 	returnHeaderOnly            // Original could not go unaltered: its header
 )
 
-// returned says what the third part returns and renders it; nil if nothing.
-func (d DSN) returned() (returnKind, []byte) {
+// returns says what the third part returns of the original message.
+func (d DSN) returns() returnKind {
 	switch {
 	case len(d.Original) > 0 && carriable(d.Original):
-		return returnMessage, d.messagePart()
+		return returnMessage
 	case len(d.Original) > 0:
-		return returnHeaderOnly, d.headersPart(headerOf(d.Original))
+		return returnHeaderOnly
 	case len(d.OriginalHeader) > 0:
-		return returnHeader, d.headersPart(d.OriginalHeader)
+		return returnHeader
 	}
-	return returnNothing, nil
+	return returnNothing
+}
+
+// returned renders the third part; nil if there is none.
+func (d DSN) returned() []byte {
+	switch d.returns() {
+	case returnMessage:
+		return d.messagePart()
+	case returnHeaderOnly:
+		return d.headersPart(headerOf(d.Original))
+	case returnHeader:
+		return d.headersPart(d.OriginalHeader)
+	}
+	return nil
 }
 
 // notification renders the human-readable first part.
@@ -216,7 +229,7 @@ func (d DSN) notification() []byte {
 		}
 	}
 	var attached string
-	switch kind, _ := d.returned(); {
+	switch kind := d.returns(); {
 	case kind == returnMessage:
 		attached = "Your message is attached."
 	case kind == returnHeaderOnly:
@@ -356,11 +369,13 @@ func carriable(msg []byte) bool {
 	return true
 }
 
-// headerOf returns the header block of msg, the empty line that ends it
-// included, or all of msg if it has no body.
+// headerOf returns the header block of msg with CRLF line ends, the empty
+// line that ends it included, or all of msg if it has no body. Line ends
+// are made CRLF first: a message that comes here may have bare ones.
 func headerOf(msg []byte) []byte {
+	msg = crlf(msg)
 	if bytes.HasPrefix(msg, []byte("\r\n")) {
-		return nil
+		return msg[:2]
 	}
 	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
 		return msg[:i+4]

@@ -515,7 +515,7 @@ func TestDSNParts(t *testing.T) {
 // likewise.
 func TestDSNOriginalNotReturned(t *testing.T) {
 	for _, orig := range []string{
-		origHeader + "bare\nLF\r\n",
+		strings.ReplaceAll(origHeader, "\r\n", "\n") + "bare\nLF\n",
 		origHeader + "bare\rCR\r\n",
 		origHeader + "NUL\x00\r\n",
 		origHeader + strings.Repeat("x", 999) + "\r\n",
@@ -737,18 +737,30 @@ func TestDSNGlobalHostile(t *testing.T) {
 }
 
 // Whatever the input, the DSN must be a well-formed message with exactly the
-// fields Bytes writes.
+// fields Bytes writes, of the kind asked for, returning what it says.
 func FuzzDSN(f *testing.F) {
-	f.Add("sender@example.org", "nobody@example.net", "smtp; 550 5.1.1 no such user", []byte(origHeader))
-	f.Add("a@b@c\r\nBcc: x", "x\ny@z", "smtp;\r\n\r\nX: 1"+strings.Repeat("y", 1200), []byte("Subject: \xff\rX: y\n\n"))
-	f.Fuzz(func(t *testing.T, to, rcpt, diag string, orig []byte) {
+	f.Add("sender@example.org", "nobody@example.net", "smtp; 550 5.1.1 no such user", "bob@example.net", []byte(origHeader), false, false)
+	f.Add("a@b@c\r\nBcc: x", "x\ny@z", "smtp;\r\n\r\nX: 1"+strings.Repeat("y", 1200), "\xff\r\n", []byte("Subject: \xff\rX: y\n\n"), false, true)
+	f.Add("jürgen@example.org", "müller@bücher.example", "smtp; 550 "+strings.Repeat("ü", 700), "müller@bücher.example", []byte(origMessage), true, true)
+	f.Add("j\xfc@x", "m\xfc\u0085@y", "smtp; \xc3", "\x00", []byte(origHeader+"--dsn-\r\n\xff\r\n"), true, false)
+	f.Fuzz(func(t *testing.T, to, rcpt, diag, orcpt string, orig []byte, global, full bool) {
 		d := testDSN()
+		d.Global = global
 		d.To = to
 		d.Recipients[0].Address = rcpt
 		d.Recipients[0].Diagnostic = diag
+		d.Recipients[0].Original = OrigRcpt{"utf-8", orcpt}
+		d.Recipients[1].Original = OrigRcpt{"rfc822", orcpt}
 		d.Recipients[1].RemoteMTA = diag
-		d.OriginalHeader = orig
+		if full {
+			d.Original, d.OriginalHeader = orig, nil
+		} else {
+			d.OriginalHeader = orig
+		}
 		p := parseDSN(t, d.Bytes())
+		if p.global != global {
+			t.Fatalf("global %v, want %v", p.global, global)
+		}
 		if len(p.recipients) != 2 {
 			t.Fatalf("%d recipient blocks, want 2", len(p.recipients))
 		}
@@ -759,8 +771,11 @@ func FuzzDSN(f *testing.F) {
 				}
 			}
 		}
-		if (p.original != nil) != (len(orig) > 0) {
-			t.Fatalf("text/rfc822-headers part present: %v, original header %q", p.original != nil, orig)
+		if returned := p.original != nil || p.message != nil; returned != (len(orig) > 0) {
+			t.Fatalf("something returned: %v, original %q", returned, orig)
+		}
+		if p.message != nil && *p.message != string(orig) {
+			t.Fatalf("message part %q, want %q", *p.message, orig)
 		}
 	})
 }
