@@ -60,7 +60,7 @@ func ParseORCPT(v string) (OrigRcpt, error) {
 		return OrigRcpt{}, fmt.Errorf("mailmsg: ORCPT %q: empty address", v)
 	}
 	var (
-		o   = OrigRcpt{Type: strings.ToLower(typ)}
+		o   = OrigRcpt{Type: asciiLower(typ)}
 		err error
 	)
 	switch o.Type {
@@ -138,6 +138,19 @@ func (o OrigRcpt) Field(global bool) string {
 	return ""
 }
 
+// asciiLower lower-cases the ASCII letters of s and leaves the rest alone:
+// unlike strings.ToLower it cannot turn something else (the Kelvin sign,
+// say) into a letter of a known type.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
 // checkRFC822Addr checks what RFC 3461 4.2 allows in an rfc822 ORCPT
 // address: printable US-ASCII, space included (a quoted local part may hold
 // one).
@@ -209,7 +222,7 @@ func EncodeXtext(s string) string {
 // none ("+41") is accepted: RFC 3461 leaves that to the encoder. The result
 // is octets, which need not be UTF-8; the caller checks what it expects.
 func DecodeXtext(s string) (string, error) {
-	if !strings.ContainsAny(s, "+=") && isXcharString(s) {
+	if isXcharString(s) {
 		return s, nil // the common case: nothing encoded
 	}
 	var b strings.Builder

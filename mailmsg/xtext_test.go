@@ -124,6 +124,7 @@ func TestParseORCPT(t *testing.T) {
 		"rfc822;",
 		";bob@example.com",
 		"x400;c=us;a=x",
+		"rfc822 ;bob@example.com",
 		"rfc822;bob+2b@example.com",          // lower-case hexchar
 		"rfc822;m+C3+BCller@example.com",     // non-ASCII in rfc822
 		"rfc822;bob+0D+0ABcc:x@example.com",  // CR LF
