@@ -27,7 +27,7 @@ const dateFormat = time.RFC1123Z
 // A DSN about mail that came with SMTPUTF8 is Global (RFC 6533): its parts
 // may then carry UTF-8, and the caller must send it with SMTPUTF8 or
 // 8BITMIME as the next hop allows. Otherwise the DSN is US-ASCII throughout,
-// but for an Original that holds 8-bit octets (then it needs 8BITMIME).
+// except for an Original that holds 8-bit octets (then it needs 8BITMIME).
 type DSN struct {
 	ReportingMTA string    // host name of this relay
 	From         string    // the sender of the DSN, e.g. "MAILER-DAEMON@mx.example.com"
@@ -112,7 +112,8 @@ func (d DSN) Bytes() []byte {
 	}
 
 	// Each part lacks its final line end: the CRLF before a boundary
-	// delimiter belongs to the delimiter (RFC 2046 section 5.1.1).
+	// delimiter belongs to the delimiter (RFC 2046 section 5.1.1). The
+	// returned message keeps its own, as it keeps everything else.
 	var b bytes.Buffer
 	d.writeField(&b, "From", d.address(d.From))
 	d.writeField(&b, "To", d.address(d.To))
