@@ -11,8 +11,8 @@ import (
 // The address types of an ORCPT parameter and an Original-Recipient field
 // that the relay knows, lower-case.
 const (
-	AddrTypeRFC822 = "rfc822" // RFC 3461 4.2: an ASCII address as xtext
-	AddrTypeUTF8   = "utf-8"  // RFC 6533 3: a UTF-8 address as utf-8-addr-xtext/-unitext
+	addrTypeRFC822 = "rfc822" // RFC 3461 4.2: an ASCII address as xtext
+	addrTypeUTF8   = "utf-8"  // RFC 6533 3: a UTF-8 address as utf-8-addr-xtext/-unitext
 )
 
 // maxORCPT is the longest ORCPT value RFC 3461 4.2 allows, in octets as
@@ -64,12 +64,12 @@ func ParseORCPT(v string) (OrigRcpt, error) {
 		err error
 	)
 	switch o.Type {
-	case AddrTypeRFC822:
+	case addrTypeRFC822:
 		o.Addr, err = DecodeXtext(enc)
 		if err == nil {
 			err = checkRFC822Addr(o.Addr)
 		}
-	case AddrTypeUTF8:
+	case addrTypeUTF8:
 		o.Addr, err = DecodeUTF8AddrXtext(enc)
 		if err == nil {
 			err = checkUTF8Addr(o.Addr)
@@ -91,19 +91,19 @@ func ParseORCPT(v string) (OrigRcpt, error) {
 func (o OrigRcpt) Param(smtputf8 bool) (string, error) {
 	var p string
 	switch o.Type {
-	case AddrTypeRFC822:
+	case addrTypeRFC822:
 		if err := checkRFC822Addr(o.Addr); err != nil {
 			return "", fmt.Errorf("mailmsg: ORCPT %q: %w", o.Addr, err)
 		}
-		p = AddrTypeRFC822 + ";" + EncodeXtext(o.Addr)
-	case AddrTypeUTF8:
+		p = addrTypeRFC822 + ";" + EncodeXtext(o.Addr)
+	case addrTypeUTF8:
 		if err := checkUTF8Addr(o.Addr); err != nil {
 			return "", fmt.Errorf("mailmsg: ORCPT %q: %w", o.Addr, err)
 		}
 		if smtputf8 {
-			p = AddrTypeUTF8 + ";" + EncodeUTF8AddrUnitext(o.Addr)
+			p = addrTypeUTF8 + ";" + EncodeUTF8AddrUnitext(o.Addr)
 		} else {
-			p = AddrTypeUTF8 + ";" + EncodeUTF8AddrXtext(o.Addr)
+			p = addrTypeUTF8 + ";" + EncodeUTF8AddrXtext(o.Addr)
 		}
 	default:
 		return "", fmt.Errorf("mailmsg: ORCPT: unknown address type %q", o.Type)
@@ -125,15 +125,15 @@ func (o OrigRcpt) Param(smtputf8 bool) (string, error) {
 // than write a type it cannot vouch for.
 func (o OrigRcpt) Field(global bool) string {
 	switch o.Type {
-	case AddrTypeRFC822:
-		return AddrTypeRFC822 + ";" + clean(o.Addr)
-	case AddrTypeUTF8:
+	case addrTypeRFC822:
+		return addrTypeRFC822 + ";" + clean(o.Addr)
+	case addrTypeUTF8:
 		a := cleanUTF8(o.Addr)
 		if global {
-			return AddrTypeUTF8 + ";" + a
+			return addrTypeUTF8 + ";" + a
 		}
 		// The xtext form has no spaces, so the field is never folded inside it.
-		return AddrTypeUTF8 + ";" + EncodeUTF8AddrXtext(a)
+		return addrTypeUTF8 + ";" + EncodeUTF8AddrXtext(a)
 	}
 	return ""
 }
