@@ -121,21 +121,24 @@ func (o OrigRcpt) Param(smtputf8 bool) (string, error) {
 // o may not come from ParseORCPT, so the address is made safe as the DSN
 // makes every value safe: controls become spaces, and what the part may not
 // carry (non-ASCII in an rfc822 address, invalid UTF-8) becomes '?' or
-// U+FFFD. An unknown type gives "": the DSN then leaves the field out rather
-// than write a type it cannot vouch for.
+// U+FFFD. An unknown type or an address with nothing left gives "": the DSN
+// then leaves the field out rather than write one it cannot vouch for.
 func (o OrigRcpt) Field(global bool) string {
+	var a string
 	switch o.Type {
 	case addrTypeRFC822:
-		return addrTypeRFC822 + ";" + clean(o.Addr)
+		a = clean(o.Addr)
 	case addrTypeUTF8:
-		a := cleanUTF8(o.Addr)
-		if global {
-			return addrTypeUTF8 + ";" + a
+		a = cleanUTF8(o.Addr)
+		if !global {
+			// The xtext form has no spaces, so folding never breaks it up.
+			a = EncodeUTF8AddrXtext(a)
 		}
-		// The xtext form has no spaces, so the field is never folded inside it.
-		return addrTypeUTF8 + ";" + EncodeUTF8AddrXtext(a)
 	}
-	return ""
+	if a == "" {
+		return ""
+	}
+	return o.Type + ";" + a
 }
 
 // asciiLower lower-cases the ASCII letters of s and leaves the rest alone:

@@ -194,6 +194,7 @@ func TestOrigRcptField(t *testing.T) {
 		{OrigRcpt{"rfc822", "bob\r\nX: 1@example.com"}, "rfc822;bob X: 1@example.com", "rfc822;bob X: 1@example.com"},
 		{OrigRcpt{"utf-8", "m\xfcller\r\n@x"}, "utf-8;m\uFFFDller @x", `utf-8;m\x{FFFD}ller\x{20}@x`},
 		{OrigRcpt{"x400", "c=us"}, "", ""},
+		{OrigRcpt{"rfc822", "\r\n "}, "", ""},
 		{OrigRcpt{}, "", ""},
 	} {
 		if got := tc.o.Field(true); got != tc.global {
