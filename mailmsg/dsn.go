@@ -187,7 +187,7 @@ type returnKind int
 
 const (
 	returnNothing    returnKind = iota
-	returnHeader                // OriginalHeader, or Original's header when Original is nil
+	returnHeader                // OriginalHeader, Original being nil
 	returnMessage               // Original, whole
 	returnHeaderOnly            // Original could not go unaltered: its header
 )
