@@ -7,6 +7,7 @@ import (
 	"mime/quotedprintable"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Line length limits of RFC 5322 section 2.1.1, line end excluded.
@@ -23,26 +24,65 @@ const dateFormat = time.RFC1123Z
 // The caller sends it with the null reverse path and never to the null
 // reverse path (RFC 5321 section 4.5.5); Bytes does not check either.
 //
-// EnvelopeID goes into Original-Envelope-Id. RFC 3464 means that field for
-// the ENVID a sender gave with the DSN extension (RFC 3461); a queue id only
-// fits there as long as the relay does not offer that extension.
+// A DSN about mail that came with SMTPUTF8 is Global (RFC 6533): its parts
+// may then carry UTF-8, and the caller must send it with SMTPUTF8 or
+// 8BITMIME as the next hop allows. Otherwise the DSN is US-ASCII throughout,
+// except for an Original that holds 8-bit octets (then it needs 8BITMIME).
 type DSN struct {
-	ReportingMTA   string    // host name of this relay
-	From           string    // the sender of the DSN, e.g. "MAILER-DAEMON@mx.example.com"
-	To             string    // the original envelope sender
-	Arrival        time.Time // when the original message was accepted; zero omits Arrival-Date
-	EnvelopeID     string    // queue id of the original message; "" omits Original-Envelope-Id
-	Recipients     []DSNRecipient
-	OriginalHeader []byte    // the original message's raw header block; nil or empty omits it
-	Date           time.Time // Date of the DSN
-	MessageID      string    // without angle brackets, e.g. "dsn.ID@mx.example.com"
+	ReportingMTA string    // host name of this relay
+	From         string    // the sender of the DSN, e.g. "MAILER-DAEMON@mx.example.com"
+	To           string    // the original envelope sender; may be a UTF-8 address when Global
+	Arrival      time.Time // when the original message was accepted; zero omits Arrival-Date
+	// EnvelopeID is the ENVID the sender gave with MAIL FROM (RFC 3461 4.4),
+	// decoded from xtext (DecodeXtext); "" omits Original-Envelope-Id. It is
+	// the sender's own name for its message, which is why it goes back.
+	EnvelopeID string
+	// QueueID is this relay's queue id of the original message, for the
+	// operator who follows a DSN into the logs. It goes into the per-message
+	// extension field X-Gatehouse-Queue-ID (RFC 3464 3.1 allows X- fields;
+	// Postfix writes X-Postfix-Queue-ID); "" omits it.
+	QueueID    string
+	Recipients []DSNRecipient
+	// OriginalHeader is the original message's raw header block, returned
+	// when Original is nil (RET=HDRS, or no RET); nil or empty omits it.
+	OriginalHeader []byte
+	// Original is the whole original message with CRLF line ends (RET=FULL);
+	// nil returns the header only. It goes as message/rfc822 (message/global
+	// when Global) with Content-Transfer-Encoding 7bit or 8bit as its content
+	// is, and is never altered: it is what the sender sent. Neither of those
+	// allows an encoding, so a message that no mail can carry unaltered
+	// (NUL, lines over 998 octets, a bare CR or LF) is returned as its
+	// header only, and the human-readable part says why. The caller bounds
+	// its size: it passes only the header of a message too large to return,
+	// and says so with OriginalTruncated.
+	Original []byte
+	// OriginalTruncated makes the human-readable part say that the message
+	// was too large to return whole, so only its header is attached.
+	OriginalTruncated bool
+	// Global makes the DSN one for mail that came with SMTPUTF8 (RFC 6533):
+	// message/global-delivery-status instead of message/delivery-status,
+	// message/global-headers instead of text/rfc822-headers, message/global
+	// instead of message/rfc822, a UTF-8 human-readable part, and UTF-8 in
+	// addresses and other values.
+	Global    bool
+	Date      time.Time // Date of the DSN
+	MessageID string    // without angle brackets, e.g. "dsn.ID@mx.example.com"
 }
 
 // DSNRecipient is the status of one recipient of the original message.
 type DSNRecipient struct {
-	Address     string    // final recipient
-	Action      string    // "failed" | "delayed"; anything but "failed" counts as delayed
-	Status      string    // enhanced status like "5.1.1" / "4.4.1"
+	// Address is the final recipient. An ASCII address is written as
+	// "rfc822; addr"; one with UTF-8 as "utf-8; addr" (RFC 6533 3), in a
+	// Global DSN as it is, otherwise as utf-8-addr-xtext.
+	Address string
+	// Original is the ORCPT the client gave for the recipient; the zero
+	// value omits Original-Recipient.
+	Original OrigRcpt
+	// Action is "failed", "delayed", "relayed" (to a next hop that does not
+	// offer DSN) or "delivered" (RFC 3464 2.3.3); anything else counts as
+	// delayed in the human-readable part and the Subject.
+	Action      string
+	Status      string    // enhanced status like "5.1.1" / "4.4.1" / "2.0.0"
 	Diagnostic  string    // e.g. "smtp; 550 5.1.1 no such user" ("" allowed)
 	RemoteMTA   string    // "" allowed; else "dns; mx.example.net"
 	LastAttempt time.Time // zero allowed
@@ -50,27 +90,33 @@ type DSNRecipient struct {
 
 // Bytes renders the whole DSN message, a multipart/report with CRLF line
 // ends: a human-readable explanation, the machine-readable
-// message/delivery-status part and, unless OriginalHeader is empty, the
-// original header as text/rfc822-headers.
+// message/delivery-status part and, unless there is nothing to return, the
+// original message or its header.
 //
 // Every value taken from d is made safe first: CR, LF and other control
 // characters become spaces (so nothing can add a header line or a
 // delivery-status field), non-ASCII bytes become '?' (the message is
-// declared US-ASCII), and runs of white space collapse. Long lines are
-// folded at spaces; a word too long for a 998-octet line is split, which in
-// a field inserts a space into it.
+// declared US-ASCII) or in a Global DSN invalid UTF-8 becomes U+FFFD, and
+// runs of white space collapse. Long lines are folded at spaces; a word too
+// long for a 998-octet line is split, which in a field inserts a space into
+// it.
 func (d DSN) Bytes() []byte {
 	parts := [][]byte{d.notification(), d.deliveryStatus()}
-	if len(d.OriginalHeader) > 0 {
-		parts = append(parts, headersPart(d.OriginalHeader))
+	if p := d.returned(); p != nil {
+		parts = append(parts, p)
 	}
 	boundary := chooseBoundary(parts)
+	reportType := "delivery-status"
+	if d.Global {
+		reportType = "global-delivery-status" // RFC 6522: the subtype of the second part
+	}
 
 	// Each part lacks its final line end: the CRLF before a boundary
-	// delimiter belongs to the delimiter (RFC 2046 section 5.1.1).
+	// delimiter belongs to the delimiter (RFC 2046 section 5.1.1). The
+	// returned message keeps its own, as it keeps everything else.
 	var b bytes.Buffer
-	writeField(&b, "From", headerAddress(d.From))
-	writeField(&b, "To", headerAddress(d.To))
+	d.writeField(&b, "From", d.address(d.From))
+	d.writeField(&b, "To", d.address(d.To))
 	writeField(&b, "Subject", d.subject())
 	writeField(&b, "Date", d.Date.Format(dateFormat))
 	if d.MessageID != "" {
@@ -79,7 +125,11 @@ func (d DSN) Bytes() []byte {
 	// RFC 3834: keeps auto-responders from answering the DSN.
 	writeField(&b, "Auto-Submitted", "auto-replied")
 	writeField(&b, "MIME-Version", "1.0")
-	writeField(&b, "Content-Type", "multipart/report; report-type=delivery-status; boundary="+boundary)
+	writeField(&b, "Content-Type", "multipart/report; report-type="+reportType+"; boundary="+boundary)
+	// RFC 2045 6.4: a multipart declares the encoding of what it holds.
+	if !allIs7bit(parts) {
+		writeField(&b, "Content-Transfer-Encoding", "8bit")
+	}
 	b.WriteString("\r\nThis is a MIME-encapsulated message.\r\n")
 	for _, p := range parts {
 		b.WriteString("\r\n--" + boundary + "\r\n")
@@ -89,16 +139,33 @@ func (d DSN) Bytes() []byte {
 	return b.Bytes()
 }
 
-// failed says whether delivery to r has failed for good; any other action
-// is reported as a delay.
-func (r DSNRecipient) failed() bool { return strings.EqualFold(r.Action, "failed") }
+// The groups of recipients in the human-readable part, in this order, each
+// under the paragraph that introduces it. The Subject names the first group
+// present but for the successful ones, which share one.
+var recipientGroups = []struct {
+	action, intro string
+}{
+	{"failed", "Your message could not be delivered to the following recipients; the mail system has given up:"},
+	{"delayed", "Delivery of your message to the following recipients is delayed; the mail system will keep trying and tell you if it gives up:"},
+	{"relayed", "Your message was delivered to the following recipients. The next hop does not offer delivery status notifications, so you may still hear of a failure from another system:"},
+	{"delivered", "Your message was delivered to the mailbox of the following recipients:"},
+}
 
-// recipients returns the recipients whose delivery failed, or with failed
-// false the others.
-func (d DSN) recipients(failed bool) []DSNRecipient {
+// group returns the recipient group r belongs to: its action, lower-case,
+// or "delayed" for an action the relay does not write.
+func (r DSNRecipient) group() string {
+	switch a := strings.ToLower(r.Action); a {
+	case "failed", "relayed", "delivered":
+		return a
+	}
+	return "delayed"
+}
+
+// recipients returns the recipients of the group named by action.
+func (d DSN) recipients(action string) []DSNRecipient {
 	var rs []DSNRecipient
 	for _, r := range d.Recipients {
-		if r.failed() == failed {
+		if r.group() == action {
 			rs = append(rs, r)
 		}
 	}
@@ -106,91 +173,240 @@ func (d DSN) recipients(failed bool) []DSNRecipient {
 }
 
 func (d DSN) subject() string {
-	if len(d.recipients(true)) > 0 {
+	switch {
+	case len(d.recipients("failed")) > 0:
 		return "Undelivered Mail Returned to Sender"
+	case len(d.recipients("delayed")) > 0 || len(d.Recipients) == 0:
+		return "Delayed Mail (still being retried)"
 	}
-	return "Delayed Mail (still being retried)"
+	return "Successful Mail Delivery Report"
+}
+
+// What the third part returns of the original message.
+type returnKind int
+
+const (
+	returnNothing    returnKind = iota
+	returnHeader                // OriginalHeader, Original being nil
+	returnMessage               // Original, whole
+	returnHeaderOnly            // Original could not go unaltered: its header
+)
+
+// returns says what the third part returns of the original message.
+func (d DSN) returns() returnKind {
+	switch {
+	case len(d.Original) > 0 && carriable(d.Original):
+		return returnMessage
+	case len(d.Original) > 0:
+		return returnHeaderOnly
+	case len(d.OriginalHeader) > 0:
+		return returnHeader
+	}
+	return returnNothing
+}
+
+// returned renders the third part; nil if there is none.
+func (d DSN) returned() []byte {
+	switch d.returns() {
+	case returnMessage:
+		return d.messagePart()
+	case returnHeaderOnly:
+		return d.headersPart(headerOf(d.Original))
+	case returnHeader:
+		return d.headersPart(d.OriginalHeader)
+	}
+	return nil
 }
 
 // notification renders the human-readable first part.
 func (d DSN) notification() []byte {
+	var t bytes.Buffer
+	d.writeText(&t, "This is the mail system at host "+d.ReportingMTA+".")
+	for _, g := range recipientGroups {
+		if rs := d.recipients(g.action); len(rs) > 0 {
+			t.WriteString("\r\n")
+			d.writeText(&t, g.intro)
+			d.writeRecipients(&t, rs)
+		}
+	}
+	var attached string
+	switch kind := d.returns(); {
+	case kind == returnMessage:
+		attached = "Your message is attached."
+	case kind == returnHeaderOnly:
+		attached = "Your message cannot be returned whole as it was sent (it has a NUL, a bare CR or LF, or a line over 998 octets); its header is attached."
+	case kind == returnHeader && d.OriginalTruncated:
+		attached = "Your message was too large to return whole; its header is attached."
+	case kind == returnHeader:
+		attached = "The header of your message is attached."
+	case d.OriginalTruncated:
+		attached = "Your message was too large to return."
+	}
+	if attached != "" {
+		t.WriteString("\r\n")
+		d.writeText(&t, attached)
+	}
+	text := bytes.TrimSuffix(t.Bytes(), []byte("\r\n"))
+
 	var b bytes.Buffer
-	b.WriteString("Content-Type: text/plain; charset=us-ascii\r\n")
-	b.WriteString("Content-Description: Notification\r\n\r\n")
-	writeText(&b, "This is the mail system at host "+d.ReportingMTA+".")
-	if rs := d.recipients(true); len(rs) > 0 {
-		b.WriteString("\r\n")
-		writeText(&b, "Your message could not be delivered to the following recipients; the mail system has given up:")
-		writeRecipients(&b, rs)
+	if d.Global {
+		b.WriteString("Content-Type: text/plain; charset=utf-8\r\n")
+	} else {
+		b.WriteString("Content-Type: text/plain; charset=us-ascii\r\n")
 	}
-	if rs := d.recipients(false); len(rs) > 0 {
-		b.WriteString("\r\n")
-		writeText(&b, "Delivery of your message to the following recipients is delayed; the mail system will keep trying and tell you if it gives up:")
-		writeRecipients(&b, rs)
+	b.WriteString("Content-Description: Notification\r\n")
+	if !is7bit(text) {
+		b.WriteString("Content-Transfer-Encoding: 8bit\r\n")
 	}
-	if len(d.OriginalHeader) > 0 {
-		b.WriteString("\r\n")
-		writeText(&b, "The header of your message is attached.")
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\r\n"))
+	b.WriteString("\r\n")
+	b.Write(text)
+	return b.Bytes()
 }
 
 // writeRecipients lists recipients with status and diagnostic.
-func writeRecipients(b *bytes.Buffer, rs []DSNRecipient) {
+func (d DSN) writeRecipients(b *bytes.Buffer, rs []DSNRecipient) {
 	b.WriteString("\r\n")
 	for _, r := range rs {
-		line := "<" + headerAddress(r.Address) + ">: " + r.Status
+		line := "<" + d.address(r.Address) + ">: " + r.Status
 		if r.Diagnostic != "" {
 			line += " " + r.Diagnostic
 		}
-		writeFolded(b, "  ", clean(line), "      ")
+		writeFolded(b, "  ", d.clean(line), "      ")
 	}
 }
 
 // deliveryStatus renders the message/delivery-status part: per-message
-// fields, then one block per recipient, blocks separated by empty lines.
+// fields, then one block per recipient, blocks separated by empty lines,
+// each field where RFC 3464 2.2 and 2.3 order it.
 func (d DSN) deliveryStatus() []byte {
-	var b bytes.Buffer
-	b.WriteString("Content-Type: message/delivery-status\r\n")
-	b.WriteString("Content-Description: Delivery report\r\n\r\n")
-	writeField(&b, "Reporting-MTA", "dns; "+d.ReportingMTA)
+	var f bytes.Buffer
 	if d.EnvelopeID != "" {
-		writeField(&b, "Original-Envelope-Id", d.EnvelopeID)
+		d.writeField(&f, "Original-Envelope-Id", d.EnvelopeID)
 	}
+	d.writeField(&f, "Reporting-MTA", "dns; "+d.ReportingMTA)
 	if !d.Arrival.IsZero() {
-		writeField(&b, "Arrival-Date", d.Arrival.Format(dateFormat))
+		writeField(&f, "Arrival-Date", d.Arrival.Format(dateFormat))
+	}
+	if d.QueueID != "" {
+		d.writeField(&f, "X-Gatehouse-Queue-ID", d.QueueID)
 	}
 	for _, r := range d.Recipients {
-		b.WriteString("\r\n")
-		writeField(&b, "Final-Recipient", "rfc822; "+headerAddress(r.Address))
-		writeField(&b, "Action", r.Action)
-		writeField(&b, "Status", r.Status)
+		f.WriteString("\r\n")
+		if v := r.Original.Field(d.Global); v != "" {
+			d.writeField(&f, "Original-Recipient", v)
+		}
+		d.writeField(&f, "Final-Recipient", d.finalRecipient(r.Address))
+		d.writeField(&f, "Action", r.Action)
+		d.writeField(&f, "Status", r.Status)
 		if r.RemoteMTA != "" {
-			writeField(&b, "Remote-MTA", r.RemoteMTA)
+			d.writeField(&f, "Remote-MTA", r.RemoteMTA)
 		}
 		if r.Diagnostic != "" {
-			writeField(&b, "Diagnostic-Code", r.Diagnostic)
+			d.writeField(&f, "Diagnostic-Code", r.Diagnostic)
 		}
 		if !r.LastAttempt.IsZero() {
-			writeField(&b, "Last-Attempt-Date", r.LastAttempt.Format(dateFormat))
+			writeField(&f, "Last-Attempt-Date", r.LastAttempt.Format(dateFormat))
 		}
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\r\n"))
+	fields := bytes.TrimSuffix(f.Bytes(), []byte("\r\n"))
+
+	var b bytes.Buffer
+	if d.Global {
+		b.WriteString("Content-Type: message/global-delivery-status\r\n")
+	} else {
+		b.WriteString("Content-Type: message/delivery-status\r\n")
+	}
+	b.WriteString("Content-Description: Delivery report\r\n")
+	if !is7bit(fields) {
+		b.WriteString("Content-Transfer-Encoding: 8bit\r\n")
+	}
+	b.WriteString("\r\n")
+	b.Write(fields)
+	return b.Bytes()
 }
 
-// headersPart renders the original header as text/rfc822-headers. Line ends
-// are made CRLF. The header is copied as it is when it is valid 7bit
-// content; otherwise (8-bit bytes, NUL, lines over 998 octets) it is
-// quoted-printable encoded, which keeps it intact and the DSN valid.
-func headersPart(h []byte) []byte {
+// finalRecipient is the value of Final-Recipient for addr: type rfc822 for
+// an ASCII address, utf-8 (RFC 6533 3) for one with non-ASCII octets, which
+// outside a Global DSN goes as utf-8-addr-xtext to keep the part ASCII.
+func (d DSN) finalRecipient(addr string) string {
+	if isASCII(addr) {
+		return "rfc822; " + headerAddress(addr)
+	}
+	a := quoteLocal(cleanUTF8(addr))
+	if d.Global {
+		return "utf-8; " + a
+	}
+	return "utf-8; " + EncodeUTF8AddrXtext(a)
+}
+
+// messagePart renders the original message, whole and unaltered, as
+// message/rfc822 or message/global. Its final line end stays its own: the
+// delimiter brings another.
+func (d DSN) messagePart() []byte {
+	var b bytes.Buffer
+	if d.Global {
+		b.WriteString("Content-Type: message/global\r\n")
+	} else {
+		b.WriteString("Content-Type: message/rfc822\r\n")
+	}
+	b.WriteString("Content-Description: Original message\r\n")
+	if is7bit(d.Original) {
+		b.WriteString("Content-Transfer-Encoding: 7bit\r\n\r\n")
+	} else {
+		b.WriteString("Content-Transfer-Encoding: 8bit\r\n\r\n")
+	}
+	b.Write(d.Original)
+	return b.Bytes()
+}
+
+// carriable says whether msg can go as 7bit or 8bit content as it is (RFC
+// 2045 2.7, 2.8): CRLF line ends only, no NUL, lines of at most 998 octets.
+func carriable(msg []byte) bool {
+	for _, line := range bytes.Split(msg, []byte("\r\n")) {
+		if len(line) > hardLineLimit || bytes.ContainsAny(line, "\x00\r\n") {
+			return false
+		}
+	}
+	return true
+}
+
+// headerOf returns the header block of msg with CRLF line ends, the empty
+// line that ends it included, or all of msg if it has no body. Line ends
+// are made CRLF first: a message that comes here may have bare ones.
+func headerOf(msg []byte) []byte {
+	msg = crlf(msg)
+	if bytes.HasPrefix(msg, []byte("\r\n")) {
+		return msg[:2]
+	}
+	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
+		return msg[:i+4]
+	}
+	return msg
+}
+
+// headersPart renders the original header as text/rfc822-headers, or as
+// message/global-headers in a Global DSN. Line ends are made CRLF. The
+// header is copied as it is when it is valid 7bit content, or in a Global
+// DSN valid 8bit UTF-8 (RFC 6533 6.3); otherwise (8-bit bytes or invalid
+// UTF-8, NUL, lines over 998 octets) it is quoted-printable encoded, which
+// keeps it intact and the DSN valid.
+func (d DSN) headersPart(h []byte) []byte {
 	h = crlf(h)
 	var b bytes.Buffer
-	b.WriteString("Content-Type: text/rfc822-headers\r\n")
-	b.WriteString("Content-Description: Undelivered message header\r\n")
-	if is7bit(h) {
+	if d.Global {
+		b.WriteString("Content-Type: message/global-headers\r\n")
+	} else {
+		b.WriteString("Content-Type: text/rfc822-headers\r\n")
+	}
+	b.WriteString("Content-Description: Original message header\r\n")
+	switch {
+	case is7bit(h):
 		b.WriteString("\r\n")
 		b.Write(h)
-	} else {
+	case d.Global && carriable(h) && utf8.Valid(h):
+		b.WriteString("Content-Transfer-Encoding: 8bit\r\n\r\n")
+		b.Write(h)
+	default:
 		b.WriteString("Content-Transfer-Encoding: quoted-printable\r\n\r\n")
 		w := quotedprintable.NewWriter(&b)
 		w.Write(h) // writes to a bytes.Buffer do not fail
@@ -232,6 +448,26 @@ func is7bit(text []byte) bool {
 	return true
 }
 
+// allIs7bit says whether all parts are 7bit data.
+func allIs7bit(parts [][]byte) bool {
+	for _, p := range parts {
+		if !is7bit(p) {
+			return false
+		}
+	}
+	return true
+}
+
+// isASCII says whether s holds no octet above 0x7f.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // chooseBoundary derives the boundary from a hash of the content, which keeps
 // the output reproducible, and checks it against the content, so that not
 // even content crafted to contain a candidate can break the MIME structure.
@@ -267,9 +503,19 @@ func anyContains(parts [][]byte, s string) bool {
 	return false
 }
 
-// writeField writes a header or delivery-status field, folded.
+// writeField writes a header or delivery-status field, folded, made
+// US-ASCII.
 func writeField(b *bytes.Buffer, name, value string) {
-	value = clean(value)
+	writeCleanField(b, name, clean(value))
+}
+
+// writeField writes a field whose value may be UTF-8 in a Global DSN.
+func (d DSN) writeField(b *bytes.Buffer, name, value string) {
+	writeCleanField(b, name, d.clean(value))
+}
+
+// writeCleanField writes a field whose value clean or cleanUTF8 made safe.
+func writeCleanField(b *bytes.Buffer, name, value string) {
 	if value == "" {
 		b.WriteString(name + ":\r\n")
 		return
@@ -278,15 +524,16 @@ func writeField(b *bytes.Buffer, name, value string) {
 }
 
 // writeText writes a paragraph of the human-readable part, wrapped.
-func writeText(b *bytes.Buffer, text string) {
-	writeFolded(b, "", clean(text), "")
+func (d DSN) writeText(b *bytes.Buffer, text string) {
+	writeFolded(b, "", d.clean(text), "")
 }
 
 // writeFolded writes head followed by the words of value, separated by
 // spaces, and a CRLF. Where the line would pass 78 octets it breaks the line
 // instead of writing a space and starts the next one with fold; a fold of
 // " " is exactly how RFC 5322 folds a field. A word too long for a 998-octet
-// line is split across lines; head and fold must be short.
+// line is split across lines, never inside a UTF-8 sequence; head and fold
+// must be short.
 func writeFolded(b *bytes.Buffer, head, value, fold string) {
 	b.WriteString(head)
 	n, words := len(head), 0 // octets and words on the current line
@@ -301,6 +548,9 @@ func writeFolded(b *bytes.Buffer, head, value, fold string) {
 				n++
 			}
 			k := max(1, min(len(w), hardLineLimit-n))
+			for k > 1 && k < len(w) && !utf8.RuneStart(w[k]) {
+				k--
+			}
 			b.WriteString(w[:k])
 			n, words, w = n+k, words+1, w[k:]
 		}
@@ -327,14 +577,50 @@ func clean(s string) string {
 	return strings.Join(strings.Fields(string(b)), " ")
 }
 
+// clean makes s safe for d: as US-ASCII, or in a Global DSN as UTF-8.
+func (d DSN) clean(s string) string {
+	if d.Global {
+		return cleanUTF8(s)
+	}
+	return clean(s)
+}
+
+// cleanUTF8 is clean for the parts of a global DSN (RFC 6533), which may
+// carry UTF-8: control characters, the C1 ones included, become spaces as in
+// clean, and what is not valid UTF-8 becomes U+FFFD, so that the part is
+// valid UTF-8 whatever the input. Runs of white space collapse.
+func cleanUTF8(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s { // ranging over invalid UTF-8 yields U+FFFD
+		if isControl(r) {
+			r = ' '
+		}
+		b.WriteRune(r)
+	}
+	return strings.Join(strings.Fields(b.String()), " ")
+}
+
 // headerAddress quotes the local part of an address for a header field when
 // it is not a dot-atom. go-smtp hands over quoted local parts unquoted, so
 // the original sender may well be "a@b"@example.com, which written as
 // a@b@example.com would not parse.
-func headerAddress(s string) string {
-	s = clean(s)
+func headerAddress(s string) string { return quoteLocal(clean(s)) }
+
+// address is headerAddress for d, which in a Global DSN keeps UTF-8.
+func (d DSN) address(s string) string { return quoteLocal(d.clean(s)) }
+
+// quoteLocal quotes the local part of an address already made clean when it
+// is not a dot-atom. Non-ASCII counts as atext, as RFC 6532 3.2 has it; in
+// a US-ASCII DSN clean has replaced it.
+func quoteLocal(s string) string {
 	at := strings.LastIndexByte(s, '@')
-	if at < 0 || isDotAtom(s[:at]) {
+	if at < 0 || isDotAtom(strings.Map(func(r rune) rune {
+		if r >= utf8.RuneSelf {
+			return 'a'
+		}
+		return r
+	}, s[:at])) {
 		return s
 	}
 	local := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s[:at])

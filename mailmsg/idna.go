@@ -51,16 +51,6 @@ func HeaderIsASCII(msg []byte) bool {
 	return true
 }
 
-// isASCII says whether s has no byte above 0x7f.
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
 // parseUDomain validates a domain with U-labels (name, the trailing dot
 // removed) and returns it in its canonical Unicode form.
 func parseUDomain(d, name string) (string, error) {
