@@ -3,9 +3,10 @@
 package test
 
 import (
-	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,7 +94,7 @@ func TestSMTPUTF8AndDSN(t *testing.T) {
 			"From: Jörg <jörg@partner.test>\nTo: Müller <müller@utf8.test>\nSubject: Grüße aus Köln\nMessage-ID: <utf1@test>\n\nHällo, wie geht's?\n")
 		msg := w.postfixHeld(t, "müller@utf8.test")
 		for _, want := range []string{"sender: jörg@partner.test", "recipient: müller@utf8.test", "Subject: Grüße aus Köln", "Hällo, wie geht's?",
-			"with UTF8ESMTP", "utf-env-1", "utf-8;müller@utf8.test"} {
+			"by smarthost.test (Postfix) with UTF8SMTP", "envelope_id=utf-env-1", "dsn_orig_rcpt=utf-8;müller@utf8.test"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("Postfix's queue file lacks %q:\n%s", want, msg)
 			}
@@ -186,32 +187,30 @@ func TestSMTPUTF8AndDSN(t *testing.T) {
 }
 
 // postfixHeld waits for a message to rcpt on the smart host's hold queue
-// and returns postcat's view of it: envelope records and content.
+// and returns postcat's view of it (run where the instance's addresses
+// are, as Postfix wants): envelope records and content.
 func (w *mailWorld) postfixHeld(t *testing.T, rcpt string) string {
 	t.Helper()
-	var id string
+	dir, err := exec.Command("postconf", "-c", w.postfixConf, "-h", "queue_directory").Output()
+	if err != nil {
+		t.Fatalf("postconf queue_directory: %v", err)
+	}
+	hold := filepath.Join(strings.TrimSpace(string(dir)), "hold")
+	var msg string
 	poll(t, "Postfix to hold a message to "+rcpt, 60*time.Second, func() (bool, string) {
-		out, _ := exec.Command("postqueue", "-c", w.postfixConf, "-j").Output()
-		for _, line := range strings.Split(string(out), "\n") {
-			var m struct {
-				Queue string `json:"queue_name"`
-				ID    string `json:"queue_id"`
-				Rcpts []struct {
-					Address string `json:"address"`
-				} `json:"recipients"`
-			}
-			if json.Unmarshal([]byte(line), &m) == nil && m.Queue == "hold" && len(m.Rcpts) > 0 && m.Rcpts[0].Address == rcpt {
-				id = m.ID
+		ents, _ := os.ReadDir(hold)
+		last := ""
+		for _, e := range ents {
+			out, err := exec.Command("ip", "netns", "exec", w.smart, "postcat", "-c", w.postfixConf, "-q", e.Name()).CombinedOutput()
+			if err == nil && strings.Contains(string(out), "recipient: "+rcpt) {
+				msg = string(out)
 				return true, ""
 			}
+			last = fmt.Sprintf("%s: %v\n%s", e.Name(), err, out)
 		}
-		return false, string(out)
+		return false, fmt.Sprintf("%d held; %s", len(ents), last)
 	})
-	out, err := exec.Command("postcat", "-c", w.postfixConf, "-q", id).CombinedOutput()
-	if err != nil {
-		t.Fatalf("postcat %s: %v: %s", id, err, out)
-	}
-	return string(out)
+	return msg
 }
 
 // killService kills a service of the appliance with SIGKILL and waits for
