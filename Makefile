@@ -59,6 +59,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzTLSA$$' -fuzztime $(FUZZTIME) ./dane/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRecord$$' -fuzztime $(FUZZTIME) ./tlsrpt/
 	$(GO) test -run '^$$' -fuzz '^FuzzXtext$$' -fuzztime $(FUZZTIME) ./mailmsg/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseAddress$$' -fuzztime $(FUZZTIME) ./mailmsg/
+	$(GO) test -run '^$$' -fuzz '^FuzzESMTPParams$$' -fuzztime $(FUZZTIME) ./smtpd/
 	$(GO) test -run '^$$' -fuzz '^FuzzORCPT$$' -fuzztime $(FUZZTIME) ./mailmsg/
 
 # Boots the image in QEMU and builds network namespaces with dnsmasq and

@@ -198,6 +198,7 @@ func FuzzParseAddress(f *testing.F) {
 	for _, s := range []string{
 		"", "user@example.com", "User@Example.COM.", "a@b@c", "u@[192.0.2.1]",
 		"u@[IPv6:2001:db8::1]", "u@[IPv6:fe80::1%eth0]", "u%v@x", "@", "u@.", "u@-a",
+		"jörg@Bücher.Example", "u@xn--bcher-kva.example", "\u7528@\u4f8b\u5b50.\u5e7f\u544a", "u@ＢＣ.example",
 	} {
 		f.Add(s)
 	}
@@ -218,6 +219,16 @@ func FuzzParseAddress(f *testing.F) {
 		}
 		if !a.IsNull() && !a.InDomain(a.Domain, false) {
 			t.Fatalf("%+v is not in its own domain", a)
+		}
+		// The other spelling is the same address, and plain SMTP can
+		// carry it whenever the local part is ASCII.
+		if asc, ok := a.ASCII(); ok != !a.NeedsSMTPUTF8() {
+			t.Fatalf("%+v: ASCII() ok=%v, NeedsSMTPUTF8=%v", a, ok, a.NeedsSMTPUTF8())
+		} else if ok {
+			c, err := ParseAddress(asc.String())
+			if err != nil || !c.IsASCII() || c.Key() != a.Key() || !a.IsNull() && !c.InDomain(a.Domain, false) {
+				t.Fatalf("%+v in A-labels is %q: parses to %+v (%v), key %q, want %q", a, asc.String(), c, err, c.Key(), a.Key())
+			}
 		}
 	})
 }

@@ -68,6 +68,9 @@ func parseUDomain(d, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("mailmsg: domain %q: %v", d, err)
 	}
+	if len(u) > maxDomain { // SMTPUTF8 sends this form: its octets count
+		return "", fmt.Errorf("mailmsg: domain %q: longer than %d octets", d, maxDomain)
+	}
 	return u, nil
 }
 

@@ -29,7 +29,7 @@ import (
 // relay runs an SMTP server in this process on a free loopback port for
 // listener, with the given relay section (hostname filled in), and returns
 // its address. What it accepts is delivered to the section's next hops.
-func relay(t *testing.T, listener, section string) string {
+func relay(t testing.TB, listener, section string) string {
 	t.Helper()
 	dir := t.TempDir()
 	full, errs, err := config.Parse("t.yaml", []byte("smtp:\n  hostname: mx.example.test\n"+section))
@@ -133,7 +133,7 @@ type rawSession struct {
 	r *bufio.Reader
 }
 
-func dial(t *testing.T, addr string) *rawSession {
+func dial(t testing.TB, addr string) *rawSession {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {

@@ -41,7 +41,9 @@ func TestSMTPUTF8AndDSNOffered(t *testing.T) {
 		{"RCPT TO:<MÜLLER@Bücher.test>", "250 "},
 		{"RCPT TO:<anna@bücher.test>", "550 5.1.1"},
 		{"RCPT TO:<x@bücher.test> NOTIFY=NEVER,SUCCESS", "501 5.5.4"},
+		{`RCPT TO:<müller@bücher.test> ORCPT=utf-8;a\x{1}b@x.test`, "501 5.5.4"}, // go-smtp lets the control through, we do not
 		{"RSET", "250 "},
+		{"MAIL FROM:<a@outside.test> ENVID=" + strings.Repeat("x", 101), "501 5.5.4"},
 		{"MAIL FROM:<a@outside.test> RET=HDRS ENVID=QQ+2B1", "250 "},
 		{"RCPT TO:<müller@bücher.test>", "553 5.6.7"}, // no SMTPUTF8 in this transaction
 	} {
@@ -115,4 +117,38 @@ smtp:
 			t.Errorf("header rule for @münchen.example and %q: %v %v", v, r, ok)
 		}
 	}
+}
+
+// FuzzESMTPParams sends MAIL and RCPT with whatever parameters the fuzzer
+// makes (go-smtp parses them, the session keeps them): every reply must be
+// one well-formed reply, and the session must go on answering.
+func FuzzESMTPParams(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"SMTPUTF8 BODY=8BITMIME RET=HDRS ENVID=QQ+2B1", "NOTIFY=SUCCESS,DELAY ORCPT=rfc822;a+2Bb@example.test"},
+		{"RET=FULL", `ORCPT=utf-8;m\x{FC}ller@example.test`},
+		{"ENVID=" + strings.Repeat("x", 101), "NOTIFY=NEVER"},
+		{"SMTPUTF8", `ORCPT=UTF-8;\x{1}@x`},
+		{"", "ORCPT=x400;c=de"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	addr := relay(f, "smtp", `  domains:
+    - {name: example.test, next_hop: "[127.0.0.1]:1"}
+`)
+	f.Fuzz(func(t *testing.T, mailParams, rcptParams string) {
+		if strings.ContainsAny(mailParams+rcptParams, "\r\n") {
+			return // a line end starts another command, which is not this test
+		}
+		s := dial(t, addr)
+		s.ehlo()
+		for _, cmd := range []string{"MAIL FROM:<a@outside.test> " + mailParams, "RCPT TO:<u@example.test> " + rcptParams, "RSET", "NOOP"} {
+			r := s.cmd(cmd)
+			if len(r) < 4 || r[0] < '2' || r[0] > '5' || (r[3] != ' ' && len(r) > 3) {
+				t.Fatalf("%q: reply %q", cmd, r)
+			}
+			if cmd == "NOOP" && !strings.HasPrefix(r, "250") {
+				t.Fatalf("the session did not go on: NOOP got %q", r)
+			}
+		}
+	})
 }

@@ -216,10 +216,16 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.from = a
 	s.utf8 = utf8
 	if opts != nil {
+		if len(opts.EnvelopeID) > maxEnvID {
+			return s.fail(smtpErr(501, smtp.EnhancedCode{5, 5, 4}, "ENVID longer than 100 characters"))
+		}
 		s.ret, s.envid = string(opts.Return), opts.EnvelopeID
 	}
 	return nil
 }
+
+// maxEnvID is RFC 3461 4.4's bound on ENVID.
+const maxEnvID = 100
 
 // needUTF8 refuses a UTF-8 address in a transaction without SMTPUTF8
 // (RFC 6531 3.4; Postfix's words).
@@ -266,6 +272,12 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		rcpt.Notify = strings.Join(notify, ",")
 		if opts.OriginalRecipient != "" {
 			rcpt.ORCPT = mailmsg.OrigRcpt{Type: strings.ToLower(string(opts.OriginalRecipientType)), Addr: opts.OriginalRecipient}
+			// What go-smtp decoded must be sendable on: our codec is the
+			// stricter one (no control characters, 500 octets at most).
+			if _, err := rcpt.ORCPT.Param(true); err != nil {
+				s.log.Warn("ORCPT refused", "to", to, "err", err)
+				return s.fail(smtpErr(501, smtp.EnhancedCode{5, 5, 4}, "Malformed ORCPT parameter value"))
+			}
 		}
 	}
 	s.rcpts = append(s.rcpts, rcpt)
