@@ -84,8 +84,20 @@ func WriteInfo(w io.Writer, in Info) {
 		state = "deferred, next try " + in.NextTry.Local().Format("2006-01-02 15:04:05")
 	}
 	fmt.Fprintf(w, "state:     %s (%d attempts)\n", state, in.Attempts)
+	if in.SMTPUTF8 {
+		fmt.Fprintln(w, "smtputf8:  yes")
+	}
+	if in.Ret != "" || in.EnvID != "" {
+		fmt.Fprintf(w, "dsn:       ret=%s envid=%s\n", Printable(in.Ret), Printable(in.EnvID))
+	}
 	for i, r := range in.Rcpts {
 		fmt.Fprintf(w, "rcpt:      %s  %s via %s", Printable(r), in.Status[i], Printable(in.Routes[i].String()))
+		if i < len(in.Notify) && in.Notify[i] != "" {
+			fmt.Fprintf(w, "  notify=%s", Printable(in.Notify[i]))
+		}
+		if i < len(in.ORCPT) && in.ORCPT[i] != "" {
+			fmt.Fprintf(w, "  orcpt=%s", Printable(in.ORCPT[i]))
+		}
 		if in.Errors[i] != "" {
 			fmt.Fprintf(w, "  (%s)", Printable(in.Errors[i]))
 		}

@@ -49,7 +49,8 @@ func TestPrintable(t *testing.T) {
 // operator's terminal without control characters.
 func TestWritersPrintNoControlCharacters(t *testing.T) {
 	in := Info{ID: "ABC", Size: 10, Arrived: time.Now(), From: "a\x1b[1m@example.com", Rcpts: []string{"u@x.example"},
-		Routes: []Route{{Kind: MX, Name: "x.example"}}, Status: []string{"pending"}, Errors: []string{hostileReply}}
+		Routes: []Route{{Kind: MX, Name: "x.example"}}, Status: []string{"pending"}, Errors: []string{hostileReply},
+		SMTPUTF8: true, EnvID: "env\x1b]0;x\x07", Notify: []string{"SUCCESS"}, ORCPT: []string{"rfc822;o\x9b2J@x"}}
 	var b bytes.Buffer
 	WriteList(&b, []Info{in})
 	WriteInfo(&b, in)

@@ -729,6 +729,13 @@ type Info struct {
 	Attempts int       `json:"attempts"`
 	Error    string    `json:"last_error,omitempty"`
 	Errors   []string  `json:"errors,omitempty"` // per recipient
+	// What the sender asked for: SMTPUTF8, and the DSN parameters (per
+	// recipient, present when any recipient has one).
+	SMTPUTF8 bool     `json:"smtputf8,omitempty"`
+	Ret      string   `json:"ret,omitempty"`
+	EnvID    string   `json:"envid,omitempty"`
+	Notify   []string `json:"notify,omitempty"`
+	ORCPT    []string `json:"orcpt,omitempty"`
 }
 
 // List returns the queued messages, oldest first.
@@ -756,7 +763,20 @@ func (q *Queue) Get(id string) (Info, error) {
 
 func info(e *entry) Info {
 	in := Info{ID: e.env.ID, Size: e.env.Size, Arrived: e.env.Arrived, From: e.env.From, Active: e.inflight > 0,
-		Hold: e.st.Hold, NextTry: e.st.NextTry, Attempts: e.st.Attempts}
+		Hold: e.st.Hold, NextTry: e.st.NextTry, Attempts: e.st.Attempts,
+		SMTPUTF8: e.env.SMTPUTF8, Ret: e.env.Ret, EnvID: e.env.EnvID}
+	var notify, orcpt []string
+	anyNotify, anyORCPT := false, false
+	for _, r := range e.env.Rcpts {
+		notify, orcpt = append(notify, r.Notify), append(orcpt, r.ORCPT.Field(true))
+		anyNotify, anyORCPT = anyNotify || r.Notify != "", anyORCPT || !r.ORCPT.IsZero()
+	}
+	if anyNotify {
+		in.Notify = notify
+	}
+	if anyORCPT {
+		in.ORCPT = orcpt
+	}
 	for i, r := range e.env.Rcpts {
 		rs := e.st.Rcpts[i]
 		in.Rcpts = append(in.Rcpts, r.Addr)
