@@ -15,6 +15,7 @@ type FetchAccount struct {
 	Port         int      `yaml:"port"` // default by protocol: 110, 995
 	User         string   `yaml:"user"`
 	PasswordFile string   `yaml:"password_file"` // the password is never in this file
+	OAuth2       *OAuth2  `yaml:"oauth2"`        // instead of a password: a token (Exchange Online, Gmail)
 	Folders      []string `yaml:"folders"`       // IMAP only; default INBOX
 	Idle         bool     `yaml:"idle"`          // IMAP only: wait in IDLE on the first folder
 	Keep         bool     `yaml:"keep"`          // leave collected mail on the server
@@ -36,6 +37,9 @@ func (c *Config) fetchDefaults() {
 		if a.TLSVerify == nil {
 			t := true
 			a.TLSVerify = &t
+		}
+		if a.OAuth2 != nil {
+			a.OAuth2.defaults()
 		}
 	}
 }
@@ -67,8 +71,13 @@ func (c *Config) checkFetch(ck *checker) {
 		if a.User == "" {
 			ck.errf(p+".user", "a user is required")
 		}
-		if a.PasswordFile == "" {
-			ck.errf(p+".password_file", "a password file is required (the password is never written in this file)")
+		switch {
+		case a.OAuth2 != nil && a.PasswordFile != "":
+			ck.errf(p+".password_file", "give a password file or oauth2, not both")
+		case a.OAuth2 != nil:
+			a.OAuth2.check(ck, p+".oauth2")
+		case a.PasswordFile == "":
+			ck.errf(p+".password_file", "a password file (the password is never written in this file) or oauth2 is required")
 		}
 		if !validMailbox(a.DeliverTo) {
 			ck.errf(p+".deliver_to", "%q is not a mail address", a.DeliverTo)

@@ -114,10 +114,12 @@ type Connector struct {
 	Auth      *SMTPAuth `yaml:"auth"`
 }
 
-// SMTPAuth are credentials for a smart host.
+// SMTPAuth are credentials for a smart host: a password, or an OAuth2
+// token (Exchange Online's SMTP AUTH).
 type SMTPAuth struct {
-	User         string `yaml:"user"`
-	PasswordFile string `yaml:"password_file"`
+	User         string  `yaml:"user"`
+	PasswordFile string  `yaml:"password_file"`
+	OAuth2       *OAuth2 `yaml:"oauth2"`
 }
 
 // InboundConnector names a sender that may relay: by network, by TLS
@@ -219,6 +221,9 @@ func (c *Config) smtpDefaults() {
 	}
 	for i := range s.Connectors {
 		defTLS(&s.Connectors[i].TLS)
+		if a := s.Connectors[i].Auth; a != nil && a.OAuth2 != nil {
+			a.OAuth2.defaults()
+		}
 	}
 	if s.RejectUnauthenticatedLocalSenders == nil {
 		t := true
@@ -358,8 +363,13 @@ func (c *Config) checkSMTP(ck *checker) {
 			if cn.Auth.User == "" {
 				ck.errf(p+".auth.user", "a user is required")
 			}
-			if cn.Auth.PasswordFile == "" {
-				ck.errf(p+".auth.password_file", "a password file is required (the password is never written in this file)")
+			switch {
+			case cn.Auth.OAuth2 != nil && cn.Auth.PasswordFile != "":
+				ck.errf(p+".auth.password_file", "give a password file or oauth2, not both")
+			case cn.Auth.OAuth2 != nil:
+				cn.Auth.OAuth2.check(ck, p+".auth.oauth2")
+			case cn.Auth.PasswordFile == "":
+				ck.errf(p+".auth.password_file", "a password file (the password is never written in this file) or oauth2 is required")
 			}
 			if cn.TLS == TLSNone || cn.TLS == TLSMay {
 				ck.errf(p+".tls", "AUTH to a smart host needs tls encrypt, verify or secure: the password must not cross the network in clear")

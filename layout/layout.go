@@ -97,6 +97,10 @@ func (p Paths) MTASTS() string { return p.state("mta-sts") }
 // reports (RFC 8460) until they are sent.
 func (p Paths) TLSRPT() string { return p.state("tls-rpt") }
 
+// OAuth holds the relay's OAuth2 refresh tokens as the providers rotate
+// them (the config's refresh_token_file is where they start).
+func (p Paths) OAuth() string { return p.state("oauth") }
+
 // DKIM holds the DKIM signing keys `gatehouse dkim keygen` makes.
 func (p Paths) DKIM() string { return p.state("dkim") }
 

@@ -18,6 +18,7 @@ func TestPaths(t *testing.T) {
 		{app.DKIM(), "/data/dkim"},
 		{app.MTASTS(), "/data/mta-sts"},
 		{app.TLSRPT(), "/data/tls-rpt"},
+		{app.OAuth(), "/data/oauth"},
 		{host.ControlSocket(), "/var/lib/gh/control.sock"},
 		{host.RelaySocket(), "/var/lib/gh/smtp/smtp.sock"},
 		{host.FirewallSocket(), "/var/lib/gh/firewall/firewall.sock"},
@@ -29,6 +30,7 @@ func TestPaths(t *testing.T) {
 		{host.DKIM(), "/var/lib/gh/dkim"},
 		{host.MTASTS(), "/var/lib/gh/mta-sts"},
 		{host.TLSRPT(), "/var/lib/gh/tls-rpt"},
+		{host.OAuth(), "/var/lib/gh/oauth"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s, want %s", tc.got, tc.want)

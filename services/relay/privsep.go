@@ -33,6 +33,7 @@ type Paths struct {
 	TLS        string // the generated certificate
 	MTASTS     string // the MTA-STS policy cache
 	TLSRPT     string // the TLS-RPT counts
+	OAuth      string // refresh tokens as the providers rotate them
 	Socket     string // the relay's control socket
 	ResolvConf string // the resolvers for MX lookups
 }
@@ -41,7 +42,7 @@ type Paths struct {
 // where everything lives in the state directory.
 func PathsFor(runDir string, appliance bool) Paths {
 	l := layout.For(runDir, appliance)
-	return Paths{Run: runDir, Queue: l.Queue(), TLS: l.TLS(), MTASTS: l.MTASTS(), TLSRPT: l.TLSRPT(), Socket: l.RelaySocket(), ResolvConf: l.ResolvConf()}
+	return Paths{Run: runDir, Queue: l.Queue(), TLS: l.TLS(), MTASTS: l.MTASTS(), TLSRPT: l.TLSRPT(), OAuth: l.OAuth(), Socket: l.RelaySocket(), ResolvConf: l.ResolvConf()}
 }
 
 // Prepare gives the relay, before it starts as uid:gid, what it cannot
@@ -60,7 +61,7 @@ func Prepare(p Paths, full *config.Config, configFile string, uid, gid int, log 
 	if err := openDir(p.Run, uid, gid); err != nil {
 		return err
 	}
-	for _, dir := range []string{p.Queue, p.TLS, p.MTASTS, p.TLSRPT, filepath.Dir(p.Socket)} {
+	for _, dir := range []string{p.Queue, p.TLS, p.MTASTS, p.TLSRPT, p.OAuth, filepath.Dir(p.Socket)} {
 		if err := ownDir(dir, uid, gid, log); err != nil {
 			return err
 		}
@@ -132,6 +133,7 @@ func relayFiles(full *config.Config) []namedFile {
 		for i, cn := range c.Connectors {
 			if cn.Auth != nil {
 				add(fmt.Sprintf("smtp.connectors[%d].auth.password_file", i), cn.Auth.PasswordFile)
+				oauthFiles(fmt.Sprintf("smtp.connectors[%d].auth.oauth2", i), cn.Auth.OAuth2, add)
 			}
 		}
 		for i, k := range c.DKIMSigning {
@@ -141,8 +143,21 @@ func relayFiles(full *config.Config) []namedFile {
 	for i, a := range full.Fetch {
 		add(fmt.Sprintf("fetch[%d].password_file", i), a.PasswordFile)
 		add(fmt.Sprintf("fetch[%d].ca_file", i), a.CAFile)
+		oauthFiles(fmt.Sprintf("fetch[%d].oauth2", i), a.OAuth2, add)
 	}
 	return out
+}
+
+// oauthFiles are the files of an account's OAuth2 settings.
+func oauthFiles(p string, o *config.OAuth2, add func(setting, path string)) {
+	if o == nil {
+		return
+	}
+	add(p+".client_secret_file", o.ClientSecretFile)
+	add(p+".client_certificate", o.ClientCertificate)
+	add(p+".client_key", o.ClientKey)
+	add(p+".refresh_token_file", o.RefreshTokenFile)
+	add(p+".ca_file", o.CAFile)
 }
 
 // grantRead makes file readable for uid:gid (see Grant) and says whether
