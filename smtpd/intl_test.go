@@ -143,6 +143,9 @@ func FuzzESMTPParams(f *testing.F) {
 		s.ehlo()
 		for _, cmd := range []string{"MAIL FROM:<a@outside.test> " + mailParams, "RCPT TO:<u@example.test> " + rcptParams, "RSET", "NOOP"} {
 			r := s.cmd(cmd)
+			if strings.HasPrefix(r, "500 5.4.0") {
+				return // a line over 2048 octets ends the session, as documented
+			}
 			if len(r) < 4 || r[0] < '2' || r[0] > '5' || (r[3] != ' ' && len(r) > 3) {
 				t.Fatalf("%q: reply %q", cmd, r)
 			}
