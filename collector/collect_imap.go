@@ -150,9 +150,9 @@ func (c *imapConn) abandon(cmd *imapclient.FetchCommand) {
 // only on an error or when ctx ends (or a forced poll).
 func (c *Collector) pollIMAP(ctx context.Context, a *account, log *slog.Logger) error {
 	cfg := a.cfg
-	pw, err := c.read(cfg.PasswordFile)
+	cr, err := c.credentials(cfg)
 	if err != nil {
-		return fmt.Errorf("password file: %w", err)
+		return err
 	}
 	tc, err := c.tlsConfig(cfg)
 	if err != nil {
@@ -201,7 +201,7 @@ func (c *Collector) pollIMAP(ctx context.Context, a *account, log *slog.Logger) 
 		case <-done:
 		}
 	}()
-	if err := cl.Login(cfg.User, strings.TrimRight(string(pw), "\r\n")).Wait(); err != nil {
+	if err := loginIMAP(ctx, cl, cfg, cr); err != nil {
 		return err
 	}
 	folders := cfg.Folders

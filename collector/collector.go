@@ -42,6 +42,7 @@ type Collector struct {
 	sink     Sink
 	settings func() Settings
 	read     func(name string) ([]byte, error)
+	tokens   func(name string, c *config.OAuth2) TokenSource
 	log      *slog.Logger
 
 	mu       sync.Mutex
@@ -83,7 +84,10 @@ type Options struct {
 	Settings func() Settings
 	// ReadFile reads password and CA files (os.ReadFile when nil).
 	ReadFile func(name string) ([]byte, error)
-	Log      *slog.Logger
+	// Tokens gives the token source of an account that logs in with
+	// OAuth2, by name ("fetch:ACCOUNT"); the relay keeps them.
+	Tokens func(name string, c *config.OAuth2) TokenSource
+	Log    *slog.Logger
 }
 
 type account struct {
@@ -105,7 +109,7 @@ func New(o Options) *Collector {
 	if read == nil {
 		read = os.ReadFile
 	}
-	return &Collector{sink: o.Sink, settings: o.Settings, read: read, log: o.Log.With("part", "fetch"),
+	return &Collector{sink: o.Sink, settings: o.Settings, read: read, tokens: o.Tokens, log: o.Log.With("part", "fetch"),
 		accounts: map[string]*account{}, ioTimeout: 2 * time.Minute}
 }
 
@@ -165,6 +169,17 @@ func (c *Collector) PollNow(name string) error {
 		return fmt.Errorf("no fetch account %q", name)
 	}
 	return nil
+}
+
+// Accounts are the accounts' settings as the collector runs them.
+func (c *Collector) Accounts() []config.FetchAccount {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []config.FetchAccount
+	for _, a := range c.accounts {
+		out = append(out, a.cfg)
+	}
+	return out
 }
 
 // Status is the accounts' state, by name.
@@ -268,11 +283,10 @@ func (c *Collector) pollPOP3(ctx context.Context, a *account, log *slog.Logger) 
 // says the mailbox holds further ones.
 func (c *Collector) pop3Session(ctx context.Context, a *account, log *slog.Logger, maxNew int) (more bool, err error) {
 	cfg := a.cfg
-	pw, err := c.read(cfg.PasswordFile)
+	cr, err := c.credentials(cfg)
 	if err != nil {
-		return false, fmt.Errorf("password file: %w", err)
+		return false, err
 	}
-	password := strings.TrimRight(string(pw), "\r\n")
 	tc, err := c.tlsConfig(cfg)
 	if err != nil {
 		return false, err
@@ -311,7 +325,7 @@ func (c *Collector) pop3Session(ctx context.Context, a *account, log *slog.Logge
 			return false, err
 		}
 	}
-	if err := cl.Login(cfg.User, password); err != nil {
+	if err := loginPOP3(ctx, cl, cfg, cr); err != nil {
 		return false, err
 	}
 	msgs, err := cl.List()

@@ -39,7 +39,7 @@ func Commands() []Command {
 		{"date", "", "the system clock and the RTC, in UTC", date},
 		{"firewall", "[show]", "the rules the firewall installed", firewall},
 		{"queue", "list [--format text|json] | show ID | flush | hold ID | release ID | delete ID", "the mail queue, like mailq ('*' delivering, '!' held); or act on it", queueCmd},
-		{"fetch", "status [--format text|json] | now [ACCOUNT]", "the collector's accounts; or poll now", fetch},
+		{"fetch", "status [--format text|json] | now [ACCOUNT] | oauth2-login ACCOUNT|connector:NAME", "the collector's accounts; or poll now; or sign an OAuth2 account in as a user", fetch},
 		{"cluster", "status [--format text|json] | init | token [--ttl D] | join ADDRESS TOKEN | remove NODE | recover", "the cluster's nodes and config version; or build and repair it", clusterCmd},
 		{"reload", "", "read the config again and apply it", reload},
 		{"poweroff", "", "stop all services and power off", shutdown("poweroff")},

@@ -93,6 +93,8 @@ func fetch(e *Env, args []string) error {
 		}
 		fmt.Fprintln(e.Out, "poll requested")
 		return nil
+	case verb == "oauth2-login" && len(pos) == 1:
+		return oauthLogin(e, pos[0])
 	case verb == "status" && len(pos) == 0:
 		if err := checkFormat(format); err != nil {
 			return err
@@ -112,9 +114,49 @@ func fetch(e *Env, args []string) error {
 			return e.writeJSON(list)
 		}
 		status.WriteFetch(e.Out, list)
+		if resp.Detail != nil {
+			status.WriteOAuth(e.Out, resp.Detail.OAuth)
+		}
 		return nil
 	}
 	return e.usage("fetch")
+}
+
+// loginPoll is how often oauth2-login asks the relay how the sign-in goes.
+const loginPoll = 2 * time.Second
+
+// oauthLogin signs an account in as a user (RFC 8628): the relay asks the
+// provider for a code, this prints where to enter it, and waits while the
+// relay polls the provider, until the user approved (the relay then keeps
+// the refresh token), refused, or the code ran out.
+func oauthLogin(e *Env, account string) error {
+	resp, err := RelayCall(e.Paths.RelaySocket(), status.RelayRequest{Verb: "oauth2-login", ID: account})
+	if err != nil {
+		return err
+	}
+	l := resp.Login
+	if l == nil {
+		return fmt.Errorf("oauth2-login: the relay gave no code")
+	}
+	fmt.Fprintf(e.Out, "To sign %s in, open %s and enter the code %s", queue.Printable(account), queue.Printable(l.VerificationURI), queue.Printable(l.UserCode))
+	if l.CompleteURI != "" {
+		fmt.Fprintf(e.Out, "\n(or open %s)", queue.Printable(l.CompleteURI))
+	}
+	fmt.Fprintf(e.Out, "\nwithin %s. Waiting for the sign-in...\n", l.ExpiresIn.Round(time.Second))
+	for deadline := time.Now().Add(l.ExpiresIn + time.Minute); time.Now().Before(deadline); time.Sleep(loginPoll) {
+		resp, err := RelayCall(e.Paths.RelaySocket(), status.RelayRequest{Verb: "oauth2-login-wait", ID: account})
+		if err != nil {
+			return err
+		}
+		switch resp.Login.State {
+		case "done":
+			fmt.Fprintf(e.Out, "signed in: the relay keeps %s's refresh token\n", queue.Printable(account))
+			return nil
+		case "failed":
+			return fmt.Errorf("oauth2-login: %s", resp.Login.Error)
+		}
+	}
+	return fmt.Errorf("oauth2-login: nobody signed in before the code ran out")
 }
 
 // RelayCall sends one request to the relay's socket. An error the relay

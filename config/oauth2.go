@@ -10,10 +10,11 @@ import (
 // access token it logs in with (SASL XOAUTH2 or OAUTHBEARER) instead of a
 // password: Exchange Online and Gmail no longer take passwords.
 //
-// Two grants: with RefreshTokenFile, the refresh-token grant (delegated
-// access to one mailbox: Gmail, or a Microsoft user who signed in once with
-// `gatehouse fetch oauth2-login`); without it, the client-credentials grant
-// (Microsoft's app-only access, with a client secret or a certificate).
+// Two grants: delegated access (the refresh-token grant: a user signed
+// in once, with `gatehouse fetch oauth2-login`, or gave a refresh token
+// in RefreshTokenFile; Gmail, or one Microsoft user's mailbox), or
+// app-only access (the client-credentials grant, Microsoft's, with a
+// client secret or a certificate).
 type OAuth2 struct {
 	// Provider fills in the endpoints and scopes: microsoft | google; ""
 	// means every endpoint is given.
@@ -27,9 +28,12 @@ type OAuth2 struct {
 	ClientSecretFile  string `yaml:"client_secret_file"`
 	ClientCertificate string `yaml:"client_certificate"`
 	ClientKey         string `yaml:"client_key"`
-	// RefreshTokenFile holds the refresh token of a delegated account.
-	// `gatehouse fetch oauth2-login` writes it; the relay keeps the
-	// rotated token it is given in its own state.
+	// DelegatedAccess: the account signs in as a user (`gatehouse fetch
+	// oauth2-login` stores the refresh token in the relay's state).
+	DelegatedAccess bool `yaml:"delegated"`
+	// RefreshTokenFile optionally holds a refresh token obtained
+	// elsewhere (implies delegated); the relay keeps the rotated tokens
+	// it is given in its own state, and uses the newer of the two.
 	RefreshTokenFile string `yaml:"refresh_token_file"`
 	// TokenURL and DeviceURL (RFC 8628, for oauth2-login): defaults from
 	// the provider.
@@ -45,7 +49,7 @@ type OAuth2 struct {
 }
 
 // Delegated says whether the account uses the refresh-token grant.
-func (o *OAuth2) Delegated() bool { return o.RefreshTokenFile != "" }
+func (o *OAuth2) Delegated() bool { return o.DelegatedAccess || o.RefreshTokenFile != "" }
 
 // The providers' endpoints. Microsoft's app-only scope is the resource's
 // .default (what the app registration was granted); delegated access names
@@ -106,7 +110,7 @@ func (o *OAuth2) check(ck *checker, p string) {
 		ck.errf(p+".tenant", "Microsoft needs the tenant (its id, or a domain such as contoso.onmicrosoft.com)")
 	}
 	if o.Provider == "google" && !o.Delegated() {
-		ck.errf(p+".refresh_token_file", "Gmail gives mailbox access only to a user's grant: give refresh_token_file and sign in with gatehouse fetch oauth2-login")
+		ck.errf(p+".delegated", "Gmail gives mailbox access only to a user: set delegated: true and sign in with gatehouse fetch oauth2-login")
 	}
 	if o.ClientID == "" {
 		ck.errf(p+".client_id", "the application (client) id is required")
@@ -132,7 +136,7 @@ func (o *OAuth2) check(ck *checker, p string) {
 	case cert && o.ClientSecretFile != "":
 		ck.errf(p+".client_secret_file", "give a client secret or a certificate, not both")
 	case !cert && o.ClientSecretFile == "" && !o.Delegated():
-		ck.errf(p, "app-only access (no refresh_token_file) needs client_secret_file or client_certificate and client_key")
+		ck.errf(p, "app-only access (not delegated) needs client_secret_file, or client_certificate and client_key")
 	case cert && o.Provider == "google":
 		ck.errf(p+".client_certificate", "Google's token endpoint takes a client secret")
 	}

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,6 +42,9 @@ type Transport struct {
 	Roots  func() *x509.CertPool
 	// ReadFile reads smart host password files (os.ReadFile when nil).
 	ReadFile func(name string) ([]byte, error)
+	// Tokens gives the token source of a connector that logs in with
+	// OAuth2, by name ("connector:NAME"); the relay keeps them.
+	Tokens func(name string, c *config.OAuth2) TokenSource
 	// Dial is net.Dialer.DialContext (with a 30 s timeout when nil).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// STS is the MTA-STS policy cache direct MX delivery consults (see
@@ -70,6 +72,7 @@ type target struct {
 	tlsLevel  config.TLSLevel
 	matchName string // name the certificate must carry for "secure"
 	auth      *config.SMTPAuth
+	connector string // the connector's name, for its token source
 	mx        bool
 }
 
@@ -133,7 +136,7 @@ func (t *Transport) resolve(ctx context.Context, route queue.Route) (target, err
 		for _, c := range cfg.Connectors {
 			if c.Name == name {
 				nh = c.Smarthost
-				tg.tlsLevel, tg.auth, found = c.TLS, c.Auth, true
+				tg.tlsLevel, tg.auth, tg.connector, found = c.TLS, c.Auth, c.Name, true
 			}
 		}
 		if !found {
@@ -404,15 +407,7 @@ func (t *Transport) connectOnce(ctx context.Context, tg target, h hop, sec secur
 		}
 	}
 	if tg.auth != nil {
-		read := t.ReadFile
-		if read == nil {
-			read = os.ReadFile
-		}
-		pw, err := read(tg.auth.PasswordFile)
-		if err != nil {
-			return fail(fmt.Errorf("smart host password: %w", err))
-		}
-		if err := c.auth(tg.auth.User, strings.TrimRight(string(pw), "\r\n")); err != nil {
+		if err := t.login(ctx, c, tg, h); err != nil {
 			return fail(fmt.Errorf("AUTH at %s[%s]: %w", h.name, h.addr, err))
 		}
 	}

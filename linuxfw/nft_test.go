@@ -65,7 +65,9 @@ func exampleRuleset(t *testing.T) Ruleset {
 		fakeNames(map[string][]netip.Addr{"admin.example.com": {netip.MustParseAddr("198.51.100.7")}, "0.pool.ntp.org": {netip.MustParseAddr("192.0.2.123")},
 			"1.pool.ntp.org":  {netip.MustParseAddr("2001:db8::123")},
 			"cmg.example.com": {netip.MustParseAddr("203.0.113.25")}, "smtp.office365.com": {netip.MustParseAddr("203.0.113.26")},
-			"pop.example.net": {netip.MustParseAddr("203.0.113.110")}, "outlook.office365.com": {netip.MustParseAddr("203.0.113.111")}}))
+			"pop.example.net": {netip.MustParseAddr("203.0.113.110")}, "outlook.office365.com": {netip.MustParseAddr("203.0.113.111")},
+			"imap.gmail.com": {netip.MustParseAddr("203.0.113.112")}, "login.microsoftonline.com": {netip.MustParseAddr("203.0.113.113")},
+			"oauth2.googleapis.com": {netip.MustParseAddr("203.0.113.114")}}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,6 +143,7 @@ func Table(c *config.Config) []Path {
 			Description: fmt.Sprintf("%s mailbox %s for %s.", strings.ToUpper(a.Protocol), a.User, a.DeliverTo),
 			Required:    true, Origin: "fetch"})
 	}
+	oauthPaths(c, add)
 	if c.Syslog != nil {
 		for _, d := range c.Syslog.Destinations {
 			proto := "tcp"
@@ -159,6 +160,42 @@ func Table(c *config.Config) []Path {
 			Description: p.Description, Required: !p.Optional, Origin: "config"})
 	}
 	return t
+}
+
+// oauthPaths are the token endpoints of the accounts and connectors that
+// log in with OAuth2 (login.microsoftonline.com, oauth2.googleapis.com):
+// HTTPS out, one path per host, naming who uses it.
+func oauthPaths(c *config.Config, add func(Path)) {
+	var hosts []string
+	users := map[string][]string{}
+	note := func(who string, o *config.OAuth2) {
+		if o == nil {
+			return
+		}
+		h, _ := o.TokenHost()
+		if h == "" {
+			return
+		}
+		if users[h] == nil {
+			hosts = append(hosts, h)
+		}
+		users[h] = append(users[h], who)
+	}
+	for _, a := range c.Fetch {
+		note("fetch "+a.Name, a.OAuth2)
+	}
+	if c.SMTP != nil {
+		for _, cn := range c.SMTP.Connectors {
+			if cn.Auth != nil {
+				note("connector "+cn.Name, cn.Auth.OAuth2)
+			}
+		}
+	}
+	for _, h := range hosts {
+		add(Path{Function: "OAuth2 token endpoint", Direction: "out", Proto: "tcp", Ports: []config.PortRange{{From: 443, To: 443}},
+			Peers: config.PeersOf(h), Description: "Access tokens (HTTPS) for " + strings.Join(users[h], ", ") + ".",
+			Required: true, Origin: "oauth2"})
+	}
 }
 
 // hostsOnly drops a :port from NTP server names (the table lists hosts;

@@ -27,6 +27,18 @@ type Relay struct {
 	Names []dnsclient.NameStatus `json:"names,omitempty"`
 	// DNSBL counts the DNSBL's lookups (smtp.checks.dnsbl); nil without.
 	DNSBL *DNSBL `json:"dnsbl,omitempty"`
+	// OAuth are the access tokens of the accounts and connectors that
+	// log in with OAuth2 ("fetch:NAME", "connector:NAME").
+	OAuth []OAuthToken `json:"oauth,omitempty"`
+}
+
+// OAuthToken is one account's access token: when it was fetched, until
+// when it is good, and what the provider said when a fetch failed.
+type OAuthToken struct {
+	Account   string    `json:"account"`
+	Fetched   time.Time `json:"fetched,omitzero"`
+	Expires   time.Time `json:"expires,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
 }
 
 // DNSBL is the DNSBL's part of the relay's status: a lookup that failed
@@ -79,6 +91,17 @@ func WriteFetch(w io.Writer, list []FetchAccount) {
 		if len(a.TooLarge) > 0 {
 			fmt.Fprintf(w, "%-16s left on the server, larger than the relay accepts: %s\n", "", queue.Printable(strings.Join(a.TooLarge, " ")))
 		}
+	}
+}
+
+// WriteOAuth prints the OAuth2 tokens (`gatehouse fetch status`).
+func WriteOAuth(w io.Writer, list []OAuthToken) {
+	for _, t := range list {
+		state := "ok"
+		if t.LastError != "" {
+			state = "FAILING: " + queue.Printable(t.LastError)
+		}
+		fmt.Fprintf(w, "%-24s token fetched %s, expires %s; %s\n", queue.Printable(t.Account), ago(t.Fetched), ago(t.Expires), state)
 	}
 }
 

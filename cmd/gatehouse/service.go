@@ -89,7 +89,7 @@ func cmdService(args []string, stdout io.Writer) error {
 			log.Warn("the relay runs as root: started through `gatehouse run` as root or by PID 1 it runs as " + relay.RelayUser)
 		}
 		p := relay.PathsFor(*run, *onAppliance)
-		return relay.Run(ctx, relay.Options{Config: *cfg, QueueDir: p.Queue, TLSDir: p.TLS, ResolvConf: p.ResolvConf, MTASTSDir: p.MTASTS, TLSRPTDir: p.TLSRPT,
+		return relay.Run(ctx, relay.Options{Config: *cfg, QueueDir: p.Queue, TLSDir: p.TLS, ResolvConf: p.ResolvConf, MTASTSDir: p.MTASTS, TLSRPTDir: p.TLSRPT, OAuthDir: p.OAuth,
 			Socket: p.Socket, Log: log, Notify: n, Reload: reload})
 	case "firewall":
 		return firewall.Run(ctx, firewall.Options{Config: *cfg, Socket: paths.FirewallSocket(), ResolvConf: paths.ResolvConf(), Log: log, Notify: n, Reload: reload})

@@ -277,6 +277,60 @@ func (c *Client) Login(user, pass string) error {
 	return nil
 }
 
+// Mechanisms are the SASL mechanisms the server announces (CAPA SASL),
+// upper-case.
+func (c *Client) Mechanisms() []string {
+	return strings.Fields(strings.ToUpper(c.Capabilities()["SASL"]))
+}
+
+// maxAuthLine is RFC 5034 4's bound on an AUTH command with its initial
+// response; a longer one (an OAuth2 token is often 2 KB) goes after the
+// server's empty challenge instead.
+const maxAuthLine = 255
+
+// Authenticate logs in with a SASL mechanism that completes with its
+// initial response, such as XOAUTH2 or OAUTHBEARER (RFC 5034). A server
+// that refuses sends a challenge with its reason first (RFC 7628 3.2.2),
+// which gets abort as the answer and is returned, decoded, with the error.
+func (c *Client) Authenticate(mech string, ir, abort []byte) (challenge []byte, err error) {
+	b64 := base64.StdEncoding.EncodeToString(ir)
+	if strings.ContainsAny(mech, " \r\n") {
+		return nil, errors.New("pop3: bad SASL mechanism name")
+	}
+	send := func(line string) (string, error) {
+		if c.err != nil {
+			return "", c.err
+		}
+		c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
+		if _, err := io.WriteString(c.conn, line+"\r\n"); err != nil {
+			return "", c.fail(err)
+		}
+		return c.line()
+	}
+	l, err := "", error(nil)
+	if len("AUTH "+mech+" "+b64) <= maxAuthLine {
+		l, err = send("AUTH " + mech + " " + b64)
+	} else if l, err = send("AUTH " + mech); err == nil && strings.TrimSpace(l) == "+" {
+		l, err = send(b64)
+	}
+	for range 2 { // the final answer, or one challenge and then it
+		switch {
+		case err != nil:
+			return challenge, fmt.Errorf("pop3: AUTH %s: %w", mech, c.fail(err))
+		case strings.HasPrefix(l, "+OK"):
+			return nil, nil
+		case strings.HasPrefix(l, "-ERR"):
+			return challenge, fmt.Errorf("pop3: AUTH %s: %w", mech, &Error{strings.TrimSpace(l[4:])})
+		case strings.HasPrefix(l, "+ ") && challenge == nil:
+			challenge, _ = base64.StdEncoding.DecodeString(strings.TrimSpace(l[2:]))
+			l, err = send(base64.StdEncoding.EncodeToString(abort))
+		default:
+			return challenge, c.fail(fmt.Errorf("pop3: AUTH %s: %w: %q", mech, ErrProtocol, truncate(l)))
+		}
+	}
+	return challenge, c.fail(fmt.Errorf("pop3: AUTH %s: %w: a second challenge", mech, ErrProtocol))
+}
+
 // Message is one entry of the maildrop.
 type Message struct {
 	Num  int

@@ -54,6 +54,10 @@ func (s *Service) answer(req status.RelayRequest) status.RelayResponse {
 		}
 	case "fetch-now":
 		err = s.fetch.PollNow(req.ID)
+	case "oauth2-login":
+		r.Login, err = s.tokens.startLogin(s.loginAccount(req.ID))
+	case "oauth2-login-wait":
+		r.Login, err = s.tokens.loginState(req.ID)
 	case "fetch-status":
 		d := s.detail()
 		r.Detail = &d

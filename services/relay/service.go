@@ -40,6 +40,7 @@ type Options struct {
 	TLSDir     string // where a generated certificate is kept
 	ResolvConf string // the resolvers for MX lookups
 	MTASTSDir  string // the MTA-STS policy cache (/data/mta-sts); "": no MTA-STS
+	OAuthDir   string // refresh tokens as the providers rotate them (/data/oauth)
 	TLSRPTDir  string // the TLS report counts (/data/tls-rpt); "": no TLS reports
 	Socket     string // the relay's control socket (queue commands)
 	Log        *slog.Logger
@@ -66,7 +67,10 @@ type Service struct {
 	smtp  *smtpd.Server
 	pop   *smtpd.PopAuth
 	fetch *collector.Collector
-	names *dnsclient.Names // host names in the allow lists, kept resolved
+	// tokens are the OAuth2 token sources of collector accounts and
+	// connectors, and the device logins in progress.
+	tokens *tokens
+	names  *dnsclient.Names // host names in the allow lists, kept resolved
 	// reports counts outbound TLS sessions for TLS-RPT; nil without
 	// Options.TLSRPTDir.
 	reports *tlsrpt.Recorder
@@ -212,7 +216,9 @@ func (s *Service) start(ctx context.Context, full *config.Config) error {
 	for _, p := range problems {
 		o.Log.Error("queue", "err", p)
 	}
-	tr := &delivery.Transport{Log: o.Log, ResolvConf: o.ResolvConf, Config: s.config, Roots: s.roots, ReadFile: readConfigured}
+	s.tokens = newTokens(o.OAuthDir, o.Log)
+	tr := &delivery.Transport{Log: o.Log, ResolvConf: o.ResolvConf, Config: s.config, Roots: s.roots, ReadFile: readConfigured,
+		Tokens: func(name string, c *config.OAuth2) delivery.TokenSource { return s.tokens.source(name, c) }}
 	if o.MTASTSDir != "" {
 		// Policies are fetched through the appliance's resolver and
 		// verified against the same CAs as delivery.
@@ -262,7 +268,8 @@ func (s *Service) start(ctx context.Context, full *config.Config) error {
 		case <-ctx.Done():
 		}
 	}()
-	s.fetch = collector.New(collector.Options{Sink: sink{s}, Settings: s.collectorSettings, ReadFile: readConfigured, Log: o.Log})
+	s.fetch = collector.New(collector.Options{Sink: sink{s}, Settings: s.collectorSettings, ReadFile: readConfigured, Log: o.Log,
+		Tokens: func(name string, c *config.OAuth2) collector.TokenSource { return s.tokens.source(name, c) }})
 	s.fetch.Apply(ctx, full.Fetch)
 	go func() {
 		if err := serveControl(ctx, o.Socket, s); err != nil {
@@ -469,6 +476,6 @@ func (s *Service) setServerTLS(c *config.SMTP) {
 
 func (s *Service) detail() status.Relay {
 	d := s.smtp.Status()
-	d.Queue, d.Fetch, d.Names = s.q.Stats(), s.fetch.Status(), s.names.Status()
+	d.Queue, d.Fetch, d.Names, d.OAuth = s.q.Stats(), s.fetch.Status(), s.names.Status(), s.tokens.status()
 	return d
 }
