@@ -205,15 +205,18 @@ func (s *Source) fetch(ctx context.Context) (tok *oauth2.Token, note string, err
 			return nil, "", err
 		}
 	}
-	if s.c.Delegated() {
-		return s.refreshGrant(ctx, &cc)
-	}
+	cc.EndpointParams = url.Values{}
 	if s.c.ClientCertificate != "" {
+		// Also for the refresh grant of a confidential client.
 		a, err := s.assertion()
 		if err != nil {
 			return nil, "", fmt.Errorf("oauth2: %s: %w", s.name, err)
 		}
-		cc.EndpointParams = url.Values{"client_assertion_type": {assertionType}, "client_assertion": {a}}
+		cc.EndpointParams.Set("client_assertion_type", assertionType)
+		cc.EndpointParams.Set("client_assertion", a)
+	}
+	if s.c.Delegated() {
+		return s.refreshGrant(ctx, &cc)
 	}
 	tok, err = cc.Token(ctx)
 	if err != nil {
@@ -230,7 +233,8 @@ func (s *Source) refreshGrant(ctx context.Context, cc *clientcredentials.Config)
 	if err != nil {
 		return nil, "", err
 	}
-	cc.EndpointParams = url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}
+	cc.EndpointParams.Set("grant_type", "refresh_token")
+	cc.EndpointParams.Set("refresh_token", rt)
 	tok, err := cc.Token(ctx)
 	if err != nil {
 		return nil, "", s.endpointError(err)

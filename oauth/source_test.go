@@ -505,3 +505,25 @@ func TestNewClient(t *testing.T) {
 		t.Fatalf("redirect to another host: %v", err)
 	}
 }
+
+func TestRefreshWithCertificate(t *testing.T) {
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, certFile, keyFile := certificate(t, dir, key)
+	var aud string
+	e := newEndpoint(t, func(f map[string]string) (int, string) {
+		if f["grant_type"] != "refresh_token" || f["refresh_token"] != "RT" {
+			return 400, `{"error":"invalid_request"}`
+		}
+		if err := checkAssertion(f["client_assertion"], der, aud); err != nil {
+			return 401, `{"error":"invalid_client"}`
+		}
+		return 200, `{"access_token":"AT","expires_in":3600}`
+	})
+	aud = e.srv.URL + "/token"
+	s, _ := newSource(t, e, "fetch:o365", &config.OAuth2{ClientID: "app", ClientCertificate: certFile, ClientKey: keyFile,
+		RefreshTokenFile: writeFile(t, dir, "refresh", "RT")})
+	if got := token(t, s); got != "AT" {
+		t.Fatalf("token %q", got)
+	}
+}
