@@ -527,3 +527,28 @@ func TestRefreshWithCertificate(t *testing.T) {
 		t.Fatalf("token %q", got)
 	}
 }
+
+func TestRotationUnsaved(t *testing.T) {
+	dir := t.TempDir()
+	e := newEndpoint(t, func(f map[string]string) (int, string) {
+		switch f["refresh_token"] {
+		case "RT1":
+			return 200, `{"access_token":"AT1","expires_in":3600,"refresh_token":"RT2"}`
+		case "RT2":
+			return 200, `{"access_token":"AT2","expires_in":3600}`
+		}
+		return 400, `{"error":"invalid_grant"}`
+	})
+	cfgFile := writeFile(t, dir, "refresh", "RT1")
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(cfgFile, old, old)
+	s, _ := newSource(t, e, "fetch:o365", &config.OAuth2{ClientID: "app", RefreshTokenFile: cfgFile})
+	s.dir = filepath.Join(dir, "missing") // WriteToken fails
+	if got := token(t, s); got != "AT1" || !strings.Contains(s.Status().LastError, "could not be saved") {
+		t.Fatalf("token %q, status %+v", got, s.Status())
+	}
+	s.Invalidate()
+	if got := token(t, s); got != "AT2" || s.Status().LastError != "" {
+		t.Fatalf("with the rotated token kept in memory: %q, status %+v", got, s.Status())
+	}
+}
