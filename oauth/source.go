@@ -259,7 +259,10 @@ func (s *Source) refreshGrant(ctx context.Context, cc *clientcredentials.Config)
 // in dir, or one held in memory that could not be saved.
 func (s *Source) refreshToken() (string, error) {
 	var cfgTime time.Time
-	if st, err := os.Stat(s.c.RefreshTokenFile); err == nil {
+	if s.c.RefreshTokenFile == "" {
+		// Delegated without a file of the operator's: only what
+		// oauth2-login stored, and its rotations.
+	} else if st, err := os.Stat(s.c.RefreshTokenFile); err == nil {
 		cfgTime = st.ModTime()
 	}
 	tok, at, from := "", time.Time{}, ""
@@ -269,7 +272,10 @@ func (s *Source) refreshToken() (string, error) {
 			tok, at, from = strings.TrimSpace(string(b)), st.ModTime(), rot
 		}
 	}
-	if tok == "" {
+	if tok == "" && s.c.RefreshTokenFile == "" && s.unsaved == "" {
+		return "", fmt.Errorf("oauth2: %s: no refresh token yet: sign in with gatehouse fetch oauth2-login %s", s.name, s.account())
+	}
+	if tok == "" && s.c.RefreshTokenFile != "" {
 		b, err := s.read(s.c.RefreshTokenFile)
 		if err != nil {
 			return "", fmt.Errorf("oauth2: %s: refresh token: %w", s.name, err)
