@@ -57,7 +57,6 @@ func (o *OAuth2) Delegated() bool { return o.DelegatedAccess || o.RefreshTokenFi
 const (
 	microsoftLogin = "https://login.microsoftonline.com/"
 	googleToken    = "https://oauth2.googleapis.com/token"
-	googleDevice   = "https://oauth2.googleapis.com/device/code"
 )
 
 func (o *OAuth2) defaults() {
@@ -79,11 +78,10 @@ func (o *OAuth2) defaults() {
 			}
 		}
 	case "google":
+		// No device login: Google's device flow does not grant the
+		// Gmail scope; the refresh token comes from a desktop sign-in.
 		if o.TokenURL == "" {
 			o.TokenURL = googleToken
-		}
-		if o.DeviceURL == "" {
-			o.DeviceURL = googleDevice
 		}
 		if len(o.Scopes) == 0 {
 			o.Scopes = []string{"https://mail.google.com/"}
@@ -109,8 +107,8 @@ func (o *OAuth2) check(ck *checker, p string) {
 	if o.Provider == "microsoft" && o.Tenant == "" {
 		ck.errf(p+".tenant", "Microsoft needs the tenant (its id, or a domain such as contoso.onmicrosoft.com)")
 	}
-	if o.Provider == "google" && !o.Delegated() {
-		ck.errf(p+".delegated", "Gmail gives mailbox access only to a user: set delegated: true and sign in with gatehouse fetch oauth2-login")
+	if o.Provider == "google" && o.RefreshTokenFile == "" {
+		ck.errf(p+".refresh_token_file", "Gmail gives mailbox access only to a user, and Google's device login does not grant the Gmail scope: give the refresh token of a desktop sign-in (see the README)")
 	}
 	if o.ClientID == "" {
 		ck.errf(p+".client_id", "the application (client) id is required")
