@@ -72,35 +72,46 @@ func refused(mech string, err error, challenge []byte) error {
 	return fmt.Errorf("AUTHENTICATE %s refused: %w", mech, err)
 }
 
+// withToken logs in with the account's token by login; a refused token
+// (revoked, or expired before its time) is dropped and a new one tried
+// once, so that such a token costs no poll.
+func withToken(ctx context.Context, src TokenSource, login func(tok string) error) error {
+	var err error
+	for range 2 {
+		var tok string
+		if tok, err = src.Token(ctx); err != nil {
+			return err
+		}
+		if err = login(tok); err == nil {
+			return nil
+		}
+		src.Invalidate()
+	}
+	return err
+}
+
 // loginIMAP logs in with the password, or with the token by the
 // mechanism the server offers.
 func loginIMAP(ctx context.Context, cl *imapclient.Client, cfg config.FetchAccount, cr credentials) error {
 	if cr.token == nil {
 		return cl.Login(cfg.User, cr.password).Wait()
 	}
-	tok, err := cr.token.Token(ctx)
-	if err != nil {
-		return err
-	}
 	caps := cl.Caps()
 	mech := oauth.Mechanism(cr.oauth.Mechanism, func(m string) bool { return caps.Has(imap.AuthCap(m)) })
-	ir, abort := oauth.Initial(mech, cfg.User, cfg.Server, cfg.Port, tok)
-	s := &tokenSASL{mech: mech, ir: ir, abort: abort}
-	if err := cl.Authenticate(s); err != nil {
-		cr.token.Invalidate()
-		return refused(mech, err, s.challenge)
-	}
-	return nil
+	return withToken(ctx, cr.token, func(tok string) error {
+		ir, abort := oauth.Initial(mech, cfg.User, cfg.Server, cfg.Port, tok)
+		s := &tokenSASL{mech: mech, ir: ir, abort: abort}
+		if err := cl.Authenticate(s); err != nil {
+			return refused(mech, err, s.challenge)
+		}
+		return nil
+	})
 }
 
 // loginPOP3 is loginIMAP for POP3 (RFC 5034).
 func loginPOP3(ctx context.Context, cl *pop3.Client, cfg config.FetchAccount, cr credentials) error {
 	if cr.token == nil {
 		return cl.Login(cfg.User, cr.password)
-	}
-	tok, err := cr.token.Token(ctx)
-	if err != nil {
-		return err
 	}
 	offered := cl.Mechanisms()
 	mech := oauth.Mechanism(cr.oauth.Mechanism, func(m string) bool {
@@ -111,10 +122,11 @@ func loginPOP3(ctx context.Context, cl *pop3.Client, cfg config.FetchAccount, cr
 		}
 		return false
 	})
-	ir, abort := oauth.Initial(mech, cfg.User, cfg.Server, cfg.Port, tok)
-	if challenge, err := cl.Authenticate(mech, ir, abort); err != nil {
-		cr.token.Invalidate()
-		return refused(mech, err, challenge)
-	}
-	return nil
+	return withToken(ctx, cr.token, func(tok string) error {
+		ir, abort := oauth.Initial(mech, cfg.User, cfg.Server, cfg.Port, tok)
+		if challenge, err := cl.Authenticate(mech, ir, abort); err != nil {
+			return refused(mech, err, challenge)
+		}
+		return nil
+	})
 }

@@ -40,20 +40,27 @@ func (t *Transport) login(ctx context.Context, c *smtpConn, tg target, h hop) er
 		return fmt.Errorf("oauth2: no token service")
 	}
 	src := t.Tokens("connector:"+tg.connector, a.OAuth2)
-	tok, err := src.Token(ctx)
-	if err != nil {
-		return err
-	}
 	offered := " " + strings.ToUpper(c.ext["AUTH"]) + " "
 	mech := oauth.Mechanism(a.OAuth2.Mechanism, func(m string) bool { return strings.Contains(offered, " "+m+" ") })
 	_, p, _ := net.SplitHostPort(h.addr)
 	port, _ := strconv.Atoi(p)
-	ir, abort := oauth.Initial(mech, a.User, tg.matchName, port, tok)
-	if err := c.authToken(mech, ir, abort); err != nil {
+	// A refused token (revoked, or expired before its time) is dropped
+	// and a new one tried once: it costs no delivery attempt.
+	for try := 0; ; try++ {
+		tok, err := src.Token(ctx)
+		if err != nil {
+			return err
+		}
+		ir, abort := oauth.Initial(mech, a.User, tg.matchName, port, tok)
+		err = c.authToken(mech, ir, abort)
+		if err == nil {
+			return nil
+		}
 		src.Invalidate()
-		return err
+		if try == 1 || !isReply(err) {
+			return err
+		}
 	}
-	return nil
 }
 
 // authToken runs AUTH with a mechanism that completes with its initial
