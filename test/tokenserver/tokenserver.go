@@ -15,6 +15,8 @@
 // A test drives it with Go methods (AddClient, Approve, Revoke, ExpireAll,
 // ...) and serves it with Serve, inside a network namespace, over TLS
 // from the test CA. Access and refresh tokens are random opaque strings.
+// The device flow's verification_uri (/device) is only shown, never
+// served: the user's answer is the test calling Approve or Deny.
 package tokenserver
 
 import (
@@ -86,7 +88,8 @@ func New() *Server {
 // certPEM, if not nil, is the certificate (PEM) whose key signs its client
 // assertions. A client with neither is a public client: it names itself
 // with client_id alone (the device flow's clients). user is the user its
-// client_credentials tokens are for.
+// client_credentials tokens, and the tokens of a device flow it starts,
+// are for.
 func (s *Server) AddClient(id, secret string, certPEM []byte, user string) {
 	c := &client{id: id, secret: secret, user: user}
 	if certPEM != nil {
