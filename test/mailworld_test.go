@@ -254,39 +254,8 @@ func (w *mailWorld) smarthost(t *testing.T, extra ...string) string {
 // It returns the directory under which each user's Maildir lives.
 func (w *mailWorld) dovecot(t *testing.T, users map[string]string) string {
 	t.Helper()
-	// Outside the test's 0700 temporary directory: Dovecot's processes run
-	// as dovecot and as the mail users.
-	dv, err := os.MkdirTemp("", "ghdovecot")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dv, 0o755)
-	t.Cleanup(func() { os.RemoveAll(dv) })
-	homes := filepath.Join(dv, "home")
-	os.MkdirAll(filepath.Join(dv, "run"), 0o755)
-	os.MkdirAll(homes, 0o755)
-	var pw strings.Builder
-	for u, p := range users {
-		home := filepath.Join(homes, u)
-		os.MkdirAll(home, 0o700)
-		os.Chown(home, 65534, 65534)
-		fmt.Fprintf(&pw, "%s:{PLAIN}%s:65534:65534::%s::\n", u, p, home)
-	}
-	os.WriteFile(filepath.Join(dv, "users"), []byte(pw.String()), 0o644)
-	keyCert := w.issue("10.88.0.1")
-	conf := filepath.Join(dv, "dovecot.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`instance_name = gh%[2]d
-base_dir = %[1]s/run
-state_dir = %[1]s/state
-protocols = imap pop3
-listen = 10.88.0.1
-log_path = %[1]s/dovecot.log
-ssl = yes
-ssl_cert = <%[3]s
-ssl_key = <%[3]s
-ssl_min_protocol = TLSv1.2
-disable_plaintext_auth = yes
-auth_mechanisms = plain login
+	dv, homes := dovecotDir(t, users)
+	w.mailDovecot(t, dv, fmt.Sprintf(`auth_mechanisms = plain login
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%%u %[1]s/users
@@ -295,20 +264,80 @@ userdb {
   driver = passwd-file
   args = username_format=%%u %[1]s/users
 }
+`, dv))
+	return homes
+}
+
+// dovecotDir makes the directory of a Dovecot instance, with a
+// passwd-file "users" of the users given (name: password; a password ""
+// leaves the field empty, for a file that serves only as the userdb) and
+// their homes. It returns the directory and the homes' parent.
+func dovecotDir(t *testing.T, users map[string]string) (dv, homes string) {
+	t.Helper()
+	// Outside the test's 0700 temporary directory: Dovecot's processes run
+	// as dovecot and as the mail users.
+	dv, err := os.MkdirTemp("", "ghdovecot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dv, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dv) })
+	homes = filepath.Join(dv, "home")
+	os.MkdirAll(filepath.Join(dv, "run"), 0o755)
+	os.MkdirAll(homes, 0o755)
+	var pw strings.Builder
+	for u, p := range users {
+		home := filepath.Join(homes, u)
+		os.MkdirAll(home, 0o700)
+		os.Chown(home, 65534, 65534)
+		if p != "" {
+			p = "{PLAIN}" + p
+		}
+		fmt.Fprintf(&pw, "%s:%s:65534:65534::%s::\n", u, p, home)
+	}
+	os.WriteFile(filepath.Join(dv, "users"), []byte(pw.String()), 0o644)
+	return dv, homes
+}
+
+// mailDovecot runs the internal mail server (see dovecot) from dv; auth
+// is its part of dovecot.conf that checks logins: auth_mechanisms, passdb
+// and userdb.
+func (w *mailWorld) mailDovecot(t *testing.T, dv, auth string) {
+	t.Helper()
+	keyCert := w.issue("10.88.0.1")
+	w.startDovecot(t, w.intl, dv, fmt.Sprintf(`protocols = imap pop3
+listen = 10.88.0.1
+ssl = yes
+ssl_cert = <%[1]s
+ssl_key = <%[1]s
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = yes
+%[2]s
 first_valid_uid = 1
 mail_location = maildir:~/Maildir
 pop3_uidl_format = %%08Xu%%08Xv
-`, dv, mrand.N(1<<20), keyCert)), 0o644)
-	// In the foreground, as the test's child: it ends with the test.
-	w.start(t, w.intl, "dovecot.out", "dovecot", "-F", "-c", conf)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dv, "dovecot.log"))
-			t.Logf("dovecot log:\n%s", tail(string(b), 40))
-		}
-	})
+`, keyCert, auth))
 	for _, port := range []string{"993", "143", "995", "110"} {
 		waitGreeting(t, w.intl, "10.88.0.1", port)
 	}
-	return homes
+}
+
+// startDovecot runs a Dovecot instance of its own (name, base and state
+// directory, log in dv) in ns with the settings given, in the foreground
+// as the test's child: it ends with the test.
+func (w *mailWorld) startDovecot(t *testing.T, ns, dv, settings string) {
+	t.Helper()
+	conf := filepath.Join(dv, "dovecot.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`instance_name = gh%[2]d
+base_dir = %[1]s/run
+state_dir = %[1]s/state
+log_path = %[1]s/dovecot.log
+%[3]s`, dv, mrand.N(1<<20), settings)), 0o644)
+	w.start(t, ns, filepath.Base(dv)+".out", "dovecot", "-F", "-c", conf)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dv, "dovecot.log"))
+			t.Logf("dovecot log (%s):\n%s", dv, tail(string(b), 40))
+		}
+	})
 }
