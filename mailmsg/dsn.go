@@ -247,20 +247,33 @@ func (d DSN) notification() []byte {
 		d.writeText(&t, attached)
 	}
 	text := bytes.TrimSuffix(t.Bytes(), []byte("\r\n"))
+	return d.part("text/plain; charset=us-ascii", "text/plain; charset=utf-8", "Notification", eightBit(text), text)
+}
 
-	var b bytes.Buffer
+// part renders one body part: its Content-Type (globalType in a Global
+// DSN), description, transfer encoding ("" leaves 7bit implied) and
+// content.
+func (d DSN) part(typ, globalType, desc, cte string, body []byte) []byte {
 	if d.Global {
-		b.WriteString("Content-Type: text/plain; charset=utf-8\r\n")
-	} else {
-		b.WriteString("Content-Type: text/plain; charset=us-ascii\r\n")
+		typ = globalType
 	}
-	b.WriteString("Content-Description: Notification\r\n")
-	if !is7bit(text) {
-		b.WriteString("Content-Transfer-Encoding: 8bit\r\n")
+	var b bytes.Buffer
+	b.WriteString("Content-Type: " + typ + "\r\n")
+	b.WriteString("Content-Description: " + desc + "\r\n")
+	if cte != "" {
+		b.WriteString("Content-Transfer-Encoding: " + cte + "\r\n")
 	}
 	b.WriteString("\r\n")
-	b.Write(text)
+	b.Write(body)
 	return b.Bytes()
+}
+
+// eightBit is the transfer encoding to declare for text: none for 7bit.
+func eightBit(text []byte) string {
+	if is7bit(text) {
+		return ""
+	}
+	return "8bit"
 }
 
 // writeRecipients lists recipients with status and diagnostic.
@@ -309,20 +322,7 @@ func (d DSN) deliveryStatus() []byte {
 		}
 	}
 	fields := bytes.TrimSuffix(f.Bytes(), []byte("\r\n"))
-
-	var b bytes.Buffer
-	if d.Global {
-		b.WriteString("Content-Type: message/global-delivery-status\r\n")
-	} else {
-		b.WriteString("Content-Type: message/delivery-status\r\n")
-	}
-	b.WriteString("Content-Description: Delivery report\r\n")
-	if !is7bit(fields) {
-		b.WriteString("Content-Transfer-Encoding: 8bit\r\n")
-	}
-	b.WriteString("\r\n")
-	b.Write(fields)
-	return b.Bytes()
+	return d.part("message/delivery-status", "message/global-delivery-status", "Delivery report", eightBit(fields), fields)
 }
 
 // finalRecipient is the value of Final-Recipient for addr: type rfc822 for
@@ -343,20 +343,11 @@ func (d DSN) finalRecipient(addr string) string {
 // message/rfc822 or message/global. Its final line end stays its own: the
 // delimiter brings another.
 func (d DSN) messagePart() []byte {
-	var b bytes.Buffer
-	if d.Global {
-		b.WriteString("Content-Type: message/global\r\n")
-	} else {
-		b.WriteString("Content-Type: message/rfc822\r\n")
-	}
-	b.WriteString("Content-Description: Original message\r\n")
+	cte := "8bit"
 	if is7bit(d.Original) {
-		b.WriteString("Content-Transfer-Encoding: 7bit\r\n\r\n")
-	} else {
-		b.WriteString("Content-Transfer-Encoding: 8bit\r\n\r\n")
+		cte = "7bit"
 	}
-	b.Write(d.Original)
-	return b.Bytes()
+	return d.part("message/rfc822", "message/global", "Original message", cte, d.Original)
 }
 
 // carriable says whether msg can go as 7bit or 8bit content as it is (RFC
@@ -392,27 +383,20 @@ func headerOf(msg []byte) []byte {
 // keeps it intact and the DSN valid.
 func (d DSN) headersPart(h []byte) []byte {
 	h = crlf(h)
-	var b bytes.Buffer
-	if d.Global {
-		b.WriteString("Content-Type: message/global-headers\r\n")
-	} else {
-		b.WriteString("Content-Type: text/rfc822-headers\r\n")
-	}
-	b.WriteString("Content-Description: Original message header\r\n")
+	cte := ""
 	switch {
 	case is7bit(h):
-		b.WriteString("\r\n")
-		b.Write(h)
 	case d.Global && carriable(h) && utf8.Valid(h):
-		b.WriteString("Content-Transfer-Encoding: 8bit\r\n\r\n")
-		b.Write(h)
+		cte = "8bit"
 	default:
-		b.WriteString("Content-Transfer-Encoding: quoted-printable\r\n\r\n")
-		w := quotedprintable.NewWriter(&b)
+		var qp bytes.Buffer
+		w := quotedprintable.NewWriter(&qp)
 		w.Write(h) // writes to a bytes.Buffer do not fail
 		w.Close()
+		cte, h = "quoted-printable", qp.Bytes()
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\r\n"))
+	p := d.part("text/rfc822-headers", "message/global-headers", "Original message header", cte, h)
+	return bytes.TrimSuffix(p, []byte("\r\n"))
 }
 
 // crlf makes every line end, bare CR and bare LF included, a CRLF.
