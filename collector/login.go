@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -16,9 +17,9 @@ import (
 // TokenSource gives an account's OAuth2 access token (oauth.Source).
 type TokenSource interface {
 	Token(ctx context.Context) (string, error)
-	// Invalidate drops a token the server refused, so the next login
-	// fetches a new one.
-	Invalidate()
+	// Invalidate drops a token the server refused, if it is still the
+	// current one, so the next login fetches a new one.
+	Invalidate(token string)
 }
 
 // credentials is what an account logs in with: a password, or a token.
@@ -72,9 +73,10 @@ func refused(mech string, err error, challenge []byte) error {
 	return fmt.Errorf("AUTHENTICATE %s refused: %w", mech, err)
 }
 
-// withToken logs in with the account's token by login; a refused token
-// (revoked, or expired before its time) is dropped and a new one tried
-// once, so that such a token costs no poll.
+// withToken logs in with the account's token by login; a token the
+// server refused (revoked, or expired before its time) is dropped and a
+// new one tried once, so that such a token costs no poll. Any other
+// failure (the connection) keeps the token.
 func withToken(ctx context.Context, src TokenSource, login func(tok string) error) error {
 	var err error
 	for range 2 {
@@ -85,7 +87,12 @@ func withToken(ctx context.Context, src TokenSource, login func(tok string) erro
 		if err = login(tok); err == nil {
 			return nil
 		}
-		src.Invalidate()
+		var ie *imap.Error
+		var pe *pop3.Error
+		if !errors.As(err, &ie) && !errors.As(err, &pe) {
+			return err
+		}
+		src.Invalidate(tok)
 	}
 	return err
 }

@@ -51,8 +51,8 @@ func (c *Config) checkFetch(ck *checker) {
 	names := map[string]string{}
 	for i, a := range c.Fetch {
 		p := fmt.Sprintf("fetch[%d]", i)
-		if a.Name == "" || strings.ContainsAny(a.Name, "/\\ \t\x00") {
-			ck.errf(p+".name", "%q is not an account name (no spaces or slashes)", a.Name)
+		if a.Name == "" || strings.ContainsAny(a.Name, "/\\ \t\x00:") {
+			ck.errf(p+".name", "%q is not an account name (no spaces, slashes or colons)", a.Name)
 		} else if prev, dup := names[a.Name]; dup {
 			ck.errf(p+".name", "account %s is already defined at %s", a.Name, prev)
 		}

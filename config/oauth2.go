@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -98,6 +99,21 @@ func (o *OAuth2) TokenHost() (string, uint16) {
 	return u.Hostname(), 443
 }
 
+// EndpointHosts are the hosts the account reaches on 443: the token
+// endpoint's, and for a delegated account the device login's.
+func (o *OAuth2) EndpointHosts() []string {
+	var hosts []string
+	for _, v := range []string{o.TokenURL, o.DeviceURL} {
+		if v == o.DeviceURL && !o.Delegated() {
+			continue
+		}
+		if u, err := url.Parse(v); err == nil && u.Hostname() != "" && !slices.Contains(hosts, u.Hostname()) {
+			hosts = append(hosts, u.Hostname())
+		}
+	}
+	return hosts
+}
+
 func (o *OAuth2) check(ck *checker, p string) {
 	switch o.Provider {
 	case "", "microsoft", "google":
@@ -135,6 +151,8 @@ func (o *OAuth2) check(ck *checker, p string) {
 		ck.errf(p+".client_secret_file", "give a client secret or a certificate, not both")
 	case !cert && o.ClientSecretFile == "" && !o.Delegated():
 		ck.errf(p, "app-only access (not delegated) needs client_secret_file, or client_certificate and client_key")
+	case cert && o.Delegated():
+		ck.errf(p+".client_certificate", "a delegated account signs in as a public client or with a client secret: the device login takes no certificate")
 	case cert && o.Provider == "google":
 		ck.errf(p+".client_certificate", "Google's token endpoint takes a client secret")
 	}

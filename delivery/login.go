@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -15,9 +16,9 @@ import (
 // TokenSource gives a connector's OAuth2 access token (oauth.Source).
 type TokenSource interface {
 	Token(ctx context.Context) (string, error)
-	// Invalidate drops a token the server refused, so the next session
-	// fetches a new one.
-	Invalidate()
+	// Invalidate drops a token the server refused, if it is still the
+	// current one, so the next session fetches a new one.
+	Invalidate(token string)
 }
 
 // login authenticates to a smart host: with the password of the
@@ -39,7 +40,8 @@ func (t *Transport) login(ctx context.Context, c *smtpConn, tg target, h hop) er
 	if t.Tokens == nil {
 		return fmt.Errorf("oauth2: no token service")
 	}
-	src := t.Tokens("connector:"+tg.connector, a.OAuth2)
+	name := "connector:" + tg.connector
+	src := t.Tokens(name, a.OAuth2)
 	offered := " " + strings.ToUpper(c.ext["AUTH"]) + " "
 	mech := oauth.Mechanism(a.OAuth2.Mechanism, func(m string) bool { return strings.Contains(offered, " "+m+" ") })
 	_, p, _ := net.SplitHostPort(h.addr)
@@ -49,15 +51,25 @@ func (t *Transport) login(ctx context.Context, c *smtpConn, tg target, h hop) er
 	for try := 0; ; try++ {
 		tok, err := src.Token(ctx)
 		if err != nil {
-			return err
+			// The provider's words stay here and in the status: a DSN
+			// would carry them to whoever sent the mail.
+			t.Log.Warn("no access token for the smart host", "connector", tg.connector, "err", err)
+			return fmt.Errorf("no access token for %s (gatehouse fetch status says why)", name)
 		}
 		ir, abort := oauth.Initial(mech, a.User, tg.matchName, port, tok)
 		err = c.authToken(mech, ir, abort)
 		if err == nil {
 			return nil
 		}
-		src.Invalidate()
-		if try == 1 || !isReply(err) {
+		// 535 is a refused credential (RFC 4954 6): the token. Other
+		// replies (AUTH turned off for the tenant, 454) and a broken
+		// connection say nothing against it.
+		var re *ReplyError
+		if !errors.As(err, &re) || re.Code != 535 {
+			return err
+		}
+		src.Invalidate(tok)
+		if try == 1 {
 			return err
 		}
 	}

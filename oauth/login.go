@@ -11,7 +11,8 @@ func (s *Source) SetRefreshToken(tok string) error {
 		return err
 	}
 	s.mu.Lock()
-	s.token, s.renew = "", time.Time{}
+	s.token, s.renew, s.failErr, s.lastErr = "", time.Time{}, nil, ""
+	s.gen++ // a fetch still running for the old grant keeps nothing
 	s.mu.Unlock()
 	return nil
 }

@@ -31,3 +31,39 @@ func TestDelegatedWithoutFileUsesTheStoredLogin(t *testing.T) {
 		t.Fatalf("after the login: %q", got)
 	}
 }
+
+// A fetch that failed is not repeated by every session that asks within
+// retryAfter: one request, one error, until then.
+func TestFailedFetchIsNotRepeatedAtOnce(t *testing.T) {
+	e := newEndpoint(t, func(map[string]string) (int, string) {
+		return 401, `{"error":"invalid_client","error_description":"bad secret"}`
+	})
+	s, clk := newSource(t, e, "connector:m365", &config.OAuth2{ClientID: "app", ClientSecretFile: writeFile(t, t.TempDir(), "s", "x")})
+	for range 5 {
+		if _, err := s.Token(context.Background()); err == nil || !strings.Contains(err.Error(), "invalid_client") {
+			t.Fatalf("want the provider's error, got %v", err)
+		}
+	}
+	if e.count() != 1 {
+		t.Fatalf("%d requests for 5 calls within a minute, want 1", e.count())
+	}
+	clk.add(retryAfter)
+	s.Token(context.Background())
+	if e.count() != 2 {
+		t.Fatalf("%d requests after retryAfter, want 2", e.count())
+	}
+}
+
+func TestRotatedFilesAreOnePerAccount(t *testing.T) {
+	seen := map[string]string{}
+	for _, name := range []string{"fetch:müller", "fetch:möller", "fetch:sales+eu", "fetch:sales@eu", "fetch:a_b", "fetch:a:b", "connector:x", "fetch:..", "fetch:_2e"} {
+		f := (&Source{name: name, dir: "/d"}).rotatedFile()
+		if other, dup := seen[f]; dup {
+			t.Errorf("%q and %q share %s", name, other, f)
+		}
+		if strings.Count(f, "/") != 2 || strings.Contains(f, "/..") {
+			t.Errorf("%q: file %s leaves the directory", name, f)
+		}
+		seen[f] = name
+	}
+}

@@ -34,7 +34,6 @@ type Source struct {
 	dir    string
 	read   func(string) ([]byte, error)
 	client *http.Client
-	err    error // NewClient's: every Token returns it
 	host   string
 	now    func() time.Time
 	log    *slog.Logger
@@ -46,6 +45,11 @@ type Source struct {
 	fetched time.Time
 	lastErr string
 	flight  *flight
+	// A failed fetch, answered again until failedUntil; gen counts the
+	// grants (SetRefreshToken makes a new one).
+	failErr     error
+	failedUntil time.Time
+	gen         uint64
 
 	// A rotated refresh token that WriteToken could not save: used until a
 	// file is newer. Only the fetch in flight touches them.
@@ -55,6 +59,7 @@ type Source struct {
 
 // flight is the one fetch that callers wait for.
 type flight struct {
+	gen   uint64 // the grant it fetches for (see Source.gen)
 	done  chan struct{}
 	token string
 	err   error
@@ -88,33 +93,47 @@ func New(name string, c *config.OAuth2, dir string, read func(string) ([]byte, e
 	if u, err := url.Parse(c.TokenURL); err == nil {
 		s.host = u.Hostname()
 	}
-	if client == nil {
-		client, s.err = NewClient(c, read)
-		if s.err != nil {
-			s.err = fmt.Errorf("oauth2: %s: %w", name, s.err)
-			return s
-		}
+	if client != nil {
+		s.client = limited(client)
+	}
+	return s
+}
+
+// httpClient is the client for the token endpoint, made on first use: a
+// CA file that could not be read (not there yet, not yet readable for the
+// relay) is tried again at the next fetch, not held against the account.
+func (s *Source) httpClient() (*http.Client, error) {
+	if s.client != nil {
+		return s.client, nil
+	}
+	client, err := NewClient(s.c, s.read)
+	if err != nil {
+		return nil, fmt.Errorf("oauth2: %s: %w", s.name, err)
 	}
 	s.client = limited(client)
-	return s
+	return s.client, nil
 }
 
 // Token is the account's access token: the cached one, or a new one when it
 // is within its margin of expiry, was invalidated, or there is none yet.
 // ctx bounds the wait, not the fetch, which other callers may share.
 func (s *Source) Token(ctx context.Context) (string, error) {
-	if s.err != nil {
-		return "", s.err
-	}
 	s.mu.Lock()
 	if s.token != "" && s.now().Before(s.renew) {
 		t := s.token
 		s.mu.Unlock()
 		return t, nil
 	}
+	if s.failErr != nil && s.now().Before(s.failedUntil) {
+		// A fetch failed a moment ago: every session of every hop
+		// would ask again. Not before retryAfter.
+		err := s.failErr
+		s.mu.Unlock()
+		return "", err
+	}
 	f := s.flight
 	if f == nil {
-		f = &flight{done: make(chan struct{})}
+		f = &flight{gen: s.gen, done: make(chan struct{})}
 		s.flight = f
 		go s.run(context.WithoutCancel(ctx), f)
 	}
@@ -127,11 +146,14 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 	}
 }
 
-// Invalidate drops the cached token (the server refused it): the next Token
-// fetches anew.
-func (s *Source) Invalidate() {
+// Invalidate drops the cached token if it is still tok (the server
+// refused it): the next Token fetches anew. A token fetched since, by
+// another session, is kept.
+func (s *Source) Invalidate(tok string) {
 	s.mu.Lock()
-	s.token, s.renew = "", time.Time{}
+	if s.token == tok {
+		s.token, s.renew = "", time.Time{}
+	}
 	s.mu.Unlock()
 }
 
@@ -139,11 +161,7 @@ func (s *Source) Invalidate() {
 func (s *Source) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Status{Expires: s.expires, Fetched: s.fetched, LastError: s.lastErr}
-	if s.err != nil {
-		st.LastError = s.err.Error()
-	}
-	return st
+	return Status{Expires: s.expires, Fetched: s.fetched, LastError: s.lastErr}
 }
 
 // run does the fetch of flight f and keeps its result.
@@ -156,6 +174,16 @@ func (s *Source) run(ctx context.Context, f *flight) {
 	defer close(f.done)
 	s.flight = nil
 	now := s.now()
+	if f.gen != s.gen {
+		// A sign-in replaced the grant while this fetch ran for the
+		// old one: its waiters get what it brought, the source keeps
+		// nothing of it.
+		if err == nil {
+			f.token = tok.AccessToken
+		}
+		f.err = err
+		return
+	}
 	if err != nil {
 		s.lastErr = err.Error()
 		if s.token != "" && now.Before(s.expires) {
@@ -170,9 +198,11 @@ func (s *Source) run(ctx context.Context, f *flight) {
 			return
 		}
 		s.log.Warn("fetching an access token failed", "err", err)
+		s.failErr, s.failedUntil = err, now.Add(retryAfter)
 		f.err = err
 		return
 	}
+	s.failErr = nil
 	life := lifetime(tok)
 	s.token, s.fetched, s.expires = tok.AccessToken, now, now.Add(life)
 	s.renew = s.expires.Add(-min(maxMargin, life/4))
@@ -193,7 +223,11 @@ func lifetime(t *oauth2.Token) time.Duration {
 // fetch gets a new access token by the account's grant. note is an error
 // that did not stop it (a rotated refresh token that could not be saved).
 func (s *Source) fetch(ctx context.Context) (tok *oauth2.Token, note string, err error) {
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, s.client)
+	client, err := s.httpClient() // only the fetch in flight touches it
+	if err != nil {
+		return nil, "", err
+	}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, client)
 	cc := clientcredentials.Config{
 		ClientID:  s.c.ClientID,
 		TokenURL:  s.c.TokenURL,
@@ -292,15 +326,20 @@ func (s *Source) refreshToken() (string, error) {
 }
 
 // rotatedFile is where the relay keeps the account's rotated refresh token.
+// The name is the account's with every octet but letters, digits, '.'
+// and '-' written as _XX: no two accounts share a file ("müller" and
+// "möller" would, if they were merely replaced).
 func (s *Source) rotatedFile() string {
-	name := strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
-			return r
+	var b strings.Builder
+	for i := 0; i < len(s.name); i++ {
+		switch c := s.name[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.' && i > 0, c == '-':
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "_%02x", c)
 		}
-		return '_'
-	}, s.name)
-	return filepath.Join(s.dir, name+".refresh")
+	}
+	return filepath.Join(s.dir, b.String()+".refresh")
 }
 
 // account is the name oauth2-login knows the account by.

@@ -254,7 +254,7 @@ func TestClientCertificate(t *testing.T) {
 			aud = e.srv.URL + "/token"
 			s, _ := newSource(t, e, "connector:m365", &config.OAuth2{ClientID: "app", ClientCertificate: certFile, ClientKey: keyFile})
 			token(t, s)
-			s.Invalidate()
+			s.Invalidate(s.token)
 			token(t, s)
 			if a, b := e.forms[0]["client_assertion"], e.forms[1]["client_assertion"]; a == b {
 				t.Error("the same client assertion twice; want a fresh one per fetch")
@@ -301,7 +301,7 @@ func TestRefreshRotation(t *testing.T) {
 	if got := token(t, s); got != "AT1" {
 		t.Fatalf("token %q, want AT1", got)
 	}
-	rot := filepath.Join(s.dir, "fetch_gmail_x.refresh")
+	rot := filepath.Join(s.dir, "fetch_3agmail_2fx.refresh") // "fetch:gmail/x", escaped
 	if b, err := os.ReadFile(rot); err != nil || string(b) != "RT2\n" {
 		t.Fatalf("rotated file: %q, %v", b, err)
 	}
@@ -309,7 +309,7 @@ func TestRefreshRotation(t *testing.T) {
 		t.Errorf("rotated file mode %v", st.Mode())
 	}
 	// The rotated file is newer than the config's: it is used.
-	s.Invalidate()
+	s.Invalidate(s.token)
 	if got := token(t, s); got != "AT2" || e.last()["refresh_token"] != "RT2" {
 		t.Fatalf("token %q with %q, want AT2 with RT2", got, e.last()["refresh_token"])
 	}
@@ -318,7 +318,7 @@ func TestRefreshRotation(t *testing.T) {
 	writeFile(t, dir, "refresh", "RT3")
 	future := time.Now().Add(time.Hour)
 	os.Chtimes(cfgFile, future, future)
-	s.Invalidate()
+	s.Invalidate(s.token)
 	if got := token(t, s); got != "AT3" || e.last()["refresh_token"] != "RT3" {
 		t.Fatalf("token %q with %q, want AT3 with RT3", got, e.last()["refresh_token"])
 	}
@@ -461,7 +461,11 @@ func TestInvalidate(t *testing.T) {
 	})
 	s, _ := newSource(t, e, "fetch:o365", &config.OAuth2{ClientID: "app", ClientSecretFile: writeFile(t, t.TempDir(), "s", "x")})
 	token(t, s)
-	s.Invalidate()
+	s.Invalidate("a token fetched before")
+	if got := token(t, s); got != "AT1" {
+		t.Fatalf("after invalidating another token: %q, want AT1 kept", got)
+	}
+	s.Invalidate("AT1")
 	if got := token(t, s); got != "AT2" {
 		t.Fatalf("after Invalidate: %q, want AT2", got)
 	}
@@ -547,7 +551,7 @@ func TestRotationUnsaved(t *testing.T) {
 	if got := token(t, s); got != "AT1" || !strings.Contains(s.Status().LastError, "could not be saved") {
 		t.Fatalf("token %q, status %+v", got, s.Status())
 	}
-	s.Invalidate()
+	s.Invalidate(s.token)
 	if got := token(t, s); got != "AT2" || s.Status().LastError != "" {
 		t.Fatalf("with the rotated token kept in memory: %q, status %+v", got, s.Status())
 	}

@@ -172,14 +172,14 @@ func oauthPaths(c *config.Config, add func(Path)) {
 		if o == nil {
 			return
 		}
-		h, _ := o.TokenHost()
-		if h == "" {
-			return
+		for _, h := range o.EndpointHosts() {
+			if users[h] == nil {
+				hosts = append(hosts, h)
+			}
+			if !slices.Contains(users[h], who) {
+				users[h] = append(users[h], who)
+			}
 		}
-		if users[h] == nil {
-			hosts = append(hosts, h)
-		}
-		users[h] = append(users[h], who)
 	}
 	for _, a := range c.Fetch {
 		note("fetch "+a.Name, a.OAuth2)

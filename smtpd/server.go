@@ -216,7 +216,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.from = a
 	s.utf8 = utf8
 	if opts != nil {
-		if len(opts.EnvelopeID) > maxEnvID {
+		if len(mailmsg.EncodeXtext(opts.EnvelopeID)) > maxEnvID { // as sent on (RFC 3461 4.4)
 			return s.fail(smtpErr(501, smtp.EnhancedCode{5, 5, 4}, "ENVID longer than 100 characters"))
 		}
 		s.ret, s.envid = string(opts.Return), opts.EnvelopeID
@@ -224,7 +224,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-// maxEnvID is RFC 3461 4.4's bound on ENVID.
+// maxEnvID is RFC 3461 4.4's bound on ENVID, in xtext.
 const maxEnvID = 100
 
 // needUTF8 refuses a UTF-8 address in a transaction without SMTPUTF8

@@ -12,10 +12,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"gatehouse/dkimsign"
-	"gatehouse/mailauth"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -23,7 +22,9 @@ import (
 	"gatehouse/collector"
 	"gatehouse/config"
 	"gatehouse/delivery"
+	"gatehouse/dkimsign"
 	"gatehouse/dnsclient"
+	"gatehouse/mailauth"
 	"gatehouse/mtasts"
 	"gatehouse/queue"
 	"gatehouse/service"
@@ -215,6 +216,12 @@ func (s *Service) start(ctx context.Context, full *config.Config) error {
 	s.store = store
 	for _, p := range problems {
 		o.Log.Error("queue", "err", p)
+	}
+	if o.OAuthDir != "" {
+		// PID 1 makes it, the relay's own; run as a user, it is ours.
+		if err := os.MkdirAll(o.OAuthDir, 0o700); err != nil {
+			return fmt.Errorf("smtp: %w", err)
+		}
 	}
 	s.tokens = newTokens(o.OAuthDir, o.Log)
 	tr := &delivery.Transport{Log: o.Log, ResolvConf: o.ResolvConf, Config: s.config, Roots: s.roots, ReadFile: readConfigured,

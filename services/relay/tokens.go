@@ -96,8 +96,9 @@ func (s *Service) loginAccount(id string) (string, *config.OAuth2, error) {
 }
 
 // loginWait bounds how long the start of a device login waits for the
-// provider's code.
-const loginWait = 30 * time.Second
+// provider's code: less than the control socket's deadline (30 s), so the
+// CLI hears why.
+const loginWait = 20 * time.Second
 
 // startLogin starts a device login (RFC 8628) for the account and returns
 // where the user signs in; the relay polls the provider on its own and
@@ -108,12 +109,25 @@ func (t *tokens) startLogin(name string, c *config.OAuth2, err error) (*status.O
 		return nil, err
 	}
 	t.mu.Lock()
-	if l := t.logins[name]; l != nil && l.State == "pending" {
+	switch l := t.logins[name]; {
+	case l != nil && l.State == "pending":
 		cp := *l
 		t.mu.Unlock()
 		return &cp, nil
+	case l != nil && l.State == "starting":
+		t.mu.Unlock()
+		return nil, fmt.Errorf("%s: a device login is starting; ask again in a moment", name)
 	}
+	t.logins[name] = &status.OAuthLogin{Account: name, State: "starting"}
 	t.mu.Unlock()
+	// A start that fails leaves no "starting" entry behind.
+	defer func() {
+		t.mu.Lock()
+		if l := t.logins[name]; l != nil && l.State == "starting" {
+			delete(t.logins, name)
+		}
+		t.mu.Unlock()
+	}()
 	client, err := oauth.NewClient(c, readConfigured)
 	if err != nil {
 		return nil, err
