@@ -119,13 +119,17 @@ func (s *netService) watch(ctx context.Context) {
 	if err := netlink.AddrSubscribe(addrs, done); err != nil {
 		s.log.Warn("cannot follow address events", "err", err)
 	}
+	// Lease times are shown as wall time; when NTP steps the clock (at
+	// boot, by years), show them again on the new clock at once.
+	stepped := func() {
+		s.log.Info("wall clock stepped; lease times shown anew")
+		s.kickNow()
+	}
+	if err := clockSteps(ctx, stepped); err != nil {
+		s.log.Warn("cannot follow clock steps; lease times may show the old clock until the next change", "err", err)
+	}
 	go func() {
 		defer close(done)
-		// Lease times are shown as wall time; when NTP steps the clock (at
-		// boot, by years), show them again on the new clock.
-		stepCheck := time.NewTicker(2 * time.Second)
-		defer stepCheck.Stop()
-		last := time.Now()
 		var debounce <-chan time.Time
 		for {
 			select {
@@ -138,13 +142,6 @@ func (s *netService) watch(ctx context.Context) {
 			case <-debounce:
 				debounce = nil
 				s.kickNow()
-			case <-stepCheck.C:
-				now := time.Now()
-				if skew := now.Round(0).Sub(last.Round(0)) - now.Sub(last); skew > time.Second || skew < -time.Second {
-					s.log.Info("wall clock stepped; lease times shown anew", "by", skew.Round(time.Second))
-					s.kickNow()
-				}
-				last = now
 			}
 		}
 	}()
