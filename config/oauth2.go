@@ -34,7 +34,8 @@ type OAuth2 struct {
 	DelegatedAccess bool `yaml:"delegated"`
 	// RefreshTokenFile optionally holds a refresh token obtained
 	// elsewhere (implies delegated); the relay keeps the rotated tokens
-	// it is given in its own state, and uses the newer of the two.
+	// it is given in its own state, and goes back to this file only when
+	// its content changes (a new sign-in).
 	RefreshTokenFile string `yaml:"refresh_token_file"`
 	// TokenURL and DeviceURL (RFC 8628, for oauth2-login): defaults from
 	// the provider.

@@ -1,13 +1,24 @@
 package oauth
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // SetRefreshToken makes a refresh token that a device login brought
 // (`gatehouse fetch oauth2-login`) the account's current one: it is
 // written where rotated tokens go, so it is newer than any before it, and
 // the access token cached from the old grant is dropped.
 func (s *Source) SetRefreshToken(tok string) error {
-	if err := WriteToken(s.rotatedFile(), tok); err != nil {
+	// Stored against the operator's file as it is now: that file wins
+	// again only once its content changes.
+	seed := ""
+	if s.c.RefreshTokenFile != "" {
+		if b, err := s.read(s.c.RefreshTokenFile); err == nil {
+			seed = fingerprint(strings.TrimSpace(string(b)))
+		}
+	}
+	if err := s.writeRotated(tok, seed); err != nil {
 		return err
 	}
 	s.mu.Lock()

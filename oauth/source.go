@@ -8,6 +8,8 @@ package oauth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,8 +55,8 @@ type Source struct {
 
 	// A rotated refresh token that WriteToken could not save: used until a
 	// file is newer. Only the fetch in flight touches them.
-	unsaved   string
-	unsavedAt time.Time
+	unsaved     string
+	unsavedSeed string
 }
 
 // flight is the one fetch that callers wait for.
@@ -263,7 +265,7 @@ func (s *Source) fetch(ctx context.Context) (tok *oauth2.Token, note string, err
 // client-credentials request with its grant_type replaced, so that the
 // scopes are sent too (Microsoft wants them).
 func (s *Source) refreshGrant(ctx context.Context, cc *clientcredentials.Config) (*oauth2.Token, string, error) {
-	rt, err := s.refreshToken()
+	rt, seed, err := s.refreshToken()
 	if err != nil {
 		return nil, "", err
 	}
@@ -277,10 +279,10 @@ func (s *Source) refreshGrant(ctx context.Context, cc *clientcredentials.Config)
 	if nt := strings.TrimSpace(tok.RefreshToken); nt != "" && nt != rt {
 		// Rotation: keep the new refresh token before using the access
 		// token; the old one may stop working.
-		if err := WriteToken(s.rotatedFile(), nt); err != nil {
+		if err := s.writeRotated(nt, seed); err != nil {
 			note = fmt.Sprintf("oauth2: %s: the provider rotated the refresh token and it could not be saved (kept in memory until a restart): %v", s.name, err)
 			s.log.Error("saving the rotated refresh token failed", "err", err)
-			s.unsaved, s.unsavedAt = nt, s.now()
+			s.unsaved, s.unsavedSeed = nt, seed
 		} else {
 			s.unsaved = ""
 		}
@@ -288,41 +290,65 @@ func (s *Source) refreshGrant(ctx context.Context, cc *clientcredentials.Config)
 	return tok, note, nil
 }
 
-// refreshToken is the refresh token in use: the newer (mtime) of the
-// config's refresh_token_file (written by oauth2-login) and the rotated one
-// in dir, or one held in memory that could not be saved.
-func (s *Source) refreshToken() (string, error) {
-	var cfgTime time.Time
-	if s.c.RefreshTokenFile == "" {
-		// Delegated without a file of the operator's: only what
-		// oauth2-login stored, and its rotations.
-	} else if st, err := os.Stat(s.c.RefreshTokenFile); err == nil {
-		cfgTime = st.ModTime()
-	}
-	tok, at, from := "", time.Time{}, ""
-	rot := s.rotatedFile()
-	if st, err := os.Stat(rot); err == nil && st.ModTime().After(cfgTime) {
-		if b, err := os.ReadFile(rot); err == nil {
-			tok, at, from = strings.TrimSpace(string(b)), st.ModTime(), rot
-		}
-	}
-	if tok == "" && s.c.RefreshTokenFile == "" && s.unsaved == "" {
-		return "", fmt.Errorf("oauth2: %s: no refresh token yet: sign in with gatehouse fetch oauth2-login %s", s.name, s.account())
-	}
-	if tok == "" && s.c.RefreshTokenFile != "" {
+// refreshToken is the refresh token in use, and the seed to keep with its
+// successor: the fingerprint of the operator's refresh_token_file as it
+// is now. The relay's own token (rotated, or brought by oauth2-login) is
+// used while that file still holds what it held when the relay's token
+// was stored; a file whose content changed is a new sign-in and wins.
+// Content, not mtimes: a restore or a config sync that rewrites the file
+// with an old token changes nothing, and a token the provider rotated
+// away is never sent again (some providers revoke the grant for that).
+func (s *Source) refreshToken() (tok, seed string, err error) {
+	cfgTok := ""
+	if s.c.RefreshTokenFile != "" {
 		b, err := s.read(s.c.RefreshTokenFile)
 		if err != nil {
-			return "", fmt.Errorf("oauth2: %s: refresh token: %w", s.name, err)
+			return "", "", fmt.Errorf("oauth2: %s: refresh token: %w", s.name, err)
 		}
-		tok, at, from = strings.TrimSpace(string(b)), cfgTime, s.c.RefreshTokenFile
+		cfgTok = strings.TrimSpace(string(b))
 	}
-	if s.unsaved != "" && s.unsavedAt.After(at) {
-		return s.unsaved, nil
+	seed = fingerprint(cfgTok)
+	own, ownSeed := s.readRotated()
+	switch {
+	case s.unsaved != "" && s.unsavedSeed == seed:
+		return s.unsaved, seed, nil
+	case own != "" && (cfgTok == "" || ownSeed == seed):
+		return own, seed, nil
+	case cfgTok != "":
+		return cfgTok, seed, nil
+	case s.c.RefreshTokenFile != "":
+		return "", "", fmt.Errorf("oauth2: %s: refresh token file %s is empty: sign in with gatehouse fetch oauth2-login %s", s.name, s.c.RefreshTokenFile, s.account())
 	}
+	return "", "", fmt.Errorf("oauth2: %s: no refresh token yet: sign in with gatehouse fetch oauth2-login %s", s.name, s.account())
+}
+
+// fingerprint identifies a refresh token without keeping it: "" for none.
+func fingerprint(tok string) string {
 	if tok == "" {
-		return "", fmt.Errorf("oauth2: %s: refresh token file %s is empty: sign in with gatehouse fetch oauth2-login %s", s.name, from, s.account())
+		return ""
 	}
-	return tok, nil
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:16])
+}
+
+// readRotated reads the relay's own token file: the token, then the seed
+// (fingerprint of the operator's file it was stored against) on a line
+// of its own.
+func (s *Source) readRotated() (tok, seed string) {
+	b, err := os.ReadFile(s.rotatedFile())
+	if err != nil {
+		return "", ""
+	}
+	tok, seed, _ = strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return strings.TrimSpace(tok), strings.TrimSpace(seed)
+}
+
+// writeRotated stores the relay's own token with its seed.
+func (s *Source) writeRotated(tok, seed string) error {
+	if seed == "" {
+		return WriteToken(s.rotatedFile(), tok)
+	}
+	return WriteToken(s.rotatedFile(), strings.TrimSpace(tok)+"\n"+seed)
 }
 
 // rotatedFile is where the relay keeps the account's rotated refresh token.

@@ -302,19 +302,26 @@ func TestRefreshRotation(t *testing.T) {
 		t.Fatalf("token %q, want AT1", got)
 	}
 	rot := filepath.Join(s.dir, "fetch_3agmail_2fx.refresh") // "fetch:gmail/x", escaped
-	if b, err := os.ReadFile(rot); err != nil || string(b) != "RT2\n" {
+	if b, err := os.ReadFile(rot); err != nil || !strings.HasPrefix(string(b), "RT2\n") {
 		t.Fatalf("rotated file: %q, %v", b, err)
 	}
 	if st, _ := os.Stat(rot); st.Mode().Perm() != 0o600 {
 		t.Errorf("rotated file mode %v", st.Mode())
 	}
-	// The rotated file is newer than the config's: it is used.
+	// The operator's file is as it was when RT2 came: RT2 is used.
 	s.Invalidate(s.token)
 	if got := token(t, s); got != "AT2" || e.last()["refresh_token"] != "RT2" {
 		t.Fatalf("token %q with %q, want AT2 with RT2", got, e.last()["refresh_token"])
 	}
-	// A new sign-in writes the config's file: newer, it wins; the same
-	// refresh token in the answer is no rotation.
+	// The operator's file rewritten with the same old token (a restore,
+	// a config sync) changes nothing: RT1 was rotated away.
+	os.Chtimes(cfgFile, time.Now().Add(time.Minute), time.Now().Add(time.Minute))
+	s.Invalidate(s.token)
+	if got := token(t, s); got != "AT2" || e.last()["refresh_token"] != "RT2" {
+		t.Fatalf("after a restore: token %q with %q, want AT2 with RT2", got, e.last()["refresh_token"])
+	}
+	// A new sign-in writes the operator's file: its content changed, it
+	// wins; the same refresh token in the answer is no rotation.
 	writeFile(t, dir, "refresh", "RT3")
 	future := time.Now().Add(time.Hour)
 	os.Chtimes(cfgFile, future, future)
@@ -322,7 +329,7 @@ func TestRefreshRotation(t *testing.T) {
 	if got := token(t, s); got != "AT3" || e.last()["refresh_token"] != "RT3" {
 		t.Fatalf("token %q with %q, want AT3 with RT3", got, e.last()["refresh_token"])
 	}
-	if b, _ := os.ReadFile(rot); string(b) != "RT2\n" {
+	if b, _ := os.ReadFile(rot); !strings.HasPrefix(string(b), "RT2\n") {
 		t.Errorf("rotated file %q rewritten without a rotation", b)
 	}
 }
