@@ -278,6 +278,7 @@ func (s *Service) start(ctx context.Context, full *config.Config) error {
 	s.fetch = collector.New(collector.Options{Sink: sink{s}, Settings: s.collectorSettings, ReadFile: readConfigured, Log: o.Log,
 		Tokens: func(name string, c *config.OAuth2) collector.TokenSource { return s.tokens.source(name, c) }})
 	s.fetch.Apply(ctx, full.Fetch)
+	s.tokens.prune(full)
 	go func() {
 		if err := serveControl(ctx, o.Socket, s); err != nil {
 			o.Log.Error("control socket", "err", err)
@@ -318,6 +319,7 @@ func (s *Service) reload(ctx context.Context, full *config.Config) error {
 	}
 	s.nextLookup = next
 	s.fetch.Apply(ctx, full.Fetch)
+	s.tokens.prune(full)
 	s.log.Info("reloaded")
 	return nil
 }

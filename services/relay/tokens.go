@@ -52,6 +52,36 @@ func (t *tokens) source(name string, c *config.OAuth2) *tokenSource {
 	return e
 }
 
+// prune forgets the sources and logins of accounts and connectors that no
+// longer log in with OAuth2: the status lists only what the config has.
+func (t *tokens) prune(full *config.Config) {
+	keep := map[string]bool{}
+	for _, a := range full.Fetch {
+		if a.OAuth2 != nil {
+			keep["fetch:"+a.Name] = true
+		}
+	}
+	if full.SMTP != nil {
+		for _, c := range full.SMTP.Connectors {
+			if c.Auth != nil && c.Auth.OAuth2 != nil {
+				keep["connector:"+c.Name] = true
+			}
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for name := range t.src {
+		if !keep[name] {
+			delete(t.src, name)
+		}
+	}
+	for name := range t.logins {
+		if !keep[name] {
+			delete(t.logins, name)
+		}
+	}
+}
+
 // status lists the tokens for the relay's status.
 func (t *tokens) status() []status.OAuthToken {
 	t.mu.Lock()
