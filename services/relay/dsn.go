@@ -55,6 +55,27 @@ func (s *Service) original(env *queue.Envelope, full bool) (msg, header []byte, 
 	return nil, header, full
 }
 
+// diagnostic is the Diagnostic-Code of a recipient's last error (RFC
+// 3464 2.3.6): the next hop's reply as type smtp, or the relay's own
+// words (a connection that failed, no SMTPUTF8 at the next hop, the
+// queue's lifetime) as type X-Gatehouse, as Postfix writes X-Postfix.
+// The enhanced status the queue keeps in front is the Status field's.
+func diagnostic(lastErr string) string {
+	if lastErr == "" {
+		return ""
+	}
+	text := lastErr
+	if st, rest, ok := strings.Cut(lastErr, " "); ok && len(st) >= 5 && st[1] == '.' && (st[0] == '4' || st[0] == '5') {
+		text = rest
+	}
+	if len(text) >= 3 && text[0] >= '2' && text[0] <= '5' && isDigit(text[1]) && isDigit(text[2]) && (len(text) == 3 || text[3] == ' ' || text[3] == '-') {
+		return "smtp; " + text
+	}
+	return "X-Gatehouse; " + text
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
 // notice queues a DSN to the sender of a message (RFC 3464): failures,
 // delays, and successes the next hop will not report ("relayed", RFC
 // 3461 4.1). Which recipients the sender wants to hear of (NOTIFY) the
@@ -96,10 +117,7 @@ func (s *Service) notice(n queue.Notice) error {
 				status = "5" + status[1:] // given up: a permanent failure now
 			}
 		}
-		diag := ""
-		if rs.LastError != "" {
-			diag = "smtp; " + rs.LastError
-		}
+		diag := diagnostic(rs.LastError)
 		remote := ""
 		if rs.RemoteMTA != "" {
 			remote = "dns; " + rs.RemoteMTA
