@@ -405,6 +405,17 @@ func TestKeyring(t *testing.T) {
 	if k.Len() != 4 {
 		t.Errorf("Len %d", k.Len())
 	}
+	// An entry Add refuses leaves the keyring as it was: the relay signs
+	// with the others.
+	if err := k.Add(Config{Domain: "example.com", Selector: "a", KeyFile: exRSA, Subdomains: true}); err == nil {
+		t.Error("a selector given twice was added")
+	}
+	if err := k.Add(Config{Domain: "example.net", Selector: "a", KeyFile: filepath.Join(t.TempDir(), "missing")}); err == nil {
+		t.Error("a missing key file was added")
+	}
+	if k.Len() != 4 {
+		t.Errorf("Len %d after refused entries", k.Len())
+	}
 	for _, tc := range []struct{ from, want string }{
 		{"example.com", "example.com/a example.com/b"},
 		{"EXAMPLE.com.", "example.com/a example.com/b"},

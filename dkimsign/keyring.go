@@ -32,36 +32,48 @@ type Keyring struct {
 // selector): a message is signed with each. Errors name the entry.
 func NewKeyring(configs []Config) (*Keyring, error) {
 	k := &Keyring{byDomain: map[string][]*Signer{}, sub: map[string]bool{}}
-	type id struct{ domain, selector string }
-	seen := map[id]bool{}
 	for i, c := range configs {
-		where := fmt.Sprintf("dkim[%d] (%s)", i, c.Domain)
-		key, err := LoadKey(c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", where, err)
+		if err := k.Add(c); err != nil {
+			return nil, fmt.Errorf("dkim[%d] (%s): %w", i, c.Domain, err)
 		}
-		switch got := Algorithm(key.Public()); c.Algorithm {
-		case "", got:
-		case RSA, Ed25519:
-			return nil, fmt.Errorf("%s: algorithm is %s, but %s holds a %s key", where, c.Algorithm, c.KeyFile, got)
-		default:
-			return nil, fmt.Errorf("%s: algorithm %q: want %s or %s", where, c.Algorithm, RSA, Ed25519)
-		}
-		s, err := NewSigner(c.Domain, c.Selector, key, c.Headers)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", where, err)
-		}
-		if seen[id{s.domain, s.selector}] {
-			return nil, fmt.Errorf("%s: selector %s is configured twice for the domain", where, s.selector)
-		}
-		seen[id{s.domain, s.selector}] = true
-		if len(k.byDomain[s.domain]) > 0 && k.sub[s.domain] != c.Subdomains {
-			return nil, fmt.Errorf("%s: subdomains must be the same for every key of the domain", where)
-		}
-		k.byDomain[s.domain] = append(k.byDomain[s.domain], s)
-		k.sub[s.domain] = c.Subdomains
 	}
 	return k, nil
+}
+
+// Add loads the key of one entry into k; an entry it refuses (a key that
+// does not load, a selector given twice, subdomains that differ between a
+// domain's keys) leaves k as it was, so that the relay signs with the
+// others.
+func (k *Keyring) Add(c Config) error {
+	if k.byDomain == nil {
+		k.byDomain, k.sub = map[string][]*Signer{}, map[string]bool{}
+	}
+	key, err := LoadKey(c.KeyFile)
+	if err != nil {
+		return err
+	}
+	switch got := Algorithm(key.Public()); c.Algorithm {
+	case "", got:
+	case RSA, Ed25519:
+		return fmt.Errorf("algorithm is %s, but %s holds a %s key", c.Algorithm, c.KeyFile, got)
+	default:
+		return fmt.Errorf("algorithm %q: want %s or %s", c.Algorithm, RSA, Ed25519)
+	}
+	s, err := NewSigner(c.Domain, c.Selector, key, c.Headers)
+	if err != nil {
+		return err
+	}
+	for _, other := range k.byDomain[s.domain] {
+		if other.selector == s.selector {
+			return fmt.Errorf("selector %s is configured twice for the domain", s.selector)
+		}
+	}
+	if len(k.byDomain[s.domain]) > 0 && k.sub[s.domain] != c.Subdomains {
+		return fmt.Errorf("subdomains must be the same for every key of the domain")
+	}
+	k.byDomain[s.domain] = append(k.byDomain[s.domain], s)
+	k.sub[s.domain] = c.Subdomains
+	return nil
 }
 
 // For returns the signers for mail whose From address is in domain: the

@@ -418,21 +418,14 @@ func (s *Service) apply(ctx context.Context, c *config.SMTP) (time.Time, error) 
 // (said in the log), and the rest still sign: the relay never stops
 // relaying for want of a signature.
 func (s *Service) keyring(c *config.SMTP) *dkimsign.Keyring {
-	var good []dkimsign.Config
+	kr := &dkimsign.Keyring{}
 	for i, k := range c.DKIMSigning {
 		kc := dkimsign.Config{Domain: k.Domain, Selector: k.Selector, KeyFile: k.KeyFile, Headers: k.Headers, Subdomains: k.Subdomains}
-		if _, err := dkimsign.NewKeyring([]dkimsign.Config{kc}); err != nil {
+		if err := kr.Add(kc); err != nil {
 			s.log.Error("dkim: key not loaded; this domain's mail goes out unsigned", "setting", fmt.Sprintf("smtp.dkim_signing[%d]", i), "err", err)
-			continue
 		}
-		good = append(good, kc)
 	}
-	if len(good) == 0 {
-		return nil
-	}
-	kr, err := dkimsign.NewKeyring(good)
-	if err != nil {
-		s.log.Error("dkim: keys not loaded; mail goes out unsigned", "err", err)
+	if kr.Len() == 0 {
 		return nil
 	}
 	return kr
