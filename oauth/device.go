@@ -28,9 +28,9 @@ const (
 // how long it is valid; then DeviceLogin polls the token endpoint at the
 // interval the provider asks (slow_down adds 5 s) until the user approves
 // (it returns the refresh token), denies, the code expires, or ctx ends.
-// The client secret, if c names one (Google wants it), is read with
-// os.ReadFile: the command runs as the administrator. client nil:
-// NewClient(c, os.ReadFile).
+// The client secret, if c names one, is read with os.ReadFile: the relay
+// runs the login, and PID 1 lets it read the files its config names.
+// client nil: NewClient(c, os.ReadFile).
 func DeviceLogin(ctx context.Context, c *config.OAuth2, client *http.Client,
 	show func(verificationURI, verificationURIComplete, userCode string, expiresIn time.Duration)) (refreshToken string, err error) {
 	return deviceLogin(ctx, c, client, show, sleep)
