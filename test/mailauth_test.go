@@ -23,6 +23,7 @@ import (
 	"github.com/miekg/dns"
 
 	"gatehouse/dkimsign"
+	"gatehouse/test/bench"
 )
 
 // dkimpySign is a signer that is not ours: dkimpy. It reads a message on
@@ -105,25 +106,25 @@ func TestMailAuth(t *testing.T) {
 		}
 		name := strings.TrimSuffix(txt.Hdr.Name, ".")
 		ourRecords[name] = strings.Join(txt.Txt, "")
-		zone.WriteString(txtRecord(name, strings.Join(txt.Txt, "")))
+		zone.WriteString(bench.DnsmasqTXT(name, strings.Join(txt.Txt, "")))
 	}
 
 	zone.WriteString(`# Nothing else under .test: NXDOMAIN, not REFUSED. Names under other
 # TLDs get REFUSED (no upstream): the SPF temperror.
 local=/test/
-` + txtRecord("pass.test", "v=spf1 ip4:"+spfGood+" -all") +
-		txtRecord("soft.test", "v=spf1 ip4:"+spfGood+" ~all") +
+` + bench.DnsmasqTXT("pass.test", "v=spf1 ip4:"+spfGood+" -all") +
+		bench.DnsmasqTXT("soft.test", "v=spf1 ip4:"+spfGood+" ~all") +
 		"host-record=nospf.test,10.77.0.99\n" +
-		txtRecord("dk.test", "v=spf1 ip4:"+spfGood+" -all") +
-		txtRecord("r2048._domainkey.dk.test", rsaRecord) +
-		txtRecord("ed1._domainkey.dk.test", edRecord) +
-		txtRecord("dmreject.test", "v=spf1 ip4:"+spfGood+" -all") +
-		txtRecord("_dmarc.dmreject.test", "v=DMARC1; p=reject") +
-		txtRecord("r2048._domainkey.dmreject.test", rsaRecord) +
-		txtRecord("dmquar.test", "v=spf1 ip4:"+spfGood+" -all") +
-		txtRecord("_dmarc.dmquar.test", "v=DMARC1; p=quarantine") +
-		txtRecord("dmnone.test", "v=spf1 ip4:"+spfGood+" -all") +
-		txtRecord("_dmarc.dmnone.test", "v=DMARC1; p=none") +
+		bench.DnsmasqTXT("dk.test", "v=spf1 ip4:"+spfGood+" -all") +
+		bench.DnsmasqTXT("r2048._domainkey.dk.test", rsaRecord) +
+		bench.DnsmasqTXT("ed1._domainkey.dk.test", edRecord) +
+		bench.DnsmasqTXT("dmreject.test", "v=spf1 ip4:"+spfGood+" -all") +
+		bench.DnsmasqTXT("_dmarc.dmreject.test", "v=DMARC1; p=reject") +
+		bench.DnsmasqTXT("r2048._domainkey.dmreject.test", rsaRecord) +
+		bench.DnsmasqTXT("dmquar.test", "v=spf1 ip4:"+spfGood+" -all") +
+		bench.DnsmasqTXT("_dmarc.dmquar.test", "v=DMARC1; p=quarantine") +
+		bench.DnsmasqTXT("dmnone.test", "v=spf1 ip4:"+spfGood+" -all") +
+		bench.DnsmasqTXT("_dmarc.dmnone.test", "v=DMARC1; p=none") +
 		"host-record=" + reverse(listed) + ".bl.test,127.0.0.2\n" +
 		"host-record=" + reverse(errored) + ".err.test,127.255.255.254\n" +
 		"mx-host=partner.test,mail.partner.test,10\n" +
@@ -396,18 +397,6 @@ smtp:
 		}
 		waitDump(t, intlSink, 30*time.Second, id)
 	})
-}
-
-// txtRecord is a dnsmasq config line for a TXT record, its value split
-// into strings of at most 255 octets (RFC 1035 section 3.3).
-func txtRecord(name, value string) string {
-	var parts []string
-	for len(value) > 255 {
-		parts = append(parts, `"`+value[:255]+`"`)
-		value = value[255:]
-	}
-	parts = append(parts, `"`+value+`"`)
-	return "txt-record=" + name + "," + strings.Join(parts, ",") + "\n"
 }
 
 // reverse is an IPv4 address's octets reversed, as DNSBLs are asked.

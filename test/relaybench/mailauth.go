@@ -228,9 +228,9 @@ func mailAuthInner(ctx context.Context, o opts) error {
 // NXDOMAIN: not listed).
 func startDNS(dir, keyRecord string) (stop func(), err error) {
 	zone := "local=/test/\nlocal=/" + authDomain + "/\n" +
-		txtRecord(authDomain, "v=spf1 ip4:"+outsideIP+" -all") +
-		txtRecord("_dmarc."+authDomain, "v=DMARC1; p=reject") +
-		txtRecord(authSelector+"._domainkey."+authDomain, keyRecord)
+		bench.DnsmasqTXT(authDomain, "v=spf1 ip4:"+outsideIP+" -all") +
+		bench.DnsmasqTXT("_dmarc."+authDomain, "v=DMARC1; p=reject") +
+		bench.DnsmasqTXT(authSelector+"._domainkey."+authDomain, keyRecord)
 	zf := filepath.Join(dir, "dnsmasq.conf")
 	if err := os.WriteFile(zf, []byte(zone), 0o644); err != nil {
 		return nil, err
@@ -253,17 +253,6 @@ func startDNS(dir, keyRecord string) (stop func(), err error) {
 	}
 	stop()
 	return nil, fmt.Errorf("dnsmasq does not answer: %s", bench.ReadTail(filepath.Join(dir, "dnsmasq.err"), 500))
-}
-
-// txtRecord is a dnsmasq line for a TXT record, in strings of at most 255.
-func txtRecord(name, value string) string {
-	var parts []string
-	for len(value) > 255 {
-		parts = append(parts, `"`+value[:255]+`"`)
-		value = value[255:]
-	}
-	parts = append(parts, `"`+value+`"`)
-	return "txt-record=" + name + "," + strings.Join(parts, ",") + "\n"
 }
 
 // authMessage is a size-byte message from authFrom (CRLF, no line starting
