@@ -31,6 +31,8 @@ type Config struct {
 	NRPE   *NRPE   `yaml:"nrpe"`   // nil: no NRPE server
 	Syslog *Syslog `yaml:"syslog"` // nil: no forwarding
 
+	Admin *Admin `yaml:"admin"` // nil: no web console or API
+
 	// A section this build does not provide, part of the file's shape so
 	// that its errors read like every other, and rejected when set.
 	Cluster *Cluster `yaml:"cluster"` // nil: not a cluster node

@@ -70,6 +70,7 @@ func (c *Config) applyDefaults() {
 	c.nrpeDefaults()
 	c.snmpDefaults()
 	c.syslogDefaults()
+	c.adminDefaults()
 	c.clusterDefaults()
 	if c.Shutdown.Timeout.Duration == 0 {
 		c.Shutdown.Timeout.Duration = DefaultShutdownTimeout
@@ -93,6 +94,7 @@ func (c *Config) validate() (errs, warns []problem) {
 	c.checkNRPE(&ck)
 	c.checkSNMP(&ck)
 	c.checkSyslog(&ck)
+	c.checkAdmin(&ck)
 	for i, s := range c.NTP.Servers {
 		host := s
 		if h, port, err := net.SplitHostPort(s); err == nil {

@@ -27,6 +27,10 @@ const NetworkState = "network.json"
 // shell's port, the shell fills it.
 const SSHBanSet = "ssh"
 
+// AdminBanSet is the web console's and the API's ban set: the admin
+// service bans a source there after repeated failed logins.
+const AdminBanSet = "admin"
+
 // Paths are one instance's paths.
 type Paths struct {
 	Run       string // the run directory: config copy, sockets, what services publish
@@ -103,6 +107,10 @@ func (p Paths) OAuth() string { return p.state("oauth") }
 
 // DKIM holds the DKIM signing keys `gatehouse dkim keygen` makes.
 func (p Paths) DKIM() string { return p.state("dkim") }
+
+// Admin holds the web console's and the API's state: the generated
+// certificate, the API tokens (hashed) and the web password (bcrypt).
+func (p Paths) Admin() string { return p.state("admin") }
 
 // SSHKeys holds the SSH shell's host key.
 func (p Paths) SSHKeys() string { return p.state("ssh") }
