@@ -305,13 +305,11 @@ func TestLoginAttemptCounts(t *testing.T) {
 			l := &loginAttempt{s: ts.s, gate: ts.s.current().gate, src: src}
 			tc.run(l)
 			if tc.login {
-				ts.s.bans.succeeded(src)
+				l.gate.Succeeded(src)
 			} else {
 				l.ended()
 			}
-			ts.s.bans.mu.Lock()
-			defer ts.s.bans.mu.Unlock()
-			if got := len(ts.s.bans.fails[src]); got != tc.want {
+			if got := ts.s.bans.Failures(src); got != tc.want {
 				t.Errorf("%d failures counted, want %d", got, tc.want)
 			}
 		})

@@ -32,6 +32,7 @@ import (
 	"gatehouse/dnsclient"
 	"gatehouse/layout"
 	"gatehouse/linuxfw"
+	"gatehouse/peergate"
 	"gatehouse/safeio"
 	"gatehouse/service"
 )
@@ -49,123 +50,17 @@ type Options struct {
 	Reload     <-chan struct{}
 }
 
-// Gate decides who may connect: the allowlist, the monitoring hosts, and
-// no one banned. A gate is made for each config and does not change; the
-// bans it records are in the service's one ban table.
-type Gate struct {
-	allowed  config.PeerSet
-	resolved map[string][]netip.Addr
-	after    int
-	banFor   time.Duration
-	bans     *BanTable
-}
-
-// NewGate compiles the allowlist, the monitoring hosts and the cluster's
-// peers into ranges;
-// addrs holds what their host names resolve to now (HostNames lists
-// them), and a name missing there admits no one. Its failures and bans go
-// into bans.
-func NewGate(c *config.Config, addrs map[string][]netip.Addr, bans *BanTable) *Gate {
-	return &Gate{allowed: c.SSHPeers(), resolved: addrs,
-		after: c.SSH.Ban.After, banFor: c.SSH.Ban.For.Duration, bans: bans}
+// NewGate is the shell's gate under c: its allowlist, the monitoring
+// hosts and the cluster's peers; addrs holds what their host names
+// resolve to now (HostNames lists them).
+func NewGate(c *config.Config, addrs map[string][]netip.Addr, bans *peergate.BanTable) *peergate.Gate {
+	return peergate.New(c.SSHPeers(), addrs, c.SSH.Ban, bans)
 }
 
 // HostNames lists the host names on the allowlist and among the
 // monitoring hosts.
 func HostNames(c *config.Config) []string {
 	return c.SSHPeers().Names()
-}
-
-// Admit says whether a connection from a may proceed, and if not, why.
-func (g *Gate) Admit(a netip.Addr) (bool, string) {
-	a = a.Unmap()
-	if until, ok := g.bans.bannedUntil(a); ok {
-		return false, "banned until " + until.Format(time.RFC3339)
-	}
-	if g.allowed.Contains(a, g.resolved) {
-		return true, ""
-	}
-	return false, "not on the allowlist"
-}
-
-// Bans lists the sources banned now and the time each has left.
-func (g *Gate) Bans() map[netip.Addr]time.Duration { return g.bans.Bans() }
-
-// Failed records an authentication failure; it reports whether the source
-// is banned now.
-func (g *Gate) Failed(a netip.Addr) bool { return g.bans.failed(a.Unmap(), g.after, g.banFor) }
-
-// BanTable is the service's one record of authentication failures and
-// bans. It outlives reloads: connections accepted under the config before
-// one keep recording into it next to those accepted after.
-type BanTable struct {
-	mu     sync.Mutex
-	fails  map[netip.Addr][]time.Time
-	banned map[netip.Addr]time.Time
-	now    func() time.Time
-}
-
-// NewBanTable is an empty table.
-func NewBanTable() *BanTable {
-	return &BanTable{fails: map[netip.Addr][]time.Time{}, banned: map[netip.Addr]time.Time{}, now: time.Now}
-}
-
-// bannedUntil says until when a is banned, if it is now.
-func (b *BanTable) bannedUntil(a netip.Addr) (time.Time, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	until, ok := b.banned[a]
-	if !ok {
-		return time.Time{}, false
-	}
-	if b.now().Before(until) {
-		return until, true
-	}
-	delete(b.banned, a)
-	return time.Time{}, false
-}
-
-// Bans lists the sources banned now and the time each has left.
-func (b *BanTable) Bans() map[netip.Addr]time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := b.now()
-	out := map[netip.Addr]time.Duration{}
-	for a, until := range b.banned {
-		if left := until.Sub(now); left > 0 {
-			out[a] = left
-		}
-	}
-	return out
-}
-
-// succeeded forgets a's failures: it logged in.
-func (b *BanTable) succeeded(a netip.Addr) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.fails, a.Unmap())
-}
-
-// failed records a failure of a; after failures within banFor of each
-// other ban a for banFor. It reports whether a is banned now.
-func (b *BanTable) failed(a netip.Addr, after int, banFor time.Duration) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := b.now()
-	recent := b.fails[a][:0]
-	for _, t := range b.fails[a] {
-		if now.Sub(t) < banFor {
-			recent = append(recent, t)
-		}
-	}
-	recent = append(recent, now)
-	b.fails[a] = recent
-	if len(recent) >= after {
-		b.banned[a] = now.Add(banFor)
-		delete(b.fails, a)
-		return true
-	}
-	return false
 }
 
 // hostKeyFile is the host key's file in the key directory.
@@ -222,7 +117,7 @@ type server struct {
 	backend control.Backend
 	paths   layout.Paths // where the services' sockets are
 
-	bans *BanTable // outlives reloads
+	bans *peergate.BanTable // outlives reloads
 	// kernelBan puts a ban into the firewall's SSH ban set (linuxfw.Ban;
 	// the tests' own never touch the host's firewall).
 	kernelBan func(netip.Addr, time.Duration) error
@@ -240,7 +135,7 @@ type server struct {
 // connection keeps the policy it was accepted under.
 type policy struct {
 	cfg  *config.Config
-	gate *Gate
+	gate *peergate.Gate
 	keys map[string][]config.AuthorizedKey
 	idle time.Duration // a login with no activity this long is closed
 }
@@ -261,7 +156,7 @@ func (s *server) newPolicy(ctx context.Context, c *config.Config) (*policy, time
 
 func newServer(ctx context.Context, c *config.Config, signer ssh.Signer, o Options) *server {
 	s := &server{log: o.Log, signer: signer, backend: control.Client{Socket: o.Control},
-		paths: layout.OfControlSocket(o.Control), bans: NewBanTable(),
+		paths: layout.OfControlSocket(o.Control), bans: peergate.NewBanTable(),
 		kernelBan: func(a netip.Addr, d time.Duration) error { return linuxfw.Ban(layout.SSHBanSet, a, d) },
 		names:     dnsclient.NewNames(dnsclient.New(o.ResolvConf))}
 	s.pol, s.nextLookup = s.newPolicy(ctx, c)
@@ -397,27 +292,10 @@ func (sh *shell) start(ctx context.Context, cfg *config.Config) error {
 				return
 			case <-t.C:
 			}
-			reassertBans(s.bans, o.Log)
+			peergate.Reassert(s.bans, layout.SSHBanSet, o.Log)
 		}
 	}()
 	return nil
-}
-
-// reassertBans puts the current bans missing from the kernel's set back,
-// for the time each has left.
-func reassertBans(bans *BanTable, log *slog.Logger) {
-	inKernel, err := (linuxfw.NFT{}).Bans(layout.SSHBanSet)
-	if err != nil {
-		return // no nftables firewall: the gate alone enforces
-	}
-	for a, left := range bans.Bans() {
-		if _, ok := inKernel[a]; ok || left < time.Second {
-			continue
-		}
-		if err := (linuxfw.NFT{}).Ban(layout.SSHBanSet, a, left); err == nil {
-			log.Info("ssh ban put back into the firewall", "source", a, "left", left.Round(time.Second))
-		}
-	}
 }
 
 // authorized indexes the config's keys by their wire form; a key may be
@@ -445,7 +323,7 @@ type keyEntry struct{}
 // (the shell takes neither) is one. A login clears the source's count.
 type loginAttempt struct {
 	s        *server
-	gate     *Gate
+	gate     *peergate.Gate
 	src      netip.Addr
 	triedKey bool     // a public key was offered or signed
 	refused  []string // fingerprints of keys not authorised
@@ -473,14 +351,14 @@ func (l *loginAttempt) ended() {
 }
 
 // failed records a failure of src, and bans it after too many.
-func (s *server) failed(gate *Gate, src netip.Addr) {
+func (s *server) failed(gate *peergate.Gate, src netip.Addr) {
 	if !gate.Failed(src) {
 		return
 	}
-	s.log.Warn("ssh source banned after repeated authentication failures", "source", src, "for", gate.banFor)
+	s.log.Warn("ssh source banned after repeated authentication failures", "source", src, "for", gate.BanFor())
 	// In the kernel too, so the banned source's packets stop at the
 	// firewall; the gate still refuses it without one.
-	if err := s.kernelBan(src, gate.banFor); err != nil {
+	if err := s.kernelBan(src, gate.BanFor()); err != nil {
 		s.log.Info("ssh ban enforced by the shell only", "source", src, "err", err)
 	}
 }
@@ -502,7 +380,7 @@ func (s *server) serve(c net.Conn) {
 		MaxAuthTries: 6,
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 			l.triedKey = true
-			if _, banned := gate.bans.bannedUntil(src); banned {
+			if _, banned := gate.Table().BannedUntil(src); banned {
 				return nil, errors.New("source banned")
 			}
 			fp := ssh.FingerprintSHA256(key)
@@ -531,7 +409,7 @@ func (s *server) serve(c net.Conn) {
 		l.ended()
 		return
 	}
-	gate.bans.succeeded(src)
+	gate.Succeeded(src)
 	c.SetDeadline(time.Time{})
 	defer sc.Close()
 	key, _ := sc.Permissions.ExtraData[keyEntry{}].(config.AuthorizedKey)

@@ -17,40 +17,9 @@ import (
 	"gatehouse/config"
 	"gatehouse/layout"
 	"gatehouse/linuxfw"
+	"gatehouse/peergate"
 	"gatehouse/test/netnstest"
 )
-
-func TestGateAllowlistAndBans(t *testing.T) {
-	c, _, err := config.Parse("f.yaml", []byte("monitoring: {hosts: [192.0.2.99]}\nssh:\n  allow: [198.51.100.7, 192.168.0.1-50, \"2001:db8::/64\"]\n  ban: {after: 2, for: 1m}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := NewGate(c, nil, NewBanTable())
-	now := time.Now()
-	g.bans.now = func() time.Time { return now }
-	for addr, want := range map[string]bool{
-		"198.51.100.7": true, "192.168.0.50": true, "192.168.0.51": false, "192.0.2.99": true,
-		"2001:db8::1": true, "2001:db8:1::1": false, "203.0.113.1": false, "::ffff:198.51.100.7": true,
-	} {
-		if ok, why := g.Admit(netip.MustParseAddr(addr)); ok != want {
-			t.Errorf("%s: admitted %v (%s), want %v", addr, ok, why, want)
-		}
-	}
-	a := netip.MustParseAddr("198.51.100.7")
-	if g.Failed(a) {
-		t.Error("banned after one failure")
-	}
-	if !g.Failed(a) {
-		t.Error("not banned after two failures")
-	}
-	if ok, why := g.Admit(a); ok || why == "" {
-		t.Error("a banned source was admitted")
-	}
-	now = now.Add(61 * time.Second)
-	if ok, _ := g.Admit(a); !ok {
-		t.Error("the ban did not lapse")
-	}
-}
 
 // A ban the kernel lost (the firewall's table rebuilt) is put back with
 // the time it has left; one still there is left alone.
@@ -69,14 +38,14 @@ func TestBansReassertedIntoTheFirewall(t *testing.T) {
 			t.Fatal(err)
 		}
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		g := NewGate(c, nil, NewBanTable())
+		g := NewGate(c, nil, peergate.NewBanTable())
 		lost, kept := netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("203.0.113.10")
 		g.Failed(lost)
 		g.Failed(kept)
 		if err := (linuxfw.NFT{}).Ban(layout.SSHBanSet, kept, 5*time.Minute); err != nil { // the kernel's own, shorter
 			t.Fatal(err)
 		}
-		reassertBans(g.bans, log)
+		peergate.Reassert(g.Table(), layout.SSHBanSet, log)
 		bans, err := (linuxfw.NFT{}).Bans(layout.SSHBanSet)
 		if err != nil {
 			t.Fatal(err)
@@ -147,11 +116,11 @@ func TestGateHostNames(t *testing.T) {
 		t.Errorf("HostNames %v", got)
 	}
 	for _, a := range []string{"192.0.2.5", "203.0.113.1", "::1", "127.0.0.1"} {
-		if ok, _ := NewGate(c, nil, NewBanTable()).Admit(netip.MustParseAddr(a)); ok {
+		if ok, _ := NewGate(c, nil, peergate.NewBanTable()).Admit(netip.MustParseAddr(a)); ok {
 			t.Errorf("nothing resolved, yet %s is admitted", a)
 		}
 	}
-	g := NewGate(c, map[string][]netip.Addr{"admin.example.test": {netip.MustParseAddr("192.0.2.5")}}, NewBanTable())
+	g := NewGate(c, map[string][]netip.Addr{"admin.example.test": {netip.MustParseAddr("192.0.2.5")}}, peergate.NewBanTable())
 	for a, want := range map[string]bool{"192.0.2.5": true, "192.0.2.6": false} {
 		if ok, _ := g.Admit(netip.MustParseAddr(a)); ok != want {
 			t.Errorf("%s admitted %v, want %v", a, ok, want)
