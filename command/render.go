@@ -30,6 +30,10 @@ func WriteStatus(w io.Writer, st control.Status) {
 	fmt.Fprintf(w, "gatehouse %s on %s (%s), up %s, %s\n", st.Version, st.Hostname, st.Mode,
 		(time.Duration(st.UptimeS * float64(time.Second))).Round(time.Second), ready)
 	fmt.Fprintf(w, "config:   %s\n", st.Config)
+	if st.ConfirmBy != nil {
+		fmt.Fprintf(w, "  applied: rolled back unless confirmed within %s (by %s)\n",
+			time.Until(*st.ConfirmBy).Round(time.Second), st.ConfirmBy.Format(time.RFC3339))
+	}
 	for _, warn := range st.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
 	}

@@ -65,6 +65,9 @@ type Status struct {
 	Services   []status.State `json:"services"`
 	Conditions []string       `json:"conditions,omitempty"` // e.g. clock-synced
 	Emergency  string         `json:"emergency,omitempty"`  // why PID 1 is in its emergency shell
+	// ConfirmBy is when an applied config that is not confirmed by then
+	// is rolled back (`config apply --confirm-within`); nil: none pending.
+	ConfirmBy *time.Time `json:"confirm_by,omitempty"`
 }
 
 // Data describes the persistent data disk.

@@ -74,6 +74,9 @@ type appliance struct {
 
 	applyMu sync.Mutex  // commit-confirm
 	pending *time.Timer // the rollback of an unconfirmed apply
+	// confirmBy is when the pending rollback comes (status shows it
+	// without waiting for applyMu, which an apply holds through a reload).
+	confirmBy atomic.Pointer[time.Time]
 
 	data      dataDisk
 	modules   *modules      // nil in host mode
@@ -535,6 +538,7 @@ func (a *appliance) Status() control.Status {
 		Services: a.sup.Snapshot(),
 	}
 	st.Ready = st.ReadyMS > 0
+	st.ConfirmBy = a.confirmBy.Load()
 	if !a.opts.PID1 {
 		st.Data = control.Data{Path: a.opts.StateDir, Mounted: true}
 	}

@@ -56,6 +56,7 @@ func (a *appliance) ApplyLocal(file string, confirmWithin time.Duration) error {
 	if a.pending != nil {
 		a.pending.Stop()
 		a.pending = nil
+		a.confirmBy.Store(nil)
 		os.Remove(a.configTarget() + rollbackSuffix)
 	}
 	a.applyMu.Unlock()
@@ -121,6 +122,8 @@ func (a *appliance) applyHere(file string, confirmWithin time.Duration) error {
 	}
 	t := time.AfterFunc(confirmWithin, func() { a.rollback("not confirmed within " + confirmWithin.String()) })
 	a.pending = t
+	by := time.Now().Add(confirmWithin).UTC()
+	a.confirmBy.Store(&by)
 	a.log.Warn("config applied; it is rolled back unless confirmed", "subsystem", "init", "within", confirmWithin)
 	return nil
 }
@@ -143,6 +146,7 @@ func (a *appliance) confirmHere() error {
 		return errors.New("too late: the config is being rolled back")
 	}
 	a.pending = nil
+	a.confirmBy.Store(nil)
 	os.Remove(a.configTarget() + rollbackSuffix)
 	a.log.Info("applied config confirmed", "subsystem", "init")
 	return nil
@@ -152,6 +156,7 @@ func (a *appliance) rollback(why string) {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
 	a.pending = nil
+	a.confirmBy.Store(nil)
 	target := a.configTarget()
 	old, err := os.ReadFile(target + rollbackSuffix)
 	if err != nil {
