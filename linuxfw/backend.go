@@ -86,3 +86,16 @@ func Ban(set string, a netip.Addr, d time.Duration) error {
 	}
 	return nil
 }
+
+// Unban lifts a's ban in the ban set named set, in whichever backend's
+// firewall is installed; lifting a ban that is not there is no error.
+func Unban(set string, a netip.Addr) error {
+	nftErr := NFT{}.Unban(set, a)
+	if nftErr == nil {
+		return nil
+	}
+	if err := (IPTables{}).Unban(set, a); err != nil {
+		return errors.Join(nftErr, err)
+	}
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -262,6 +263,16 @@ func (IPTables) Show() (string, error) {
 // time, as the banning service has it): an entry in the kernel's recent
 // list, renewed by banning again.
 func (IPTables) Ban(set string, a netip.Addr, d time.Duration) error {
+	return writeRecent(set, a, "+")
+}
+
+// Unban removes a from the ban set's recent list.
+func (IPTables) Unban(set string, a netip.Addr) error {
+	return writeRecent(set, a, "-")
+}
+
+// writeRecent adds (+) or removes (-) a in the ban set's xt_recent list.
+func writeRecent(set string, a netip.Addr, op string) error {
 	a = a.Unmap()
 	lists := BanSet{Name: set}.recentLists()
 	list := lists[0]
@@ -272,11 +283,11 @@ func (IPTables) Ban(set string, a netip.Addr, d time.Duration) error {
 	// caller may run in another (the tests do).
 	f, err := os.OpenFile(filepath.Join("/proc/thread-self/net/xt_recent", list), os.O_WRONLY, 0)
 	if err != nil {
-		return fmt.Errorf("firewall: ban %s: %w (is the iptables firewall installed?)", a, err)
+		return fmt.Errorf("firewall: ban list %s: %w (is the iptables firewall installed?)", list, err)
 	}
 	defer f.Close()
-	if _, err := f.WriteString("+" + a.String() + "\n"); err != nil {
-		return fmt.Errorf("firewall: ban %s: %w", a, err)
+	if _, err := f.WriteString(op + a.String() + "\n"); err != nil && !(op == "-" && errors.Is(err, syscall.ENOENT)) {
+		return fmt.Errorf("firewall: ban list %s: %s%s: %w", list, op, a, err)
 	}
 	return nil
 }

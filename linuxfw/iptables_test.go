@@ -310,6 +310,15 @@ func TestIPTablesBan(t *testing.T) {
 				t.Errorf("%s after a re-apply: %v\n%s", list, err, b)
 			}
 		}
+		// Lifted, and lifting again (nothing there) is no error.
+		for range 2 {
+			if err := Unban(exampleBans.Name, netip.MustParseAddr("203.0.113.9")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if b, _ := os.ReadFile("/proc/thread-self/net/xt_recent/" + lists[0]); strings.Contains(string(b), "203.0.113.9") {
+			t.Errorf("still listed after Unban:\n%s", b)
+		}
 	})
 }
 

@@ -452,3 +452,34 @@ func logPrefix(p string) []expr.Any {
 func counter() []expr.Any { return []expr.Any{&expr.Counter{}} }
 func accept() []expr.Any  { return []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}} }
 func drop() []expr.Any    { return []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}} }
+
+// Unban lifts a's ban in the ban set named set.
+func (NFT) Unban(set string, a netip.Addr) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("firewall: unban %s: %w", a, err)
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+	a = a.Unmap()
+	names := BanSet{Name: set}.nftSets()
+	name := names[0]
+	if a.Is6() {
+		name = names[1]
+	}
+	s, err := c.GetSetByName(t, name)
+	if err != nil {
+		return fmt.Errorf("firewall: unban %s: no set %s (is the nftables firewall installed?): %w", a, name, err)
+	}
+	// Add then delete in one batch: deleting an element that is not
+	// there would fail the batch.
+	e := []nftables.SetElement{{Key: a.AsSlice(), Timeout: time.Second}}
+	for _, op := range []func(*nftables.Set, []nftables.SetElement) error{c.SetAddElements, c.SetDeleteElements} {
+		if err := op(s, e); err != nil {
+			return fmt.Errorf("firewall: unban %s: %w", a, err)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("firewall: unban %s: %w", a, err)
+	}
+	return nil
+}

@@ -86,6 +86,15 @@ func TestBansOutliveReplace(t *testing.T) {
 		if bans, _ := (NFT{}).Bans(exampleBans.Name); len(bans) != 2 {
 			t.Errorf("after the short ban ran out: %v", bans)
 		}
+		// Lifted, and lifting again (nothing there) is no error.
+		for range 2 {
+			if err := Unban(exampleBans.Name, v6); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if bans, _ := (NFT{}).Bans(exampleBans.Name); len(bans) != 1 {
+			t.Errorf("after lifting the v6 ban: %v", bans)
+		}
 	})
 }
 
