@@ -106,6 +106,19 @@ func Table(c *config.Config) []Path {
 				Description: "SSH for administrators and monitoring; public keys only.", Required: false, Origin: "ssh"})
 		}
 	}
+	if c.AdminEnabled() {
+		// Fail closed: nobody listed, nobody gets through.
+		if peers := c.AdminPeers(); peers.Len() > 0 {
+			add(Path{Function: "Administration (web console)", Direction: "in", Proto: "tcp",
+				Ports: port(uint16(c.Admin.WebPort)), Peers: peers,
+				Description: "HTTPS web console for administrators; password or API token.", Required: false, Origin: "admin"})
+		}
+		if peers := c.AdminAPIPeers(); peers.Len() > 0 {
+			add(Path{Function: "Administration (REST API)", Direction: "in", Proto: "tcp",
+				Ports: port(uint16(c.Admin.APIPort)), Peers: peers,
+				Description: "HTTPS REST API; bearer tokens (monitoring hosts: read only) or client certificates.", Required: false, Origin: "admin"})
+		}
+	}
 	if c.NRPE != nil {
 		// Nagios and Icinga ask from the monitoring hosts and the NRPE
 		// server's own allow list.

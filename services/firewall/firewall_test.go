@@ -265,7 +265,7 @@ func TestStartDefaultDenyThenConfig(t *testing.T) {
 	}
 	rs := w.backends["nftables"].installed
 	want := linuxfw.BanSet{Name: layout.SSHBanSet, Proto: "tcp", Ports: []uint16{22}, Timeout: c.SSH.Ban.For.Duration}
-	if len(rs.BanSets) != 1 || fmt.Sprint(rs.BanSets[0]) != fmt.Sprint(want) {
+	if len(rs.BanSets) != 2 || fmt.Sprint(rs.BanSets[0]) != fmt.Sprint(want) {
 		t.Errorf("config's ban sets %+v, want %+v", rs.BanSets, want)
 	}
 
@@ -278,19 +278,25 @@ func TestStartDefaultDenyThenConfig(t *testing.T) {
 }
 
 // The default deny keeps the ban sets, dropping nothing; with the SSH
-// shell off, so does the config's ruleset.
+// shell and the admin service off, so does the config's ruleset; with the
+// admin service on, its set drops at both its ports.
 func TestBanSetsKeptWhileShellOff(t *testing.T) {
 	w, f := newWorld(t)
 	c := exampleConfig(t, "auto")
 	c.SSH.AuthorizedKeys = nil
 	round(t, f, c)
 	rs := w.backends["nftables"].installed
-	if len(rs.BanSets) != 1 || rs.BanSets[0].Name != layout.SSHBanSet || len(rs.BanSets[0].Ports) != 0 {
-		t.Errorf("ban sets with the shell off: %+v, want %s kept without ports", rs.BanSets, layout.SSHBanSet)
+	if len(rs.BanSets) != 2 || rs.BanSets[0].Name != layout.SSHBanSet || rs.BanSets[1].Name != layout.AdminBanSet ||
+		len(rs.BanSets[0].Ports)+len(rs.BanSets[1].Ports) != 0 {
+		t.Errorf("ban sets with the shell and admin off: %+v, want %s and %s kept without ports", rs.BanSets, layout.SSHBanSet, layout.AdminBanSet)
 	}
 	dd := linuxfw.DefaultDeny(banSets(exampleConfig(t, "auto"))...)
-	if len(dd.BanSets) != 1 || len(dd.BanSets[0].Ports) != 0 {
+	if len(dd.BanSets) != 2 || len(dd.BanSets[0].Ports)+len(dd.BanSets[1].Ports) != 0 {
 		t.Errorf("default deny's ban sets %+v, want kept without ports", dd.BanSets)
+	}
+	c.Admin = &config.Admin{WebPort: 8443, APIPort: 8445, Ban: config.Ban{After: 5, For: config.Duration{Duration: time.Hour}}}
+	if got := banSets(c)[1]; !slices.Equal(got.Ports, []uint16{8443, 8445}) || got.Timeout != time.Hour {
+		t.Errorf("admin ban set with the service on: %+v", got)
 	}
 }
 
