@@ -15,6 +15,8 @@ import (
 	"gatehouse/dnsclient"
 	"gatehouse/layout"
 	"gatehouse/service"
+	"gatehouse/services/admin"
+	"gatehouse/services/admin/web"
 	clustersvc "gatehouse/services/cluster"
 	"gatehouse/services/dnscache"
 	"gatehouse/services/firewall"
@@ -34,7 +36,7 @@ import (
 // one, SIGHUP has it re-read the config.
 func cmdService(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp|nrpe|snmp|syslog|cluster --config FILE --run DIR")}
+		return &exitError{2, errors.New("usage: gatehouse service network|dns|ntp|firewall|ssh|smtp|nrpe|snmp|syslog|admin|cluster --config FILE --run DIR")}
 	}
 	name := args[0]
 	fs := flag.NewFlagSet("service "+name, flag.ContinueOnError)
@@ -114,6 +116,12 @@ func cmdService(args []string, stdout io.Writer) error {
 			return fmt.Errorf("syslog: %w", err)
 		}
 		return syslog.Run(ctx, syslog.Options{Config: *cfg, Control: paths.ControlSocket(), Log: log, Notify: n, Reload: reload})
+	case "admin":
+		// Root, for PID 1's control socket; it executes nothing.
+		if err := noNewPrivs(); err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+		return admin.Run(ctx, admin.Options{Config: *cfg, Paths: paths, Static: web.Static(), Log: log, Notify: n, Reload: reload})
 	case "cluster":
 		if err := noNewPrivs(); err != nil {
 			return fmt.Errorf("cluster: %w", err)

@@ -397,7 +397,7 @@ func (a *appliance) services() []supervisor.Service {
 	cfg := a.cfg
 	a.mu.Unlock()
 	// The services a section of the config turns on. The relay runs as
-	// its own user; nrpe, snmp, syslog and cluster as root because PID 1's
+	// its own user; nrpe, snmp, syslog, admin and cluster as root because PID 1's
 	// status and log feed are on the control socket, which answers root
 	// only (each sets no_new_privs and executes nothing).
 	for _, o := range []struct {
@@ -406,7 +406,7 @@ func (a *appliance) services() []supervisor.Service {
 	}{
 		{"ssh", cfg.SSHEnabled()}, {"smtp", cfg.SMTPEnabled()},
 		{"nrpe", cfg.NRPEEnabled()}, {"snmp", cfg.SNMPEnabled()}, {"syslog", cfg.SyslogEnabled()},
-		{"cluster", cfg.ClusterEnabled()},
+		{"admin", cfg.AdminEnabled()}, {"cluster", cfg.ClusterEnabled()},
 	} {
 		switch {
 		case !o.on:
