@@ -118,6 +118,13 @@ func (s *server) apiHandler(api bool) http.Handler {
 			writeError(w, http.StatusNotFound, "not found: the API is under "+Prefix, nil)
 			return
 		}
+		// A connection accepted before its source was banned may still
+		// be open (keep-alive): the ban holds on every request.
+		if until, banned := s.bans.BannedUntil(remoteAddr(addrOf(r.RemoteAddr))); banned {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusForbidden, "banned until "+until.UTC().Format(time.RFC3339)+" after repeated failed logins", nil)
+			return
+		}
 		if web && r.URL.Path == Prefix+"/session" && r.Method == http.MethodPost {
 			s.login(w, r)
 			return
