@@ -17,6 +17,7 @@ packages=(
   postfix           # smtp-sink, smtp-source, and the baseline of make bench-relay
   fetchmail         # the baseline of make bench-fetch (run by its script, never as a service)
   swaks             # the SMTP test client
+  curl              # the REST API's real client (test/admin_test.go)
   libnet-ssleay-perl  # swaks --tls and AUTH over TLS (only a recommend of swaks)
   dovecot-imapd     # the internal IMAP server (AUTH checks; the collector's peer)
   dovecot-pop3d     # its POP3 side
