@@ -64,6 +64,9 @@ const usage = `usage: gatehouse COMMAND [ARGS]
   dkim keygen DOMAIN SELECTOR [--type rsa|ed25519] [--dir DIR]
                                   make a DKIM signing key (RSA 2048 bits by default) in
                                   DIR (default /data/dkim), mode 0600; print its DNS record
+  setup [--answers FILE] [--confirm-within 120s] [--yes]
+                                  first-boot setup: ask for the network, the mail domains and
+                                  the administrators; apply the config with commit-confirm
   poweroff | reboot               stop all services in order, then power off or reboot
   firewall show                   the rules the firewall installed
   ip | ntp | date | dns NAME [TYPE]
@@ -107,6 +110,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdSMTP(args[1:], os.Stdin, stdout)
 	case "dkim":
 		err = cmdDKIM(args[1:], stdout)
+	case "setup":
+		err = cmdSetup(args[1:], os.Stdin, stdout, stderr)
 	case "service": // how the supervisor starts the appliance's services
 		err = cmdService(args[1:], stdout)
 	case "version":
