@@ -68,9 +68,9 @@ func Render(a Answers) ([]byte, error) {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 
 	w("# Gatehouse configuration, written by the first-boot setup (`gatehouse setup`).")
-	w("# Every key is described in the README and in `gatehouse config default`;")
-	w("# check a changed copy with `gatehouse config validate FILE`, install it with")
-	w("# `gatehouse config apply FILE` (rolled back unless `gatehouse config confirm`).")
+	w("# Every key is described in the README. Check a changed copy with")
+	w("# `gatehouse config validate FILE`, install it with `gatehouse config apply")
+	w("# FILE` (rolled back unless `gatehouse config confirm` follows).")
 	w("")
 	w("hostname: %s", q(a.Hostname))
 	w("")
