@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"gatehouse/control"
 	"gatehouse/layout"
@@ -42,6 +43,7 @@ func Commands() []Command {
 		{"fetch", "status [--format text|json] | now [ACCOUNT] | oauth2-login ACCOUNT|connector:NAME", "the collector's accounts; or poll now; or sign an OAuth2 account in as a user", fetch},
 		{"cluster", "status [--format text|json] | init | token [--ttl D] | join ADDRESS TOKEN | remove NODE | recover", "the cluster's nodes and config version; or build and repair it", clusterCmd},
 		{"reload", "", "read the config again and apply it", reload},
+		{"setup", "[--answers FILE] [--confirm-within 120s] [--yes]", "first-boot setup: ask for the network, mail domains and administrators, apply the config with commit-confirm", setupCmd},
 		{"poweroff", "", "stop all services and power off", shutdown("poweroff")},
 		{"reboot", "", "stop all services and reboot", shutdown("reboot")},
 	}
@@ -65,6 +67,9 @@ type Env struct {
 	Appliance Appliance
 	Paths     layout.Paths // where the services' sockets are
 	Out       io.Writer
+	// ReadLine reads what the person at the front end types, a line at a
+	// time (setup asks questions); nil where nobody can answer.
+	ReadLine func() (string, error)
 	// FlagOutput is where the flag package says what is wrong with a
 	// flag; Out when nil.
 	FlagOutput io.Writer
@@ -180,6 +185,10 @@ type Appliance interface {
 	Logs(service string, lines int) ([]string, error)
 	Shutdown(action string) error // "poweroff" or "reboot"
 	Reload() error
+	// Apply installs a config file on the appliance; unless confirmWithin
+	// is 0, the previous one comes back if Confirm does not follow in time.
+	Apply(file string, confirmWithin time.Duration) error
+	Confirm() error
 }
 
 // Backend is the appliance as a control.Backend serves it: PID 1 itself
@@ -193,6 +202,10 @@ func (b backend) Status() (control.Status, error)          { return b.b.Status()
 func (b backend) Logs(svc string, n int) ([]string, error) { return b.b.Logs(svc, n) }
 func (b backend) Shutdown(action string) error             { return b.b.Shutdown(action) }
 func (b backend) Reload() error                            { return b.b.Reload() }
+func (b backend) Apply(file string, within time.Duration) error {
+	return b.b.Apply(file, within)
+}
+func (b backend) Confirm() error { return b.b.Confirm() }
 
 // Socket is the appliance behind the control socket at path, for the
 // CLI: one it cannot reach is an error.
@@ -226,5 +239,15 @@ func (s socket) Shutdown(action string) error {
 
 func (s socket) Reload() error {
 	_, err := control.Call(string(s), control.Request{Verb: "reload"})
+	return err
+}
+
+func (s socket) Apply(file string, within time.Duration) error {
+	_, err := control.Call(string(s), control.Request{Verb: "apply", File: file, Within: within.String()})
+	return err
+}
+
+func (s socket) Confirm() error {
+	_, err := control.Call(string(s), control.Request{Verb: "confirm"})
 	return err
 }

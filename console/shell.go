@@ -51,17 +51,33 @@ func (s *Shell) Run(ctx context.Context) error {
 		case err := <-errc:
 			return err
 		case line := <-lines:
-			s.Exec(line)
+			// A command that asks (setup) reads the lines typed next.
+			s.exec(line, func() (string, error) {
+				select {
+				case l := <-lines:
+					return l, nil
+				case err := <-errc:
+					errc <- err // for the loop, once the command returns
+					if err == nil {
+						err = io.EOF
+					}
+					return "", err
+				case <-ctx.Done():
+					return "", ctx.Err()
+				}
+			})
 			fmt.Fprint(s.Out, Prompt)
 		}
 	}
 }
 
-// Exec runs one command line.
-func (s *Shell) Exec(line string) {
+// Exec runs one command line, with no input for it.
+func (s *Shell) Exec(line string) { s.exec(line, nil) }
+
+func (s *Shell) exec(line string, readLine func() (string, error)) {
 	p := s.Paths
 	if p.Run == "" {
 		p = layout.Appliance()
 	}
-	command.Exec(&command.Env{Appliance: command.Backend(s.Backend), Paths: p, Out: s.Out}, line)
+	command.Exec(&command.Env{Appliance: command.Backend(s.Backend), Paths: p, Out: s.Out, ReadLine: readLine}, line)
 }

@@ -67,6 +67,9 @@ const usage = `usage: gatehouse COMMAND [ARGS]
   api token create NAME --role read|admin | token list | token revoke NAME
                                   REST API tokens: the secret is shown once, stored hashed
   admin passwd                    set the web console's password for admin (from stdin)
+  setup [--answers FILE] [--confirm-within 120s] [--yes]
+                                  first-boot setup: ask for the network, the mail domains and
+                                  the administrators; apply the config with commit-confirm
   poweroff | reboot               stop all services in order, then power off or reboot
   firewall show                   the rules the firewall installed
   ip | ntp | date | dns NAME [TYPE]
@@ -114,6 +117,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdAPI(args[1:], stdout)
 	case "admin":
 		err = cmdAdmin(args[1:], os.Stdin, stdout)
+	case "setup":
+		err = cmdSetup(args[1:], os.Stdin, stdout, stderr)
 	case "service": // how the supervisor starts the appliance's services
 		err = cmdService(args[1:], stdout)
 	case "version":
