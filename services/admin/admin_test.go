@@ -246,6 +246,14 @@ func TestConfigProblems(t *testing.T) {
 	if rec := w.do(t, false, adminSrc, "PUT", Prefix+"/config", w.admin, "hostname: gw1\n"); rec.Code != http.StatusOK {
 		t.Errorf("PUT a valid config: %d %s", rec.Code, rec.Body)
 	}
+	// The setup page's answers make a config, or say what is wrong.
+	rec = w.do(t, false, adminSrc, "POST", Prefix+"/setup", w.admin, `{"hostname":"gw1","dhcp":true,"domains":["example.com"],"internal_server":"10.0.0.5"}`)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `next_hop`) {
+		t.Errorf("setup: %d %s", rec.Code, rec.Body)
+	}
+	if rec := w.do(t, false, adminSrc, "POST", Prefix+"/setup", w.admin, `{"hostname":"-bad-","dhcp":true}`); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `hostname`) {
+		t.Errorf("setup with a bad host name: %d %s", rec.Code, rec.Body)
+	}
 	if rec := w.do(t, true, adminSrc, "POST", Prefix+"/session", "", `{"password": 1}`); rec.Code != http.StatusBadRequest {
 		t.Errorf("bad JSON: %d", rec.Code)
 	}

@@ -25,6 +25,7 @@ import (
 	"gatehouse/layout"
 	"gatehouse/linuxfw"
 	"gatehouse/paths"
+	"gatehouse/setup"
 	"gatehouse/sockrpc"
 	"gatehouse/status"
 )
@@ -77,6 +78,7 @@ func routeTable() []route {
 		{"GET", "/syslog", read, "log forwarding", detailOf("syslog")},
 		{"POST", "/poweroff", admin, "stop every service and power off", cmdJSON("poweroff")},
 		{"POST", "/reboot", admin, "stop every service and reboot", cmdJSON("reboot")},
+		{"POST", "/setup", admin, "the config the first-boot setup's answers (JSON) make, for review in the editor; nothing is applied", (*server).setupRender},
 		{"GET", "/openapi.json", read, "this API's OpenAPI 3 document", (*server).openAPI},
 	}
 }
@@ -606,6 +608,32 @@ func (s *server) unban(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	s.log.Warn("admin: ban lifted", "address", a, "name", c.id.Name)
 	writeJSON(w, http.StatusOK, map[string]string{"lifted": a.String()})
+}
+
+// setupRender answers the config the setup's answers make: the web
+// console's setup page puts it in the editor, from where it is applied
+// like any other.
+func (s *server) setupRender(w http.ResponseWriter, r *http.Request, c caller) {
+	var a setup.Answers
+	if err := decodeJSON(r, &a); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	if a.WebPassword != "" {
+		writeError(w, http.StatusBadRequest, "web_password: the API does not set passwords; use `gatehouse admin passwd` or the setup at the console", nil)
+		return
+	}
+	text, err := setup.Render(a)
+	if err != nil {
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			writeError(w, http.StatusBadRequest, "the answers make an invalid config", problems(errs))
+			return
+		}
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"yaml": string(text)})
 }
 
 // writeFile writes data as a file only root reads.

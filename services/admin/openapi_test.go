@@ -27,6 +27,8 @@ func openAPI() map[string]any {
 		return map[string]any{"description": d, "content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Error"}}}}
 	}
 	pathsDoc := map[string]any{}
+	str := map[string]any{"type": "string"}
+	strs := map[string]any{"type": "array", "items": str}
 	wild := regexp.MustCompile(`\{([a-z]+)\}`)
 	for _, rt := range routeTable() {
 		op := map[string]any{
@@ -44,6 +46,12 @@ func openAPI() map[string]any {
 		}
 		if params != nil {
 			op["parameters"] = params
+		}
+		if rt.Path == "/setup" {
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": map[string]any{
+				"type": "object", "additionalProperties": false, "properties": map[string]any{
+					"hostname": str, "interface": str, "dhcp": map[string]any{"type": "boolean"}, "address": str, "gateway": str,
+					"dns": strs, "ntp": strs, "domains": strs, "internal_server": str, "trusted_networks": strs, "admin_allow": strs, "ssh_key": str}}}}}
 		}
 		if rt.Method == "PUT" || rt.Path == "/config/validate" {
 			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/yaml": map[string]any{"schema": map[string]any{"type": "string"}}}}
