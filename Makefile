@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-mailauth bench-fetch bench-nrpe bench-snmp bench-syslog bench-cluster lint clean
+.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-mailauth bench-fetch bench-nrpe bench-snmp bench-syslog bench-cluster bench-api lint clean
 
 all: build/gatehouse
 
@@ -122,6 +122,11 @@ bench-syslog: deps build/gatehouse
 # them, the leader's view of the nodes, and an idle node's CPU and RSS.
 bench-cluster: deps build/gatehouse
 	$(GO) run ./test/clusterbench -binary build/gatehouse
+
+# Needs root and OpenSSH's client: a network namespace of its own with
+# Gatehouse's REST API and its SSH shell, 50 clients against each.
+bench-api: deps build/gatehouse
+	$(GO) run ./test/apibench -binary build/gatehouse
 
 clean:
 	rm -rf build
