@@ -26,6 +26,15 @@ func openAPI() map[string]any {
 	errResp := func(d string) map[string]any {
 		return map[string]any{"description": d, "content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"$ref": "#/components/schemas/Error"}}}}
 	}
+	ref := func(name string) map[string]any { return map[string]any{"$ref": "#/components/responses/" + name} }
+	errors := map[string]any{
+		"BadRequest":   errResp("bad request or invalid config (problems lists every one)"),
+		"Unauthorized": errResp("no, unknown or revoked credentials"),
+		"Forbidden":    errResp("the caller's role is read"),
+		"NotFound":     errResp("not found"),
+		"Conflict":     errResp("refused by the appliance"),
+		"Unavailable":  errResp("the service that answers this is not running"),
+	}
 	pathsDoc := map[string]any{}
 	str := map[string]any{"type": "string"}
 	strs := map[string]any{"type": "array", "items": str}
@@ -60,11 +69,10 @@ func openAPI() map[string]any {
 		if strings.HasSuffix(rt.Path, "/logs") {
 			ok["content"].(map[string]any)["text/event-stream"] = map[string]any{"schema": map[string]any{"type": "string"}}
 		}
-		resp := map[string]any{"200": ok, "400": errResp("bad request or invalid config (problems lists every one)"),
-			"401": errResp("no, unknown or revoked credentials"), "404": errResp("not found"),
-			"409": errResp("refused by the appliance"), "503": errResp("the service that answers this is not running")}
+		resp := map[string]any{"200": ok, "400": ref("BadRequest"), "401": ref("Unauthorized"), "404": ref("NotFound"),
+			"409": ref("Conflict"), "503": ref("Unavailable")}
 		if rt.Role == adminauth.RoleAdmin {
-			resp["403"] = errResp("the caller's role is read")
+			resp["403"] = ref("Forbidden")
 		}
 		op["responses"] = resp
 		p, _ := pathsDoc[Prefix+rt.Path].(map[string]any)
@@ -80,13 +88,14 @@ func openAPI() map[string]any {
 		"requestBody": map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": map[string]any{
 			"type": "object", "additionalProperties": false,
 			"properties": map[string]any{"user": map[string]any{"type": "string"}, "password": map[string]any{"type": "string"}, "token": map[string]any{"type": "string"}}}}}},
-		"responses": map[string]any{"200": map[string]any{"description": "logged in: name, role, csrf"}, "401": errResp("wrong password or token (counts toward a ban)")},
+		"responses": map[string]any{"200": map[string]any{"description": "logged in: name, role, csrf"}, "400": ref("BadRequest"), "401": ref("Unauthorized")},
 	}
 	return map[string]any{
 		"openapi": "3.0.3",
 		"info":    map[string]any{"title": "Gatehouse administration API", "version": "1"},
 		"paths":   pathsDoc,
 		"components": map[string]any{
+			"responses": errors,
 			"securitySchemes": map[string]any{
 				"bearer":            map[string]any{"type": "http", "scheme": "bearer", "description": "gatehouse api token create NAME --role read|admin"},
 				"session":           map[string]any{"type": "apiKey", "in": "cookie", "name": sessionCookie, "description": "the web console's session; send X-CSRF-Token on every request but GET"},
