@@ -18,6 +18,8 @@ packages=(
   fetchmail         # the baseline of make bench-fetch (run by its script, never as a service)
   swaks             # the SMTP test client
   curl              # the REST API's real client (test/admin_test.go)
+  chromium          # the web console's real browser, headless (test/web_test.go)
+  fonts-liberation  # chromium's recommended fonts: the console's text renders in the screenshots
   libnet-ssleay-perl  # swaks --tls and AUTH over TLS (only a recommend of swaks)
   dovecot-imapd     # the internal IMAP server (AUTH checks; the collector's peer)
   dovecot-pop3d     # its POP3 side
