@@ -259,3 +259,13 @@ func TestFindESP(t *testing.T) {
 		t.Error("findESP without one: no error")
 	}
 }
+
+func FuzzParseEntry(f *testing.F) {
+	f.Add([]byte("title Gatehouse v1 (slot b)\nversion v1\nlinux /b/vmlinuz-0123456789ab\ninitrd /b/initramfs-0123456789ab.cpio.gz\noptions console=ttyS0 quiet gatehouse.slot=b\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ent, err := parseEntry(b)
+		if err == nil && ent.Linux == "" {
+			t.Fatal("an entry without a kernel")
+		}
+	})
+}
