@@ -64,6 +64,10 @@ const usage = `usage: gatehouse COMMAND [ARGS]
   dkim keygen DOMAIN SELECTOR [--type rsa|ed25519] [--dir DIR]
                                   make a DKIM signing key (RSA 2048 bits by default) in
                                   DIR (default /data/dkim), mode 0600; print its DNS record
+  bundle keygen DIR | sign --key FILE --version V --built UNIX [--cmdline ...] --out FILE
+         VMLINUZ INITRAMFS | verify FILE [--pub BASE64]
+                                  firmware bundles: make a signing key pair, sign a kernel
+                                  and initramfs, check a bundle (default: the built-in key)
   api token create NAME --role read|admin | token list | token revoke NAME
                                   REST API tokens: the secret is shown once, stored hashed
   admin passwd                    set the web console's password for admin (from stdin)
@@ -113,6 +117,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdSMTP(args[1:], os.Stdin, stdout)
 	case "dkim":
 		err = cmdDKIM(args[1:], stdout)
+	case "bundle":
+		err = cmdBundle(args[1:], stdout)
 	case "api":
 		err = cmdAPI(args[1:], stdout)
 	case "admin":
