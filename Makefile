@@ -2,15 +2,21 @@
 # QEMU; `make test` runs every test, the QEMU boot tests included.
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+BUILT   ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+# The key pair firmware bundles are signed with; its public half is built
+# into the binary. A development pair is made here when absent: point
+# BUNDLE_KEY_DIR at your own (made with `gatehouse bundle keygen DIR`).
+BUNDLE_KEY_DIR ?= build/bundle-key
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.built=$(BUILT)
 
-.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-mailauth bench-fetch bench-nrpe bench-snmp bench-syslog bench-cluster bench-api lint clean
+.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-mailauth bench-fetch bench-nrpe bench-snmp bench-syslog bench-cluster bench-api bundle lint clean
 
 all: build/gatehouse
 
 # Static, stripped, version stamped.
 build/gatehouse:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/gatehouse
+	@$(GO) run ./image/bundlekey -dir $(BUNDLE_KEY_DIR)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS) -X gatehouse/update.trustedKey=$$(cat $(BUNDLE_KEY_DIR)/bundle.pub)" -o $@ ./cmd/gatehouse
 
 deps:
 	@./test/deps.sh
@@ -21,6 +27,11 @@ kernel: deps
 
 image: build/gatehouse kernel
 	$(GO) run ./image/mkimage -kernel build/kernel -binary build/gatehouse -out build/image
+
+# A signed firmware bundle of the image: `gatehouse update FILE` installs it.
+bundle: image
+	build/gatehouse bundle sign --key $(BUNDLE_KEY_DIR)/bundle.key --version $(VERSION) --built $(BUILT) \
+		--out build/image/gatehouse-$(VERSION).bundle build/image/vmlinuz build/image/initramfs.cpio.gz
 
 run: image
 	$(GO) run ./image/runqemu -image build/image

@@ -3,6 +3,7 @@ package command
 import (
 	"flag"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -87,4 +88,35 @@ func shutdown(action string) func(e *Env, args []string) error {
 		fmt.Fprintf(e.Out, "%s: services are stopping\n", action)
 		return nil
 	}
+}
+
+// updateCmd installs a firmware bundle; with --reboot it reboots into
+// the trial at once.
+func updateCmd(e *Env, args []string) error {
+	var reboot, downgrade bool
+	pos, err := e.parse("update", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&reboot, "reboot", false, "reboot into the trial at once")
+		fs.BoolVar(&downgrade, "allow-downgrade", false, "install a bundle older than the running firmware")
+	})
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return e.usage("update")
+	}
+	file, err := filepath.Abs(pos[0]) // PID 1 reads it, from its own directory
+	if err != nil {
+		return err
+	}
+	if err := e.Appliance.Update(file, downgrade); err != nil {
+		return &ExitError{2, fmt.Errorf("update refused; nothing changed:\n%w", err)}
+	}
+	fmt.Fprintln(e.Out, "firmware written to the other slot: it boots once on trial at the next reboot, and becomes the default when it stays healthy")
+	if reboot {
+		if err := e.Appliance.Shutdown("reboot"); err != nil {
+			return err
+		}
+		fmt.Fprintln(e.Out, "reboot: services are stopping")
+	}
+	return nil
 }

@@ -43,6 +43,7 @@ func Commands() []Command {
 		{"fetch", "status [--format text|json] | now [ACCOUNT] | oauth2-login ACCOUNT|connector:NAME", "the collector's accounts; or poll now; or sign an OAuth2 account in as a user", fetch},
 		{"cluster", "status [--format text|json] | init | token [--ttl D] | join ADDRESS TOKEN | remove NODE | recover", "the cluster's nodes and config version; or build and repair it", clusterCmd},
 		{"reload", "", "read the config again and apply it", reload},
+		{"update", "FILE [--reboot] [--allow-downgrade]", "install a signed firmware bundle in the other slot; it boots once on trial and becomes the default when healthy", updateCmd},
 		{"setup", "[--answers FILE] [--confirm-within 120s] [--yes]", "first-boot setup: ask for the network, mail domains and administrators, apply the config with commit-confirm", setupCmd},
 		{"poweroff", "", "stop all services and power off", shutdown("poweroff")},
 		{"reboot", "", "stop all services and reboot", shutdown("reboot")},
@@ -189,6 +190,9 @@ type Appliance interface {
 	// is 0, the previous one comes back if Confirm does not follow in time.
 	Apply(file string, confirmWithin time.Duration) error
 	Confirm() error
+	// Update installs a firmware bundle (a file on the appliance) in the
+	// inactive slot and arms its trial boot.
+	Update(file string, allowDowngrade bool) error
 }
 
 // Backend is the appliance as a control.Backend serves it: PID 1 itself
@@ -206,6 +210,13 @@ func (b backend) Apply(file string, within time.Duration) error {
 	return b.b.Apply(file, within)
 }
 func (b backend) Confirm() error { return b.b.Confirm() }
+func (b backend) Update(file string, allowDowngrade bool) error {
+	u, ok := b.b.(control.Updater)
+	if !ok {
+		return errors.New("this appliance does not install firmware updates")
+	}
+	return u.Update(file, allowDowngrade)
+}
 
 // Socket is the appliance behind the control socket at path, for the
 // CLI: one it cannot reach is an error.
@@ -245,6 +256,10 @@ func (s socket) Reload() error {
 func (s socket) Apply(file string, within time.Duration) error {
 	_, err := control.Call(string(s), control.Request{Verb: "apply", File: file, Within: within.String()})
 	return err
+}
+
+func (s socket) Update(file string, allowDowngrade bool) error {
+	return control.Client{Socket: string(s)}.Update(file, allowDowngrade)
 }
 
 func (s socket) Confirm() error {

@@ -50,6 +50,19 @@ func WriteStatus(w io.Writer, st control.Status) {
 	if st.Data.Problem != "" {
 		fmt.Fprintf(w, "  problem: %s\n", st.Data.Problem)
 	}
+	if f := st.Firmware; f != nil {
+		trial := ""
+		if f.Trial {
+			trial = ", ON TRIAL"
+		}
+		fmt.Fprintf(w, "firmware: slot %s (%s), default slot %s%s\n", f.Slot, f.Version, f.DefaultSlot, trial)
+		if f.Update != nil {
+			fmt.Fprintf(w, "  %s\n", f.Update)
+		}
+		if f.Problem != "" {
+			fmt.Fprintf(w, "  problem: %s\n", f.Problem)
+		}
+	}
 	fmt.Fprintf(w, "orphans reaped: %d\n", st.Orphans)
 	if len(st.Services) == 0 {
 		fmt.Fprintln(w, "services: none configured")

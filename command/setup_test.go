@@ -1,6 +1,7 @@
 package command
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,10 @@ func (f *fake) Apply(file string, within time.Duration) error {
 }
 
 func (f *fake) Confirm() error { f.calls = append(f.calls, "confirm"); return nil }
+func (f *fake) Update(file string, downgrade bool) error {
+	f.calls = append(f.calls, fmt.Sprintf("update %s %v", file, downgrade))
+	return nil
+}
 
 const answersYAML = `hostname: gw1
 dhcp: true

@@ -33,6 +33,8 @@ type Config struct {
 
 	Admin *Admin `yaml:"admin"` // nil: no web console or API
 
+	Update Update `yaml:"update"` // how a firmware update's trial boot is judged
+
 	// A section this build does not provide, part of the file's shape so
 	// that its errors read like every other, and rejected when set.
 	Cluster *Cluster `yaml:"cluster"` // nil: not a cluster node

@@ -71,6 +71,7 @@ func (c *Config) applyDefaults() {
 	c.snmpDefaults()
 	c.syslogDefaults()
 	c.adminDefaults()
+	c.updateDefaults()
 	c.clusterDefaults()
 	if c.Shutdown.Timeout.Duration == 0 {
 		c.Shutdown.Timeout.Duration = DefaultShutdownTimeout
@@ -95,6 +96,7 @@ func (c *Config) validate() (errs, warns []problem) {
 	c.checkSNMP(&ck)
 	c.checkSyslog(&ck)
 	c.checkAdmin(&ck)
+	c.checkUpdate(&ck)
 	for i, s := range c.NTP.Servers {
 		host := s
 		if h, port, err := net.SplitHostPort(s); err == nil {

@@ -28,6 +28,9 @@ type Request struct {
 	// Since, for follow: the Seq of the last log record the caller took;
 	// the records still kept after it come first. 0: all still kept.
 	Since uint64 `json:"since,omitempty"`
+	// AllowDowngrade, for update: install a bundle older than the running
+	// firmware.
+	AllowDowngrade bool `json:"allow_downgrade,omitempty"`
 	// Local, for apply and confirm: on this node only, even in a cluster
 	// (the cluster service installing the cluster's config, or the
 	// operator's way around a cluster service that is down).
@@ -65,9 +68,50 @@ type Status struct {
 	Services   []status.State `json:"services"`
 	Conditions []string       `json:"conditions,omitempty"` // e.g. clock-synced
 	Emergency  string         `json:"emergency,omitempty"`  // why PID 1 is in its emergency shell
+	// Firmware is the slot this boot came from and the last update's
+	// outcome; nil when the appliance was not booted from its disk image.
+	Firmware *Firmware `json:"firmware,omitempty"`
 	// ConfirmBy is when an applied config that is not confirmed by then
 	// is rolled back (`config apply --confirm-within`); nil: none pending.
 	ConfirmBy *time.Time `json:"confirm_by,omitempty"`
+}
+
+// Firmware is which slot (A/B) the appliance booted from, and how the
+// last firmware update went.
+type Firmware struct {
+	Slot        string `json:"slot"`         // a or b
+	DefaultSlot string `json:"default_slot"` // the one the boot loader picks
+	Version     string `json:"version"`
+	Built       int64  `json:"built"` // the build's commit time, unix seconds
+	// Trial says this boot is the single trial of a new firmware: it
+	// becomes the default once it stayed healthy for the trial period.
+	Trial  bool          `json:"trial"`
+	Update *UpdateReport `json:"update,omitempty"`
+	// Problem is why updates cannot be installed now (the EFI system
+	// partition not found, say).
+	Problem string `json:"problem,omitempty"`
+}
+
+// UpdateReport is the last firmware update.
+type UpdateReport struct {
+	Version string    `json:"version"`
+	Slot    string    `json:"slot"`
+	Phase   string    `json:"phase"` // pending, armed, trial, failed, done
+	Reason  string    `json:"reason,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// String is the update's one line in status and on the console.
+func (u UpdateReport) String() string {
+	switch u.Phase {
+	case "failed":
+		return fmt.Sprintf("update to %s failed: %s", u.Version, u.Reason)
+	case "done":
+		return fmt.Sprintf("updated to %s (slot %s) at %s", u.Version, u.Slot, u.At.UTC().Format(time.RFC3339))
+	case "trial":
+		return fmt.Sprintf("trial boot of %s (slot %s) since %s", u.Version, u.Slot, u.At.UTC().Format(time.RFC3339))
+	}
+	return fmt.Sprintf("update to %s (slot %s) written at %s: it boots once at the next reboot", u.Version, u.Slot, u.At.UTC().Format(time.RFC3339))
 }
 
 // Data describes the persistent data disk.
@@ -97,6 +141,14 @@ type Backend interface {
 type LocalApplier interface {
 	ApplyLocal(file string, confirmWithin time.Duration) error
 	ConfirmLocal() error
+}
+
+// Updater is a Backend that installs firmware bundles: PID 1 booted from
+// its disk image (A/B slots).
+type Updater interface {
+	// Update verifies the bundle in file, writes it to the inactive slot
+	// and arms a single trial boot of it; the reboot is the caller's.
+	Update(file string, allowDowngrade bool) error
 }
 
 // Follower is a Backend that serves the log feed: every service's output
@@ -212,6 +264,15 @@ func Answer(b Backend, req Request) Response {
 			return Response{Error: err.Error()}
 		}
 		return Response{}
+	case "update":
+		u, ok := b.(Updater)
+		if !ok {
+			return Response{Error: "this appliance does not install firmware updates"}
+		}
+		if err := u.Update(req.File, req.AllowDowngrade); err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{}
 	case "poweroff", "reboot":
 		if err := b.Shutdown(req.Verb); err != nil {
 			return Response{Error: err.Error()}
@@ -306,5 +367,20 @@ func (c Client) Apply(file string, within time.Duration) error {
 // Confirm implements Backend.
 func (c Client) Confirm() error {
 	_, err := Call(c.Socket, Request{Verb: "confirm"})
+	return err
+}
+
+// updateTimeout bounds an update: the bundle is read twice (verified,
+// then written) and the new firmware checks the config.
+const updateTimeout = 5 * time.Minute
+
+// Update implements Updater.
+func (c Client) Update(file string, allowDowngrade bool) error {
+	var resp Response
+	err := sockrpc.Call(c.Socket, updateTimeout, Request{Verb: "update", File: file, AllowDowngrade: allowDowngrade}, &resp)
+	var de *sockrpc.DialError
+	if errors.As(err, &de) && de.Missing() {
+		return fmt.Errorf("no gatehouse is running with control socket %s", c.Socket)
+	}
 	return err
 }

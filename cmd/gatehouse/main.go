@@ -29,6 +29,15 @@ import (
 // version is stamped by the Makefile.
 var version = "dev"
 
+// built is the build's commit time, unix seconds, stamped by the
+// Makefile: a firmware bundle built before it is a downgrade.
+var built = "0"
+
+func builtTime() int64 {
+	n, _ := strconv.ParseInt(built, 10, 64)
+	return n
+}
+
 const usage = `usage: gatehouse COMMAND [ARGS]
 
   run --config FILE --state DIR   run the appliance as an ordinary process (host mode)
@@ -87,7 +96,7 @@ or --state DIR for one in host mode (default ` + layout.RunDir + `/control.sock)
 
 func main() {
 	if os.Getpid() == 1 {
-		pid1.Main(version) // never returns
+		pid1.Main(version, builtTime()) // never returns
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -196,7 +205,7 @@ func cmdRun(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := pid1.Options{Version: version, ConfigPath: *cfg, StateDir: *state, Out: stdout, Started: time.Now(),
+	opts := pid1.Options{Version: version, Built: builtTime(), ConfigPath: *cfg, StateDir: *state, Out: stdout, Started: time.Now(),
 		Binary: self, ServiceArgs: serviceArgs, Firewall: *withFirewall, RelayID: relay}
 	if *shell {
 		opts.Console = os.Stdin

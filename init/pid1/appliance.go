@@ -38,6 +38,7 @@ import (
 // Options say how to run.
 type Options struct {
 	Version    string
+	Built      int64 // the build's commit time (unix seconds): bundles older than it are downgrades
 	PID1       bool
 	ConfigPath string    // host mode: the config file; PID 1: found on /data or in the image
 	StateDir   string    // host mode: where state and the control socket live
@@ -89,6 +90,8 @@ type appliance struct {
 	shutdown  chan string
 
 	shutdownOnce sync.Once
+
+	fw firmware // the A/B slots and the last update
 }
 
 // Run boots (in PID 1) and runs the appliance until a shutdown is asked for.
@@ -166,6 +169,7 @@ func Run(opts Options) (string, error) {
 		}
 		a.data = mountData(blockDrivers, 2*time.Second)
 		a.reportData(step)
+		go guard(a.log, "firmware", func() { a.startFirmware(ctx, step) })
 		a.rollbackAtStart()
 		if err := a.loadConfig(step); err != nil {
 			return "", err // not reached: PID 1 falls back to the built-in default
@@ -539,6 +543,7 @@ func (a *appliance) Status() control.Status {
 	}
 	st.Ready = st.ReadyMS > 0
 	st.ConfirmBy = a.confirmBy.Load()
+	st.Firmware = a.firmwareStatus()
 	if !a.opts.PID1 {
 		st.Data = control.Data{Path: a.opts.StateDir, Mounted: true}
 	}

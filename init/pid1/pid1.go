@@ -16,10 +16,10 @@ import (
 // Main is the life of PID 1. It never returns: it ends in reboot(2), or, if
 // anything goes wrong, in the emergency shell on the console. (PID 1 exiting
 // would panic the kernel.)
-func Main(version string) {
+func Main(version string, built int64) {
 	started := time.Now()
 	reason := boot(func() (string, error) {
-		return Run(Options{Version: version, PID1: true, Console: os.Stdin, Out: os.Stdout, Started: started, Binary: "/init"})
+		return Run(Options{Version: version, Built: built, PID1: true, Console: os.Stdin, Out: os.Stdout, Started: started, Binary: "/init"})
 	}, halt)
 	emergency(version, started, reason)
 }

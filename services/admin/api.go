@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -76,6 +77,7 @@ func routeTable() []route {
 		{"GET", "/snmp", read, "the SNMP agent", detailOf("snmp")},
 		{"GET", "/nrpe", read, "the NRPE server", detailOf("nrpe")},
 		{"GET", "/syslog", read, "log forwarding", detailOf("syslog")},
+		{"PUT", "/update", admin, "install a signed firmware bundle (the body) in the other slot and arm its trial boot; ?reboot=1 reboots into it, ?allow_downgrade=1 takes an older one", (*server).putUpdate},
 		{"POST", "/poweroff", admin, "stop every service and power off", cmdJSON("poweroff")},
 		{"POST", "/reboot", admin, "stop every service and reboot", cmdJSON("reboot")},
 		{"POST", "/setup", admin, "the config the first-boot setup's answers (JSON) make, for review in the editor; nothing is applied", (*server).setupRender},
@@ -608,6 +610,51 @@ func (s *server) unban(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	s.log.Warn("admin: ban lifted", "address", a, "name", c.id.Name)
 	writeJSON(w, http.StatusOK, map[string]string{"lifted": a.String()})
+}
+
+// maxBundle bounds an uploaded firmware bundle.
+const maxBundle = 512 << 20
+
+// putUpdate takes a firmware bundle and has PID 1 install it, as
+// `gatehouse update FILE` does: the same command of the table.
+func (s *server) putUpdate(w http.ResponseWriter, r *http.Request, c caller) {
+	// A bundle is tens of megabytes: more time than a request's usual.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(10 * time.Minute))
+	rc.SetWriteDeadline(time.Now().Add(15 * time.Minute))
+	file := filepath.Join(s.o.Paths.Admin(), "incoming.bundle")
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error(), nil)
+		return
+	}
+	defer os.Remove(file)
+	_, err = io.Copy(f, http.MaxBytesReader(nil, r.Body, maxBundle))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bundle upload: "+err.Error(), nil)
+		return
+	}
+	args := []string{"update", file}
+	q := r.URL.Query()
+	if q.Get("allow_downgrade") == "1" {
+		args = append(args, "--allow-downgrade")
+	}
+	if q.Get("reboot") == "1" {
+		args = append(args, "--reboot")
+	}
+	s.log.Warn("admin: firmware update uploaded", "name", c.id.Name, "reboot", q.Get("reboot") == "1")
+	out, err := s.run(args...)
+	if err != nil {
+		failure(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"done": strings.TrimSpace(string(out))})
 }
 
 // setupRender answers the config the setup's answers make: the web

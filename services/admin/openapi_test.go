@@ -19,6 +19,7 @@ var queryParams = map[string][][2]string{
 	"GET /services/{name}/logs": {{"lines", "integer: how many of the last lines (default 200)"}, {"follow", "1: stream the feed as server-sent events; 'all' as the name follows every service"}},
 	"POST /config/apply":        {{"confirm_within", "duration such as 120s (default); 0s: no rollback"}},
 	"POST /fetch/poll":          {{"account", "one account's name; none: all"}},
+	"PUT /update":               {{"reboot", "1: reboot into the trial at once"}, {"allow_downgrade", "1: install a bundle older than the running firmware"}},
 }
 
 // openAPI builds the document from the route table.
@@ -62,7 +63,9 @@ func openAPI() map[string]any {
 					"hostname": str, "interface": str, "dhcp": map[string]any{"type": "boolean"}, "address": str, "gateway": str,
 					"dns": strs, "ntp": strs, "domains": strs, "internal_server": str, "trusted_networks": strs, "admin_allow": strs, "ssh_key": str}}}}}
 		}
-		if rt.Method == "PUT" || rt.Path == "/config/validate" {
+		if rt.Path == "/update" {
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/octet-stream": map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}}}}
+		} else if rt.Method == "PUT" || rt.Path == "/config/validate" {
 			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/yaml": map[string]any{"schema": map[string]any{"type": "string"}}}}
 		}
 		ok := map[string]any{"description": "OK", "content": map[string]any{"application/json": map[string]any{"schema": map[string]any{"type": "object"}}}}
