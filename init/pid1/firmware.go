@@ -68,7 +68,6 @@ const (
 	updateDirName = "update"
 )
 
-
 // bootSlot reads gatehouse.slot= from the kernel command line.
 func bootSlot() string {
 	b, err := os.ReadFile("/proc/cmdline")
