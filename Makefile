@@ -4,7 +4,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-mailauth bench-fetch bench-nrpe bench-snmp bench-syslog bench-cluster bench-api lint clean
+.PHONY: all build/gatehouse deps kernel image disk-image run run-disk test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-mailauth bench-fetch bench-nrpe bench-snmp bench-syslog bench-cluster bench-api lint clean
 
 all: build/gatehouse
 
@@ -24,6 +24,17 @@ image: build/gatehouse kernel
 
 run: image
 	$(GO) run ./image/runqemu -image build/image
+
+# The UEFI boot disk: GPT, the EFI system partition with systemd-boot and
+# slot a holding this image, and an empty data partition. A new disk is a
+# new machine: its EFI variable store goes too.
+disk-image: image
+	$(GO) run ./image/mkdisk -image build/image -out build/image/disk.img -version $(VERSION)
+	rm -f build/image/disk-vars.fd
+
+# Boots the disk under OVMF; reboots stay in the same QEMU.
+run-disk: disk-image
+	$(GO) run ./image/runqemu -disk build/image/disk.img
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
