@@ -69,7 +69,8 @@ func TestDiskImageBoots(t *testing.T) {
 	expect(t, v, `data:     /dev/nvme0n1p2 on /data, read-write`)
 	expect(t, v, `gatehouse> `)
 	command(t, v, "logs kernel 1000")
-	expect(t, v, `Command line: .*console=ttyS0 panic=5 quiet gatehouse\.slot=a`)
+	m := expect(t, v, `Command line: (.*console=ttyS0 panic=5 quiet gatehouse\.slot=a)`)
+	t.Logf("kernel command line from slot a's entry: %q", m[1])
 	expect(t, v, `gatehouse> `)
 
 	command(t, v, "reboot")

@@ -33,7 +33,7 @@ type Options struct {
 	// Reboot lets a guest's reboot restart the VM in the same QEMU, the
 	// console going on; otherwise QEMU exits (-no-reboot).
 	Reboot    bool
-	Append    string   // extra kernel command line
+	Append    string   // extra kernel command line (not with Disk: its boot entry has it)
 	MemoryMiB int      // default 512
 	CPUs      int      // default 2
 	Nics      []string // netdev specs, each given a virtio NIC, e.g. "user,hostfwd=tcp:127.0.0.1:2525-:25"
