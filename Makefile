@@ -9,7 +9,7 @@ BUILT   ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 BUNDLE_KEY_DIR ?= build/bundle-key
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.built=$(BUILT)
 
-.PHONY: all build/gatehouse deps kernel image run test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-mailauth bench-fetch bench-nrpe bench-snmp bench-syslog bench-cluster bench-api bundle lint clean
+.PHONY: all build/gatehouse deps kernel image disk-image run run-disk test unit fuzz e2e bench-boot bench-net bench-firewall bench-relay bench-mailauth bench-fetch bench-nrpe bench-snmp bench-syslog bench-cluster bench-api bundle lint clean
 
 all: build/gatehouse
 
@@ -35,6 +35,17 @@ bundle: image
 
 run: image
 	$(GO) run ./image/runqemu -image build/image
+
+# The UEFI boot disk: GPT, the EFI system partition with systemd-boot and
+# slot a holding this image, and an empty data partition. A new disk is a
+# new machine: its EFI variable store goes too.
+disk-image: image
+	$(GO) run ./image/mkdisk -image build/image -out build/image/disk.img -version $(VERSION)
+	rm -f build/image/disk-vars.fd
+
+# Boots the disk under OVMF; reboots stay in the same QEMU.
+run-disk: disk-image
+	$(GO) run ./image/runqemu -disk build/image/disk.img
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
@@ -77,9 +88,9 @@ fuzz:
 
 # Boots the image in QEMU and builds network namespaces with dnsmasq and
 # chrony: needs root.
-e2e: image
+e2e: disk-image
 	GATEHOUSE_IMAGE=$(CURDIR)/build/image GATEHOUSE_BIN=$(CURDIR)/build/gatehouse \
-		$(GO) test -tags e2e -count=1 -timeout 20m -v ./test/
+		$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/
 
 test: deps lint unit fuzz e2e
 

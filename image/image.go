@@ -21,8 +21,8 @@ import (
 )
 
 // Modules are the kernel modules the image carries and PID 1 loads at boot,
-// with their dependencies: virtio devices, VLANs, and netfilter for the
-// firewall.
+// with their dependencies: virtio devices, VLANs, netfilter for the
+// firewall, and what updates on a UEFI boot disk need.
 //
 // They load in this order: the firewall waits for them before the
 // appliance is ready, so netfilter comes right after the disk.
@@ -32,6 +32,11 @@ var Modules = []string{
 	"nf_log_syslog", // the logger behind nft's log: no modprobe at boot to autoload it
 	"virtio_net", "virtio_rng",
 	"8021q",
+	// The EFI system partition: vfat's default mount options want code
+	// page 437 and the ascii I/O charset (the kernel's FAT defaults).
+	"vfat", "nls_cp437", "nls_ascii",
+	"efivarfs", // systemd-boot's variables: the one-shot trial boot, the default slot
+	"softdog",  // the watchdog PID 1 pets (the cloud kernel has no i6300esb driver)
 }
 
 // Spec is what goes into an image.
@@ -203,12 +208,21 @@ func normalize(name string) string { return strings.ReplaceAll(name, "-", "_") }
 // DataDisk creates an empty ext4 data disk labelled label, unless the file
 // exists already: a disk carries the appliance's state from run to run.
 func DataDisk(file, label, size string) (created bool, err error) {
+	return dataDiskFrom(file, label, size, "")
+}
+
+// dataDiskFrom is DataDisk holding a copy of dir ("" for empty).
+func dataDiskFrom(file, label, size, dir string) (created bool, err error) {
 	if _, err := os.Stat(file); err == nil {
 		return false, nil
 	}
 	tmp := file + ".tmp"
 	os.Remove(tmp)
-	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", label, "-E", "root_owner=0:0", tmp, size).CombinedOutput()
+	args := []string{"-q", "-F", "-L", label, "-E", "root_owner=0:0"}
+	if dir != "" {
+		args = append(args, "-d", dir)
+	}
+	out, err := exec.Command("mkfs.ext4", append(args, tmp, size)...).CombinedOutput()
 	if err != nil {
 		os.Remove(tmp)
 		return false, fmt.Errorf("image: mkfs.ext4: %v: %s", err, out)

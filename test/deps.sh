@@ -4,6 +4,11 @@
 set -euo pipefail
 packages=(
   qemu-system-x86   # boots the image
+  ovmf              # UEFI firmware for QEMU: boots the disk image (make run-disk, test/disk_test.go)
+  systemd-boot-efi  # systemd-boot's EFI binary, the disk image's boot loader (only the file is used)
+  dosfstools        # mkfs.vfat: the disk image's EFI system partition
+  mtools            # mcopy, mmd: fill that partition without mounting it
+  fdisk             # sfdisk: the disk image's unit test reads its GPT back with it
   kmod              # depmod, for the kernel's modules.dep
   e2fsprogs         # mkfs.ext4, dumpe2fs, e2fsck: the data disk
   ca-certificates   # the CA bundle the image carries

@@ -73,6 +73,11 @@ func (p Prober) Choose(kernel string) (Choice, error) {
 	if c, ok := p.cached(key); ok {
 		return c, nil
 	}
+	if kernel == "" {
+		// A boot disk's VM may name no kernel of its own; guessing is
+		// not worth remembering.
+		return Choice{Accel: TCG, Reason: "no kernel to probe KVM with"}, nil
+	}
 	c, lasting := p.probe(kernel)
 	if lasting {
 		p.remember(key, c)

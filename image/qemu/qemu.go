@@ -16,13 +16,24 @@ import (
 	"time"
 )
 
-// Options describe one VM.
+// Options describe one VM: either a kernel and initramfs booted directly,
+// or a whole boot disk (Disk) booted by UEFI firmware.
 type Options struct {
-	Kernel    string
+	Kernel    string // booted directly; with Disk only used to probe KVM
 	Initramfs string
-	Data      string   // data disk image; "" for none
-	DataBus   string   // "nvme" (default) or "virtio"
-	Append    string   // extra kernel command line
+	Data      string // data disk image; "" for none
+	DataBus   string // bus of Data or Disk: "nvme" (default) or "virtio"
+	// Disk is a whole boot disk (make disk-image), booted by OVMF through
+	// its own boot loader: no -kernel, -initrd or -append.
+	Disk string
+	// EFIVars is the VM's writable copy of OVMF's variable store
+	// (NewEFIVars makes one). Kept per VM, EFI variables such as systemd-
+	// boot's one-shot entry survive reboots and QEMU restarts.
+	EFIVars string
+	// Reboot lets a guest's reboot restart the VM in the same QEMU, the
+	// console going on; otherwise QEMU exits (-no-reboot).
+	Reboot    bool
+	Append    string   // extra kernel command line (not with Disk: its boot entry has it)
 	MemoryMiB int      // default 512
 	CPUs      int      // default 2
 	Nics      []string // netdev specs, each given a virtio NIC, e.g. "user,hostfwd=tcp:127.0.0.1:2525-:25"
@@ -42,10 +53,14 @@ func (o Options) Args(interactive bool) []string {
 	if cpus == 0 {
 		cpus = 2
 	}
-	args := []string{
-		"-m", fmt.Sprint(mem), "-smp", fmt.Sprint(cpus),
-		"-kernel", o.Kernel, "-initrd", o.Initramfs,
-		"-append", strings.TrimSpace("console=ttyS0 panic=-1 quiet " + o.Append),
+	args := []string{"-m", fmt.Sprint(mem), "-smp", fmt.Sprint(cpus)}
+	if o.Disk != "" {
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+OVMFCode,
+			"-drive", "if=pflash,format=raw,unit=1,file="+o.EFIVars)
+	} else {
+		args = append(args, "-kernel", o.Kernel, "-initrd", o.Initramfs,
+			"-append", strings.TrimSpace("console=ttyS0 panic=-1 quiet "+o.Append))
 	}
 	// Entropy: without it getrandom(2), and with it every DHCP transaction
 	// id and TLS key, waits for the kernel's pool, for many seconds under TCG.
@@ -58,11 +73,25 @@ func (o Options) Args(interactive bool) []string {
 	if interactive {
 		args = append(args, "-nographic", "-serial", "mon:stdio")
 	} else {
-		args = append(args, "-display", "none", "-serial", "stdio", "-no-reboot")
+		args = append(args, "-display", "none", "-serial", "stdio")
+		if !o.Reboot {
+			args = append(args, "-no-reboot")
+		}
 		if o.Monitor != "" {
 			args = append(args, "-monitor", "unix:"+o.Monitor+",server,nowait")
 		} else {
 			args = append(args, "-monitor", "none")
+		}
+	}
+	if o.Disk != "" {
+		// First in OVMF's boot order: it would try the machine's empty
+		// DVD drive first otherwise.
+		if o.DataBus == "virtio" {
+			args = append(args, "-drive", "file="+o.Disk+",format=raw,if=none,id=disk",
+				"-device", "virtio-blk-pci,drive=disk,bootindex=0")
+		} else {
+			args = append(args, "-drive", "file="+o.Disk+",format=raw,if=none,id=disk",
+				"-device", "nvme,drive=disk,serial=gatehouse-disk,bootindex=0")
 		}
 	}
 	switch {
@@ -99,8 +128,30 @@ type VM struct {
 	err    error
 }
 
+// OVMF's firmware (read-only) and the template of its variable store, from
+// Debian's ovmf package: the 4 MiB builds, which keep more variables.
+const (
+	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// NewEFIVars writes a fresh variable store to file, as a new machine's.
+func NewEFIVars(file string) error {
+	b, err := os.ReadFile(OVMFVars)
+	if err != nil {
+		return fmt.Errorf("qemu: %w (make deps installs ovmf)", err)
+	}
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		return fmt.Errorf("qemu: %w", err)
+	}
+	return nil
+}
+
 // Start boots a VM.
 func Start(o Options) (*VM, error) {
+	if o.Disk != "" && o.EFIVars == "" {
+		return nil, errors.New("qemu: a boot disk needs its VM's own EFI variable store (Options.EFIVars)")
+	}
 	if o.Accel == "" {
 		accel, err := ChooseAccel(o.Kernel, os.Stderr)
 		if err != nil {
