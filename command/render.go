@@ -55,7 +55,11 @@ func WriteStatus(w io.Writer, st control.Status) {
 		if f.Trial {
 			trial = ", ON TRIAL"
 		}
-		fmt.Fprintf(w, "firmware: slot %s (%s), default slot %s%s\n", f.Slot, f.Version, f.DefaultSlot, trial)
+		def := f.DefaultSlot
+		if def == "" {
+			def = "not known yet"
+		}
+		fmt.Fprintf(w, "firmware: slot %s (%s), default slot %s%s\n", f.Slot, f.Version, def, trial)
 		if f.Update != nil {
 			fmt.Fprintf(w, "  %s\n", f.Update)
 		}

@@ -110,6 +110,10 @@ func Run(opts Options) (string, error) {
 	il := newInitLines(feed)
 	a := &appliance{opts: opts, out: h, log: slog.New(slog.NewMultiHandler(h, initHandler(il, slog.LevelInfo))),
 		initLog: il, feed: feed, shutdown: make(chan string, 1), paths: layout.Appliance()}
+	a.fw.known = make(chan struct{})
+	if !opts.PID1 {
+		a.fw.settled() // host mode has no slots
+	}
 	if !opts.PID1 {
 		a.paths = layout.Host(opts.StateDir)
 	}

@@ -39,7 +39,15 @@ type firmware struct {
 	last    *updateState
 
 	updating sync.Mutex // one update at a time
+	// known is closed once this boot's slot, default and trial are known
+	// (the modules for the ESP and the EFI variables load in the
+	// background, and may finish after ready).
+	known     chan struct{}
+	knownOnce sync.Once
 }
+
+// settled marks the firmware's state as known.
+func (f *firmware) settled() { f.knownOnce.Do(func() { close(f.known) }) }
 
 // updateState is /data/update/state.json: the last update, as far as it
 // got. Each step is written before the next begins.
@@ -117,6 +125,7 @@ func (a *appliance) saveUpdateState(st *updateState) error {
 // in (vfat, efivarfs, softdog): a trial of a new firmware, the old one
 // back after a trial failed, or an ordinary boot.
 func (a *appliance) startFirmware(ctx context.Context, log *slog.Logger) {
+	defer a.fw.settled()
 	slot := bootSlot()
 	if slot == "" {
 		return // kernel and initramfs handed over directly: no slots
@@ -157,16 +166,17 @@ func (a *appliance) startFirmware(ctx context.Context, log *slog.Logger) {
 	st := a.readUpdateState()
 	switch {
 	case trial:
-		if st == nil || st.To.Slot != slot {
+		if st == nil || st.To.Slot != slot || st.Phase == "failed" || st.Phase == "done" {
 			// Armed, but the record did not make it (a power cut between
 			// arming and writing it): a trial all the same.
-			st = &updateState{From: slotInfo{Slot: def}, Started: time.Now().UTC()}
+			st = &updateState{From: slotInfo{Slot: def}, Started: time.Now().UTC(),
+				To: slotInfo{Slot: slot, Version: a.opts.Version, Built: a.opts.Built}}
 		}
-		st.Phase, st.Booted, st.To = "trial", time.Now().UTC(), slotInfo{Slot: slot, Version: a.opts.Version, Built: a.opts.Built}
+		st.Phase, st.Booted = "trial", time.Now().UTC()
 		if err := a.saveUpdateState(st); err != nil {
 			log.Error("update: record the trial", "err", err)
 		}
-		log.Warn("trial boot of a new firmware: it becomes the default once it is ready and stays healthy", "slot", slot, "version", a.opts.Version)
+		log.Warn("trial boot of a new firmware: it becomes the default once it is ready and stays healthy", "slot", slot, "version", st.To.Version)
 		go guard(a.log, "update trial", func() { a.runTrial(ctx, st, log) })
 	case st != nil && st.To.Slot != slot && st.Phase != "failed" && st.Phase != "done":
 		st.Phase, st.Ended, st.Reason = "failed", time.Now().UTC(), failureReason(st)
@@ -221,7 +231,7 @@ func (a *appliance) runTrial(ctx context.Context, st *updateState, log *slog.Log
 		st.Phase, st.Reason, st.Ended = "failed-in-trial", why, time.Now().UTC()
 		a.saveUpdateState(st)
 		log.Error("trial boot failed; rebooting into the previous firmware", "why", why)
-		fmt.Fprintf(a.out, "gatehouse: trial of %s failed: %s; rebooting into the previous firmware\n", a.opts.Version, why)
+		fmt.Fprintf(a.out, "gatehouse: trial of %s failed: %s; rebooting into the previous firmware\n", st.To.Version, why)
 		a.Shutdown("reboot")
 	}
 	if a.data.readOnly || !a.data.mounted {
@@ -272,8 +282,8 @@ func (a *appliance) runTrial(ctx context.Context, st *updateState, log *slog.Log
 	a.fw.mu.Unlock()
 	st.Phase, st.Ended = "done", time.Now().UTC()
 	a.saveUpdateState(st)
-	log.Info("trial passed: the new firmware is the default", "slot", st.To.Slot, "version", a.opts.Version)
-	fmt.Fprintf(a.out, "gatehouse: updated to %s: slot %s is the default\n", a.opts.Version, st.To.Slot)
+	log.Info("trial passed: the new firmware is the default", "slot", st.To.Slot, "version", st.To.Version)
+	fmt.Fprintf(a.out, "gatehouse: updated to %s: slot %s is the default\n", st.To.Version, st.To.Slot)
 }
 
 // firmwareStatus is the status's firmware part.
@@ -305,6 +315,11 @@ func (a *appliance) firmwareStatus() *control.Firmware {
 func (a *appliance) Update(file string, allowDowngrade bool) error {
 	a.fw.updating.Lock()
 	defer a.fw.updating.Unlock()
+	select {
+	case <-a.fw.known:
+	case <-time.After(2 * time.Minute):
+		return errors.New("update: the boot has not found its slots yet (kernel modules still loading?)")
+	}
 	a.fw.mu.Lock()
 	slot, esp, trial, problem := a.fw.slot, a.fw.esp, a.fw.trial, a.fw.problem
 	a.fw.mu.Unlock()
@@ -339,6 +354,7 @@ func (a *appliance) Update(file string, allowDowngrade bool) error {
 	if err := a.saveUpdateState(st); err != nil {
 		return err
 	}
+	a.log.Info("writing the firmware to the other slot", "subsystem", "init", "slot", target, "version", m.Version)
 	if err := esp.WriteSlot(target, m, file); err != nil {
 		st.Phase, st.Reason, st.Ended = "failed", "writing slot "+target+": "+err.Error(), time.Now().UTC()
 		a.saveUpdateState(st)

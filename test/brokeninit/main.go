@@ -1,8 +1,9 @@
 // Command brokeninit is a deliberately broken /init for the firmware
 // update tests (test/update_test.go): built with -X main.mode=panic it
-// panics at once, as a firmware whose PID 1 dies at start; with
+// panics at once as PID 1, as a firmware whose PID 1 dies at start; with
 // -X main.mode=hang it arms the watchdog and hangs, as a firmware that
-// stops answering. Neither is ever shipped.
+// stops answering. Run as anything but PID 1 (the old firmware checking
+// the config with it) it says the config is valid. Never shipped.
 package main
 
 import (
@@ -19,6 +20,12 @@ import (
 var mode = "panic"
 
 func main() {
+	if os.Getpid() != 1 {
+		// Run by the old firmware to check the config (`config validate`):
+		// the breakage shows only as PID 1, where a test wants it.
+		fmt.Println("brokeninit: valid (not PID 1)")
+		return
+	}
 	fmt.Println("brokeninit: mode", mode)
 	if mode == "panic" {
 		panic("brokeninit: a firmware that dies at start")
