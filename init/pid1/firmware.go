@@ -78,11 +78,14 @@ const (
 
 // bootSlot reads gatehouse.slot= from the kernel command line.
 func bootSlot() string {
-	b, err := os.ReadFile("/proc/cmdline")
-	if err != nil {
-		return ""
-	}
-	for _, f := range strings.Fields(string(b)) {
+	b, _ := os.ReadFile("/proc/cmdline")
+	return slotOf(string(b))
+}
+
+// slotOf finds gatehouse.slot= among the words of a kernel command line
+// (systemd-boot puts initrd= first).
+func slotOf(cmdline string) string {
+	for _, f := range strings.Fields(cmdline) {
 		if v, ok := strings.CutPrefix(f, "gatehouse.slot="); ok && (v == "a" || v == "b") {
 			return v
 		}
