@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sys/unix"
 
 	"gatehouse/safeio"
 )
@@ -92,6 +93,24 @@ func writeTokens(dir string, ts []Token) error {
 	return safeio.WriteFile(filepath.Join(dir, TokensFile), append(b, '\n'), 0o600)
 }
 
+// lock holds the admin directory's lock until the returned func: two
+// `gatehouse api token` commands at once must not lose each other's
+// change (a revocation least of all).
+func lock(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
 // CreateToken makes a token called name with role and returns its secret,
 // which is not kept: it is shown once.
 func CreateToken(dir, name, role string) (string, error) {
@@ -101,6 +120,11 @@ func CreateToken(dir, name, role string) (string, error) {
 	if role != RoleRead && role != RoleAdmin {
 		return "", fmt.Errorf("role %q: read or admin", role)
 	}
+	unlock, err := lock(dir)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
 	ts, err := readTokens(dir)
 	if err != nil {
 		return "", err
@@ -119,6 +143,11 @@ func CreateToken(dir, name, role string) (string, error) {
 
 // RevokeToken removes the token called name.
 func RevokeToken(dir, name string) error {
+	unlock, err := lock(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	ts, err := readTokens(dir)
 	if err != nil {
 		return err

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"unicode/utf16"
+
+	"gatehouse/update"
 )
 
 // The boot disk: a GPT with the EFI system partition (systemd-boot and the
@@ -58,23 +60,15 @@ type DiskSpec struct {
 	DataDir string
 }
 
-// Slot layout on the ESP. Slot b stays empty (and has no entry) until the
-// first update writes it.
-const (
-	LoaderConf = "loader/loader.conf"
-	// LoaderConfText makes slot a the default and never waits or offers an
-	// editor: the console is a serial line nobody watches at boot.
-	LoaderConfText = "default gatehouse-a.conf\ntimeout 0\neditor no\nauto-entries no\nauto-firmware no\n"
-)
-
 // EntryPath is the ESP path of slot's boot entry, e.g. loader/entries/gatehouse-a.conf.
-func EntryPath(slot string) string { return "loader/entries/gatehouse-" + slot + ".conf" }
+// The entries and loader.conf are package update's, which rewrites them.
+func EntryPath(slot string) string { return "loader/entries/" + update.EntryName(slot) }
 
-// Entry is the systemd-boot Type 1 entry that boots slot. The slot's name
-// on the command line tells PID 1 which slot it runs from.
+// Entry is slot's first boot entry, for the files the disk image puts in
+// the slot's directory.
 func Entry(slot, version, cmdline string) string {
-	return fmt.Sprintf("title Gatehouse %s (slot %s)\nversion %s\nlinux /%s/vmlinuz\ninitrd /%s/initramfs.cpio.gz\noptions %s gatehouse.slot=%s\n",
-		version, slot, version, slot, slot, cmdline, slot)
+	return update.EntryText(slot, update.Entry{Version: version, Cmdline: cmdline,
+		Linux: "/" + slot + "/vmlinuz", Initrd: "/" + slot + "/initramfs.cpio.gz"})
 }
 
 // partition is one GPT entry, in sectors.
@@ -197,8 +191,8 @@ func espImage(file string, size int64, spec DiskSpec) error {
 		"a/initramfs.cpio.gz":  spec.Initramfs,
 	}
 	texts := map[string]string{ // ESP path -> content
-		LoaderConf:     LoaderConfText,
-		EntryPath("a"): Entry("a", spec.Version, cmdline),
+		update.LoaderConfPath: update.LoaderConf("a"),
+		EntryPath("a"):        Entry("a", spec.Version, cmdline),
 	}
 	for p, src := range files {
 		b, err := os.ReadFile(src)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"gatehouse/update"
 )
 
 // The ESP's type GUID in GPT's byte order, as the UEFI spec prints it.
@@ -138,7 +140,7 @@ func TestDiskImage(t *testing.T) {
 	}
 	for file, want := range map[string]string{
 		"/EFI/BOOT/BOOTX64.EFI":            "MZ loader",
-		"/loader/loader.conf":              LoaderConfText,
+		"/loader/loader.conf":              update.LoaderConf("a"),
 		"/loader/entries/gatehouse-a.conf": "title Gatehouse v1 (slot a)\nversion v1\nlinux /a/vmlinuz\ninitrd /a/initramfs.cpio.gz\noptions console=ttyS0 panic=5 quiet gatehouse.slot=a\n",
 		"/a/vmlinuz":                       "MZ kernel",
 		"/a/initramfs.cpio.gz":             "initrd",

@@ -192,16 +192,16 @@ firewall:
 			t.Errorf("apply: %s", out)
 		}
 		api.must(t, ops, "POST", "/config/confirm", "")
-		if out := api.must(t, nagios, "GET", "/config", ""); !strings.Contains(out, "hostname: gw2") || strings.Contains(out, "confirm_by") {
+		if out := api.must(t, ops, "GET", "/config", ""); !strings.Contains(out, "hostname: gw2") || strings.Contains(out, "confirm_by") {
 			t.Errorf("confirmed config: %s", out)
 		}
 		api.must(t, ops, "PUT", "/config", cfg("gw3"))
 		api.must(t, ops, "POST", "/config/apply?confirm_within=3s", "")
-		if out := api.must(t, nagios, "GET", "/config", ""); !strings.Contains(out, "hostname: gw3") {
+		if out := api.must(t, ops, "GET", "/config", ""); !strings.Contains(out, "hostname: gw3") {
 			t.Errorf("applied config: %s", out)
 		}
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
-			out := api.must(t, nagios, "GET", "/config", "")
+			out := api.must(t, ops, "GET", "/config", "")
 			if strings.Contains(out, "hostname: gw2") && !strings.Contains(out, "confirm_by") {
 				break
 			}

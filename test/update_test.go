@@ -319,7 +319,9 @@ func TestFirmwareUpdate(t *testing.T) {
 		if _, err := v.Expect(`trial boot of a new firmware`, 2*time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(mrand.N(8000)) * time.Millisecond) // somewhere in the trial
+		// Somewhere in the trial: it passes 10 s (trial_period) after ready,
+		// which comes about a second after this line.
+		time.Sleep(time.Duration(mrand.N(2000)) * time.Millisecond)
 		v.Kill()
 		v = w.start(top)
 		waitReady(t, v)

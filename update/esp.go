@@ -135,8 +135,35 @@ func parseEntry(b []byte) (Entry, error) {
 
 // render is a slot's loader entry for ent.
 func render(slot string, ent Entry) []byte {
-	return fmt.Appendf(nil, "title Gatehouse %s (slot %s)\nversion %s\nlinux %s\ninitrd %s\noptions %s gatehouse.slot=%s\n",
+	return []byte(EntryText(slot, ent))
+}
+
+// EntryText is the systemd-boot Type 1 entry that boots slot. The slot's
+// name on the command line tells PID 1 which slot it runs from. (The disk
+// image's first entry is written with it too.)
+func EntryText(slot string, ent Entry) string {
+	return fmt.Sprintf("title Gatehouse %s (slot %s)\nversion %s\nlinux %s\ninitrd %s\noptions %s gatehouse.slot=%s\n",
 		ent.Version, slot, ent.Version, ent.Linux, ent.Initrd, ent.Cmdline, slot)
+}
+
+// LoaderConfPath is systemd-boot's configuration on the ESP.
+const LoaderConfPath = "loader/loader.conf"
+
+// LoaderConf is systemd-boot's configuration with slot as the default:
+// no wait and no editor, for the console is a serial line nobody watches
+// at boot.
+func LoaderConf(slot string) string {
+	return "default " + EntryName(slot) + "\ntimeout 0\neditor no\nauto-entries no\nauto-firmware no\n"
+}
+
+// SetDefault makes slot the default in loader.conf too, not only in the
+// EFI variable: firmware that loses its variables (an NVRAM reset, a VM
+// without a persistent store) still boots the slot whose trial passed.
+func (e ESP) SetDefault(slot string) error {
+	if err := checkSlot(slot); err != nil {
+		return err
+	}
+	return replaceFile(filepath.Join(e.Dir, LoaderConfPath), []byte(LoaderConf(slot)))
 }
 
 // WriteSlot installs the verified bundle at bundlePath, whose manifest is

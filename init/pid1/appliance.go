@@ -91,7 +91,8 @@ type appliance struct {
 
 	shutdownOnce sync.Once
 
-	fw firmware // the A/B slots and the last update
+	fw       firmware    // the A/B slots and the last update
+	stopping atomic.Bool // a shutdown was asked for: a trial is not judged any more
 }
 
 // Run boots (in PID 1) and runs the appliance until a shutdown is asked for.
@@ -173,11 +174,12 @@ func Run(opts Options) (string, error) {
 		}
 		a.data = mountData(blockDrivers, 2*time.Second)
 		a.reportData(step)
-		go guard(a.log, "firmware", func() { a.startFirmware(ctx, step) })
 		a.rollbackAtStart()
 		if err := a.loadConfig(step); err != nil {
 			return "", err // not reached: PID 1 falls back to the built-in default
 		}
+		// After the config: a trial boot is judged by its update section.
+		go guard(a.log, "firmware", func() { a.startFirmware(ctx, step) })
 		if err := unix.Sethostname([]byte(a.cfg.Hostname)); err != nil {
 			step.Error("set host name", "err", err)
 		}
@@ -590,6 +592,7 @@ func (a *appliance) Shutdown(action string) error {
 	if !a.opts.PID1 {
 		action = "exit"
 	}
+	a.stopping.Store(true)
 	a.shutdownOnce.Do(func() { a.shutdown <- action })
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -143,13 +146,33 @@ func (a *appliance) startFirmware(ctx context.Context, log *slog.Logger) {
 	if err := unix.Mount("efivarfs", update.EFIVarsDir, "efivarfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil && err != unix.EBUSY {
 		a.firmwareProblem(log, fmt.Sprintf("EFI variables: mount efivarfs: %v", err))
 	}
-	def := slot
-	if v, ok, _ := update.EFIVar(update.EFIVarsDir, update.LoaderEntryDefault); ok {
+	st := a.readUpdateState()
+	// The default slot: systemd-boot's LoaderEntryDefault, else
+	// loader.conf's, slot a. A boot is a trial only when the update
+	// record says this slot was installed and armed, and the boot loader
+	// does not have it as its default: EFI variables that cannot be read
+	// never make a boot a trial (a trial that cannot be judged would
+	// reboot forever).
+	def, efiErr := "a", error(nil)
+	if v, ok, err := update.EFIVar(update.EFIVarsDir, update.LoaderEntryDefault); err != nil {
+		efiErr = err
+		a.firmwareProblem(log, fmt.Sprintf("EFI variables: %v", err))
+	} else if ok {
 		def = strings.TrimSuffix(strings.TrimPrefix(v, "gatehouse-"), ".conf")
-	} else {
-		def = "a" // loader.conf's default
 	}
-	trial := def != slot
+	installed := st != nil && st.To.Slot == slot && (st.Phase == "pending" || st.Phase == "armed" || st.Phase == "trial")
+	trial := installed && efiErr == nil && def != slot
+	if installed && def == slot && efiErr == nil {
+		// The trial passed and made itself the default, and the power
+		// went before the record said so.
+		st.Phase, st.Ended = "done", time.Now().UTC()
+		a.saveUpdateState(st)
+	}
+	if trial {
+		// Spent by the boot loader already; a firmware that did not spend it
+		// must not boot this slot again after a failed trial.
+		update.DeleteEFIVar(update.EFIVarsDir, update.LoaderEntryOneShot)
+	}
 	a.fw.mu.Lock()
 	a.fw.def, a.fw.trial = def, trial
 	a.fw.mu.Unlock()
@@ -166,22 +189,15 @@ func (a *appliance) startFirmware(ctx context.Context, log *slog.Logger) {
 		a.fw.mu.Unlock()
 	}
 
-	st := a.readUpdateState()
 	switch {
 	case trial:
-		if st == nil || st.To.Slot != slot || st.Phase == "failed" || st.Phase == "done" {
-			// Armed, but the record did not make it (a power cut between
-			// arming and writing it): a trial all the same.
-			st = &updateState{From: slotInfo{Slot: def}, Started: time.Now().UTC(),
-				To: slotInfo{Slot: slot, Version: a.opts.Version, Built: a.opts.Built}}
-		}
 		st.Phase, st.Booted = "trial", time.Now().UTC()
 		if err := a.saveUpdateState(st); err != nil {
 			log.Error("update: record the trial", "err", err)
 		}
 		log.Warn("trial boot of a new firmware: it becomes the default once it is ready and stays healthy", "slot", slot, "version", st.To.Version)
 		go guard(a.log, "update trial", func() { a.runTrial(ctx, st, log) })
-	case st != nil && st.To.Slot != slot && st.Phase != "failed" && st.Phase != "done":
+	case st != nil && st.To.Slot != slot && st.Phase != "failed" && st.Phase != "done" && st.From.Slot == slot:
 		st.Phase, st.Ended, st.Reason = "failed", time.Now().UTC(), failureReason(st)
 		if err := a.saveUpdateState(st); err != nil {
 			log.Error("update: record the failure", "err", err)
@@ -211,6 +227,12 @@ func failureReason(st *updateState) string {
 		return st.Reason
 	}
 	return "unknown (update record in phase " + st.Phase + ")"
+}
+
+func (f *firmware) problemText() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.problem
 }
 
 func (a *appliance) firmwareProblem(log *slog.Logger, p string) {
@@ -269,12 +291,34 @@ func (a *appliance) runTrial(ctx context.Context, st *updateState, log *slog.Log
 			return
 		case <-t.C:
 		}
+		if a.stopping.Load() {
+			// Someone shuts down during the trial: not judged. The next
+			// boot is the old firmware, which says the trial did not end.
+			log.Warn("trial boot not judged: the appliance is shutting down")
+			return
+		}
 		for _, s := range a.sup.Snapshot() {
-			if s.Restarts > restarts[s.Name] || s.Phase == status.BackingOff {
-				fail(fmt.Sprintf("service %s restarted during the trial (%s, %s)", s.Name, s.Phase, s.LastExit))
+			if s.Restarts > restarts[s.Name] || s.Phase != status.Running {
+				fail(fmt.Sprintf("service %s was not up all through the trial (%s, %d restarts, %s)", s.Name, s.Phase, s.Restarts, s.LastExit))
 				return
 			}
 		}
+	}
+	if a.stopping.Load() {
+		return
+	}
+	// loader.conf first, then the EFI variable: either alone already
+	// boots this slot, and firmware that loses its variables keeps it.
+	a.fw.mu.Lock()
+	esp := a.fw.esp
+	a.fw.mu.Unlock()
+	if esp == nil {
+		fail("the EFI system partition is not mounted: " + a.fw.problemText())
+		return
+	}
+	if err := esp.SetDefault(st.To.Slot); err != nil {
+		fail("could not make this slot loader.conf's default: " + err.Error())
+		return
 	}
 	if err := update.SetEFIVar(update.EFIVarsDir, update.LoaderEntryDefault, update.EntryName(st.To.Slot)); err != nil {
 		fail("could not make this slot the default: " + err.Error())
@@ -338,17 +382,33 @@ func (a *appliance) Update(file string, allowDowngrade bool) error {
 	if err != nil {
 		return err
 	}
+	// A copy of its own, which only PID 1 writes: what is checked is what
+	// is run and installed, whatever happens to file meanwhile.
+	own := filepath.Join(a.paths.Data(), updateDirName, "bundle")
+	if err := copyFile(file, own); err != nil {
+		return fmt.Errorf("update: %w", err)
+	}
+	defer os.Remove(own)
+	file = own
 	m, err := update.Verify(file, key)
 	if err != nil {
 		return err
+	}
+	if !panicReboots(m.Cmdline) {
+		return fmt.Errorf("update: the bundle's command line %q has no panic=N (N > 0): a kernel panic on its trial would hang instead of falling back", m.Cmdline)
 	}
 	if !allowDowngrade {
 		if err := update.CompareBuilt(a.opts.Built, m.Built); err != nil {
 			return err
 		}
 	}
-	if err := a.validateWithBundle(file); err != nil {
+	if err := a.validateWithBundle(file, m); err != nil {
 		return err
+	}
+	// An older update armed and never booted must not boot instead of
+	// this one should the write below be cut short.
+	if err := update.DeleteEFIVar(update.EFIVarsDir, update.LoaderEntryOneShot); err != nil {
+		return fmt.Errorf("update: clear an earlier trial boot: %w", err)
 	}
 	target := update.ESP{}.Other(slot)
 	st := &updateState{Phase: "pending", Started: time.Now().UTC(),
@@ -379,7 +439,7 @@ func (a *appliance) Update(file string, allowDowngrade bool) error {
 // validateWithBundle runs the new firmware's own `config validate` on the
 // config on the data disk: a config the new version cannot read keeps the
 // old version running.
-func (a *appliance) validateWithBundle(bundle string) error {
+func (a *appliance) validateWithBundle(bundle string, m update.Manifest) error {
 	cfg := a.configTarget()
 	if _, err := os.Stat(cfg); err != nil {
 		return nil // the built-in default: the new firmware brings its own
@@ -391,8 +451,15 @@ func (a *appliance) validateWithBundle(bundle string) error {
 	}
 	defer os.RemoveAll(dir)
 	var initrd bytes.Buffer
-	if err := update.Extract(bundle, "initramfs.cpio.gz", &initrd); err != nil {
+	h := sha256.New()
+	if err := update.Extract(bundle, update.InitrdName, io.MultiWriter(&initrd, h)); err != nil {
 		return err
+	}
+	// Nothing of the bundle runs before it is known to be what was signed.
+	for _, f := range m.Files {
+		if f.Name == update.InitrdName && hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
+			return fmt.Errorf("update: %s changed after it was verified", update.InitrdName)
+		}
 	}
 	bin := filepath.Join(dir, "init")
 	if err := extractInit(&initrd, bin); err != nil {
@@ -430,7 +497,7 @@ func extractInit(gz io.Reader, dst string) error {
 		return err
 	}
 	var raw bytes.Buffer
-	if _, err := io.Copy(&raw, io.LimitReader(zr, 512<<20)); err != nil {
+	if _, err := io.Copy(&raw, io.LimitReader(zr, 128<<20)); err != nil {
 		return err
 	}
 	rr := cpio.Newc.Reader(bytes.NewReader(raw.Bytes()))
@@ -452,4 +519,40 @@ func extractInit(gz io.Reader, dst string) error {
 		}
 		return f.Close()
 	}
+}
+
+// copyFile copies src to dst (mode 0600), synced.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// panicReboots says whether a kernel command line reboots on a panic
+// (panic=N, N > 0).
+func panicReboots(cmdline string) bool {
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, "panic="); ok {
+			n, err := strconv.Atoi(v)
+			return err == nil && n > 0
+		}
+	}
+	return false
 }

@@ -11,10 +11,10 @@ import (
 func TestSlotOf(t *testing.T) {
 	for cmdline, want := range map[string]string{
 		`initrd=\a\initramfs.cpio.gz console=ttyS0 panic=5 quiet gatehouse.slot=a`: "a",
-		"console=ttyS0 gatehouse.slot=b\n": "b",
-		"console=ttyS0 gatehouse.slot=c":   "",
-		"console=ttyS0 xgatehouse.slot=a":  "",
-		"":                                 "",
+		"console=ttyS0 gatehouse.slot=b\n":                                         "b",
+		"console=ttyS0 gatehouse.slot=c":                                           "",
+		"console=ttyS0 xgatehouse.slot=a":                                          "",
+		"":                                                                         "",
 	} {
 		if got := slotOf(cmdline); got != want {
 			t.Errorf("slotOf(%q) = %q, want %q", cmdline, got, want)

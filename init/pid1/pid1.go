@@ -2,13 +2,17 @@ package pid1
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"time"
 
 	"gatehouse/console"
 	"gatehouse/control"
+	"gatehouse/layout"
+	"gatehouse/safeio"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,7 +25,30 @@ func Main(version string, built int64) {
 	reason := boot(func() (string, error) {
 		return Run(Options{Version: version, Built: built, PID1: true, Console: os.Stdin, Out: os.Stdout, Started: started, Binary: "/init"})
 	}, halt)
+	trialFallback(reason, halt)
 	emergency(version, started, reason)
+}
+
+// trialFallback ends a trial boot whose PID 1 failed (a panic, an error
+// it could not boot past) by rebooting into the previous firmware, as a
+// kernel panic would, instead of waiting in the emergency shell for a
+// human: the boot loader's one-shot entry is spent.
+func trialFallback(reason string, halt func(action string)) {
+	slot := bootSlot()
+	file := filepath.Join(layout.DataDir, updateDirName, "state.json")
+	b, err := os.ReadFile(file)
+	var st updateState
+	if slot == "" || err != nil || json.Unmarshal(b, &st) != nil || st.To.Slot != slot || st.Phase != "trial" {
+		return
+	}
+	st.Phase, st.Reason, st.Ended = "failed-in-trial", "PID 1 failed: "+reason, time.Now().UTC()
+	if b, err := json.MarshalIndent(st, "", "  "); err == nil {
+		safeio.WriteFile(file, b, 0o600)
+	}
+	fmt.Fprintf(os.Stdout, "gatehouse: trial of %s failed: PID 1 failed (%s); rebooting into the previous firmware in 5 s\n", st.To.Version, reason)
+	time.Sleep(5 * time.Second)
+	unix.Sync()
+	halt("reboot")
 }
 
 // boot runs the appliance and then halts the machine as asked. It returns

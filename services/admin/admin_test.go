@@ -73,6 +73,9 @@ func (w *world) do(t *testing.T, web bool, src, method, path, token, body string
 	if token != "" {
 		r.Header.Set("Authorization", "Bearer "+token)
 	}
+	if strings.HasPrefix(body, "{") {
+		r.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		r.Header.Set(hdr[i], hdr[i+1])
 	}

@@ -52,7 +52,7 @@ func routeTable() []route {
 		{"GET", "/status", read, "the appliance's status, as `gatehouse status --format json`", cmdJSON("status", "--format", "json")},
 		{"GET", "/services", read, "every service's state", (*server).services},
 		{"GET", "/services/{name}/logs", read, "a service's recent output (?lines=N), or its live feed (?follow=1, server-sent events)", (*server).logs},
-		{"GET", "/config", read, "the running config's text, and when an applied one is rolled back unless confirmed", (*server).getConfig},
+		{"GET", "/config", admin, "the running config's text (admin only: it names secrets' hashes and communities), and when an applied one is rolled back unless confirmed", (*server).getConfig},
 		{"POST", "/config/validate", read, "validate a config (YAML body): every problem with line, column and field", (*server).validateConfig},
 		{"PUT", "/config", admin, "validate a config (YAML body) and keep it as the candidate to apply", (*server).putConfig},
 		{"POST", "/config/apply", admin, "apply the candidate; rolled back unless confirmed within ?confirm_within= (default 120s; 0s: no rollback)", (*server).applyConfig},
@@ -69,7 +69,7 @@ func routeTable() []route {
 		{"POST", "/paths/check", admin, "test every outbound path now", (*server).pathCheck},
 		{"GET", "/firewall", read, "the firewall's status and the rules the kernel enforces", (*server).firewall},
 		{"GET", "/firewall/bans", read, "sources banned after failed logins (SSH, web console and API)", (*server).bansList},
-		{"DELETE", "/firewall/bans/{address}", admin, "lift a ban", (*server).unban},
+		{"DELETE", "/firewall/bans/{address}", admin, "lift a ban of the web console and the API (the SSH shell's lapse after ssh.ban.for)", (*server).unban},
 		{"GET", "/ntp", read, "time synchronisation", detailOf("ntp")},
 		{"GET", "/dns", read, "the resolver", detailOf("dns")},
 		{"GET", "/network", read, "interfaces, addresses, routes and DHCP leases", detailOf("network")},
@@ -142,7 +142,6 @@ func (s *server) apiHandler(api bool) http.Handler {
 			// A monitoring host that is not on admin.allow reads only.
 			c.id.Role = adminauth.RoleRead
 		}
-		s.current().api.Succeeded(c.src)
 		s.api.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	})
 }
@@ -598,15 +597,25 @@ func (s *server) unban(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	a = a.Unmap()
-	s.bans.Lift(a)
-	var errs []error
-	for _, set := range banSets {
-		if err := linuxfw.Unban(set, a); err != nil {
-			errs = append(errs, err)
-		}
+	// Only the admin service's own bans: the SSH shell keeps its bans in
+	// its own table and would put one lifted in the kernel back.
+	inService := s.bans.Lift(a)
+	inKernel := false
+	if bans, err := (linuxfw.NFT{}).Bans(layout.AdminBanSet); err == nil {
+		_, inKernel = bans[a]
 	}
-	if len(errs) == len(banSets) {
-		s.log.Info("admin: ban lifted in the service only", "address", a, "err", errors.Join(errs...))
+	if !inService && !inKernel {
+		if bans, err := (linuxfw.NFT{}).Bans(layout.SSHBanSet); err == nil {
+			if _, ssh := bans[a]; ssh {
+				writeError(w, http.StatusConflict, "an SSH shell ban: it lapses after ssh.ban.for", nil)
+				return
+			}
+		}
+		writeError(w, http.StatusNotFound, a.String()+" is not banned here", nil)
+		return
+	}
+	if err := linuxfw.Unban(layout.AdminBanSet, a); err != nil {
+		s.log.Info("admin: ban lifted in the service only", "address", a, "err", err)
 	}
 	s.log.Warn("admin: ban lifted", "address", a, "name", c.id.Name)
 	writeJSON(w, http.StatusOK, map[string]string{"lifted": a.String()})
@@ -622,12 +631,14 @@ func (s *server) putUpdate(w http.ResponseWriter, r *http.Request, c caller) {
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(10 * time.Minute))
 	rc.SetWriteDeadline(time.Now().Add(15 * time.Minute))
-	file := filepath.Join(s.o.Paths.Admin(), "incoming.bundle")
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// A name of its own per upload: PID 1 copies it before it checks it,
+	// and two uploads never share a file.
+	f, err := os.CreateTemp(s.o.Paths.Admin(), "incoming-*.bundle")
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error(), nil)
 		return
 	}
+	file := f.Name()
 	defer os.Remove(file)
 	_, err = io.Copy(f, http.MaxBytesReader(nil, r.Body, maxBundle))
 	if err == nil {

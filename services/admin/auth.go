@@ -174,6 +174,22 @@ func (s *server) refuse(w http.ResponseWriter, c caller, ae *authError, api bool
 // admin, or an API token, makes a session.
 func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	src := remoteAddr(addrOf(r.RemoteAddr))
+	// Another site's page may not post a login (to get the admin's own
+	// address banned with wrong passwords): JSON only, which a cross-site
+	// form or no-cors fetch cannot send without a preflight, and no
+	// foreign Origin.
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" && !strings.HasPrefix(ct, "application/json;") {
+		writeError(w, http.StatusUnsupportedMediaType, "log in with Content-Type: application/json", nil)
+		return
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "https://"+r.Host {
+		writeError(w, http.StatusForbidden, "a login from another site's page", nil)
+		return
+	}
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		writeError(w, http.StatusForbidden, "a login from another site's page", nil)
+		return
+	}
 	var req struct {
 		User     string `json:"user"`
 		Password string `json:"password"`
@@ -204,10 +220,11 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	if !p.web.Allowed(src) && id.Role == adminauth.RoleAdmin {
 		id.Role = adminauth.RoleRead
 	}
-	s.current().web.Succeeded(src)
 	key, sess := s.sessions.create(id)
+	// A browser-session cookie: the server ends it after
+	// admin.session_timeout idle, however long the browser keeps it.
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: key, Path: "/", Secure: true, HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, MaxAge: int(p.cfg.Admin.SessionTimeout.Duration / time.Second)})
+		SameSite: http.SameSiteStrictMode})
 	s.log.Info("admin: web login", "source", src, "name", id.Name, "role", id.Role, "via", id.Via)
 	writeJSON(w, http.StatusOK, sessionInfo(sess))
 }

@@ -179,7 +179,7 @@ function stopPage() {
 function route() {
   if ($('app').hidden) return;
   let name = location.hash.slice(1);
-  if (!pages[name]) name = 'dashboard';
+  if (!Object.hasOwn(pages, name)) name = 'dashboard';
   stopPage();
   for (const p of Object.keys(pages)) {
     $('page-' + p).hidden = p !== name;
