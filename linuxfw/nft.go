@@ -296,9 +296,19 @@ func currentBans(c *nftables.Conn, t *nftables.Table, name string) []nftables.Se
 // for d, in the kernel, before they reach the service. The element expires
 // by itself.
 func (NFT) Ban(set string, a netip.Addr, d time.Duration) error {
+	// Add (a no-op if it is there, timeout untouched), delete, add: one
+	// batch that bans anew for d whether or not the source was banned.
+	return banBatch("ban", set, a, d, func(c *nftables.Conn) []func(*nftables.Set, []nftables.SetElement) error {
+		return []func(*nftables.Set, []nftables.SetElement) error{c.SetAddElements, c.SetDeleteElements, c.SetAddElements}
+	})
+}
+
+// banBatch runs ops on a's element (timeout d) of the ban set named set,
+// in one netlink batch; what names the operation in errors.
+func banBatch(what, set string, a netip.Addr, d time.Duration, ops func(*nftables.Conn) []func(*nftables.Set, []nftables.SetElement) error) error {
 	c, err := nftables.New()
 	if err != nil {
-		return fmt.Errorf("firewall: ban %s: %w", a, err)
+		return fmt.Errorf("firewall: %s %s: %w", what, a, err)
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
 	a = a.Unmap()
@@ -309,18 +319,16 @@ func (NFT) Ban(set string, a netip.Addr, d time.Duration) error {
 	}
 	s, err := c.GetSetByName(t, name)
 	if err != nil {
-		return fmt.Errorf("firewall: ban %s: no set %s (is the nftables firewall installed?): %w", a, name, err)
+		return fmt.Errorf("firewall: %s %s: no set %s (is the nftables firewall installed?): %w", what, a, name, err)
 	}
 	e := []nftables.SetElement{{Key: a.AsSlice(), Timeout: d.Round(time.Millisecond)}}
-	// Add (a no-op if it is there, timeout untouched), delete, add: one
-	// batch that bans anew for d whether or not the source was banned.
-	for _, op := range []func(*nftables.Set, []nftables.SetElement) error{c.SetAddElements, c.SetDeleteElements, c.SetAddElements} {
+	for _, op := range ops(c) {
 		if err := op(s, e); err != nil {
-			return fmt.Errorf("firewall: ban %s: %w", a, err)
+			return fmt.Errorf("firewall: %s %s: %w", what, a, err)
 		}
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("firewall: ban %s: %w", a, err)
+		return fmt.Errorf("firewall: %s %s: %w", what, a, err)
 	}
 	return nil
 }
@@ -455,31 +463,9 @@ func drop() []expr.Any    { return []expr.Any{&expr.Verdict{Kind: expr.VerdictDr
 
 // Unban lifts a's ban in the ban set named set.
 func (NFT) Unban(set string, a netip.Addr) error {
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("firewall: unban %s: %w", a, err)
-	}
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
-	a = a.Unmap()
-	names := BanSet{Name: set}.nftSets()
-	name := names[0]
-	if a.Is6() {
-		name = names[1]
-	}
-	s, err := c.GetSetByName(t, name)
-	if err != nil {
-		return fmt.Errorf("firewall: unban %s: no set %s (is the nftables firewall installed?): %w", a, name, err)
-	}
 	// Add then delete in one batch: deleting an element that is not
 	// there would fail the batch.
-	e := []nftables.SetElement{{Key: a.AsSlice(), Timeout: time.Second}}
-	for _, op := range []func(*nftables.Set, []nftables.SetElement) error{c.SetAddElements, c.SetDeleteElements} {
-		if err := op(s, e); err != nil {
-			return fmt.Errorf("firewall: unban %s: %w", a, err)
-		}
-	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("firewall: unban %s: %w", a, err)
-	}
-	return nil
+	return banBatch("unban", set, a, time.Second, func(c *nftables.Conn) []func(*nftables.Set, []nftables.SetElement) error {
+		return []func(*nftables.Set, []nftables.SetElement) error{c.SetAddElements, c.SetDeleteElements}
+	})
 }

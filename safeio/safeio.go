@@ -62,13 +62,14 @@ func WriteFile(path string, data []byte, perm os.FileMode, opts ...Option) error
 	if !dirSync {
 		return nil
 	}
-	if err := syncDir(dir); err != nil {
+	if err := SyncDir(dir); err != nil {
 		return fmt.Errorf("replace %s: sync directory: %w", path, err)
 	}
 	return nil
 }
 
-func syncDir(dir string) error {
+// SyncDir makes a rename or a new entry in dir durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -132,3 +132,20 @@ func Run(ctx context.Context, o Options, r Reconciler) error {
 		arm(next)
 	}
 }
+
+// RunServing is Run for a service whose listeners serve beside its rounds
+// (the SSH shell, the NRPE server, the SNMP agent, the web console and the
+// API): build makes the reconciler with fail, which a listener calls when
+// it can serve no more; the service then ends with that error, for the
+// supervisor to start it again.
+func RunServing(ctx context.Context, o Options, build func(ctx context.Context, fail context.CancelCauseFunc) Reconciler) error {
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	if err := Run(ctx, o, build(ctx, fail)); err != nil {
+		return err
+	}
+	if err := context.Cause(ctx); ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+		return err // a listener failed
+	}
+	return nil
+}

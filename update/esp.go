@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"gatehouse/safeio"
 )
 
 // ESPLabel is the FAT volume label of the appliance's EFI system partition.
@@ -240,7 +242,7 @@ func (e ESP) stage(slot string, m Manifest, bundlePath string) (Entry, error) {
 			ent.Initrd = p
 		}
 	}
-	if err := syncDir(dir); err != nil {
+	if err := safeio.SyncDir(dir); err != nil {
 		return Entry{}, fmt.Errorf("update: sync %s: %w", dir, err)
 	}
 	return ent, nil
@@ -320,7 +322,7 @@ func (e ESP) prune(slot string, keep Entry) error {
 		removed = true
 	}
 	if removed {
-		if err := syncDir(dir); err != nil {
+		if err := safeio.SyncDir(dir); err != nil {
 			return fmt.Errorf("update: sync %s: %w", dir, err)
 		}
 	}
@@ -355,7 +357,7 @@ func replaceFile(p string, data []byte) error {
 		os.Remove(tmp)
 		return fmt.Errorf("update: replace %s: %w", p, err)
 	}
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := safeio.SyncDir(filepath.Dir(p)); err != nil {
 		return fmt.Errorf("update: replace %s: sync directory: %w", p, err)
 	}
 	return nil
@@ -368,22 +370,10 @@ func mkdirSynced(dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return fmt.Errorf("update: %w", err)
 	}
-	if err := syncDir(filepath.Dir(dir)); err != nil {
+	if err := safeio.SyncDir(filepath.Dir(dir)); err != nil {
 		return fmt.Errorf("update: sync %s: %w", filepath.Dir(dir), err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // FindESP is the block device holding the FAT file system labelled

@@ -54,16 +54,8 @@ const (
 
 // Run serves until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	ctx, fail := context.WithCancelCause(ctx)
-	defer fail(nil)
-	r := &reconciler{o: o, fail: fail}
-	if err := service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload}, r); err != nil {
-		return err
-	}
-	if err := context.Cause(ctx); ctx.Err() != nil && !errors.Is(err, context.Canceled) {
-		return err // a listener failed
-	}
-	return nil
+	return service.RunServing(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload},
+		func(_ context.Context, fail context.CancelCauseFunc) service.Reconciler { return &reconciler{o: o, fail: fail} })
 }
 
 // reconciler starts the server at the first round and puts each new

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -47,40 +46,39 @@ const MaxConnections = 256
 
 // Run serves until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	ctx, fail := context.WithCancelCause(ctx)
-	defer fail(nil)
-	s := &Server{o: o, fail: fail, check: &Checker{Src: o.Sources, Version: o.Version},
-		names: dnsclient.NewNames(dnsclient.New(o.ResolvConf)), perSource: map[netip.Addr]int{},
-		answered: map[string]int64{}, byProto: map[string]int64{}}
 	// The counters reach the status at most once a second, and only
 	// when they moved.
 	kick := make(chan struct{}, 1)
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		var last int64
-		for {
+	return service.RunServing(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload, Kick: kick},
+		func(ctx context.Context, fail context.CancelCauseFunc) service.Reconciler {
+			s := &Server{o: o, fail: fail, check: &Checker{Src: o.Sources, Version: o.Version},
+				names: dnsclient.NewNames(dnsclient.New(o.ResolvConf)), perSource: map[netip.Addr]int{},
+				answered: map[string]int64{}, byProto: map[string]int64{}}
+			go s.kickOnEvents(ctx, kick)
+			return s
+		})
+}
+
+// kickOnEvents asks for a round (a status) once a second while the
+// counters move.
+func (s *Server) kickOnEvents(ctx context.Context, kick chan<- struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var last int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n := s.events.Load(); n != last {
+			last = n
 			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if n := s.events.Load(); n != last {
-				last = n
-				select {
-				case kick <- struct{}{}:
-				default:
-				}
+			case kick <- struct{}{}:
+			default:
 			}
 		}
-	}()
-	if err := service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload, Kick: kick}, s); err != nil {
-		return err
 	}
-	if err := context.Cause(ctx); ctx.Err() != nil && !errors.Is(err, context.Canceled) {
-		return err // the listener failed
-	}
-	return nil
 }
 
 // Server is the running service: the listener and the policy of the

@@ -41,16 +41,10 @@ type Options struct {
 
 // Run serves until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	ctx, fail := context.WithCancelCause(ctx)
-	defer fail(nil)
-	a := &agent{o: o, fail: fail, names: dnsclient.NewNames(dnsclient.New(o.ResolvConf)), limiter: newLimiter()}
-	if err := service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload}, a); err != nil {
-		return err
-	}
-	if err := context.Cause(ctx); ctx.Err() != nil && !errors.Is(err, context.Canceled) {
-		return err // the listener failed
-	}
-	return nil
+	return service.RunServing(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload},
+		func(_ context.Context, fail context.CancelCauseFunc) service.Reconciler {
+			return &agent{o: o, fail: fail, names: dnsclient.NewNames(dnsclient.New(o.ResolvConf)), limiter: newLimiter()}
+		})
 }
 
 // agent is the service's state.

@@ -205,16 +205,8 @@ func (s *server) current() *policy {
 
 // Run serves until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	ctx, fail := context.WithCancelCause(ctx)
-	defer fail(nil)
-	sh := &shell{o: o, fail: fail}
-	if err := service.Run(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload}, sh); err != nil {
-		return err
-	}
-	if err := context.Cause(ctx); ctx.Err() != nil && !errors.Is(err, context.Canceled) {
-		return err // the listener failed
-	}
-	return nil
+	return service.RunServing(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload},
+		func(_ context.Context, fail context.CancelCauseFunc) service.Reconciler { return &shell{o: o, fail: fail} })
 }
 
 // shell is the service's state for service.Run: the server, once the
