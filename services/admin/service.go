@@ -55,7 +55,9 @@ const (
 // Run serves until ctx ends.
 func Run(ctx context.Context, o Options) error {
 	return service.RunServing(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload},
-		func(_ context.Context, fail context.CancelCauseFunc) service.Reconciler { return &reconciler{o: o, fail: fail} })
+		func(_ context.Context, fail context.CancelCauseFunc) service.Reconciler {
+			return &reconciler{o: o, fail: fail}
+		})
 }
 
 // reconciler starts the server at the first round and puts each new

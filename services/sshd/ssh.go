@@ -206,7 +206,9 @@ func (s *server) current() *policy {
 // Run serves until ctx ends.
 func Run(ctx context.Context, o Options) error {
 	return service.RunServing(ctx, service.Options{Config: o.Config, Log: o.Log, Notify: o.Notify, Reload: o.Reload},
-		func(_ context.Context, fail context.CancelCauseFunc) service.Reconciler { return &shell{o: o, fail: fail} })
+		func(_ context.Context, fail context.CancelCauseFunc) service.Reconciler {
+			return &shell{o: o, fail: fail}
+		})
 }
 
 // shell is the service's state for service.Run: the server, once the
