@@ -60,6 +60,13 @@ func boot(t *testing.T, o qemu.Options) *qemu.VM {
 	t.Helper()
 	dir := imageDir(t)
 	o.Kernel, o.Initramfs = filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initramfs.cpio.gz")
+	return startVM(t, o)
+}
+
+// startVM starts a VM that the test's end kills, showing its console if
+// the test failed.
+func startVM(t *testing.T, o qemu.Options) *qemu.VM {
+	t.Helper()
 	v, err := qemu.Start(o)
 	if err != nil {
 		t.Fatal(err)

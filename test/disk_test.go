@@ -34,17 +34,7 @@ func bootDisk(t *testing.T, o qemu.Options) (*qemu.VM, string) {
 		t.Fatal(err)
 	}
 	o.Kernel = filepath.Join(dir, "vmlinuz") // for the KVM probe only
-	v, err := qemu.Start(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		v.Kill()
-		if t.Failed() {
-			t.Logf("console:\n%s", v.Output())
-		}
-	})
-	return v, disk
+	return startVM(t, o), disk
 }
 
 // The boot disk boots as a machine would: OVMF starts systemd-boot from the

@@ -143,17 +143,7 @@ func newFirmwareWorld(t *testing.T) *firmwareWorld {
 // start powers the machine on: the same disk and EFI variables each time.
 func (w *firmwareWorld) start(t *testing.T) *qemu.VM {
 	t.Helper()
-	v, err := qemu.Start(qemu.Options{Disk: w.disk, EFIVars: w.vars, Kernel: w.kernel, Reboot: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		v.Kill()
-		if t.Failed() {
-			t.Logf("console:\n%s", v.Output())
-		}
-	})
-	return v
+	return startVM(t, qemu.Options{Disk: w.disk, EFIVars: w.vars, Kernel: w.kernel, Reboot: true})
 }
 
 // shell runs a command at the console and returns what came before the
