@@ -93,7 +93,7 @@ func (r *reconciler) Reconcile(ctx context.Context, cfg *config.Config) (time.Du
 		}
 	}
 	r.cfg = cfg
-	return r.s.refresh(ctx), nil
+	return r.s.pols.Refresh(ctx), nil
 }
 
 func (r *reconciler) Status() service.Status {
@@ -114,9 +114,7 @@ type server struct {
 	// own never touch the host's firewall).
 	kernelBan func(netip.Addr, time.Duration) error
 
-	mu         sync.Mutex
-	pol        *policy
-	nextLookup time.Time
+	pols *peergate.Policies[*policy]
 
 	conns *connLimit
 	api   http.Handler
@@ -144,11 +142,10 @@ func newServer(ctx context.Context, cfg *config.Config, o Options) (*server, err
 	if err := s.setCert(cfg); err != nil {
 		return nil, err
 	}
-	pol, next, err := s.newPolicy(ctx, cfg)
-	if err != nil {
+	var err error
+	if s.pols, err = peergate.NewPolicies(ctx, cfg, s.newPolicy); err != nil {
 		return nil, err
 	}
-	s.pol, s.nextLookup = pol, next
 	s.api = s.routes()
 	return s, nil
 }
@@ -202,43 +199,10 @@ func (s *server) reload(ctx context.Context, cfg *config.Config) error {
 	if err := s.setCert(cfg); err != nil {
 		return err
 	}
-	p, next, err := s.newPolicy(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.pol, s.nextLookup = p, next
-	s.mu.Unlock()
-	return nil
+	return s.pols.Set(ctx, cfg)
 }
 
-// refresh rebuilds the policy when a host name's answer ran out, and says
-// when to look again.
-func (s *server) refresh(ctx context.Context) time.Duration {
-	s.mu.Lock()
-	c, next := s.pol.cfg, s.nextLookup
-	s.mu.Unlock()
-	if !next.IsZero() && time.Now().After(next) {
-		if p, n, err := s.newPolicy(ctx, c); err == nil {
-			s.mu.Lock()
-			if s.pol.cfg == c { // a reload meanwhile brought the newer config
-				s.pol, s.nextLookup = p, n
-			}
-			next = s.nextLookup
-			s.mu.Unlock()
-		}
-	}
-	if next.IsZero() {
-		return time.Minute
-	}
-	return min(max(time.Until(next), time.Second), time.Minute)
-}
-
-func (s *server) current() *policy {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.pol
-}
+func (s *server) current() *policy { return s.pols.Current() }
 
 // listen serves the web console and the API on their ports.
 func (s *server) listen(ctx context.Context, cfg *config.Config, fail context.CancelCauseFunc) error {

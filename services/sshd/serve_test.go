@@ -321,7 +321,7 @@ func TestLoginAttemptCounts(t *testing.T) {
 func TestIdleLoginIsClosed(t *testing.T) {
 	const idle = time.Second
 	k, line := newKey(t, "")
-	ts := startShell(t, shellConfig(3, line), func(s *server) { s.pol.idle = idle })
+	ts := startShell(t, shellConfig(3, line), func(s *server) { s.current().idle = idle })
 	c, err := ts.dial(k)
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -126,9 +125,7 @@ type server struct {
 	// appliance's DNS servers, following their TTLs.
 	names *dnsclient.Names
 
-	mu         sync.Mutex
-	pol        *policy
-	nextLookup time.Time
+	pols *peergate.Policies[*policy]
 }
 
 // policy is what one config says about who gets in and for how long. A
@@ -142,7 +139,7 @@ type policy struct {
 
 // newPolicy compiles c with its host names resolved (those whose answers
 // ran out asked again) and says when the first answer runs out.
-func (s *server) newPolicy(ctx context.Context, c *config.Config) (*policy, time.Time) {
+func (s *server) newPolicy(ctx context.Context, c *config.Config) (*policy, time.Time, error) {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	addrs, next := s.names.Resolve(rctx, HostNames(c))
 	cancel()
@@ -151,7 +148,7 @@ func (s *server) newPolicy(ctx context.Context, c *config.Config) (*policy, time
 			s.log.Warn("ssh: allowlist host name has no address; it admits no one until it resolves", "host", n.Name, "err", n.Error)
 		}
 	}
-	return &policy{gate: NewGate(c, addrs, s.bans), keys: authorized(c), idle: c.SSH.IdleTimeout.Duration, cfg: c}, next
+	return &policy{gate: NewGate(c, addrs, s.bans), keys: authorized(c), idle: c.SSH.IdleTimeout.Duration, cfg: c}, next, nil
 }
 
 func newServer(ctx context.Context, c *config.Config, signer ssh.Signer, o Options) *server {
@@ -159,49 +156,16 @@ func newServer(ctx context.Context, c *config.Config, signer ssh.Signer, o Optio
 		paths: layout.OfControlSocket(o.Control), bans: peergate.NewBanTable(),
 		kernelBan: func(a netip.Addr, d time.Duration) error { return linuxfw.Ban(layout.SSHBanSet, a, d) },
 		names:     dnsclient.NewNames(dnsclient.New(o.ResolvConf))}
-	s.pol, s.nextLookup = s.newPolicy(ctx, c)
+	s.pols, _ = peergate.NewPolicies(ctx, c, s.newPolicy) // newPolicy never fails
 	return s
 }
 
 // reload puts a new config's policy in force for the connections
 // accepted from now on.
-func (s *server) reload(ctx context.Context, c *config.Config) {
-	p, next := s.newPolicy(ctx, c)
-	s.mu.Lock()
-	s.pol, s.nextLookup = p, next
-	s.mu.Unlock()
-}
-
-// refresh rebuilds the policy when a host name's answer has run out, and
-// says when to look again.
-func (s *server) refresh(ctx context.Context) time.Duration {
-	s.mu.Lock()
-	c, next := s.pol.cfg, s.nextLookup
-	s.mu.Unlock()
-	if !next.IsZero() && time.Now().After(next) {
-		p, n := s.newPolicy(ctx, c)
-		s.mu.Lock()
-		// Only if no reload came meanwhile: its config is the newer one
-		// (the old one may hold keys the reload revoked).
-		if s.pol.cfg == c {
-			s.pol, s.nextLookup = p, n
-		}
-		next = s.nextLookup
-		s.mu.Unlock()
-	}
-	// At least every minute: a reload may have brought names.
-	if next.IsZero() {
-		return time.Minute
-	}
-	return min(max(time.Until(next), time.Second), time.Minute)
-}
+func (s *server) reload(ctx context.Context, c *config.Config) { s.pols.Set(ctx, c) }
 
 // current is the policy a new connection is judged by.
-func (s *server) current() *policy {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.pol
-}
+func (s *server) current() *policy { return s.pols.Current() }
 
 // Run serves until ctx ends.
 func Run(ctx context.Context, o Options) error {
@@ -235,7 +199,7 @@ func (sh *shell) Reconcile(ctx context.Context, cfg *config.Config) (time.Durati
 		sh.s.reload(ctx, cfg)
 	}
 	sh.cfg = cfg
-	return sh.s.refresh(ctx), nil
+	return sh.s.pols.Refresh(ctx), nil
 }
 
 // Status says where the shell listens (see service.Reconciler).
