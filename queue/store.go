@@ -5,6 +5,8 @@
 // Layout under the queue directory:
 //
 //	tmp/<id>    being received; removed at start-up (never acknowledged)
+//	tmp/spare.<n>  an empty file of a delivered message, kept to receive
+//	            the next one (see spares); removed at start-up too
 //	msg/<id>    accepted: the message data, then the envelope, then a trailer
 //	state/<id>  per-recipient delivery state, replaced atomically; absent
 //	            while nothing has been tried
@@ -32,6 +34,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"gatehouse/mailmsg"
 	"gatehouse/safeio"
@@ -154,6 +158,17 @@ type Store struct {
 	closed  chan struct{}
 	once    sync.Once
 
+	// spares are emptied files in tmp/ of messages that left the queue,
+	// reused for new ones: creating an inode costs more than renaming one
+	// (ext4 without a journal scans past every inode freed in the last
+	// seconds, and a busy relay frees hundreds a second).
+	smu      sync.Mutex
+	spares   []string
+	spareSeq uint64
+	// withState are the messages that have a state file: the others need
+	// no unlink of one when they leave.
+	withState map[string]bool
+
 	fmu         sync.Mutex
 	dedupKeys   map[string]Dedup     // queue id -> Envelope.Dedup, for queued messages that carry one
 	dedupLogged map[string]bool      // queue id -> its key is in the fetched/ log already
@@ -198,7 +213,7 @@ func OpenStore(dir string) (*Store, []Loaded, []error) {
 	var rnd [3]byte
 	rand.Read(rnd[:])
 	s := &Store{dir: dir, msgDir: md, prefix: strings.ToUpper(hex.EncodeToString(rnd[:])), commits: make(chan chan error, 256), closed: make(chan struct{}),
-		dedupKeys: map[string]Dedup{}, dedupLogged: map[string]bool{}}
+		dedupKeys: map[string]Dedup{}, dedupLogged: map[string]bool{}, withState: map[string]bool{}}
 	go s.committer()
 
 	ents, err := md.ReadDir(-1)
@@ -221,6 +236,7 @@ func OpenStore(dir string) (*Store, []Loaded, []error) {
 			st = State{Rcpts: make([]RcptState, len(env.Rcpts))}
 		}
 		have[id] = true
+		s.withState[id] = true // may have one: an unlink too many is harmless
 		if !env.Dedup.IsZero() {
 			s.dedupKeys[id] = env.Dedup
 		}
@@ -268,7 +284,11 @@ func (s *Store) NewID() string {
 type Writer struct {
 	s    *Store
 	id   string
-	f    *os.File
+	path string // in tmp/: <id>, or a spare's name
+	// reused: the file is a spare, written over; what is left of its
+	// old bytes past the new end is cut off before the fsync.
+	reused bool
+	f      *os.File
 	n    int64
 	done bool
 }
@@ -276,11 +296,70 @@ type Writer struct {
 // Create starts a message. Write its data, then Commit or Abort.
 func (s *Store) Create() (*Writer, error) {
 	id := s.NewID()
-	f, err := os.OpenFile(s.path("tmp", id), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if path, ok := s.spare(); ok {
+		// Written over rather than emptied: blocks already allocated
+		// are not freed and allocated again (mail sizes repeat).
+		if f, err := openFile(path, unix.O_WRONLY, 0); err == nil {
+			return &Writer{s: s, id: id, path: path, f: f, reused: true}, nil
+		}
+		os.Remove(path)
+	}
+	path := s.path("tmp", id)
+	f, err := openFile(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
-	return &Writer{s: s, id: id, f: f}, nil
+	return &Writer{s: s, id: id, path: path, f: f}, nil
+}
+
+// openFile is os.OpenFile for queue files, without the poller: a regular
+// file cannot be polled, and os.OpenFile finds that out with four fcntl
+// calls and a failing epoll_ctl on every message.
+func openFile(path string, flag int, perm uint32) (*os.File, error) {
+	fd, err := unix.Open(path, flag|unix.O_CLOEXEC, perm)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// maxSpares bounds the files kept for reuse: about the number of messages
+// received at once.
+const maxSpares = 256
+
+// spare takes a file to reuse, if there is one.
+func (s *Store) spare() (string, bool) {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if len(s.spares) == 0 {
+		return "", false
+	}
+	p := s.spares[len(s.spares)-1]
+	s.spares = s.spares[:len(s.spares)-1]
+	return p, true
+}
+
+// retire makes the file at path, no longer a message, a spare: moved into
+// tmp/ (from then on the message is gone, as by an unlink), to be written
+// over by the next message. Its bytes stay in tmp/ until then, as a
+// deleted file's stay on the disk; tmp/ is the relay's alone (0700) and
+// is cleared at start-up. When the pool is full it is removed.
+func (s *Store) retire(path string) error {
+	s.smu.Lock()
+	full := len(s.spares) >= maxSpares
+	s.spareSeq++
+	name := s.path("tmp", fmt.Sprintf("spare.%d", s.spareSeq))
+	s.smu.Unlock()
+	if full {
+		return unix.Unlink(path)
+	}
+	if err := unix.Rename(path, name); err != nil {
+		return err
+	}
+	s.smu.Lock()
+	s.spares = append(s.spares, name)
+	s.smu.Unlock()
+	return nil
 }
 
 // ID is the queue id the message will have.
@@ -331,6 +410,11 @@ func (s *Store) CommitBatch(ws []*Writer, envs []*Envelope) error {
 		if _, err := w.f.Write(append(js, tr[:]...)); err != nil {
 			return fail(fmt.Errorf("queue: write %s: %w", w.id, err))
 		}
+		if w.reused {
+			if err := w.f.Truncate(w.n + int64(len(js)+len(tr))); err != nil {
+				return fail(fmt.Errorf("queue: truncate %s: %w", w.id, err))
+			}
+		}
 	}
 	errs := make([]error, len(ws))
 	if len(ws) == 1 {
@@ -352,8 +436,10 @@ func (s *Store) CommitBatch(ws []*Writer, envs []*Envelope) error {
 		}
 	}
 	for _, w := range ws {
-		if err := os.Rename(s.path("tmp", w.id), s.path("msg", w.id)); err != nil {
-			return fail(fmt.Errorf("queue: %w", err))
+		// unix.Rename: os.Rename first looks whether the target is a
+		// directory, a stat per message; ids are unique.
+		if err := unix.Rename(w.path, s.path("msg", w.id)); err != nil {
+			return fail(fmt.Errorf("queue: rename %s: %w", w.id, err))
 		}
 	}
 	if err := s.syncDir(); err != nil {
@@ -399,7 +485,7 @@ func (w *Writer) Abort() {
 
 func (w *Writer) abort() {
 	w.f.Close()
-	os.Remove(w.s.path("tmp", w.id))
+	os.Remove(w.path)
 }
 
 // syncDir waits for an fsync of msg/ that started after the caller's
@@ -442,7 +528,7 @@ func (s *Store) committer() {
 // Open returns a reader of the message as it goes out: the envelope's
 // prepended header fields, then the data.
 func (s *Store) Open(env *Envelope) (io.ReadCloser, error) {
-	f, err := os.Open(s.path("msg", env.ID))
+	f, err := openFile(s.path("msg", env.ID), unix.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
@@ -464,6 +550,9 @@ func (s *Store) SaveState(id string, st *State) error {
 	// No directory fsync (this runs under the queue's lock): a power cut
 	// just after a save can bring back the previous state, which repeats
 	// a step (an attempt, a notice) but never loses a message.
+	s.smu.Lock()
+	s.withState[id] = true
+	s.smu.Unlock()
 	if err := safeio.WriteFile(s.path("state", id), js, 0o600, safeio.NoDirSync); err != nil {
 		return fmt.Errorf("queue: save state of %s: %w", id, err)
 	}
@@ -483,10 +572,16 @@ func (s *Store) Remove(id string) error {
 			return fmt.Errorf("queue: record collected %s/%s: %w", key.Set, key.Key, err)
 		}
 	}
-	if err := os.Remove(s.path("msg", id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("queue: %w", err)
+	if err := s.retire(s.path("msg", id)); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("queue: remove %s: %w", id, err)
 	}
-	os.Remove(s.path("state", id))
+	s.smu.Lock()
+	state := s.withState[id]
+	delete(s.withState, id)
+	s.smu.Unlock()
+	if state {
+		os.Remove(s.path("state", id))
+	}
 	if !key.IsZero() {
 		s.fmu.Lock()
 		delete(s.dedupKeys, id)

@@ -303,7 +303,9 @@ func (s *session) Data(r io.Reader) error {
 	}
 	p := s.refresh()
 	guard := mailmsg.NewNewlineGuard(r, p.barenewlineFixup)
-	br := bufio.NewReaderSize(guard, 32<<10)
+	br := s.srv.readers.Get().(*bufio.Reader)
+	br.Reset(guard)
+	defer func() { br.Reset(nil); s.srv.readers.Put(br) }()
 	h, raw, err := mailmsg.ReadHeader(br, int(s.srv.config().Limits.HeaderSize.Bytes))
 	if err != nil {
 		return s.dataError(err)
@@ -351,7 +353,9 @@ func (s *session) Data(r io.Reader) error {
 		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Queue unavailable, try again later")
 	}
 	defer w.Abort()
-	bw := bufio.NewWriterSize(w, 32<<10)
+	bw := s.srv.writers.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() { bw.Reset(nil); s.srv.writers.Put(bw) }()
 	// What goes to the queue also goes, as it streams, to the DKIM
 	// verifier (mail from outside) or signer (mail from the inside).
 	var out io.Writer = bw

@@ -1,0 +1,119 @@
+package queue
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// A message that leaves the queue leaves an empty spare in tmp/, which the
+// next message is written over; the next message carries nothing of the
+// old one (the longer old file is cut), and a restart clears the spares.
+func TestSpareFileReused(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _ := OpenStore(dir)
+	first := enqueue(t, s, nil, "a@x.example", strings.Repeat("old secret\r\n", 500), "u@one.example")
+	ino := inode(t, filepath.Join(dir, "msg", first))
+	if err := s.Remove(first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "msg", first)); !os.IsNotExist(err) {
+		t.Fatalf("msg/%s still there: %v", first, err)
+	}
+	spares, _ := filepath.Glob(filepath.Join(dir, "tmp", "spare.*"))
+	if len(spares) != 1 {
+		t.Fatalf("spares %v", spares)
+	}
+
+	second := enqueue(t, s, nil, "a@x.example", "Subject: new\r\n\r\nshort\r\n", "u@one.example")
+	if got := inode(t, filepath.Join(dir, "msg", second)); got != ino {
+		t.Fatalf("second message in inode %d, want the spare %d", got, ino)
+	}
+	env, err := s.readEnvelope(second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Open(&env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r)
+	r.Close()
+	if string(b) != "Subject: new\r\n\r\nshort\r\n" {
+		t.Fatalf("reused file reads %q", b)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "msg", second)); strings.Contains(readAll(t, filepath.Join(dir, "msg", second)), "old secret") || fi.Size() > 1000 {
+		t.Fatal("reused file keeps the old message's bytes")
+	}
+
+	// An aborted message's spare is not leaked into msg/.
+	w, err := s.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "half")
+	w.Abort()
+
+	s.Remove(second)
+	s.Close()
+	s2, loaded, probs := OpenStore(dir)
+	defer s2.Close()
+	if len(loaded) != 0 || len(probs) != 0 {
+		t.Fatalf("after restart: %d loaded, problems %v", len(loaded), probs)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(ents) != 0 {
+		t.Fatalf("tmp/ after restart: %d files", len(ents))
+	}
+}
+
+func readAll(t *testing.T, path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// A message with a saved state loses it when it leaves; one delivered at
+// the first try never had one.
+func TestRemoveDropsState(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _ := OpenStore(dir)
+	defer s.Close()
+	id := enqueue(t, s, nil, "a@x.example", "x\r\n", "u@one.example")
+	if err := s.SaveState(id, &State{Rcpts: []RcptState{{Attempts: 1}}, NextTry: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", id)); !os.IsNotExist(err) {
+		t.Fatalf("state/%s left: %v", id, err)
+	}
+	// A state from before a restart goes too.
+	id = enqueue(t, s, nil, "a@x.example", "x\r\n", "u@one.example")
+	s.SaveState(id, &State{Rcpts: []RcptState{{Attempts: 1}}})
+	s.Close()
+	s2, loaded, _ := OpenStore(dir)
+	defer s2.Close()
+	if len(loaded) != 1 {
+		t.Fatalf("loaded %d", len(loaded))
+	}
+	s2.Remove(id)
+	if _, err := os.Stat(filepath.Join(dir, "state", id)); !os.IsNotExist(err) {
+		t.Fatalf("state/%s left after restart: %v", id, err)
+	}
+}
