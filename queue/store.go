@@ -289,8 +289,8 @@ type Writer struct {
 	// old bytes past the new end is cut off before the fsync.
 	reused bool
 	f      *os.File
-	n    int64
-	done bool
+	n      int64
+	done   bool
 }
 
 // Create starts a message. Write its data, then Commit or Abort.
