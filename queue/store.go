@@ -285,12 +285,13 @@ type Writer struct {
 	s    *Store
 	id   string
 	path string // in tmp/: <id>, or a spare's name
-	// reused: the file is a spare, written over; what is left of its
-	// old bytes past the new end is cut off before the fsync.
-	reused bool
-	f      *os.File
-	n      int64
-	done   bool
+	// reused: the file is a spare of this size, written over; what is
+	// left of its old bytes past the new end is cut off before the fsync.
+	reused  bool
+	oldSize int64
+	f       *os.File
+	n       int64
+	done    bool
 }
 
 // Create starts a message. Write its data, then Commit or Abort.
@@ -300,7 +301,11 @@ func (s *Store) Create() (*Writer, error) {
 		// Written over rather than emptied: blocks already allocated
 		// are not freed and allocated again (mail sizes repeat).
 		if f, err := openFile(path, unix.O_WRONLY, 0); err == nil {
-			return &Writer{s: s, id: id, path: path, f: f, reused: true}, nil
+			var st unix.Stat_t
+			if err := unix.Fstat(int(f.Fd()), &st); err == nil {
+				return &Writer{s: s, id: id, path: path, f: f, reused: true, oldSize: st.Size}, nil
+			}
+			f.Close()
 		}
 		os.Remove(path)
 	}
@@ -410,20 +415,22 @@ func (s *Store) CommitBatch(ws []*Writer, envs []*Envelope) error {
 		if _, err := w.f.Write(append(js, tr[:]...)); err != nil {
 			return fail(fmt.Errorf("queue: write %s: %w", w.id, err))
 		}
-		if w.reused {
-			if err := w.f.Truncate(w.n + int64(len(js)+len(tr))); err != nil {
+		// Only when shorter: a truncate dirties the inode, which
+		// fdatasync would then write too.
+		if size := w.n + int64(len(js)+len(tr)); w.reused && size < w.oldSize {
+			if err := w.f.Truncate(size); err != nil {
 				return fail(fmt.Errorf("queue: truncate %s: %w", w.id, err))
 			}
 		}
 	}
 	errs := make([]error, len(ws))
 	if len(ws) == 1 {
-		errs[0] = ws[0].f.Sync()
+		errs[0] = fdatasync(ws[0].f)
 	} else {
 		var wg sync.WaitGroup
 		for i, w := range ws {
 			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = w.f.Sync() }()
+			go func() { defer wg.Done(); errs[i] = fdatasync(w.f) }()
 		}
 		wg.Wait()
 	}
@@ -732,4 +739,16 @@ func (s *Store) readState(id string, env *Envelope) (State, error) {
 		return State{Rcpts: make([]RcptState, n)}, fmt.Errorf("state has %d recipients, envelope %d", len(st.Rcpts), n)
 	}
 	return st, nil
+}
+
+// fdatasync makes a message file's data durable, with its size: a file
+// written over in place keeps its blocks, and then no inode write is
+// needed (fsync would write its times too).
+func fdatasync(f *os.File) error {
+	for {
+		err := unix.Fdatasync(int(f.Fd()))
+		if err != unix.EINTR {
+			return err
+		}
+	}
 }
