@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/u-root/u-root/pkg/kmodule"
@@ -33,6 +34,7 @@ type modules struct {
 	data      chan struct{} // closed when dataModules have been tried
 	netfilter chan struct{} // closed when the nf* modules have been tried
 	done      chan struct{} // closed when every listed module has been tried
+	mu        sync.Mutex    // loaded and failed, from two loaders
 	loaded    []string
 	failed    []string
 	took      time.Duration
@@ -78,29 +80,63 @@ func (m *modules) load(log *slog.Logger) {
 			late = append(late, n)
 		}
 	}
+	// The data disk's drivers and netfilter load side by side: both are
+	// on the way to ready (the config, the firewall).
+	var nf sync.WaitGroup
+	nf.Add(1)
+	go func() {
+		defer nf.Done()
+		defer close(m.netfilter)
+		// The firewall waits for netfilter before the appliance is ready.
+		m.probeAll(netfilter, log)
+	}()
 	go func() {
 		defer close(m.done)
 		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		m.probe(early, log)
+		m.probeAll(early, log)
 		close(m.data)
-		// The firewall waits for netfilter before the appliance is ready.
-		m.probe(netfilter, log)
-		close(m.netfilter)
+		nf.Wait()
 		// Nothing waits for the rest: lowest CPU priority.
 		unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
 		m.probe(late, log)
 		m.took = time.Since(start)
-		log.Info("loaded kernel modules", "loaded", len(m.loaded), "failed", len(m.failed), "took", m.took.Round(time.Millisecond))
+		m.mu.Lock()
+		loaded, failed := len(m.loaded), len(m.failed)
+		m.mu.Unlock()
+		log.Info("loaded kernel modules", "loaded", loaded, "failed", failed, "took", m.took.Round(time.Millisecond))
 	}()
 }
 
 func (m *modules) probe(names []string, log *slog.Logger) {
 	for _, name := range names {
-		if err := m.prober.Probe(name, ""); err != nil {
-			log.Warn("kernel module not loaded", "module", name, "err", err)
-			m.failed = append(m.failed, name)
-			continue
-		}
-		m.loaded = append(m.loaded, name)
+		m.probeOne(name, log)
 	}
+}
+
+func (m *modules) probeOne(name string, log *slog.Logger) {
+	err := m.prober.Probe(name, "")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		m.failed = append(m.failed, name)
+		log.Warn("kernel module not loaded", "module", name, "err", err)
+		return
+	}
+	m.loaded = append(m.loaded, name)
+}
+
+// probeAll loads names at once, for what the boot waits for.
+func (m *modules) probeAll(names []string, log *slog.Logger) {
+	// The prober is safe for concurrent use and loads a module's
+	// dependencies first; the kernel's work (finit_module, with its
+	// signature check) runs in parallel on the machine's CPUs.
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.probeOne(name, log)
+		}()
+	}
+	wg.Wait()
 }
