@@ -52,6 +52,13 @@ func cmdService(args []string, stdout io.Writer) error {
 	if *cfg == "" || *run == "" {
 		return &exitError{2, errors.New("gatehouse service: --config and --run are required")}
 	}
+	// Started early by the supervisor: wait here until what the service
+	// needs is there (the firewall's default deny, netfilter).
+	if err := service.AwaitGate(); errors.Is(err, service.ErrNotReleased) {
+		return nil
+	} else if err != nil {
+		return err
+	}
 	// The supervisor timestamps and labels each line; the service adds
 	// only level, message and attributes.
 	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {

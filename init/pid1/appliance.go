@@ -390,7 +390,7 @@ func (a *appliance) services() []supervisor.Service {
 		if a.opts.PID1 {
 			args = append(args, "--appliance")
 		}
-		return supervisor.Service{Name: name, Command: append(args, a.opts.ServiceArgs...), Notify: true}
+		return supervisor.Service{Name: name, Command: append(args, a.opts.ServiceArgs...), Notify: true, Gated: true}
 	}
 	netsvc := svc("network")
 	a.mu.Lock()

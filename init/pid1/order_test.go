@@ -46,6 +46,10 @@ func fakeService(name, journal string) {
 		fmt.Fprintf(f, "%s %s\n", event, name)
 		f.Close()
 	}
+	// As cmdService: started early, let through once its needs hold.
+	if err := service.AwaitGate(); err != nil {
+		return
+	}
 	n := service.NewNotifier()
 	record("start")
 	if name == "firewall" {

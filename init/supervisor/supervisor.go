@@ -46,6 +46,12 @@ type Service struct {
 	// User runs the service as an unprivileged user; nil: as the
 	// supervisor's own user (root on the appliance).
 	User *User
+	// Gated services are started before their needs and conditions hold,
+	// held at a gate (see service.AwaitGate) and let through once they do:
+	// a program's own start (for a Go binary under emulation, a good part
+	// of a second) overlaps with what the service waits for, and the
+	// service touches nothing before the gate opens.
+	Gated bool
 	// Prepare, when set, runs before every start, as the supervisor: it
 	// gives the service what it cannot take itself as User (its
 	// directories, read access to its files). An error fails that start,
@@ -259,9 +265,20 @@ func (s *Supervisor) run(u *unit) {
 	for _, c := range u.svc.After {
 		waits = append(waits, s.Condition(c))
 	}
-	for _, w := range waits {
+	released := make(chan struct{}) // closed once every wait is over
+	go func() {
+		for _, w := range waits {
+			select {
+			case <-w:
+			case <-s.stopped:
+				return
+			}
+		}
+		close(released)
+	}()
+	if !u.svc.Gated {
 		select {
-		case <-w:
+		case <-released:
 		case <-s.stopped:
 			u.setPhase(status.Stopped)
 			return
@@ -270,7 +287,7 @@ func (s *Supervisor) run(u *unit) {
 	delay := time.Duration(0)
 	for {
 		started := time.Now()
-		exit, err := s.runOnce(u, log)
+		exit, err := s.runOnce(u, log, released)
 		if s.isStopping() {
 			u.setPhase(status.Stopped)
 			return
@@ -298,8 +315,9 @@ func (s *Supervisor) run(u *unit) {
 	}
 }
 
-// runOnce starts the service and waits for it to exit.
-func (s *Supervisor) runOnce(u *unit, log *slog.Logger) (string, error) {
+// runOnce starts the service and waits for it to exit. A gated service is
+// let through its gate when released is closed.
+func (s *Supervisor) runOnce(u *unit, log *slog.Logger, released <-chan struct{}) (string, error) {
 	if u.svc.Prepare != nil {
 		if err := u.svc.Prepare(); err != nil {
 			return "", fmt.Errorf("prepare: %w", err)
@@ -337,18 +355,56 @@ func (s *Supervisor) runOnce(u *unit, log *slog.Logger) (string, error) {
 		cmd.ExtraFiles = []*os.File{notifyW}
 		cmd.Env = append(cmd.Env, service.EnvFD+"=3")
 	}
-	u.setPhase(status.Starting)
+	var gateR, gateW *os.File
+	if u.svc.Gated {
+		if gateR, gateW, err = os.Pipe(); err != nil {
+			out.Close()
+			outW.Close()
+			if notify != nil {
+				notify.Close()
+				notifyW.Close()
+			}
+			return "", fmt.Errorf("supervisor: %s: gate pipe: %w", u.svc.Name, err)
+		}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, gateR)
+		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", service.EnvGateFD, 2+len(cmd.ExtraFiles)))
+	}
+	select {
+	case <-released:
+		u.setPhase(status.Starting)
+	default: // at its gate: still waiting, as far as anyone can tell
+	}
 	child, err := s.opts.Reaper.Start(cmd)
 	outW.Close()
 	if notifyW != nil {
 		notifyW.Close()
+	}
+	if gateR != nil {
+		gateR.Close()
 	}
 	if err != nil {
 		out.Close()
 		if notify != nil {
 			notify.Close()
 		}
+		if gateW != nil {
+			gateW.Close()
+		}
 		return "", fmt.Errorf("start: %w", err)
+	}
+	exited := make(chan struct{})
+	defer close(exited)
+	if gateW != nil {
+		go func() {
+			defer gateW.Close() // without a byte: the service gives up
+			select {
+			case <-released:
+				u.setPhase(status.Starting)
+				gateW.Write([]byte{1})
+			case <-exited:
+			case <-s.stopped:
+			}
+		}()
 	}
 	u.mu.Lock()
 	u.child = child

@@ -48,6 +48,14 @@ func record(event string) {
 func helper(kind string) {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
+	if kind == "gated" { // as cmdService: started early, held at its gate
+		record("exec")
+		if err := service.AwaitGate(); err != nil {
+			record("not-released")
+			return
+		}
+		kind = "steady"
+	}
 	record("start")
 	switch kind {
 	case "steady": // ready after a pause, then serves until SIGTERM
@@ -514,5 +522,63 @@ func TestFeedGetsEveryServiceLine(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("record %d never came", i)
 		}
+	}
+}
+
+// A gated service runs before its condition holds, at its gate, looking
+// waiting; it does its work only once the condition holds. Stopped at the
+// gate, it ends without being let through.
+func TestGatedServiceStartsEarlyAndWaits(t *testing.T) {
+	w := newWorld(t)
+	gated := w.svc("relay", "gated")
+	gated.After, gated.Gated = []string{"go"}, true
+	s := w.start(t, DefaultBackoff, gated)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if evs, _ := w.events(); slices.Contains(evs, "exec relay") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the gated service was not started before its condition held")
+		}
+	}
+	st := s.Snapshot()[0]
+	if st.Phase != status.Waiting || st.PID == 0 {
+		t.Errorf("at its gate: phase %s pid %d, want waiting with a process", st.Phase, st.PID)
+	}
+	if evs, _ := w.events(); slices.Contains(evs, "start relay") {
+		t.Fatalf("events %q: through the gate before the condition held", evs)
+	}
+	s.SetCondition("go")
+	waitReady(t, s)
+	evs, _ := w.events()
+	if !slices.Equal(evs[:2], []string{"exec relay", "start relay"}) {
+		t.Errorf("events %q", evs)
+	}
+
+	// Stopped while at the gate: the process ends, never let through.
+	// (The same world: one reaper per process.)
+	held := w.svc("held", "gated")
+	held.After, held.Gated = []string{"never"}, true
+	s2, err := New(Options{Reaper: w.reaper, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Add(held)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if evs, _ := w.events(); slices.Contains(evs, "exec held") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the held service never started")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s2.Stop(ctx)
+	if ctx.Err() != nil {
+		t.Error("the held service had to be killed")
+	}
+	if evs, _ := w.events(); slices.Contains(evs, "start held") || !slices.Contains(evs, "not-released held") {
+		t.Errorf("events %q: want the held service to end at its gate", evs)
 	}
 }
