@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -92,6 +93,27 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		stateEOF              // reached .\r\n end marker line
 	)
 	for n < len(b) && r.state != stateEOF {
+		// In the middle of a line nothing but '\r' changes the state: move
+		// the bytes the bufio.Reader already holds up to and including the
+		// next '\r' in one go. Only buffered bytes are taken, so the
+		// underlying reader is read exactly when the byte-wise loop below
+		// would read it (never past the end marker).
+		if r.state == stateData {
+			if buffered := r.r.Buffered(); buffered > 0 {
+				buf, _ := r.r.Peek(buffered)
+				if len(buf) > len(b)-n {
+					buf = buf[:len(b)-n]
+				}
+				if i := bytes.IndexByte(buf, '\r'); i >= 0 {
+					buf = buf[:i+1]
+					r.state = stateCR
+				}
+				n += copy(b[n:], buf)
+				r.r.Discard(len(buf))
+				continue
+			}
+		}
+
 		var c byte
 		c, err = r.r.ReadByte()
 		if err != nil {
