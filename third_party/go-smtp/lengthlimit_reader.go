@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bytes"
 	"errors"
 	"io"
 )
@@ -32,15 +33,30 @@ func (r *lineLimitReader) Read(b []byte) (int, error) {
 		return n, nil
 	}
 
-	for _, chr := range b[:n] {
-		if chr == '\n' {
+	// Each byte adds one to curLineLength, and a '\n' first resets it to
+	// zero (so a '\n' counts towards the line it starts). Take a run of
+	// bytes at a time: the first byte of p (a '\n' after the first run)
+	// and all up to the next '\n'.
+	p := b[:n]
+	for len(p) > 0 {
+		if p[0] == '\n' {
 			r.curLineLength = 0
 		}
-		r.curLineLength++
-
-		if r.curLineLength > r.LineLimit {
+		k := len(p)
+		if i := bytes.IndexByte(p[1:], '\n'); i >= 0 {
+			k = i + 1
+		}
+		if r.curLineLength+k > r.LineLimit {
+			// The byte-wise count stops at the first byte over the limit.
+			if r.curLineLength < r.LineLimit {
+				r.curLineLength = r.LineLimit + 1
+			} else {
+				r.curLineLength++
+			}
 			return 0, ErrTooLongLine
 		}
+		r.curLineLength += k
+		p = p[k:]
 	}
 
 	return n, nil

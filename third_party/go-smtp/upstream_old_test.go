@@ -3,7 +3,7 @@ package smtp
 // The upstream v0.25.1 implementations replaced by the patches in
 // PATCHES.md, kept verbatim (only renamed) as the reference the patched
 // code is checked against (*_patch_test.go) and measured against
-// (BenchmarkDataReader).
+// (BenchmarkDataReader, BenchmarkLineLimitReader).
 
 import (
 	"bufio"
@@ -96,4 +96,40 @@ func (r *oldDataReader) Read(b []byte) (n int, err error) {
 		r.n -= int64(n)
 	}
 	return
+}
+
+// oldLineLimitReader is lineLimitReader of v0.25.1: a loop over every byte.
+type oldLineLimitReader struct {
+	R         io.Reader
+	LineLimit int
+
+	curLineLength int
+}
+
+func (r *oldLineLimitReader) Read(b []byte) (int, error) {
+	if r.curLineLength > r.LineLimit && r.LineLimit > 0 {
+		return 0, ErrTooLongLine
+	}
+
+	n, err := r.R.Read(b)
+	if err != nil {
+		return n, err
+	}
+
+	if r.LineLimit == 0 {
+		return n, nil
+	}
+
+	for _, chr := range b[:n] {
+		if chr == '\n' {
+			r.curLineLength = 0
+		}
+		r.curLineLength++
+
+		if r.curLineLength > r.LineLimit {
+			return 0, ErrTooLongLine
+		}
+	}
+
+	return n, nil
 }
