@@ -1304,9 +1304,12 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 	// transform each single line with \n, into separate lines
 	text = strings.Split(strings.Join(text, "\n"), "\n")
 
+	// All but the last line go into the buffer only; PrintfLine writes the
+	// last one and flushes: one write for the whole reply instead of one
+	// per line (EHLO's reply has a line per extension).
 	lastLineIndex := len(text) - 1
 	for i := 0; i < lastLineIndex; i++ {
-		c.text.PrintfLine("%d-%v", code, text[i])
+		fmt.Fprintf(c.text.W, "%d-%v\r\n", code, text[i])
 	}
 	if enhCode == NoEnhancedCode {
 		c.text.PrintfLine("%d %v", code, text[lastLineIndex])

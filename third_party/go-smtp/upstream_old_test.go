@@ -8,6 +8,7 @@ package smtp
 import (
 	"bufio"
 	"io"
+	"strings"
 )
 
 // oldDataReader is dataReader of v0.25.1: one ReadByte per byte.
@@ -132,4 +133,33 @@ func (r *oldLineLimitReader) Read(b []byte) (int, error) {
 	}
 
 	return n, nil
+}
+
+// oldWriteResponse is (*Conn).writeResponse of v0.25.1 (PrintfLine, and so
+// a flush, per line), less the write deadline.
+func oldWriteResponse(c *Conn, code int, enhCode EnhancedCode, text ...string) {
+	// All responses must include an enhanced code, if it is missing - use
+	// a generic code X.0.0.
+	if enhCode == EnhancedCodeNotSet {
+		cat := code / 100
+		switch cat {
+		case 2, 4, 5:
+			enhCode = EnhancedCode{cat, 0, 0}
+		default:
+			enhCode = NoEnhancedCode
+		}
+	}
+
+	// transform each single line with \n, into separate lines
+	text = strings.Split(strings.Join(text, "\n"), "\n")
+
+	lastLineIndex := len(text) - 1
+	for i := 0; i < lastLineIndex; i++ {
+		c.text.PrintfLine("%d-%v", code, text[i])
+	}
+	if enhCode == NoEnhancedCode {
+		c.text.PrintfLine("%d %v", code, text[lastLineIndex])
+	} else {
+		c.text.PrintfLine("%d %v.%v.%v %v", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
+	}
 }
