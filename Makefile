@@ -59,10 +59,12 @@ unit:
 # packets, SNMP datagrams), the syslog formatter and the mail
 # authentication and transport security parsers (DKIM keys, DNSBL zones,
 # DKIM signature tags, From domains, Authentication-Results authserv-id,
-# MTA-STS records and policies, TLSA records, TLS-RPT records), fuzzed for a number of
-# inputs each (FUZZTIME=2000000x, or a duration such as 10m, for a longer
-# run). A count, not a duration: Go 1.26's fuzzing coordinator can report
-# its own deadline as a failure at the end of a timed run (go.dev/issue/75804).
+# MTA-STS records and policies, TLSA records, TLS-RPT records) and our patched
+# go-smtp's DATA and line length readers (against upstream's, in their own
+# module's directory), fuzzed for a number of inputs each (FUZZTIME=2000000x,
+# or a duration such as 10m, for a longer run). A count, not a duration: Go
+# 1.26's fuzzing coordinator can report its own deadline as a failure at the
+# end of a timed run (go.dev/issue/75804).
 FUZZTIME ?= 50000x
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzResponses$$' -fuzztime $(FUZZTIME) ./collector/pop3/
@@ -87,6 +89,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAddress$$' -fuzztime $(FUZZTIME) ./mailmsg/
 	$(GO) test -run '^$$' -fuzz '^FuzzESMTPParams$$' -fuzztime $(FUZZTIME) ./smtpd/
 	$(GO) test -run '^$$' -fuzz '^FuzzORCPT$$' -fuzztime $(FUZZTIME) ./mailmsg/
+	$(GO) -C third_party/go-smtp test -run '^$$' -fuzz '^FuzzDataReader$$' -fuzztime $(FUZZTIME) .
+	$(GO) -C third_party/go-smtp test -run '^$$' -fuzz '^FuzzLineLimitReader$$' -fuzztime $(FUZZTIME) .
 
 # Boots the image in QEMU and builds network namespaces with dnsmasq and
 # chrony: needs root.

@@ -58,4 +58,8 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 )
 
-replace github.com/hashicorp/raft => ./third_party/raft
+// Patched copies, each with a PATCHES.md saying what and why.
+replace (
+	github.com/emersion/go-smtp => ./third_party/go-smtp
+	github.com/hashicorp/raft => ./third_party/raft
+)
