@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/google/nftables"
+
 	"gatehouse/config"
 )
 
@@ -27,5 +29,32 @@ func BenchmarkPlan(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		planOf(rs)
+	}
+}
+
+// BenchmarkBuildReplace is the Go side of a whole replacement: the
+// library's messages for the table, sets, elements and rules, not sent.
+func BenchmarkBuildReplace(b *testing.B) {
+	rs := benchRuleset()
+	b.ReportAllocs()
+	for b.Loop() {
+		p := planOf(rs)
+		bc, err := newBatchConn(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+		bc.AddTable(t)
+		bc.DelTable(t)
+		bc.AddTable(t)
+		bd := &builder{c: bc.Conn, t: t, peerSets: map[string]*nftables.Set{}}
+		bd.banSets(rs.BanSets, nil)
+		for _, s := range p.sets {
+			bd.addPeerSet(s)
+		}
+		bd.rules(rs, p)
+		if bd.err != nil {
+			b.Fatal(bd.err)
+		}
 	}
 }
