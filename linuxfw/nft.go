@@ -25,7 +25,8 @@ const TableName = "gatehouse"
 // value replaces the whole table at every Apply. One made by NewNFT
 // remembers what it installed and changes only what differs: new peers
 // of the same rules as set updates (rules, counters and bans untouched),
-// other changes as new rules over the same sets. Copies share the memory.
+// other changes as new rules over the same sets. Copies share what it
+// remembers.
 type NFT struct {
 	last *nftLast
 }
@@ -210,15 +211,11 @@ func changeTable(sock *nlSocket, rs Ruleset, p plan, rec *nftRecord) (Applied, e
 			kt = nftables.TypeIP6Addr
 		}
 		s := &nftables.Set{Table: t, Name: ch.name, KeyType: kt, Interval: true}
-		if len(ch.del) > 0 {
-			if err := bc.SetDeleteElements(s, intervalElems(ch.del)); err != nil {
-				return Applied{}, fmt.Errorf("firewall: set %s: %w", ch.name, err)
-			}
+		if err := setElements(bc.SetDeleteElements, s, intervalElems(ch.del)); err != nil {
+			return Applied{}, err
 		}
-		if len(ch.add) > 0 {
-			if err := bc.SetAddElements(s, intervalElems(ch.add)); err != nil {
-				return Applied{}, fmt.Errorf("firewall: set %s: %w", ch.name, err)
-			}
+		if err := setElements(bc.SetAddElements, s, intervalElems(ch.add)); err != nil {
+			return Applied{}, err
 		}
 		b.peerSets[ch.name] = s
 		a.Sets++
@@ -441,10 +438,25 @@ func (b *builder) addPeerSet(ps peerSet) {
 		kt = nftables.TypeIP6Addr
 	}
 	s := &nftables.Set{Table: b.t, Name: ps.name, KeyType: kt, Interval: true}
-	if err := b.c.AddSet(s, intervalElems(ps.ranges)); err != nil && b.err == nil {
+	if err := b.c.AddSet(s, nil); err != nil && b.err == nil {
 		b.err = fmt.Errorf("firewall: set %s: %w", s.Name, err)
 	}
+	if err := setElements(b.c.SetAddElements, s, intervalElems(ps.ranges)); err != nil && b.err == nil {
+		b.err = err
+	}
 	b.peerSets[ps.name] = s
+}
+
+// setElements adds or deletes (op) elements of s, a few thousand at a
+// time: a message's list of elements is one netlink attribute, at most
+// 64 KiB long, and the library does not check.
+func setElements(op func(*nftables.Set, []nftables.SetElement) error, s *nftables.Set, elems []nftables.SetElement) error {
+	for chunk := range slices.Chunk(elems, 1024) {
+		if err := op(s, chunk); err != nil {
+			return fmt.Errorf("firewall: set %s: %w", s.Name, err)
+		}
+	}
+	return nil
 }
 
 // banSets adds two sets per ban set, IPv4 and IPv6, elements with a

@@ -419,3 +419,35 @@ func TestNftDefaultDenyThenConfigInPlace(t *testing.T) {
 		}
 	})
 }
+
+// A path with thousands of peers: its set's elements go in several
+// messages (one message's list is at most 64 KiB), new and changed.
+func TestLargePeerSet(t *testing.T) {
+	r := Rule{Function: "many", Proto: "tcp", Ports: []config.PortRange{{From: 1000, To: 1000}}}
+	a := netip.MustParseAddr("10.0.0.1")
+	for range 4000 {
+		r.V4 = append(r.V4, config.AddrRange{From: a, To: a})
+		a = a.Next().Next()
+	}
+	rs := Ruleset{In: []Rule{r}}
+	changed := cloneRuleset(rs)
+	changed.In[0].V4 = changed.In[0].V4[2000:]
+	for range 3000 {
+		changed.In[0].V4 = append(changed.In[0].V4, config.AddrRange{From: a, To: a})
+		a = a.Next().Next()
+	}
+	want := freshTable(t, changed, netip.Addr{})
+	inNetns(t, func(ns string) {
+		fw := NewNFT()
+		if err := fw.Apply(rs); err != nil {
+			t.Fatal(err)
+		}
+		applied, err := fw.Update(changed)
+		if err != nil || applied.Replaced || applied.Added != 3000 || applied.Removed != 2000 {
+			t.Fatalf("a change of 5,000 peers: %+v, %v", applied, err)
+		}
+		if got := listTable(t, ns); got != want {
+			t.Errorf("the kernel has\n%.2000s\nwant\n%.2000s", got, want)
+		}
+	})
+}
