@@ -17,6 +17,25 @@ type Backend interface {
 	Show() (string, error) // what is installed, as the kernel has it
 }
 
+// Applied says how a ruleset went in (Updater).
+type Applied struct {
+	// Replaced: the rules were replaced, and their counters (the drops)
+	// start at zero again. Else only the peer sets' elements changed, in
+	// Sets sets, Added and Removed address ranges.
+	Replaced       bool
+	Sets           int
+	Added, Removed int
+	// Retried is why changing the rules in place failed, when a
+	// replacement of all of them followed and went in.
+	Retried error
+}
+
+// Updater is a backend that changes only what differs from what it
+// installed last, and says what it did.
+type Updater interface {
+	Update(Ruleset) (Applied, error)
+}
+
 // Name is the backend's name in config and status.
 func (NFT) Name() string { return "nftables" }
 
@@ -29,7 +48,7 @@ func (IPTables) Name() string { return "iptables" }
 func Select(pref string) (Backend, error) {
 	switch pref {
 	case "nftables":
-		return NFT{}, nil
+		return NewNFT(), nil
 	case "iptables":
 		if err := IPTablesAvailable(); err != nil {
 			return nil, err
@@ -38,7 +57,7 @@ func Select(pref string) (Backend, error) {
 	case "auto", "":
 		nftErr := NFTAvailable()
 		if nftErr == nil {
-			return NFT{}, nil
+			return NewNFT(), nil
 		}
 		iptErr := IPTablesAvailable()
 		if iptErr == nil {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -222,9 +223,231 @@ func TestLargeRulesetInOneBatch(t *testing.T) {
 		if err := (NFT{}).Apply(rs); err != nil {
 			t.Fatal(err)
 		}
-		out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "set", "inet", TableName, "peers200").CombinedOutput()
+		sets := planOf(rs).sets
+		out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "set", "inet", TableName, sets[len(sets)-1].name).CombinedOutput()
 		if err != nil || !bytes.Contains(out, []byte(a.Prev().Prev().String())) {
 			t.Errorf("last set: %v\n%s", err, out)
+		}
+	})
+}
+
+// listTable is the gatehouse table as nft lists it, made comparable: the
+// counters at zero, the bans' times gone, the sets in name order (a
+// set added in place comes last, in a new table in rule order).
+func listTable(t *testing.T, ns string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "inet", TableName).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list: %v: %s", err, out)
+	}
+	out = regexp.MustCompile(`counter packets \d+ bytes \d+`).ReplaceAll(out, []byte("counter packets 0 bytes 0"))
+	out = regexp.MustCompile(` (timeout|expires) [\dhms]+`).ReplaceAll(out, nil) // a ban carried over has the time it had left
+	body, ok := strings.CutPrefix(string(out), "table inet "+TableName+" {\n")
+	if !ok {
+		t.Fatalf("nft list:\n%s", out)
+	}
+	blocks := strings.Split(body, "\n\n")
+	i := slices.IndexFunc(blocks, func(b string) bool { return strings.HasPrefix(b, "\tchain ") })
+	if i < 0 {
+		i = len(blocks)
+	}
+	slices.Sort(blocks[:i])
+	return strings.Join(blocks, "\n\n")
+}
+
+func kernelTableHandle(t *testing.T) uint64 {
+	t.Helper()
+	s, err := dialNetfilter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	h, err := s.tableHandle(TableName)
+	if err != nil || h == 0 {
+		t.Fatalf("table handle %d: %v", h, err)
+	}
+	return h
+}
+
+// freshTable is the gatehouse table a backend that remembers nothing
+// makes of rs in a namespace of its own, with a ban of banned (if valid)
+// in the ssh set: what a change in place must come to.
+func freshTable(t *testing.T, rs Ruleset, banned netip.Addr) string {
+	t.Helper()
+	var out string
+	inNetns(t, func(ns string) {
+		if err := (NFT{}).Apply(rs); err != nil {
+			t.Fatal(err)
+		}
+		if !banned.IsValid() {
+			out = listTable(t, ns)
+			return
+		}
+		if err := (NFT{}).Ban(exampleBans.Name, banned, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		out = listTable(t, ns)
+	})
+	return out
+}
+
+// A change of peers goes in as set updates: the same table (its handle),
+// a ban made in between still there, the kernel's sets exactly what a
+// new table would hold. A change of structure replaces the rules, in the
+// same table too. A backend that remembers nothing replaces the table.
+func TestNftChangesInPlace(t *testing.T) {
+	a := exampleRuleset(t)
+	b := examplePeersChange(t, a)
+	c := exampleRestructured(t, a)
+	banned := netip.MustParseAddr("203.0.113.9")
+	wantB, wantC := freshTable(t, b, banned), freshTable(t, c, banned)
+	inNetns(t, func(ns string) {
+		fw := NewNFT()
+		if a, err := fw.Update(a); err != nil || !a.Replaced {
+			t.Fatalf("first apply: %+v, %v", a, err)
+		}
+		handle := kernelTableHandle(t)
+		if err := fw.Ban(exampleBans.Name, banned, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		applied, err := fw.Update(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if applied.Replaced || applied.Retried != nil || applied.Sets != 3 || applied.Added != 4 || applied.Removed != 4 {
+			t.Errorf("a change of peers: %+v, want 3 sets updated in place, 4 ranges added, 4 removed", applied)
+		}
+		if h := kernelTableHandle(t); h != handle {
+			t.Errorf("table handle %d after a change of peers, was %d: replaced", h, handle)
+		}
+		if got := listTable(t, ns); got != wantB {
+			t.Errorf("after a change of peers the kernel has\n%s\nwant\n%s", got, wantB)
+		}
+		// The same again: nothing to do.
+		if applied, err := fw.Update(b); err != nil || applied.Replaced || applied.Sets != 0 {
+			t.Errorf("the same again: %+v, %v", applied, err)
+		}
+
+		applied, err = fw.Update(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !applied.Replaced || applied.Retried != nil {
+			t.Errorf("a change of structure: %+v, want the rules replaced in place", applied)
+		}
+		if h := kernelTableHandle(t); h != handle {
+			t.Errorf("table handle %d after a change of structure, was %d", h, handle)
+		}
+		if got := listTable(t, ns); got != wantC {
+			t.Errorf("after a change of structure the kernel has\n%s\nwant\n%s", got, wantC)
+		}
+
+		// A new process: the whole table anew, the ban carried over.
+		if applied, err := NewNFT().Update(b); err != nil || !applied.Replaced || applied.Retried != nil {
+			t.Errorf("a backend that remembers nothing: %+v, %v", applied, err)
+		}
+		if h := kernelTableHandle(t); h == handle {
+			t.Errorf("table handle %d unchanged: not replaced", h)
+		}
+		if got := listTable(t, ns); got != wantB {
+			t.Errorf("after a replacement the kernel has\n%s\nwant\n%s", got, wantB)
+		}
+	})
+}
+
+// When the table is not what the backend installed last (replaced by
+// someone else, or a set changed by hand), the change is not made in
+// place: the whole table is replaced, and the reason given.
+func TestNftChangeInPlaceFallsBack(t *testing.T) {
+	a := exampleRuleset(t)
+	b := examplePeersChange(t, a)
+	wantB := freshTable(t, b, netip.MustParseAddr("203.0.113.9"))
+	inNetns(t, func(ns string) {
+		fw := NewNFT()
+		if err := fw.Apply(a); err != nil {
+			t.Fatal(err)
+		}
+		if err := (NFT{}).Apply(a); err != nil { // another process
+			t.Fatal(err)
+		}
+		if err := fw.Ban(exampleBans.Name, netip.MustParseAddr("203.0.113.9"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		applied, err := fw.Update(b)
+		if err != nil || !applied.Replaced || applied.Retried == nil || !strings.Contains(applied.Retried.Error(), "not the one installed last") {
+			t.Errorf("onto a table replaced by someone else: %+v, %v", applied, err)
+		}
+		if got := listTable(t, ns); got != wantB {
+			t.Errorf("the kernel has\n%s\nwant\n%s", got, wantB)
+		}
+
+		// An element the change would delete, deleted by hand: the
+		// batch fails as a whole, and the table is replaced.
+		if err := fw.Apply(a); err != nil {
+			t.Fatal(err)
+		}
+		set := planOf(a).in[ruleIndex(t, a.In, "Administration access")][0]
+		if out, err := exec.Command("ip", "netns", "exec", ns, "nft", "delete", "element", "inet", TableName, set, "{ 198.51.100.7 }").CombinedOutput(); err != nil {
+			t.Fatalf("nft delete element: %v: %s", err, out)
+		}
+		applied, err = fw.Update(b)
+		if err != nil || !applied.Replaced || applied.Retried == nil || !strings.Contains(applied.Retried.Error(), "(delete set elements): no such file or directory") {
+			t.Errorf("with an element gone: %+v, %v", applied, err)
+		}
+		if got := listTable(t, ns); got != wantB {
+			t.Errorf("the kernel has\n%s\nwant\n%s", got, wantB)
+		}
+	})
+}
+
+// What the firewall service does at start: the default deny, then the
+// config's ruleset, a change of structure, in place (the output chain's
+// policy too).
+func TestNftDefaultDenyThenConfigInPlace(t *testing.T) {
+	rs := exampleRuleset(t)
+	want := freshTable(t, rs, netip.Addr{})
+	inNetns(t, func(ns string) {
+		fw := NewNFT()
+		if err := fw.Apply(DefaultDeny(exampleBans)); err != nil {
+			t.Fatal(err)
+		}
+		if a, err := fw.Update(rs); err != nil || !a.Replaced || a.Retried != nil {
+			t.Fatalf("config after the default deny: %+v, %v", a, err)
+		}
+		if got := listTable(t, ns); got != want {
+			t.Errorf("the kernel has\n%s\nwant\n%s", got, want)
+		}
+	})
+}
+
+// A path with thousands of peers: its set's elements go in several
+// messages (one message's list is at most 64 KiB), new and changed.
+func TestLargePeerSet(t *testing.T) {
+	r := Rule{Function: "many", Proto: "tcp", Ports: []config.PortRange{{From: 1000, To: 1000}}}
+	a := netip.MustParseAddr("10.0.0.1")
+	for range 4000 {
+		r.V4 = append(r.V4, config.AddrRange{From: a, To: a})
+		a = a.Next().Next()
+	}
+	rs := Ruleset{In: []Rule{r}}
+	changed := cloneRuleset(rs)
+	changed.In[0].V4 = changed.In[0].V4[2000:]
+	for range 3000 {
+		changed.In[0].V4 = append(changed.In[0].V4, config.AddrRange{From: a, To: a})
+		a = a.Next().Next()
+	}
+	want := freshTable(t, changed, netip.Addr{})
+	inNetns(t, func(ns string) {
+		fw := NewNFT()
+		if err := fw.Apply(rs); err != nil {
+			t.Fatal(err)
+		}
+		applied, err := fw.Update(changed)
+		if err != nil || applied.Replaced || applied.Added != 3000 || applied.Removed != 2000 {
+			t.Fatalf("a change of 5,000 peers: %+v, %v", applied, err)
+		}
+		if got := listTable(t, ns); got != want {
+			t.Errorf("the kernel has\n%.2000s\nwant\n%.2000s", got, want)
 		}
 	})
 }

@@ -261,10 +261,11 @@ func (f *Firewall) apply(ctx context.Context) {
 	if f.installed != nil && sameRules(*f.installed, rs) {
 		return // nothing changed: no write at all
 	}
-	// The replacement starts the counters at zero: what they grew by
+	// A replacement starts the counters at zero: what they grew by
 	// until now is counted first.
 	f.readDrops()
-	if err := f.backend.Apply(rs); err != nil {
+	a, err := update(f.backend, rs)
+	if err != nil {
 		// One family may have taken it and another not (iptables):
 		// what is in place is no longer known, and the next round
 		// applies again.
@@ -274,13 +275,31 @@ func (f *Firewall) apply(ctx context.Context) {
 		return
 	}
 	f.installed = &rs
-	f.dropsLast = linuxfw.Drops{}
+	if a.Replaced {
+		f.dropsLast = linuxfw.Drops{}
+	}
 	f.update(func(st *status.Firewall) {
 		st.Ruleset = "config"
 		st.Applied, st.ResolvedAt, st.Applies = time.Now(), rs.ResolvedAt, st.Applies+1
 		st.In, st.Out, st.Egress = describe(rs.In), describe(rs.Out), f.cfg.Firewall.Egress
 	})
+	if a.Retried != nil {
+		f.log.Warn("firewall rules not changed in place, replaced whole", "err", a.Retried)
+	}
+	if !a.Replaced {
+		f.log.Info("firewall peers updated", "sets", a.Sets, "added", a.Added, "removed", a.Removed)
+		return
+	}
 	f.log.Info("firewall applied", "in", len(rs.In), "out", len(rs.Out), "egress", f.cfg.Firewall.Egress)
+}
+
+// update applies rs with b, and says whether the rules were replaced (and
+// their counters started at zero) or only their peer sets changed.
+func update(b linuxfw.Backend, rs linuxfw.Ruleset) (linuxfw.Applied, error) {
+	if u, ok := b.(linuxfw.Updater); ok {
+		return u.Update(rs)
+	}
+	return linuxfw.Applied{Replaced: true}, b.Apply(rs)
 }
 
 // readDrops reads the backend's drop counters and adds what they grew

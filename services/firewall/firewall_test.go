@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ type world struct {
 	events   []string
 	backends map[string]*fakeBackend
 	missing  map[string]bool // backends this system lacks
+	sets     bool            // the backends apply a change of peers as set updates (setsBackend)
 	names    map[string][]netip.Addr
 	ttl      time.Duration
 	dnsDown  bool // DNS answers nothing at all (a timeout, SERVFAIL)
@@ -111,7 +113,40 @@ func (w *world) choose(pref string) (linuxfw.Backend, error) {
 	if w.missing[pref] {
 		return nil, fmt.Errorf("firewall: %s not available", pref)
 	}
+	if w.sets {
+		return setsBackend{w.backends[pref]}, nil
+	}
 	return w.backends[pref], nil
+}
+
+// setsBackend applies a change of peers only as set updates, as
+// linuxfw.NFT does: the rules stay, and their counters go on.
+type setsBackend struct{ *fakeBackend }
+
+func (b setsBackend) Update(rs linuxfw.Ruleset) (linuxfw.Applied, error) {
+	b.w.mu.Lock()
+	prev, drops := b.installed, b.drops
+	b.w.mu.Unlock()
+	if err := b.Apply(rs); err != nil {
+		return linuxfw.Applied{}, err
+	}
+	withoutPeers := func(rs linuxfw.Ruleset) linuxfw.Ruleset {
+		rs.ResolvedAt, rs.ResolveAgain = time.Time{}, time.Time{}
+		rs.In, rs.Out = slices.Clone(rs.In), slices.Clone(rs.Out)
+		for _, rules := range [][]linuxfw.Rule{rs.In, rs.Out} {
+			for i := range rules {
+				rules[i].V4, rules[i].V6 = nil, nil
+			}
+		}
+		return rs
+	}
+	if prev == nil || !reflect.DeepEqual(withoutPeers(*prev), withoutPeers(rs)) {
+		return linuxfw.Applied{Replaced: true}, nil
+	}
+	b.w.mu.Lock()
+	b.drops = drops
+	b.w.mu.Unlock()
+	return linuxfw.Applied{Sets: 1, Added: 1, Removed: 1}, nil
 }
 
 func (w *world) LookupNetIP(ctx context.Context, _, host string) ([]netip.Addr, error) {
@@ -600,5 +635,30 @@ func TestDropsCountedAcrossReplacements(t *testing.T) {
 	want.In = status.DropCount{Packets: 11, Bytes: 1100}
 	if d := detail(f); d.Drops != want || d.DropsError != "" {
 		t.Errorf("after a reset: %+v %q, want %+v", d.Drops, d.DropsError, want)
+	}
+}
+
+// A change of peers applied as set updates leaves the counters running:
+// what they grew by is counted once, not again from zero.
+func TestDropsCountedAcrossSetUpdates(t *testing.T) {
+	w, f := newWorld(t)
+	w.sets = true
+	c := exampleConfig(t, "auto")
+	round(t, f, c)
+	nft := w.backends["nftables"]
+	nft.count(5, 1)
+	round(t, f, c)
+	nft.count(2, 0)
+	w.setName("admin.example.com", "198.51.100.8")
+	round(t, f, c)
+	wantEvents(t, w, "nftables apply default-deny", "nftables apply config", "nftables apply config")
+	if !strings.Contains(admitted(detail(f), "Administration access"), "198.51.100.8") {
+		t.Errorf("the new address is not in the status: %q", detail(f).In)
+	}
+	nft.count(3, 2)
+	round(t, f, c)
+	want := status.FirewallDrops{In: status.DropCount{Packets: 10, Bytes: 1000}, Out: status.DropCount{Packets: 3, Bytes: 300}}
+	if d := detail(f); d.Drops != want {
+		t.Errorf("drops across a set update %+v, want %+v", d.Drops, want)
 	}
 }
