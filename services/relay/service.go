@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -144,6 +145,13 @@ const publishEvery = 2 * time.Second
 func Run(ctx context.Context, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The relay's live heap is small (a few MiB) and every message makes
+	// garbage: at Go's default the collector ran every few hundred
+	// messages and cost about 6 % of the relay's throughput. Five times
+	// the live heap between collections instead, under a soft limit that
+	// brings the default pace back should the heap ever grow large.
+	debug.SetGCPercent(400)
+	debug.SetMemoryLimit(256 << 20)
 	s := &Service{opts: o, log: o.Log, pop: smtpd.NewPopAuth(), kick: make(chan struct{}, 1),
 		// The allow lists' host names are asked of the appliance's DNS
 		// servers, as the firewall asks them, and follow their TTLs.

@@ -8,13 +8,17 @@
 //     (every message got its 250 after DATA, i.e. it is on disk);
 //   - e2e: until the sink has every message and the queue is empty;
 //   - CPU seconds and peak RSS of the relay process per repetition;
-//   - the same relay with 100 KiB messages (throughput in MiB/s);
+//   - the same relay with 100 KiB messages (throughput in MiB/s), next to
+//     the disk's durable sequential write speed in the work directory
+//     (gatehouse_100k_of_disk) and its 4 KiB fdatasync rate;
 //   - the relay's RSS with 1,000 open sessions that said EHLO and wait.
 //
 // The Postfix side is /work/shared/bench/postfix_baseline.sh (-postfix-script),
 // run as is with the same knobs; when it is not there Gatehouse is still
 // measured and the ratios are nan. The two never run at the same time.
-// The last six lines are the headline figures, as name=value.
+// The last eight lines are the headline figures, as name=value: the last
+// two are the chain's own limit (smtp-source straight into smtp-sink, same
+// load) and the relay's e2e rate as a fraction of it.
 //
 // With -mailauth (`make bench-mailauth`) it measures mail authentication
 // and DKIM signing instead, against Postfix with opendkim, opendmarc and
@@ -136,7 +140,19 @@ func run(ctx context.Context, o opts) error {
 		return ctx.Err()
 	}
 
-	// 3. Large messages: the copy and fsync path rather than per-message costs.
+	// 3. The chain's own limit: smtp-source straight into smtp-sink.
+	chain, err := benchChain(ctx, o, filepath.Join(dir, "chain"), o.msgs, o.size)
+	if err != nil {
+		return err
+	}
+
+	// 4. Large messages: the copy and fsync path rather than per-message
+	// costs, next to what the disk under the queue can write durably.
+	diskMiBps, fsyncs, err := diskLimits(dir)
+	if err != nil {
+		return fmt.Errorf("disk: %w", err)
+	}
+	fmt.Printf("disk_seq_write_fsync_mib_per_s=%.1f\ndisk_4k_fdatasyncs_per_s=%.0f\n", diskMiBps, fsyncs)
 	if o.bigMsgs > 0 {
 		big, err := benchGatehouse(ctx, o, filepath.Join(dir, "big"), "gatehouse_100k", o.bigMsgs, bigSize, max(o.bigMsgs/10, 1))
 		if err != nil {
@@ -145,12 +161,13 @@ func run(ctx context.Context, o opts) error {
 		fmt.Printf("gatehouse_100k_accept_msgs_per_s=%s\n", bench.F1(big.accept.Med))
 		fmt.Printf("gatehouse_100k_e2e_msgs_per_s=%s\n", bench.F1(big.e2e.Med))
 		fmt.Printf("gatehouse_100k_mib_per_s=%s\n", bench.F1(big.e2e.Med*bigSize/(1<<20)))
+		fmt.Printf("gatehouse_100k_of_disk=%s\n", bench.F2(big.e2e.Med*bigSize/(1<<20)/diskMiBps))
 		fmt.Printf("gatehouse_100k_cpu_s=%.2f\n", big.cpu.Med)
 		fmt.Printf("gatehouse_100k_peak_rss_kib=%d\n", big.peakRSS)
 		fmt.Printf("gatehouse_100k_log_problems=%d\n", big.logProblems)
 	}
 
-	// 4. Memory per idle session.
+	// 5. Memory per idle session.
 	if o.idleSessions > 0 {
 		if err := benchSessions(ctx, o, filepath.Join(dir, "sessions")); err != nil {
 			return err
@@ -165,6 +182,8 @@ func run(ctx context.Context, o opts) error {
 	fmt.Printf("gatehouse_e2e_msgs_per_s=%s\n", bench.F1(gh.e2e.Med))
 	fmt.Printf("postfix_e2e_msgs_per_s=%s\n", bench.F1(pfE2E))
 	fmt.Printf("e2e_ratio=%s\n", bench.F2(gh.e2e.Med/pfE2E))
+	fmt.Printf("chain_limit_msgs_per_s=%s\n", bench.F1(chain.Med))
+	fmt.Printf("gatehouse_of_limit=%s\n", bench.F2(gh.e2e.Med/chain.Med))
 	return pfErr
 }
 
