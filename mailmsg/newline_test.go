@@ -62,5 +62,38 @@ func FuzzNewlineGuard(f *testing.F) {
 		if clean != (err == nil) {
 			t.Fatalf("reject mode on %q: %v", in, err)
 		}
+		// The same as the byte-wise scan it replaced, however the input is
+		// cut into reads, in both modes.
+		for _, normalize := range []bool{true, false} {
+			for _, r := range []io.Reader{strings.NewReader(string(in)), iotest.OneByteReader(strings.NewReader(string(in))), iotest.HalfReader(strings.NewReader(string(in)))} {
+				got, gerr := io.ReadAll(&NewlineGuard{r: r, normalize: normalize})
+				want, werr := refGuard(in, normalize)
+				// (What comes before a rejection is never used.)
+				if (gerr == nil) != (werr == nil) || werr == nil && string(got) != string(want) {
+					t.Fatalf("normalize %v on %q: got %q, %v; byte-wise %q, %v", normalize, in, got, gerr, want, werr)
+				}
+			}
+		}
 	})
+}
+
+// refGuard is the byte-wise guard: CRLF passes, a bare CR or LF becomes
+// CRLF (normalize) or is an error at that point.
+func refGuard(in []byte, normalize bool) ([]byte, error) {
+	var out []byte
+	for i := 0; i < len(in); i++ {
+		switch {
+		case in[i] == '\r' && i+1 < len(in) && in[i+1] == '\n':
+			out = append(out, '\r', '\n')
+			i++
+		case in[i] == '\r' || in[i] == '\n':
+			if !normalize {
+				return out, ErrBareNewline
+			}
+			out = append(out, '\r', '\n')
+		default:
+			out = append(out, in[i])
+		}
+	}
+	return out, nil
 }
