@@ -352,61 +352,119 @@ func (c *Collector) pop3Session(ctx context.Context, a *account, log *slog.Logge
 	var collected, deleted int64
 	// New messages go in batches: retrieved pipelined, committed together
 	// (one directory fsync), then deleted; known ones are only deleted.
-	var batch []pop3.Message
+	var batches [][]pop3.Message
+	var seenDele []int
 	var batchBytes int64
-	var dele []int
-	flush := func() error {
-		if len(batch) > 0 {
-			if err := c.collectBatch(cl, a, batch, limit, log); err != nil {
-				return err
-			}
-			collected += int64(len(batch))
-			if !cfg.Keep {
-				for _, m := range batch {
-					dele = append(dele, m.Num)
-					deletedIDs[m.UID] = true
-				}
-			}
-			batch, batchBytes = batch[:0], 0
-		}
-		if len(dele) > 0 {
-			if err := cl.DeleMany(dele); err != nil {
-				return err
-			}
-			deleted += int64(len(dele))
-			dele = dele[:0]
-		}
-		return nil
-	}
+	n := 0
 	for _, m := range msgs {
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
 		big := m.Size > limit || a.oversize[m.UID]
-		if !seen[m.UID] && !big && int(collected)+len(batch) >= maxNew {
+		if !seen[m.UID] && !big && n >= maxNew {
 			more = true // the rest in the next session
 			break
 		}
 		switch {
 		case seen[m.UID]:
 			if !cfg.Keep {
-				dele = append(dele, m.Num)
+				seenDele = append(seenDele, m.Num)
 				deletedIDs[m.UID] = true
 			}
 		case big:
 			tooLarge = append(tooLarge, m.UID)
 		default:
-			batch = append(batch, m)
+			if len(batches) == 0 || len(batches[len(batches)-1]) >= 32 || batchBytes >= 8<<20 {
+				batches, batchBytes = append(batches, nil), 0
+			}
+			batches[len(batches)-1] = append(batches[len(batches)-1], m)
 			batchBytes += m.Size
-			if len(batch) >= 32 || batchBytes >= 8<<20 {
-				if err := flush(); err != nil {
+			n++
+		}
+	}
+	// A batch's messages are deleted once they are in the queue; the known
+	// ones go with the first.
+	deleOf := func(k int, b []pop3.Message) []int {
+		if cfg.Keep {
+			return nil
+		}
+		var nums []int
+		if k == 0 {
+			nums = seenDele
+		}
+		for _, m := range b {
+			nums = append(nums, m.Num)
+			deletedIDs[m.UID] = true
+		}
+		return nums
+	}
+	if len(batches) == 0 {
+		if len(seenDele) > 0 {
+			if err := cl.DeleMany(seenDele); err != nil {
+				return false, err
+			}
+			deleted += int64(len(seenDele))
+		}
+	} else if !cl.Pipelining() {
+		for k, b := range batches {
+			bodies, err := c.retrieve(a, b, limit, func(nums []int, to func(int) io.Writer) error { return cl.RetrMany(nums, to, limit) })
+			if err != nil {
+				return false, err
+			}
+			if err := c.commitBatch(a.cfg, b, bodies, log); err != nil {
+				return false, err
+			}
+			collected += int64(len(b))
+			if dele := deleOf(k, b); len(dele) > 0 {
+				if err := cl.DeleMany(dele); err != nil {
+					return false, err
+				}
+				deleted += int64(len(dele))
+			}
+		}
+	} else {
+		// Pipelined: the next batch's RETRs go out before this batch is
+		// committed, so that the server sends while the disk syncs, and a
+		// batch's DELEs go out only once it is committed, their answers
+		// read after the next batch's messages.
+		if err := cl.SendRetr(numsOf(batches[0])); err != nil {
+			return false, err
+		}
+		var inflight []int // DELEs sent, answers not read
+		for k, b := range batches {
+			bodies, err := c.retrieve(a, b, limit, func(nums []int, to func(int) io.Writer) error { return cl.ReadRetr(nums, to, limit) })
+			if err != nil {
+				return false, err
+			}
+			if len(inflight) > 0 {
+				if err := cl.ReadDele(inflight); err != nil {
+					return false, err
+				}
+				deleted += int64(len(inflight))
+				inflight = nil
+			}
+			if k+1 < len(batches) {
+				if err := cl.SendRetr(numsOf(batches[k+1])); err != nil {
 					return false, err
 				}
 			}
+			if err := c.commitBatch(a.cfg, b, bodies, log); err != nil {
+				return false, err
+			}
+			collected += int64(len(b))
+			if dele := deleOf(k, b); len(dele) > 0 {
+				if err := cl.SendDele(dele); err != nil {
+					return false, err
+				}
+				inflight = dele
+			}
 		}
-	}
-	if err := flush(); err != nil {
-		return false, err
+		if len(inflight) > 0 {
+			if err := cl.ReadDele(inflight); err != nil {
+				return false, err
+			}
+			deleted += int64(len(inflight))
+		}
 	}
 	if err := cl.Quit(); err != nil {
 		return false, err // deletions not confirmed: the ids stay recorded, retried next time
@@ -429,17 +487,19 @@ func (c *Collector) pop3Session(ctx context.Context, a *account, log *slog.Logge
 	return more, nil
 }
 
-// collectBatch retrieves messages and commits them to the queue together;
-// it returns only once the queue has them all on disk. Each message is
-// read up to limit octets and no further.
-func (c *Collector) collectBatch(cl *pop3.Client, a *account, batch []pop3.Message, limit int64, log *slog.Logger) error {
-	cfg := a.cfg
-	bodies := make([]bytes.Buffer, len(batch))
-	nums := make([]int, len(batch))
-	for i, m := range batch {
+func numsOf(b []pop3.Message) []int {
+	nums := make([]int, len(b))
+	for i, m := range b {
 		nums[i] = m.Num
 	}
-	if err := cl.RetrMany(nums, func(i int) io.Writer { return &bodies[i] }, limit); err != nil {
+	return nums
+}
+
+// retrieve reads a batch's messages with read (RetrMany, or ReadRetr
+// after SendRetr), each up to limit octets and no further.
+func (c *Collector) retrieve(a *account, batch []pop3.Message, limit int64, read func(nums []int, to func(int) io.Writer) error) ([]bytes.Buffer, error) {
+	bodies := make([]bytes.Buffer, len(batch))
+	if err := read(numsOf(batch), func(i int) io.Writer { return &bodies[i] }); err != nil {
 		var tl *pop3.TooLargeError
 		if errors.As(err, &tl) {
 			// The server announced less than it sends. The session is
@@ -448,13 +508,19 @@ func (c *Collector) collectBatch(cl *pop3.Client, a *account, batch []pop3.Messa
 			for _, m := range batch {
 				if m.Num == tl.Num {
 					a.oversize[m.UID] = true
-					return fmt.Errorf("message %d (uid %s) is larger than smtp.limits.message_size (%d octets), "+
+					return nil, fmt.Errorf("message %d (uid %s) is larger than smtp.limits.message_size (%d octets), "+
 						"though LIST said %d: left on the server", m.Num, m.UID, limit, m.Size)
 				}
 			}
 		}
-		return err // the connection is probably gone: nothing was committed
+		return nil, err // the connection is probably gone: nothing was committed
 	}
+	return bodies, nil
+}
+
+// commitBatch commits retrieved messages to the queue together; it
+// returns only once the queue has them all on disk.
+func (c *Collector) commitBatch(cfg config.FetchAccount, batch []pop3.Message, bodies []bytes.Buffer, log *slog.Logger) error {
 	keys := make([]string, len(batch))
 	raw := make([][]byte, len(batch))
 	for i, m := range batch {

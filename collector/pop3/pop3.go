@@ -509,17 +509,19 @@ func (c *Client) RetrMany(nums []int, to func(i int) io.Writer, limit int64) err
 		}
 		return nil
 	}
-	var b strings.Builder
-	for _, n := range nums {
-		fmt.Fprintf(&b, "RETR %d\r\n", n)
-	}
-	if c.err != nil {
-		return c.err
-	}
-	c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
-	if _, err := io.WriteString(c.conn, b.String()); err != nil {
+	if err := c.SendRetr(nums); err != nil {
 		return err
 	}
+	return c.ReadRetr(nums, to, limit)
+}
+
+// SendRetr sends RETR for each of nums in one write, answers not read:
+// ReadRetr reads them, in order, after the answers to whatever was sent
+// before. Only with PIPELINING.
+func (c *Client) SendRetr(nums []int) error { return c.send("RETR", nums) }
+
+// ReadRetr reads the answers to SendRetr(nums), as RetrMany.
+func (c *Client) ReadRetr(nums []int, to func(i int) io.Writer, limit int64) error {
 	for i, n := range nums {
 		if _, err := c.status(); err != nil {
 			return fmt.Errorf("pop3: RETR %d: %w", n, err)
@@ -527,6 +529,36 @@ func (c *Client) RetrMany(nums []int, to func(i int) io.Writer, limit int64) err
 		if err := c.body(n, to(i), limit); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// SendDele sends DELE for each of nums in one write; ReadDele reads the
+// answers. Only with PIPELINING.
+func (c *Client) SendDele(nums []int) error { return c.send("DELE", nums) }
+
+// ReadDele reads the answers to SendDele(nums).
+func (c *Client) ReadDele(nums []int) error {
+	for _, n := range nums {
+		if _, err := c.status(); err != nil {
+			return fmt.Errorf("pop3: DELE %d: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// send writes verb with each of nums, one command a line, in one write.
+func (c *Client) send(verb string, nums []int) error {
+	if c.err != nil {
+		return c.err
+	}
+	var b strings.Builder
+	for _, n := range nums {
+		fmt.Fprintf(&b, "%s %d\r\n", verb, n)
+	}
+	c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	if _, err := io.WriteString(c.conn, b.String()); err != nil {
+		return c.fail(fmt.Errorf("pop3: %s: %w", verb, err))
 	}
 	return nil
 }
@@ -541,21 +573,8 @@ func (c *Client) DeleMany(nums []int) error {
 		}
 		return nil
 	}
-	var b strings.Builder
-	for _, n := range nums {
-		fmt.Fprintf(&b, "DELE %d\r\n", n)
-	}
-	if c.err != nil {
-		return c.err
-	}
-	c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
-	if _, err := io.WriteString(c.conn, b.String()); err != nil {
+	if err := c.SendDele(nums); err != nil {
 		return err
 	}
-	for _, n := range nums {
-		if _, err := c.status(); err != nil {
-			return fmt.Errorf("pop3: DELE %d: %w", n, err)
-		}
-	}
-	return nil
+	return c.ReadDele(nums)
 }

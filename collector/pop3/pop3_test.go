@@ -17,6 +17,32 @@ import (
 func fakeServer(t *testing.T, greeting string, replies map[string]string) *Client {
 	t.Helper()
 	cli, srv := net.Pipe()
+	return serveFake(t, cli, srv, greeting, replies)
+}
+
+// tcpFakeServer is fakeServer over loopback TCP, whose buffers let a
+// client write while the server's answers wait to be read (net.Pipe has
+// none), as pipelining needs.
+func tcpFakeServer(t *testing.T, greeting string, replies map[string]string) *Client {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cli, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveFake(t, cli, srv, greeting, replies)
+}
+
+func serveFake(t *testing.T, cli, srv net.Conn, greeting string, replies map[string]string) *Client {
+	t.Helper()
 	go func() {
 		defer srv.Close()
 		srv.Write([]byte(greeting))
@@ -215,4 +241,48 @@ func FuzzResponses(f *testing.F) {
 			t.Fatalf("body of %q:\n got %q\nwant %q", rest, got.Bytes(), want.Bytes())
 		}
 	})
+}
+
+// Pipelined as the collector does it: the next batch's RETRs go out before
+// the last batch's DELEs, and the answers are read in the order sent.
+func TestPipelinedBatches(t *testing.T) {
+	c := tcpFakeServer(t, "+OK ready\r\n", map[string]string{
+		"CAPA": "+OK\r\nPIPELINING\r\n.\r\n",
+		"RETR": "+OK\r\nSubject: x\r\n\r\n..dot\r\n.\r\n",
+		"DELE": "+OK marked\r\n",
+	})
+	if !c.Pipelining() {
+		t.Fatal("PIPELINING not seen")
+	}
+	var bodies [3]strings.Builder
+	to := func(off int) func(int) io.Writer { return func(i int) io.Writer { return &bodies[off+i] } }
+	if err := c.SendRetr([]int{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ReadRetr([]int{1, 2}, to(0), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendRetr([]int{3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendDele([]int{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ReadRetr([]int{3}, to(2), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ReadDele([]int{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range bodies {
+		if b.String() != "Subject: x\r\n\r\n.dot\r\n" {
+			t.Errorf("message %d: %q", i+1, b.String())
+		}
+	}
+	// A DELE answered -ERR is an error naming the message.
+	c2 := tcpFakeServer(t, "+OK ready\r\n", map[string]string{"CAPA": "+OK\r\nPIPELINING\r\n.\r\n", "DELE": "-ERR no such message\r\n"})
+	c2.SendDele([]int{7})
+	if err := c2.ReadDele([]int{7}); err == nil || !strings.Contains(err.Error(), "DELE 7") {
+		t.Errorf("ReadDele: %v", err)
+	}
 }

@@ -216,6 +216,18 @@ func ProcCPU(pid int) float64 {
 	return float64(u+s) / ClkTck
 }
 
+// ChildrenCPU is the CPU seconds of pid's children that it has reaped
+// (cutime + cstime): a server master's per-connection processes.
+func ChildrenCPU(pid int) float64 {
+	f := procStat(pid)
+	if len(f) < 15 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[13], 10, 64)
+	s, _ := strconv.ParseInt(f[14], 10, 64)
+	return float64(u+s) / ClkTck
+}
+
 // PPID is process pid's parent (0 when it cannot be read).
 func PPID(pid int) int {
 	f := procStat(pid)

@@ -369,6 +369,8 @@ fetch:
 	if err := bench.Sleep(ctx, o.settle); err != nil {
 		return 0, 0, err
 	}
+	dvPID := w.dovecotPID()
+	dv0 := bench.ChildrenCPU(dvPID)
 
 	logPath := filepath.Join(w.dir, fmt.Sprintf("gatehouse%d.log", i))
 	lf, err := os.Create(logPath)
@@ -434,6 +436,16 @@ fetch:
 	if err := fetchStatus(o.bin, run); err != nil {
 		return 0, 0, err
 	}
+	// Dovecot's side, as the baseline script counts it: the CPU of the
+	// pop3/imap processes its master reaped, once they have ended.
+	for range 50 {
+		if !w.dovecotBusy(dvPID) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	dv := bench.ChildrenCPU(dvPID) - dv0
+	fmt.Printf("rep=%d proto=%s dovecot_cpu_s=%.2f dovecot_busy_of_wall=%.2f\n", i, proto, dv, dv/secs)
 	return secs, cpu, nil
 }
 
@@ -597,6 +609,31 @@ func benchFetchmail(ctx context.Context, o opts, script string, have bool) (pop3
 }
 
 // ---------------------------------------------------------------- helpers
+
+// dovecotPID is the Dovecot master's process id (0 if unknown).
+func (w *world) dovecotPID() int {
+	b, err := os.ReadFile(filepath.Join(w.work, "dovecot", "run", "master.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+// dovecotBusy says whether the master still has a pop3 or imap process.
+func (w *world) dovecotBusy(master int) bool {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || bench.PPID(pid) != master {
+			continue
+		}
+		if c := procComm(pid); c == "pop3" || c == "imap" {
+			return true
+		}
+	}
+	return false
+}
 
 // procComm is a live process's name, "" when it is gone (or a zombie).
 func procComm(pid int) string {
