@@ -6,7 +6,9 @@
 //     routes: netlink writes (must be 0) and time per reconcile;
 //   - DNS: latency of a cached answer from the built-in resolver (the
 //     `gatehouse service dns` process) and from dnsmasq's cache, both
-//     forwarding to the same upstream, asked by the same client.
+//     forwarding to the same upstream, asked by the same client, in five
+//     alternating runs: each run's p50/p99, the pooled ones, and the run
+//     where Gatehouse's p99 fared worst against dnsmasq's.
 package main
 
 import (
@@ -131,7 +133,17 @@ func benchDNS(dir, ns, bin string, n int) error {
 		return err
 	}
 	defer kill(gh)
-	time.Sleep(time.Second)
+	// Ready when it answers: ask until it does.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		m := new(dns.Msg)
+		m.SetQuestion("mail.example.test.", dns.TypeA)
+		if _, _, err := (&dns.Client{Timeout: 200 * time.Millisecond}).Exchange(m, "127.0.0.1:53"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("the built-in resolver never answered: %w", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	measure := func(server string) ([]time.Duration, error) {
 		c := &dns.Client{Timeout: 2 * time.Second}
@@ -157,9 +169,13 @@ func benchDNS(dir, ns, bin string, n int) error {
 		slices.Sort(lat)
 		return lat, nil
 	}
-	// Alternate the two so neither gets the quieter machine.
+	// Alternate the two so neither gets the quieter machine; five runs,
+	// each judged on its own, and all of them pooled.
 	var ghLat, dmLat []time.Duration
-	for range 2 {
+	p := func(l []time.Duration, q int) float64 { return us(l[len(l)*q/100]) }
+	worst := 0.0
+	var ghWorst, dmWorst float64
+	for run := 1; run <= 5; run++ {
 		g, err := measure("127.0.0.1:53")
 		if err != nil {
 			return err
@@ -168,14 +184,21 @@ func benchDNS(dir, ns, bin string, n int) error {
 		if err != nil {
 			return err
 		}
+		r := p(g, 99) / p(d, 99)
+		fmt.Printf("run=%d gatehouse_dns_cached_p50_us=%.1f gatehouse_dns_cached_p99_us=%.1f dnsmasq_dns_cached_p50_us=%.1f dnsmasq_dns_cached_p99_us=%.1f dns_cached_p99_ratio=%.2f\n",
+			run, p(g, 50), p(g, 99), p(d, 50), p(d, 99), r)
+		if r > worst {
+			worst, ghWorst, dmWorst = r, p(g, 99), p(d, 99)
+		}
 		ghLat, dmLat = append(ghLat, g...), append(dmLat, d...)
 	}
 	slices.Sort(ghLat)
 	slices.Sort(dmLat)
-	p := func(l []time.Duration, q int) float64 { return us(l[len(l)*q/100]) }
 	fmt.Printf("dns_queries=%d\n", len(ghLat))
 	fmt.Printf("gatehouse_dns_cached_p50_us=%.1f\ngatehouse_dns_cached_p99_us=%.1f\n", p(ghLat, 50), p(ghLat, 99))
 	fmt.Printf("dnsmasq_dns_cached_p50_us=%.1f\ndnsmasq_dns_cached_p99_us=%.1f\n", p(dmLat, 50), p(dmLat, 99))
+	// The run where Gatehouse fared worst against dnsmasq.
+	fmt.Printf("dns_cached_p99_worst_run_gatehouse_us=%.1f\ndns_cached_p99_worst_run_dnsmasq_us=%.1f\ndns_cached_p99_worst_ratio=%.2f\n", ghWorst, dmWorst, worst)
 	fmt.Printf("dns_cached_p99_ratio=%.2f\n", p(ghLat, 99)/p(dmLat, 99))
 	return nil
 }
