@@ -44,17 +44,8 @@ func BenchmarkBuildReplace(b *testing.B) {
 			b.Fatal(err)
 		}
 		t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
-		bc.AddTable(t)
-		bc.DelTable(t)
-		bc.AddTable(t)
-		bd := &builder{c: bc.Conn, t: t, peerSets: map[string]*nftables.Set{}}
-		bd.banSets(rs.BanSets, nil)
-		for _, s := range p.sets {
-			bd.addPeerSet(s)
-		}
-		bd.rules(rs, p)
-		if bd.err != nil {
-			b.Fatal(bd.err)
+		if err := buildReplace(bc, t, rs, p, nil); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -110,6 +110,22 @@ func (n NFT) Update(rs Ruleset) (Applied, error) {
 	return Applied{Replaced: true, Retried: retried}, nil
 }
 
+// buildReplace puts the whole table's replacement into bc's batch: add,
+// delete, add the table, then its ban sets (with bans carried over), peer
+// sets and rules.
+func buildReplace(bc *batchConn, t *nftables.Table, rs Ruleset, p plan, bans map[string][]nftables.SetElement) error {
+	bc.AddTable(t)
+	bc.DelTable(t)
+	bc.AddTable(t)
+	b := &builder{c: bc.Conn, t: t, peerSets: map[string]*nftables.Set{}}
+	b.banSets(rs.BanSets, bans)
+	for _, s := range p.sets {
+		b.addPeerSet(s)
+	}
+	b.rules(rs, p)
+	return b.err
+}
+
 // replaceTable replaces the gatehouse table with rs: add (a no-op if it
 // exists), delete, add, in one batch that works whether or not the table
 // was there. It returns the new table's handle, 0 if it cannot tell.
@@ -134,17 +150,8 @@ func replaceTable(sock *nlSocket, rs Ruleset, p plan) (uint64, error) {
 		}
 		c.CloseLasting()
 	}
-	bc.AddTable(t)
-	bc.DelTable(t)
-	bc.AddTable(t)
-	b := &builder{c: bc.Conn, t: t, peerSets: map[string]*nftables.Set{}}
-	b.banSets(rs.BanSets, bans)
-	for _, s := range p.sets {
-		b.addPeerSet(s)
-	}
-	b.rules(rs, p)
-	if b.err != nil {
-		return 0, b.err
+	if err := buildReplace(bc, t, rs, p, bans); err != nil {
+		return 0, err
 	}
 	if err := bc.flush(); err != nil {
 		return 0, fmt.Errorf("firewall: apply nftables batch: %w", err)

@@ -206,25 +206,21 @@ func Stats(v []float64) Stat {
 
 // ProcCPU is the user and system CPU seconds process pid has used (0 when
 // it cannot be read).
-func ProcCPU(pid int) float64 {
-	f := procStat(pid)
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return float64(u+s) / ClkTck
-}
+func ProcCPU(pid int) float64 { return statSeconds(pid, 11) }
 
 // ChildrenCPU is the CPU seconds of pid's children that it has reaped
 // (cutime + cstime): a server master's per-connection processes.
-func ChildrenCPU(pid int) float64 {
+func ChildrenCPU(pid int) float64 { return statSeconds(pid, 13) }
+
+// statSeconds is the sum of the user and system clock ticks at field i
+// and i+1 of pid's stat (after the command), in seconds.
+func statSeconds(pid, i int) float64 {
 	f := procStat(pid)
-	if len(f) < 15 {
+	if len(f) < i+2 {
 		return 0
 	}
-	u, _ := strconv.ParseInt(f[13], 10, 64)
-	s, _ := strconv.ParseInt(f[14], 10, 64)
+	u, _ := strconv.ParseInt(f[i], 10, 64)
+	s, _ := strconv.ParseInt(f[i+1], 10, 64)
 	return float64(u+s) / ClkTck
 }
 
