@@ -52,14 +52,18 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/
 
+# The patched go-smtp is a module of its own (./... stops at it): its own
+# tests and ours of the patches run here too.
 unit:
 	$(GO) test -race -count=1 ./...
+	$(GO) -C third_party/go-smtp test -race -count=1 ./...
 
 # The readers of what remote peers send (POP3 responses, SMTP replies, NRPE
 # packets, SNMP datagrams), the syslog formatter and the mail
 # authentication and transport security parsers (DKIM keys, DNSBL zones,
 # DKIM signature tags, From domains, Authentication-Results authserv-id,
-# MTA-STS records and policies, TLSA records, TLS-RPT records) and our patched
+# MTA-STS records and policies, TLSA records, TLS-RPT records), the line-end
+# guard of message data (against the byte-wise rule) and our patched
 # go-smtp's DATA and line length readers (against upstream's, in their own
 # module's directory), fuzzed for a number of inputs each (FUZZTIME=2000000x,
 # or a duration such as 10m, for a longer run). A count, not a duration: Go
@@ -89,6 +93,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAddress$$' -fuzztime $(FUZZTIME) ./mailmsg/
 	$(GO) test -run '^$$' -fuzz '^FuzzESMTPParams$$' -fuzztime $(FUZZTIME) ./smtpd/
 	$(GO) test -run '^$$' -fuzz '^FuzzORCPT$$' -fuzztime $(FUZZTIME) ./mailmsg/
+	$(GO) test -run '^$$' -fuzz '^FuzzNewlineGuard$$' -fuzztime $(FUZZTIME) ./mailmsg/
 	$(GO) -C third_party/go-smtp test -run '^$$' -fuzz '^FuzzDataReader$$' -fuzztime $(FUZZTIME) .
 	$(GO) -C third_party/go-smtp test -run '^$$' -fuzz '^FuzzLineLimitReader$$' -fuzztime $(FUZZTIME) .
 
