@@ -117,3 +117,45 @@ func TestRemoveDropsState(t *testing.T) {
 		t.Fatalf("state/%s left after restart: %v", id, err)
 	}
 }
+
+// A message removed while it is being read (an operator's delete during
+// its delivery) is not reused: the reader goes on reading its own bytes,
+// never the next message's.
+func TestRemovedWhileReadIsNotReused(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _ := OpenStore(dir)
+	defer s.Close()
+	old := strings.Repeat("first message line\r\n", 400)
+	id := enqueue(t, s, nil, "a@x.example", old, "u@one.example")
+	env, err := s.readEnvelope(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Open(&env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 10)
+	io.ReadFull(r, head)
+	if err := s.Remove(id); err != nil {
+		t.Fatal(err)
+	}
+	if spares, _ := filepath.Glob(filepath.Join(dir, "tmp", "spare.*")); len(spares) != 0 {
+		t.Fatalf("a file still being read became a spare: %v", spares)
+	}
+	enqueue(t, s, nil, "a@x.example", strings.Repeat("SECOND MESSAGE\r\n", 600), "u@one.example")
+	rest, _ := io.ReadAll(r)
+	r.Close()
+	if got := string(head) + string(rest); got != old {
+		t.Fatalf("the reader of the removed message read %d bytes, not its own (%q…)", len(got), got[:min(40, len(got))])
+	}
+	// Closed, the count is gone: the next removal makes a spare again.
+	id2 := enqueue(t, s, nil, "a@x.example", "x\r\n", "u@one.example")
+	env2, _ := s.readEnvelope(id2)
+	r2, _ := s.Open(&env2)
+	r2.Close()
+	s.Remove(id2)
+	if spares, _ := filepath.Glob(filepath.Join(dir, "tmp", "spare.*")); len(spares) != 1 {
+		t.Fatalf("spares after a closed reader's message left: %v", spares)
+	}
+}

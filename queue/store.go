@@ -165,6 +165,7 @@ type Store struct {
 	smu      sync.Mutex
 	spares   []string
 	spareSeq uint64
+	readers  map[string]int // messages open for reading, by id
 	// withState are the messages that have a state file: the others need
 	// no unlink of one when they leave.
 	withState map[string]bool
@@ -213,7 +214,7 @@ func OpenStore(dir string) (*Store, []Loaded, []error) {
 	var rnd [3]byte
 	rand.Read(rnd[:])
 	s := &Store{dir: dir, msgDir: md, prefix: strings.ToUpper(hex.EncodeToString(rnd[:])), commits: make(chan chan error, 256), closed: make(chan struct{}),
-		dedupKeys: map[string]Dedup{}, dedupLogged: map[string]bool{}, withState: map[string]bool{}}
+		dedupKeys: map[string]Dedup{}, dedupLogged: map[string]bool{}, withState: map[string]bool{}, readers: map[string]int{}}
 	go s.committer()
 
 	ents, err := md.ReadDir(-1)
@@ -344,26 +345,26 @@ func (s *Store) spare() (string, bool) {
 	return p, true
 }
 
-// retire makes the file at path, no longer a message, a spare: moved into
+// retire makes the file of message id, no longer a message, a spare: moved into
 // tmp/ (from then on the message is gone, as by an unlink), to be written
 // over by the next message. Its bytes stay in tmp/ until then, as a
 // deleted file's stay on the disk; tmp/ is the relay's alone (0700) and
 // is cleared at start-up. When the pool is full it is removed.
-func (s *Store) retire(path string) error {
+func (s *Store) retire(id string) error {
+	path := s.path("msg", id)
 	s.smu.Lock()
-	full := len(s.spares) >= maxSpares
-	s.spareSeq++
-	name := s.path("tmp", fmt.Sprintf("spare.%d", s.spareSeq))
-	s.smu.Unlock()
-	if full {
+	defer s.smu.Unlock()
+	// Open for reading (see Open): unlinked, so that the reader keeps
+	// the old bytes and no new message is written into them.
+	if len(s.spares) >= maxSpares || s.readers[id] > 0 {
 		return unix.Unlink(path)
 	}
+	s.spareSeq++
+	name := s.path("tmp", fmt.Sprintf("spare.%d", s.spareSeq))
 	if err := unix.Rename(path, name); err != nil {
 		return err
 	}
-	s.smu.Lock()
 	s.spares = append(s.spares, name)
-	s.smu.Unlock()
 	return nil
 }
 
@@ -535,14 +536,41 @@ func (s *Store) committer() {
 // Open returns a reader of the message as it goes out: the envelope's
 // prepended header fields, then the data.
 func (s *Store) Open(env *Envelope) (io.ReadCloser, error) {
+	// Counted while open: a message removed meanwhile (an operator's
+	// delete during its delivery) is unlinked, never made a spare, so the
+	// reader never sees the next message's bytes.
+	s.smu.Lock()
+	s.readers[env.ID]++
+	s.smu.Unlock()
 	f, err := openFile(s.path("msg", env.ID), unix.O_RDONLY, 0)
 	if err != nil {
+		s.doneReading(env.ID)
 		return nil, fmt.Errorf("queue: %w", err)
 	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(strings.NewReader(env.Prepend), io.LimitReader(f, env.Size)), f}, nil
+	return &msgReader{Reader: io.MultiReader(strings.NewReader(env.Prepend), io.LimitReader(f, env.Size)), f: f, s: s, id: env.ID}, nil
+}
+
+// msgReader is an open message; Close ends the reader's count.
+type msgReader struct {
+	io.Reader
+	f    *os.File
+	s    *Store
+	id   string
+	once sync.Once
+}
+
+func (r *msgReader) Close() error {
+	err := r.f.Close()
+	r.once.Do(func() { r.s.doneReading(r.id) })
+	return err
+}
+
+func (s *Store) doneReading(id string) {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.readers[id]--; s.readers[id] <= 0 {
+		delete(s.readers, id)
+	}
 }
 
 // OutSize is the size of the message as it goes out.
@@ -579,7 +607,7 @@ func (s *Store) Remove(id string) error {
 			return fmt.Errorf("queue: record collected %s/%s: %w", key.Set, key.Key, err)
 		}
 	}
-	if err := s.retire(s.path("msg", id)); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := s.retire(id); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("queue: remove %s: %w", id, err)
 	}
 	s.smu.Lock()
