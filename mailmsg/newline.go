@@ -72,16 +72,25 @@ func (g *NewlineGuard) bad() {
 	}
 }
 
-// scan copies in to out, checking every line end. Lines are found with
-// bytes.IndexByte, and a line ending in CRLF is copied whole: most lines
-// cost two vectorised searches, not a byte-by-byte one.
+// scan copies in to out, checking every line end. The next CR and LF are
+// found with bytes.IndexByte and remembered until passed, so each byte is
+// searched once whatever the line ends; a line ending in CRLF is copied
+// whole.
 func (g *NewlineGuard) scan(in, out []byte) []byte {
-	for len(in) > 0 {
+	const unknown, none = -2, -1
+	cr, lf := unknown, unknown // the next CR and LF at or after i
+	next := func(c byte, from int) int {
+		if j := bytes.IndexByte(in[from:], c); j >= 0 {
+			return from + j
+		}
+		return none
+	}
+	for i := 0; i < len(in); {
 		if g.cr {
 			g.cr = false
-			if in[0] == '\n' {
+			if in[i] == '\n' {
 				out = append(out, '\r', '\n')
-				in = in[1:]
+				i++
 				continue
 			}
 			if g.bad(); g.err != nil {
@@ -90,29 +99,29 @@ func (g *NewlineGuard) scan(in, out []byte) []byte {
 			out = append(out, '\r', '\n')
 			continue
 		}
-		lf := bytes.IndexByte(in, '\n')
-		line := in
-		if lf >= 0 {
-			line = in[:lf]
+		if cr != none && cr < i {
+			cr = next('\r', i)
 		}
-		cr := bytes.IndexByte(line, '\r')
+		if lf != none && lf < i {
+			lf = next('\n', i)
+		}
 		switch {
-		case cr < 0 && lf < 0: // no line end in sight
-			return append(out, in...)
-		case cr < 0: // a bare LF
-			out = append(out, in[:lf]...)
+		case cr == none && lf == none: // no line end in sight
+			return append(out, in[i:]...)
+		case lf != none && (cr == none || lf < cr): // a bare LF
+			out = append(out, in[i:lf]...)
 			if g.bad(); g.err != nil {
 				return out
 			}
 			out = append(out, '\r', '\n')
-			in = in[lf+1:]
-		case lf >= 0 && cr == lf-1: // the line ends in CRLF
-			out = append(out, in[:lf+1]...)
-			in = in[lf+1:]
+			i = lf + 1
+		case lf == cr+1: // the line ends in CRLF
+			out = append(out, in[i:lf+1]...)
+			i = lf + 1
 		default: // a CR not (or not yet) followed by LF
-			out = append(out, in[:cr]...)
+			out = append(out, in[i:cr]...)
 			g.cr = true
-			in = in[cr+1:]
+			i = cr + 1
 		}
 	}
 	return out

@@ -19,8 +19,8 @@ func inode(t *testing.T, path string) uint64 {
 	return fi.Sys().(*syscall.Stat_t).Ino
 }
 
-// A message that leaves the queue leaves an empty spare in tmp/, which the
-// next message is written over; the next message carries nothing of the
+// A message that leaves the queue leaves a spare in tmp/, which a later
+// message is written over once the removal is on disk; the next message carries nothing of the
 // old one (the longer old file is cut), and a restart clears the spares.
 func TestSpareFileReused(t *testing.T) {
 	dir := t.TempDir()
@@ -38,6 +38,13 @@ func TestSpareFileReused(t *testing.T) {
 		t.Fatalf("spares %v", spares)
 	}
 
+	// Not reused before an fsync of msg/ has put its removal on disk:
+	// the message committed meanwhile gets a new file, and its commit's
+	// fsync frees the spare for the next.
+	between := enqueue(t, s, nil, "a@x.example", "Subject: between\r\n\r\nx\r\n", "u@one.example")
+	if got := inode(t, filepath.Join(dir, "msg", between)); got == ino {
+		t.Fatal("the spare was written over before its removal from msg/ was synced")
+	}
 	second := enqueue(t, s, nil, "a@x.example", "Subject: new\r\n\r\nshort\r\n", "u@one.example")
 	if got := inode(t, filepath.Join(dir, "msg", second)); got != ino {
 		t.Fatalf("second message in inode %d, want the spare %d", got, ino)
@@ -68,6 +75,7 @@ func TestSpareFileReused(t *testing.T) {
 	w.Abort()
 
 	s.Remove(second)
+	s.Remove(between)
 	s.Close()
 	s2, loaded, probs := OpenStore(dir)
 	defer s2.Close()
@@ -157,5 +165,18 @@ func TestRemovedWhileReadIsNotReused(t *testing.T) {
 	s.Remove(id2)
 	if spares, _ := filepath.Glob(filepath.Join(dir, "tmp", "spare.*")); len(spares) != 1 {
 		t.Fatalf("spares after a closed reader's message left: %v", spares)
+	}
+}
+
+// A large message's file is not kept: spares must not hold much of the
+// disk the relay's free-space check counts.
+func TestLargeFileIsNotKept(t *testing.T) {
+	dir := t.TempDir()
+	s, _, _ := OpenStore(dir)
+	defer s.Close()
+	id := enqueue(t, s, nil, "a@x.example", strings.Repeat("x", maxSpareSize+1), "u@one.example")
+	s.Remove(id)
+	if spares, _ := filepath.Glob(filepath.Join(dir, "tmp", "spare.*")); len(spares) != 0 {
+		t.Fatalf("a %d-byte file kept as a spare", maxSpareSize)
 	}
 }

@@ -5,8 +5,8 @@
 // Layout under the queue directory:
 //
 //	tmp/<id>    being received; removed at start-up (never acknowledged)
-//	tmp/spare.<n>  an empty file of a delivered message, kept to receive
-//	            the next one (see spares); removed at start-up too
+//	tmp/spare.<n>  the file of a message that left the queue, kept to be
+//	            written over by a new one (see spares); removed at start-up
 //	msg/<id>    accepted: the message data, then the envelope, then a trailer
 //	state/<id>  per-recipient delivery state, replaced atomically; absent
 //	            while nothing has been tried
@@ -163,7 +163,8 @@ type Store struct {
 	// (ext4 without a journal scans past every inode freed in the last
 	// seconds, and a busy relay frees hundreds a second).
 	smu      sync.Mutex
-	spares   []string
+	spares   []spare // reusable: their removal from msg/ is on disk
+	retired  []spare // not yet: waiting for the next fsync of msg/
 	spareSeq uint64
 	readers  map[string]int // messages open for reading, by id
 	// withState are the messages that have a state file: the others need
@@ -330,8 +331,17 @@ func openFile(path string, flag int, perm uint32) (*os.File, error) {
 }
 
 // maxSpares bounds the files kept for reuse: about the number of messages
-// received at once.
-const maxSpares = 256
+// received at once. Only files up to maxSpareSize are kept, so that spares
+// never hold much of the disk the relay's free-space check counts.
+const (
+	maxSpares    = 256
+	maxSpareSize = 256 << 10
+)
+
+type spare struct {
+	path string
+	size int64
+}
 
 // spare takes a file to reuse, if there is one.
 func (s *Store) spare() (string, bool) {
@@ -342,29 +352,36 @@ func (s *Store) spare() (string, bool) {
 	}
 	p := s.spares[len(s.spares)-1]
 	s.spares = s.spares[:len(s.spares)-1]
-	return p, true
+	return p.path, true
 }
 
-// retire makes the file of message id, no longer a message, a spare: moved into
-// tmp/ (from then on the message is gone, as by an unlink), to be written
-// over by the next message. Its bytes stay in tmp/ until then, as a
-// deleted file's stay on the disk; tmp/ is the relay's alone (0700) and
-// is cleared at start-up. When the pool is full it is removed.
+// retire makes the file of message id, no longer a message, a spare: moved
+// into tmp/ (from then on the message is gone, as by an unlink), to be
+// written over by a later message. Not before the next fsync of msg/ that
+// started after the rename: should the power fail first, msg/<id> may come
+// back pointing at the file, and it must still hold that message, not the
+// start of another's. Its bytes stay in tmp/ until then, as a deleted
+// file's stay on the disk; tmp/ is the relay's alone (0700) and is
+// cleared at start-up. A full pool, a large file or a file still open for
+// reading is unlinked instead.
 func (s *Store) retire(id string) error {
 	path := s.path("msg", id)
+	var st unix.Stat_t
+	big := unix.Stat(path, &st) != nil || st.Size > maxSpareSize
 	s.smu.Lock()
-	defer s.smu.Unlock()
 	// Open for reading (see Open): unlinked, so that the reader keeps
 	// the old bytes and no new message is written into them.
-	if len(s.spares) >= maxSpares || s.readers[id] > 0 {
+	if big || len(s.spares)+len(s.retired) >= maxSpares || s.readers[id] > 0 {
+		s.smu.Unlock()
 		return unix.Unlink(path)
 	}
+	defer s.smu.Unlock()
 	s.spareSeq++
 	name := s.path("tmp", fmt.Sprintf("spare.%d", s.spareSeq))
 	if err := unix.Rename(path, name); err != nil {
 		return err
 	}
-	s.spares = append(s.spares, name)
+	s.retired = append(s.retired, spare{name, st.Size})
 	return nil
 }
 
@@ -526,7 +543,20 @@ func (s *Store) committer() {
 				break drain
 			}
 		}
+		// Files retired before this fsync starts may be reused once it
+		// has succeeded (see retire).
+		s.smu.Lock()
+		retired := s.retired
+		s.retired = nil
+		s.smu.Unlock()
 		err := s.msgDir.Sync()
+		s.smu.Lock()
+		if err == nil {
+			s.spares = append(s.spares, retired...)
+		} else {
+			s.retired = append(retired, s.retired...)
+		}
+		s.smu.Unlock()
 		for _, d := range batch {
 			d <- err
 		}

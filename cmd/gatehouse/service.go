@@ -52,6 +52,11 @@ func cmdService(args []string, stdout io.Writer) error {
 	if *cfg == "" || *run == "" {
 		return &exitError{2, errors.New("gatehouse service: --config and --run are required")}
 	}
+	// A reload (SIGHUP) may come while the service waits at its gate: it
+	// must not end it (the default), and is taken once through.
+	reload := make(chan struct{}, 1)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, unix.SIGHUP)
 	// Started early by the supervisor: wait here until what the service
 	// needs is there (the firewall's default deny, netfilter).
 	if err := service.AwaitGate(); errors.Is(err, service.ErrNotReleased) {
@@ -69,9 +74,6 @@ func cmdService(args []string, stdout io.Writer) error {
 	}}))
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
-	reload := make(chan struct{}, 1)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, unix.SIGHUP)
 	go func() {
 		for range hup {
 			select {

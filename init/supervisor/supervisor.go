@@ -399,10 +399,22 @@ func (s *Supervisor) runOnce(u *unit, log *slog.Logger, released <-chan struct{}
 			defer gateW.Close() // without a byte: the service gives up
 			select {
 			case <-released:
-				u.setPhase(status.Starting)
-				gateW.Write([]byte{1})
 			case <-exited:
+				return
 			case <-s.stopped:
+				return
+			}
+			if s.isStopping() { // both ready at once: stopping wins
+				return
+			}
+			u.mu.Lock()
+			if u.state.Phase == status.Waiting {
+				u.state.Phase, u.state.Since = status.Starting, time.Now()
+			}
+			u.mu.Unlock()
+			gateW.Write([]byte{1})
+			if !u.svc.Notify {
+				u.markReady(log) // runs, now that it is through its gate
 			}
 		}()
 	}
@@ -428,7 +440,7 @@ func (s *Supervisor) runOnce(u *unit, log *slog.Logger, released <-chan struct{}
 			defer readers.Done()
 			u.readNotify(notify, log, s.setCondition)
 		}()
-	} else {
+	} else if gateW == nil {
 		u.markReady(log)
 	}
 	exit := child.Wait()

@@ -582,3 +582,29 @@ func TestGatedServiceStartsEarlyAndWaits(t *testing.T) {
 		t.Errorf("events %q: want the held service to end at its gate", evs)
 	}
 }
+
+// A gated service that does not notify counts as ready once through its
+// gate, not when its process starts.
+func TestGatedWithoutNotifyReadyAfterGate(t *testing.T) {
+	w := newWorld(t)
+	svc := w.svc("plain", "gated")
+	svc.After, svc.Gated, svc.Notify = []string{"go"}, true, false
+	s := w.start(t, DefaultBackoff, svc)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if evs, _ := w.events(); slices.Contains(evs, "exec plain") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("never started")
+		}
+	}
+	// Ready would close at once if it counted; a while without is enough
+	// to catch it (a pass here cannot hide a later failure).
+	select {
+	case <-s.Ready():
+		t.Fatal("ready while at its gate")
+	case <-time.After(300 * time.Millisecond):
+	}
+	s.SetCondition("go")
+	waitReady(t, s)
+}

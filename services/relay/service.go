@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"gatehouse/collector"
 	"gatehouse/config"
 	"gatehouse/delivery"
@@ -148,10 +150,16 @@ func Run(ctx context.Context, o Options) error {
 	// The relay's live heap is small (a few MiB) and every message makes
 	// garbage: at Go's default the collector ran every few hundred
 	// messages and cost about 6 % of the relay's throughput. Five times
-	// the live heap between collections instead, under a soft limit that
-	// brings the default pace back should the heap ever grow large.
+	// the live heap between collections instead, under a soft limit of a
+	// quarter of the machine's memory (or the operator's GOMEMLIMIT): near
+	// it the collector runs as often as it must to stay below.
 	debug.SetGCPercent(400)
-	debug.SetMemoryLimit(256 << 20)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		var si unix.Sysinfo_t
+		if unix.Sysinfo(&si) == nil {
+			debug.SetMemoryLimit(max(int64(si.Totalram)*int64(si.Unit)/4, 256<<20))
+		}
+	}
 	s := &Service{opts: o, log: o.Log, pop: smtpd.NewPopAuth(), kick: make(chan struct{}, 1),
 		// The allow lists' host names are asked of the appliance's DNS
 		// servers, as the firewall asks them, and follow their TTLs.
