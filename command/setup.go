@@ -76,11 +76,17 @@ func setupCmd(e *Env, args []string) error {
 	} else {
 		fmt.Fprintln(e.Out, "config applied")
 	}
-	fmt.Fprintln(e.Out, "\nCommunication paths, for the network team (`paths --format md` or `csv` for a document):")
-	if err := paths.Write(e.Out, paths.Table(cfg), "text"); err != nil {
+	// The table goes out in one write: on the serial console the
+	// services' log lines would otherwise cut into its lines.
+	var table bytes.Buffer
+	fmt.Fprintln(&table, "\nCommunication paths, for the network team (`paths --format md` or `csv` for a document):")
+	if err := paths.Write(&table, paths.Table(cfg), "text"); err != nil {
 		return err
 	}
-	fmt.Fprintln(e.Out)
+	fmt.Fprintln(&table)
+	if _, err := e.Out.Write(table.Bytes()); err != nil {
+		return err
+	}
 	if within > 0 {
 		keep := yes
 		if !yes {
