@@ -28,19 +28,28 @@ type testDNS struct {
 
 func newTestDNS(t *testing.T, records ...string) *testDNS {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// UDP and TCP on the same port, for answers too long for UDP (SPF
+	// records with many terms, 2048-bit DKIM keys): the client retries
+	// there. The UDP port the kernel picks may be taken for TCP by another
+	// test: then another pair.
+	var pc net.PacketConn
+	var ln net.Listener
+	for try := 0; ; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		if try == 50 {
+			t.Fatal(err)
+		}
 	}
 	ts := &testDNS{addr: pc.LocalAddr().String(), zone: map[string][]dns.RR{},
 		servfail: map[string]bool{}, silent: map[string]bool{}, queries: map[string]int{}}
 	ts.add(t, records...)
-	// TCP on the same port, for answers too long for UDP (SPF records
-	// with many terms, 2048-bit DKIM keys): the client retries there.
-	ln, err := net.Listen("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, srv := range []*dns.Server{{PacketConn: pc}, {Listener: ln}} {
 		started := make(chan struct{})
 		srv.NotifyStartedFunc = func() { close(started) }
