@@ -287,9 +287,9 @@ type Writer struct {
 	s    *Store
 	id   string
 	path string // in tmp/: <id>, or a spare's name
-	// reused: the file is a spare of this size, written over; what is
-	// left of its old bytes past the new end is cut off before the fsync.
-	reused  bool
+	// oldSize is the size of the spare written over (0 for a new file):
+	// what is left of its bytes past the new end is cut off before the
+	// fsync.
 	oldSize int64
 	f       *os.File
 	n       int64
@@ -305,7 +305,7 @@ func (s *Store) Create() (*Writer, error) {
 		if f, err := openFile(path, unix.O_WRONLY, 0); err == nil {
 			var st unix.Stat_t
 			if err := unix.Fstat(int(f.Fd()), &st); err == nil {
-				return &Writer{s: s, id: id, path: path, f: f, reused: true, oldSize: st.Size}, nil
+				return &Writer{s: s, id: id, path: path, f: f, oldSize: st.Size}, nil
 			}
 			f.Close()
 		}
@@ -435,7 +435,7 @@ func (s *Store) CommitBatch(ws []*Writer, envs []*Envelope) error {
 		}
 		// Only when shorter: a truncate dirties the inode, which
 		// fdatasync would then write too.
-		if size := w.n + int64(len(js)+len(tr)); w.reused && size < w.oldSize {
+		if size := w.n + int64(len(js)+len(tr)); size < w.oldSize {
 			if err := w.f.Truncate(size); err != nil {
 				return fail(fmt.Errorf("queue: truncate %s: %w", w.id, err))
 			}
