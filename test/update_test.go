@@ -101,7 +101,8 @@ func buildBundles(t *testing.T, out string) map[string]int64 {
 	bundle("c", "update-c", now+1, c, image.Modules, key)
 	// Newer still, for the power cuts (the same binary as c).
 	bundle("c2", "update-c2", now+10, c, image.Modules, key)
-	bundle("c3", "update-c3", now+11, c, image.Modules, key)
+	bundle("c25", "update-c25", now+11, c, image.Modules, key)
+	bundle("c3", "update-c3", now+12, c, image.Modules, key)
 	bundle("panic", "broken-panic", now+2, goBuild("panic", "./test/brokeninit", "main.mode=panic"), image.Modules, key)
 	bundle("hang", "broken-hang", now+3, goBuild("hang", "./test/brokeninit", "main.mode=hang"), image.Modules, key)
 	// A firmware whose kernel modules do not match: no netfilter, so no
@@ -179,8 +180,9 @@ func firmwareStatus(t *testing.T, v *qemu.VM) string {
 // boot, real reboots): two good updates, each becoming the default after
 // its trial; three broken firmwares (PID 1 panics, never ready, hangs),
 // each falling back to the old slot by itself with the reason in status;
-// three bundles refused with nothing written; power cut during the write
-// and during the trial boot, each time booting a working slot.
+// three bundles refused with nothing written; power cut during the write,
+// right after it and during the trial boot, each time booting a working
+// slot.
 func TestFirmwareUpdate(t *testing.T) {
 	top := t // machines started in a subtest outlive it
 	w := newFirmwareWorld(t)
@@ -298,6 +300,20 @@ func TestFirmwareUpdate(t *testing.T) {
 		command(t, v, "update /data/bundles/c2.bundle")
 		expect(t, v, `writing the firmware to the other slot`)
 		time.Sleep(time.Duration(mrand.N(1500)) * time.Millisecond) // a random point of the write: the cut is the test
+		v.Kill()
+		v = w.start(top)
+		afterCut(t, cur, other)
+	})
+
+	// The cut at once after the write: what the kernel would write back
+	// later must not be needed to boot. On FAT a renamed file's size and
+	// first cluster reach the disk only with its own inode; this cut left
+	// an entry naming an empty initrd, and the machine at the firmware's
+	// shell, until the ESP was synced as a whole.
+	t.Run("power cut right after the write", func(t *testing.T) {
+		cur, other := running(t)
+		command(t, v, "update /data/bundles/c25.bundle")
+		expect(t, v, `firmware written to the other slot`)
 		v.Kill()
 		v = w.start(top)
 		afterCut(t, cur, other)

@@ -14,8 +14,6 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"gatehouse/safeio"
 )
 
 // ESPLabel is the FAT volume label of the appliance's EFI system partition.
@@ -173,7 +171,7 @@ func (e ESP) SetDefault(slot string) error {
 //
 //  1. the kernel and initramfs are written under names new to the slot's
 //     directory (vmlinuz-<sha256[:12]>, each to a .new name, fsynced and
-//     renamed, the directory fsynced), checked byte for byte against m;
+//     renamed, the file system synced), checked byte for byte against m;
 //  2. the loader entry is replaced the same way: this rename is the
 //     switch, and before it the old entry names the old, complete files;
 //  3. the files the new entry does not name are removed.
@@ -242,7 +240,7 @@ func (e ESP) stage(slot string, m Manifest, bundlePath string) (Entry, error) {
 			ent.Initrd = p
 		}
 	}
-	if err := safeio.SyncDir(dir); err != nil {
+	if err := syncFS(dir); err != nil {
 		return Entry{}, fmt.Errorf("update: sync %s: %w", dir, err)
 	}
 	return ent, nil
@@ -322,7 +320,7 @@ func (e ESP) prune(slot string, keep Entry) error {
 		removed = true
 	}
 	if removed {
-		if err := safeio.SyncDir(dir); err != nil {
+		if err := syncFS(dir); err != nil {
 			return fmt.Errorf("update: sync %s: %w", dir, err)
 		}
 	}
@@ -335,7 +333,7 @@ func named(p, slot, name string) bool {
 }
 
 // replaceFile replaces path with data through path.new, synced, then the
-// directory synced. (FAT's rename is not journalled; it is the nearest
+// file system synced. (FAT's rename is not journalled; it is the nearest
 // to atomic the firmware's file system offers.)
 func replaceFile(p string, data []byte) error {
 	tmp := p + ".new"
@@ -357,10 +355,29 @@ func replaceFile(p string, data []byte) error {
 		os.Remove(tmp)
 		return fmt.Errorf("update: replace %s: %w", p, err)
 	}
-	if err := safeio.SyncDir(filepath.Dir(p)); err != nil {
-		return fmt.Errorf("update: replace %s: sync directory: %w", p, err)
+	if err := syncFS(filepath.Dir(p)); err != nil {
+		return fmt.Errorf("update: replace %s: sync: %w", p, err)
 	}
 	return nil
+}
+
+// syncFS flushes the whole file system holding dir: the ESP, a partition
+// of its own. An fsync of the directory is not enough on FAT: a rename
+// writes the file's new directory entry empty, and its first cluster and
+// size reach the disk only with the file's own inode, later. A power cut
+// in between left a loader entry naming an initrd of no size, which the
+// boot loader could not find, and the machine stopped at the firmware's
+// shell (TestFirmwareUpdate, "power cut right after the write").
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = unix.Syncfs(int(d.Fd()))
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func mkdirSynced(dir string) error {
@@ -370,7 +387,7 @@ func mkdirSynced(dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return fmt.Errorf("update: %w", err)
 	}
-	if err := safeio.SyncDir(filepath.Dir(dir)); err != nil {
+	if err := syncFS(filepath.Dir(dir)); err != nil {
 		return fmt.Errorf("update: sync %s: %w", filepath.Dir(dir), err)
 	}
 	return nil
