@@ -386,9 +386,11 @@ smtp:
 	if !strings.HasPrefix(l, "TRAP v=3 ") { // snmptrapd's %s: 1 v2c, 3 v3
 		t.Errorf("the v3 trap is logged as another version: %s", l)
 	}
-	st := w.waitFor(t, "the inform acknowledged", 15*time.Second, func(st *control.Status) bool {
+	// The counters follow the sends: snmptrapd can log the last trap
+	// before the agent has counted it, so wait for the count too.
+	st := w.waitFor(t, "the inform acknowledged and three sent", 15*time.Second, func(st *control.Status) bool {
 		d, ok, _ := status.Detail[status.SNMP](st.Services, "snmp")
-		return ok && d.InformsAcked >= 1
+		return ok && d.InformsAcked >= 1 && d.TrapsSent >= 3
 	})
 	if d, _, _ := status.Detail[status.SNMP](st.Services, "snmp"); d.TrapErrors != 0 || d.TrapsSent < 3 {
 		t.Errorf("after coldStart: %d sent, %d informs acknowledged, %d errors (%s)", d.TrapsSent, d.InformsAcked, d.TrapErrors, d.LastTrapError)
