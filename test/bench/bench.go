@@ -328,3 +328,21 @@ func Loadavg() string {
 	f := strings.Fields(string(b))
 	return strings.Join(f[:min(3, len(f))], " ")
 }
+
+// SysTicks are the busy and total ticks of all CPUs, from /proc/stat's
+// first line (as the baseline scripts count them): busy over total
+// between two readings is how full the machine was.
+func SysTicks() (busy, total int64) {
+	b, _ := os.ReadFile("/proc/stat")
+	l, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(l))
+	v := func(i int) int64 {
+		if i >= len(f) {
+			return 0
+		}
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		return n
+	}
+	busy = v(1) + v(2) + v(3) + v(6) + v(7) + v(8)
+	return busy, busy + v(4) + v(5)
+}

@@ -380,6 +380,7 @@ fetch:
 	defer lf.Close()
 	gh := w.nsCommand(o.bin, "service", "smtp", "--config", cfg, "--run", run)
 	gh.Stdout, gh.Stderr = lf, lf
+	busy0, total0 := bench.SysTicks()
 	t0 := time.Now()
 	if err := gh.Start(); err != nil {
 		return 0, 0, err
@@ -435,6 +436,10 @@ fetch:
 		}
 	}
 	cpu = bench.ProcCPU(gh.Process.Pid)
+	// How full the whole machine was meanwhile (relay, Dovecot, sink),
+	// as a fraction of all its cores.
+	busy1, total1 := bench.SysTicks()
+	machine := float64(busy1-busy0) / float64(max(total1-total0, 1))
 	// Late duplicates would show up here.
 	if err := bench.Sleep(ctx, 300*time.Millisecond); err != nil {
 		return 0, 0, err
@@ -454,7 +459,7 @@ fetch:
 		time.Sleep(100 * time.Millisecond)
 	}
 	dv := bench.ChildrenCPU(dvPID) - dv0
-	fmt.Printf("rep=%d proto=%s dovecot_cpu_s=%.2f dovecot_busy_of_wall=%.2f sink_done_s=%.3f mailbox_empty_s=%.3f\n", i, proto, dv, dv/secs, sinkDone, emptied)
+	fmt.Printf("rep=%d proto=%s dovecot_cpu_s=%.2f dovecot_busy_of_wall=%.2f sink_done_s=%.3f mailbox_empty_s=%.3f machine_busy_of_cores=%.2f\n", i, proto, dv, dv/secs, sinkDone, emptied, machine)
 	return secs, cpu, nil
 }
 

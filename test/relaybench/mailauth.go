@@ -473,7 +473,7 @@ func authRep(ctx context.Context, o opts, t target, n int, msg []byte, verify bo
 	if t.cpu != nil {
 		cpu0 = t.cpu()
 	}
-	busy0, _ := sysTicks()
+	busy0, _ := bench.SysTicks()
 	t0 := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, o.timeout)
 	err = sendMany(sctx, t.localIP, t.port, o.sessions, n, msg)
@@ -509,7 +509,7 @@ func authRep(ctx context.Context, o opts, t target, n int, msg []byte, verify bo
 			return 0, 0, 0, 0, err
 		}
 	}
-	busy1, _ := sysTicks()
+	busy1, _ := bench.SysTicks()
 	busyS = float64(busy1-busy0) / bench.ClkTck
 	cpuMS = math.NaN()
 	if t.cpu != nil {

@@ -367,7 +367,7 @@ func (in *instance) rep(ctx context.Context, o opts, n, size int) (repResult, er
 	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
 	c0 := bench.SinkCount(in.sinkOut)
 	cpu0 := bench.ProcCPU(pid)
-	busy0, _ := sysTicks()
+	busy0, _ := bench.SysTicks()
 	var srcOut bytes.Buffer
 	src := exec.Command("smtp-source", "-4", "-s", strconv.Itoa(o.sessions), "-m", strconv.Itoa(n),
 		"-l", strconv.Itoa(size), "-f", from, "-t", rcpt, fmt.Sprintf("127.0.0.1:%d", o.port))
@@ -431,7 +431,7 @@ func (in *instance) rep(ctx context.Context, o opts, n, size int) (repResult, er
 		}
 	}
 	r.cpuS = bench.ProcCPU(pid) - cpu0
-	busy1, _ := sysTicks()
+	busy1, _ := bench.SysTicks()
 	r.busyS = float64(busy1-busy0) / bench.ClkTck
 	r.peakKiB = bench.ProcStatus(pid, "VmHWM")
 	// Late duplicates would show up here.
@@ -677,11 +677,11 @@ func waitListen(port int, exited <-chan struct{}) error {
 func waitIdle(ctx context.Context, limit time.Duration) (bool, error) {
 	end := time.Now().Add(limit)
 	for {
-		b0, t0 := sysTicks()
+		b0, t0 := bench.SysTicks()
 		if err := bench.Sleep(ctx, time.Second); err != nil {
 			return false, err
 		}
-		b1, t1 := sysTicks()
+		b1, t1 := bench.SysTicks()
 		if 100*(b1-b0) <= 10*(t1-t0) {
 			return true, nil
 		}
@@ -690,22 +690,6 @@ func waitIdle(ctx context.Context, limit time.Duration) (bool, error) {
 			return false, nil
 		}
 	}
-}
-
-// sysTicks are the busy and total ticks of all CPUs (as the script counts).
-func sysTicks() (busy, total int64) {
-	b, _ := os.ReadFile("/proc/stat")
-	l, _, _ := bytes.Cut(b, []byte("\n"))
-	f := strings.Fields(string(l))
-	v := func(i int) int64 {
-		if i >= len(f) {
-			return 0
-		}
-		n, _ := strconv.ParseInt(f[i], 10, 64)
-		return n
-	}
-	busy = v(1) + v(2) + v(3) + v(6) + v(7) + v(8)
-	return busy, busy + v(4) + v(5)
 }
 
 // raiseNofile makes room for the idle sessions. Setting the limit
