@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"runtime"
 	"time"
@@ -11,11 +12,11 @@ import (
 )
 
 // The floor: a server that does nothing but take a datagram and send back
-// a prepared answer with the query's id, on a thread blocked in
-// recvfrom(2), as the resolver's fast path does. Its latency is the machine's own for one UDP round trip
-// through the loopback and two wake-ups; no resolver can answer faster.
-// It runs as this program started again with floorArg, so it is a process
-// of its own as the two resolvers are.
+// a prepared answer with the query's id, from a blocking recvfrom(2) as
+// the resolver's fast path does. Its latency is the machine's own for one
+// UDP round trip through the loopback and two wake-ups. It runs as this
+// program started again with floorArg, so it is a process of its own as
+// the two resolvers are.
 const floorArg = "udp-floor"
 
 func serveFloor(addr string) error {
@@ -36,12 +37,11 @@ func serveFloor(addr string) error {
 	if err != nil {
 		return err
 	}
-	sa := &unix.SockaddrInet4{Port: 53}
-	copy(sa.Addr[:], []byte{127, 0, 0, 4})
-	if addr != "127.0.0.4:53" {
-		return fmt.Errorf("floor: only 127.0.0.4:53, not %s", addr)
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		return fmt.Errorf("floor: %q is not an IPv4 address and port", addr)
 	}
-	if err := unix.Bind(fd, sa); err != nil {
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
 		return fmt.Errorf("floor: bind %s: %w", addr, err)
 	}
 	buf := make([]byte, 65535)

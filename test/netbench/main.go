@@ -198,8 +198,8 @@ func benchDNS(dir, ns, bin string, n int) error {
 	for run := 1; run <= 5; run++ {
 		// Who goes first rotates too: the first meets the machine as the
 		// last left it.
-		order := []string{ghAddr, dmAddr, floorAddr}
-		order = append(order[(run-1)%3:], order[:(run-1)%3]...)
+		servers, k := []string{ghAddr, dmAddr, floorAddr}, (run-1)%3
+		order := slices.Concat(servers[k:], servers[:k])
 		lat := map[string][]time.Duration{}
 		for _, server := range order {
 			l, err := measure(server)
